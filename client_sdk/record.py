@@ -1,0 +1,49 @@
+"""The normalised record: what readers and normalise/ hand to quality.py and tokenise.py.
+
+Every identifier is canonical (upper-case ASCII, no titles or punctuation noise) or
+``None`` when missing, invalid or a placeholder. ``None`` is never tokenised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["NormalisedRecord", "Sex"]
+
+Sex = Literal["M", "F"]
+
+
+@dataclass(frozen=True, slots=True)
+class NormalisedRecord:
+    """One source row after normalisation and validation.
+
+    Attributes:
+        line: line number (CSV, 1 = header) or NDJSON line / Bundle entry position.
+        local_id: the local record id; never leaves the organisation.
+        nhs_number: 10 digits that pass the modulus-11 check.
+        given_name: first given name, e.g. ``"WILLIAM"``.
+        given_name_key: nickname-table key of the first given name, e.g. ``"WILLIAM"`` for BILL.
+        middle_names: other given names, space-separated.
+        family_name: e.g. ``"OBRIEN"``, ``"SMITH JONES"`` (one canonical form).
+        date_of_birth: ISO ``YYYY-MM-DD``.
+        sex: ``"M"`` or ``"F"`` (unknown and indeterminate codes are missing).
+        postcode: canonical UK form ``"BA1 1AA"`` (or the country's canonical form).
+        address_line: first address line, canonical.
+        other_id: another identifier the mapping names, canonical.
+        payload: released columns, as text, in the mapping's order.
+    """
+
+    line: int
+    local_id: str
+    nhs_number: str | None = None
+    given_name: str | None = None
+    given_name_key: str | None = None
+    middle_names: str | None = None
+    family_name: str | None = None
+    date_of_birth: str | None = None
+    sex: Sex | None = None
+    postcode: str | None = None
+    address_line: str | None = None
+    other_id: str | None = None
+    payload: tuple[str | None, ...] = ()
