@@ -1,0 +1,25 @@
+"""``tessera-sdk``: what an organisation's IT (or a researcher) runs.
+
+Each command lives in a ``cli_*`` module beside this one and is registered here.
+"""
+
+from __future__ import annotations
+
+import click
+
+from keys.cliutil import main_wrapper
+
+__all__ = ["cli", "main"]
+
+
+@click.group(
+    help="Tessera client SDK: prepare, check, tokenise and upload an organisation's extract.\n\n"
+    "Secrets come from the environment (TESSERA_SDK_PASSPHRASE, TESSERA_SDK_TOKEN) or a "
+    "prompt, never from the command line. Add --debug to any command for a traceback."
+)
+@click.version_option(package_name="tessera")
+def cli() -> None:
+    """Root command group."""
+
+
+main = main_wrapper(cli, "tessera-sdk")

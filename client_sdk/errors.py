@@ -1,0 +1,49 @@
+"""Errors of the client SDK: the ``SdkError`` branch of the tree in keys/errors.py.
+
+::
+
+    SdkError
+    ├── InputError (ValueError)        an input file that cannot be read as mapped
+    ├── MappingError (ValueError)      a mapping that does not validate (every problem at once)
+    ├── OrgStoreError                  the organisation directory is missing or not initialised
+    └── BrokerCallError                the broker refused or could not be reached
+"""
+
+from __future__ import annotations
+
+from keys.errors import SdkError
+
+__all__ = ["BrokerCallError", "InputError", "MappingError", "OrgStoreError"]
+
+
+class InputError(SdkError, ValueError):
+    """An input file that cannot be read as the mapping says."""
+
+    exit_code = 11
+
+
+class MappingError(SdkError, ValueError):
+    """A mapping file that does not validate; lists every problem at once."""
+
+    exit_code = 12
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{source}: invalid mapping: " + "; ".join(problems))
+
+
+class OrgStoreError(SdkError):
+    """The organisation directory is missing, not initialised, or lacks a key."""
+
+    exit_code = 13
+
+
+class BrokerCallError(SdkError):
+    """The broker refused a call (its machine code is kept) or could not be reached."""
+
+    exit_code = 14
+
+    def __init__(self, message: str, *, code: str = "unreachable", status: int = 0) -> None:
+        self.code = code
+        self.status = status
+        super().__init__(message)
