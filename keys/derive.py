@@ -46,6 +46,7 @@ __all__ = [
     "TokenDeriver",
     "derive_pseudonym",
     "digest_credential",
+    "encode_value",
     "fingerprint_key",
 ]
 
@@ -72,6 +73,15 @@ def _field(value: bytes) -> bytes:
     if len(value) > 0xFFFF:
         raise ValueError("field longer than 65535 bytes")
     return len(value).to_bytes(2, "big") + value
+
+
+def encode_value(value: str) -> bytes:
+    """One value as the token recipe writes it: 2-byte big-endian length, then UTF-8.
+
+    Callers that see the same value many times may cache this; :meth:`TokenDeriver.derive`
+    and :meth:`TokenDeriver.derive_encoded` give the same token.
+    """
+    return _field(value.encode())
 
 
 def _keyed(key: bytes, label: bytes) -> hmac.HMAC:
@@ -116,9 +126,33 @@ class TokenDeriver:
 
     def derive(self, key_index: int, values: Sequence[str]) -> Token:
         """Token of match key ``key_index`` over canonical ``values`` (never empty ones)."""
+        return self.derive_encoded(key_index, b"".join([encode_value(v) for v in values]))
+
+    def derive_encoded(self, key_index: int, encoded: bytes) -> Token:
+        """Token of match key ``key_index`` over values already joined by :func:`encode_value`.
+
+        The hot path of tokenisation: the same recipe as :meth:`derive`, without re-encoding
+        values the caller has cached.
+        """
         ctx = self._per_key[key_index].copy()
-        ctx.update(b"".join(_field(v.encode()) for v in values))
+        ctx.update(encoded)
         return Token(ctx.finalize()[:TOKEN_BYTES])
+
+    def derive_all(self, encoded: Sequence[bytes | None]) -> tuple[Token | None, ...]:
+        """One token per match key from each key's encoded values, ``None`` where ``None``.
+
+        ``encoded[k]`` is match key ``k``'s values joined by :func:`encode_value`; the
+        batched form of :meth:`derive_encoded`, for the hot path.
+        """
+        out: list[Token | None] = []
+        for base, data in zip(self._per_key, encoded, strict=True):
+            if data is None:
+                out.append(None)
+            else:
+                ctx = base.copy()
+                ctx.update(data)
+                out.append(Token(ctx.finalize()[:TOKEN_BYTES]))
+        return tuple(out)
 
 
 class ReferenceDeriver:

@@ -1,0 +1,121 @@
+"""Match-key transforms: pure functions from one canonical value to a coarser one.
+
+Each takes a canonical value (see :class:`client_sdk.record.NormalisedRecord`) and returns
+the transformed value, or ``None`` when nothing is left to tokenise (``None`` is never
+tokenised). The exact outputs are part of the token format (docs/token-format.md):
+
+===========  ===============================  ==================================
+transform    applies to                       output
+===========  ===============================  ==================================
+initial      names                            first letter: ``"WILLIAM"`` → ``"W"``
+soundex      names                            American Soundex of the letters
+                                              (spaces removed): ``"R163"``
+nysiis       names                            NYSIIS code, spaces removed, full
+                                              length: ``"JANSAN"``
+metaphone    names                            Metaphone code, spaces removed
+year         date_of_birth                    ``"1984"``
+swap         date_of_birth                    day and month as an unordered pair:
+                                              the smaller first, so ``1984-07-03``
+                                              and ``1984-03-07`` give ``"1984-03-07"``
+district     postcode (UK canonical)          outward code: ``"BA1"``
+sector       postcode (UK canonical)          outward code, space, first inward
+                                              character: ``"BA1 1"``
+===========  ===============================  ==================================
+
+Phonetic codes come from ``jellyfish`` and are cached: names repeat, so most calls are a
+dictionary hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+import jellyfish
+
+__all__ = [
+    "TRANSFORM_FUNCTIONS",
+    "day_month_unordered",
+    "initial",
+    "metaphone",
+    "nysiis",
+    "postcode_district",
+    "postcode_sector",
+    "soundex",
+    "year",
+]
+
+_CACHE = 1 << 16
+
+
+def _letters(name: str) -> str:
+    return "".join(ch for ch in name if "A" <= ch <= "Z")
+
+
+def initial(name: str) -> str | None:
+    """First letter of a canonical name."""
+    for ch in name:
+        if "A" <= ch <= "Z":
+            return ch
+    return None
+
+
+@lru_cache(maxsize=_CACHE)
+def soundex(name: str) -> str | None:
+    """American Soundex (4 characters) of a canonical name's letters."""
+    letters = _letters(name)
+    return str(jellyfish.soundex(letters)) if letters else None
+
+
+@lru_cache(maxsize=_CACHE)
+def nysiis(name: str) -> str | None:
+    """NYSIIS code (not truncated) of a canonical name's letters."""
+    letters = _letters(name)
+    return (str(jellyfish.nysiis(letters)) or None) if letters else None
+
+
+@lru_cache(maxsize=_CACHE)
+def metaphone(name: str) -> str | None:
+    """Metaphone code of a canonical name's letters."""
+    letters = _letters(name)
+    return (str(jellyfish.metaphone(letters)) or None) if letters else None
+
+
+def year(date: str) -> str | None:
+    """Year of an ISO date."""
+    return date[:4] if len(date) == 10 else None
+
+
+def day_month_unordered(date: str) -> str | None:
+    """An ISO date with day and month ordered smaller first, so a swap gives the same value."""
+    if len(date) != 10:
+        return None
+    month, day = date[5:7], date[8:10]
+    if day < month:
+        return f"{date[:4]}-{day}-{month}"
+    return date
+
+
+def postcode_district(postcode: str) -> str | None:
+    """Outward code of a canonical UK postcode (``"BA1 1AA"`` → ``"BA1"``)."""
+    outward, space, _ = postcode.partition(" ")
+    return outward if space and outward else None
+
+
+def postcode_sector(postcode: str) -> str | None:
+    """Sector of a canonical UK postcode (``"BA1 1AA"`` → ``"BA1 1"``)."""
+    outward, space, inward = postcode.partition(" ")
+    return f"{outward} {inward[0]}" if space and outward and inward else None
+
+
+TRANSFORM_FUNCTIONS: dict[str, Callable[[str], str | None]] = {
+    "initial": initial,
+    "soundex": soundex,
+    "nysiis": nysiis,
+    "metaphone": metaphone,
+    "year": year,
+    "swap": day_month_unordered,
+    "district": postcode_district,
+    "sector": postcode_sector,
+}
+"""Transform name in a linkage spec → function."""

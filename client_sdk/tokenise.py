@@ -1,0 +1,304 @@
+"""Normalised records → token chunks: the last step before anything leaves the organisation.
+
+For each record, one token per match key of the linkage spec whose fields are *all*
+present (a missing, invalid or placeholder value is ``None`` after normalisation, and a
+key with a ``None`` field, or a field a transform empties, gets no token), plus an opaque
+reference to the local record id and the mapping's payload columns. Tokens come from
+:class:`keys.derive.TokenDeriver` and references from :class:`keys.derive.ReferenceDeriver`;
+this module picks no algorithm or label. The exact recipe is in docs/token-format.md.
+
+Work is done in blocks of rows (one block = one chunk of the batch), so ``workers > 1``
+spreads blocks over processes: each worker derives the tokens and references of a block
+and encodes its chunk, and the parent writes chunks in input order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import operator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from multiprocessing.pool import AsyncResult, Pool
+from typing import Any
+
+from client_sdk.normalise.transforms import TRANSFORM_FUNCTIONS
+from client_sdk.record import NormalisedRecord
+from keys.batch import TokenChunk, encode_chunk
+from keys.derive import (
+    DomainKey,
+    RecordRef,
+    ReferenceDeriver,
+    Token,
+    TokenDeriver,
+    encode_value,
+)
+from keys.spec import LinkageSpec
+
+__all__ = [
+    "CHUNK_RECORDS",
+    "EncodedChunk",
+    "TokeniseParams",
+    "Tokeniser",
+    "tokenise_records",
+]
+
+CHUNK_RECORDS = 20_000
+"""Records per chunk (and per block of work handed to a worker)."""
+
+_UNIQUE_FIELDS = frozenset({"nhs_number", "other_id", "address_line"})
+_CACHE_SIZE = 1 << 17
+
+# A row as the workers see it: (local id, payload, value of each field the spec uses...).
+_Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TokeniseParams:
+    """Everything a tokeniser needs; picklable, so workers are built from it.
+
+    Attributes:
+        spec: the domain's linkage spec.
+        domain_key: the domain key version (secret).
+        domain: linkage domain name.
+        key_version: key version label, e.g. ``"v1"``.
+        reference_secret: the organisation's reference secret (secret).
+        dataset: dataset name; references are separated per dataset.
+        payload_columns: names of the payload columns, in the records' order.
+    """
+
+    spec: LinkageSpec
+    domain_key: DomainKey = field(repr=False)
+    domain: str
+    key_version: str
+    reference_secret: bytes = field(repr=False)
+    dataset: str
+    payload_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedChunk:
+    """One chunk, encoded, with what the caller keeps locally.
+
+    Attributes:
+        data: the chunk's bytes (``keys.batch`` format).
+        refs: the records' references, in order.
+        local_ids: the records' local ids, in order (never leave the organisation).
+        token_counts: tokens emitted per match key, in spec order.
+    """
+
+    data: bytes
+    refs: list[RecordRef]
+    local_ids: list[str]
+    token_counts: list[int]
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+
+class Tokeniser:
+    """Derives the tokens and references of records under one spec, domain key and dataset."""
+
+    __slots__ = (
+        "_deriver",
+        "_encoders",
+        "_getter",
+        "_parts",
+        "_refs",
+        "_values",
+        "key_names",
+        "params",
+    )
+
+    def __init__(self, params: TokeniseParams) -> None:
+        spec = params.spec
+        self.params = params
+        self.key_names = tuple(spec.key_names)
+        self._deriver = TokenDeriver(
+            params.domain_key,
+            domain=params.domain,
+            version=params.key_version,
+            spec_hash=spec.content_hash,
+            key_names=self.key_names,
+        )
+        self._refs = ReferenceDeriver(params.reference_secret, dataset=params.dataset)
+        used: list[str] = []
+        for key in spec.match_keys:
+            for f in key.fields:
+                if f.field not in used:
+                    used.append(f.field)
+        self._getter: Callable[[NormalisedRecord], _Row] = operator.attrgetter(
+            "local_id", "payload", *used
+        )
+        # Each distinct (field, transform) is encoded once per record, and cached across
+        # records (names, dates and postcodes repeat); NHS numbers and other ids do not.
+        steps: list[tuple[str, str | None]] = []
+        for key in spec.match_keys:
+            for f in key.fields:
+                if (f.field, f.transform) not in steps:
+                    steps.append((f.field, f.transform))
+        self._values = operator.itemgetter(*(2 + used.index(name) for name, _ in steps))
+        self._encoders = tuple(
+            _encoder(transform, cached=name not in _UNIQUE_FIELDS) for name, transform in steps
+        )
+        self._parts = tuple(
+            _tuple_getter([steps.index((f.field, f.transform)) for f in key.fields])
+            for key in spec.match_keys
+        )
+
+    def row(self, record: NormalisedRecord) -> _Row:
+        """The compact row a worker needs: local id, payload, then the fields the spec uses."""
+        return self._getter(record)
+
+    def key_values_of_row(self, row: _Row) -> list[bytes | None]:
+        """Each match key's encoded values (the HMAC input after the key's prefix), or ``None``.
+
+        Never leaves the process: the linter counts these, :meth:`tokens_of_row` keys them.
+        """
+        values = self._values(row)
+        if len(self._encoders) == 1:
+            values = (values,)
+        encoded = [
+            encode(value) if value else None
+            for encode, value in zip(self._encoders, values, strict=True)
+        ]
+        joined: list[bytes | None] = []
+        for parts in self._parts:
+            chosen = parts(encoded)
+            joined.append(None if None in chosen else b"".join(chosen))  # type: ignore[arg-type]
+        return joined
+
+    def tokens_of_row(self, row: _Row) -> tuple[Token | None, ...]:
+        """One token (or ``None``) per match key, strongest first."""
+        return self._deriver.derive_all(self.key_values_of_row(row))
+
+    def tokens(self, record: NormalisedRecord) -> tuple[Token | None, ...]:
+        """One token (or ``None``) per match key of ``record``, strongest first."""
+        return self.tokens_of_row(self.row(record))
+
+    def reference(self, local_id: str) -> RecordRef:
+        """The opaque reference of a local record id."""
+        return self._refs.derive(local_id)
+
+    def chunk_of_rows(self, rows: Sequence[_Row]) -> TokenChunk:
+        """A token chunk of ``rows`` (as :meth:`row` makes them)."""
+        derive_ref = self._refs.derive
+        tokens_of_row = self.tokens_of_row
+        return TokenChunk(
+            key_names=self.key_names,
+            payload_columns=self.params.payload_columns,
+            refs=[derive_ref(r[0]) for r in rows],
+            tokens=[tokens_of_row(r) for r in rows],
+            payload=[tuple(r[1]) for r in rows]
+            if self.params.payload_columns
+            else [()] * len(rows),
+        )
+
+    def encode_rows(self, rows: Sequence[_Row]) -> EncodedChunk:
+        """Tokenise and encode one block of rows."""
+        chunk = self.chunk_of_rows(rows)
+        counts = [0] * len(self.key_names)
+        for token_row in chunk.tokens:
+            for k, token in enumerate(token_row):
+                if token is not None:
+                    counts[k] += 1
+        return EncodedChunk(
+            data=encode_chunk(chunk),
+            refs=chunk.refs,
+            local_ids=[str(r[0]) for r in rows],
+            token_counts=counts,
+        )
+
+
+def _encoder(transform: str | None, *, cached: bool) -> Callable[[str], bytes | None]:
+    """Value → its encoded field (after the transform), or ``None`` if nothing is left."""
+    function = None if transform is None else TRANSFORM_FUNCTIONS[transform]
+
+    def encode(value: str) -> bytes | None:
+        if function is not None:
+            transformed = function(value)
+            if not transformed:
+                return None
+            value = transformed
+        return encode_value(value)
+
+    return lru_cache(maxsize=_CACHE_SIZE)(encode) if cached else encode
+
+
+def _tuple_getter(indices: list[int]) -> Callable[[list[bytes | None]], tuple[bytes | None, ...]]:
+    """``itemgetter`` that returns a tuple even for one index."""
+    if len(indices) == 1:
+        (only,) = indices
+        return lambda items: (items[only],)
+    return operator.itemgetter(*indices)
+
+
+_WORKER: Tokeniser | None = None
+
+
+def _init_worker(params: TokeniseParams) -> None:
+    global _WORKER
+    _WORKER = Tokeniser(params)
+
+
+def _work(rows: list[_Row]) -> EncodedChunk:
+    assert _WORKER is not None, "worker not initialised"
+    return _WORKER.encode_rows(rows)
+
+
+def _blocks(
+    records: Iterable[NormalisedRecord], row: Callable[[NormalisedRecord], _Row], size: int
+) -> Iterator[list[_Row]]:
+    block: list[_Row] = []
+    for record in records:
+        block.append(row(record))
+        if len(block) >= size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def tokenise_records(
+    records: Iterable[NormalisedRecord],
+    params: TokeniseParams,
+    *,
+    chunk_records: int = CHUNK_RECORDS,
+    workers: int = 1,
+) -> Iterator[EncodedChunk]:
+    """Tokenise a stream of records into encoded chunks, in input order.
+
+    Memory stays flat: at most ``2 × workers`` blocks are in flight.
+
+    Args:
+        records: normalised records, e.g. from ``client_sdk.pipeline.iter_records``.
+        params: spec, keys, domain and dataset.
+        chunk_records: records per chunk.
+        workers: processes to derive tokens in; 1 works in this process.
+
+    Yields:
+        One :class:`EncodedChunk` per block of ``chunk_records`` records.
+    """
+    if chunk_records < 1:
+        raise ValueError("chunk_records must be at least 1")
+    tokeniser = Tokeniser(params)
+    blocks = _blocks(records, tokeniser.row, chunk_records)
+    if workers <= 1:
+        for block in blocks:
+            yield tokeniser.encode_rows(block)
+        return
+    context = multiprocessing.get_context("forkserver")
+    pool: Pool = context.Pool(workers, initializer=_init_worker, initargs=(params,))
+    try:
+        pending: deque[AsyncResult[EncodedChunk]] = deque()
+        for block in blocks:
+            pending.append(pool.apply_async(_work, (block,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()

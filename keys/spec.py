@@ -1,0 +1,297 @@
+"""Linkage specs: the ordered cascade of match keys a linkage domain agrees on.
+
+A spec is TOML::
+
+    name = "uk-health"
+    description = "..."
+
+    [[match_keys]]
+    name = "nhs_dob"
+    fields = ["nhs_number", "date_of_birth"]
+
+    [[match_keys]]
+    name = "nhs_family_initial"
+    fields = ["nhs_number", "family_name:nysiis", { field = "given_name", transform = "initial" }]
+
+Each field is a canonical identifier of the normalised record, optionally followed by one
+transform (``field:transform`` or a table). Match keys are listed strongest first: the
+broker prefers the earliest key when two disagree.
+
+The *content hash* identifies a spec: SHA-256 over the canonical JSON of the match keys
+(names, fields and transforms, in order). The name and description are labels and do not
+change it, so renaming a spec does not invalidate a domain's tokens; any change to a key
+does, and the broker refuses a batch tokenised under another spec than its dataset's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from keys.batch import MAX_KEYS
+from keys.errors import SpecError
+
+__all__ = [
+    "DEFAULT_SPEC_NAME",
+    "FIELD_NAMES",
+    "TRANSFORMS",
+    "FieldName",
+    "KeyField",
+    "LinkageSpec",
+    "MatchKey",
+    "TransformName",
+    "default_spec",
+    "load_spec",
+    "parse_spec",
+]
+
+DEFAULT_SPEC_NAME = "uk-health"
+
+FieldName = Literal[
+    "nhs_number",
+    "given_name",
+    "given_name_key",
+    "middle_names",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "postcode",
+    "address_line",
+    "other_id",
+]
+FIELD_NAMES: tuple[str, ...] = FieldName.__args__  # type: ignore[attr-defined]
+
+TransformName = Literal[
+    "initial", "soundex", "nysiis", "metaphone", "year", "swap", "district", "sector"
+]
+TRANSFORMS: tuple[str, ...] = TransformName.__args__  # type: ignore[attr-defined]
+
+# Which transforms make sense on which fields: anything else is a spec error.
+_NAME_FIELDS = frozenset({"given_name", "given_name_key", "middle_names", "family_name"})
+_ALLOWED: dict[str, frozenset[str]] = {
+    "initial": _NAME_FIELDS,
+    "soundex": _NAME_FIELDS,
+    "nysiis": _NAME_FIELDS,
+    "metaphone": _NAME_FIELDS,
+    "year": frozenset({"date_of_birth"}),
+    "swap": frozenset({"date_of_birth"}),
+    "district": frozenset({"postcode"}),
+    "sector": frozenset({"postcode"}),
+}
+_KEY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+class KeyField(BaseModel):
+    """One field of a match key, with at most one transform."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field: FieldName
+    transform: TransformName | None = None
+
+    def label(self) -> str:
+        """``field`` or ``field:transform``, as a spec file writes it."""
+        return self.field if self.transform is None else f"{self.field}:{self.transform}"
+
+
+class MatchKey(BaseModel):
+    """A named list of fields: one token per record when every field is present."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    fields: tuple[KeyField, ...]
+    description: str = ""
+
+
+class LinkageSpec(BaseModel):
+    """An ordered cascade of match keys, strongest first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    match_keys: tuple[MatchKey, ...]
+
+    @property
+    def key_names(self) -> list[str]:
+        """Match key names, strongest first."""
+        return [k.name for k in self.match_keys]
+
+    def canonical(self) -> dict[str, Any]:
+        """The content that the hash covers: match keys, fields and transforms, in order."""
+        return {
+            "format": 1,
+            "match_keys": [
+                {
+                    "name": k.name,
+                    "fields": [{"field": f.field, "transform": f.transform} for f in k.fields],
+                }
+                for k in self.match_keys
+            ],
+        }
+
+    @property
+    def content_hash(self) -> str:
+        """``sha256:`` and the hex SHA-256 of the canonical JSON (sorted keys, no spaces)."""
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+    def to_toml(self) -> str:
+        """The spec written back as TOML (labels included)."""
+        lines = [f"name = {json.dumps(self.name)}"]
+        if self.description:
+            lines.append(f"description = {json.dumps(self.description)}")
+        for key in self.match_keys:
+            lines += ["", "[[match_keys]]", f"name = {json.dumps(key.name)}"]
+            fields = ", ".join(json.dumps(f.label()) for f in key.fields)
+            lines.append(f"fields = [{fields}]")
+            if key.description:
+                lines.append(f"description = {json.dumps(key.description)}")
+        return "\n".join(lines) + "\n"
+
+
+def _parse_field(raw: Any, where: str, problems: list[str]) -> KeyField | None:
+    if isinstance(raw, str):
+        field, _, transform = raw.partition(":")
+        data: dict[str, Any] = {"field": field.strip()}
+        if transform:
+            data["transform"] = transform.strip()
+    elif isinstance(raw, dict):
+        data = raw
+    else:
+        problems.append(f"{where}: a field is a string 'field[:transform]' or a table")
+        return None
+    unknown = set(data) - {"field", "transform"}
+    if unknown:
+        problems.append(f"{where}: unknown entries {sorted(unknown)}")
+    field_name = data.get("field")
+    transform_name = data.get("transform")
+    ok = True
+    if field_name not in FIELD_NAMES:
+        problems.append(f"{where}: unknown field {field_name!r} (one of {', '.join(FIELD_NAMES)})")
+        ok = False
+    if transform_name is not None and transform_name not in TRANSFORMS:
+        problems.append(
+            f"{where}: unknown transform {transform_name!r} (one of {', '.join(TRANSFORMS)})"
+        )
+        ok = False
+    if ok and transform_name is not None and field_name not in _ALLOWED[transform_name]:
+        problems.append(f"{where}: transform {transform_name!r} does not apply to {field_name!r}")
+        ok = False
+    if not ok or unknown:
+        return None
+    return KeyField(field=field_name, transform=transform_name)
+
+
+def parse_spec(data: dict[str, Any], *, source: str = "<spec>") -> LinkageSpec:
+    """Validate a spec from its TOML table, collecting every problem before raising.
+
+    Raises:
+        SpecError: listing every problem found, by match key position and name.
+    """
+    problems: list[str] = []
+    unknown = set(data) - {"name", "description", "match_keys"}
+    if unknown:
+        problems.append(f"unknown top-level entries {sorted(unknown)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.append("'name' is required (a non-empty string)")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        problems.append("'description' must be a string")
+    raw_keys = data.get("match_keys")
+    keys: list[MatchKey] = []
+    if not isinstance(raw_keys, list) or not raw_keys:
+        problems.append("at least one [[match_keys]] table is required")
+        raw_keys = []
+    if len(raw_keys) > MAX_KEYS:
+        problems.append(f"at most {MAX_KEYS} match keys (found {len(raw_keys)})")
+    seen_names: set[str] = set()
+    seen_fields: dict[tuple[KeyField, ...], str] = {}
+    for i, raw in enumerate(raw_keys, start=1):
+        where = f"match key {i}"
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        key_name = raw.get("name")
+        if not isinstance(key_name, str) or not _KEY_NAME.match(key_name):
+            problems.append(
+                f"{where}: 'name' must be lower-case letters, digits and _ "
+                "(starting with a letter, at most 48)"
+            )
+            key_name = None
+        else:
+            where = f"match key {i} ({key_name})"
+            if key_name in seen_names:
+                problems.append(f"{where}: duplicate name")
+            seen_names.add(key_name)
+        extra = set(raw) - {"name", "fields", "description"}
+        if extra:
+            problems.append(f"{where}: unknown entries {sorted(extra)}")
+        raw_fields = raw.get("fields")
+        if not isinstance(raw_fields, list) or not raw_fields:
+            problems.append(f"{where}: 'fields' must be a non-empty list")
+            continue
+        fields: list[KeyField] = []
+        for j, raw_field in enumerate(raw_fields, start=1):
+            parsed = _parse_field(raw_field, f"{where} field {j}", problems)
+            if parsed is not None:
+                fields.append(parsed)
+        if len(fields) != len(raw_fields):
+            continue
+        if len(set(fields)) != len(fields):
+            problems.append(f"{where}: a field is listed twice")
+        key_description = raw.get("description", "")
+        if not isinstance(key_description, str):
+            problems.append(f"{where}: 'description' must be a string")
+            key_description = ""
+        canon = tuple(fields)
+        if canon in seen_fields:
+            problems.append(f"{where}: same fields as {seen_fields[canon]}")
+        if key_name is not None:
+            seen_fields[canon] = key_name
+            keys.append(MatchKey(name=key_name, fields=canon, description=key_description))
+    if problems:
+        raise SpecError(source, problems)
+    try:
+        return LinkageSpec(name=str(name), description=str(description), match_keys=tuple(keys))
+    except ValidationError as exc:  # pragma: no cover - the checks above are complete
+        raise SpecError(source, [str(e["msg"]) for e in exc.errors()]) from exc
+
+
+def load_spec(path: Path) -> LinkageSpec:
+    """Read and validate a spec TOML file.
+
+    Raises:
+        SpecError: the file cannot be read, is not TOML, or does not validate.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), [f"cannot read the file ({type(exc).__name__})"]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(str(path), [f"not valid TOML: {exc}"]) from exc
+    return parse_spec(data, source=str(path))
+
+
+def default_spec(name: str = DEFAULT_SPEC_NAME) -> LinkageSpec:
+    """A spec shipped with Tessera (``keys/specs/NAME.toml``); the UK health spec by default.
+
+    Raises:
+        SpecError: no shipped spec has that name.
+    """
+    ref = resources.files("keys").joinpath("specs", f"{name}.toml")
+    if not re.fullmatch(r"[a-z0-9-]+", name) or not ref.is_file():
+        raise SpecError(name, ["no shipped spec of that name"])
+    data = tomllib.loads(ref.read_text(encoding="utf-8"))
+    return parse_spec(data, source=f"shipped spec {name}")
