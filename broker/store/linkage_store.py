@@ -1,0 +1,729 @@
+"""All Redis access of the linkage: token index, records, persons, conflicts and counters.
+
+The layout is docs/keyspace.md ("Linkage"). Every key of one linkage scope shares the
+hash tag ``{scope}``, so one Lua script reads a chunk's neighbourhood in one call and
+another commits the chunk's changes atomically (a Lua script runs whole or not at all,
+and the AOF records its effects as one MULTI/EXEC block). Internally records and persons
+are small integers (``rid``, ``pid``); buckets are small hashes that Redis keeps as
+listpacks, so a field costs tens of bytes where a plain key costs about a hundred.
+
+Binary formats (all integers big-endian):
+
+* index token: ``k`` (1 byte, match key index) + the first 10 bytes of the stored token;
+* holders (value in the token index): ``(rid u32, dsn u16)`` per record holding the token;
+* record: ``dsn u16 | pid u32 | bseq u32 | link_key u8 | ref 16 | n u8 | mask u32 |``
+  then 10 bytes per present token;
+* person: ``(rid u32, dsn u16)`` per member, in the order they joined;
+* conflicts: ``(kind u8, strong key u8, weak key u8, other rid u32)`` per conflict.
+
+This module knows formats and Redis; it decides nothing (broker/linkage.py does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NewType, cast
+
+import redis
+
+from broker.store import keyspace
+from keys.derive import RecordRef
+from keys.errors import BrokerError
+
+__all__ = [
+    "BUCKET_BITS",
+    "CONFLICT_KINDS",
+    "INDEX_TOKEN_BYTES",
+    "NO_KEY",
+    "ConflictEntry",
+    "DatasetEntry",
+    "Fetched",
+    "LinkageBusyError",
+    "LinkageStore",
+    "LinkedRecord",
+    "PersonId",
+    "StoredRecord",
+    "WriteSet",
+    "decode_conflicts",
+    "decode_members",
+    "encode_conflicts",
+    "encode_members",
+]
+
+logger = logging.getLogger(__name__)
+
+PersonId = NewType("PersonId", int)
+"""A person: a stable small integer, never reused for another person."""
+
+BUCKET_BITS = 16
+"""Token and reference index buckets: the first 16 bits of the token or reference."""
+INDEX_TOKEN_BYTES = 10
+"""Bytes of a stored token the index keeps (80 bits: 16 in the bucket, 64 in the field)."""
+NO_KEY = 255
+"""``link_key`` of a record that started its person rather than joining one."""
+CONFLICT_KINDS: tuple[str, ...] = ("key", "twin", "merge")
+"""Conflict kinds by code: a weaker key reached another person; the twin guard refused a
+candidate; the strongest key reached persons that could not be merged."""
+
+_LISTPACK_TUNING = {"hash-max-listpack-entries": 512, "hash-max-listpack-value": 256}
+_REC = struct.Struct(">HIIB16sBI")
+_HOLDER = struct.Struct(">IH")
+_CONFLICT = struct.Struct(">BBBI")
+_U32 = struct.Struct(">I")
+_LEN = struct.Struct(">II")
+_SCAN_STEP = 128
+_LOCK_MS = 120_000
+
+_LUA_READ = r"""
+local base = ARGV[1]
+local shift = tonumber(ARGV[2])
+local tq, rq, ridq, pidq = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local chase = tonumber(ARGV[7])
+local out_t, out_r, out_b, out_p = {}, {}, {}, {}
+local seen_r, order_r = {}, {}
+local function want(r)
+  if r > 0 and not seen_r[r] then seen_r[r] = true; order_r[#order_r + 1] = r end
+end
+for i = 1, #tq, 11 do
+  local b = bit.rshift(string.byte(tq, i + 1) * 256 + string.byte(tq, i + 2), shift)
+  local f = string.sub(tq, i, i) .. string.sub(tq, i + 3, i + 10)
+  local v = redis.call('HGET', base .. 't:' .. b, f)
+  if not v then v = '' end
+  out_t[#out_t + 1] = struct.pack('>I4', #v) .. v
+  if #v > 0 and #v <= chase * 6 then
+    for j = 1, #v, 6 do want((struct.unpack('>I4', v, j))) end
+  end
+end
+for i = 1, #rq, 18 do
+  local b = bit.rshift(string.byte(rq, i + 2) * 256 + string.byte(rq, i + 3), shift)
+  local f = string.sub(rq, i, i + 1) .. string.sub(rq, i + 4, i + 11)
+  local v = redis.call('HGET', base .. 'r:' .. b, f)
+  if v then
+    local rid = struct.unpack('>I4', v)
+    out_r[#out_r + 1] = v
+    want(rid)
+  else
+    out_r[#out_r + 1] = '\0\0\0\0'
+  end
+end
+for i = 1, #ridq, 4 do want((struct.unpack('>I4', ridq, i))) end
+local seen_p, order_p = {}, {}
+for _, rid in ipairs(order_r) do
+  local v = redis.call('HGET', base .. 'R:' .. math.floor(rid / 128), rid % 128)
+  if v then
+    out_b[#out_b + 1] = struct.pack('>I4I4', rid, #v) .. v
+    local pid = struct.unpack('>I4', v, 3)
+    if pid > 0 and not seen_p[pid] then seen_p[pid] = true; order_p[#order_p + 1] = pid end
+  end
+end
+for i = 1, #pidq, 4 do
+  local pid = struct.unpack('>I4', pidq, i)
+  if not seen_p[pid] then seen_p[pid] = true; order_p[#order_p + 1] = pid end
+end
+for _, pid in ipairs(order_p) do
+  local v = redis.call('HGET', base .. 'P:' .. math.floor(pid / 128), pid % 128)
+  if v then out_p[#out_p + 1] = struct.pack('>I4I4', pid, #v) .. v end
+end
+local meta = redis.call('HMGET', base .. 'meta', 'rid', 'pid', 'bseq')
+return {table.concat(out_t), table.concat(out_r), table.concat(out_b), table.concat(out_p),
+        meta[1] or '0', meta[2] or '0', meta[3] or '0'}
+"""
+
+_LUA_WRITE = r"""
+local base = ARGV[1]
+local shift = tonumber(ARGV[2])
+local tw = ARGV[3]
+local i = 1
+while i <= #tw do
+  local b = bit.rshift(string.byte(tw, i + 1) * 256 + string.byte(tw, i + 2), shift)
+  local f = string.sub(tw, i, i) .. string.sub(tw, i + 3, i + 10)
+  local n = struct.unpack('>I4', tw, i + 11)
+  if n == 0 then
+    redis.call('HDEL', base .. 't:' .. b, f)
+  else
+    redis.call('HSET', base .. 't:' .. b, f, string.sub(tw, i + 15, i + 14 + n))
+  end
+  i = i + 15 + n
+end
+local rw = ARGV[4]
+for j = 1, #rw, 22 do
+  local b = bit.rshift(string.byte(rw, j + 2) * 256 + string.byte(rw, j + 3), shift)
+  local f = string.sub(rw, j, j + 1) .. string.sub(rw, j + 4, j + 11)
+  local v = string.sub(rw, j + 18, j + 21)
+  if v == '\0\0\0\0' then
+    redis.call('HDEL', base .. 'r:' .. b, f)
+  else
+    redis.call('HSET', base .. 'r:' .. b, f, v)
+  end
+end
+local function by_id(section, letter)
+  local p = 1
+  while p <= #section do
+    local id, n = struct.unpack('>I4I4', section, p)
+    local key = base .. letter .. ':' .. math.floor(id / 128)
+    if n == 0 then
+      redis.call('HDEL', key, id % 128)
+    else
+      redis.call('HSET', key, id % 128, string.sub(section, p + 8, p + 7 + n))
+    end
+    p = p + 8 + n
+  end
+end
+by_id(ARGV[5], 'R')
+by_id(ARGV[6], 'P')
+by_id(ARGV[7], 'Y')
+by_id(ARGV[8], 'C')
+local bw = ARGV[9]
+for j = 1, #bw, 7 do
+  local dsn, rid, v = struct.unpack('>I2I4B', bw, j)
+  redis.call('SETBIT', base .. 'D:' .. dsn, rid, v)
+end
+local nh = tonumber(ARGV[10])
+local a = 11
+for _ = 1, nh do
+  redis.call('HSET', base .. ARGV[a], ARGV[a + 1], ARGV[a + 2])
+  a = a + 3
+end
+while a <= #ARGV do
+  redis.call('HINCRBY', base .. 'stats', ARGV[a], ARGV[a + 1])
+  a = a + 2
+end
+return 1
+"""
+
+_LUA_UNLOCK = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class LinkageBusyError(BrokerError):
+    """Another worker holds the linkage lock of this scope."""
+
+    exit_code = 27
+    status_code = 503
+    code = "linkage_busy"
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetEntry:
+    """A dataset as the linkage registers it: its small number and its declaration."""
+
+    dsn: int
+    id: str
+    org: str
+    one_record_per_person: bool
+    key_names: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class StoredRecord:
+    """The engine's working copy of one record.
+
+    Attributes:
+        rid: record number.
+        dsn: dataset number.
+        pid: person number (0 while the record waits to be re-linked).
+        bseq: number of the last batch that carried the record.
+        link_key: match key through which it joined its person, or :data:`NO_KEY`.
+        ref: its reference.
+        tokens: index tokens (10 bytes) per match key, ``None`` where absent.
+    """
+
+    rid: int
+    dsn: int
+    pid: int
+    bseq: int
+    link_key: int
+    ref: bytes
+    tokens: tuple[bytes | None, ...]
+
+    def encode(self) -> bytes:
+        """The stored form."""
+        mask = 0
+        present: list[bytes] = []
+        for k, token in enumerate(self.tokens):
+            if token is not None:
+                mask |= 1 << k
+                present.append(token)
+        head = _REC.pack(
+            self.dsn, self.pid, self.bseq, self.link_key, self.ref, len(self.tokens), mask
+        )
+        return head + b"".join(present)
+
+    @classmethod
+    def decode(cls, rid: int, data: bytes) -> StoredRecord:
+        """Parse the stored form."""
+        dsn, pid, bseq, link_key, ref, n, mask = _REC.unpack_from(data)
+        pos = _REC.size
+        tokens: list[bytes | None] = []
+        for k in range(n):
+            if mask >> k & 1:
+                tokens.append(data[pos : pos + INDEX_TOKEN_BYTES])
+                pos += INDEX_TOKEN_BYTES
+            else:
+                tokens.append(None)
+        return cls(rid, dsn, pid, bseq, link_key, ref, tuple(tokens))
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictEntry:
+    """One recorded conflict, for review.
+
+    Attributes:
+        kind: one of :data:`CONFLICT_KINDS`.
+        strong_key: index of the key the record followed.
+        weak_key: index of the key that pointed elsewhere.
+        record: the record that was decided.
+        other: a record of the person it did not join.
+    """
+
+    kind: str
+    strong_key: int
+    weak_key: int
+    record: LinkedRecord
+    other: LinkedRecord
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedRecord:
+    """A record as releases see it.
+
+    Attributes:
+        dataset: dataset id.
+        ref: the record's reference.
+        payload: payload values in the dataset's payload column order.
+    """
+
+    dataset: str
+    ref: RecordRef
+    payload: tuple[str | None, ...]
+
+
+@dataclass(slots=True)
+class Fetched:
+    """What one bulk read returned.
+
+    Attributes:
+        holders: index token -> packed holders (empty when nobody holds it).
+        rids: ``dsn u16 + ref`` -> record number (0 when not held).
+        records: record number -> stored record.
+        persons: person number -> packed members.
+        next_rid: last record number allocated.
+        next_pid: last person number allocated.
+        next_bseq: last batch number allocated.
+    """
+
+    holders: dict[bytes, bytes]
+    rids: dict[bytes, int]
+    records: dict[int, StoredRecord]
+    persons: dict[int, bytes]
+    next_rid: int
+    next_pid: int
+    next_bseq: int
+
+
+@dataclass(slots=True)
+class WriteSet:
+    """Every change of one call, committed atomically by :meth:`LinkageStore.commit`.
+
+    Attributes:
+        holders: index token -> packed holders (``b""`` deletes the field).
+        refs: ``dsn u16 + ref`` -> record number (0 deletes).
+        records: record number -> encoded record (``None`` deletes).
+        persons: person number -> packed members (``None`` deletes).
+        payloads: record number -> JSON payload (``None`` deletes).
+        conflicts: record number -> packed conflicts (``None`` deletes).
+        bits: ``(dsn, rid, 0 or 1)`` for the datasets' record bitmaps.
+        meta: counters to set (``rid``, ``pid``, ``bseq``).
+        batches: batch id -> batch number to register.
+        counters: statistics field -> increment.
+    """
+
+    holders: dict[bytes, bytes] = field(default_factory=dict)
+    refs: dict[bytes, int] = field(default_factory=dict)
+    records: dict[int, bytes | None] = field(default_factory=dict)
+    persons: dict[int, bytes | None] = field(default_factory=dict)
+    payloads: dict[int, bytes | None] = field(default_factory=dict)
+    conflicts: dict[int, bytes | None] = field(default_factory=dict)
+    bits: list[tuple[int, int, int]] = field(default_factory=list)
+    meta: dict[str, int] = field(default_factory=dict)
+    batches: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str, delta: int) -> None:
+        """Add ``delta`` to statistics field ``name``."""
+        if delta:
+            self.counters[name] = self.counters.get(name, 0) + delta
+
+
+def encode_members(members: Iterable[tuple[int, int]]) -> bytes:
+    """Packed ``(rid, dsn)`` pairs (person members, or token holders)."""
+    return b"".join(_HOLDER.pack(rid, dsn) for rid, dsn in members)
+
+
+def decode_members(data: bytes) -> list[tuple[int, int]]:
+    """Inverse of :func:`encode_members`."""
+    return list(_HOLDER.iter_unpack(data)) if data else []
+
+
+def encode_conflicts(conflicts: Iterable[tuple[int, int, int, int]]) -> bytes:
+    """Packed ``(kind, strong key, weak key, other rid)`` conflicts."""
+    return b"".join(_CONFLICT.pack(*c) for c in conflicts)
+
+
+def decode_conflicts(data: bytes) -> list[tuple[int, int, int, int]]:
+    """Inverse of :func:`encode_conflicts`."""
+    return list(_CONFLICT.iter_unpack(data)) if data else []
+
+
+def _sections(items: dict[int, bytes | None]) -> bytes:
+    parts: list[bytes] = []
+    for ident, value in items.items():
+        data = value or b""
+        parts.append(_LEN.pack(ident, len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+class LinkageStore:
+    """The linkage state of one scope (one linkage domain) in Redis.
+
+    Args:
+        client: a synchronous redis-py client (``decode_responses=False``).
+        scope: names this linkage; its keys share the hash tag ``{scope}``. Tests give
+            each case its own scope.
+    """
+
+    def __init__(self, client: redis.Redis, *, scope: str = "main") -> None:
+        self._r = client
+        self.scope = scope
+        self._base = keyspace.linkage_base(scope)
+        self._meta = keyspace.linkage_key(scope, keyspace.LINK_META)
+        self._read = client.register_script(_LUA_READ)
+        self._write = client.register_script(_LUA_WRITE)
+        self._unlock = client.register_script(_LUA_UNLOCK)
+        self._tuned = False
+
+    # Server tuning and the single-writer lock ---------------------------------------------
+
+    def tune_server(self) -> bool:
+        """Let bucket hashes stay listpacks (512 fields of up to 256 bytes).
+
+        Returns:
+            True when applied; False when the server refuses ``CONFIG SET`` (a managed
+            Redis): linkage still works, with more memory per record.
+        """
+        if self._tuned:
+            return True
+        try:
+            for name, value in _LISTPACK_TUNING.items():
+                current = cast(dict[bytes | str, Any], self._r.config_get(name))
+                have = next(iter(current.values()), 0)
+                if int(have) < value:
+                    self._r.config_set(name, value)
+        except redis.RedisError:
+            logger.warning("cannot tune listpack limits; linkage will use more memory")
+            return False
+        self._tuned = True
+        return True
+
+    def acquire(self, *, wait_seconds: float = 30.0) -> str:
+        """Take the linkage lock of this scope; returns the token :meth:`release` needs.
+
+        Raises:
+            LinkageBusyError: another worker kept it for ``wait_seconds``.
+        """
+        token = secrets.token_hex(16)
+        key = keyspace.linkage_key(self.scope, keyspace.LINK_LOCK)
+        waited = 0.0
+        while not self._r.set(key, token, nx=True, px=_LOCK_MS):
+            if waited >= wait_seconds:
+                raise LinkageBusyError("another worker is linking; try again later")
+            time.sleep(0.05)
+            waited += 0.05
+        return token
+
+    def release(self, token: str) -> None:
+        """Give the linkage lock back."""
+        self._unlock(keys=[keyspace.linkage_key(self.scope, keyspace.LINK_LOCK)], args=[token])
+
+    # Datasets and batches -------------------------------------------------------------------
+
+    def datasets(self) -> dict[int, DatasetEntry]:
+        """Every registered dataset by number."""
+        raw = cast(
+            dict[bytes, bytes],
+            self._r.hgetall(keyspace.linkage_key(self.scope, keyspace.LINK_DATASETS)),
+        )
+        out: dict[int, DatasetEntry] = {}
+        for dsn_raw, value in raw.items():
+            doc = json.loads(value)
+            dsn = int(dsn_raw)
+            out[dsn] = DatasetEntry(
+                dsn, doc["id"], doc["org"], bool(doc["opp"]), tuple(doc["keys"])
+            )
+        return out
+
+    def register_dataset(
+        self, dataset_id: str, *, org: str, one_record_per_person: bool, key_names: Iterable[str]
+    ) -> DatasetEntry:
+        """Number a dataset (once) and keep its declaration up to date."""
+        numbers = keyspace.linkage_key(self.scope, keyspace.LINK_DATASET_NUMBERS)
+        existing = self._r.hget(numbers, dataset_id)
+        if existing is None:
+            dsn = int(self._r.hincrby(self._meta, "dsn", 1))
+            if not self._r.hsetnx(numbers, dataset_id, dsn):
+                dsn = int(cast(bytes, self._r.hget(numbers, dataset_id)))
+        else:
+            dsn = int(existing)
+        keys = tuple(key_names)
+        doc = {"id": dataset_id, "org": org, "opp": one_record_per_person, "keys": list(keys)}
+        self._r.hset(
+            keyspace.linkage_key(self.scope, keyspace.LINK_DATASETS),
+            str(dsn),
+            json.dumps(doc, separators=(",", ":")),
+        )
+        return DatasetEntry(dsn, dataset_id, org, one_record_per_person, keys)
+
+    def dataset_number(self, dataset_id: str) -> int | None:
+        """The dataset's number, or ``None`` when linkage never saw it."""
+        raw = self._r.hget(
+            keyspace.linkage_key(self.scope, keyspace.LINK_DATASET_NUMBERS), dataset_id
+        )
+        return None if raw is None else int(raw)
+
+    def batch_number(self, batch_id: str) -> int | None:
+        """The number of a batch linkage saw, or ``None``."""
+        raw = self._r.hget(keyspace.linkage_key(self.scope, keyspace.LINK_BATCHES), batch_id)
+        return None if raw is None else int(raw)
+
+    # The bulk read and the atomic write ------------------------------------------------------
+
+    def fetch(
+        self,
+        *,
+        tokens: Iterable[bytes] = (),
+        refs: Iterable[bytes] = (),
+        rids: Iterable[int] = (),
+        pids: Iterable[int] = (),
+        chase: int = 64,
+    ) -> Fetched:
+        """Read a neighbourhood in one script call.
+
+        Args:
+            tokens: index tokens (11 bytes) whose holders to read.
+            refs: ``dsn u16 + ref`` (18 bytes) whose record numbers to read.
+            rids: records to read.
+            pids: persons to read.
+            chase: also read the records holding a token with at most this many holders,
+                and the persons of every record read.
+
+        Returns:
+            Everything found.
+        """
+        token_list = list(dict.fromkeys(tokens))
+        ref_list = list(dict.fromkeys(refs))
+        args: list[bytes | str | int] = [
+            self._base,
+            16 - BUCKET_BITS,
+            b"".join(token_list),
+            b"".join(ref_list),
+            b"".join(_U32.pack(r) for r in rids),
+            b"".join(_U32.pack(p) for p in pids),
+            chase,
+        ]
+        out = cast(list[bytes], self._read(keys=[self._meta], args=args))
+        raw_t, raw_r, raw_b, raw_p = out[0], out[1], out[2], out[3]
+        holders: dict[bytes, bytes] = {}
+        pos = 0
+        for token in token_list:
+            (n,) = _U32.unpack_from(raw_t, pos)
+            holders[token] = raw_t[pos + 4 : pos + 4 + n]
+            pos += 4 + n
+        found = [r for (r,) in _U32.iter_unpack(raw_r)] if raw_r else []
+        rid_map = dict(zip(ref_list, found, strict=True))
+        records: dict[int, StoredRecord] = {}
+        pos = 0
+        while pos < len(raw_b):
+            rid, n = _LEN.unpack_from(raw_b, pos)
+            records[rid] = StoredRecord.decode(rid, raw_b[pos + 8 : pos + 8 + n])
+            pos += 8 + n
+        persons: dict[int, bytes] = {}
+        pos = 0
+        while pos < len(raw_p):
+            pid, n = _LEN.unpack_from(raw_p, pos)
+            persons[pid] = raw_p[pos + 8 : pos + 8 + n]
+            pos += 8 + n
+        return Fetched(holders, rid_map, records, persons, int(out[4]), int(out[5]), int(out[6]))
+
+    def commit(self, writes: WriteSet) -> None:
+        """Apply every change of ``writes`` in one atomic script."""
+        token_parts: list[bytes] = []
+        for token, value in writes.holders.items():
+            token_parts.append(token + _U32.pack(len(value)) + value)
+        ref_parts = [ref + _U32.pack(rid) for ref, rid in writes.refs.items()]
+        bits = b"".join(struct.pack(">HIB", d, r, v) for d, r, v in writes.bits)
+        hsets: list[bytes | str | int] = []
+        for name, number in writes.meta.items():
+            hsets += [keyspace.LINK_META, name, number]
+        for batch_id, bseq in writes.batches.items():
+            hsets += [keyspace.LINK_BATCHES, batch_id, bseq]
+        args: list[bytes | str | int] = [
+            self._base,
+            16 - BUCKET_BITS,
+            b"".join(token_parts),
+            b"".join(ref_parts),
+            _sections(writes.records),
+            _sections(writes.persons),
+            _sections(writes.payloads),
+            _sections(writes.conflicts),
+            bits,
+            len(hsets) // 3,
+            *hsets,
+        ]
+        for name, delta in writes.counters.items():
+            if delta:
+                args += [name, delta]
+        self._write(keys=[self._meta], args=args)
+
+    # Counters ----------------------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        """Every statistics counter."""
+        raw = cast(
+            dict[bytes, bytes],
+            self._r.hgetall(keyspace.linkage_key(self.scope, keyspace.LINK_STATS)),
+        )
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    # Read side for releases -------------------------------------------------------------------
+
+    def _bucket_get(self, letter: str, ident: int) -> bytes | None:
+        key = keyspace.linkage_bucket(self.scope, letter, ident >> 7)
+        return cast(bytes | None, self._r.hget(key, str(ident & 127)))
+
+    def record_number(self, dataset_id: str, ref: RecordRef) -> int | None:
+        """The record number of ``(dataset, ref)``, or ``None`` when not held."""
+        dsn = self.dataset_number(dataset_id)
+        if dsn is None:
+            return None
+        got = self.fetch(refs=[struct.pack(">H", dsn) + ref], chase=0)
+        rid = next(iter(got.rids.values()))
+        return rid or None
+
+    def person_of(self, dataset_id: str, ref: RecordRef) -> PersonId | None:
+        """The person of a record, or ``None`` when the record is not held."""
+        dsn = self.dataset_number(dataset_id)
+        if dsn is None:
+            return None
+        got = self.fetch(refs=[struct.pack(">H", dsn) + ref], chase=0)
+        rid = next(iter(got.rids.values()))
+        record = got.records.get(rid)
+        return PersonId(record.pid) if record is not None and record.pid else None
+
+    def records_of_person(self, person: PersonId) -> list[LinkedRecord]:
+        """Records of a person (empty when there is no such person)."""
+        raw = self._bucket_get(keyspace.LINK_PERSONS, person)
+        if not raw:
+            return []
+        return self._linked([rid for rid, _ in decode_members(raw)])
+
+    def _linked(self, rids: list[int]) -> list[LinkedRecord]:
+        names = {d.dsn: d.id for d in self.datasets().values()}
+        pipe = self._r.pipeline(transaction=False)
+        for rid in rids:
+            pipe.hget(
+                keyspace.linkage_bucket(self.scope, keyspace.LINK_RECORDS, rid >> 7), rid & 127
+            )
+            pipe.hget(
+                keyspace.linkage_bucket(self.scope, keyspace.LINK_PAYLOADS, rid >> 7), rid & 127
+            )
+        raw = pipe.execute()
+        out: list[LinkedRecord] = []
+        for i, rid in enumerate(rids):
+            blob, payload = raw[2 * i], raw[2 * i + 1]
+            if blob is None:
+                continue
+            record = StoredRecord.decode(rid, blob)
+            values = tuple(json.loads(payload)) if payload else ()
+            out.append(LinkedRecord(names.get(record.dsn, ""), RecordRef(record.ref), values))
+        return out
+
+    def iter_persons(self) -> Iterator[tuple[PersonId, list[LinkedRecord]]]:
+        """Every person with its records, in person number order."""
+        top = int(cast(bytes | None, self._r.hget(self._meta, "pid")) or 0)
+        for bucket in range(0, (top >> 7) + 1):
+            raw = cast(
+                dict[bytes, bytes],
+                self._r.hgetall(keyspace.linkage_bucket(self.scope, keyspace.LINK_PERSONS, bucket)),
+            )
+            for low in sorted(int(k) for k in raw):
+                members = decode_members(raw[str(low).encode()])
+                yield PersonId((bucket << 7) | low), self._linked([rid for rid, _ in members])
+
+    def iter_dataset(self, dataset_id: str) -> Iterator[tuple[RecordRef, PersonId]]:
+        """Every record of a dataset as ``(reference, person)``, in record number order."""
+        for records in self.iter_dataset_records(dataset_id):
+            for record in records:
+                yield RecordRef(record.ref), PersonId(record.pid)
+
+    def iter_dataset_records(
+        self, dataset_id: str, *, step: int = 4096
+    ) -> Iterator[list[StoredRecord]]:
+        """The dataset's stored records, ``step`` record numbers at a time."""
+        dsn = self.dataset_number(dataset_id)
+        if dsn is None:
+            return
+        bitmap = cast(
+            bytes | None,
+            self._r.get(keyspace.linkage_bucket(self.scope, keyspace.LINK_DATASET_BITS, dsn)),
+        )
+        if not bitmap:
+            return
+        rids = _set_bits(bitmap)
+        for start in range(0, len(rids), step):
+            got = self.fetch(rids=rids[start : start + step], chase=0)
+            yield [got.records[r] for r in rids[start : start + step] if r in got.records]
+
+    def conflicts(self, *, limit: int = 1000) -> list[ConflictEntry]:
+        """Recorded conflicts for review, in record number order."""
+        out: list[ConflictEntry] = []
+        top = int(cast(bytes | None, self._r.hget(self._meta, "rid")) or 0)
+        for bucket in range(0, (top >> 7) + 1):
+            key = keyspace.linkage_bucket(self.scope, keyspace.LINK_CONFLICTS, bucket)
+            raw = cast(dict[bytes, bytes], self._r.hgetall(key))
+            for low in sorted(int(k) for k in raw):
+                rid = (bucket << 7) | low
+                for kind, strong, weak, other in decode_conflicts(raw[str(low).encode()]):
+                    linked = self._linked([rid, other])
+                    if len(linked) == 2:
+                        out.append(ConflictEntry(CONFLICT_KINDS[kind], strong, weak, *linked))
+                if len(out) >= limit:
+                    return out[:limit]
+        return out
+
+    def memory_usage(self) -> int:
+        """Bytes Redis reports for every key of this scope (slow: for benchmarks)."""
+        total = 0
+        for key in self._r.scan_iter(
+            match=self._base.replace("{", "\\{").replace("}", "\\}") + "*", count=1000
+        ):
+            total += int(self._r.memory_usage(key, samples=0) or 0)
+        return total
+
+
+def _set_bits(bitmap: bytes) -> list[int]:
+    out: list[int] = []
+    for i, byte in enumerate(bitmap):
+        if byte:
+            for j in range(8):
+                if byte & (0x80 >> j):
+                    out.append(i * 8 + j)
+    return out
