@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import multiprocessing
 import operator
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from multiprocessing.pool import AsyncResult, Pool
+from pathlib import Path
 from typing import Any
 
+from client_sdk.local_index import LocalIndex
 from client_sdk.normalise.transforms import TRANSFORM_FUNCTIONS
 from client_sdk.record import NormalisedRecord
-from keys.batch import TokenChunk, encode_chunk
+from keys.batch import BatchManifest, BatchWriter, TokenChunk, encode_chunk
 from keys.derive import (
     DomainKey,
     RecordRef,
@@ -38,10 +42,12 @@ from keys.spec import LinkageSpec
 
 __all__ = [
     "CHUNK_RECORDS",
+    "BatchSummary",
     "EncodedChunk",
     "TokeniseParams",
     "Tokeniser",
     "tokenise_records",
+    "write_batch",
 ]
 
 CHUNK_RECORDS = 20_000
@@ -302,3 +308,78 @@ def tokenise_records(
     finally:
         pool.terminate()
         pool.join()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSummary:
+    """What :func:`write_batch` wrote.
+
+    Attributes:
+        manifest: the batch's manifest, as written.
+        token_counts: tokens per match key, in spec order.
+    """
+
+    manifest: BatchManifest
+    token_counts: dict[str, int]
+
+
+def write_batch(
+    records: Iterable[NormalisedRecord],
+    params: TokeniseParams,
+    *,
+    out: Path,
+    index: LocalIndex,
+    quality: Callable[[], dict[str, Any]] | None = None,
+    workers: int = 1,
+    chunk_records: int = CHUNK_RECORDS,
+    batch_id: str | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> BatchSummary:
+    """Tokenise ``records`` into the batch file ``out`` and the local index.
+
+    The batch file appears only when it is whole (``keys.batch.BatchWriter``), and the
+    local index is committed only then; on any error both are left as they were.
+
+    Args:
+        records: normalised records.
+        params: spec, keys, domain, key version and dataset.
+        out: the batch file to write.
+        index: the dataset's local index (reference → local id).
+        quality: called once the records are consumed; its result is the manifest's
+            quality report.
+        workers: processes to derive tokens in.
+        chunk_records: records per chunk.
+        batch_id: the batch's id (a random UUID by default).
+        now: clock for the manifest's creation time.
+
+    Returns:
+        The manifest and per-key token counts.
+    """
+    batch_id = batch_id or uuid.uuid4().hex
+    names = params.spec.key_names
+    counts = [0] * len(names)
+    total = 0
+    with BatchWriter(out) as writer:
+        for encoded in tokenise_records(
+            records, params, chunk_records=chunk_records, workers=workers
+        ):
+            writer.write_encoded(encoded.data)
+            index.add(encoded.refs, encoded.local_ids, batch_id=batch_id)
+            total += len(encoded)
+            counts = [a + b for a, b in zip(counts, encoded.token_counts, strict=True)]
+        manifest = BatchManifest(
+            batch_id=batch_id,
+            dataset=params.dataset,
+            domain=params.domain,
+            key_version=params.key_version,
+            spec_hash=params.spec.content_hash,
+            match_keys=names,
+            payload_columns=list(params.payload_columns),
+            record_count=total,
+            chunk_digests=writer.chunk_digests,
+            created_at=now().isoformat(timespec="seconds"),
+            quality=quality() if quality is not None else {},
+        )
+        writer.finish(manifest)
+    index.commit()
+    return BatchSummary(manifest, dict(zip(names, counts, strict=True)))

@@ -206,7 +206,10 @@ class BatchWriter:
 
     def write_chunk(self, chunk: TokenChunk) -> None:
         """Encode and append one chunk."""
-        data = encode_chunk(chunk)
+        self.write_encoded(encode_chunk(chunk))
+
+    def write_encoded(self, data: bytes) -> None:
+        """Append one chunk already encoded by :func:`encode_chunk` (e.g. in a worker)."""
         self._fh.write(_U32.pack(len(data)))
         self._fh.write(data)
         self._digests.append(chunk_digest(data))

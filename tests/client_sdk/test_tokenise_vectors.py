@@ -1,0 +1,186 @@
+"""Golden token vectors (keys/vectors/tokens.json), pinned, and re-derived from scratch.
+
+The second test rebuilds every HMAC input by hand from docs/token-format.md with the
+standard library only, so the document, the vectors and the code cannot drift apart.
+Regenerate (only on a deliberate format change, which changes every token)::
+
+    .venv/bin/python tests/client_sdk/test_tokenise_vectors.py --write
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sys
+from pathlib import Path
+
+from client_sdk.record import NormalisedRecord
+from client_sdk.tokenise import TokeniseParams, Tokeniser
+from keys.derive import DomainKey
+from keys.spec import default_spec
+
+VECTORS = Path(__file__).resolve().parents[2] / "keys" / "vectors" / "tokens.json"
+
+DOMAIN_KEY = bytes(range(32))
+REFERENCE_SECRET = bytes(range(32, 64))
+DOMAIN = "example-health"
+KEY_VERSION = "v1"
+DATASET = "example-gp"
+
+RECORDS = [
+    NormalisedRecord(
+        line=2,
+        local_id="GP000001",
+        nhs_number="9434765919",
+        given_name="WILLIAM",
+        given_name_key="WILLIAM",
+        family_name="OBRIEN",
+        date_of_birth="1984-07-03",
+        sex="M",
+        postcode="BA1 1AA",
+    ),
+    NormalisedRecord(
+        line=3,
+        local_id="GP000002",
+        given_name="ZOE",
+        given_name_key="ZOE",
+        middle_names="ANNE",
+        family_name="SMITH JONES",
+        date_of_birth="2001-12-25",
+        sex="F",
+        postcode="SW1A 2AA",
+    ),
+    NormalisedRecord(
+        line=4,
+        local_id="GP000003",
+        nhs_number="9434765870",
+        given_name="LUKASZ",
+        given_name_key="LUKASZ",
+        family_name="WOJCIK",
+        date_of_birth="1950-01-31",
+        postcode=None,
+    ),
+]
+
+
+def _tokeniser() -> Tokeniser:
+    return Tokeniser(
+        TokeniseParams(
+            spec=default_spec(),
+            domain_key=DomainKey(DOMAIN_KEY),
+            domain=DOMAIN,
+            key_version=KEY_VERSION,
+            reference_secret=REFERENCE_SECRET,
+            dataset=DATASET,
+        )
+    )
+
+
+def compute_vectors() -> dict[str, object]:
+    """The vectors file as the current code derives it."""
+    spec = default_spec()
+    tokeniser = _tokeniser()
+    cases = []
+    for record in RECORDS:
+        row = tokeniser.row(record)
+        inputs = tokeniser.key_values_of_row(row)
+        tokens = tokeniser.tokens_of_row(row)
+        cases.append(
+            {
+                "record": {
+                    k: getattr(record, k)
+                    for k in (
+                        "local_id",
+                        "nhs_number",
+                        "given_name",
+                        "given_name_key",
+                        "family_name",
+                        "date_of_birth",
+                        "sex",
+                        "postcode",
+                    )
+                },
+                "reference": tokeniser.reference(record.local_id).hex(),
+                "tokens": {
+                    name: (
+                        None
+                        if token is None
+                        else {"values_encoded": data.hex(), "token": token.hex()}  # type: ignore[union-attr]
+                    )
+                    for name, token, data in zip(spec.key_names, tokens, inputs, strict=True)
+                },
+            }
+        )
+    return {
+        "description": "Tessera token vectors: docs/token-format.md. Default UK health spec.",
+        "domain_key": DOMAIN_KEY.hex(),
+        "reference_secret": REFERENCE_SECRET.hex(),
+        "domain": DOMAIN,
+        "key_version": KEY_VERSION,
+        "dataset": DATASET,
+        "spec_hash": spec.content_hash,
+        "match_keys": spec.key_names,
+        "cases": cases,
+    }
+
+
+def _field(value: bytes) -> bytes:
+    return len(value).to_bytes(2, "big") + value
+
+
+def test_golden_vectors_are_pinned() -> None:
+    assert json.loads(VECTORS.read_text()) == compute_vectors()
+
+
+def test_vectors_follow_the_documented_recipe() -> None:
+    vectors = json.loads(VECTORS.read_text())
+    key = bytes.fromhex(vectors["domain_key"])
+    secret = bytes.fromhex(vectors["reference_secret"])
+    prefix = (
+        b"tessera/v1/token"
+        + _field(vectors["domain"].encode())
+        + _field(vectors["key_version"].encode())
+        + _field(vectors["spec_hash"].encode())
+    )
+    emitted = 0
+    for case in vectors["cases"]:
+        message = b"tessera/v1/reference" + _field(vectors["dataset"].encode())
+        message += _field(case["record"]["local_id"].encode())
+        reference = hmac.new(secret, message, hashlib.sha256).digest()[:16]
+        assert reference.hex() == case["reference"]
+        for name, entry in case["tokens"].items():
+            if entry is None:
+                continue
+            emitted += 1
+            message = prefix + _field(name.encode()) + bytes.fromhex(entry["values_encoded"])
+            token = hmac.new(key, message, hashlib.sha256).digest()[:16]
+            assert token.hex() == entry["token"]
+    assert emitted >= 8
+
+
+def test_documented_canonical_values() -> None:
+    """The first record's values, spelled out as docs/token-format.md shows them."""
+    vectors = json.loads(VECTORS.read_text())
+    tokens = vectors["cases"][0]["tokens"]
+    nhs_dob = bytes.fromhex(tokens["nhs_dob"]["values_encoded"])
+    assert nhs_dob == _field(b"9434765919") + _field(b"1984-07-03")
+    swapped = bytes.fromhex(tokens["family_given_swapdob_postcode"]["values_encoded"])
+    assert swapped == _field(b"OBRIEN") + _field(b"WILLIAM") + _field(b"1984-03-07") + _field(
+        b"BA1 1AA"
+    )
+
+
+def test_no_token_for_a_missing_field() -> None:
+    vectors = json.loads(VECTORS.read_text())
+    second, third = vectors["cases"][1], vectors["cases"][2]
+    assert second["tokens"]["nhs_dob"] is None  # no NHS number
+    assert second["tokens"]["given_family_dob_postcode"] is not None
+    assert third["tokens"]["nhs_dob"] is not None
+    assert third["tokens"]["given_family_dob_sex"] is None  # no sex
+    assert third["tokens"]["given_family_dob_postcode"] is None  # no postcode
+
+
+if __name__ == "__main__" and "--write" in sys.argv:
+    VECTORS.write_text(json.dumps(compute_vectors(), indent=2) + "\n")
+    print(f"wrote {VECTORS}")
