@@ -1,0 +1,107 @@
+"""The upload protocol: open a batch, PUT its chunks, ask what is held, commit.
+
+See docs/api.md. Chunks travel as raw binary (``application/octet-stream``), exactly the
+bytes of the batch file, so their SHA-256 matches the manifest.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from broker.deps import OrgCaller, RuntimeDep
+from broker.errors import PayloadTooLargeError
+from broker.ingest import accept_chunk, batch_status, commit_upload, find_batch, open_upload
+from keys.wire import BatchOpen, BatchStatus, ChunkReceipt, Name
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["uploads"])
+
+BatchId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
+
+
+@router.post(
+    "/datasets/{name}/batches",
+    response_model=BatchStatus,
+    status_code=status.HTTP_201_CREATED,
+)
+def open_batch(
+    name: Name, body: BatchOpen, caller: OrgCaller, runtime: RuntimeDep, response: Response
+) -> BatchStatus:
+    """Open a batch from its manifest; the same manifest again re-opens it (to resume)."""
+    result = open_upload(runtime, caller, name, body)
+    if result.received or result.state.value != "receiving":
+        response.status_code = status.HTTP_200_OK
+    return result
+
+
+@router.get("/datasets/{name}/batches/{batch_id}", response_model=BatchStatus)
+def get_batch_status(
+    name: Name, batch_id: BatchId, caller: OrgCaller, runtime: RuntimeDep
+) -> BatchStatus:
+    """Where a batch stands: chunks held (to resume), state, linkage progress."""
+    record = find_batch(runtime.store, org=caller.name, dataset_name=name, batch_id=batch_id)
+    return batch_status(runtime.store, record, batch_id)
+
+
+@router.put(
+    "/datasets/{name}/batches/{batch_id}/chunks/{index}",
+    response_model=ChunkReceipt,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def put_chunk(
+    name: Name,
+    batch_id: BatchId,
+    index: Annotated[int, Path(ge=0)],
+    request: Request,
+    caller: OrgCaller,
+    runtime: RuntimeDep,
+) -> ChunkReceipt:
+    """Upload chunk ``index`` (raw bytes as in the batch file); a resend is stored once."""
+    limit = runtime.settings.max_chunk_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"a chunk is at most {limit} bytes")
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLargeError(f"a chunk is at most {limit} bytes")
+        parts.append(part)
+    body = b"".join(parts)
+    return await run_in_threadpool(
+        accept_chunk,
+        runtime,
+        caller,
+        dataset_name=name,
+        batch_id=batch_id,
+        index=index,
+        body=body,
+    )
+
+
+@router.post("/datasets/{name}/batches/{batch_id}/commit", response_model=BatchStatus)
+def commit(
+    name: Name, batch_id: BatchId, caller: OrgCaller, runtime: RuntimeDep, request: Request
+) -> BatchStatus:
+    """Commit a complete batch: it becomes visible to linkage and is linked in the
+    background (poll the batch until ``linked``)."""
+    worker = request.app.state.link_worker
+    return commit_upload(
+        runtime,
+        caller,
+        dataset_name=name,
+        batch_id=batch_id,
+        notify=worker.notify if worker is not None else None,
+    )

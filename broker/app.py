@@ -1,0 +1,210 @@
+"""The broker's FastAPI application: ``create_app(settings)``.
+
+Routers, one error handler that turns every :class:`~keys.errors.BrokerError` into an
+:class:`~keys.wire.ErrorBody`, request ids, JSON log lines, and a lifespan that opens the
+runtime (keystore, store) and the linkage worker, and closes them again.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from broker.api import datasets, health, identities, keyblobs, uploads
+from broker.config import BrokerSettings
+from broker.ingest import LinkWorker
+from broker.runtime import BrokerRuntime
+from keys.errors import BrokerError
+from keys.wire import ErrorBody
+
+__all__ = ["JsonLogFormatter", "RouterHook", "configure_json_logging", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+RouterHook = Callable[[FastAPI], None]
+"""A function that adds routers to the app (later modules register theirs this way)."""
+
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+_Asgi = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format ``record`` as a JSON line."""
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": _request_id.get(),
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error"] = record.exc_info[0].__name__
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_json_logging(level: int = logging.INFO) -> None:
+    """Send the root logger's records to stderr as JSON lines (``serve`` calls this)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _request_ids(app: _Asgi) -> _Asgi:
+    """Give every request an id (echoed in ``X-Request-Id``) and log one line per request.
+
+    The line names the route template (``/v1/datasets/{name}``), never the concrete path.
+    """
+
+    async def middleware(scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:16]
+        token = _request_id.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: _Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "(unrouted)")
+            logger.info(
+                "%s %s %d %.1fms",
+                scope.get("method", "-"),
+                template,
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+            _request_id.reset(token)
+
+    return middleware
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content=ErrorBody(code=code, message=message).model_dump()
+    )
+
+
+async def _broker_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BrokerError)
+    if exc.status_code >= 500:
+        logger.error("%s: %s", type(exc).__name__, exc)
+    return _error(exc.status_code, exc.code, str(exc))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors()[:20]:
+        where = ".".join(str(part) for part in err.get("loc", ()))
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    return _error(422, "validation_failed", "; ".join(problems) or "invalid request")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "no_such_endpoint", 405: "method_not_allowed", 413: "too_large"}
+    code = codes.get(exc.status_code, "http_error")
+    return _error(exc.status_code, code, str(exc.detail))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unexpected %s", type(exc).__name__, exc_info=exc)
+    return _error(500, "internal_error", "internal error; see the broker log")
+
+
+def create_app(
+    settings: BrokerSettings, *, hooks: tuple[RouterHook, ...] = (), link_worker: bool = True
+) -> FastAPI:
+    """The broker's ASGI application.
+
+    Args:
+        settings: the broker's settings (no module-level settings exist).
+        hooks: extra functions that add routers (for modules outside this file).
+        link_worker: run the background linkage worker in this process.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = BrokerRuntime.open(settings)
+        app.state.runtime = runtime
+        worker = LinkWorker(runtime) if link_worker else None
+        app.state.link_worker = worker
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+            runtime.close()
+
+    app = FastAPI(
+        title="Tessera broker",
+        version="0.1.0",
+        summary="Privacy-preserving pseudonymised record linkage",
+        lifespan=lifespan,
+        responses={
+            401: {"model": ErrorBody, "description": "missing, unknown or revoked credential"},
+            403: {"model": ErrorBody, "description": "wrong role, or not found or not yours"},
+        },
+    )
+    app.state.settings = settings
+    app.add_exception_handler(BrokerError, _broker_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.include_router(health.router)
+    for module in (identities, keyblobs, datasets, uploads):
+        app.include_router(module.router, prefix="/v1")
+    for hook in hooks:
+        hook(app)
+    app.add_middleware(_RequestIdMiddleware)
+    return app
+
+
+class _RequestIdMiddleware:
+    """Starlette-style class wrapper around :func:`_request_ids`."""
+
+    def __init__(self, app: _Asgi) -> None:
+        self._inner = _request_ids(app)
+
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        await self._inner(scope, receive, send)

@@ -1,0 +1,77 @@
+"""Settings of the broker: one pydantic-settings class, from ``TESSERA_BROKER_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["PLACEHOLDER_PASSPHRASES", "BrokerSettings"]
+
+PLACEHOLDER_PASSPHRASES = frozenset(
+    {"", "changeme", "change-me", "changethis", "password", "secret", "tessera", "example"}
+)
+
+
+class BrokerSettings(BaseSettings):
+    """Everything ``tessera-broker`` reads from its environment.
+
+    Attributes:
+        redis_url: an external Redis (``redis://`` or ``unix://``); ``None`` starts the
+            embedded redis-server under ``data_dir``.
+        data_dir: the broker's own directory (embedded Redis data, keystore).
+        host: address uvicorn binds.
+        port: port uvicorn binds.
+        keystore_path: the broker's encrypted keystore (default ``data_dir/broker.tks``).
+        keystore_passphrase: unlocks it; refused when missing or a placeholder, unless
+            ``development`` is set.
+        development: allow placeholder secrets (never in production).
+        durable_writes: run the embedded redis-server with ``appendfsync always`` so
+            that every acknowledged write is on disk (see docs/api.md).
+        max_chunk_bytes: largest compressed chunk accepted.
+        max_chunk_records: most records per chunk.
+        max_batch_chunks: most chunks per batch.
+        max_json_bytes: largest JSON request body.
+        receiving_ttl_seconds: how long an uncommitted batch is kept for resumption.
+        log_json: write JSON log lines (``serve`` always does).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TESSERA_BROKER_", extra="ignore")
+
+    redis_url: str | None = None
+    data_dir: Path = Path("./var/tessera")
+    host: str = "127.0.0.1"
+    port: int = 8470
+    keystore_path: Path | None = None
+    keystore_passphrase: SecretStr | None = None
+    development: bool = False
+    durable_writes: bool = True
+    max_chunk_bytes: int = 16 * 1024 * 1024
+    max_chunk_records: int = 100_000
+    max_batch_chunks: int = 100_000
+    max_json_bytes: int = 1024 * 1024
+    receiving_ttl_seconds: int = 7 * 24 * 3600
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Self:
+        secret = self.keystore_passphrase
+        value = secret.get_secret_value() if secret is not None else ""
+        if not self.development and value.strip().lower() in PLACEHOLDER_PASSPHRASES:
+            raise ValueError(
+                "TESSERA_BROKER_KEYSTORE_PASSPHRASE is missing or a placeholder; set a real "
+                "passphrase (or TESSERA_BROKER_DEVELOPMENT=1 on a test machine)"
+            )
+        return self
+
+    @property
+    def resolved_keystore_path(self) -> Path:
+        """The keystore path, defaulting to ``data_dir/broker.tks``."""
+        return self.keystore_path or self.data_dir / "broker.tks"
+
+    @property
+    def redis_dir(self) -> Path:
+        """Where the embedded redis-server keeps its data."""
+        return self.data_dir / "redis"

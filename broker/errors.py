@@ -1,0 +1,136 @@
+"""Errors of the broker: the ``BrokerError`` branch of the tree in keys/errors.py.
+
+Each class carries an HTTP ``status_code`` and a stable machine ``code``; one handler in
+broker/app.py turns them into :class:`keys.wire.ErrorBody`. ::
+
+    BrokerError                               500 internal_error
+    ├── ConfigurationError                    500 bad_configuration (exit 22)
+    ├── UnauthorisedError                     401 unauthorised
+    ├── NotFoundOrForbiddenError              403 not_found_or_forbidden: one message for
+    │                                             "does not exist" and "not yours"
+    ├── RoleError                             403 wrong_role
+    ├── BadRequestError (ValueError)          400 bad_request
+    │   ├── ValidationFailedError             422 validation_failed
+    │   ├── ChunkError                        422 bad_chunk
+    │   └── PayloadTooLargeError              413 too_large
+    ├── ConflictError                         409 conflict
+    │   ├── DatasetMismatchError              409 dataset_mismatch: spec hash, domain, key
+    │   │                                         version or match keys differ
+    │   ├── BatchStateError                   409 batch_state
+    │   └── IncompleteBatchError              409 batch_incomplete
+    └── RedisUnavailableError                 503 store_unavailable (broker/store/embedded.py)
+"""
+
+from __future__ import annotations
+
+from keys.errors import BrokerError
+
+__all__ = [
+    "NOT_FOUND_OR_FORBIDDEN_MESSAGE",
+    "BadRequestError",
+    "BatchStateError",
+    "ChunkError",
+    "ConfigurationError",
+    "ConflictError",
+    "DatasetMismatchError",
+    "IncompleteBatchError",
+    "NotFoundOrForbiddenError",
+    "PayloadTooLargeError",
+    "RoleError",
+    "UnauthorisedError",
+    "ValidationFailedError",
+]
+
+NOT_FOUND_OR_FORBIDDEN_MESSAGE = "no such resource, or not yours"
+
+
+class ConfigurationError(BrokerError):
+    """Settings or secrets the broker refuses to start with."""
+
+    exit_code = 22
+    code = "bad_configuration"
+
+
+class UnauthorisedError(BrokerError):
+    """No credential, an unknown one, or a revoked one (never says which)."""
+
+    exit_code = 23
+    status_code = 401
+    code = "unauthorised"
+
+    def __init__(self, message: str = "missing, unknown or revoked credential") -> None:
+        super().__init__(message)
+
+
+class NotFoundOrForbiddenError(BrokerError, LookupError):
+    """The resource does not exist, or belongs to someone else: one answer for both."""
+
+    exit_code = 24
+    status_code = 403
+    code = "not_found_or_forbidden"
+
+    def __init__(self, message: str = NOT_FOUND_OR_FORBIDDEN_MESSAGE) -> None:
+        super().__init__(message)
+
+
+class RoleError(BrokerError):
+    """The credential's role may not call this endpoint."""
+
+    exit_code = 24
+    status_code = 403
+    code = "wrong_role"
+
+
+class BadRequestError(BrokerError, ValueError):
+    """A request the broker cannot act on."""
+
+    exit_code = 25
+    status_code = 400
+    code = "bad_request"
+
+
+class ValidationFailedError(BadRequestError):
+    """A request body or parameter that does not validate."""
+
+    status_code = 422
+    code = "validation_failed"
+
+
+class ChunkError(BadRequestError):
+    """A token chunk that is corrupt, or whose digest or columns disagree with its batch."""
+
+    status_code = 422
+    code = "bad_chunk"
+
+
+class PayloadTooLargeError(BadRequestError):
+    """A request body over the broker's size limit."""
+
+    status_code = 413
+    code = "too_large"
+
+
+class ConflictError(BrokerError):
+    """The request conflicts with what the broker holds."""
+
+    exit_code = 26
+    status_code = 409
+    code = "conflict"
+
+
+class DatasetMismatchError(ConflictError):
+    """A batch tokenised under another domain, key version, spec or match keys."""
+
+    code = "dataset_mismatch"
+
+
+class BatchStateError(ConflictError):
+    """The batch is not in a state that allows this call (e.g. a chunk after commit)."""
+
+    code = "batch_state"
+
+
+class IncompleteBatchError(ConflictError):
+    """Commit of a batch that still lacks chunks."""
+
+    code = "batch_incomplete"

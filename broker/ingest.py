@@ -1,0 +1,445 @@
+"""Uploads: opening batches, accepting chunks (re-keyed at rest), commit, and linking.
+
+A batch goes ``receiving → committed → linking → linked`` (or ``failed``). Chunks are
+checked against the batch manifest (digest, columns, size), their tokens re-keyed with
+the broker's secret, and stored; the token as received is never stored. On commit the
+batch is queued; the :class:`LinkWorker` (a thread in each broker process) links queued
+batches chunk by chunk in commit order, recording after each chunk where to resume, so a
+broker restarted mid-batch carries on (linking a chunk twice changes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable
+
+from broker.audit import append_audit
+from broker.errors import (
+    BadRequestError,
+    ChunkError,
+    DatasetMismatchError,
+    NotFoundOrForbiddenError,
+    PayloadTooLargeError,
+)
+from broker.linkage import DatasetInfo, IncomingRecord, Linker
+from broker.runtime import BrokerRuntime, utc_now
+from broker.store import batches as batch_store
+from broker.store.client import Store
+from broker.store.datasets import dataset_id, get_dataset
+from broker.store.identities import Identity
+from broker.store.linkage_store import LinkageStore
+from keys.batch import (
+    BatchFormatError,
+    BatchManifest,
+    TokenChunk,
+    chunk_digest,
+    decode_chunk,
+    encode_chunk,
+)
+from keys.derive import AtRestKeyer, StoredToken, Token
+from keys.wire import (
+    BATCH_ID_PATTERN,
+    BatchMode,
+    BatchOpen,
+    BatchState,
+    BatchStatus,
+    ChunkReceipt,
+    DatasetInfoOut,
+)
+
+__all__ = [
+    "LinkWorker",
+    "accept_chunk",
+    "batch_status",
+    "check_manifest",
+    "commit_upload",
+    "find_batch",
+    "link_batch",
+    "open_upload",
+    "rekey_chunk",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def check_manifest(dataset: DatasetInfoOut, manifest: BatchManifest, mode: BatchMode) -> None:
+    """Refuse a batch tokenised under anything but its dataset's domain, version and spec.
+
+    A retraction carries references only, so only its dataset name is checked.
+
+    Raises:
+        DatasetMismatchError: naming what differs (never a value).
+    """
+    if manifest.dataset != dataset.name:
+        raise DatasetMismatchError("the batch was written for another dataset")
+    if mode is BatchMode.RETRACT:
+        return
+    problems = []
+    if manifest.domain != dataset.domain:
+        problems.append("domain")
+    if manifest.key_version != dataset.key_version:
+        problems.append("key version")
+    if manifest.spec_hash != dataset.spec_hash:
+        problems.append("linkage spec hash")
+    if manifest.match_keys != dataset.match_keys:
+        problems.append("match keys")
+    if manifest.payload_columns != dataset.payload_columns:
+        problems.append("payload columns")
+    if problems:
+        raise DatasetMismatchError(
+            f"the batch differs from dataset {dataset.name!r} in: " + ", ".join(problems)
+        )
+
+
+def _batch_key(org: str, dataset_name: str, batch_id: str) -> str:
+    return f"{dataset_id(org, dataset_name)}/{batch_id}"
+
+
+def batch_status(store: Store, record: batch_store.BatchRecord, batch_id: str) -> BatchStatus:
+    """The wire view of a stored batch."""
+    if record.state is BatchState.RECEIVING:
+        received = batch_store.held_chunks(store, record.batch_key)
+    else:
+        received = list(range(record.chunk_count))
+    return BatchStatus(
+        batch_id=batch_id,
+        dataset=record.dataset.partition("/")[2],
+        mode=record.mode,
+        state=record.state,
+        chunk_count=record.chunk_count,
+        record_count=record.record_count,
+        received=received,
+        records_received=record.records_received,
+        chunks_linked=record.chunks_linked,
+        error=record.error,
+    )
+
+
+def find_batch(
+    store: Store, *, org: str, dataset_name: str, batch_id: str
+) -> batch_store.BatchRecord:
+    """The organisation's batch.
+
+    Raises:
+        NotFoundOrForbiddenError: no such batch of this organisation's dataset.
+    """
+    record = batch_store.get_batch(store, _batch_key(org, dataset_name, batch_id))
+    if record is None or record.org != org:
+        raise NotFoundOrForbiddenError()
+    return record
+
+
+def open_upload(
+    runtime: BrokerRuntime, caller: Identity, dataset_name: str, request: BatchOpen
+) -> BatchStatus:
+    """Open (or re-open, to resume) a batch for one of the caller's datasets.
+
+    Raises:
+        NotFoundOrForbiddenError: the caller has no such dataset.
+        DatasetMismatchError: the batch does not fit the dataset.
+        BadRequestError: the manifest is inconsistent or over the limits.
+    """
+    settings = runtime.settings
+    dataset = get_dataset(runtime.store, org=caller.name, name=dataset_name)
+    manifest = request.manifest
+    check_manifest(dataset, manifest, request.mode)
+    count = len(manifest.chunk_digests)
+    if count == 0 or count > settings.max_batch_chunks:
+        raise BadRequestError(f"a batch holds 1 to {settings.max_batch_chunks} chunks")
+    if manifest.record_count < 0 or manifest.record_count > count * settings.max_chunk_records:
+        raise BadRequestError("the manifest's record count does not fit its chunks")
+    if len(set(manifest.chunk_digests)) != count:
+        raise BadRequestError("the manifest lists a chunk twice")
+    _valid_batch_id(manifest.batch_id)
+    record = batch_store.open_batch(
+        runtime.store,
+        batch_key=_batch_key(caller.name, dataset_name, manifest.batch_id),
+        org=caller.name,
+        dataset=dataset_id(caller.name, dataset_name),
+        mode=request.mode,
+        manifest_json=manifest.model_dump_json().encode(),
+        chunk_count=count,
+        record_count=manifest.record_count,
+        now=utc_now(),
+        ttl=settings.receiving_ttl_seconds,
+    )
+    return batch_status(runtime.store, record, manifest.batch_id)
+
+
+def _valid_batch_id(batch_id: str) -> None:
+    if not re.fullmatch(BATCH_ID_PATTERN, batch_id):
+        raise BadRequestError("batch id: letters, digits, '.', '_' or '-', at most 80")
+
+
+def rekey_chunk(keyer: AtRestKeyer, chunk: TokenChunk) -> TokenChunk:
+    """The chunk with every token replaced by its at-rest form.
+
+    The result reuses the chunk codec; its token slots hold :class:`StoredToken` values.
+    """
+    rekey = keyer.rekey
+    tokens = [tuple(None if t is None else Token(rekey(t)) for t in row) for row in chunk.tokens]
+    return TokenChunk(chunk.key_names, chunk.payload_columns, chunk.refs, tokens, chunk.payload)
+
+
+def accept_chunk(
+    runtime: BrokerRuntime,
+    caller: Identity,
+    *,
+    dataset_name: str,
+    batch_id: str,
+    index: int,
+    body: bytes,
+) -> ChunkReceipt:
+    """Check, re-key and store chunk ``index`` of a batch; a resend is stored once.
+
+    Raises:
+        NotFoundOrForbiddenError: not the caller's batch.
+        ChunkError: the chunk's digest, format or columns disagree with the manifest.
+        BatchStateError: the batch is no longer receiving.
+    """
+    settings = runtime.settings
+    record = find_batch(
+        runtime.store, org=caller.name, dataset_name=dataset_name, batch_id=batch_id
+    )
+    manifest = BatchManifest.model_validate_json(record.manifest_json)
+    if not 0 <= index < record.chunk_count:
+        raise ChunkError(f"chunk index {index} is outside the batch (0..{record.chunk_count - 1})")
+    if len(body) > settings.max_chunk_bytes:
+        raise PayloadTooLargeError(f"a chunk is at most {settings.max_chunk_bytes} bytes")
+    digest = chunk_digest(body)
+    if digest != manifest.chunk_digests[index]:
+        raise ChunkError(f"chunk {index} does not match the digest in the manifest")
+    if record.state is not BatchState.RECEIVING:
+        return ChunkReceipt(index=index, digest=digest, records=0, duplicate=True)
+    try:
+        chunk = decode_chunk(body, max_records=settings.max_chunk_records)
+    except BatchFormatError as exc:
+        raise ChunkError(f"chunk {index}: {exc}") from exc
+    if record.mode is BatchMode.RETRACT:
+        stored = TokenChunk((), (), chunk.refs, [()] * len(chunk), [()] * len(chunk))
+    else:
+        if list(chunk.key_names) != manifest.match_keys:
+            raise ChunkError(f"chunk {index}: match keys differ from the manifest")
+        if list(chunk.payload_columns) != manifest.payload_columns:
+            raise ChunkError(f"chunk {index}: payload columns differ from the manifest")
+        stored = rekey_chunk(runtime.keyer, chunk)
+    write = batch_store.put_chunk(
+        runtime.store,
+        batch_key=record.batch_key,
+        index=index,
+        data=encode_chunk(stored),
+        records=len(chunk),
+        ttl=settings.receiving_ttl_seconds,
+    )
+    append_audit(
+        runtime.store,
+        identity=caller.name,
+        role=caller.role.value,
+        action="batch.chunk",
+        dataset=record.dataset,
+        counts={"chunk": index, "records": len(chunk) if write.stored else 0},
+    )
+    return ChunkReceipt(index=index, digest=digest, records=len(chunk), duplicate=not write.stored)
+
+
+def commit_upload(
+    runtime: BrokerRuntime,
+    caller: Identity,
+    *,
+    dataset_name: str,
+    batch_id: str,
+    notify: Callable[[], None] | None = None,
+) -> BatchStatus:
+    """Commit a complete batch: from now on it is visible to linkage, and queued.
+
+    Raises:
+        NotFoundOrForbiddenError: not the caller's batch.
+        IncompleteBatchError: chunks are missing.
+    """
+    record = find_batch(
+        runtime.store, org=caller.name, dataset_name=dataset_name, batch_id=batch_id
+    )
+    newly = batch_store.commit_batch(
+        runtime.store, batch_key=record.batch_key, dataset=record.dataset, now=utc_now()
+    )
+    if newly:
+        append_audit(
+            runtime.store,
+            identity=caller.name,
+            role=caller.role.value,
+            action=f"batch.commit.{record.mode.value}",
+            dataset=record.dataset,
+            counts={"chunks": record.chunk_count, "records": record.record_count},
+        )
+    if notify is not None:
+        notify()
+    updated = find_batch(
+        runtime.store, org=caller.name, dataset_name=dataset_name, batch_id=batch_id
+    )
+    return batch_status(runtime.store, updated, batch_id)
+
+
+def _domain_of(store: Store, record: batch_store.BatchRecord) -> str:
+    """The linkage domain of a batch: its dataset's (a retraction's manifest may omit it)."""
+    org, _, name = record.dataset.partition("/")
+    return get_dataset(store, org=org, name=name).domain
+
+
+def _dataset_info(store: Store, record: batch_store.BatchRecord) -> DatasetInfo:
+    org, _, name = record.dataset.partition("/")
+    declared = get_dataset(store, org=org, name=name)
+    return DatasetInfo(
+        id=record.dataset,
+        org=org,
+        one_record_per_person=declared.one_record_per_person,
+        key_names=tuple(declared.match_keys),
+    )
+
+
+def link_batch(
+    runtime: BrokerRuntime,
+    linker: Linker,
+    record: batch_store.BatchRecord,
+    *,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> bool:
+    """Link a committed batch from its resume point; True when it is fully linked.
+
+    Each chunk is applied whole by the linker, then the resume point moves on; a chunk
+    applied twice (after a crash between the two) changes nothing.
+    """
+    store = runtime.store
+    dataset = _dataset_info(store, record)
+    batch_id = record.batch_key
+    if record.state is BatchState.COMMITTED:
+        batch_store.mark_batch(store, batch_id, BatchState.LINKING)
+    linked_records = 0
+    for index in range(record.chunks_linked, record.chunk_count):
+        if not keep_going():
+            return False
+        chunk = decode_chunk(batch_store.read_chunk(store, batch_id, index))
+        if record.mode is BatchMode.RETRACT:
+            linker.retract(dataset, chunk.refs, batch_id=batch_id)
+        else:
+            incoming = [
+                IncomingRecord(
+                    ref=ref,
+                    tokens=tuple(None if t is None else StoredToken(t) for t in tokens),
+                    payload=payload,
+                )
+                for ref, tokens, payload in zip(
+                    chunk.refs, chunk.tokens, chunk.payload, strict=True
+                )
+            ]
+            linker.link(dataset, incoming, batch_id=batch_id)
+        linked_records += len(chunk)
+        batch_store.mark_chunk_linked(store, batch_id, index + 1)
+    if record.mode is BatchMode.REPLACE:
+        linker.replace_finish(dataset, batch_id=batch_id)
+    batch_store.mark_batch(store, batch_id, BatchState.LINKED)
+    batch_store.delete_chunks(store, batch_id)
+    append_audit(
+        store,
+        identity="broker",
+        role="service",
+        action=f"batch.linked.{record.mode.value}",
+        dataset=record.dataset,
+        counts={"chunks": record.chunk_count, "records": record.record_count},
+    )
+    return True
+
+
+class LinkWorker:
+    """Links committed batches in the background, in commit order, one at a time.
+
+    Several broker processes may run one each: a lease in Redis keeps a batch to one.
+
+    Args:
+        runtime: the broker runtime.
+        poll_seconds: how often to look at the queue when not woken by a commit.
+        lease_seconds: how long a lease lasts without renewal (renewed after each chunk).
+    """
+
+    def __init__(
+        self, runtime: BrokerRuntime, *, poll_seconds: float = 0.5, lease_seconds: int = 120
+    ) -> None:
+        self._runtime = runtime
+        self._linkers: dict[str, Linker] = {}
+        self._poll = poll_seconds
+        self._lease = lease_seconds
+        self._owner = uuid.uuid4().hex
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tessera-link-worker", daemon=True)
+
+    def start(self) -> None:
+        """Start the worker thread (it first resumes anything left queued)."""
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Wake the worker: a batch was committed."""
+        self._wake.set()
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Stop after the chunk in hand (the rest resumes on the next start)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                worked = self._drain()
+            except Exception:
+                logger.exception("linkage worker error; retrying")
+                worked = False
+            if not worked:
+                self._wake.wait(self._poll)
+                self._wake.clear()
+
+    def _drain(self) -> bool:
+        store = self._runtime.store
+        for batch_key in batch_store.queued_batches(store, limit=1):
+            if not batch_store.claim_batch(store, batch_key, owner=self._owner, ttl=self._lease):
+                return False
+            record = batch_store.get_batch(store, batch_key)
+            if record is None or record.state in (BatchState.LINKED, BatchState.FAILED):
+                batch_store.release_batch(store, batch_key, done=True)
+                return True
+            done = False
+            try:
+                done = link_batch(
+                    self._runtime,
+                    self._linker_for(record),
+                    record,
+                    keep_going=self._keep_going(batch_key),
+                )
+            except (BatchFormatError, DatasetMismatchError, NotFoundOrForbiddenError) as exc:
+                logger.error("batch failed to link: %s", type(exc).__name__)
+                batch_store.mark_batch(store, batch_key, BatchState.FAILED, error=str(exc))
+                done = True
+            finally:
+                batch_store.release_batch(store, batch_key, done=done)
+            return True
+        return False
+
+    def _linker_for(self, record: batch_store.BatchRecord) -> Linker:
+        """One linker per linkage domain: persons never span two domains."""
+        domain = _domain_of(self._runtime.store, record)
+        if domain not in self._linkers:
+            self._linkers[domain] = Linker(LinkageStore(self._runtime.store.redis, scope=domain))
+        return self._linkers[domain]
+
+    def _keep_going(self, batch_key: str) -> Callable[[], bool]:
+        store = self._runtime.store
+
+        def check() -> bool:
+            if self._stopping.is_set():
+                return False
+            return batch_store.claim_batch(store, batch_key, owner=self._owner, ttl=self._lease)
+
+        return check

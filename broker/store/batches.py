@@ -1,0 +1,266 @@
+"""Upload batches: receiving chunks, commit, and the queue the linkage worker drains.
+
+A batch lives in two keys on one cluster slot: its hash (state, manifest, counters) and
+its chunks hash (index -> chunk re-keyed at rest). Chunk writes and the commit are Lua
+scripts, so a chunk is stored at most once and a commit sees a complete batch or none.
+Until commit a batch expires after the receiving TTL; from commit on it is persistent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from broker.errors import BatchStateError, ConflictError, IncompleteBatchError
+from broker.store import keyspace
+from broker.store.client import Store
+from keys.wire import BatchMode, BatchState
+
+__all__ = [
+    "BatchRecord",
+    "ChunkWrite",
+    "claim_batch",
+    "commit_batch",
+    "delete_chunks",
+    "get_batch",
+    "held_chunks",
+    "mark_batch",
+    "mark_chunk_linked",
+    "open_batch",
+    "put_chunk",
+    "queued_batches",
+    "read_chunk",
+    "release_batch",
+]
+
+_PUT_CHUNK = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -2 end
+if state ~= 'receiving' then return -1 end
+local added = redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+if added == 1 then redis.call('HINCRBY', KEYS[1], 'records_received', ARGV[3]) end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return added
+"""
+
+_COMMIT = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -2 end
+if state ~= 'receiving' then return 0 end
+local held = redis.call('HLEN', KEYS[2])
+local want = tonumber(redis.call('HGET', KEYS[1], 'chunk_count'))
+local records = tonumber(redis.call('HGET', KEYS[1], 'records_received'))
+local want_records = tonumber(redis.call('HGET', KEYS[1], 'record_count'))
+if held ~= want or records ~= want_records then return -3 end
+redis.call('HSET', KEYS[1], 'state', 'committed', 'seq', ARGV[1], 'committed_at', ARGV[2])
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """A batch as stored."""
+
+    batch_key: str
+    org: str
+    dataset: str
+    mode: BatchMode
+    state: BatchState
+    manifest_json: bytes
+    chunk_count: int
+    record_count: int
+    records_received: int
+    chunks_linked: int
+    seq: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkWrite:
+    """Outcome of storing a chunk."""
+
+    stored: bool
+    """False when the broker already held the chunk (a resend)."""
+
+
+def _decode(batch_key: str, f: dict[bytes, bytes]) -> BatchRecord:
+    return BatchRecord(
+        batch_key=batch_key,
+        org=f[b"org"].decode(),
+        dataset=f[b"dataset"].decode(),
+        mode=BatchMode(f[b"mode"].decode()),
+        state=BatchState(f[b"state"].decode()),
+        manifest_json=f[b"manifest"],
+        chunk_count=int(f[b"chunk_count"]),
+        record_count=int(f[b"record_count"]),
+        records_received=int(f.get(b"records_received", b"0")),
+        chunks_linked=int(f.get(b"chunks_linked", b"0")),
+        seq=int(f.get(b"seq", b"0")),
+        error=f.get(b"error", b"").decode(),
+    )
+
+
+def get_batch(store: Store, batch_key: str) -> BatchRecord | None:
+    """The batch, or ``None`` (never opened, or expired before commit)."""
+    fields = cast(dict[bytes, bytes], store.redis.hgetall(keyspace.batch(batch_key)))
+    return _decode(batch_key, fields) if fields.get(b"manifest") else None
+
+
+def open_batch(
+    store: Store,
+    *,
+    batch_key: str,
+    org: str,
+    dataset: str,
+    mode: BatchMode,
+    manifest_json: bytes,
+    chunk_count: int,
+    record_count: int,
+    now: str,
+    ttl: int,
+) -> BatchRecord:
+    """Open a batch, or return the one already open under the same key and manifest.
+
+    Raises:
+        ConflictError: the key is taken by a batch with another manifest or mode.
+    """
+    key = keyspace.batch(batch_key)
+    if store.redis.hsetnx(key, "manifest", manifest_json):
+        pipe = store.redis.pipeline(transaction=True)
+        pipe.hset(
+            key,
+            mapping={
+                "org": org,
+                "dataset": dataset,
+                "mode": mode.value,
+                "state": BatchState.RECEIVING.value,
+                "chunk_count": chunk_count,
+                "record_count": record_count,
+                "records_received": 0,
+                "chunks_linked": 0,
+                "created_at": now,
+            },
+        )
+        pipe.expire(key, ttl)
+        pipe.execute()
+    existing = get_batch(store, batch_key)
+    if existing is None or existing.manifest_json != manifest_json or existing.mode != mode:
+        raise ConflictError("a batch with this id exists with another manifest or mode")
+    return existing
+
+
+def put_chunk(
+    store: Store, *, batch_key: str, index: int, data: bytes, records: int, ttl: int
+) -> ChunkWrite:
+    """Store chunk ``index`` unless it is already held.
+
+    Raises:
+        BatchStateError: the batch is no longer receiving.
+    """
+    script = store.redis.register_script(_PUT_CHUNK)
+    result = int(
+        script(
+            keys=[keyspace.batch(batch_key), keyspace.batch_chunks(batch_key)],
+            args=[index, data, records, ttl],
+        )
+    )
+    if result == -2:
+        raise BatchStateError("the batch expired or was never opened; open it again")
+    if result == -1:
+        raise BatchStateError("the batch is already committed")
+    return ChunkWrite(stored=result == 1)
+
+
+def held_chunks(store: Store, batch_key: str) -> list[int]:
+    """Indexes of the chunks held, sorted."""
+    fields = cast(list[bytes], store.redis.hkeys(keyspace.batch_chunks(batch_key)))
+    return sorted(int(f) for f in fields)
+
+
+def commit_batch(store: Store, *, batch_key: str, dataset: str, now: str) -> bool:
+    """Commit a complete batch and queue it for linkage.
+
+    A commit of a batch already committed queues it again (idempotent), so a client that
+    lost the answer can simply retry.
+
+    Returns:
+        True if this call committed the batch.
+
+    Raises:
+        IncompleteBatchError: chunks or records are missing.
+        BatchStateError: the batch expired.
+    """
+    seq = store.redis.incr(keyspace.batch_sequence())
+    script = store.redis.register_script(_COMMIT)
+    keys = [keyspace.batch(batch_key), keyspace.batch_chunks(batch_key)]
+    result = int(script(keys=keys, args=[seq, now]))
+    if result == -2:
+        raise BatchStateError("the batch expired or was never opened; open it again")
+    if result == -3:
+        raise IncompleteBatchError("the batch lacks chunks or records; upload them first")
+    batch = get_batch(store, batch_key)
+    if batch is None:
+        raise BatchStateError("the batch vanished during commit")
+    if batch.state in (BatchState.COMMITTED, BatchState.LINKING):
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.zadd(keyspace.link_queue(), {batch_key: batch.seq}, nx=True)
+        pipe.zadd(keyspace.dataset_batches(dataset), {batch_key: batch.seq}, nx=True)
+        pipe.execute()
+    return result == 1
+
+
+def queued_batches(store: Store, *, limit: int = 10) -> list[str]:
+    """Batch keys waiting for linkage, oldest commit first."""
+    raw = cast(list[bytes], store.redis.zrange(keyspace.link_queue(), 0, limit - 1))
+    return [r.decode() for r in raw]
+
+
+def claim_batch(store: Store, batch_key: str, *, owner: str, ttl: int) -> bool:
+    """Take (or extend) the lease on linking ``batch_key``; False if another holds it."""
+    key = keyspace.batch_lock(batch_key)
+    if store.redis.set(key, owner, nx=True, ex=ttl):
+        return True
+    holder = cast(bytes | None, store.redis.get(key))
+    if holder is not None and holder.decode() == owner:
+        store.redis.expire(key, ttl)
+        return True
+    return False
+
+
+def release_batch(store: Store, batch_key: str, *, done: bool) -> None:
+    """Drop the lease; when ``done``, remove the batch from the queue."""
+    pipe = store.redis.pipeline(transaction=False)
+    if done:
+        pipe.zrem(keyspace.link_queue(), batch_key)
+    pipe.delete(keyspace.batch_lock(batch_key))
+    pipe.execute()
+
+
+def read_chunk(store: Store, batch_key: str, index: int) -> bytes:
+    """A stored (re-keyed) chunk."""
+    data = cast(bytes | None, store.redis.hget(keyspace.batch_chunks(batch_key), str(index)))
+    if data is None:
+        raise BatchStateError(f"chunk {index} of the batch is missing")
+    return data
+
+
+def mark_batch(store: Store, batch_key: str, state: BatchState, *, error: str = "") -> None:
+    """Move the batch to ``state`` (with an error message when failed)."""
+    key = keyspace.batch(batch_key)
+    if error:
+        store.redis.hset(key, mapping={"state": state.value, "error": error})
+    else:
+        store.redis.hset(key, "state", state.value)
+
+
+def mark_chunk_linked(store: Store, batch_key: str, chunks_linked: int) -> None:
+    """Record that chunks ``0 .. chunks_linked - 1`` are linked (the resume point)."""
+    store.redis.hset(keyspace.batch(batch_key), "chunks_linked", chunks_linked)
+
+
+def delete_chunks(store: Store, batch_key: str) -> None:
+    """Drop a linked batch's chunks: linkage now holds what they carried."""
+    store.redis.delete(keyspace.batch_chunks(batch_key))

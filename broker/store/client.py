@@ -1,0 +1,113 @@
+"""The broker's connection to Redis: an external URL, or the embedded redis-server.
+
+Store modules take a :class:`Store` and issue their own commands; nothing outside
+broker/store/ sees a Redis client.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, cast
+
+import redis
+
+from broker.store.embedded import EmbeddedRedis, RedisUnavailableError
+
+__all__ = ["Store", "open_store"]
+
+logger = logging.getLogger(__name__)
+
+
+class Store:
+    """A Redis connection pool, with the embedded server it owns (if any).
+
+    Args:
+        url: redis-py URL (``redis://``, ``rediss://`` or ``unix://``).
+        embedded: the embedded server this store started and stops on :meth:`close`.
+    """
+
+    def __init__(self, url: str, *, embedded: EmbeddedRedis | None = None) -> None:
+        self.url = url
+        self.embedded = embedded
+        self.redis: redis.Redis = redis.Redis.from_url(
+            url, decode_responses=False, health_check_interval=30, socket_timeout=30
+        )
+
+    def ping(self) -> bool:
+        """True when Redis answers."""
+        try:
+            return bool(self.redis.ping())
+        except redis.RedisError:
+            return False
+
+    def require_durable_writes(self) -> None:
+        """Make every acknowledged write reach the disk before Redis answers.
+
+        Sets ``appendonly yes`` and ``appendfsync always``: Redis fsyncs once per event
+        loop, so concurrent and pipelined writes share one fsync (group commit).
+        """
+        try:
+            self.redis.config_set("appendonly", "yes")
+            self.redis.config_set("appendfsync", "always")
+        except redis.RedisError as exc:
+            raise RedisUnavailableError("cannot configure Redis persistence") from exc
+
+    def info(self, section: str) -> dict[str, Any]:
+        """``INFO section`` as a dict."""
+        return self.redis.info(section)
+
+    def close(self) -> None:
+        """Close connections and stop the embedded server, if this store owns one."""
+        self.redis.close()
+        if self.embedded is not None:
+            self.embedded.stop()
+            self.embedded = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_store(
+    redis_url: str | None, *, redis_dir: Path, durable_writes: bool = True, attach: bool = False
+) -> Store:
+    """Connect to ``redis_url``, or start the embedded redis-server under ``redis_dir``.
+
+    Args:
+        redis_url: an external server, or ``None`` for the embedded one.
+        redis_dir: data directory of the embedded server.
+        durable_writes: switch the server to ``appendfsync always`` (see
+            :meth:`Store.require_durable_writes`).
+        attach: when an embedded server is already running under ``redis_dir`` (a
+            broker is serving), use it rather than start one (the admin commands do).
+
+    Raises:
+        RedisUnavailableError: the server cannot be reached or started.
+    """
+    embedded: EmbeddedRedis | None = None
+    url = redis_url
+    if url is None and attach:
+        probe = EmbeddedRedis(redis_dir)
+        running = Store(probe.url)
+        if probe.socket_path.exists() and running.ping():
+            url = probe.url
+        running.redis.close()
+    if url is None:
+        embedded = EmbeddedRedis(redis_dir).start()
+        url = embedded.url
+    store = Store(url, embedded=embedded)
+    if not store.ping():
+        store.close()
+        raise RedisUnavailableError("Redis does not answer")
+    if durable_writes:
+        store.require_durable_writes()
+    return store

@@ -1,0 +1,129 @@
+"""Identities and their credentials: only a keyed digest of a credential is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from broker.errors import ConflictError, NotFoundOrForbiddenError
+from broker.store import keyspace
+from broker.store.client import Store
+from keys.wire import Role
+
+__all__ = [
+    "Identity",
+    "create_identity",
+    "find_identity",
+    "identity_for_credential",
+    "list_identities",
+    "replace_credential",
+    "revoke_identity",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Someone the broker knows: an organisation, researcher, auditor or admin."""
+
+    id: str
+    name: str
+    role: Role
+    created_at: str
+    revoked: bool
+
+
+def _decode(fields: dict[bytes, bytes]) -> Identity:
+    return Identity(
+        id=fields[b"id"].decode(),
+        name=fields[b"name"].decode(),
+        role=Role(fields[b"role"].decode()),
+        created_at=fields[b"created_at"].decode(),
+        revoked=fields.get(b"revoked", b"0") == b"1",
+    )
+
+
+def _load(store: Store, identity_id: str) -> Identity | None:
+    fields = cast(dict[bytes, bytes], store.redis.hgetall(keyspace.identity(identity_id)))
+    return _decode(fields) if fields else None
+
+
+def create_identity(
+    store: Store, *, identity_id: str, name: str, role: Role, digest: str, now: str
+) -> Identity:
+    """Store a new identity with the digest of its first credential.
+
+    Raises:
+        ConflictError: the name is taken (names are unique across roles).
+    """
+    if not store.redis.set(keyspace.identity_name(name), identity_id, nx=True):
+        raise ConflictError(f"an identity named {name!r} already exists")
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.hset(
+        keyspace.identity(identity_id),
+        mapping={
+            "id": identity_id,
+            "name": name,
+            "role": role.value,
+            "created_at": now,
+            "revoked": "0",
+            "digest": digest,
+        },
+    )
+    pipe.set(keyspace.credential(digest), identity_id)
+    pipe.sadd(keyspace.identities_all(), identity_id)
+    pipe.execute()
+    return Identity(identity_id, name, role, now, revoked=False)
+
+
+def identity_for_credential(store: Store, digest: str) -> Identity | None:
+    """The live identity a credential digest belongs to, or ``None`` (unknown or revoked)."""
+    identity_id = cast(bytes | None, store.redis.get(keyspace.credential(digest)))
+    if identity_id is None:
+        return None
+    identity = _load(store, identity_id.decode())
+    if identity is None or identity.revoked:
+        return None
+    return identity
+
+
+def find_identity(store: Store, name_or_id: str) -> Identity:
+    """An identity by name or id.
+
+    Raises:
+        NotFoundOrForbiddenError: no such identity.
+    """
+    by_name = cast(bytes | None, store.redis.get(keyspace.identity_name(name_or_id)))
+    identity = _load(store, by_name.decode() if by_name else name_or_id)
+    if identity is None:
+        raise NotFoundOrForbiddenError(f"no identity named or numbered {name_or_id!r}")
+    return identity
+
+
+def list_identities(store: Store) -> list[Identity]:
+    """Every identity, revoked ones included, by name."""
+    ids = cast(set[bytes], store.redis.smembers(keyspace.identities_all()))
+    found = [_load(store, i.decode()) for i in ids]
+    return sorted((i for i in found if i is not None), key=lambda i: i.name)
+
+
+def revoke_identity(store: Store, identity: Identity) -> None:
+    """Revoke the identity's credential: refused from the next request on."""
+    key = keyspace.identity(identity.id)
+    digest = cast(bytes | None, store.redis.hget(key, "digest"))
+    pipe = store.redis.pipeline(transaction=True)
+    pipe.hset(key, "revoked", "1")
+    if digest:
+        pipe.delete(keyspace.credential(digest.decode()))
+    pipe.execute()
+
+
+def replace_credential(store: Store, identity: Identity, digest: str) -> None:
+    """Give the identity a new credential (the old one stops working), un-revoking it."""
+    key = keyspace.identity(identity.id)
+    old = cast(bytes | None, store.redis.hget(key, "digest"))
+    pipe = store.redis.pipeline(transaction=True)
+    if old:
+        pipe.delete(keyspace.credential(old.decode()))
+    pipe.hset(key, mapping={"digest": digest, "revoked": "0"})
+    pipe.set(keyspace.credential(digest), identity.id)
+    pipe.execute()

@@ -1,0 +1,193 @@
+"""Every Redis key the broker uses is built here, and nowhere else.
+
+See docs/keyspace.md for each key's type, size and lifetime. Keys that one MULTI/EXEC or
+Lua script touches together share a cluster hash tag (the part in braces), so they stay on
+one slot of a Redis Cluster. Names are validated before they get here (against
+:data:`keys.wire.NAME_PATTERN`), so they never hold a brace or colon that could alias a key.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LINK_BATCHES",
+    "LINK_CONFLICTS",
+    "LINK_DATASETS",
+    "LINK_DATASET_BITS",
+    "LINK_DATASET_NUMBERS",
+    "LINK_LOCK",
+    "LINK_META",
+    "LINK_PAYLOADS",
+    "LINK_PERSONS",
+    "LINK_RECORDS",
+    "LINK_REFS",
+    "LINK_STATS",
+    "LINK_TOKENS",
+    "PREFIX",
+    "audit_head",
+    "audit_log",
+    "batch",
+    "batch_chunks",
+    "batch_lock",
+    "batch_sequence",
+    "credential",
+    "dataset",
+    "dataset_batches",
+    "datasets_all",
+    "identities_all",
+    "identity",
+    "identity_name",
+    "link_queue",
+    "linkage_base",
+    "linkage_bucket",
+    "linkage_key",
+    "org_blobs",
+    "org_datasets",
+    "org_public_key",
+]
+
+PREFIX = "ts"
+
+
+# Identities and credentials --------------------------------------------------------------
+
+
+def credential(digest: str) -> str:
+    """STRING: identity id for a credential's keyed digest (never the credential)."""
+    return f"{PREFIX}:cred:{digest}"
+
+
+def identity(identity_id: str) -> str:
+    """HASH: one identity: name, role, created_at, revoked, credential digest."""
+    return f"{PREFIX}:id:{identity_id}"
+
+
+def identity_name(name: str) -> str:
+    """STRING: identity id of a name (names are unique across roles)."""
+    return f"{PREFIX}:idname:{name}"
+
+
+def identities_all() -> str:
+    """SET: every identity id."""
+    return f"{PREFIX}:ids"
+
+
+# Organisations: public key, wrapped key blobs, datasets ------------------------------------
+
+
+def org_public_key(org: str) -> str:
+    """HASH: the organisation's registered identity public key and its metadata."""
+    return f"{PREFIX}:org:{{{org}}}:pubkey"
+
+
+def org_blobs(org: str) -> str:
+    """HASH: ``domain/version`` -> wrapped domain-key blob (opaque to the broker)."""
+    return f"{PREFIX}:org:{{{org}}}:blobs"
+
+
+def org_datasets(org: str) -> str:
+    """SET: names of the organisation's datasets."""
+    return f"{PREFIX}:org:{{{org}}}:datasets"
+
+
+def dataset(dataset_id: str) -> str:
+    """HASH: a dataset declaration (dataset id is ``org/name``)."""
+    return f"{PREFIX}:ds:{{{dataset_id}}}"
+
+
+def dataset_batches(dataset_id: str) -> str:
+    """ZSET: committed batch ids of the dataset, scored by commit order."""
+    return f"{PREFIX}:ds:{{{dataset_id}}}:batches"
+
+
+def datasets_all() -> str:
+    """SET: every dataset id."""
+    return f"{PREFIX}:datasets"
+
+
+# Upload batches ------------------------------------------------------------------------------
+
+
+def batch(batch_id: str) -> str:
+    """HASH: a batch's state, manifest and counters."""
+    return f"{PREFIX}:b:{{{batch_id}}}"
+
+
+def batch_chunks(batch_id: str) -> str:
+    """HASH: chunk index -> the chunk re-keyed at rest (deleted once linked)."""
+    return f"{PREFIX}:b:{{{batch_id}}}:chunks"
+
+
+def batch_lock(batch_id: str) -> str:
+    """STRING with TTL: held by the broker worker that is linking the batch."""
+    return f"{PREFIX}:b:{{{batch_id}}}:lock"
+
+
+def batch_sequence() -> str:
+    """STRING counter: commit order of batches."""
+    return f"{PREFIX}:seq:batch"
+
+
+def link_queue() -> str:
+    """ZSET: committed batches waiting to be linked, scored by commit order."""
+    return f"{PREFIX}:linkq"
+
+
+# Audit log ---------------------------------------------------------------------------------
+
+
+def audit_log() -> str:
+    """LIST: audit entries as canonical JSON, oldest first, each hash-chained."""
+    return f"{PREFIX}:{{audit}}:log"
+
+
+def audit_head() -> str:
+    """STRING: JSON ``{"seq": n, "hash": hex}`` of the newest audit entry."""
+    return f"{PREFIX}:{{audit}}:head"
+
+
+# Linkage (broker/store/linkage_store.py) -----------------------------------------------------
+# One linkage scope (a linkage domain) keeps every key under the hash tag ``{scope}``: a
+# chunk's bulk read and its atomic write are each one Lua script over that one slot.
+# Bucket and per-id keys are built inside the scripts from the same base and letters.
+
+LINK_TOKENS = "t"
+"""HASH per bucket ``t:<first 16 bits of token>``: ``k u8 + token[2:10]`` -> holders."""
+LINK_REFS = "r"
+"""HASH per bucket ``r:<first 16 bits of ref>``: ``dsn u16 + ref[2:10]`` -> rid u32."""
+LINK_RECORDS = "R"
+"""HASH per ``R:<rid // 128>``: ``rid % 128`` -> record (dataset, person, ref, tokens)."""
+LINK_PERSONS = "P"
+"""HASH per ``P:<pid // 128>``: ``pid % 128`` -> members ``(rid u32, dsn u16)*``."""
+LINK_PAYLOADS = "Y"
+"""HASH per ``Y:<rid // 128>``: ``rid % 128`` -> payload values as a JSON array."""
+LINK_CONFLICTS = "C"
+"""HASH per ``C:<rid // 128>``: ``rid % 128`` -> conflicts recorded for the record."""
+LINK_DATASET_BITS = "D"
+"""STRING bitmap per ``D:<dsn>``: bit ``rid`` set when the dataset holds record ``rid``."""
+LINK_META = "meta"
+"""HASH: last allocated ``rid``, ``pid``, ``bseq`` and ``dsn``."""
+LINK_DATASET_NUMBERS = "dsn"
+"""HASH: dataset id -> dataset number."""
+LINK_DATASETS = "dsi"
+"""HASH: dataset number -> JSON declaration (id, org, one record per person, key names)."""
+LINK_BATCHES = "bat"
+"""HASH: batch id -> batch number."""
+LINK_STATS = "stats"
+"""HASH: linkage report counters."""
+LINK_LOCK = "lock"
+"""STRING with TTL: the single linking worker's lock token."""
+
+
+def linkage_base(scope: str) -> str:
+    """Common prefix of every linkage key of ``scope``, hash tag included."""
+    return f"{PREFIX}:lk:{{{scope}}}:"
+
+
+def linkage_key(scope: str, name: str) -> str:
+    """A singleton linkage key (``LINK_META``, ``LINK_STATS``, …) of ``scope``."""
+    return linkage_base(scope) + name
+
+
+def linkage_bucket(scope: str, letter: str, bucket: int) -> str:
+    """A bucket key: ``letter`` is one of the ``LINK_*`` bucket letters."""
+    return f"{linkage_base(scope)}{letter}:{bucket}"

@@ -1,0 +1,174 @@
+"""HTTP models shared by the SDK and the broker: what travels on the wire, and nothing else.
+
+Token chunks are not JSON: they travel as the binary chunks of :mod:`keys.batch`
+(``application/octet-stream``). No model here can hold an identifier: only names of
+datasets, organisations and match keys, hashes, counts and opaque wrapped blobs.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from keys.batch import BatchManifest
+
+__all__ = [
+    "BATCH_ID_PATTERN",
+    "NAME_PATTERN",
+    "BatchMode",
+    "BatchOpen",
+    "BatchState",
+    "BatchStatus",
+    "ChunkReceipt",
+    "DatasetDeclaration",
+    "DatasetInfoOut",
+    "ErrorBody",
+    "Health",
+    "IdentityOut",
+    "KeyBlob",
+    "KeyBlobInfo",
+    "Name",
+    "PublicKeyRegistration",
+    "Role",
+]
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+"""Organisation, identity, dataset, domain and key-version names: lower case, no spaces."""
+BATCH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Role(StrEnum):
+    """What an identity may do."""
+
+    ORG = "org"
+    RESEARCHER = "researcher"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+
+
+class ErrorBody(_Wire):
+    """Every error response: a stable machine ``code`` and a message for people."""
+
+    code: str
+    message: str
+
+
+class Health(_Wire):
+    """Answer of ``/healthz`` and ``/readyz``."""
+
+    status: Literal["ok", "unavailable"]
+    detail: str = ""
+
+
+class IdentityOut(_Wire):
+    """Who a credential belongs to (``GET /v1/whoami``)."""
+
+    id: str
+    name: str
+    role: Role
+
+
+class PublicKeyRegistration(_Wire):
+    """An organisation's identity public key, as its SDK registers it."""
+
+    algorithm: Annotated[str, Field(min_length=1, max_length=64)]
+    public_key: Annotated[str, Field(min_length=1, max_length=8192)]
+    """Base64 of the encoded public key."""
+    fingerprint: Annotated[str, Field(max_length=64)] = ""
+
+
+class KeyBlobInfo(_Wire):
+    """A wrapped domain-key blob held for an organisation, without its bytes."""
+
+    domain: Name
+    key_version: Name
+    size: int
+
+
+class KeyBlob(_Wire):
+    """A wrapped domain-key blob: only the organisation it was wrapped for can open it."""
+
+    domain: Name
+    key_version: Name
+    blob: Annotated[str, Field(min_length=1, max_length=65536)]
+    """Base64 of the blob, exactly as the custodian wrote it."""
+
+
+class DatasetDeclaration(_Wire):
+    """What an organisation declares before uploading to a dataset."""
+
+    name: Name
+    description: Annotated[str, Field(max_length=2000)] = ""
+    one_record_per_person: bool
+    domain: Name
+    spec_hash: Annotated[str, Field(min_length=1, max_length=128)]
+    key_version: Name
+    match_keys: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=32)]
+    payload_columns: Annotated[
+        list[Annotated[str, Field(max_length=64)]], Field(max_length=256)
+    ] = Field(default_factory=list)
+
+
+class DatasetInfoOut(DatasetDeclaration):
+    """A declared dataset, as the broker holds it."""
+
+    org: Name
+    created_at: str
+    batches: int = 0
+
+
+class BatchMode(StrEnum):
+    """What a batch does to its dataset."""
+
+    APPEND = "append"
+    REPLACE = "replace"
+    RETRACT = "retract"
+
+
+class BatchState(StrEnum):
+    """Life of a batch: only ``committed`` and later are visible to linkage."""
+
+    RECEIVING = "receiving"
+    COMMITTED = "committed"
+    LINKING = "linking"
+    LINKED = "linked"
+    FAILED = "failed"
+
+
+class BatchOpen(_Wire):
+    """Opens (or, with the same manifest, re-opens) an upload batch."""
+
+    manifest: BatchManifest
+    mode: BatchMode = BatchMode.APPEND
+
+
+class BatchStatus(_Wire):
+    """Where a batch stands; ``received`` lists the chunk indexes held, for resuming."""
+
+    batch_id: str
+    dataset: str
+    mode: BatchMode
+    state: BatchState
+    chunk_count: int
+    record_count: int
+    received: list[int]
+    records_received: int
+    chunks_linked: int
+    error: str = ""
+
+
+class ChunkReceipt(_Wire):
+    """Answer to one chunk upload; ``duplicate`` when the broker already held it."""
+
+    index: int
+    digest: str
+    records: int
+    duplicate: bool
