@@ -24,15 +24,25 @@ One linking worker at a time: every call holds the store's linkage lock.
 
 from __future__ import annotations
 
+import json
+import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from broker.store.linkage_store import (
     CONFLICT_KINDS,
+    INDEX_TOKEN_BYTES,
+    NO_KEY,
+    DatasetEntry,
     LinkageStore,
     LinkedRecord,
     PersonId,
+    StoredRecord,
+    WriteSet,
+    decode_members,
+    encode_conflicts,
+    encode_members,
 )
 from keys.derive import RecordRef, StoredToken
 
@@ -165,17 +175,471 @@ class LinkageReport:
     datasets: list[DatasetReport] = field(default_factory=list)
 
 
+_TWIN = CONFLICT_KINDS.index("twin")
+_KEY = CONFLICT_KINDS.index("key")
+_MERGE = CONFLICT_KINDS.index("merge")
+_CHUNK = 20_000
+_MAX_ROUNDS = 32
+_NONE: list[tuple[int, int]] = []
+
+
+def _person_counters(members: Sequence[tuple[int, int]] | None) -> dict[str, int]:
+    """Report counters one person contributes."""
+    if not members:
+        return {}
+    out = {"persons": 1}
+    dsns = sorted({d for _, d in members})
+    if len(dsns) > 1:
+        out["linked_persons"] = 1
+        for i, a in enumerate(dsns):
+            for b in dsns[i + 1 :]:
+                out[f"pair:{a}:{b}"] = 1
+        for _, d in members:
+            name = f"linked:{d}"
+            out[name] = out.get(name, 0) + 1
+    return out
+
+
+def _record_counters(dsn: int, link_key: int, cflags: int) -> dict[str, int]:
+    """Report counters one record contributes."""
+    out = {f"n:{dsn}": 1}
+    if link_key != NO_KEY:
+        out[f"lk:{dsn}:{link_key}"] = 1
+    if cflags:
+        out["cfl"] = 1
+        for c in range(len(CONFLICT_KINDS)):
+            if cflags >> c & 1:
+                out[f"cfl:{c}"] = 1
+    return out
+
+
+def _ambiguity_counters(
+    holders: Sequence[tuple[int, int]] | None, opp: dict[int, bool]
+) -> dict[str, int]:
+    """Report counters one token contributes: one per dataset it is ambiguous for."""
+    if not holders or len(holders) < 2:
+        return {}
+    seen: set[int] = set()
+    out: dict[str, int] = {}
+    for _, d in holders:
+        if d in seen and opp.get(d, False):
+            out[f"amb:{d}"] = 1
+        seen.add(d)
+    return out
+
+
+def _ambiguous_for(holders: Sequence[tuple[int, int]], opp: dict[int, bool]) -> set[int]:
+    """Datasets (one record per person) holding the token on two or more records."""
+    seen: set[int] = set()
+    out: set[int] = set()
+    for _, d in holders:
+        if d in seen:
+            if opp.get(d, False):
+                out.add(d)
+        else:
+            seen.add(d)
+    return out
+
+
+class _Session:
+    """One call's view of the store: what it read, what it changed, and the decisions.
+
+    The first read of an item is its original state; every change keeps that original
+    so the report counters are updated by difference when the call commits.
+    """
+
+    def __init__(
+        self,
+        store: LinkageStore,
+        datasets: dict[int, DatasetEntry],
+        stats: LinkStats,
+    ) -> None:
+        self.store = store
+        self.opp = {d.dsn: d.one_record_per_person for d in datasets.values()}
+        self.stats = stats
+        self.holders: dict[bytes, list[tuple[int, int]]] = {}
+        self.records: dict[int, StoredRecord] = {}
+        self.persons: dict[int, list[tuple[int, int]]] = {}
+        self.rids: dict[bytes, int] = {}
+        self.orig_holders: dict[bytes, tuple[tuple[int, int], ...]] = {}
+        self.orig_records: dict[int, tuple[int, int, int] | None] = {}
+        self.orig_persons: dict[int, tuple[tuple[int, int], ...] | None] = {}
+        self.absent_rids: set[int] = set()
+        self.absent_pids: set[int] = set()
+        self.queue: set[int] = set()
+        self.dissolve: set[int] = set()
+        self.reserved: list[int] = []
+        self.deleted: set[int] = set()
+        self.writes = WriteSet()
+        self.next_rid = -1
+        self.next_pid = -1
+        self.next_bseq = -1
+
+    # Reading -----------------------------------------------------------------------------------
+
+    def load(
+        self,
+        *,
+        tokens: Iterable[bytes] = (),
+        refs: Iterable[bytes] = (),
+        rids: Iterable[int] = (),
+        pids: Iterable[int] = (),
+    ) -> None:
+        """Read what is not yet in the session (never overwriting what the call changed)."""
+        t = [x for x in tokens if x not in self.holders]
+        f = [x for x in refs if x not in self.rids]
+        r = [x for x in rids if x not in self.records and x not in self.absent_rids]
+        p = [x for x in pids if x not in self.persons and x not in self.absent_pids]
+        if not (t or f or r or p) and self.next_rid >= 0:
+            return
+        got = self.store.fetch(tokens=t, refs=f, rids=r, pids=p)
+        if self.next_rid < 0:
+            self.next_rid, self.next_pid, self.next_bseq = got.next_rid, got.next_pid, got.next_bseq
+        for token, raw in got.holders.items():
+            if token not in self.holders:
+                self.holders[token] = decode_members(raw)
+        for ref, rid in got.rids.items():
+            self.rids.setdefault(ref, rid)
+        for rid, record in got.records.items():
+            if rid not in self.records and rid not in self.deleted:
+                self.records[rid] = record
+        for pid, raw in got.persons.items():
+            if pid not in self.persons and pid not in self.orig_persons:
+                self.persons[pid] = decode_members(raw)
+        self.absent_rids.update(x for x in r if x not in got.records)
+        self.absent_pids.update(x for x in p if x not in got.persons)
+
+    def load_neighbourhood(self) -> None:
+        """Read until every queued record's tokens, holders and their persons are here."""
+        for _ in range(_MAX_ROUNDS):
+            persons = [pid for pid in self.dissolve if pid not in self.persons]
+            members = [rid for pid in self.dissolve for rid, _ in self.persons.get(pid, ())]
+            tokens: list[bytes] = []
+            for rid in list(self.queue) + members:
+                record = self.records.get(rid)
+                if record is None:
+                    continue
+                for k, token in enumerate(record.tokens):
+                    if token is not None:
+                        tokens.append(bytes((k,)) + token)
+            holder_rids: list[int] = []
+            for token in tokens:
+                for rid, _ in self.holders.get(token, ()):
+                    holder_rids.append(rid)
+            pids = [
+                self.records[rid].pid
+                for rid in holder_rids
+                if rid in self.records and self.records[rid].pid
+            ]
+            missing = (
+                persons
+                or any(r not in self.records and r not in self.absent_rids for r in members)
+                or any(t not in self.holders for t in tokens)
+                or any(r not in self.records and r not in self.absent_rids for r in holder_rids)
+                or any(p not in self.persons and p not in self.absent_pids for p in pids)
+            )
+            if not missing:
+                return
+            self.load(tokens=tokens, rids=members + holder_rids, pids=persons + pids)
+        raise RuntimeError("linkage neighbourhood did not close")  # pragma: no cover
+
+    # Changing ----------------------------------------------------------------------------------
+
+    def touch_record(self, rid: int) -> None:
+        if rid not in self.orig_records:
+            record = self.records.get(rid)
+            self.orig_records[rid] = (
+                None if record is None else (record.dsn, record.link_key, record.cflags)
+            )
+
+    def touch_person(self, pid: int) -> None:
+        if pid not in self.orig_persons:
+            members = self.persons.get(pid)
+            self.orig_persons[pid] = None if members is None else tuple(members)
+
+    def touch_token(self, token: bytes) -> None:
+        if token not in self.orig_holders:
+            self.orig_holders[token] = tuple(self.holders.get(token, ()))
+
+    def new_rid(self) -> int:
+        self.next_rid += 1
+        return self.next_rid
+
+    def new_pid(self) -> int:
+        if self.reserved:
+            self.reserved.sort()
+            return self.reserved.pop(0)
+        self.next_pid += 1
+        return self.next_pid
+
+    def add_tokens(self, record: StoredRecord) -> None:
+        """Index ``record``'s tokens; a token turning ambiguous dissolves what it linked."""
+        dsn = record.dsn
+        opp = self.opp.get(dsn, False)
+        for k, token in enumerate(record.tokens):
+            if token is None:
+                continue
+            key = bytes((k,)) + token
+            self.touch_token(key)
+            holders = self.holders.setdefault(key, [])
+            if opp:
+                same = [rid for rid, d in holders if d == dsn and rid != record.rid]
+                if len(same) == 1:
+                    self.stats.ambiguous_tokens += 1
+                    self._dissolve_if_linked_by(key, same[0])
+            holders.append((record.rid, dsn))
+
+    def remove_tokens(self, record: StoredRecord) -> None:
+        """Unindex ``record``'s tokens; a token ceasing to be ambiguous re-links its holders."""
+        dsn = record.dsn
+        opp = self.opp.get(dsn, False)
+        for k, token in enumerate(record.tokens):
+            if token is None:
+                continue
+            key = bytes((k,)) + token
+            self.touch_token(key)
+            holders = [h for h in self.holders.get(key, ()) if h[0] != record.rid]
+            self.holders[key] = holders
+            if opp and sum(1 for _, d in holders if d == dsn) == 1:
+                self.stats.ambiguous_tokens -= 1
+                for rid, _ in holders:
+                    other = self.records.get(rid)
+                    if other is not None and other.pid:
+                        self.dissolve.add(other.pid)
+
+    def _dissolve_if_linked_by(self, key: bytes, rid: int) -> None:
+        record = self.records.get(rid)
+        if record is None or not record.pid:
+            return
+        for other, _ in self.holders.get(key, ()):
+            if other != rid:
+                held = self.records.get(other)
+                if held is not None and held.pid == record.pid:
+                    self.dissolve.add(record.pid)
+                    return
+
+    def detach(self, record: StoredRecord) -> None:
+        """Take ``record`` out of its person: the person is dissolved and re-formed."""
+        if record.pid:
+            self.dissolve.add(record.pid)
+
+    def expand_dissolves(self) -> None:
+        """Dissolve the marked persons: their records wait to be re-linked."""
+        for pid in sorted(self.dissolve):
+            members = self.persons.get(pid)
+            if members is None:
+                continue
+            self.touch_person(pid)
+            del self.persons[pid]
+            self.reserved.append(pid)
+            self.stats.persons_dissolved += 1
+            for rid, _ in members:
+                record = self.records.get(rid)
+                if record is None or rid in self.deleted:
+                    continue
+                self.touch_record(rid)
+                record.pid = 0
+                if rid not in self.queue:
+                    self.stats.relinked += 1
+                    self.queue.add(rid)
+        self.dissolve.clear()
+
+    def delete(self, record: StoredRecord) -> None:
+        """Remove ``record`` entirely (its person must be dissolved separately)."""
+        self.touch_record(record.rid)
+        self.deleted.add(record.rid)
+        del self.records[record.rid]
+        self.queue.discard(record.rid)
+        ref_key = struct.pack(">H", record.dsn) + record.ref
+        self.rids[ref_key] = 0
+        self.writes.refs[ref_key] = 0
+        self.writes.payloads[record.rid] = None
+        self.writes.conflicts[record.rid] = None
+        self.writes.bits.append((record.dsn, record.rid, 0))
+
+    # Deciding ----------------------------------------------------------------------------------
+
+    def decide_all(self) -> None:
+        for rid in sorted(self.queue):
+            record = self.records.get(rid)
+            if record is not None:
+                self.decide(record)
+        self.queue.clear()
+
+    def _compatible(self, a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bool:
+        opp = self.opp
+        left = {d for _, d in a if opp.get(d, False)}
+        return not any(d in left for _, d in b if opp.get(d, False))
+
+    def decide(self, record: StoredRecord) -> None:
+        """Join ``record`` to the person of its strongest usable key, or start one."""
+        rid, dsn = record.rid, record.dsn
+        opp = self.opp
+        own_opp = opp.get(dsn, False)
+        records, persons = self.records, self.persons
+        chosen = 0
+        chosen_key = NO_KEY
+        conflicts: list[tuple[int, int, int, int]] = []
+        for k, token in enumerate(record.tokens):
+            if token is None:
+                continue
+            holders = self.holders.get(bytes((k,)) + token, _NONE)
+            n = len(holders)
+            if n <= 1:
+                continue
+            candidates: dict[int, int] = {}
+            if n == 2:
+                other_rid, other_dsn = holders[0] if holders[0][0] != rid else holders[1]
+                if other_dsn == dsn and own_opp:
+                    continue
+                other = records.get(other_rid)
+                if other is not None and other.pid:
+                    candidates[other.pid] = other_rid
+            else:
+                ambiguous = _ambiguous_for(holders, opp)
+                if dsn in ambiguous:
+                    continue
+                for other_rid, other_dsn in holders:
+                    if other_rid == rid or other_dsn in ambiguous:
+                        continue
+                    other = records.get(other_rid)
+                    if other is not None and other.pid and other.pid not in candidates:
+                        candidates[other.pid] = other_rid
+            if not candidates:
+                continue
+            if chosen:
+                for pid, other_rid in candidates.items():
+                    if pid != chosen:
+                        conflicts.append((_KEY, chosen_key, k, other_rid))
+                continue
+            usable: list[int] = []
+            for pid in sorted(candidates):
+                members = persons[pid]
+                if own_opp and any(d == dsn for _, d in members):
+                    conflicts.append((_TWIN, k, k, candidates[pid]))
+                    self.stats.twin_guard_blocks += 1
+                else:
+                    usable.append(pid)
+            if not usable:
+                continue
+            chosen, chosen_key = usable[0], k
+            for pid in usable[1:]:
+                if self._compatible(persons[chosen], persons[pid]):
+                    self._merge(chosen, pid)
+                else:
+                    conflicts.append((_MERGE, k, k, candidates[pid]))
+        self.touch_record(rid)
+        if chosen:
+            self.touch_person(chosen)
+            persons[chosen].append((rid, dsn))
+        else:
+            chosen = self.new_pid()
+            self.touch_person(chosen)
+            persons[chosen] = [(rid, dsn)]
+            self.stats.persons_created += 1
+        record.pid = chosen
+        record.link_key = chosen_key
+        cflags = 0
+        for kind, _, _, _ in conflicts:
+            cflags |= 1 << kind
+        if cflags or record.cflags:
+            self.writes.conflicts[rid] = encode_conflicts(conflicts) if conflicts else None
+        record.cflags = cflags
+        self.stats.conflicts += len(conflicts)
+
+    def _merge(self, into: int, other: int) -> None:
+        """Merge person ``other`` into the older person ``into``."""
+        self.touch_person(into)
+        self.touch_person(other)
+        moving = self.persons.pop(other)
+        for rid, _ in moving:
+            record = self.records.get(rid)
+            if record is not None:
+                self.touch_record(rid)
+                record.pid = into
+        self.persons[into].extend(moving)
+        self.stats.persons_merged += 1
+
+    # Committing --------------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Turn every change into one atomic write, report counters included."""
+        writes = self.writes
+        for token, before in self.orig_holders.items():
+            after = self.holders.get(token, [])
+            if tuple(after) == before:
+                continue
+            writes.holders[token] = encode_members(after)
+            self._count(_ambiguity_counters(before, self.opp), -1)
+            self._count(_ambiguity_counters(after, self.opp), 1)
+        for rid, orig in self.orig_records.items():
+            record = self.records.get(rid)
+            writes.records[rid] = None if record is None else record.encode()
+            if orig is not None:
+                self._count(_record_counters(*orig), -1)
+            if record is not None:
+                self._count(_record_counters(record.dsn, record.link_key, record.cflags), 1)
+        for pid, before_members in self.orig_persons.items():
+            after_members = self.persons.get(pid)
+            writes.persons[pid] = encode_members(after_members) if after_members else None
+            self._count(_person_counters(before_members), -1)
+            self._count(_person_counters(after_members), 1)
+        for pid in self.reserved:
+            writes.persons[pid] = None
+        if self.next_rid >= 0:
+            writes.meta["rid"] = self.next_rid
+            writes.meta["pid"] = self.next_pid
+            writes.meta["bseq"] = self.next_bseq
+        self.store.commit(writes)
+
+    def _count(self, counters: dict[str, int], sign: int) -> None:
+        for name, value in counters.items():
+            self.writes.count(name, sign * value)
+
+
 class Linker:
     """The incremental linkage engine over one :class:`LinkageStore`.
 
     Args:
         store: where records, token indexes and persons live.
-        now: clock, for lock expiry and timestamps.
+        now: clock (reserved for timestamps; the engine itself is time-free).
     """
 
     def __init__(self, store: LinkageStore, *, now: Callable[[], float] = time.time) -> None:
         self._store = store
         self._now = now
+        self._batches: dict[str, int] = {}
+
+    # Datasets ------------------------------------------------------------------------------
+
+    def _datasets(self, dataset: DatasetInfo) -> tuple[DatasetEntry, dict[int, DatasetEntry]]:
+        known = self._store.datasets()
+        entry = next((d for d in known.values() if d.id == dataset.id), None)
+        if (
+            entry is None
+            or entry.one_record_per_person != dataset.one_record_per_person
+            or entry.key_names != dataset.key_names
+            or entry.org != dataset.org
+        ):
+            entry = self._store.register_dataset(
+                dataset.id,
+                org=dataset.org,
+                one_record_per_person=dataset.one_record_per_person,
+                key_names=dataset.key_names,
+            )
+            known[entry.dsn] = entry
+        return entry, known
+
+    def _bseq(self, session: _Session, batch_id: str) -> int:
+        bseq = self._batches.get(batch_id) or self._store.batch_number(batch_id)
+        if bseq is None:
+            session.next_bseq += 1
+            bseq = session.next_bseq
+            session.writes.batches[batch_id] = bseq
+        self._batches[batch_id] = bseq
+        return bseq
+
+    # Linking -------------------------------------------------------------------------------
 
     def link(
         self, dataset: DatasetInfo, records: Sequence[IncomingRecord], *, batch_id: str
@@ -184,7 +648,8 @@ class Linker:
 
         New references are added and linked; references already held with other tokens
         are re-linked; references held with the same tokens only refresh their payload
-        and batch mark. Applying the same records again changes nothing.
+        and batch mark. Applying the same records again changes nothing else. Chunks of
+        more than 20,000 records are committed 20,000 at a time.
 
         Args:
             dataset: the dataset the records belong to.
@@ -194,7 +659,94 @@ class Linker:
         Returns:
             What the call did.
         """
-        raise NotImplementedError("implementation follows in the next commit")
+        stats = LinkStats(received=len(records))
+        token = self._store.acquire()
+        try:
+            entry, known = self._datasets(dataset)
+            for start in range(0, len(records), _CHUNK):
+                self._link_chunk(entry, known, records[start : start + _CHUNK], batch_id, stats)
+        finally:
+            self._store.release(token)
+        return stats
+
+    def _link_chunk(
+        self,
+        entry: DatasetEntry,
+        known: dict[int, DatasetEntry],
+        records: Sequence[IncomingRecord],
+        batch_id: str,
+        stats: LinkStats,
+    ) -> None:
+        dsn = entry.dsn
+        prefix = struct.pack(">H", dsn)
+        latest: dict[bytes, IncomingRecord] = {}
+        for incoming in records:
+            latest[incoming.ref] = incoming
+        width = len(entry.key_names)
+        index_tokens: dict[bytes, tuple[bytes | None, ...]] = {}
+        wanted: list[bytes] = []
+        for ref, incoming in latest.items():
+            tokens = tuple(
+                None if t is None else t[:INDEX_TOKEN_BYTES] for t in incoming.tokens[:width]
+            )
+            if len(tokens) < width:
+                tokens += (None,) * (width - len(tokens))
+            index_tokens[ref] = tokens
+            for k, t in enumerate(tokens):
+                if t is not None:
+                    wanted.append(bytes((k,)) + t)
+        session = _Session(self._store, known, stats)
+        session.load(tokens=wanted, refs=[prefix + ref for ref in latest])
+        bseq = self._bseq(session, batch_id)
+        writes = session.writes
+        for ref, incoming in latest.items():
+            tokens = index_tokens[ref]
+            rid = session.rids.get(prefix + ref, 0)
+            record = session.records.get(rid) if rid else None
+            if record is not None:
+                if record.tokens == tokens:
+                    stats.unchanged += 1
+                    if record.bseq != bseq:
+                        session.touch_record(rid)
+                        record.bseq = bseq
+                else:
+                    stats.changed += 1
+                    session.touch_record(rid)
+                    session.remove_tokens(record)
+                    session.detach(record)
+                    record.tokens = tokens
+                    record.bseq = bseq
+                    session.add_tokens(record)
+                    session.queue.add(rid)
+            else:
+                stats.added += 1
+                rid = session.new_rid()
+                record = StoredRecord(rid, dsn, 0, bseq, NO_KEY, 0, ref, tokens)
+                session.touch_record(rid)
+                session.records[rid] = record
+                session.rids[prefix + ref] = rid
+                writes.refs[prefix + ref] = rid
+                writes.bits.append((dsn, rid, 1))
+                session.add_tokens(record)
+                session.queue.add(rid)
+            writes.payloads[rid] = json.dumps(
+                incoming.payload, ensure_ascii=False, separators=(",", ":")
+            ).encode()
+        self._settle(session)
+        session.commit()
+
+    def _settle(self, session: _Session) -> None:
+        """Dissolve what changes touched, read the neighbourhood, decide, in that order."""
+        for _ in range(_MAX_ROUNDS):
+            if not session.dissolve:
+                break
+            session.load(pids=list(session.dissolve))
+            session.load_neighbourhood()
+            session.expand_dissolves()
+        session.load_neighbourhood()
+        session.decide_all()
+
+    # Retracting ----------------------------------------------------------------------------
 
     def retract(
         self, dataset: DatasetInfo, refs: Sequence[RecordRef], *, batch_id: str
@@ -202,16 +754,126 @@ class Linker:
         """Remove records by reference and re-link the persons they were part of.
 
         Unknown references are ignored, so a retraction may be re-applied.
+
+        Args:
+            dataset: the dataset the references belong to.
+            refs: references to remove.
+            batch_id: the retraction batch (for the record; retraction needs no mark).
+
+        Returns:
+            What the call did.
         """
-        raise NotImplementedError("implementation follows in the next commit")
+        stats = LinkStats(received=len(refs))
+        token = self._store.acquire()
+        try:
+            entry, known = self._datasets(dataset)
+            prefix = struct.pack(">H", entry.dsn)
+            for start in range(0, len(refs), _CHUNK):
+                keys = [prefix + ref for ref in refs[start : start + _CHUNK]]
+                session = _Session(self._store, known, stats)
+                session.load(refs=keys)
+                rids = [session.rids[k] for k in dict.fromkeys(keys) if session.rids.get(k)]
+                self._retract_rids(session, rids)
+        finally:
+            self._store.release(token)
+        return stats
+
+    def _retract_rids(self, session: _Session, rids: Sequence[int]) -> None:
+        session.load(rids=rids)
+        for rid in rids:
+            record = session.records.get(rid)
+            if record is None:
+                continue
+            session.stats.retracted += 1
+            session.load(pids=[record.pid] if record.pid else [])
+            session.touch_record(rid)
+            session.load(
+                tokens=[bytes((k,)) + t for k, t in enumerate(record.tokens) if t is not None]
+            )
+            session.remove_tokens(record)
+            session.detach(record)
+            session.delete(record)
+        self._settle(session)
+        session.commit()
 
     def replace_finish(self, dataset: DatasetInfo, *, batch_id: str) -> LinkStats:
-        """After a ``replace`` batch was linked: retract the dataset's records it lacked."""
-        raise NotImplementedError("implementation follows in the next commit")
+        """After a ``replace`` batch was linked: retract the dataset's records it lacked.
+
+        Args:
+            dataset: the dataset replaced.
+            batch_id: the replace batch, every chunk of which went through :meth:`link`.
+
+        Returns:
+            What the call did (``retracted`` counts the records removed).
+        """
+        stats = LinkStats()
+        token = self._store.acquire()
+        try:
+            _, known = self._datasets(dataset)
+            bseq = self._batches.get(batch_id) or self._store.batch_number(batch_id)
+            stale: list[int] = []
+            for chunk in self._store.iter_dataset_records(dataset.id):
+                stale.extend(r.rid for r in chunk if r.bseq != bseq)
+            stats.received = len(stale)
+            for start in range(0, len(stale), _CHUNK):
+                session = _Session(self._store, known, stats)
+                self._retract_rids(session, stale[start : start + _CHUNK])
+        finally:
+            self._store.release(token)
+        return stats
+
+    # Reading -------------------------------------------------------------------------------
 
     def report(self) -> LinkageReport:
-        """The linkage report: counts kept up to date by every write."""
-        raise NotImplementedError("implementation follows in the next commit")
+        """The linkage report, from counters every write keeps up to date."""
+        counters = self._store.counters()
+        datasets = self._store.datasets()
+        records = 0
+        per_dataset: list[DatasetReport] = []
+        for dsn, d in sorted(datasets.items(), key=lambda item: item[1].id):
+            held = counters.get(f"n:{dsn}", 0)
+            records += held
+            per_dataset.append(
+                DatasetReport(
+                    id=d.id,
+                    org=d.org,
+                    one_record_per_person=d.one_record_per_person,
+                    records=held,
+                    linked_records=counters.get(f"linked:{dsn}", 0),
+                    ambiguous_tokens=counters.get(f"amb:{dsn}", 0),
+                )
+            )
+        by_key: dict[str, int] = {}
+        by_pair: dict[str, int] = {}
+        for name, value in counters.items():
+            if not value:
+                continue
+            if name.startswith("lk:"):
+                _, dsn_text, k_text = name.split(":")
+                owner = datasets.get(int(dsn_text))
+                k = int(k_text)
+                names = owner.key_names if owner is not None else ()
+                key = names[k] if k < len(names) else f"key{k}"
+                by_key[key] = by_key.get(key, 0) + value
+            elif name.startswith("pair:"):
+                _, a_text, b_text = name.split(":")
+                a, b = datasets.get(int(a_text)), datasets.get(int(b_text))
+                if a is not None and b is not None:
+                    pair = "|".join(sorted((a.id, b.id)))
+                    by_pair[pair] = by_pair.get(pair, 0) + value
+        return LinkageReport(
+            records=records,
+            persons=counters.get("persons", 0),
+            linked_persons=counters.get("linked_persons", 0),
+            links_by_key=by_key,
+            links_by_dataset_pair=by_pair,
+            ambiguous_tokens=sum(counters.get(f"amb:{dsn}", 0) for dsn in datasets),
+            conflicting_records=counters.get("cfl", 0),
+            conflicts_by_kind={
+                kind: counters.get(f"cfl:{c}", 0) for c, kind in enumerate(CONFLICT_KINDS)
+            },
+            datasets=per_dataset,
+        )
 
     def person_of(self, dataset_id: str, ref: RecordRef) -> PersonId | None:
         """Person of a record, or ``None`` when the record is not held."""

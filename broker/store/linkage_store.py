@@ -11,7 +11,8 @@ Binary formats (all integers big-endian):
 
 * index token: ``k`` (1 byte, match key index) + the first 10 bytes of the stored token;
 * holders (value in the token index): ``(rid u32, dsn u16)`` per record holding the token;
-* record: ``dsn u16 | pid u32 | bseq u32 | link_key u8 | ref 16 | n u8 | mask u32 |``
+* record: ``dsn u16 | pid u32 | bseq u32 | link_key u8 | conflict kinds u8 | ref 16 |``
+  ``n u8 | mask u32 |``
   then 10 bytes per present token;
 * person: ``(rid u32, dsn u16)`` per member, in the order they joined;
 * conflicts: ``(kind u8, strong key u8, weak key u8, other rid u32)`` per conflict.
@@ -71,8 +72,9 @@ CONFLICT_KINDS: tuple[str, ...] = ("key", "twin", "merge")
 """Conflict kinds by code: a weaker key reached another person; the twin guard refused a
 candidate; the strongest key reached persons that could not be merged."""
 
-_LISTPACK_TUNING = {"hash-max-listpack-entries": 512, "hash-max-listpack-value": 256}
-_REC = struct.Struct(">HIIB16sBI")
+# The ziplist names: Redis 7 and later keep them as aliases of the listpack settings.
+_LISTPACK_TUNING = {"hash-max-ziplist-entries": 512, "hash-max-ziplist-value": 256}
+_REC = struct.Struct(">HIIBB16sBI")
 _HOLDER = struct.Struct(">IH")
 _CONFLICT = struct.Struct(">BBBI")
 _U32 = struct.Struct(">I")
@@ -232,6 +234,7 @@ class StoredRecord:
         pid: person number (0 while the record waits to be re-linked).
         bseq: number of the last batch that carried the record.
         link_key: match key through which it joined its person, or :data:`NO_KEY`.
+        cflags: bit ``c`` set when a conflict of kind ``CONFLICT_KINDS[c]`` is recorded.
         ref: its reference.
         tokens: index tokens (10 bytes) per match key, ``None`` where absent.
     """
@@ -241,6 +244,7 @@ class StoredRecord:
     pid: int
     bseq: int
     link_key: int
+    cflags: int
     ref: bytes
     tokens: tuple[bytes | None, ...]
 
@@ -253,14 +257,21 @@ class StoredRecord:
                 mask |= 1 << k
                 present.append(token)
         head = _REC.pack(
-            self.dsn, self.pid, self.bseq, self.link_key, self.ref, len(self.tokens), mask
+            self.dsn,
+            self.pid,
+            self.bseq,
+            self.link_key,
+            self.cflags,
+            self.ref,
+            len(self.tokens),
+            mask,
         )
         return head + b"".join(present)
 
     @classmethod
     def decode(cls, rid: int, data: bytes) -> StoredRecord:
         """Parse the stored form."""
-        dsn, pid, bseq, link_key, ref, n, mask = _REC.unpack_from(data)
+        dsn, pid, bseq, link_key, cflags, ref, n, mask = _REC.unpack_from(data)
         pos = _REC.size
         tokens: list[bytes | None] = []
         for k in range(n):
@@ -269,7 +280,7 @@ class StoredRecord:
                 pos += INDEX_TOKEN_BYTES
             else:
                 tokens.append(None)
-        return cls(rid, dsn, pid, bseq, link_key, ref, tuple(tokens))
+        return cls(rid, dsn, pid, bseq, link_key, cflags, ref, tuple(tokens))
 
 
 @dataclass(frozen=True, slots=True)
