@@ -1,0 +1,353 @@
+"""The mapping file: which source columns are which identifiers, and what may leave.
+
+A mapping is TOML (docs/mapping.md has one full example per input kind)::
+
+    [source]
+    format = "csv"                  # "csv" or "fhir" (FHIR R4 Patient: NDJSON or a Bundle)
+    encoding = "cp1252"             # CSV: "utf-8" (a BOM is skipped), "cp1252", any Python codec
+    delimiter = ","                 # CSV only
+    country = "GB"                  # postcodes: "GB" checks the UK format
+
+    [record]
+    id = "HOSP_NO"                  # the local record id: never leaves the organisation
+
+    [identifiers]
+    nhs_number = "NHS NUMBER"
+    full_name = { column = "PATIENT NAME", layout = "FAMILY, GIVEN" }
+    date_of_birth = { column = "D.O.B", formats = ["%d/%m/%Y"] }
+    sex = "GENDER"
+    postcode = "POST CODE"
+
+    [payload]
+    columns = ["AE_ATTENDANCES_12M"]
+
+Everything the mapping does not name stays on site. For FHIR the identifiers come from
+their standard elements; ``[identifiers]`` may switch fields off (``sex = false``) or
+name identifier systems (``nhs_number = { system = "…" }``, ``other_id = { system = "…" }``),
+and ``[record] id`` is ``"id"`` (the resource id) or ``{ system = "…" }`` (an identifier).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from client_sdk.errors import MappingError
+from client_sdk.normalise.dates import DateFormatError, compile_date_format
+from client_sdk.normalise.names import FullNameLayout
+
+__all__ = [
+    "FHIR_NHS_NUMBER_SYSTEM",
+    "IDENTIFIER_FIELDS",
+    "ColumnRef",
+    "DateRef",
+    "FullNameRef",
+    "Identifiers",
+    "Mapping",
+    "PayloadSection",
+    "RecordSection",
+    "SourceSection",
+    "SystemRef",
+    "load_mapping",
+    "parse_mapping",
+]
+
+FHIR_NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+
+IDENTIFIER_FIELDS = (
+    "nhs_number",
+    "given_name",
+    "middle_names",
+    "family_name",
+    "full_name",
+    "date_of_birth",
+    "sex",
+    "postcode",
+    "address_line",
+    "other_id",
+)
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSection(BaseModel):
+    """``[source]``: what kind of file, and how to read it."""
+
+    model_config = _STRICT
+
+    format: Literal["csv", "fhir"]
+    encoding: str = "utf-8"
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    quotechar: str = Field(default='"', min_length=1, max_length=1)
+    country: str = Field(default="GB", pattern=r"^[A-Za-z]{2}$")
+
+
+class SystemRef(BaseModel):
+    """A FHIR identifier, by its ``system`` URI."""
+
+    model_config = _STRICT
+
+    system: str = Field(min_length=1)
+
+
+class ColumnRef(BaseModel):
+    """A CSV column by name (the long form of ``field = "COLUMN"``)."""
+
+    model_config = _STRICT
+
+    column: str = Field(min_length=1)
+
+
+class FullNameRef(BaseModel):
+    """One column holding the whole name, and how its parts are laid out."""
+
+    model_config = _STRICT
+
+    column: str = Field(min_length=1)
+    layout: FullNameLayout = "FAMILY, GIVEN"
+
+
+class DateRef(BaseModel):
+    """A date column and its ``strptime``-style formats, tried in order."""
+
+    model_config = _STRICT
+
+    column: str | None = Field(default=None, min_length=1)
+    formats: list[str] = Field(default_factory=lambda: ["%Y-%m-%d"], min_length=1)
+
+    @field_validator("formats")
+    @classmethod
+    def _formats_compile(cls, formats: list[str]) -> list[str]:
+        problems: list[str] = []
+        for fmt in formats:
+            try:
+                compile_date_format(fmt)
+            except DateFormatError as exc:
+                problems.append(f"format {fmt!r}: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return formats
+
+
+_Plain = str | ColumnRef | bool
+
+
+class Identifiers(BaseModel):
+    """``[identifiers]``: canonical identifier → source column (CSV) or switch (FHIR)."""
+
+    model_config = _STRICT
+
+    nhs_number: _Plain | SystemRef | None = None
+    given_name: _Plain | None = None
+    middle_names: _Plain | None = None
+    family_name: _Plain | None = None
+    full_name: FullNameRef | None = None
+    date_of_birth: str | DateRef | bool | None = None
+    sex: _Plain | None = None
+    postcode: _Plain | None = None
+    address_line: _Plain | None = None
+    other_id: _Plain | SystemRef | None = None
+
+
+class RecordSection(BaseModel):
+    """``[record]``: the local record id (a column, ``"id"`` for FHIR, or a FHIR system)."""
+
+    model_config = _STRICT
+
+    id: str | SystemRef = Field(min_length=1)
+
+
+class PayloadSection(BaseModel):
+    """``[payload]``: the non-identifying columns allowed to leave, in this order."""
+
+    model_config = _STRICT
+
+    columns: list[str] = Field(default_factory=list)
+
+
+class Mapping(BaseModel):
+    """A validated mapping file. Build one with :func:`load_mapping`."""
+
+    model_config = _STRICT
+
+    source: SourceSection
+    record: RecordSection
+    identifiers: Identifiers = Field(default_factory=Identifiers)
+    payload: PayloadSection = Field(default_factory=PayloadSection)
+
+    @property
+    def payload_columns(self) -> list[str]:
+        """The payload columns, in the order their values appear in each record."""
+        return list(self.payload.columns)
+
+    @property
+    def date_formats(self) -> list[str]:
+        """The date-of-birth formats (ISO for FHIR)."""
+        dob = self.identifiers.date_of_birth
+        if self.source.format == "fhir" or not isinstance(dob, DateRef):
+            return ["%Y-%m-%d"]
+        return list(dob.formats)
+
+    def column_of(self, name: str) -> str | None:
+        """The CSV column mapped to canonical field ``name``, or ``None`` when unmapped."""
+        value = getattr(self.identifiers, name)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, ColumnRef | FullNameRef | DateRef):
+            return value.column
+        return None
+
+    def fhir_enabled(self, name: str) -> bool:
+        """Whether FHIR field ``name`` is read (every standard field, unless switched off)."""
+        value = getattr(self.identifiers, name)
+        if name == "other_id":
+            return isinstance(value, SystemRef)
+        return value is not False
+
+    def fhir_system(self, name: str) -> str | None:
+        """The identifier system of ``nhs_number`` or ``other_id`` for FHIR."""
+        value = getattr(self.identifiers, name)
+        if isinstance(value, SystemRef):
+            return value.system
+        return FHIR_NHS_NUMBER_SYSTEM if name == "nhs_number" else None
+
+    def mapped_fields(self) -> list[str]:
+        """The canonical fields this mapping fills (``full_name`` gives given and family)."""
+        fields: list[str] = []
+        for name in IDENTIFIER_FIELDS:
+            if self.source.format == "fhir":
+                used = self.fhir_enabled(name) and name != "full_name"
+            else:
+                used = self.column_of(name) is not None
+            if not used:
+                continue
+            if name == "full_name":
+                fields.extend(f for f in ("given_name", "family_name") if f not in fields)
+            elif name not in fields:
+                fields.append(name)
+        if "given_name" in fields and "middle_names" not in fields:
+            fields.insert(fields.index("given_name") + 1, "middle_names")
+        return [f for f in IDENTIFIER_FIELDS if f in fields]
+
+
+_UNION_MEMBERS = {"str", "bool", "ColumnRef", "SystemRef", "DateRef", "FullNameRef"}
+_EXPECTED = {
+    "date_of_birth": 'a column name, or { column = "...", formats = ["%d/%m/%Y"] }',
+    "full_name": '{ column = "...", layout = "FAMILY, GIVEN" }',
+    "id": 'a column name ("id" for FHIR), or { system = "..." }',
+}
+
+
+def _validation_problems(exc: ValidationError) -> list[str]:
+    """One readable problem per location, union members folded together."""
+    grouped: dict[str, list[tuple[str, str]]] = {}
+    for error in exc.errors():
+        parts = [str(p) for p in error["loc"] if str(p) not in _UNION_MEMBERS]
+        grouped.setdefault(".".join(parts) or "mapping", []).append((error["type"], error["msg"]))
+    problems: list[str] = []
+    for where, errors in grouped.items():
+        specific = [msg for kind, msg in errors if not kind.endswith(("_type", "_parsing"))]
+        if specific or len(errors) == 1:
+            problems.extend(f"{where}: {msg}" for msg in specific or [errors[0][1]])
+            continue
+        if any(other.startswith(where + ".") for other in grouped):
+            continue
+        field = where.rsplit(".", 1)[-1]
+        expected = _EXPECTED.get(field, 'a column name, or { column = "..." }')
+        problems.append(f"{where}: expected {expected}")
+    return problems
+
+
+def _semantic_problems(mapping: Mapping) -> list[str]:
+    problems: list[str] = []
+    ids = mapping.identifiers
+    csv = mapping.source.format == "csv"
+    if ids.full_name is not None and (ids.given_name or ids.family_name):
+        problems.append("identifiers: full_name cannot be combined with given_name/family_name")
+    if csv:
+        if not isinstance(mapping.record.id, str):
+            problems.append("record.id: a CSV local id is a column name")
+        for name in IDENTIFIER_FIELDS:
+            value = getattr(ids, name)
+            if isinstance(value, bool):
+                problems.append(f"identifiers.{name}: a CSV field is a column name, not {value}")
+            elif isinstance(value, SystemRef):
+                problems.append(f"identifiers.{name}: 'system' is for FHIR; give a column")
+            elif isinstance(value, DateRef) and value.column is None:
+                problems.append(f"identifiers.{name}: a column is required")
+        if not mapping.mapped_fields():
+            problems.append("identifiers: no identifier is mapped")
+        columns = [mapping.record.id] if isinstance(mapping.record.id, str) else []
+        columns += [c for n in IDENTIFIER_FIELDS if (c := mapping.column_of(n)) is not None]
+        used = set(columns)
+        for column in mapping.payload.columns:
+            if column in used:
+                problems.append(f"payload.columns: {column!r} is an identifier or the local id")
+    else:
+        if ids.full_name is not None:
+            problems.append("identifiers.full_name: FHIR names come from Patient.name")
+        for name in IDENTIFIER_FIELDS:
+            value = getattr(ids, name)
+            if isinstance(value, str | ColumnRef):
+                problems.append(
+                    f"identifiers.{name}: FHIR fields are true/false (or {{ system = ... }})"
+                )
+            if isinstance(value, DateRef) and value.column is not None:
+                problems.append(f"identifiers.{name}: FHIR dates are ISO; give no column")
+        if isinstance(mapping.record.id, str) and mapping.record.id != "id":
+            problems.append('record.id: for FHIR use "id" or { system = "..." }')
+    if len(set(mapping.payload.columns)) != len(mapping.payload.columns):
+        problems.append("payload.columns: a column is listed twice")
+    return problems
+
+
+def parse_mapping(data: dict[str, Any], *, source: str = "mapping") -> Mapping:
+    """Validate mapping data (already parsed from TOML), collecting every problem.
+
+    Args:
+        data: the TOML document as a dictionary.
+        source: how to name the mapping in the error (a file name).
+
+    Returns:
+        The validated :class:`Mapping`.
+
+    Raises:
+        MappingError: listing every problem found.
+    """
+    try:
+        mapping = Mapping.model_validate(data)
+    except ValidationError as exc:
+        raise MappingError(source, _validation_problems(exc)) from None
+    problems = _semantic_problems(mapping)
+    if problems:
+        raise MappingError(source, problems)
+    return mapping
+
+
+def load_mapping(path: Path) -> Mapping:
+    """Read and validate a mapping TOML file.
+
+    Args:
+        path: the mapping file.
+
+    Returns:
+        The validated :class:`Mapping`.
+
+    Raises:
+        MappingError: the file is missing, not TOML, or does not validate (every problem
+            listed at once).
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise MappingError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise MappingError(str(path), ["not UTF-8 text"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingError(str(path), [f"not valid TOML: {exc}"]) from None
+    return parse_mapping(data, source=str(path))

@@ -1,0 +1,189 @@
+"""Dates of birth: the mapping's formats, ISO output, impossible and implausible dates rejected.
+
+Each ``strptime``-style format is compiled once into a regular expression (``strptime``
+itself costs several microseconds a call; this is the hot path). Formats are tried in the
+mapping's order and the first that gives a real calendar date wins. A format without a time
+may be followed by a midnight time (``1980-02-29 00:00:00``, ``1980-02-29T00:00:00Z``), which
+database exports often add. Supported directives: ``%d %m %Y %y %b %B %H %M %S %f %z %%``.
+
+Rejected: impossible dates (31 April, 29 February 1981) and unparseable text as INVALID;
+dates after ``today`` and before 1 January of ``today.year - MAX_AGE_YEARS`` as INVALID;
+the listed default dates (1900-01-01, …) as PLACEHOLDER. Two-digit years (``%y``) are in the
+century that puts them at or before ``today``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from client_sdk.normalise.defect import Defect
+from client_sdk.normalise.placeholders import PLACEHOLDER_DATES, is_placeholder_generic
+
+__all__ = ["MAX_AGE_YEARS", "DateFormatError", "DateParser", "compile_date_format"]
+
+MAX_AGE_YEARS = 125
+
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_MONTH_NAMES = (
+    "JANUARY",
+    "FEBRUARY",
+    "MARCH",
+    "APRIL",
+    "MAY",
+    "JUNE",
+    "JULY",
+    "AUGUST",
+    "SEPTEMBER",
+    "OCTOBER",
+    "NOVEMBER",
+    "DECEMBER",
+)
+_MONTH_NUMBER = (
+    {name: i + 1 for i, name in enumerate(_MONTHS)}
+    | {name: i + 1 for i, name in enumerate(_MONTH_NAMES)}
+    | {"SEPT": 9}
+)
+_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_DIRECTIVES = {
+    "d": r"(?P<d>\d{1,2})",
+    "m": r"(?P<m>\d{1,2})",
+    "Y": r"(?P<Y>\d{4})",
+    "y": r"(?P<y>\d{2})",
+    "b": r"(?P<b>[A-Za-z]{3,4})",
+    "B": r"(?P<b>[A-Za-z]{3,9})",
+    "H": r"\d{1,2}",
+    "M": r"\d{1,2}",
+    "S": r"\d{1,2}",
+    "f": r"\d{1,9}",
+    "z": r"(?:Z|[+-]\d{2}:?\d{2})",
+    "%": "%",
+}
+_MIDNIGHT = r"(?:[ T]00:00(?::00(?:\.0+)?)?(?:Z|[+-]00:?00)?)?"
+
+
+class DateFormatError(ValueError):
+    """A date format the fast parser cannot compile (the mapping check reports it)."""
+
+
+def compile_date_format(fmt: str) -> re.Pattern[str]:
+    """Compile a ``strptime``-style format into a full-match regular expression.
+
+    Args:
+        fmt: e.g. ``"%d/%m/%Y"``; it must contain a day, a month and a year.
+
+    Returns:
+        A pattern with named groups ``d``, ``m``, ``Y`` or ``y``, and ``b`` for month names.
+
+    Raises:
+        DateFormatError: an unsupported directive, a repeated field, or a missing day,
+            month or year.
+    """
+    parts: list[str] = []
+    seen: set[str] = set()
+    has_time = False
+    i = 0
+    while i < len(fmt):
+        char = fmt[i]
+        if char == "%":
+            if i + 1 >= len(fmt) or fmt[i + 1] not in _DIRECTIVES:
+                raise DateFormatError(f"unsupported directive {fmt[i : i + 2]!r}")
+            directive = fmt[i + 1]
+            group = {"B": "b", "y": "Y"}.get(directive, directive)
+            if group in "dmYb":
+                if group in seen:
+                    raise DateFormatError(f"%{directive} given twice")
+                seen.add(group)
+            has_time = has_time or directive in "HMSfz"
+            parts.append(_DIRECTIVES[directive])
+            i += 2
+        elif char.isspace():
+            parts.append(r"\s+")
+            while i < len(fmt) and fmt[i].isspace():
+                i += 1
+        else:
+            parts.append(re.escape(char))
+            i += 1
+    if "d" not in seen or "Y" not in seen or not seen & {"m", "b"}:
+        raise DateFormatError("a date format needs a day, a month and a year")
+    if "m" in seen and "b" in seen:
+        raise DateFormatError("a month given twice")
+    if not has_time:
+        parts.append(_MIDNIGHT)
+    return re.compile("".join(parts), re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class DateParser:
+    """Parse dates in a mapping's formats into ISO ``YYYY-MM-DD``.
+
+    Attributes:
+        formats: ``strptime``-style formats, tried in order.
+        today: the latest acceptable date (a parameter, so runs are reproducible).
+    """
+
+    formats: Sequence[str]
+    today: date = field(default_factory=date.today)
+    _patterns: list[tuple[re.Pattern[str], bool]] = field(init=False, repr=False)
+    _earliest: str = field(init=False, repr=False)
+    _latest: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._patterns = [(compile_date_format(f), "%y" in f) for f in self.formats]
+        self._earliest = f"{self.today.year - MAX_AGE_YEARS:04d}-01-01"
+        self._latest = self.today.isoformat()
+
+    def check(self, raw: str) -> str | Defect:
+        """Normalise one date, or say why it cannot be used.
+
+        Args:
+            raw: the date as written in the source.
+
+        Returns:
+            ``YYYY-MM-DD``, or :class:`Defect` MISSING, INVALID or PLACEHOLDER.
+        """
+        text = raw.strip()
+        if not text:
+            return Defect.MISSING
+        for pattern, two_digit in self._patterns:
+            match = pattern.fullmatch(text)
+            if match is None:
+                continue
+            iso = self._iso(match, two_digit=two_digit)
+            if iso is None:
+                continue
+            if iso in PLACEHOLDER_DATES:
+                return Defect.PLACEHOLDER
+            if iso > self._latest or iso < self._earliest:
+                return Defect.INVALID
+            return iso
+        if is_placeholder_generic(" ".join(re.sub(r"[^A-Z0-9]+", " ", text.upper()).split())):
+            return Defect.PLACEHOLDER
+        return Defect.INVALID
+
+    def __call__(self, raw: str) -> str | None:
+        """``YYYY-MM-DD``, or ``None`` when missing, invalid or a placeholder."""
+        result = self.check(raw)
+        return result if isinstance(result, str) else None
+
+    def _iso(self, match: re.Match[str], *, two_digit: bool) -> str | None:
+        groups = match.groupdict()
+        day = int(groups["d"])
+        if "b" in groups:
+            month = _MONTH_NUMBER.get(groups["b"].upper(), 0)
+        else:
+            month = int(groups["m"])
+        if two_digit:
+            year = 2000 + int(groups["y"])
+            if year > self.today.year:
+                year -= 100
+        else:
+            year = int(groups["Y"])
+        if not 1 <= month <= 12 or day < 1:
+            return None
+        leap = month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        if day > _DAYS_IN_MONTH[month - 1] + leap:
+            return None
+        return f"{year:04d}-{month:02d}-{day:02d}"

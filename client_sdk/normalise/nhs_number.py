@@ -1,0 +1,75 @@
+"""NHS numbers: 10 digits with a modulus-11 check digit.
+
+Spaces, dashes, dots and other separators are ignored (``943 476 5919``, ``943-476-5919``).
+Placeholders (``0000000000``, ``9999999999``, one repeated digit, listed examples) are
+missing values. Anything that is not 10 digits or fails the check is invalid.
+"""
+
+from __future__ import annotations
+
+import re
+
+from client_sdk.normalise.defect import Defect
+from client_sdk.normalise.placeholders import is_placeholder_nhs_number
+
+__all__ = ["check_nhs_number", "is_valid_nhs_number", "normalise_nhs_number"]
+
+_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+_ZERO_OFFSET = 48 * sum(_WEIGHTS)  # ASCII "0" is 48
+_SEPARATORS = re.compile(r"[\s\-./_]+")
+
+
+def is_valid_nhs_number(digits: str) -> bool:
+    """Whether 10 ASCII digits pass the NHS modulus-11 check.
+
+    Args:
+        digits: exactly 10 ASCII digits.
+
+    Returns:
+        True when the check digit matches (a remainder giving 10 is never valid).
+    """
+    data = digits.encode("ascii")
+    total = (
+        data[0] * 10
+        + data[1] * 9
+        + data[2] * 8
+        + data[3] * 7
+        + data[4] * 6
+        + data[5] * 5
+        + data[6] * 4
+        + data[7] * 3
+        + data[8] * 2
+        - _ZERO_OFFSET
+    )
+    check = 11 - total % 11
+    if check == 11:
+        check = 0
+    return check == data[9] - 48
+
+
+def check_nhs_number(raw: str) -> str | Defect:
+    """Normalise an NHS number, or say why it cannot be used.
+
+    Args:
+        raw: the value as written in the source (may contain spaces or dashes).
+
+    Returns:
+        The 10 digits, or :class:`Defect` MISSING, INVALID or PLACEHOLDER.
+    """
+    if len(raw) != 10 or not (raw.isdigit() and raw.isascii()):
+        raw = _SEPARATORS.sub("", raw)
+        if not raw:
+            return Defect.MISSING
+        if len(raw) != 10 or not (raw.isdigit() and raw.isascii()):
+            return Defect.INVALID
+    if is_placeholder_nhs_number(raw):
+        return Defect.PLACEHOLDER
+    if not is_valid_nhs_number(raw):
+        return Defect.INVALID
+    return raw
+
+
+def normalise_nhs_number(raw: str) -> str | None:
+    """The 10 digits of a valid NHS number, or ``None`` when missing, invalid or a placeholder."""
+    result = check_nhs_number(raw)
+    return result if isinstance(result, str) else None

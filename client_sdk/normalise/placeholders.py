@@ -1,0 +1,73 @@
+"""The documented list of placeholder values (client_sdk/data/placeholders.toml).
+
+Placeholders are defaults and "unknown" markers that systems store instead of a value.
+They are missing values: tokenising ``0000000000`` or ``1900-01-01`` would link strangers.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+
+__all__ = [
+    "PLACEHOLDER_DATES",
+    "PLACEHOLDER_GENERIC",
+    "PLACEHOLDER_NAMES",
+    "PLACEHOLDER_NAME_PREFIXES",
+    "PLACEHOLDER_NHS_NUMBERS",
+    "PLACEHOLDER_POSTCODE_OUTWARD",
+    "is_placeholder_generic",
+    "is_placeholder_name",
+    "is_placeholder_nhs_number",
+]
+
+
+def _load() -> dict[str, list[str]]:
+    text = resources.files("client_sdk").joinpath("data/placeholders.toml").read_text("utf-8")
+    data: dict[str, list[str]] = tomllib.loads(text)
+    return data
+
+
+_DATA = _load()
+
+PLACEHOLDER_NAMES: frozenset[str] = frozenset(_DATA["names"])
+PLACEHOLDER_NAME_PREFIXES: frozenset[str] = frozenset(_DATA["name_prefixes"])
+PLACEHOLDER_GENERIC: frozenset[str] = frozenset(_DATA["generic"])
+PLACEHOLDER_NHS_NUMBERS: frozenset[str] = frozenset(
+    list(_DATA["nhs_numbers"]) + [str(d) * 10 for d in range(10)]
+)
+PLACEHOLDER_DATES: frozenset[str] = frozenset(_DATA["dates"])
+PLACEHOLDER_POSTCODE_OUTWARD: frozenset[str] = frozenset(_DATA["postcode_outward"])
+
+
+def _one_repeated_letter(word: str) -> bool:
+    return len(word) >= 2 and word == word[0] * len(word)
+
+
+def is_placeholder_name(tokens: list[str]) -> bool:
+    """Whether cleaned name words (upper case, no punctuation) are a placeholder.
+
+    Args:
+        tokens: the words of the name after cleaning, e.g. ``["BABY", "OF", "SMITH"]``.
+
+    Returns:
+        True for a listed value, a value whose first word is a listed prefix followed by
+        more words (``BABY OF SMITH``), or a value made of one repeated letter (``XX``).
+    """
+    if not tokens:
+        return False
+    if " ".join(tokens) in PLACEHOLDER_NAMES:
+        return True
+    if len(tokens) > 1 and tokens[0] in PLACEHOLDER_NAME_PREFIXES:
+        return True
+    return all(_one_repeated_letter(t) for t in tokens)
+
+
+def is_placeholder_generic(words: str) -> bool:
+    """Whether a cleaned value (upper case, punctuation as single spaces) means "missing"."""
+    return words in PLACEHOLDER_GENERIC
+
+
+def is_placeholder_nhs_number(digits: str) -> bool:
+    """Whether 10 digits are a default NHS number (listed, or a repeated digit)."""
+    return digits in PLACEHOLDER_NHS_NUMBERS or digits[:9] == digits[0] * 9

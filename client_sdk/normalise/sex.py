@@ -1,0 +1,61 @@
+"""Sex and gender codes: M/F/U, Male/Female, the NHS Data Dictionary's 0/1/2/9, FHIR gender.
+
+Only male and female are kept (``"M"``, ``"F"``). "Not known" (0, U, FHIR ``unknown``),
+"not specified" (9), indeterminate and FHIR ``other`` are placeholders: they say nothing a
+match key could use. Anything else is invalid.
+"""
+
+from __future__ import annotations
+
+from client_sdk.normalise.defect import Defect
+from client_sdk.record import Sex
+
+__all__ = ["SEX_CODES", "check_sex", "normalise_sex"]
+
+SEX_CODES: dict[str, Sex | Defect] = {
+    "M": "M",
+    "MALE": "M",
+    "MAN": "M",
+    "1": "M",
+    "F": "F",
+    "FEMALE": "F",
+    "WOMAN": "F",
+    "2": "F",
+    "0": Defect.PLACEHOLDER,
+    "9": Defect.PLACEHOLDER,
+    "U": Defect.PLACEHOLDER,
+    "UN": Defect.PLACEHOLDER,
+    "UNK": Defect.PLACEHOLDER,
+    "UNKNOWN": Defect.PLACEHOLDER,
+    "NK": Defect.PLACEHOLDER,
+    "NOT KNOWN": Defect.PLACEHOLDER,
+    "NS": Defect.PLACEHOLDER,
+    "NOT SPECIFIED": Defect.PLACEHOLDER,
+    "NOT STATED": Defect.PLACEHOLDER,
+    "I": Defect.PLACEHOLDER,
+    "INDETERMINATE": Defect.PLACEHOLDER,
+    "X": Defect.PLACEHOLDER,
+    "O": Defect.PLACEHOLDER,
+    "OTHER": Defect.PLACEHOLDER,
+}
+
+
+def check_sex(raw: str) -> Sex | Defect:
+    """Normalise a sex or gender code, or say why it cannot be used.
+
+    Args:
+        raw: the code as written (case and surrounding spaces are ignored).
+
+    Returns:
+        ``"M"``, ``"F"``, or :class:`Defect` MISSING, PLACEHOLDER or INVALID.
+    """
+    key = " ".join(raw.upper().replace(".", " ").split())
+    if not key:
+        return Defect.MISSING
+    return SEX_CODES.get(key, Defect.INVALID)
+
+
+def normalise_sex(raw: str) -> Sex | None:
+    """``"M"`` or ``"F"``, or ``None`` when missing, unknown or invalid."""
+    result = check_sex(raw)
+    return result if isinstance(result, str) else None

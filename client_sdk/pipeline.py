@@ -1,0 +1,370 @@
+"""From an extract on disk to :class:`NormalisedRecord`s: read, normalise, validate, count.
+
+:func:`iter_records` streams the file (one row in memory at a time) and yields one record
+per usable row, with ``None`` for every missing, invalid or placeholder value. Rows that
+cannot be used at all (no local id, a malformed row) are not yielded; they go to the
+:class:`QualityCollector` as problems with their line number and reason. Normalisers are
+pure, and values repeat (names, dates, postcodes), so each field's results are memoised
+in a bounded cache for the run.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import date
+from pathlib import Path
+from typing import TypeVar
+
+from client_sdk.mapping import Mapping, SystemRef
+from client_sdk.normalise.dates import DateParser
+from client_sdk.normalise.defect import Defect
+from client_sdk.normalise.names import (
+    check_family_name,
+    check_given_names,
+    check_middle_names,
+    nickname_key,
+    split_full_name,
+)
+from client_sdk.normalise.nhs_number import check_nhs_number
+from client_sdk.normalise.postcode import check_postcode
+from client_sdk.normalise.sex import check_sex
+from client_sdk.normalise.text import check_address_line, check_other_id
+from client_sdk.quality import QualityCollector
+from client_sdk.readers.csv import read_csv
+from client_sdk.readers.fhir import FhirFields, read_fhir
+from client_sdk.record import NormalisedRecord, Sex
+
+__all__ = ["CACHE_LIMIT", "iter_records"]
+
+CACHE_LIMIT = 1 << 17
+"""Entries per field cache; a full cache is emptied and refilled (memory stays bounded)."""
+
+# Slot order shared by both readers' value lists.
+_ID, _NHS, _GIVEN, _MIDDLE, _FAMILY, _FULL, _DOB, _SEX, _POSTCODE, _ADDRESS, _OTHER = range(11)
+_SLOT_FIELDS = (
+    "nhs_number",
+    "given_name",
+    "middle_names",
+    "family_name",
+    "full_name",
+    "date_of_birth",
+    "sex",
+    "postcode",
+    "address_line",
+    "other_id",
+)
+
+_T = TypeVar("_T")
+_GivenResult = tuple[str, str | None, str] | Defect
+
+
+def _memo(function: Callable[[str], _T]) -> Callable[[str], _T]:
+    cache: dict[str, _T] = {}
+    get = cache.get
+
+    def call(raw: str) -> _T:
+        result = get(raw)
+        if result is None:
+            result = function(raw)
+            if len(cache) >= CACHE_LIMIT:
+                cache.clear()
+            cache[raw] = result
+        return result
+
+    return call
+
+
+def _given_with_key(raw: str) -> _GivenResult:
+    result = check_given_names(raw)
+    if isinstance(result, Defect):
+        return result
+    return result[0], result[1], nickname_key(result[0])
+
+
+class _Normaliser:
+    """Turns one row of slot values into a record and its outcomes (the hot path)."""
+
+    def __init__(self, mapping: Mapping, positions: list[int], *, today: date) -> None:
+        self.positions = positions
+        self.payload_start = 11
+        layout = mapping.identifiers.full_name.layout if mapping.identifiers.full_name else None
+        if mapping.source.format == "fhir":
+            layout = "GIVEN FAMILY"
+        country = mapping.source.country
+        dates = DateParser(mapping.date_formats, today=today)
+        self.nhs = check_nhs_number
+        self.given = _memo(_given_with_key)
+        self.middle = _memo(check_middle_names)
+        self.family = _memo(check_family_name)
+        self.full: Callable[[str], tuple[_GivenResult, str | Defect]] | None = None
+        if layout is not None:
+            chosen = layout
+
+            def full(raw: str) -> tuple[_GivenResult, str | Defect]:
+                given, family = split_full_name(raw, chosen)
+                if isinstance(given, Defect):
+                    return given, family
+                return (given[0], given[1], nickname_key(given[0])), family
+
+            self.full = _memo(full)
+        self.dob = _memo(dates.check)
+        self.sex = _memo(check_sex)
+        self.postcode = _memo(lambda raw: check_postcode(raw, country=country))
+        self.address = _memo(check_address_line)
+        self.other = _memo(check_other_id)
+
+    def __call__(
+        self, line: int, values: list[str], local_id: str, payload: tuple[str | None, ...]
+    ) -> tuple[NormalisedRecord, list[int]]:
+        p = self.positions
+        outcomes: list[int] = [Defect.MISSING] * 9
+        nhs_number: str | None = None
+        if p[_NHS] >= 0:
+            result = self.nhs(values[p[_NHS]])
+            if isinstance(result, str):
+                nhs_number, outcomes[0] = result, 0
+            else:
+                outcomes[0] = result
+        given: _GivenResult = Defect.MISSING
+        family: str | Defect = Defect.MISSING
+        if self.full is not None and p[_FULL] >= 0 and values[p[_FULL]].strip():
+            given, family = self.full(values[p[_FULL]])
+        else:
+            if p[_GIVEN] >= 0:
+                given = self.given(values[p[_GIVEN]])
+            if p[_FAMILY] >= 0:
+                family = self.family(values[p[_FAMILY]])
+        given_name = given_key = middle_names = None
+        if isinstance(given, tuple):
+            given_name, middle_names, given_key = given
+            outcomes[1] = 0
+        else:
+            outcomes[1] = given
+        if p[_MIDDLE] >= 0:
+            middle = self.middle(values[p[_MIDDLE]])
+            if isinstance(middle, str):
+                middle_names = f"{middle_names} {middle}" if middle_names else middle
+            else:
+                outcomes[2] = middle
+        if middle_names is not None:
+            outcomes[2] = 0
+        family_name: str | None = None
+        if isinstance(family, str):
+            family_name, outcomes[3] = family, 0
+        else:
+            outcomes[3] = family
+        dob: str | None = None
+        if p[_DOB] >= 0:
+            result = self.dob(values[p[_DOB]])
+            if isinstance(result, str):
+                dob, outcomes[4] = result, 0
+            else:
+                outcomes[4] = result
+        sex: Sex | None = None
+        if p[_SEX] >= 0:
+            sex_result = self.sex(values[p[_SEX]])
+            if isinstance(sex_result, str):
+                sex, outcomes[5] = sex_result, 0
+            else:
+                outcomes[5] = sex_result
+        postcode: str | None = None
+        if p[_POSTCODE] >= 0:
+            result = self.postcode(values[p[_POSTCODE]])
+            if isinstance(result, str):
+                postcode, outcomes[6] = result, 0
+            else:
+                outcomes[6] = result
+        address: str | None = None
+        if p[_ADDRESS] >= 0:
+            result = self.address(values[p[_ADDRESS]])
+            if isinstance(result, str):
+                address, outcomes[7] = result, 0
+            else:
+                outcomes[7] = result
+        other: str | None = None
+        if p[_OTHER] >= 0:
+            result = self.other(values[p[_OTHER]])
+            if isinstance(result, str):
+                other, outcomes[8] = result, 0
+            else:
+                outcomes[8] = result
+        record = NormalisedRecord(
+            line=line,
+            local_id=local_id,
+            nhs_number=nhs_number,
+            given_name=given_name,
+            given_name_key=given_key,
+            middle_names=middle_names,
+            family_name=family_name,
+            date_of_birth=dob,
+            sex=sex,
+            postcode=postcode,
+            address_line=address,
+            other_id=other,
+            payload=payload,
+        )
+        return record, outcomes
+
+
+def _csv_plan(mapping: Mapping) -> tuple[list[str], list[int], dict[str, str | None]]:
+    """Columns to read, slot → position in the read values, and field → column."""
+    assert isinstance(mapping.record.id, str)
+    wanted = [mapping.record.id]
+    positions = [0] + [-1] * 10
+    for slot, name in enumerate(_SLOT_FIELDS, start=1):
+        column = mapping.column_of(name)
+        if column is not None:
+            positions[slot] = len(wanted)
+            wanted.append(column)
+    columns: dict[str, str | None] = {}
+    for name in mapping.mapped_fields():
+        source = mapping.column_of(name)
+        if source is None and name in ("given_name", "family_name", "middle_names"):
+            source = mapping.column_of("full_name") if name != "middle_names" else None
+            if name == "middle_names":
+                source = mapping.column_of("given_name") or mapping.column_of("full_name")
+        columns[name] = source
+    positions.append(len(wanted))  # payload start
+    wanted.extend(mapping.payload_columns)
+    return wanted, positions, columns
+
+
+def _fhir_fields(mapping: Mapping) -> FhirFields:
+    record_id = mapping.record.id
+    return FhirFields(
+        id_system=record_id.system if isinstance(record_id, SystemRef) else None,
+        nhs_system=mapping.fhir_system("nhs_number")
+        if mapping.fhir_enabled("nhs_number")
+        else None,
+        other_system=mapping.fhir_system("other_id"),
+        names=mapping.fhir_enabled("given_name") or mapping.fhir_enabled("family_name"),
+        birth_date=mapping.fhir_enabled("date_of_birth"),
+        gender=mapping.fhir_enabled("sex"),
+        postcode=mapping.fhir_enabled("postcode"),
+        address_line=mapping.fhir_enabled("address_line"),
+        payload=mapping.payload_columns,
+    )
+
+
+_FHIR_ELEMENTS = {
+    "nhs_number": "identifier",
+    "given_name": "name.given",
+    "middle_names": "name.given",
+    "family_name": "name.family",
+    "date_of_birth": "birthDate",
+    "sex": "gender",
+    "postcode": "address.postalCode",
+    "address_line": "address.line",
+    "other_id": "identifier",
+}
+
+
+def iter_records(
+    path: Path,
+    mapping: Mapping,
+    *,
+    report: QualityCollector | None = None,
+    progress: bool = False,
+    today: date | None = None,
+) -> Iterator[NormalisedRecord]:
+    """Stream the normalised records of an extract.
+
+    Args:
+        path: the CSV, NDJSON or Bundle file.
+        mapping: the validated mapping.
+        report: counts every value and receives every rejected row; pass one to build the
+            quality report.
+        progress: show a progress bar on stderr (only when stderr is a terminal).
+        today: the latest acceptable date of birth (default: today).
+
+    Yields:
+        One :class:`NormalisedRecord` per usable row, in file order.
+
+    Raises:
+        InputError: unknown encoding, unreadable or empty file, or mapped columns missing.
+    """
+    collector = report if report is not None else QualityCollector()
+    fhir = mapping.source.format == "fhir"
+    if fhir:
+        id_column = "id" if isinstance(mapping.record.id, str) else mapping.record.id.system
+        columns: dict[str, str | None] = {
+            name: _FHIR_ELEMENTS[name] for name in mapping.mapped_fields()
+        }
+        positions = list(range(12))
+    else:
+        assert isinstance(mapping.record.id, str)
+        id_column = mapping.record.id
+        wanted, positions, columns = _csv_plan(mapping)
+    collector.begin(source=path.name, format=mapping.source.format, columns=columns)
+    normalise = _Normaliser(mapping, positions, today=today or date.today())
+    with ExitStack() as stack:
+        on_progress = None
+        if progress and sys.stderr.isatty():
+            on_progress = stack.enter_context(_ProgressBar(path)).update
+        rows: Iterator[tuple[int, list[str]]]
+        if fhir:
+            rows = read_fhir(
+                path,
+                _fhir_fields(mapping),
+                encoding=mapping.source.encoding,
+                on_problem=collector.reject,
+                on_progress=on_progress,
+            )
+        else:
+            rows = read_csv(
+                path,
+                wanted,
+                encoding=mapping.source.encoding,
+                delimiter=mapping.source.delimiter,
+                quotechar=mapping.source.quotechar,
+                on_problem=collector.reject,
+                on_progress=on_progress,
+            )
+        id_position = positions[_ID]
+        payload_start = positions[11]
+        observe = collector.observe
+        for line, values in rows:
+            local_id = values[id_position].strip()
+            if not local_id:
+                collector.reject(line, id_column, "no local record id")
+                continue
+            payload = tuple(v.strip() or None for v in values[payload_start:])
+            record, outcomes = normalise(line, values, local_id, payload)
+            observe(line, outcomes, record.nhs_number)
+            yield record
+
+
+class _ProgressBar:
+    """A rich progress bar over the file's bytes, on stderr."""
+
+    def __init__(self, path: Path) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._progress.add_task(f"reading {path.name}", total=path.stat().st_size)
+
+    def __enter__(self) -> _ProgressBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, done: int) -> None:
+        self._progress.update(self._task, completed=done)

@@ -1,0 +1,335 @@
+"""The quality report (the "quality kitemark"): what the SDK saw in an extract, and a grade.
+
+Per field: how many values were valid, missing, invalid or placeholders. Per file: rows
+read, used and rejected (with line numbers and reasons, never values), records that share
+an NHS number with an earlier record (a count, never the numbers), and a grade — Gold,
+Silver, Bronze or Not rated — from the thresholds below (docs/quality.md gives the reasons).
+The same report travels with every token batch.
+
+Counting is on the hot path, so :class:`QualityCollector` keeps plain integer counters;
+NHS numbers are remembered as bits in a bitmap over their first nine digits (memory is at
+most 125 MB whatever the file's size, and only pages that are touched are allocated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from client_sdk.normalise.defect import Defect
+
+__all__ = [
+    "FIELDS",
+    "GRADE_THRESHOLDS",
+    "Grade",
+    "FieldQuality",
+    "QualityCollector",
+    "QualityReport",
+    "RowProblem",
+    "Threshold",
+    "grade_report",
+]
+
+FIELDS = (
+    "nhs_number",
+    "given_name",
+    "middle_names",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "postcode",
+    "address_line",
+    "other_id",
+)
+"""The fields counted, in the order of the outcomes passed to :meth:`QualityCollector.observe`."""
+
+Grade = Literal["Gold", "Silver", "Bronze", "Not rated"]
+
+MAX_LISTED_PROBLEMS = 1000
+_PAGE_BITS = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """One grade's requirements. Completeness is valid values ÷ records used.
+
+    Attributes:
+        completeness: field → minimum completeness.
+        max_rejected: maximum rejected rows ÷ rows read.
+        max_duplicates: maximum records sharing an earlier record's NHS number ÷ records
+            with a valid NHS number.
+        either: alternatives, any one of which must hold in full (field → minimum).
+    """
+
+    completeness: dict[str, float]
+    max_rejected: float
+    max_duplicates: float
+    either: tuple[dict[str, float], ...] = ()
+
+
+GRADE_THRESHOLDS: dict[Grade, Threshold] = {
+    "Gold": Threshold(
+        completeness={
+            "nhs_number": 0.95,
+            "given_name": 0.98,
+            "family_name": 0.98,
+            "date_of_birth": 0.98,
+            "sex": 0.95,
+            "postcode": 0.95,
+        },
+        max_rejected=0.001,
+        max_duplicates=0.005,
+    ),
+    "Silver": Threshold(
+        completeness={
+            "given_name": 0.95,
+            "family_name": 0.95,
+            "date_of_birth": 0.95,
+            "postcode": 0.85,
+        },
+        max_rejected=0.01,
+        max_duplicates=0.02,
+        either=(
+            {"nhs_number": 0.80},
+            {
+                "given_name": 0.98,
+                "family_name": 0.98,
+                "date_of_birth": 0.98,
+                "sex": 0.95,
+                "postcode": 0.95,
+            },
+        ),
+    ),
+    "Bronze": Threshold(
+        completeness={"family_name": 0.90, "date_of_birth": 0.90},
+        max_rejected=0.05,
+        max_duplicates=0.05,
+        either=({"nhs_number": 0.50}, {"postcode": 0.75}),
+    ),
+}
+
+
+class RowProblem(BaseModel):
+    """A row not used, or a value not valid: where and why, never the value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    line: int
+    column: str | None
+    reason: str
+
+
+class FieldQuality(BaseModel):
+    """Counts for one canonical field."""
+
+    model_config = ConfigDict(frozen=True)
+
+    field: str
+    column: str | None
+    mapped: bool
+    valid: int
+    missing: int
+    invalid: int
+    placeholder: int
+    completeness: float
+    validity: float
+
+
+class QualityReport(BaseModel):
+    """The quality report of one extract (``model_dump()`` is JSON-able)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    format: str
+    rows_read: int
+    records_used: int
+    rows_rejected: int
+    fields: list[FieldQuality]
+    duplicate_nhs_numbers: int
+    problems: list[RowProblem]
+    problems_not_listed: int
+    value_problems: list[RowProblem]
+    value_problems_not_listed: int
+    grade: Grade
+    grade_notes: list[str]
+
+    def field(self, name: str) -> FieldQuality:
+        """The counts of canonical field ``name``."""
+        for quality in self.fields:
+            if quality.field == name:
+                return quality
+        raise KeyError(name)
+
+
+def _ratio(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def grade_report(
+    completeness: dict[str, float], *, rejected: float, duplicates: float, records: int
+) -> tuple[Grade, list[str]]:
+    """The grade for these measures, and what the next grade up would need.
+
+    Args:
+        completeness: field → valid values ÷ records used (0 for unmapped fields).
+        rejected: rejected rows ÷ rows read.
+        duplicates: duplicate NHS numbers ÷ records with a valid NHS number.
+        records: records used.
+
+    Returns:
+        The grade and notes naming each unmet requirement of the grade above it.
+    """
+    if records == 0:
+        return "Not rated", ["no usable records"]
+    notes: list[str] = []
+    for grade, threshold in GRADE_THRESHOLDS.items():
+        unmet: list[str] = []
+        for name, minimum in threshold.completeness.items():
+            if completeness.get(name, 0.0) < minimum:
+                found = completeness.get(name, 0.0)
+                unmet.append(f"{name} complete {found:.1%} < {minimum:.0%}")
+        if rejected > threshold.max_rejected:
+            unmet.append(f"rows rejected {rejected:.2%} > {threshold.max_rejected:.1%}")
+        if duplicates > threshold.max_duplicates:
+            unmet.append(f"duplicate NHS numbers {duplicates:.2%} > {threshold.max_duplicates:.1%}")
+        if threshold.either and not any(
+            all(completeness.get(n, 0.0) >= m for n, m in option.items())
+            for option in threshold.either
+        ):
+            options = " or ".join(
+                " and ".join(f"{n} ≥ {m:.0%}" for n, m in option.items())
+                for option in threshold.either
+            )
+            unmet.append(f"needs {options}")
+        if not unmet:
+            return grade, notes
+        notes = [f"{grade}: {note}" for note in unmet]
+    return "Not rated", notes
+
+
+class QualityCollector:
+    """Counts what the pipeline sees; :meth:`report` builds the :class:`QualityReport`.
+
+    Args:
+        source: how to name the input in the report (a file name, not a value).
+        max_problems: how many problems of each kind to list; the rest are counted.
+    """
+
+    def __init__(self, *, source: str = "", max_problems: int = MAX_LISTED_PROBLEMS) -> None:
+        self.source = source
+        self.format = ""
+        self.max_problems = max_problems
+        self.columns: dict[str, str | None] = {}
+        self.rows_rejected = 0
+        self.records = 0
+        self.duplicates = 0
+        self.with_nhs_number = 0
+        self._counts = [[0, 0, 0, 0] for _ in FIELDS]
+        self._problems: list[RowProblem] = []
+        self._value_problems: list[RowProblem] = []
+        self._value_problem_count = 0
+        self._pages: dict[int, bytearray] = {}
+
+    def begin(self, *, source: str, format: str, columns: dict[str, str | None]) -> None:
+        """Name the input and its mapped fields (field → source column; ``None`` if implicit).
+
+        Args:
+            source: the input's name.
+            format: ``"csv"`` or ``"fhir"``.
+            columns: the canonical fields the mapping fills, with their source columns.
+        """
+        self.source = self.source or source
+        self.format = format
+        self.columns = dict(columns)
+
+    def observe(self, line: int, outcomes: Sequence[int], nhs_number: str | None) -> None:
+        """Count one used record.
+
+        Args:
+            line: where the record starts.
+            outcomes: per field of :data:`FIELDS`, 0 for a valid value or a :class:`Defect`.
+            nhs_number: the valid NHS number, if any (kept only as a bit, for duplicates).
+        """
+        self.records += 1
+        for counts, outcome in zip(self._counts, outcomes, strict=True):
+            counts[outcome] += 1
+        if Defect.INVALID in outcomes:
+            for name, outcome in zip(FIELDS, outcomes, strict=True):
+                if outcome == Defect.INVALID and name in self.columns:
+                    self._value_problem(line, name)
+        if nhs_number is not None:
+            self.with_nhs_number += 1
+            number = int(nhs_number[:9])
+            page_number, bit = divmod(number, _PAGE_BITS)
+            page = self._pages.get(page_number)
+            if page is None:
+                page = self._pages[page_number] = bytearray(_PAGE_BITS // 8)
+            byte, mask = bit >> 3, 1 << (bit & 7)
+            if page[byte] & mask:
+                self.duplicates += 1
+            else:
+                page[byte] |= mask
+
+    def _value_problem(self, line: int, name: str) -> None:
+        self._value_problem_count += 1
+        if len(self._value_problems) < self.max_problems:
+            column = self.columns.get(name)
+            self._value_problems.append(
+                RowProblem(line=line, column=column, reason=f"invalid {name}")
+            )
+
+    def reject(self, line: int, column: str | None, reason: str) -> None:
+        """Record a row that was not used (never pass a value in ``reason``)."""
+        self.rows_rejected += 1
+        if len(self._problems) < self.max_problems:
+            self._problems.append(RowProblem(line=line, column=column, reason=reason))
+
+    def report(self) -> QualityReport:
+        """The report of everything observed so far."""
+        records = self.records
+        fields: list[FieldQuality] = []
+        completeness: dict[str, float] = {}
+        for name, (valid, missing, invalid, placeholder) in zip(FIELDS, self._counts, strict=True):
+            mapped = name in self.columns
+            if not mapped:
+                missing = invalid = placeholder = valid = 0
+            completeness[name] = _ratio(valid, records)
+            fields.append(
+                FieldQuality(
+                    field=name,
+                    column=self.columns.get(name),
+                    mapped=mapped,
+                    valid=valid,
+                    missing=missing,
+                    invalid=invalid,
+                    placeholder=placeholder,
+                    completeness=round(completeness[name], 6),
+                    validity=round(_ratio(valid, valid + invalid), 6),
+                )
+            )
+        rows_read = records + self.rows_rejected
+        grade, notes = grade_report(
+            completeness,
+            rejected=_ratio(self.rows_rejected, rows_read),
+            duplicates=_ratio(self.duplicates, self.with_nhs_number),
+            records=records,
+        )
+        return QualityReport(
+            source=self.source,
+            format=self.format,
+            rows_read=rows_read,
+            records_used=records,
+            rows_rejected=self.rows_rejected,
+            fields=fields,
+            duplicate_nhs_numbers=self.duplicates,
+            problems=list(self._problems),
+            problems_not_listed=self.rows_rejected - len(self._problems),
+            value_problems=list(self._value_problems),
+            value_problems_not_listed=self._value_problem_count - len(self._value_problems),
+            grade=grade,
+            grade_notes=notes,
+        )

@@ -1,0 +1,213 @@
+"""Read a delimited text file row by row: (line number, the mapped columns' values).
+
+Streaming, one record in memory at a time. Columns are found by header name (exact, then
+ignoring case and surrounding spaces). The encoding comes from the mapping; a byte-order
+mark at the start of the file wins over it (a UTF-8 BOM means UTF-8, a UTF-16 BOM UTF-16),
+because Excel and Windows tools write one. A row that cannot be used (wrong number of
+fields, bytes that are not valid in the encoding, an unbalanced quote) is reported through
+``on_problem`` with its line number and the reading goes on.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from client_sdk.errors import InputError
+
+__all__ = ["MAX_RECORD_LINES", "ProblemSink", "open_text", "read_csv"]
+
+logger = logging.getLogger(__name__)
+
+# A quoted field may hold line breaks (addresses); a record spanning more lines than this
+# is taken to be an unbalanced quote, reported, and re-read from the line after its start.
+MAX_RECORD_LINES = 10
+
+ProblemSink = Callable[[int, str | None, str], None]
+"""Called with (line, column or None, reason) for a row that is not used."""
+
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _codec(path: Path, encoding: str) -> str:
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise InputError(f"{path}: unknown encoding {encoding!r}") from None
+    try:
+        with path.open("rb") as raw:
+            start = raw.read(4)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    for bom, codec in _BOMS:
+        if start.startswith(bom):
+            if codecs.lookup(codec).name != name and not (codec == "utf-8-sig" == name):
+                logger.info("%s: byte-order mark found; reading as %s", path, codec)
+            return codec
+    return "utf-8-sig" if name == "utf-8" else name
+
+
+def open_text(path: Path, encoding: str) -> TextIO:
+    """Open ``path`` for streaming text in ``encoding`` (BOM-aware; bad bytes kept escaped).
+
+    Raises:
+        InputError: the encoding is unknown or the file cannot be opened.
+    """
+    codec = _codec(path, encoding)
+    try:
+        return path.open(encoding=codec, errors="surrogateescape", newline="")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _find_columns(path: Path, header: list[str], wanted: Sequence[str]) -> list[int]:
+    exact = {name: i for i, name in enumerate(header)}
+    loose: dict[str, int] = {}
+    for i, name in enumerate(header):
+        loose.setdefault(" ".join(name.split()).casefold(), i)
+    indexes: list[int] = []
+    missing: list[str] = []
+    for name in wanted:
+        index = exact.get(name)
+        if index is None:
+            index = loose.get(" ".join(name.split()).casefold())
+        if index is None:
+            missing.append(name)
+            index = -1
+        indexes.append(index)
+    if missing and len(missing) == len(set(wanted)):
+        raise InputError(
+            f"{path}: none of the mapped columns is in the header "
+            f"(check [source] delimiter and encoding, and the column names)"
+        )
+    if missing:
+        names = ", ".join(repr(m) for m in dict.fromkeys(missing))
+        raise InputError(f"{path}: mapped columns not in the header: {names}")
+    return indexes
+
+
+def _bad_bytes(values: list[str]) -> bool:
+    try:
+        "".join(values).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _swallowed_rows(record_lines: list[str], delimiter: str, width: int) -> bool:
+    """Whether a multi-line record looks like an unbalanced quote that ate whole rows."""
+    if len(record_lines) > MAX_RECORD_LINES:
+        return True
+    return width >= 3 and any(line.count(delimiter) >= width - 1 for line in record_lines[1:])
+
+
+class _Lines:
+    """The file's lines, with lines of a rejected record pushed back to be read again."""
+
+    __slots__ = ("current", "pending", "source")
+
+    def __init__(self, source: TextIO) -> None:
+        self.source = source
+        self.pending: deque[str] = deque()
+        self.current: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.pending.popleft() if self.pending else next(self.source)
+        self.current.append(line)
+        return line
+
+
+def read_csv(
+    path: Path,
+    columns: Sequence[str],
+    *,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    quotechar: str = '"',
+    on_problem: ProblemSink | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line, values)`` for each data row, ``values`` in the order of ``columns``.
+
+    Args:
+        path: the CSV file.
+        columns: header names to pick, in order (one name may appear twice).
+        encoding: a Python codec name; ``utf-8`` also skips a BOM.
+        delimiter: the field separator.
+        quotechar: the quote character.
+        on_problem: receives ``(line, column, reason)`` for rows not yielded.
+        on_progress: receives the byte offset reached, now and then.
+
+    Yields:
+        The physical line number where the row starts (the header is line 1) and the values.
+
+    Raises:
+        InputError: unknown encoding, unreadable or empty file, undecodable header, or
+            mapped columns missing from the header.
+    """
+    sink: ProblemSink = on_problem or (lambda line, column, reason: None)
+    with open_text(path, encoding) as text:
+        lines = _Lines(text)
+        reader = csv.reader(lines, delimiter=delimiter, quotechar=quotechar)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError(f"{path}: the file is empty") from None
+        except csv.Error as exc:
+            raise InputError(f"{path}: cannot read the header: {exc}") from None
+        if _bad_bytes(header):
+            raise InputError(f"{path}: the header is not valid {encoding}; check [source] encoding")
+        indexes = _find_columns(path, header, columns)
+        width = len(header)
+        line = 1 + len(lines.current)
+        rows = 0
+        while True:
+            lines.current.clear()
+            start = line
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                line += len(lines.current)
+                sink(start, None, f"malformed row: {exc}")
+                continue
+            span = len(lines.current)
+            line += span
+            if not row:
+                continue
+            if len(row) != width and not (len(row) > width and not any(row[width:])):
+                if span > 1:
+                    lines.pending.extendleft(reversed(lines.current[1:]))
+                    line = start + 1
+                    sink(start, None, "malformed row: unbalanced quote")
+                else:
+                    sink(start, None, f"malformed row: {len(row)} fields, header has {width}")
+                continue
+            if span > 1 and _swallowed_rows(lines.current, delimiter, width):
+                lines.pending.extendleft(reversed(lines.current[1:]))
+                line = start + 1
+                sink(start, None, "malformed row: unbalanced quote")
+                continue
+            values = [row[i] for i in indexes]
+            if _bad_bytes(values):
+                sink(start, None, f"bytes not valid in {encoding}")
+                continue
+            yield start, values
+            rows += 1
+            if on_progress is not None and not rows & 0x3FFF:
+                on_progress(text.buffer.tell())
+        if on_progress is not None:
+            on_progress(text.buffer.tell())
