@@ -19,7 +19,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.api import datasets, health, identities, keyblobs, uploads
 from broker.config import BrokerSettings
@@ -138,11 +137,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(422, "validation_failed", "; ".join(problems) or "invalid request")
 
 
+_HTTP_CODES = {404: "no_such_endpoint", 405: "method_not_allowed", 413: "too_large"}
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    codes = {404: "no_such_endpoint", 405: "method_not_allowed", 413: "too_large"}
-    code = codes.get(exc.status_code, "http_error")
-    return _error(exc.status_code, code, str(exc.detail))
+    status = int(getattr(exc, "status_code", 500))
+    detail = str(getattr(exc, "detail", "error"))
+    return _error(status, _HTTP_CODES.get(status, "http_error"), detail)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -189,7 +190,8 @@ def create_app(
     app.state.settings = settings
     app.add_exception_handler(BrokerError, _broker_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for status in _HTTP_CODES:
+        app.add_exception_handler(status, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(health.router)
     for module in (identities, keyblobs, datasets, uploads):

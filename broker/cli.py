@@ -9,6 +9,7 @@ Other modules add their commands to :data:`cli` or :data:`admin` (``report``, ``
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 import secrets as _random
@@ -30,13 +31,13 @@ from broker.store.identities import (
     replace_credential,
     revoke_identity,
 )
-from broker.store.keyblobs import get_public_key, put_blob
+from broker.store.keyblobs import check_blob, get_public_key, put_blob
 from keys.cliutil import main_wrapper
 from keys.wire import NAME_PATTERN, Role
 
 __all__ = ["admin", "cli", "load_settings", "main", "operator_runtime"]
 
-_NAME_HELP = "lower case letters, digits, '.', '_' or '-' (at most 63)"
+_NAME_HELP = "letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit"
 
 
 def load_settings(**overrides: Any) -> BrokerSettings:
@@ -166,14 +167,25 @@ admin.add_command(_identity_group(Role.ADMIN, "administrator"))
 
 @org_group.command(name="public-key")
 @click.argument("org")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the public key file here (for `tessera-keys`), else print its registration.",
+)
 @data_dir_option
-def org_public_key(org: str, data_dir: Path | None) -> None:
-    """Print the organisation's registered public key (JSON), for the custodian."""
+def org_public_key(org: str, out: Path | None, data_dir: Path | None) -> None:
+    """The organisation's registered public key, for the custodian to wrap domain keys to."""
     with operator_runtime(data_dir) as runtime:
         identity = find_identity(runtime.store, org)
         if identity.role is not Role.ORG:
             raise NotFoundOrForbiddenError(f"{org!r} is not an organisation")
-        click.echo(get_public_key(runtime.store, org=org).model_dump_json())
+        registration = get_public_key(runtime.store, org=org)
+    if out is None:
+        click.echo(registration.model_dump_json())
+        return
+    out.write_bytes(base64.b64decode(registration.public_key))
+    click.echo(f"wrote {out} (fingerprint {registration.fingerprint or 'not given'})", err=True)
 
 
 @admin.group(name="identity")
@@ -230,30 +242,35 @@ def key_blob_group() -> None:
 
 
 @key_blob_group.command(name="add")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--org", "org", required=True, help="The organisation it was wrapped for.")
-@click.option("--domain", required=True, help="Linkage domain of the wrapped key.")
-@click.option("--key-version", required=True, help="Key version, e.g. v1.")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--org", "org", default=None, help="Check that each blob is for this organisation.")
 @data_dir_option
-def key_blob_add(
-    file: Path, org: str, domain: str, key_version: str, data_dir: Path | None
-) -> None:
-    """Hold a wrapped blob (as `tessera-keys` wrote it) for ORG to fetch.
+def key_blob_add(files: tuple[Path, ...], org: str | None, data_dir: Path | None) -> None:
+    """Hold wrapped blobs (as `tessera-keys` wrote them) for their organisation to fetch.
 
-    The broker cannot open it: it is wrapped to the organisation's own key.
+    The organisation, domain and key version are read from each blob's clear header. The
+    broker cannot open a blob: it is wrapped to the organisation's own key.
     """
-    for value in (org, domain, key_version):
-        _check_name(value)
-    blob = file.read_bytes()
-    if not blob or len(blob) > 49152:
-        raise click.BadParameter(f"{file}: a wrapped blob is 1 to 49152 bytes")
     with operator_runtime(data_dir) as runtime:
-        identity = find_identity(runtime.store, org)
-        if identity.role is not Role.ORG:
-            raise NotFoundOrForbiddenError(f"{org!r} is not an organisation")
-        put_blob(runtime.store, org=org, domain=domain, key_version=key_version, blob=blob)
-        append_audit(runtime.store, identity="operator", role="operator", action="keyblob.add")
-    click.echo(f"holding the {domain}/{key_version} blob for {org}", err=True)
+        for file in files:
+            blob = file.read_bytes()
+            header = check_blob(blob, source=str(file), org=org)
+            identity = find_identity(runtime.store, header.org)
+            if identity.role is not Role.ORG:
+                raise NotFoundOrForbiddenError(f"{header.org!r} is not an organisation")
+            put_blob(
+                runtime.store,
+                org=header.org,
+                domain=header.domain,
+                key_version=header.version,
+                blob=blob,
+            )
+            append_audit(runtime.store, identity="operator", role="operator", action="keyblob.add")
+            click.echo(
+                f"holding the {header.domain} {header.version} blob for {header.org}", err=True
+            )
 
 
 main = main_wrapper(cli, "tessera-broker")

@@ -7,6 +7,13 @@ from __future__ import annotations
 
 import click
 
+from client_sdk.cli_broker import (
+    dataset_group,
+    fetch_key_command,
+    register_key_command,
+    upload_command,
+    whoami_command,
+)
 from keys.cliutil import main_wrapper
 
 __all__ = ["cli", "main"]
@@ -21,5 +28,14 @@ __all__ = ["cli", "main"]
 def cli() -> None:
     """Root command group."""
 
+
+for _command in (
+    upload_command,
+    dataset_group,
+    register_key_command,
+    fetch_key_command,
+    whoami_command,
+):
+    cli.add_command(_command)
 
 main = main_wrapper(cli, "tessera-sdk")

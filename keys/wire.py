@@ -34,8 +34,8 @@ __all__ = [
     "Role",
 ]
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-"""Organisation, identity, dataset, domain and key-version names: lower case, no spaces."""
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""Organisation, identity, dataset, domain and key-version names (as keys.keystore allows)."""
 BATCH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]

@@ -14,7 +14,7 @@ from fastapi import APIRouter, status
 from broker.deps import AdminCaller, OrgCaller, RuntimeDep
 from broker.errors import NotFoundOrForbiddenError, ValidationFailedError
 from broker.store.identities import find_identity
-from broker.store.keyblobs import get_blob, list_blobs, put_blob
+from broker.store.keyblobs import check_blob, get_blob, list_blobs, put_blob
 from keys.wire import KeyBlob, KeyBlobInfo, Name, Role
 
 __all__ = ["router"]
@@ -48,4 +48,7 @@ def deposit_blob(org: Name, body: KeyBlob, caller: AdminCaller, runtime: Runtime
         blob = base64.b64decode(body.blob, validate=True)
     except binascii.Error as exc:
         raise ValidationFailedError("blob: not base64") from exc
+    header = check_blob(blob, source="blob", org=org)
+    if (header.domain, header.version) != (body.domain, body.key_version):
+        raise ValidationFailedError("blob: its header names another domain or key version")
     put_blob(runtime.store, org=org, domain=body.domain, key_version=body.key_version, blob=blob)

@@ -8,12 +8,42 @@ from __future__ import annotations
 
 from typing import cast
 
-from broker.errors import NotFoundOrForbiddenError
+from broker.errors import NotFoundOrForbiddenError, ValidationFailedError
 from broker.store import keyspace
 from broker.store.client import Store
+from keys.errors import KeystoreFormatError
 from keys.wire import PublicKeyRegistration
+from keys.wrapping import BlobHeader, parse_blob_header
 
-__all__ = ["get_blob", "get_public_key", "list_blobs", "put_blob", "set_public_key"]
+__all__ = [
+    "MAX_BLOB_BYTES",
+    "check_blob",
+    "get_blob",
+    "get_public_key",
+    "list_blobs",
+    "put_blob",
+    "set_public_key",
+]
+
+MAX_BLOB_BYTES = 49152
+
+
+def check_blob(blob: bytes, *, source: str, org: str | None = None) -> BlobHeader:
+    """The clear header of a wrapped blob (the broker never opens the rest).
+
+    Raises:
+        ValidationFailedError: not a blob, too large, or wrapped for another organisation
+            than ``org``.
+    """
+    if len(blob) > MAX_BLOB_BYTES:
+        raise ValidationFailedError(f"{source}: a wrapped blob is at most {MAX_BLOB_BYTES} bytes")
+    try:
+        header, _ = parse_blob_header(blob, source=source)
+    except KeystoreFormatError as exc:
+        raise ValidationFailedError(str(exc)) from None
+    if org is not None and header.org != org:
+        raise ValidationFailedError(f"{source}: the blob was wrapped for another organisation")
+    return header
 
 
 def set_public_key(store: Store, *, org: str, key: PublicKeyRegistration, now: str) -> None:

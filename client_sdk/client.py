@@ -1,0 +1,336 @@
+"""``BrokerClient``: the SDK's HTTP client for the broker.
+
+Uploads are chunked (the batch file's chunks, already zlib-compressed, sent as raw
+bytes), idempotent (a chunk is named by its SHA-256; sent twice, stored once), resumable
+(the broker says which chunks it holds, only the rest are sent) and atomic per batch
+(linkage sees a batch only once it is committed whole). Connection errors, 429 and 5xx
+answers are retried with exponential backoff.
+
+This module never sees an identifier: it imports no reader, normaliser or tokeniser
+(an import-linter contract holds it to that), only batch files and wire models.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+
+from client_sdk.errors import BrokerCallError
+from keys.batch import BatchManifest, BatchReader
+from keys.wire import (
+    BatchMode,
+    BatchOpen,
+    BatchState,
+    BatchStatus,
+    ChunkReceipt,
+    DatasetDeclaration,
+    DatasetInfoOut,
+    ErrorBody,
+    IdentityOut,
+    KeyBlob,
+    KeyBlobInfo,
+    PublicKeyRegistration,
+)
+
+__all__ = ["BrokerClient", "UploadProgress"]
+
+_M = TypeVar("_M", bound=BaseModel)
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_FINAL_STATES = frozenset({BatchState.LINKED, BatchState.FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class UploadProgress:
+    """One step of an upload, for a progress display.
+
+    Attributes:
+        phase: ``"upload"`` (chunks sent) or ``"link"`` (chunks linked by the broker).
+        done: chunks done in this phase.
+        total: chunks in the batch.
+        records: records sent so far (upload phase).
+    """
+
+    phase: str
+    done: int
+    total: int
+    records: int = 0
+
+
+class BrokerClient:
+    """A session with the broker under one credential.
+
+    Args:
+        base_url: the broker's URL, e.g. ``https://broker.example.nhs.uk``.
+        token: the bearer credential (from ``TESSERA_SDK_TOKEN``, never argv).
+        timeout: seconds per request.
+        retries: attempts after the first, on connection errors, 429 and 5xx.
+        backoff: first retry delay in seconds; doubles each time, with jitter.
+        transport: an httpx transport (tests).
+        sleep: the sleep function (tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: SecretStr | str,
+        *,
+        timeout: float = 60.0,
+        retries: int = 5,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {secret}", "User-Agent": "tessera-sdk"},
+            timeout=timeout,
+            transport=transport,
+        )
+        self._retries = retries
+        self._backoff = backoff
+        self._sleep = sleep
+
+    # Plumbing ----------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt >= self._retries:
+                    raise BrokerCallError(
+                        f"cannot reach the broker ({type(exc).__name__})"
+                    ) from None
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in _RETRY_STATUS or attempt >= self._retries:
+                    raise _call_error(response)
+            delay = self._backoff * (2**attempt) * (0.5 + random.random() / 2)
+            self._sleep(delay)
+            attempt += 1
+
+    def _get(self, path: str, model: type[_M]) -> _M:
+        return _parse(self._request("GET", path), model)
+
+    def _post(self, path: str, body: BaseModel, model: type[_M]) -> _M:
+        content = body.model_dump_json().encode()
+        headers = {"Content-Type": "application/json"}
+        return _parse(self._request("POST", path, content=content, headers=headers), model)
+
+    # Identity and keys -------------------------------------------------------------------
+
+    def whoami(self) -> IdentityOut:
+        """The identity of this client's credential."""
+        return self._get("/v1/whoami", IdentityOut)
+
+    def register_public_key(self, registration: PublicKeyRegistration) -> None:
+        """Register the organisation's identity public key with the broker."""
+        self._request(
+            "PUT",
+            "/v1/orgs/me/public-key",
+            content=registration.model_dump_json().encode(),
+            headers={"Content-Type": "application/json"},
+        )
+
+    def key_blobs(self) -> list[KeyBlobInfo]:
+        """The wrapped domain-key blobs the broker holds for this organisation."""
+        response = self._request("GET", "/v1/orgs/me/key-blobs")
+        return _parse_list(response, KeyBlobInfo)
+
+    def key_blob(self, domain: str, key_version: str) -> bytes:
+        """One wrapped blob's bytes (still wrapped: only the org's own key opens it)."""
+        blob = self._get(f"/v1/orgs/me/key-blobs/{domain}/{key_version}", KeyBlob)
+        return base64.b64decode(blob.blob)
+
+    # Datasets ----------------------------------------------------------------------------
+
+    def declare_dataset(self, declaration: DatasetDeclaration) -> DatasetInfoOut:
+        """Declare a dataset (the same declaration again is accepted as it is)."""
+        return self._post("/v1/datasets", declaration, DatasetInfoOut)
+
+    def datasets(self) -> list[DatasetInfoOut]:
+        """This organisation's datasets."""
+        return _parse_list(self._request("GET", "/v1/datasets"), DatasetInfoOut)
+
+    def dataset(self, name: str) -> DatasetInfoOut:
+        """One of this organisation's datasets."""
+        return self._get(f"/v1/datasets/{name}", DatasetInfoOut)
+
+    # Upload ------------------------------------------------------------------------------
+
+    def open_batch(
+        self, dataset: str, manifest: BatchManifest, mode: BatchMode = BatchMode.APPEND
+    ) -> BatchStatus:
+        """Open a batch, or re-open it to resume: the status lists the chunks held."""
+        body = BatchOpen(manifest=manifest, mode=mode)
+        return self._post(f"/v1/datasets/{dataset}/batches", body, BatchStatus)
+
+    def batch_status(self, dataset: str, batch_id: str) -> BatchStatus:
+        """Where a batch stands."""
+        return self._get(f"/v1/datasets/{dataset}/batches/{batch_id}", BatchStatus)
+
+    def put_chunk(self, dataset: str, batch_id: str, index: int, data: bytes) -> ChunkReceipt:
+        """Send one chunk's bytes exactly as in the batch file."""
+        response = self._request(
+            "PUT",
+            f"/v1/datasets/{dataset}/batches/{batch_id}/chunks/{index}",
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return _parse(response, ChunkReceipt)
+
+    def commit(self, dataset: str, batch_id: str) -> BatchStatus:
+        """Commit a complete batch (safe to repeat)."""
+        response = self._request("POST", f"/v1/datasets/{dataset}/batches/{batch_id}/commit")
+        return _parse(response, BatchStatus)
+
+    def upload(
+        self,
+        batch: Path | BatchReader,
+        *,
+        dataset: str | None = None,
+        mode: BatchMode = BatchMode.APPEND,
+        wait: bool = True,
+        wait_timeout: float = 3600.0,
+        poll: float = 0.2,
+        on_progress: Callable[[UploadProgress], None] | None = None,
+    ) -> BatchStatus:
+        """Upload a batch file, resuming where an earlier attempt stopped.
+
+        Args:
+            batch: the batch file (or an open reader).
+            dataset: the dataset to upload to (default: the manifest's).
+            mode: ``append``, ``replace`` (a new full snapshot) or ``retract``.
+            wait: wait until the broker has linked the batch.
+            wait_timeout: seconds to wait for linkage.
+            poll: seconds between status polls while waiting.
+            on_progress: called after each chunk and each linkage poll.
+
+        Returns:
+            The batch's final status (``linked``, ``failed``) or, without ``wait``, as
+            committed.
+
+        Raises:
+            BrokerCallError: the broker refused, or could not be reached after retries.
+        """
+        reader = batch if isinstance(batch, BatchReader) else BatchReader(batch)
+        manifest = reader.manifest
+        name = dataset or manifest.dataset
+        status = self.open_batch(name, manifest, mode)
+        total = status.chunk_count
+        if status.state is BatchState.RECEIVING:
+            held = set(status.received)
+            done, records = len(held), 0
+            _report(on_progress, UploadProgress("upload", done, total, records))
+            for index, data in enumerate(reader.raw_chunks()):
+                if index in held:
+                    continue
+                receipt = self.put_chunk(name, manifest.batch_id, index, data)
+                done += 1
+                records += receipt.records
+                _report(on_progress, UploadProgress("upload", done, total, records))
+            status = self.commit(name, manifest.batch_id)
+        else:
+            _report(on_progress, UploadProgress("upload", total, total, manifest.record_count))
+        if not wait:
+            return status
+        return self.wait_linked(
+            name, manifest.batch_id, timeout=wait_timeout, poll=poll, on_progress=on_progress
+        )
+
+    def wait_linked(
+        self,
+        dataset: str,
+        batch_id: str,
+        *,
+        timeout: float = 3600.0,
+        poll: float = 0.2,
+        on_progress: Callable[[UploadProgress], None] | None = None,
+    ) -> BatchStatus:
+        """Poll a committed batch until it is ``linked`` or ``failed``.
+
+        Raises:
+            BrokerCallError: still not linked after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.batch_status(dataset, batch_id)
+            _report(on_progress, UploadProgress("link", status.chunks_linked, status.chunk_count))
+            if status.state in _FINAL_STATES:
+                return status
+            if time.monotonic() > deadline:
+                raise BrokerCallError(
+                    f"the broker has not linked batch {batch_id} yet; check again later",
+                    code="timeout",
+                )
+            self._sleep(poll)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _report(callback: Callable[[UploadProgress], None] | None, event: UploadProgress) -> None:
+    if callback is not None:
+        callback(event)
+
+
+def _call_error(response: httpx.Response) -> BrokerCallError:
+    try:
+        body = ErrorBody.model_validate_json(response.content)
+    except ValidationError:
+        return BrokerCallError(
+            f"the broker answered HTTP {response.status_code}",
+            code="http_error",
+            status=response.status_code,
+        )
+    return BrokerCallError(
+        f"the broker refused ({body.code}): {body.message}",
+        code=body.code,
+        status=response.status_code,
+    )
+
+
+def _parse(response: httpx.Response, model: type[_M]) -> _M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError:
+        raise BrokerCallError(
+            f"unexpected answer from the broker (HTTP {response.status_code})",
+            code="bad_response",
+            status=response.status_code,
+        ) from None
+
+
+def _parse_list(response: httpx.Response, model: type[_M]) -> list[_M]:
+    try:
+        return TypeAdapter(list[model]).validate_json(response.content)  # type: ignore[valid-type]
+    except ValidationError:
+        raise BrokerCallError(
+            f"unexpected answer from the broker (HTTP {response.status_code})",
+            code="bad_response",
+            status=response.status_code,
+        ) from None
