@@ -14,6 +14,7 @@ from client_sdk.cli_broker import (
     upload_command,
     whoami_command,
 )
+from client_sdk.cli_keys import register_key_commands
 from keys.cliutil import main_wrapper
 
 __all__ = ["cli", "main"]
@@ -37,5 +38,7 @@ for _command in (
     whoami_command,
 ):
     cli.add_command(_command)
+
+register_key_commands(cli)
 
 main = main_wrapper(cli, "tessera-sdk")
