@@ -15,6 +15,7 @@ from client_sdk.cli_broker import (
     whoami_command,
 )
 from client_sdk.cli_keys import register_key_commands
+from client_sdk.cli_synth import synth_command
 from keys.cliutil import main_wrapper
 
 __all__ = ["cli", "main"]
@@ -36,6 +37,7 @@ for _command in (
     register_key_command,
     fetch_key_command,
     whoami_command,
+    synth_command,
 ):
     cli.add_command(_command)
 
