@@ -21,6 +21,7 @@ from client_sdk.mapping import Mapping, SystemRef
 from client_sdk.normalise.dates import DateParser
 from client_sdk.normalise.defect import Defect
 from client_sdk.normalise.names import (
+    FullNameLayout,
     check_family_name,
     check_given_names,
     check_middle_names,
@@ -34,7 +35,7 @@ from client_sdk.normalise.text import check_address_line, check_other_id
 from client_sdk.quality import QualityCollector
 from client_sdk.readers.csv import read_csv
 from client_sdk.readers.fhir import FhirFields, read_fhir
-from client_sdk.record import NormalisedRecord, Sex
+from client_sdk.record import NormalisedRecord
 
 __all__ = ["CACHE_LIMIT", "iter_records"]
 
@@ -60,20 +61,17 @@ _T = TypeVar("_T")
 _GivenResult = tuple[str, str | None, str] | Defect
 
 
-def _memo(function: Callable[[str], _T]) -> Callable[[str], _T]:
-    cache: dict[str, _T] = {}
-    get = cache.get
+def _filler(function: Callable[[str], _T], cache: dict[str, _T]) -> Callable[[str], _T]:
+    """Compute a value missing from ``cache`` and remember it (the cache stays bounded)."""
 
-    def call(raw: str) -> _T:
-        result = get(raw)
-        if result is None:
-            result = function(raw)
-            if len(cache) >= CACHE_LIMIT:
-                cache.clear()
-            cache[raw] = result
+    def fill(raw: str) -> _T:
+        result = function(raw)
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        cache[raw] = result
         return result
 
-    return call
+    return fill
 
 
 def _given_with_key(raw: str) -> _GivenResult:
@@ -83,67 +81,94 @@ def _given_with_key(raw: str) -> _GivenResult:
     return result[0], result[1], nickname_key(result[0])
 
 
-class _Normaliser:
-    """Turns one row of slot values into a record and its outcomes (the hot path)."""
+_Lookup = Callable[[str], "str | Defect | None"]
+_RowFunction = Callable[
+    [int, list[str], str, tuple[str | None, ...]], tuple[NormalisedRecord, tuple[int, ...]]
+]
 
-    def __init__(self, mapping: Mapping, positions: list[int], *, today: date) -> None:
-        self.positions = positions
-        self.payload_start = 11
-        layout = mapping.identifiers.full_name.layout if mapping.identifiers.full_name else None
-        if mapping.source.format == "fhir":
-            layout = "GIVEN FAMILY"
-        country = mapping.source.country
-        dates = DateParser(mapping.date_formats, today=today)
-        self.nhs = check_nhs_number
-        self.given = _memo(_given_with_key)
-        self.middle = _memo(check_middle_names)
-        self.family = _memo(check_family_name)
-        self.full: Callable[[str], tuple[_GivenResult, str | Defect]] | None = None
-        if layout is not None:
-            chosen = layout
 
-            def full(raw: str) -> tuple[_GivenResult, str | Defect]:
-                given, family = split_full_name(raw, chosen)
-                if isinstance(given, Defect):
-                    return given, family
-                return (given[0], given[1], nickname_key(given[0])), family
+def _row_function(mapping: Mapping, positions: list[int], *, today: date) -> _RowFunction:
+    """The hot path: one row of slot values → its record and per-field outcomes.
 
-            self.full = _memo(full)
-        self.dob = _memo(dates.check)
-        self.sex = _memo(check_sex)
-        self.postcode = _memo(lambda raw: check_postcode(raw, country=country))
-        self.address = _memo(check_address_line)
-        self.other = _memo(check_other_id)
+    Every normaliser is pure, so each field gets a bounded cache; a cache hit costs one
+    dictionary lookup. Outcomes are 0 (valid) or a :class:`Defect`, in the order of
+    :data:`client_sdk.quality.FIELDS`.
+    """
+    full_name = mapping.identifiers.full_name
+    layout: FullNameLayout | None = full_name.layout if full_name is not None else None
+    if mapping.source.format == "fhir":
+        layout = "GIVEN FAMILY"
+    country = mapping.source.country
+    dates = DateParser(mapping.date_formats, today=today)
 
-    def __call__(
-        self, line: int, values: list[str], local_id: str, payload: tuple[str | None, ...]
-    ) -> tuple[NormalisedRecord, list[int]]:
-        p = self.positions
-        outcomes: list[int] = [Defect.MISSING] * 9
+    def split_full(raw: str) -> tuple[_GivenResult, str | Defect]:
+        assert layout is not None
+        given, family = split_full_name(raw, layout)
+        if isinstance(given, Defect):
+            return given, family
+        return (given[0], given[1], nickname_key(given[0])), family
+
+    def postcode(raw: str) -> str | Defect:
+        return check_postcode(raw, country=country)
+
+    # (outcome index, value position, cache lookup, cache filler) for one-value fields.
+    simple: list[tuple[int, int, _Lookup, Callable[[str], str | Defect]]] = []
+    for index, slot, function in (
+        (4, _DOB, dates.check),
+        (5, _SEX, check_sex),
+        (6, _POSTCODE, postcode),
+        (7, _ADDRESS, check_address_line),
+        (8, _OTHER, check_other_id),
+    ):
+        if positions[slot] >= 0:
+            cache: dict[str, str | Defect] = {}
+            simple.append((index, positions[slot], cache.get, _filler(function, cache)))
+    given_cache: dict[str, _GivenResult] = {}
+    given_get, given_fill = given_cache.get, _filler(_given_with_key, given_cache)
+    middle_cache: dict[str, str | Defect] = {}
+    middle_get, middle_fill = middle_cache.get, _filler(check_middle_names, middle_cache)
+    family_cache: dict[str, str | Defect] = {}
+    family_get, family_fill = family_cache.get, _filler(check_family_name, family_cache)
+    full_cache: dict[str, tuple[_GivenResult, str | Defect]] = {}
+    full_get, full_fill = full_cache.get, _filler(split_full, full_cache)
+    p_nhs, p_given, p_middle = positions[_NHS], positions[_GIVEN], positions[_MIDDLE]
+    p_family = positions[_FAMILY]
+    p_full = positions[_FULL] if layout is not None else -1
+    new_record = tuple.__new__
+    missing = Defect.MISSING
+
+    def row(
+        line: int, values: list[str], local_id: str, payload: tuple[str | None, ...]
+    ) -> tuple[NormalisedRecord, tuple[int, ...]]:
+        outcomes: list[int] = [missing] * 9
         nhs_number: str | None = None
-        if p[_NHS] >= 0:
-            result = self.nhs(values[p[_NHS]])
-            if isinstance(result, str):
-                nhs_number, outcomes[0] = result, 0
+        if p_nhs >= 0:
+            checked = check_nhs_number(values[p_nhs])
+            if isinstance(checked, str):
+                nhs_number = checked
+                outcomes[0] = 0
             else:
-                outcomes[0] = result
-        given: _GivenResult = Defect.MISSING
-        family: str | Defect = Defect.MISSING
-        if self.full is not None and p[_FULL] >= 0 and values[p[_FULL]].strip():
-            given, family = self.full(values[p[_FULL]])
+                outcomes[0] = checked
+        given: _GivenResult = missing
+        family: str | Defect = missing
+        if p_full >= 0 and (raw := values[p_full]) and not raw.isspace():
+            given, family = full_get(raw) or full_fill(raw)
         else:
-            if p[_GIVEN] >= 0:
-                given = self.given(values[p[_GIVEN]])
-            if p[_FAMILY] >= 0:
-                family = self.family(values[p[_FAMILY]])
+            if p_given >= 0:
+                raw = values[p_given]
+                given = given_get(raw) or given_fill(raw)
+            if p_family >= 0:
+                raw = values[p_family]
+                family = family_get(raw) or family_fill(raw)
         given_name = given_key = middle_names = None
         if isinstance(given, tuple):
             given_name, middle_names, given_key = given
             outcomes[1] = 0
         else:
             outcomes[1] = given
-        if p[_MIDDLE] >= 0:
-            middle = self.middle(values[p[_MIDDLE]])
+        if p_middle >= 0:
+            raw = values[p_middle]
+            middle = middle_get(raw) or middle_fill(raw)
             if isinstance(middle, str):
                 middle_names = f"{middle_names} {middle}" if middle_names else middle
             else:
@@ -152,60 +177,40 @@ class _Normaliser:
             outcomes[2] = 0
         family_name: str | None = None
         if isinstance(family, str):
-            family_name, outcomes[3] = family, 0
+            family_name = family
+            outcomes[3] = 0
         else:
             outcomes[3] = family
-        dob: str | None = None
-        if p[_DOB] >= 0:
-            result = self.dob(values[p[_DOB]])
+        found: list[str | None] = [None, None, None, None, None, None, None, None, None]
+        for index, position, get, fill in simple:
+            raw = values[position]
+            result = get(raw) or fill(raw)
             if isinstance(result, str):
-                dob, outcomes[4] = result, 0
+                found[index] = result
+                outcomes[index] = 0
             else:
-                outcomes[4] = result
-        sex: Sex | None = None
-        if p[_SEX] >= 0:
-            sex_result = self.sex(values[p[_SEX]])
-            if isinstance(sex_result, str):
-                sex, outcomes[5] = sex_result, 0
-            else:
-                outcomes[5] = sex_result
-        postcode: str | None = None
-        if p[_POSTCODE] >= 0:
-            result = self.postcode(values[p[_POSTCODE]])
-            if isinstance(result, str):
-                postcode, outcomes[6] = result, 0
-            else:
-                outcomes[6] = result
-        address: str | None = None
-        if p[_ADDRESS] >= 0:
-            result = self.address(values[p[_ADDRESS]])
-            if isinstance(result, str):
-                address, outcomes[7] = result, 0
-            else:
-                outcomes[7] = result
-        other: str | None = None
-        if p[_OTHER] >= 0:
-            result = self.other(values[p[_OTHER]])
-            if isinstance(result, str):
-                other, outcomes[8] = result, 0
-            else:
-                outcomes[8] = result
-        record = NormalisedRecord(
-            line=line,
-            local_id=local_id,
-            nhs_number=nhs_number,
-            given_name=given_name,
-            given_name_key=given_key,
-            middle_names=middle_names,
-            family_name=family_name,
-            date_of_birth=dob,
-            sex=sex,
-            postcode=postcode,
-            address_line=address,
-            other_id=other,
-            payload=payload,
+                outcomes[index] = result
+        record: NormalisedRecord = new_record(
+            NormalisedRecord,
+            (
+                line,
+                local_id,
+                nhs_number,
+                given_name,
+                given_key,
+                middle_names,
+                family_name,
+                found[4],
+                found[5],
+                found[6],
+                found[7],
+                found[8],
+                payload,
+            ),
         )
-        return record, outcomes
+        return record, tuple(outcomes)
+
+    return row
 
 
 def _csv_plan(mapping: Mapping) -> tuple[list[str], list[int], dict[str, str | None]]:
@@ -285,7 +290,7 @@ def iter_records(
     Raises:
         InputError: unknown encoding, unreadable or empty file, or mapped columns missing.
     """
-    collector = report if report is not None else QualityCollector()
+    collector = report if report is not None else QualityCollector()  # problems are dropped
     fhir = mapping.source.format == "fhir"
     if fhir:
         id_column = "id" if isinstance(mapping.record.id, str) else mapping.record.id.system
@@ -298,7 +303,7 @@ def iter_records(
         id_column = mapping.record.id
         wanted, positions, columns = _csv_plan(mapping)
     collector.begin(source=path.name, format=mapping.source.format, columns=columns)
-    normalise = _Normaliser(mapping, positions, today=today or date.today())
+    normalise = _row_function(mapping, positions, today=today or date.today())
     with ExitStack() as stack:
         on_progress = None
         if progress and sys.stderr.isatty():
@@ -324,15 +329,16 @@ def iter_records(
             )
         id_position = positions[_ID]
         payload_start = positions[11]
-        observe = collector.observe
+        observe = collector.observe if report is not None else None
         for line, values in rows:
             local_id = values[id_position].strip()
             if not local_id:
                 collector.reject(line, id_column, "no local record id")
                 continue
-            payload = tuple(v.strip() or None for v in values[payload_start:])
+            payload = tuple([v.strip() or None for v in values[payload_start:]])
             record, outcomes = normalise(line, values, local_id, payload)
-            observe(line, outcomes, record.nhs_number)
+            if observe is not None:
+                observe(line, outcomes, record.nhs_number)
             yield record
 
 

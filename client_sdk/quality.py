@@ -13,7 +13,6 @@ most 125 MB whatever the file's size, and only pages that are touched are alloca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,7 +48,10 @@ FIELDS = (
 Grade = Literal["Gold", "Silver", "Bronze", "Not rated"]
 
 MAX_LISTED_PROBLEMS = 1000
-_PAGE_BITS = 1 << 20
+_INVALID = int(Defect.INVALID)
+_PAGE_SHIFT = 20
+_PAGE_MASK = (1 << _PAGE_SHIFT) - 1
+_PAGE_BYTES = (1 << _PAGE_SHIFT) // 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +227,8 @@ class QualityCollector:
         self.max_problems = max_problems
         self.columns: dict[str, str | None] = {}
         self.rows_rejected = 0
-        self.records = 0
         self.duplicates = 0
-        self.with_nhs_number = 0
-        self._counts = [[0, 0, 0, 0] for _ in FIELDS]
+        self._combinations: dict[tuple[int, ...], int] = {}
         self._problems: list[RowProblem] = []
         self._value_problems: list[RowProblem] = []
         self._value_problem_count = 0
@@ -246,7 +246,7 @@ class QualityCollector:
         self.format = format
         self.columns = dict(columns)
 
-    def observe(self, line: int, outcomes: Sequence[int], nhs_number: str | None) -> None:
+    def observe(self, line: int, outcomes: tuple[int, ...], nhs_number: str | None) -> None:
         """Count one used record.
 
         Args:
@@ -254,21 +254,18 @@ class QualityCollector:
             outcomes: per field of :data:`FIELDS`, 0 for a valid value or a :class:`Defect`.
             nhs_number: the valid NHS number, if any (kept only as a bit, for duplicates).
         """
-        self.records += 1
-        for counts, outcome in zip(self._counts, outcomes, strict=True):
-            counts[outcome] += 1
-        if Defect.INVALID in outcomes:
+        combinations = self._combinations
+        combinations[outcomes] = combinations.get(outcomes, 0) + 1
+        if _INVALID in outcomes:
             for name, outcome in zip(FIELDS, outcomes, strict=True):
-                if outcome == Defect.INVALID and name in self.columns:
+                if outcome == _INVALID and name in self.columns:
                     self._value_problem(line, name)
         if nhs_number is not None:
-            self.with_nhs_number += 1
             number = int(nhs_number[:9])
-            page_number, bit = divmod(number, _PAGE_BITS)
-            page = self._pages.get(page_number)
+            page = self._pages.get(number >> _PAGE_SHIFT)
             if page is None:
-                page = self._pages[page_number] = bytearray(_PAGE_BITS // 8)
-            byte, mask = bit >> 3, 1 << (bit & 7)
+                page = self._pages[number >> _PAGE_SHIFT] = bytearray(_PAGE_BYTES)
+            byte, mask = (number & _PAGE_MASK) >> 3, 1 << (number & 7)
             if page[byte] & mask:
                 self.duplicates += 1
             else:
@@ -290,10 +287,15 @@ class QualityCollector:
 
     def report(self) -> QualityReport:
         """The report of everything observed so far."""
-        records = self.records
+        counts = [[0, 0, 0, 0] for _ in FIELDS]
+        for outcomes, times in self._combinations.items():
+            for field_counts, outcome in zip(counts, outcomes, strict=True):
+                field_counts[outcome] += times
+        records = sum(self._combinations.values())
+        with_nhs_number = counts[0][0]
         fields: list[FieldQuality] = []
         completeness: dict[str, float] = {}
-        for name, (valid, missing, invalid, placeholder) in zip(FIELDS, self._counts, strict=True):
+        for name, (valid, missing, invalid, placeholder) in zip(FIELDS, counts, strict=True):
             mapped = name in self.columns
             if not mapped:
                 missing = invalid = placeholder = valid = 0
@@ -315,7 +317,7 @@ class QualityCollector:
         grade, notes = grade_report(
             completeness,
             rejected=_ratio(self.rows_rejected, rows_read),
-            duplicates=_ratio(self.duplicates, self.with_nhs_number),
+            duplicates=_ratio(self.duplicates, with_nhs_number),
             records=records,
         )
         return QualityReport(

@@ -34,8 +34,9 @@ PLACEHOLDER_NAMES: frozenset[str] = frozenset(_DATA["names"])
 PLACEHOLDER_NAME_PREFIXES: frozenset[str] = frozenset(_DATA["name_prefixes"])
 PLACEHOLDER_GENERIC: frozenset[str] = frozenset(_DATA["generic"])
 PLACEHOLDER_NHS_NUMBERS: frozenset[str] = frozenset(
-    list(_DATA["nhs_numbers"]) + [str(d) * 10 for d in range(10)]
+    list(_DATA["nhs_numbers"]) + [str(d) * 9 + str(c) for d in range(10) for c in range(10)]
 )
+"""Listed numbers, and every number whose first nine digits are one repeated digit."""
 PLACEHOLDER_DATES: frozenset[str] = frozenset(_DATA["dates"])
 PLACEHOLDER_POSTCODE_OUTWARD: frozenset[str] = frozenset(_DATA["postcode_outward"])
 
@@ -70,4 +71,4 @@ def is_placeholder_generic(words: str) -> bool:
 
 def is_placeholder_nhs_number(digits: str) -> bool:
     """Whether 10 digits are a default NHS number (listed, or a repeated digit)."""
-    return digits in PLACEHOLDER_NHS_NUMBERS or digits[:9] == digits[0] * 9
+    return digits in PLACEHOLDER_NHS_NUMBERS

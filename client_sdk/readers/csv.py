@@ -96,8 +96,11 @@ def _find_columns(path: Path, header: list[str], wanted: Sequence[str]) -> list[
 
 
 def _bad_bytes(values: list[str]) -> bool:
+    text = "".join(values)
+    if text.isascii():
+        return False
     try:
-        "".join(values).encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:
         return True
     return False
