@@ -14,6 +14,7 @@ from client_sdk.cli_broker import (
     upload_command,
     whoami_command,
 )
+from client_sdk.cli_check import check_command
 from client_sdk.cli_keys import register_key_commands
 from client_sdk.cli_synth import synth_command
 from keys.cliutil import main_wrapper
@@ -38,6 +39,7 @@ for _command in (
     fetch_key_command,
     whoami_command,
     synth_command,
+    check_command,
 ):
     cli.add_command(_command)
 
