@@ -43,6 +43,7 @@ from broker.store.linkage_store import (
     decode_members,
     encode_conflicts,
     encode_members,
+    next_id,
 )
 from keys.derive import RecordRef, StoredToken
 
@@ -180,6 +181,7 @@ _KEY = CONFLICT_KINDS.index("key")
 _MERGE = CONFLICT_KINDS.index("merge")
 _CHUNK = 20_000
 _MAX_ROUNDS = 32
+_CHASE = 64
 _NONE: list[tuple[int, int]] = []
 
 
@@ -210,21 +212,6 @@ def _record_counters(dsn: int, link_key: int, cflags: int) -> dict[str, int]:
         for c in range(len(CONFLICT_KINDS)):
             if cflags >> c & 1:
                 out[f"cfl:{c}"] = 1
-    return out
-
-
-def _ambiguity_counters(
-    holders: Sequence[tuple[int, int]] | None, opp: dict[int, bool]
-) -> dict[str, int]:
-    """Report counters one token contributes: one per dataset it is ambiguous for."""
-    if not holders or len(holders) < 2:
-        return {}
-    seen: set[int] = set()
-    out: dict[str, int] = {}
-    for _, d in holders:
-        if d in seen and opp.get(d, False):
-            out[f"amb:{d}"] = 1
-        seen.add(d)
     return out
 
 
@@ -274,6 +261,7 @@ class _Session:
         self.next_rid = -1
         self.next_pid = -1
         self.next_bseq = -1
+        self.complete = True
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -292,12 +280,14 @@ class _Session:
         p = [x for x in pids if x not in self.persons and x not in self.absent_pids]
         if not (t or f or r or p) and self.next_rid >= 0:
             return
-        got = self.store.fetch(tokens=t, refs=f, rids=r, pids=p)
+        got = self.store.fetch(tokens=t, refs=f, rids=r, pids=p, chase=_CHASE)
         if self.next_rid < 0:
             self.next_rid, self.next_pid, self.next_bseq = got.next_rid, got.next_pid, got.next_bseq
         for token, raw in got.holders.items():
             if token not in self.holders:
-                self.holders[token] = decode_members(raw)
+                self.holders[token] = decode_members(raw) if raw else []
+                if len(raw) > _CHASE * 6:
+                    self.complete = False
         for ref, rid in got.rids.items():
             self.rids.setdefault(ref, rid)
         for rid, record in got.records.items():
@@ -362,14 +352,14 @@ class _Session:
             self.orig_holders[token] = tuple(self.holders.get(token, ()))
 
     def new_rid(self) -> int:
-        self.next_rid += 1
+        self.next_rid = next_id(self.next_rid)
         return self.next_rid
 
     def new_pid(self) -> int:
         if self.reserved:
             self.reserved.sort()
             return self.reserved.pop(0)
-        self.next_pid += 1
+        self.next_pid = next_id(self.next_pid)
         return self.next_pid
 
     def add_tokens(self, record: StoredRecord) -> None:
@@ -386,6 +376,7 @@ class _Session:
                 same = [rid for rid, d in holders if d == dsn and rid != record.rid]
                 if len(same) == 1:
                     self.stats.ambiguous_tokens += 1
+                    self.writes.count(f"amb:{dsn}", 1)
                     self._dissolve_if_linked_by(key, same[0])
             holders.append((record.rid, dsn))
 
@@ -402,6 +393,7 @@ class _Session:
             self.holders[key] = holders
             if opp and sum(1 for _, d in holders if d == dsn) == 1:
                 self.stats.ambiguous_tokens -= 1
+                self.writes.count(f"amb:{dsn}", -1)
                 for rid, _ in holders:
                     other = self.records.get(rid)
                     if other is not None and other.pid:
@@ -455,7 +447,6 @@ class _Session:
         self.writes.refs[ref_key] = 0
         self.writes.payloads[record.rid] = None
         self.writes.conflicts[record.rid] = None
-        self.writes.bits.append((record.dsn, record.rid, 0))
 
     # Deciding ----------------------------------------------------------------------------------
 
@@ -570,8 +561,6 @@ class _Session:
             if tuple(after) == before:
                 continue
             writes.holders[token] = encode_members(after)
-            self._count(_ambiguity_counters(before, self.opp), -1)
-            self._count(_ambiguity_counters(after, self.opp), 1)
         for rid, orig in self.orig_records.items():
             record = self.records.get(rid)
             writes.records[rid] = None if record is None else record.encode()
@@ -699,6 +688,13 @@ class Linker:
         session.load(tokens=wanted, refs=[prefix + ref for ref in latest])
         bseq = self._bseq(session, batch_id)
         writes = session.writes
+        old_tokens: list[bytes] = []
+        for ref, tokens in index_tokens.items():
+            held = session.records.get(session.rids.get(prefix + ref, 0))
+            if held is not None and held.tokens != tokens:
+                old_tokens += [bytes((k,)) + t for k, t in enumerate(held.tokens) if t is not None]
+        if old_tokens:
+            session.load(tokens=old_tokens)
         for ref, incoming in latest.items():
             tokens = index_tokens[ref]
             rid = session.rids.get(prefix + ref, 0)
@@ -726,12 +722,13 @@ class Linker:
                 session.records[rid] = record
                 session.rids[prefix + ref] = rid
                 writes.refs[prefix + ref] = rid
-                writes.bits.append((dsn, rid, 1))
                 session.add_tokens(record)
                 session.queue.add(rid)
-            writes.payloads[rid] = json.dumps(
-                incoming.payload, ensure_ascii=False, separators=(",", ":")
-            ).encode()
+            writes.payloads[rid] = (
+                json.dumps(incoming.payload, ensure_ascii=False, separators=(",", ":")).encode()
+                if incoming.payload
+                else None
+            )
         self._settle(session)
         session.commit()
 
@@ -743,7 +740,8 @@ class Linker:
             session.load(pids=list(session.dissolve))
             session.load_neighbourhood()
             session.expand_dissolves()
-        session.load_neighbourhood()
+        if session.queue and not session.complete:
+            session.load_neighbourhood()
         session.decide_all()
 
     # Retracting ----------------------------------------------------------------------------

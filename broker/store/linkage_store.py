@@ -38,7 +38,6 @@ from keys.derive import RecordRef
 from keys.errors import BrokerError
 
 __all__ = [
-    "BUCKET_BITS",
     "CONFLICT_KINDS",
     "INDEX_TOKEN_BYTES",
     "NO_KEY",
@@ -55,6 +54,7 @@ __all__ = [
     "decode_members",
     "encode_conflicts",
     "encode_members",
+    "next_id",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,6 @@ logger = logging.getLogger(__name__)
 PersonId = NewType("PersonId", int)
 """A person: a stable small integer, never reused for another person."""
 
-BUCKET_BITS = 16
-"""Token and reference index buckets: the first 16 bits of the token or reference."""
 INDEX_TOKEN_BYTES = 10
 """Bytes of a stored token the index keeps (80 bits: 16 in the bucket, 64 in the field)."""
 NO_KEY = 255
@@ -78,59 +76,56 @@ _REC = struct.Struct(">HIIBB16sBI")
 _HOLDER = struct.Struct(">IH")
 _CONFLICT = struct.Struct(">BBBI")
 _U32 = struct.Struct(">I")
+_DSN = struct.Struct(">H")
 _LEN = struct.Struct(">II")
 _SCAN_STEP = 128
 _LOCK_MS = 120_000
 
 _LUA_READ = r"""
 local base = ARGV[1]
-local shift = tonumber(ARGV[2])
-local tq, rq, ridq, pidq = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local chase = tonumber(ARGV[7])
+local tq, rq, ridq, pidq = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local chase = tonumber(ARGV[6]) * 6
 local out_t, out_r, out_b, out_p = {}, {}, {}, {}
 local seen_r, order_r = {}, {}
 local function want(r)
-  if r > 0 and not seen_r[r] then seen_r[r] = true; order_r[#order_r + 1] = r end
+  if r ~= '\0\0\0\0' and not seen_r[r] then seen_r[r] = true; order_r[#order_r + 1] = r end
 end
+local tkey = base .. 't:'
 for i = 1, #tq, 11 do
-  local b = bit.rshift(string.byte(tq, i + 1) * 256 + string.byte(tq, i + 2), shift)
-  local f = string.sub(tq, i, i) .. string.sub(tq, i + 3, i + 10)
-  local v = redis.call('HGET', base .. 't:' .. b, f)
+  local v = redis.call('HGET', tkey .. string.sub(tq, i + 1, i + 2),
+                       string.sub(tq, i, i) .. string.sub(tq, i + 3, i + 10))
   if not v then v = '' end
   out_t[#out_t + 1] = struct.pack('>I4', #v) .. v
-  if #v > 0 and #v <= chase * 6 then
-    for j = 1, #v, 6 do want((struct.unpack('>I4', v, j))) end
+  if #v <= chase then
+    for j = 1, #v, 6 do want(string.sub(v, j, j + 3)) end
   end
 end
+local rkey = base .. 'r:'
 for i = 1, #rq, 18 do
-  local b = bit.rshift(string.byte(rq, i + 2) * 256 + string.byte(rq, i + 3), shift)
-  local f = string.sub(rq, i, i + 1) .. string.sub(rq, i + 4, i + 11)
-  local v = redis.call('HGET', base .. 'r:' .. b, f)
-  if v then
-    local rid = struct.unpack('>I4', v)
-    out_r[#out_r + 1] = v
-    want(rid)
-  else
-    out_r[#out_r + 1] = '\0\0\0\0'
-  end
+  local v = redis.call('HGET', rkey .. string.sub(rq, i + 2, i + 3),
+                       string.sub(rq, i, i + 1) .. string.sub(rq, i + 4, i + 11))
+  if v then out_r[#out_r + 1] = v; want(v) else out_r[#out_r + 1] = '\0\0\0\0' end
 end
-for i = 1, #ridq, 4 do want((struct.unpack('>I4', ridq, i))) end
+for i = 1, #ridq, 4 do want(string.sub(ridq, i, i + 3)) end
 local seen_p, order_p = {}, {}
+local bkey, pkey = base .. 'R:', base .. 'P:'
 for _, rid in ipairs(order_r) do
-  local v = redis.call('HGET', base .. 'R:' .. math.floor(rid / 128), rid % 128)
+  local v = redis.call('HGET', bkey .. string.sub(rid, 1, 3), string.sub(rid, 4, 4))
   if v then
-    out_b[#out_b + 1] = struct.pack('>I4I4', rid, #v) .. v
-    local pid = struct.unpack('>I4', v, 3)
-    if pid > 0 and not seen_p[pid] then seen_p[pid] = true; order_p[#order_p + 1] = pid end
+    out_b[#out_b + 1] = rid .. struct.pack('>I4', #v) .. v
+    local pid = string.sub(v, 3, 6)
+    if pid ~= '\0\0\0\0' and not seen_p[pid] then
+      seen_p[pid] = true; order_p[#order_p + 1] = pid
+    end
   end
 end
 for i = 1, #pidq, 4 do
-  local pid = struct.unpack('>I4', pidq, i)
+  local pid = string.sub(pidq, i, i + 3)
   if not seen_p[pid] then seen_p[pid] = true; order_p[#order_p + 1] = pid end
 end
 for _, pid in ipairs(order_p) do
-  local v = redis.call('HGET', base .. 'P:' .. math.floor(pid / 128), pid % 128)
-  if v then out_p[#out_p + 1] = struct.pack('>I4I4', pid, #v) .. v end
+  local v = redis.call('HGET', pkey .. string.sub(pid, 1, 3), string.sub(pid, 4, 4))
+  if v then out_p[#out_p + 1] = pid .. struct.pack('>I4', #v) .. v end
 end
 local meta = redis.call('HMGET', base .. 'meta', 'rid', 'pid', 'bseq')
 return {table.concat(out_t), table.concat(out_r), table.concat(out_b), table.concat(out_p),
@@ -139,55 +134,49 @@ return {table.concat(out_t), table.concat(out_r), table.concat(out_b), table.con
 
 _LUA_WRITE = r"""
 local base = ARGV[1]
-local shift = tonumber(ARGV[2])
-local tw = ARGV[3]
+local tw = ARGV[2]
+local tkey = base .. 't:'
 local i = 1
 while i <= #tw do
-  local b = bit.rshift(string.byte(tw, i + 1) * 256 + string.byte(tw, i + 2), shift)
+  local key = tkey .. string.sub(tw, i + 1, i + 2)
   local f = string.sub(tw, i, i) .. string.sub(tw, i + 3, i + 10)
   local n = struct.unpack('>I4', tw, i + 11)
   if n == 0 then
-    redis.call('HDEL', base .. 't:' .. b, f)
+    redis.call('HDEL', key, f)
   else
-    redis.call('HSET', base .. 't:' .. b, f, string.sub(tw, i + 15, i + 14 + n))
+    redis.call('HSET', key, f, string.sub(tw, i + 15, i + 14 + n))
   end
   i = i + 15 + n
 end
-local rw = ARGV[4]
+local rw = ARGV[3]
+local rkey = base .. 'r:'
 for j = 1, #rw, 22 do
-  local b = bit.rshift(string.byte(rw, j + 2) * 256 + string.byte(rw, j + 3), shift)
+  local key = rkey .. string.sub(rw, j + 2, j + 3)
   local f = string.sub(rw, j, j + 1) .. string.sub(rw, j + 4, j + 11)
   local v = string.sub(rw, j + 18, j + 21)
-  if v == '\0\0\0\0' then
-    redis.call('HDEL', base .. 'r:' .. b, f)
-  else
-    redis.call('HSET', base .. 'r:' .. b, f, v)
-  end
+  if v == '\0\0\0\0' then redis.call('HDEL', key, f) else redis.call('HSET', key, f, v) end
 end
 local function by_id(section, letter)
+  local prefix = base .. letter .. ':'
   local p = 1
   while p <= #section do
-    local id, n = struct.unpack('>I4I4', section, p)
-    local key = base .. letter .. ':' .. math.floor(id / 128)
+    local n = struct.unpack('>I4', section, p + 4)
+    local key = prefix .. string.sub(section, p, p + 2)
+    local f = string.sub(section, p + 3, p + 3)
     if n == 0 then
-      redis.call('HDEL', key, id % 128)
+      redis.call('HDEL', key, f)
     else
-      redis.call('HSET', key, id % 128, string.sub(section, p + 8, p + 7 + n))
+      redis.call('HSET', key, f, string.sub(section, p + 8, p + 7 + n))
     end
     p = p + 8 + n
   end
 end
-by_id(ARGV[5], 'R')
-by_id(ARGV[6], 'P')
-by_id(ARGV[7], 'Y')
-by_id(ARGV[8], 'C')
-local bw = ARGV[9]
-for j = 1, #bw, 7 do
-  local dsn, rid, v = struct.unpack('>I2I4B', bw, j)
-  redis.call('SETBIT', base .. 'D:' .. dsn, rid, v)
-end
-local nh = tonumber(ARGV[10])
-local a = 11
+by_id(ARGV[4], 'R')
+by_id(ARGV[5], 'P')
+by_id(ARGV[6], 'Y')
+by_id(ARGV[7], 'C')
+local nh = tonumber(ARGV[8])
+local a = 9
 for _ = 1, nh do
   redis.call('HSET', base .. ARGV[a], ARGV[a + 1], ARGV[a + 2])
   a = a + 3
@@ -351,7 +340,6 @@ class WriteSet:
         persons: person number -> packed members (``None`` deletes).
         payloads: record number -> JSON payload (``None`` deletes).
         conflicts: record number -> packed conflicts (``None`` deletes).
-        bits: ``(dsn, rid, 0 or 1)`` for the datasets' record bitmaps.
         meta: counters to set (``rid``, ``pid``, ``bseq``).
         batches: batch id -> batch number to register.
         counters: statistics field -> increment.
@@ -363,7 +351,6 @@ class WriteSet:
     persons: dict[int, bytes | None] = field(default_factory=dict)
     payloads: dict[int, bytes | None] = field(default_factory=dict)
     conflicts: dict[int, bytes | None] = field(default_factory=dict)
-    bits: list[tuple[int, int, int]] = field(default_factory=list)
     meta: dict[str, int] = field(default_factory=dict)
     batches: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
@@ -372,6 +359,14 @@ class WriteSet:
         """Add ``delta`` to statistics field ``name``."""
         if delta:
             self.counters[name] = self.counters.get(name, 0) + delta
+
+
+def next_id(last: int) -> int:
+    """The id after ``last``: ids never end in a byte of 128 or more (128 per bucket)."""
+    following = last + 1
+    if following & 0xFF >= 128:
+        following = (following | 0xFF) + 1
+    return following
 
 
 def encode_members(members: Iterable[tuple[int, int]]) -> bytes:
@@ -543,7 +538,6 @@ class LinkageStore:
         ref_list = list(dict.fromkeys(refs))
         args: list[bytes | str | int] = [
             self._base,
-            16 - BUCKET_BITS,
             b"".join(token_list),
             b"".join(ref_list),
             b"".join(_U32.pack(r) for r in rids),
@@ -580,7 +574,6 @@ class LinkageStore:
         for token, value in writes.holders.items():
             token_parts.append(token + _U32.pack(len(value)) + value)
         ref_parts = [ref + _U32.pack(rid) for ref, rid in writes.refs.items()]
-        bits = b"".join(struct.pack(">HIB", d, r, v) for d, r, v in writes.bits)
         hsets: list[bytes | str | int] = []
         for name, number in writes.meta.items():
             hsets += [keyspace.LINK_META, name, number]
@@ -588,14 +581,12 @@ class LinkageStore:
             hsets += [keyspace.LINK_BATCHES, batch_id, bseq]
         args: list[bytes | str | int] = [
             self._base,
-            16 - BUCKET_BITS,
             b"".join(token_parts),
             b"".join(ref_parts),
             _sections(writes.records),
             _sections(writes.persons),
             _sections(writes.payloads),
             _sections(writes.conflicts),
-            bits,
             len(hsets) // 3,
             *hsets,
         ]
@@ -616,9 +607,13 @@ class LinkageStore:
 
     # Read side for releases -------------------------------------------------------------------
 
+    def _bucket(self, letter: str, ident: int) -> tuple[bytes, bytes]:
+        packed = _U32.pack(ident)
+        return keyspace.linkage_bucket(self.scope, letter, packed[:3]), packed[3:]
+
     def _bucket_get(self, letter: str, ident: int) -> bytes | None:
-        key = keyspace.linkage_bucket(self.scope, letter, ident >> 7)
-        return cast(bytes | None, self._r.hget(key, str(ident & 127)))
+        key, field_name = self._bucket(letter, ident)
+        return cast(bytes | None, self._r.hget(key, field_name))
 
     def record_number(self, dataset_id: str, ref: RecordRef) -> int | None:
         """The record number of ``(dataset, ref)``, or ``None`` when not held."""
@@ -650,12 +645,8 @@ class LinkageStore:
         names = {d.dsn: d.id for d in self.datasets().values()}
         pipe = self._r.pipeline(transaction=False)
         for rid in rids:
-            pipe.hget(
-                keyspace.linkage_bucket(self.scope, keyspace.LINK_RECORDS, rid >> 7), rid & 127
-            )
-            pipe.hget(
-                keyspace.linkage_bucket(self.scope, keyspace.LINK_PAYLOADS, rid >> 7), rid & 127
-            )
+            pipe.hget(*self._bucket(keyspace.LINK_RECORDS, rid))
+            pipe.hget(*self._bucket(keyspace.LINK_PAYLOADS, rid))
         raw = pipe.execute()
         out: list[LinkedRecord] = []
         for i, rid in enumerate(rids):
@@ -667,17 +658,23 @@ class LinkageStore:
             out.append(LinkedRecord(names.get(record.dsn, ""), RecordRef(record.ref), values))
         return out
 
+    def _scan(self, letter: str, counter: str) -> Iterator[tuple[int, bytes]]:
+        """Every ``(id, value)`` of the per-id buckets ``letter``, in id order."""
+        top = int(cast(bytes | None, self._r.hget(self._meta, counter)) or 0)
+        last = top >> 8
+        for start in range(0, last + 1, _SCAN_STEP):
+            pipe = self._r.pipeline(transaction=False)
+            buckets = range(start, min(start + _SCAN_STEP, last + 1))
+            for bucket in buckets:
+                pipe.hgetall(keyspace.linkage_bucket(self.scope, letter, _U32.pack(bucket)[1:]))
+            for bucket, raw in zip(buckets, pipe.execute(), strict=True):
+                for low, value in sorted(cast(dict[bytes, bytes], raw).items()):
+                    yield (bucket << 8) | low[0], value
+
     def iter_persons(self) -> Iterator[tuple[PersonId, list[LinkedRecord]]]:
         """Every person with its records, in person number order."""
-        top = int(cast(bytes | None, self._r.hget(self._meta, "pid")) or 0)
-        for bucket in range(0, (top >> 7) + 1):
-            raw = cast(
-                dict[bytes, bytes],
-                self._r.hgetall(keyspace.linkage_bucket(self.scope, keyspace.LINK_PERSONS, bucket)),
-            )
-            for low in sorted(int(k) for k in raw):
-                members = decode_members(raw[str(low).encode()])
-                yield PersonId((bucket << 7) | low), self._linked([rid for rid, _ in members])
+        for pid, raw in self._scan(keyspace.LINK_PERSONS, "pid"):
+            yield PersonId(pid), self._linked([rid for rid, _ in decode_members(raw)])
 
     def iter_dataset(self, dataset_id: str) -> Iterator[tuple[RecordRef, PersonId]]:
         """Every record of a dataset as ``(reference, person)``, in record number order."""
@@ -688,36 +685,30 @@ class LinkageStore:
     def iter_dataset_records(
         self, dataset_id: str, *, step: int = 4096
     ) -> Iterator[list[StoredRecord]]:
-        """The dataset's stored records, ``step`` record numbers at a time."""
+        """The dataset's stored records, up to ``step`` at a time (a scan of all records)."""
         dsn = self.dataset_number(dataset_id)
         if dsn is None:
             return
-        bitmap = cast(
-            bytes | None,
-            self._r.get(keyspace.linkage_bucket(self.scope, keyspace.LINK_DATASET_BITS, dsn)),
-        )
-        if not bitmap:
-            return
-        rids = _set_bits(bitmap)
-        for start in range(0, len(rids), step):
-            got = self.fetch(rids=rids[start : start + step], chase=0)
-            yield [got.records[r] for r in rids[start : start + step] if r in got.records]
+        batch: list[StoredRecord] = []
+        for rid, raw in self._scan(keyspace.LINK_RECORDS, "rid"):
+            if _DSN.unpack_from(raw)[0] == dsn:
+                batch.append(StoredRecord.decode(rid, raw))
+                if len(batch) >= step:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
 
     def conflicts(self, *, limit: int = 1000) -> list[ConflictEntry]:
         """Recorded conflicts for review, in record number order."""
         out: list[ConflictEntry] = []
-        top = int(cast(bytes | None, self._r.hget(self._meta, "rid")) or 0)
-        for bucket in range(0, (top >> 7) + 1):
-            key = keyspace.linkage_bucket(self.scope, keyspace.LINK_CONFLICTS, bucket)
-            raw = cast(dict[bytes, bytes], self._r.hgetall(key))
-            for low in sorted(int(k) for k in raw):
-                rid = (bucket << 7) | low
-                for kind, strong, weak, other in decode_conflicts(raw[str(low).encode()]):
-                    linked = self._linked([rid, other])
-                    if len(linked) == 2:
-                        out.append(ConflictEntry(CONFLICT_KINDS[kind], strong, weak, *linked))
-                if len(out) >= limit:
-                    return out[:limit]
+        for rid, raw in self._scan(keyspace.LINK_CONFLICTS, "rid"):
+            for kind, strong, weak, other in decode_conflicts(raw):
+                linked = self._linked([rid, other])
+                if len(linked) == 2:
+                    out.append(ConflictEntry(CONFLICT_KINDS[kind], strong, weak, *linked))
+            if len(out) >= limit:
+                return out[:limit]
         return out
 
     def memory_usage(self) -> int:
@@ -728,13 +719,3 @@ class LinkageStore:
         ):
             total += int(self._r.memory_usage(key, samples=0) or 0)
         return total
-
-
-def _set_bits(bitmap: bytes) -> list[int]:
-    out: list[int] = []
-    for i, byte in enumerate(bitmap):
-        if byte:
-            for j in range(8):
-                if byte & (0x80 >> j):
-                    out.append(i * 8 + j)
-    return out
