@@ -12,7 +12,6 @@ __all__ = [
     "LINK_BATCHES",
     "LINK_CONFLICTS",
     "LINK_DATASETS",
-    "LINK_DATASET_BITS",
     "LINK_DATASET_NUMBERS",
     "LINK_LOCK",
     "LINK_META",
@@ -151,19 +150,17 @@ def audit_head() -> str:
 # Bucket and per-id keys are built inside the scripts from the same base and letters.
 
 LINK_TOKENS = "t"
-"""HASH per bucket ``t:<first 16 bits of token>``: ``k u8 + token[2:10]`` -> holders."""
+"""HASH per ``t:<token[0:2]>``: ``k u8 + token[2:10]`` -> holders ``(rid u32, dsn u16)*``."""
 LINK_REFS = "r"
-"""HASH per bucket ``r:<first 16 bits of ref>``: ``dsn u16 + ref[2:10]`` -> rid u32."""
+"""HASH per ``r:<ref[0:2]>``: ``dsn u16 + ref[2:10]`` -> rid u32."""
 LINK_RECORDS = "R"
-"""HASH per ``R:<rid // 128>``: ``rid % 128`` -> record (dataset, person, ref, tokens)."""
+"""HASH per ``R:<rid[0:3]>``: ``rid[3]`` -> record (dataset, person, ref, tokens)."""
 LINK_PERSONS = "P"
-"""HASH per ``P:<pid // 128>``: ``pid % 128`` -> members ``(rid u32, dsn u16)*``."""
+"""HASH per ``P:<pid[0:3]>``: ``pid[3]`` -> members ``(rid u32, dsn u16)*``."""
 LINK_PAYLOADS = "Y"
-"""HASH per ``Y:<rid // 128>``: ``rid % 128`` -> payload values as a JSON array."""
+"""HASH per ``Y:<rid[0:3]>``: ``rid[3]`` -> payload values as a JSON array."""
 LINK_CONFLICTS = "C"
-"""HASH per ``C:<rid // 128>``: ``rid % 128`` -> conflicts recorded for the record."""
-LINK_DATASET_BITS = "D"
-"""STRING bitmap per ``D:<dsn>``: bit ``rid`` set when the dataset holds record ``rid``."""
+"""HASH per ``C:<rid[0:3]>``: ``rid[3]`` -> conflicts recorded for the record."""
 LINK_META = "meta"
 """HASH: last allocated ``rid``, ``pid``, ``bseq`` and ``dsn``."""
 LINK_DATASET_NUMBERS = "dsn"
@@ -188,6 +185,11 @@ def linkage_key(scope: str, name: str) -> str:
     return linkage_base(scope) + name
 
 
-def linkage_bucket(scope: str, letter: str, bucket: int) -> str:
-    """A bucket key: ``letter`` is one of the ``LINK_*`` bucket letters."""
-    return f"{linkage_base(scope)}{letter}:{bucket}"
+def linkage_bucket(scope: str, letter: str, suffix: bytes) -> bytes:
+    """A bucket key: ``letter`` is a ``LINK_*`` bucket letter, ``suffix`` its raw bytes.
+
+    Token and reference buckets end in the first two bytes of the token or reference;
+    record, person, payload and conflict buckets in the first three bytes of the id
+    (big-endian u32; ids never use a last byte of 128 or more, so a bucket holds 128).
+    """
+    return f"{linkage_base(scope)}{letter}:".encode() + suffix
