@@ -187,7 +187,7 @@ class SynthParams:
     opt_out_rate: float = 0.03
     hospital_base_rate: float = 0.2
     twin_rate: float = 0.015
-    namesake_rate: float = 0.004
+    namesake_rate: float = 0.008
     junior_rate: float = 0.04
     mover_rate: float = 0.10
     mover_gp_stale: float = 0.25
@@ -349,7 +349,7 @@ class _Lists:
                     for name in names:
                         self.by_initial.setdefault((sex, group, e, name[0]), []).append(name)
         surnames = _sections("synth_surnames.txt")
-        self.surnames = {g: _zipf(surnames[g], 2.0) for g in _GROUPS}
+        self.surnames = {g: _zipf(surnames[g], 5.0 if g == "british" else 2.0) for g in _GROUPS}
         self.tail_roots = surnames["tail_roots"]
         self.tail_suffixes = surnames["tail_suffixes"]
         self.nicknames: dict[str, list[str]] = {}
@@ -464,7 +464,13 @@ def _typo(name: str, rng: random.Random) -> str:
     if j < 0 or not name[j].isalpha() or name[i] == name[j]:
         return name[:i] + name[i + 1 :]
     a, b = min(i, j), max(i, j)
-    return name[:a] + name[b] + name[a] + name[b + 1 :]
+    first, second = _like(name[b], name[a]), _like(name[a], name[b])
+    return name[:a] + first + second + name[b + 1 :]
+
+
+def _like(ch: str, model: str) -> str:
+    """``ch`` in the case of ``model`` (a typo keeps the case of the position)."""
+    return ch.upper() if model.isupper() else ch.lower()
 
 
 # ---------------------------------------------------------------------------------------
@@ -798,9 +804,9 @@ class _Population:
         rng = self.rng
         if group == "british":
             roll = rng.random()
-            if roll < 0.4:
+            if roll < 0.5:
                 return _pick(rng, self.lists.tail_roots) + _pick(rng, self.lists.tail_suffixes)
-            if roll < 0.41:
+            if roll < 0.51:
                 a = self.lists.surnames["british"].pick(rng)
                 b = self.lists.surnames["british"].pick(rng)
                 if a != b and "-" not in a + b and " " not in a + b:
@@ -860,7 +866,7 @@ class _Population:
         age = _age_on(p.dob, self.params.as_of)
         p.ltc = min(12, _poisson(rng, 0.08 + 3.6 * (age / 85.0) ** 3))
         if age >= 65:
-            deficits = round(p.ltc * 1.6) + _poisson(rng, 0.6 + 0.13 * (age - 60))
+            deficits = p.ltc + _poisson(rng, 0.5 + 0.12 * (age - 60))
             p.efi = min(deficits, 36) / 36.0
         p.risk = rng.gammavariate(1.3, 1 / 1.3)
 
@@ -874,13 +880,13 @@ class _Population:
         group = self.group_pick.pick(rng)
         members: list[_Person] = []
         roll = rng.random()
-        if roll < 0.30 or remaining == 1:
+        if roll < 0.34 or remaining == 1:
             members.append(self._single(hid, group))
-        elif roll < 0.60:
+        elif roll < 0.64:
             members.extend(self._couple(hid, group, with_children=False))
-        elif roll < 0.86:
+        elif roll < 0.88:
             members.extend(self._couple(hid, group, with_children=True))
-        elif roll < 0.96:
+        elif roll < 0.95:
             members.extend(self._lone_parent(hid, group))
         else:
             members.extend(self._couple(hid, group, with_children=False, elderly=True))
@@ -914,7 +920,7 @@ class _Population:
         rng = self.rng
         sex = "F" if rng.random() < 0.55 else "M"
         age = self.age_from(self.adult_bands, 18)
-        if age < 60 and rng.random() < 0.3:
+        if age < 60 and rng.random() < 0.4:
             age = self.age_from(self.adult_bands, 60)
         if self.namesake_pool and rng.random() < self.params.namesake_rate:
             twin_of = _pick(rng, self.namesake_pool)
@@ -946,11 +952,13 @@ class _Population:
     ) -> list[_Person]:
         rng = self.rng
         if with_children:
-            age = rng.randint(24, 56)
+            age = rng.randint(26, 58)
         elif elderly:
             age = rng.randint(40, 70)
         else:
             age = self.age_from(self.adult_bands, 20)
+            if age < 50 and rng.random() < 0.4:
+                age = self.age_from(self.adult_bands, 55)
         partner_group = group if rng.random() < 0.9 else "british"
         his = self.surname(group)
         her_birth = self.surname(partner_group)
@@ -992,10 +1000,16 @@ class _Population:
     ) -> list[_Person]:
         rng = self.rng
         count = rng.choices((1, 2, 3, 4), weights=(40, 40, 15, 5))[0]
-        oldest = max(0, min(parent_age - 18, 24))
+        # The eldest was born when the parent was 18 to 36; the others 1 to 5 years apart.
+        # Children over 24 have left home.
+        age = parent_age - rng.randint(min(18, parent_age), min(36, parent_age))
         kids: list[_Person] = []
         for _ in range(count):
-            age = rng.randint(0, oldest)
+            if age < 0:
+                break
+            if age > 24:
+                age -= rng.randint(1, 5)
+                continue
             sex = "M" if rng.random() < 0.51 else "F"
             given = None
             if (
@@ -1023,6 +1037,7 @@ class _Population:
                 twin.traps.append(f"twin_of={kid.pid}")
                 kid.traps.append(f"twin_of={twin.pid}")
                 kids.append(twin)
+            age -= rng.randint(1, 5)
         return kids
 
     def outsider(self) -> tuple[_Person, _Address]:
@@ -1792,8 +1807,13 @@ def _hospital_line(line: str, rng: random.Random) -> str:
 def _hospital_payload(p: _Person, age: int, rng: random.Random) -> tuple[int, int]:
     efi = p.efi or 0.0
     rate = p.risk * math.exp(
-        -1.9 + 0.3 * p.ltc + 2.2 * efi + 0.015 * max(age - 70, 0) + (0.6 if age < 5 else 0.0)
+        -1.9
+        + 0.25 * min(p.ltc, 6)
+        + 2.0 * efi
+        + 0.015 * max(age - 70, 0)
+        + (0.6 if age < 5 else 0.0)
     )
+    rate = min(rate, 20.0)
     ae = _poisson(rng, rate)
     p_admit = min(0.15 + 0.006 * max(age - 40, 0) + 0.03 * p.ltc, 0.7)
     admitted = sum(1 for _ in range(ae) if rng.random() < p_admit)
