@@ -38,6 +38,7 @@ def render_report(report: QualityReport, console: Console) -> None:
     console.print(
         f"[bold]{report.source}[/bold] ({report.format}): {report.rows_read:,} rows read, "
         f"{report.records_used:,} used, {report.rows_rejected:,} rejected"
+        + (f", {report.rows_skipped:,} other resources skipped" if report.rows_skipped else "")
     )
     table = Table(show_edge=False, header_style="bold")
     for heading in ("field", "column", "valid", "missing", "invalid", "placeholder", "complete"):

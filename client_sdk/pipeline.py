@@ -315,6 +315,7 @@ def iter_records(
                 _fhir_fields(mapping),
                 encoding=mapping.source.encoding,
                 on_problem=collector.reject,
+                on_skip=collector.skip,
                 on_progress=on_progress,
             )
         else:

@@ -150,6 +150,7 @@ class QualityReport(BaseModel):
     rows_read: int
     records_used: int
     rows_rejected: int
+    rows_skipped: int
     fields: list[FieldQuality]
     duplicate_nhs_numbers: int
     problems: list[RowProblem]
@@ -227,6 +228,7 @@ class QualityCollector:
         self.max_problems = max_problems
         self.columns: dict[str, str | None] = {}
         self.rows_rejected = 0
+        self.rows_skipped = 0
         self.duplicates = 0
         self._combinations: dict[tuple[int, ...], int] = {}
         self._problems: list[RowProblem] = []
@@ -285,6 +287,10 @@ class QualityCollector:
         if len(self._problems) < self.max_problems:
             self._problems.append(RowProblem(line=line, column=column, reason=reason))
 
+    def skip(self, line: int) -> None:
+        """Count an entry that is not a record of this extract (a non-Patient resource)."""
+        self.rows_skipped += 1
+
     def report(self) -> QualityReport:
         """The report of everything observed so far."""
         counts = [[0, 0, 0, 0] for _ in FIELDS]
@@ -326,6 +332,7 @@ class QualityCollector:
             rows_read=rows_read,
             records_used=records,
             rows_rejected=self.rows_rejected,
+            rows_skipped=self.rows_skipped,
             fields=fields,
             duplicate_nhs_numbers=self.duplicates,
             problems=list(self._problems),

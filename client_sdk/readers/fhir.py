@@ -2,7 +2,7 @@
 
 NDJSON streams one line at a time (FHIR Bulk Data exports are NDJSON). A Bundle is one JSON
 document and is read whole; use NDJSON for very large extracts. Resources that are not
-``Patient`` are skipped and counted as problems; a line that is not JSON is reported and the
+``Patient`` are skipped and counted; a line that is not JSON is reported and the
 reading goes on.
 
 From each Patient: the NHS number (``identifier`` with the NHS number system), the name
@@ -180,11 +180,13 @@ def read_fhir(
     *,
     encoding: str = "utf-8",
     on_problem: ProblemSink | None = None,
+    on_skip: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(position, values)`` for each Patient, values as :func:`patient_values`.
 
-    The position is the NDJSON line number or the Bundle entry number (from 1).
+    The position is the NDJSON line number or the Bundle entry number (from 1). Other
+    resource types go to ``on_skip`` (a bulk export mixes them; they are not errors).
 
     Raises:
         InputError: unknown encoding, unreadable file, or neither NDJSON nor a Bundle.
@@ -215,7 +217,8 @@ def read_fhir(
         count = 0
         for number, resource in resources:
             if resource.get("resourceType") != "Patient":
-                sink(number, None, "not a Patient resource: skipped")
+                if on_skip is not None:
+                    on_skip(number)
                 continue
             yield number, patient_values(resource, fields)
             count += 1
