@@ -265,6 +265,12 @@ class _Session:
 
     # Reading -----------------------------------------------------------------------------------
 
+    def knows_record(self, rid: int) -> bool:
+        return rid in self.records or rid in self.absent_rids or rid in self.deleted
+
+    def knows_person(self, pid: int) -> bool:
+        return pid in self.persons or pid in self.absent_pids or pid in self.orig_persons
+
     def load(
         self,
         *,
@@ -276,8 +282,8 @@ class _Session:
         """Read what is not yet in the session (never overwriting what the call changed)."""
         t = [x for x in tokens if x not in self.holders]
         f = [x for x in refs if x not in self.rids]
-        r = [x for x in rids if x not in self.records and x not in self.absent_rids]
-        p = [x for x in pids if x not in self.persons and x not in self.absent_pids]
+        r = [x for x in rids if not self.knows_record(x)]
+        p = [x for x in pids if not self.knows_person(x)]
         if not (t or f or r or p) and self.next_rid >= 0:
             return
         got = self.store.fetch(tokens=t, refs=f, rids=r, pids=p, chase=_CHASE)
@@ -302,7 +308,7 @@ class _Session:
     def load_neighbourhood(self) -> None:
         """Read until every queued record's tokens, holders and their persons are here."""
         for _ in range(_MAX_ROUNDS):
-            persons = [pid for pid in self.dissolve if pid not in self.persons]
+            persons = [pid for pid in self.dissolve if not self.knows_person(pid)]
             members = [rid for pid in self.dissolve for rid, _ in self.persons.get(pid, ())]
             tokens: list[bytes] = []
             for rid in list(self.queue) + members:
@@ -312,10 +318,7 @@ class _Session:
                 for k, token in enumerate(record.tokens):
                     if token is not None:
                         tokens.append(bytes((k,)) + token)
-            holder_rids: list[int] = []
-            for token in tokens:
-                for rid, _ in self.holders.get(token, ()):
-                    holder_rids.append(rid)
+            holder_rids = [rid for t in tokens for rid, _ in self.holders.get(t, ())]
             pids = [
                 self.records[rid].pid
                 for rid in holder_rids
@@ -323,10 +326,10 @@ class _Session:
             ]
             missing = (
                 persons
-                or any(r not in self.records and r not in self.absent_rids for r in members)
+                or any(not self.knows_record(r) for r in members)
                 or any(t not in self.holders for t in tokens)
-                or any(r not in self.records and r not in self.absent_rids for r in holder_rids)
-                or any(p not in self.persons and p not in self.absent_pids for p in pids)
+                or any(not self.knows_record(r) for r in holder_rids)
+                or any(not self.knows_person(p) for p in pids)
             )
             if not missing:
                 return
@@ -543,6 +546,7 @@ class _Session:
         self.touch_person(into)
         self.touch_person(other)
         moving = self.persons.pop(other)
+        self.load(rids=[rid for rid, _ in moving])
         for rid, _ in moving:
             record = self.records.get(rid)
             if record is not None:
