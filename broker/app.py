@@ -11,6 +11,7 @@ import contextvars
 import json
 import logging
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -57,6 +58,8 @@ class JsonLogFormatter(logging.Formatter):
         }
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = record.exc_info[0].__name__
+            trace = traceback.extract_tb(record.exc_info[2])
+            entry["where"] = [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in trace]
         return json.dumps(entry, ensure_ascii=False)
 
 

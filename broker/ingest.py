@@ -361,13 +361,22 @@ class LinkWorker:
         runtime: the broker runtime.
         poll_seconds: how often to look at the queue when not woken by a commit.
         lease_seconds: how long a lease lasts without renewal (renewed after each chunk).
+        max_failures: unexpected errors on one batch (with Redis up) before it is marked
+            ``failed`` rather than retried, so one bad batch cannot block the queue.
     """
 
     def __init__(
-        self, runtime: BrokerRuntime, *, poll_seconds: float = 0.5, lease_seconds: int = 120
+        self,
+        runtime: BrokerRuntime,
+        *,
+        poll_seconds: float = 0.5,
+        lease_seconds: int = 120,
+        max_failures: int = 5,
     ) -> None:
         self._runtime = runtime
         self._linkers: dict[str, Linker] = {}
+        self._failures: dict[str, int] = {}
+        self._max_failures = max_failures
         self._poll = poll_seconds
         self._lease = lease_seconds
         self._owner = uuid.uuid4().hex
@@ -421,6 +430,18 @@ class LinkWorker:
             except (BatchFormatError, DatasetMismatchError, NotFoundOrForbiddenError) as exc:
                 logger.error("batch failed to link: %s", type(exc).__name__)
                 batch_store.mark_batch(store, batch_key, BatchState.FAILED, error=str(exc))
+                done = True
+            except Exception:
+                if not store.ping():
+                    raise
+                failures = self._failures.get(batch_key, 0) + 1
+                self._failures[batch_key] = failures
+                if failures < self._max_failures:
+                    raise
+                logger.exception("batch failed to link %d times; marked failed", failures)
+                batch_store.mark_batch(
+                    store, batch_key, BatchState.FAILED, error="linkage error; see the broker log"
+                )
                 done = True
             finally:
                 batch_store.release_batch(store, batch_key, done=done)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real redis-server (the embedded module) per test session."""
+"""Shared fixtures: a real redis-server (the embedded module) and a real broker per session."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from broker.store.embedded import EmbeddedRedis
+from tests.harness import BrokerProcess, start_broker
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +26,22 @@ def fresh_redis_dir(tmp_path: Path) -> Path:
     path = tmp_path / "redis"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def broker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """A real broker for the whole session (one per xdist worker), shared by many tests.
+
+    ``tessera-broker serve`` runs as a subprocess on a free port, with its own data
+    directory, keystore and embedded redis-server. The yielded
+    :class:`tests.harness.BrokerProcess` gives ``.url``, ``.redis_url``, ``.runtime`` (an
+    in-process runtime on the same store), ``.add_org()`` / ``.add_identity(role, name)``
+    (credentials made directly in the store), ``.revoke(name)``, ``.client(credential)``
+    (httpx), ``.sdk_env(credential)`` and ``.admin_env()`` (environments for the CLIs).
+    Tests share it: give every org, dataset and researcher a fresh name
+    (:func:`tests.harness.unique`), and never stop or kill it (start your own broker
+    with :func:`tests.harness.start_broker` for that).
+    """
+    broker = start_broker(tmp_path_factory.mktemp("broker"))
+    yield broker
+    broker.stop()
