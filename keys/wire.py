@@ -24,6 +24,7 @@ __all__ = [
     "ChunkReceipt",
     "DatasetDeclaration",
     "DatasetInfoOut",
+    "DatasetKind",
     "ErrorBody",
     "Health",
     "IdentityOut",
@@ -102,6 +103,17 @@ class KeyBlob(_Wire):
     """Base64 of the blob, exactly as the custodian wrote it."""
 
 
+class DatasetKind(StrEnum):
+    """What a dataset holds: records with a payload, or an opt-out register (tokens only).
+
+    The persons an ``opt_out`` dataset links to are removed from every release of an
+    agreement where opt-outs apply.
+    """
+
+    RECORDS = "records"
+    OPT_OUT = "opt_out"
+
+
 class DatasetDeclaration(_Wire):
     """What an organisation declares before uploading to a dataset."""
 
@@ -115,6 +127,7 @@ class DatasetDeclaration(_Wire):
     payload_columns: Annotated[
         list[Annotated[str, Field(max_length=64)]], Field(max_length=256)
     ] = Field(default_factory=list)
+    kind: DatasetKind = DatasetKind.RECORDS
 
 
 class DatasetInfoOut(DatasetDeclaration):
