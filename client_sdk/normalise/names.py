@@ -138,7 +138,7 @@ def _given(words: list[str]) -> tuple[str, str | None] | Defect:
     if is_placeholder_name(words):
         return Defect.PLACEHOLDER
     words = _drop_titles(words)
-    if words[0] in TITLES or is_placeholder_name(words):
+    if words[0] in TITLES or is_placeholder_name(words) or is_placeholder_name(words[:1]):
         return Defect.PLACEHOLDER
     return words[0], " ".join(words[1:]) or None
 

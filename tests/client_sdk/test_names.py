@@ -1,0 +1,152 @@
+"""Names: transliteration, punctuation, titles, suffixes, particles, nicknames."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+
+from client_sdk.normalise import (
+    Defect,
+    check_family_name,
+    check_given_names,
+    nickname_key,
+    split_full_name,
+)
+from client_sdk.normalise.names import NICKNAMES, name_words
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("Łukasz", "LUKASZ"),  # NFKD alone drops Ł
+        ("Øystein", "OYSTEIN"),
+        ("Ærø", "AERO"),
+        ("Weiß", "WEISS"),  # NFKD alone mangles ß
+        ("Müller", "MULLER"),
+        ("Núñez", "NUNEZ"),
+        ("Đorđević", "DORDEVIC"),
+        ("Þórsdóttir", "THORSDOTTIR"),
+        ("Ivanova", "IVANOVA"),
+        ("Иванова", "IVANOVA"),  # Cyrillic
+        ("O'Brien", "OBRIEN"),
+        ("O’Brien", "OBRIEN"),  # typographic apostrophe
+        ("O Brien", "OBRIEN"),
+        ("OBRIEN", "OBRIEN"),
+        ("D'Arcy", "DARCY"),
+        ("Smith-Jones", "SMITH JONES"),
+        ("Smith – Jones", "SMITH JONES"),  # en dash
+        ("smith jones", "SMITH JONES"),
+        ("McDonald", "MCDONALD"),
+        ("Mc Donald", "MCDONALD"),
+        ("MacDonald", "MACDONALD"),  # Mc and Mac stay distinct; phonetic keys bridge them
+        ("de la Cruz", "DELACRUZ"),
+        ("De La Cruz", "DELACRUZ"),
+        ("DELACRUZ", "DELACRUZ"),
+        ("van der Berg", "VANDERBERG"),
+        ("Saint John", "STJOHN"),
+        ("St. John", "STJOHN"),
+        ("Jones Jr.", "JONES"),
+        ("Windsor III", "WINDSOR"),
+        ("Le", "LE"),  # a particle alone is the name
+    ],
+)
+def test_family_names(raw, canonical):
+    assert check_family_name(raw) == canonical
+
+
+@pytest.mark.parametrize(
+    ("raw", "parts"),
+    [
+        ("William", ("WILLIAM", None)),
+        ("Mr William Henry", ("WILLIAM", "HENRY")),
+        ("Dr. Jane", ("JANE", None)),
+        ("Master Tom", ("TOM", None)),
+        ("Mary-Ann", ("MARY", "ANN")),
+        ("Mary Ann", ("MARY", "ANN")),
+        ("Zoë", ("ZOE", None)),
+        ("Seán", ("SEAN", None)),
+    ],
+)
+def test_given_names(raw, parts):
+    assert check_given_names(raw) == parts
+
+
+@pytest.mark.parametrize(
+    "raw", ["Unknown", "BABY", "Baby of Smith", "Baby Girl", "Not Known", "XXX", "zz", "Test"]
+)
+def test_name_placeholders(raw):
+    assert check_given_names(raw) is Defect.PLACEHOLDER
+    assert check_family_name(raw) is Defect.PLACEHOLDER
+
+
+def test_a_title_alone_is_not_a_name():
+    assert check_given_names("Mr") is Defect.PLACEHOLDER
+    assert check_given_names(" . ") is Defect.MISSING
+
+
+@pytest.mark.parametrize(
+    ("raw", "layout", "given", "family"),
+    [
+        ("SMITH, John", "FAMILY, GIVEN", ("JOHN", None), "SMITH"),
+        ("SMITH-JONES, Mrs Zoë", "FAMILY, GIVEN", ("ZOE", None), "SMITH JONES"),
+        ("PATEL, William Henry (Mr)", "FAMILY, GIVEN", ("WILLIAM", "HENRY"), "PATEL"),
+        ("SMITH John", "FAMILY, GIVEN", ("JOHN", None), "SMITH"),  # no comma
+        ("SMITH, ", "FAMILY, GIVEN", Defect.MISSING, "SMITH"),
+        ("SMITH, BABY", "FAMILY, GIVEN", Defect.PLACEHOLDER, "SMITH"),
+        ("Dr Maria de la Cruz", "GIVEN FAMILY", ("MARIA", None), "DELACRUZ"),
+        ("John Paul Smith Jr", "GIVEN FAMILY", ("JOHN", "PAUL"), "SMITH"),
+        ("Ben Smith", "GIVEN FAMILY", ("BEN", None), "SMITH"),
+        ("Smith", "GIVEN FAMILY", Defect.MISSING, "SMITH"),
+        ("de la Cruz Maria", "FAMILY GIVEN", ("MARIA", None), "DELACRUZ"),
+        ("Unknown", "GIVEN FAMILY", Defect.PLACEHOLDER, Defect.PLACEHOLDER),
+    ],
+)
+def test_full_name_layouts(raw, layout, given, family):
+    assert split_full_name(raw, layout) == (given, family)
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("BILL", "WILLIAM"),
+        ("WILL", "WILLIAM"),
+        ("WILLIAM", "WILLIAM"),
+        ("BOB", "ROBERT"),
+        ("ROBERT", "ROBERT"),
+        ("PEGGY", "MARGARET"),
+        ("MAGGIE", "MARGARET"),
+        ("LIZ", "ELIZABETH"),
+        ("BETTY", "ELIZABETH"),
+        ("DICK", "RICHARD"),
+        ("SAM", "SAMUEL"),
+        ("SAMANTHA", "SAMUEL"),
+        ("LIAM", "LIAM"),  # a name in its own right
+        ("JACK", "JACK"),
+        ("ZEBEDEE", "ZEBEDEE"),  # not in the table: its own key
+    ],
+)
+def test_nickname_keys(name, key):
+    assert nickname_key(name) == key
+
+
+def test_nickname_table_is_well_formed():
+    text = resources.files("client_sdk").joinpath("data/nicknames.txt").read_text("utf-8")
+    seen: set[str] = set()
+    groups = 0
+    for line in text.splitlines():
+        content = line.split("#", 1)[0].strip()
+        if not content:
+            continue
+        key, _, variants = content.partition(":")
+        names = [key.strip(), *variants.split()]
+        for name in names:
+            assert name == name.upper() and name.isalpha() and name.isascii(), name
+            assert name not in seen, f"{name} is in two groups"
+            seen.add(name)
+        groups += 1
+    assert groups >= 100
+    assert len(NICKNAMES) - groups >= 300  # a few hundred diminutives
+    # every table entry is already canonical, so a canonical name finds its key
+    for name in NICKNAMES:
+        assert name_words(name) == [name]
