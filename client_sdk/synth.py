@@ -54,7 +54,10 @@ class ErrorRates:
     """Per-record error rates of one kind of source (each a probability in [0, 1]).
 
     Defaults are a GP registration system's (clean: the NHS number comes from the Spine);
-    :data:`HOSPITAL_ERRORS` holds a hospital PAS's. docs/synthetic-data.md gives sources.
+    ``HOSPITAL_ERRORS`` holds a hospital PAS's. docs/synthetic-data.md gives sources. Rates
+    of one field (NHS number: missing, placeholder, mistyped, wrong; date of birth: missing,
+    placeholder, typo) are exclusive and drawn in that order; rates of a condition
+    (nickname, dob_swap, diacritics_dropped, middle_in_given) apply only where it can occur.
 
     Attributes:
         nhs_missing: NHS number left blank.
@@ -67,8 +70,8 @@ class ErrorRates:
         name_typo: a keying or spelled-as-heard error, per name part (given, family).
         nickname: a familiar form (Bill for William) when the given name has one.
         name_swap: given and family name entered the wrong way round.
-        dob_swap: day and month swapped (only where the day is 12 or less and differs
-            from the month, so that the result is a valid, different date).
+        dob_swap: of dates that can be swapped (day 12 or less and not equal to the month,
+            about 37% of dates), the share written with day and month swapped.
         dob_typo: one digit of the day, month or year wrong, or the year's last two digits
             transposed.
         dob_placeholder: date of birth recorded as 1900-01-01.
@@ -90,7 +93,7 @@ class ErrorRates:
     name_typo: float = 0.008
     nickname: float = 0.005
     name_swap: float = 0.0005
-    dob_swap: float = 0.001
+    dob_swap: float = 0.002
     dob_typo: float = 0.001
     dob_placeholder: float = 0.0
     dob_missing: float = 0.0
@@ -111,7 +114,7 @@ HOSPITAL_ERRORS: Final = ErrorRates(
     name_typo=0.03,
     nickname=0.06,
     name_swap=0.003,
-    dob_swap=0.006,
+    dob_swap=0.01,
     dob_typo=0.004,
     dob_placeholder=0.001,
     dob_missing=0.001,
@@ -324,7 +327,7 @@ def _lines(name: str) -> list[str]:
 
 _ERAS: Final = ("old", "mid", "young")
 _GROUPS: Final = ("british", "polish", "south_asian", "european")
-_GROUP_WEIGHTS: Final = (0.90, 0.035, 0.03, 0.035)
+_GROUP_WEIGHTS: Final = (0.92, 0.025, 0.03, 0.025)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1310,14 +1313,14 @@ class _Emitter:
         elif (roll := roll - rates.dob_missing) < rates.dob_placeholder:
             placeholder = True
             tags.append("dob_placeholder")
-        elif (roll := roll - rates.dob_placeholder) < rates.dob_swap:
-            swapped = _swap_day_month(p.dob)
-            if swapped is not None:
-                dob = swapped
-                tags.append("dob_swap")
-        elif roll - rates.dob_swap < rates.dob_typo:
+        elif roll - rates.dob_placeholder < rates.dob_typo:
             dob = _dob_typo(p.dob, rng, self.params.as_of)
             tags.append("dob_typo")
+        else:
+            swapped = _swap_day_month(p.dob)
+            if swapped is not None and rng.random() < rates.dob_swap:
+                dob = swapped
+                tags.append("dob_swap")
         # Sex
         sex: str | None = p.sex
         roll = rng.random()
