@@ -22,6 +22,8 @@ __all__ = [
     "LINK_STATS",
     "LINK_TOKENS",
     "PREFIX",
+    "agreement",
+    "agreements_all",
     "audit_head",
     "audit_log",
     "batch",
@@ -129,6 +131,19 @@ def batch_sequence() -> str:
 def link_queue() -> str:
     """ZSET: committed batches waiting to be linked, scored by commit order."""
     return f"{PREFIX}:linkq"
+
+
+# Data-sharing agreements (broker/store/agreements_store.py) --------------------------------
+
+
+def agreement(agreement_id: str) -> str:
+    """HASH: an agreement: ``terms`` JSON, ``created_at``, ``revoked_at``, ``appr:<org>``."""
+    return f"{PREFIX}:agr:{{{agreement_id}}}"
+
+
+def agreements_all() -> str:
+    """SET: every agreement id."""
+    return f"{PREFIX}:agrs"
 
 
 # Audit log ---------------------------------------------------------------------------------
