@@ -7,6 +7,8 @@ runtime (keystore, store) and the linkage worker, and closes them again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import json
 import logging
@@ -154,6 +156,16 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(500, "internal_error", "internal error; see the broker log")
 
 
+async def _supervise(runtime: BrokerRuntime, *, every: float = 1.0) -> None:
+    """Restart the embedded redis-server whenever it dies (it recovers from its AOF)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(runtime.store.supervise)
+        except BrokerError as exc:
+            logger.error("cannot restart the embedded redis-server: %s", exc)
+
+
 def create_app(
     settings: BrokerSettings, *, hooks: tuple[RouterHook, ...] = (), link_worker: bool = True
 ) -> FastAPI:
@@ -173,9 +185,13 @@ def create_app(
         app.state.link_worker = worker
         if worker is not None:
             worker.start()
+        supervisor = asyncio.create_task(_supervise(runtime))
         try:
             yield
         finally:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
             if worker is not None:
                 worker.stop()
             runtime.close()

@@ -34,6 +34,7 @@ __all__ = [
     "BrokerProcess",
     "free_port",
     "make_batch",
+    "random_refs",
     "random_tokens",
     "running_broker",
     "start_broker",
@@ -212,6 +213,12 @@ def running_broker(data_dir: Path, **extra_env: str) -> Iterator[BrokerProcess]:
         yield broker
     finally:
         broker.stop()
+
+
+def random_refs(n: int, *, seed: int) -> list[RecordRef]:
+    """``n`` distinct random references, as an SDK would derive them (keyed hashes)."""
+    rng = random.Random(f"refs-{seed}")
+    return [RecordRef(rng.randbytes(16)) for _ in range(n)]
 
 
 def random_tokens(n: int, n_keys: int, *, seed: int) -> list[tuple[Token | None, ...]]:

@@ -31,6 +31,7 @@ class Store:
     def __init__(self, url: str, *, embedded: EmbeddedRedis | None = None) -> None:
         self.url = url
         self.embedded = embedded
+        self.durable = False
         self.redis: redis.Redis = redis.Redis.from_url(
             url, decode_responses=False, health_check_interval=30, socket_timeout=30
         )
@@ -53,6 +54,23 @@ class Store:
             self.redis.config_set("appendfsync", "always")
         except redis.RedisError as exc:
             raise RedisUnavailableError("cannot configure Redis persistence") from exc
+        self.durable = True
+
+    def supervise(self) -> bool:
+        """Restart the embedded redis-server if it died; True when it was restarted.
+
+        It restarts from its append-only file, so nothing acknowledged is lost (every
+        write is fsynced before Redis answers, see :meth:`require_durable_writes`).
+        """
+        embedded = self.embedded
+        if embedded is None or embedded.running:
+            return False
+        logger.error("embedded redis-server exited; restarting it")
+        embedded.start()
+        self.redis.connection_pool.disconnect()
+        if self.durable:
+            self.require_durable_writes()
+        return True
 
     def info(self, section: str) -> dict[str, Any]:
         """``INFO section`` as a dict."""

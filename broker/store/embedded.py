@@ -104,6 +104,11 @@ class EmbeddedRedis:
         """PID of the running server, if any."""
         return self._process.pid if self._process else None
 
+    @property
+    def running(self) -> bool:
+        """True while the server this object started is alive."""
+        return self._process is not None and self._process.poll() is None
+
     def start(self, *, timeout: float = 15.0) -> Self:
         """Start the server and wait until it accepts connections."""
         binary = self._binary or find_redis_server()

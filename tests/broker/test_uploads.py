@@ -11,13 +11,13 @@ from client_sdk.errors import BrokerCallError
 from keys.batch import BatchReader, decode_chunk
 from keys.derive import RecordRef
 from keys.wire import BatchMode, BatchState, DatasetDeclaration
-from tests.harness import make_batch, random_tokens, unique
+from tests.harness import make_batch, random_refs, random_tokens, unique
 
 DOMAIN = unique("dom")
 
 
 def _refs(n: int, seed: int) -> list[RecordRef]:
-    return [RecordRef(seed.to_bytes(4, "big") + i.to_bytes(12, "big")) for i in range(n)]
+    return random_refs(n, seed=seed)
 
 
 @pytest.fixture
