@@ -57,7 +57,8 @@ class ErrorRates:
     ``HOSPITAL_ERRORS`` holds a hospital PAS's. docs/synthetic-data.md gives sources. Rates
     of one field (NHS number: missing, placeholder, mistyped, wrong; date of birth: missing,
     placeholder, typo) are exclusive and drawn in that order; rates of a condition
-    (nickname, dob_swap, diacritics_dropped, middle_in_given) apply only where it can occur.
+    (nickname, known_by_middle, dob_swap, diacritics_dropped, middle_in_given) apply only
+    where it can occur.
 
     Attributes:
         nhs_missing: NHS number left blank.
@@ -84,6 +85,7 @@ class ErrorRates:
             birth, placeholder postcode.
         diacritics_dropped: a name with diacritics typed without them (José → Jose).
         middle_in_given: the middle names typed into the given-name field.
+        known_by_middle: a person known by their middle name recorded under it alone.
     """
 
     nhs_missing: float = 0.003
@@ -104,6 +106,7 @@ class ErrorRates:
     unknown_patient: float = 0.0
     diacritics_dropped: float = 0.3
     middle_in_given: float = 0.005
+    known_by_middle: float = 0.0
 
 
 HOSPITAL_ERRORS: Final = ErrorRates(
@@ -125,6 +128,7 @@ HOSPITAL_ERRORS: Final = ErrorRates(
     unknown_patient=0.0005,
     diacritics_dropped=0.3,
     middle_in_given=0.0,
+    known_by_middle=0.02,
 )
 
 OPTOUT_ERRORS: Final = ErrorRates(
@@ -378,7 +382,15 @@ _FOLD: Final = str.maketrans(
 _BEST_FIT: Final = {"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "ı": "i", "İ": "I"}
 
 
-def _ascii_fold(text: str) -> str:
+# How German and Scandinavian users type their letters on an English keyboard.
+_EXPAND: Final = str.maketrans(
+    {pair[0]: pair[1:] for pair in "äae öoe üue ÄAe ÖOe ÜUe øoe Øoe åaa ÅAa æae Æae".split()}
+)
+
+
+def _ascii_fold(text: str, *, expand: bool = False) -> str:
+    if expand:
+        text = text.translate(_EXPAND)
     decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD))
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
@@ -849,6 +861,11 @@ class _Population:
             family = _feminise(family)
             if previous_family is not None:
                 previous_family = _feminise(previous_family)
+            # Sikh women are often Kaur where the men are Singh; Bangladeshi wives Begum.
+            if family == "Singh" and self.rng.random() < 0.7:
+                family = "Kaur"
+            elif group == "south_asian" and age >= 18 and self.rng.random() < 0.1:
+                family = "Begum"
         p = _Person(
             pid=f"P{self.person_seq:07d}",
             household=household,
@@ -1292,10 +1309,14 @@ class _Emitter:
         if not "".join([given, family, *middles]).isascii():
             tags.append("has_diacritics")
             if rng.random() < rates.diacritics_dropped:
-                given = _ascii_fold(given)
-                family = _ascii_fold(family)
-                middles = [_ascii_fold(m) for m in middles]
+                expand = rng.random() < 0.3
+                given = _ascii_fold(given, expand=expand)
+                family = _ascii_fold(family, expand=expand)
+                middles = [_ascii_fold(m, expand=expand) for m in middles]
                 tags.append("diacritics_dropped")
+        if middles and rng.random() < rates.known_by_middle:
+            given, middles = middles[0], []
+            tags.append("known_by_middle")
         if middles and rng.random() < rates.middle_in_given:
             given = " ".join([given, *middles])
             middles = []
