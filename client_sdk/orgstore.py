@@ -14,6 +14,7 @@ The keystore's passphrase comes from ``TESSERA_SDK_PASSPHRASE`` or a prompt.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ KEYSTORE_FILE = "org.keystore"
 PUBLIC_KEY_FILE = "public-key.json"
 _REFERENCE_SECRET = "reference"
 _ORG_META = "org"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +271,13 @@ class OrgStore:
             )
             ordered = sorted((*versions, new), key=lambda v: parse_version(v.version))
             contents.domains[opened.domain] = Domain(name=opened.domain, versions=tuple(ordered))
+        logger.info(
+            "installed domain %s %s (key id %s) for %s",
+            opened.domain,
+            opened.version,
+            opened.key_id,
+            self._org,
+        )
         return _installed(new, opened.domain)
 
     def installed(self) -> list[InstalledKey]:

@@ -21,13 +21,13 @@ from keys.wrapping import Kem, OrgPublicKey
 
 __all__ = ["cli", "main"]
 
-PASSPHRASE_ENV = "TESSERA_KEYS_PASSPHRASE"
-KEYSTORE_ENV = "TESSERA_KEYS_KEYSTORE"
+_PASSPHRASE_ENV = "TESSERA_KEYS_PASSPHRASE"
+_KEYSTORE_ENV = "TESSERA_KEYS_KEYSTORE"
 
-F = TypeVar("F", bound=Callable[..., Any])
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _keystore_options(func: F) -> F:
+def _keystore_options(func: _F) -> _F:
     func = click.option(
         "--lock-timeout",
         type=click.FloatRange(min=0),
@@ -39,22 +39,22 @@ def _keystore_options(func: F) -> F:
         "--keystore",
         "keystore_path",
         type=click.Path(dir_okay=False, path_type=Path),
-        envvar=KEYSTORE_ENV,
+        envvar=_KEYSTORE_ENV,
         required=True,
-        help=f"The custodian keystore file (or set {KEYSTORE_ENV}).",
+        help=f"The custodian keystore file (or set {_KEYSTORE_ENV}).",
     )(func)
     return func
 
 
 def _open(keystore_path: Path, lock_timeout: float) -> Keystore:
-    passphrase = read_passphrase(PASSPHRASE_ENV, what="keystore passphrase")
+    passphrase = read_passphrase(_PASSPHRASE_ENV, what="keystore passphrase")
     return Keystore.open(keystore_path, passphrase, lock_timeout=lock_timeout)
 
 
 @click.group(
     help="Tessera key custodian: the encrypted keystore, linkage domains and their key "
     "versions, and grants of domain keys to organisations.\n\n"
-    f"The keystore passphrase comes from {PASSPHRASE_ENV} or a hidden prompt, never from "
+    f"The keystore passphrase comes from {_PASSPHRASE_ENV} or a hidden prompt, never from "
     "the command line. Add --debug to any command for a traceback."
 )
 @click.version_option(package_name="tessera")
@@ -66,7 +66,7 @@ def cli() -> None:
 @_keystore_options
 def init(keystore_path: Path, lock_timeout: float) -> None:
     """Create a new, empty, encrypted custodian keystore (asks for the passphrase twice)."""
-    passphrase = read_passphrase(PASSPHRASE_ENV, what="new keystore passphrase", confirm=True)
+    passphrase = read_passphrase(_PASSPHRASE_ENV, what="new keystore passphrase", confirm=True)
     Keystore.create(keystore_path, passphrase, lock_timeout=lock_timeout)
     click.echo(f"created keystore {keystore_path} (encrypted, mode 0600)")
 

@@ -47,6 +47,7 @@ import binascii
 import errno
 import fcntl
 import json
+import logging
 import os
 import re
 import struct
@@ -126,6 +127,8 @@ _VERSION = re.compile(r"v([1-9][0-9]{0,5})")
 _MAX_MEMORY_KIB = 4 * 1024 * 1024
 _MAX_ITERATIONS = 64
 _MAX_LANES = 64
+
+logger = logging.getLogger(__name__)
 
 
 class KeystoreKind(Enum):
@@ -599,6 +602,7 @@ class Keystore:
             )
             store._derived = (data[24:40], kdf, key)
             _write_atomic(path, data)
+        logger.info("created %s keystore %s", kind.label, path)
         return store
 
     @classmethod
@@ -654,6 +658,7 @@ class Keystore:
             yield contents
             data = _seal_with_key(contents, self._key_for(header), header, self._rng)
             _write_atomic(self._path, data)
+        logger.debug("wrote %s keystore %s", self._kind.label, self._path)
 
 
 # --- domains ----------------------------------------------------------------------------
@@ -673,6 +678,7 @@ def create_domain(
             raise DuplicateKeyError(f"domain {domain} already exists")
         first = new_key_version("v1", status="current", now=now, rng=rng)
         contents.domains[domain] = Domain(name=domain, versions=(first,))
+    logger.info("created domain %s v1 (key id %s)", domain, first.key_id)
     return first
 
 
