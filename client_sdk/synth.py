@@ -384,7 +384,7 @@ _BEST_FIT: Final = {"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "ı": "i", "İ":
 
 # How German and Scandinavian users type their letters on an English keyboard.
 _EXPAND: Final = str.maketrans(
-    {pair[0]: pair[1:] for pair in "äae öoe üue ÄAe ÖOe ÜUe øoe Øoe åaa ÅAa æae Æae".split()}
+    {pair[0]: pair[1:] for pair in "äae öoe üue ÄAe ÖOe ÜUe øoe ØOe åaa ÅAa æae ÆAe".split()}
 )
 
 
