@@ -15,6 +15,7 @@ from client_sdk.cli_broker import (
     whoami_command,
 )
 from client_sdk.cli_check import check_command
+from client_sdk.cli_evaluate import truth_refs_command
 from client_sdk.cli_keys import register_key_commands
 from client_sdk.cli_synth import synth_command
 from keys.cliutil import main_wrapper
@@ -40,6 +41,7 @@ for _command in (
     whoami_command,
     synth_command,
     check_command,
+    truth_refs_command,
 ):
     cli.add_command(_command)
 
