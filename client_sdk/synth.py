@@ -194,7 +194,7 @@ class SynthParams:
     opt_out_rate: float = 0.03
     hospital_base_rate: float = 0.2
     twin_rate: float = 0.015
-    namesake_rate: float = 0.008
+    namesake_rate: float = 0.004
     junior_rate: float = 0.04
     mover_rate: float = 0.10
     mover_gp_stale: float = 0.25
