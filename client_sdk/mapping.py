@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -157,7 +157,7 @@ class RecordSection(BaseModel):
 
     model_config = _STRICT
 
-    id: str | SystemRef = Field(min_length=1)
+    id: Annotated[str, Field(min_length=1)] | SystemRef
 
 
 class PayloadSection(BaseModel):
