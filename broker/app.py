@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from broker.api import datasets, health, identities, keyblobs, uploads
+from broker.api import agreements, datasets, health, identities, keyblobs, linkage, releases, uploads
 from broker.config import BrokerSettings
 from broker.ingest import LinkWorker
 from broker.runtime import BrokerRuntime
@@ -213,8 +213,10 @@ def create_app(
         app.add_exception_handler(status, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(health.router)
-    for module in (identities, keyblobs, datasets, uploads):
+    for module in (identities, keyblobs, datasets, uploads, linkage):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(agreements.router, prefix="/v1")
+    app.include_router(releases.router, prefix="/v1")
     for hook in hooks:
         hook(app)
     app.add_middleware(_RequestIdMiddleware)

@@ -21,6 +21,8 @@ import click
 import pydantic
 
 from broker.audit import append_audit
+from broker.cli_evaluate import evaluate_command
+from broker.cli_report import report_command
 from broker.config import BrokerSettings
 from broker.errors import ConfigurationError, NotFoundOrForbiddenError
 from broker.runtime import BrokerRuntime, new_credential, utc_now
@@ -272,5 +274,8 @@ def key_blob_add(files: tuple[Path, ...], org: str | None, data_dir: Path | None
                 f"holding the {header.domain} {header.version} blob for {header.org}", err=True
             )
 
+
+cli.add_command(report_command)
+cli.add_command(evaluate_command)
 
 main = main_wrapper(cli, "tessera-broker")

@@ -34,6 +34,8 @@ from typing import Any, NewType, cast
 import redis
 
 from broker.store import keyspace
+from broker.store.batches import get_batch
+from broker.store.client import Store
 from keys.derive import RecordRef
 from keys.errors import BrokerError
 
@@ -54,6 +56,7 @@ __all__ = [
     "decode_members",
     "encode_conflicts",
     "encode_members",
+    "latest_quality_grades",
     "next_id",
 ]
 
@@ -359,6 +362,24 @@ class WriteSet:
         """Add ``delta`` to statistics field ``name``."""
         if delta:
             self.counters[name] = self.counters.get(name, 0) + delta
+
+
+def latest_quality_grades(store: Store, dataset_ids: Iterable[str]) -> dict[str, str | None]:
+    """Quality grade of each dataset's newest committed batch that carries one."""
+    out: dict[str, str | None] = {}
+    for ident in dataset_ids:
+        out[ident] = None
+        keys = cast(list[bytes], store.redis.zrevrange(keyspace.dataset_batches(ident), 0, 9))
+        for key in keys:
+            batch = get_batch(store, key.decode())
+            if batch is None:
+                continue
+            quality = json.loads(batch.manifest_json).get("quality") or {}
+            grade = quality.get("grade") if isinstance(quality, dict) else None
+            if grade:
+                out[ident] = str(grade)
+                break
+    return out
 
 
 def next_id(last: int) -> int:
