@@ -34,6 +34,9 @@ from typing import IO, Any, Final, Literal, TypeVar
 from client_sdk.errors import InputError
 
 __all__ = [
+    "HOSPITAL_ERRORS",
+    "OPTOUT_ERRORS",
+    "DatasetKind",
     "DatasetSummary",
     "ErrorRates",
     "SynthParams",
