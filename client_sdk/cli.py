@@ -18,6 +18,7 @@ from client_sdk.cli_check import check_command
 from client_sdk.cli_evaluate import truth_refs_command
 from client_sdk.cli_keys import register_key_commands
 from client_sdk.cli_synth import synth_command
+from client_sdk.cli_tokenise import spec_group, tokenise_command
 from keys.cliutil import main_wrapper
 
 __all__ = ["cli", "main"]
@@ -42,6 +43,8 @@ for _command in (
     synth_command,
     check_command,
     truth_refs_command,
+    tokenise_command,
+    spec_group,
 ):
     cli.add_command(_command)
 

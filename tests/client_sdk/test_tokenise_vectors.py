@@ -177,7 +177,7 @@ def test_no_token_for_a_missing_field() -> None:
     assert second["tokens"]["nhs_dob"] is None  # no NHS number
     assert second["tokens"]["given_family_dob_postcode"] is not None
     assert third["tokens"]["nhs_dob"] is not None
-    assert third["tokens"]["given_family_dob_sex"] is None  # no sex
+    assert third["tokens"]["given_dob_postcode_sex"] is None  # no sex, no postcode
     assert third["tokens"]["given_family_dob_postcode"] is None  # no postcode
 
 

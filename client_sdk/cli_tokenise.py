@@ -1,0 +1,183 @@
+"""``tessera-sdk tokenise`` and ``tessera-sdk spec show|hash|lint``.
+
+Output names files, counts and match keys, never a value, token, reference or key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from client_sdk.config import SdkSettings
+from client_sdk.local_index import LocalIndex
+from client_sdk.mapping import load_mapping
+from client_sdk.orgstore import OrgStore
+from client_sdk.pipeline import iter_records
+from client_sdk.quality import QualityCollector
+from client_sdk.speclint import DEFAULT_MIN_DISTINCT, lint_spec
+from client_sdk.tokenise import CHUNK_RECORDS, TokeniseParams, write_batch
+from keys.cliutil import read_passphrase
+from keys.errors import SpecError
+from keys.spec import LinkageSpec, default_spec, load_spec
+
+__all__ = ["spec_group", "tokenise_command"]
+
+_SPEC_HELP = "Linkage spec TOML (default: the shipped UK health spec)."
+
+
+def _spec(path: Path | None) -> LinkageSpec:
+    return default_spec() if path is None else load_spec(path)
+
+
+def _passphrase() -> str:
+    settings = SdkSettings()
+    if settings.passphrase is not None:
+        return settings.passphrase.get_secret_value()
+    return read_passphrase("TESSERA_SDK_PASSPHRASE", what="organisation passphrase")
+
+
+@click.command("tokenise")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--mapping", "mapping_path", required=True, type=click.Path(path_type=Path, dir_okay=False)
+)
+@click.option(
+    "--spec", "spec_path", type=click.Path(path_type=Path, dir_okay=False), help=_SPEC_HELP
+)
+@click.option(
+    "--dir",
+    "orgdir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The organisation directory (keystore and local index).",
+)
+@click.option("--domain", required=True, help="Linkage domain, e.g. somerset-health.")
+@click.option("--key-version", default=None, help="Domain key version (default: the newest).")
+@click.option("--dataset", required=True, help="Dataset name, as registered with the broker.")
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="Batch file."
+)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--chunk-records", default=CHUNK_RECORDS, show_default=True, type=click.IntRange(1, 1_000_000)
+)
+@click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
+def tokenise_command(
+    input_path: Path,
+    mapping_path: Path,
+    spec_path: Path | None,
+    orgdir: Path,
+    domain: str,
+    key_version: str | None,
+    dataset: str,
+    out: Path,
+    workers: int,
+    chunk_records: int,
+    progress: bool,
+) -> None:
+    """Tokenise INPUT into a token batch, keeping the reference index on this machine.
+
+    The batch holds, per record, an opaque reference, one token per match key whose
+    fields are all present, and the mapping's payload columns; its manifest carries the
+    spec hash, domain, key version, dataset and the quality report. Nothing else leaves.
+    The passphrase comes from TESSERA_SDK_PASSPHRASE or a prompt.
+    """
+    spec = _spec(spec_path)
+    mapping = load_mapping(mapping_path)
+    store = OrgStore.open(orgdir, _passphrase())
+    domain_key, version = store.domain_key(domain, key_version)
+    params = TokeniseParams(
+        spec=spec,
+        domain_key=domain_key,
+        domain=domain,
+        key_version=version,
+        reference_secret=store.reference_secret(),
+        dataset=dataset,
+        payload_columns=tuple(mapping.payload.columns),
+    )
+    collector = QualityCollector()
+    records = iter_records(input_path, mapping, report=collector, progress=progress)
+    with LocalIndex.open(orgdir, dataset) as index:
+        summary = write_batch(
+            records,
+            params,
+            out=out,
+            index=index,
+            quality=lambda: collector.report().model_dump(mode="json"),
+            workers=workers,
+            chunk_records=chunk_records,
+        )
+    manifest = summary.manifest
+    click.echo(
+        f"wrote {out}: {manifest.record_count} records, {len(manifest.chunk_digests)} chunks, "
+        f"domain {domain} {version}, spec {spec.name} {spec.content_hash[:19]}"
+    )
+    for name, count in summary.token_counts.items():
+        click.echo(f"  {name:<32} {count:>10} tokens")
+    click.echo(f"local index: {index.path} (stays on this machine)")
+
+
+@click.group("spec")
+def spec_group() -> None:
+    """Show, hash and lint linkage specs."""
+
+
+@spec_group.command("show")
+@click.option(
+    "--spec", "spec_path", type=click.Path(path_type=Path, dir_okay=False), help=_SPEC_HELP
+)
+def spec_show(spec_path: Path | None) -> None:
+    """Print the spec as TOML with its content hash."""
+    spec = _spec(spec_path)
+    click.echo(f"# content hash: {spec.content_hash}")
+    click.echo(spec.to_toml(), nl=False)
+
+
+@spec_group.command("hash")
+@click.option(
+    "--spec", "spec_path", type=click.Path(path_type=Path, dir_okay=False), help=_SPEC_HELP
+)
+def spec_hash(spec_path: Path | None) -> None:
+    """Print the spec's content hash (what a dataset declares and the broker checks)."""
+    click.echo(_spec(spec_path).content_hash)
+
+
+@spec_group.command("lint")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--mapping", "mapping_path", required=True, type=click.Path(path_type=Path, dir_okay=False)
+)
+@click.option(
+    "--spec", "spec_path", type=click.Path(path_type=Path, dir_okay=False), help=_SPEC_HELP
+)
+@click.option(
+    "--min-distinct",
+    default=DEFAULT_MIN_DISTINCT,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Least fraction of distinct values a match key may have.",
+)
+def spec_lint(
+    input_path: Path, mapping_path: Path, spec_path: Path | None, min_distinct: float
+) -> None:
+    """Refuse match keys too common to hide, judged on this organisation's own INPUT.
+
+    Exits 7 when a key is refused. Nothing is written and no value is shown.
+    """
+    spec = _spec(spec_path)
+    mapping = load_mapping(mapping_path)
+    verdicts = lint_spec(
+        spec, iter_records(input_path, mapping, progress=False), min_distinct=min_distinct
+    )
+    for v in verdicts:
+        click.echo(
+            f"{v.verdict:<9} {v.name:<32} {v.present:>9} records  "
+            f"{v.distinct_fraction:7.2%} distinct  {v.reason}"
+        )
+    refused = [v for v in verdicts if v.verdict == "refused"]
+    if refused:
+        raise SpecError(
+            spec.name,
+            [f"match key {v.name!r} is too common to hide: {v.reason}" for v in refused],
+        )

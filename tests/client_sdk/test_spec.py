@@ -1,0 +1,159 @@
+"""Linkage specs: validation with every problem at once, content hash, linter, CLI."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from client_sdk.cli import cli
+from client_sdk.record import NormalisedRecord
+from client_sdk.speclint import lint_spec
+from keys.cliutil import run_cli
+from keys.errors import SpecError
+from keys.spec import default_spec, load_spec, parse_spec
+
+# Pinned: changing the shipped spec changes every token of every domain that uses it.
+DEFAULT_HASH = "sha256:6d9143ae486fdb01816632cb474ba1266175fe17ede16b1c639cb3f5a7519ac9"
+
+
+def test_default_spec_loads_and_its_hash_is_pinned() -> None:
+    spec = default_spec()
+    assert spec.name == "uk-health"
+    assert spec.key_names[0] == "nhs_dob"
+    assert spec.content_hash == DEFAULT_HASH
+
+
+def test_hash_ignores_labels_but_not_content(tmp_path: Path) -> None:
+    spec = default_spec()
+    data = tomllib.loads(spec.to_toml())
+    assert parse_spec(data).content_hash == spec.content_hash
+    data["name"], data["description"] = "renamed", "other words"
+    data["match_keys"][0]["description"] = "changed"
+    assert parse_spec(data).content_hash == spec.content_hash
+    reordered = dict(data, match_keys=[data["match_keys"][1], data["match_keys"][0]])
+    assert parse_spec(reordered).content_hash != spec.content_hash
+    changed = tomllib.loads(spec.to_toml())
+    changed["match_keys"][4]["fields"][0] = "given_name_key:nysiis"
+    assert parse_spec(changed).content_hash != spec.content_hash
+    # A field written as a table is the same field as its string form.
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'name = "t"\n[[match_keys]]\nname = "a"\n'
+        'fields = [{ field = "postcode", transform = "sector" }, "date_of_birth"]\n'
+    )
+    short = parse_spec(
+        {"name": "t", "match_keys": [{"name": "a", "fields": ["postcode:sector", "date_of_birth"]}]}
+    )
+    assert load_spec(path).content_hash == short.content_hash
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    bad = {
+        "name": "bad",
+        "colour": "blue",
+        "match_keys": [
+            {"name": "Bad Name", "fields": ["nhs_number"]},
+            {"name": "a", "fields": ["shoe_size", "postcode:soundex"]},
+            {"name": "a", "fields": ["date_of_birth:phonetic"]},
+            {"name": "c", "fields": []},
+            {"name": "d", "fields": ["nhs_number"], "weight": 3},
+            {"name": "e", "fields": ["nhs_number"]},
+        ],
+    }
+    with pytest.raises(SpecError) as caught:
+        parse_spec(bad, source="bad.toml")
+    problems = caught.value.problems
+    text = str(caught.value)
+    assert text.startswith("bad.toml: invalid linkage spec:")
+    for fragment in (
+        "unknown top-level entries ['colour']",
+        "match key 1: 'name' must be lower-case",
+        "unknown field 'shoe_size'",
+        "transform 'soundex' does not apply to 'postcode'",
+        "match key 3 (a): duplicate name",
+        "unknown transform 'phonetic'",
+        "match key 4 (c): 'fields' must be a non-empty list",
+        "match key 5 (d): unknown entries ['weight']",
+        "match key 6 (e): same fields as d",
+    ):
+        assert any(fragment in p for p in problems), fragment
+    assert len(problems) == 9
+
+
+def test_unreadable_or_invalid_toml_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = \n")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(broken)
+    with pytest.raises(SpecError, match="no shipped spec"):
+        default_spec("../etc")
+
+
+def _population(n: int) -> list[NormalisedRecord]:
+    family = [f"FAM{i}" for i in range(40)]
+    return [
+        NormalisedRecord(
+            line=i + 2,
+            local_id=str(i),
+            given_name=f"G{i % 300}",
+            given_name_key=f"G{i % 300}",
+            family_name=family[i % len(family)],
+            date_of_birth=f"{1940 + i % 60}-{1 + i % 12:02d}-{1 + i % 28:02d}",
+            sex="M" if i % 2 else "F",
+            postcode=f"BA{i % 30} {i % 9}AA",
+        )
+        for i in range(n)
+    ]
+
+
+def test_linter_refuses_a_key_too_common_to_hide() -> None:
+    spec = parse_spec(
+        {
+            "name": "risky",
+            "match_keys": [
+                {"name": "names_dob", "fields": ["given_name_key", "family_name", "date_of_birth"]},
+                {"name": "surname_sex", "fields": ["family_name", "sex"]},
+                {"name": "nhs", "fields": ["nhs_number"]},
+            ],
+        }
+    )
+    verdicts = {v.name: v for v in lint_spec(spec, _population(2000))}
+    assert verdicts["names_dob"].verdict == "ok"
+    refused = verdicts["surname_sex"]
+    assert refused.verdict == "refused"
+    assert refused.distinct_fraction < 0.1
+    assert "frequency" in refused.reason
+    assert "FAM" not in refused.reason
+    assert verdicts["nhs"].verdict == "unjudged"  # never present: cannot judge
+    small = {v.name: v for v in lint_spec(spec, _population(50))}
+    assert small["surname_sex"].verdict == "unjudged"
+
+
+def test_cli_spec_hash_and_show(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["spec", "hash"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == DEFAULT_HASH
+    shown = runner.invoke(cli, ["spec", "show"])
+    assert shown.exit_code == 0
+    assert shown.output.splitlines()[0] == f"# content hash: {DEFAULT_HASH}"
+    path = tmp_path / "copy.toml"
+    path.write_text(shown.output)
+    assert load_spec(path).content_hash == DEFAULT_HASH
+
+
+def test_cli_invalid_spec_is_one_line_and_exit_7(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\n[[match_keys]]\nname = "k"\nfields = ["nope", "sex:year"]\n')
+    code = run_cli(cli, "tessera-sdk", ["spec", "hash", "--spec", str(path)])
+    err = capsys.readouterr().err
+    assert code == 7
+    assert len(err.strip().splitlines()) == 1
+    assert "unknown field 'nope'" in err and "'year' does not apply to 'sex'" in err

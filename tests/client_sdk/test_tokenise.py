@@ -1,0 +1,240 @@
+"""Tokenisation: determinism, separation, missing values, workers, batch and local index."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from client_sdk.local_index import LocalIndex
+from client_sdk.record import NormalisedRecord
+from client_sdk.tokenise import TokeniseParams, Tokeniser, tokenise_records, write_batch
+from keys.batch import BatchReader, decode_chunk
+from keys.derive import DomainKey
+from keys.spec import default_spec, parse_spec
+
+SPEC = default_spec()
+KEY = DomainKey(b"\x11" * 32)
+
+
+def _params(**changes: object) -> TokeniseParams:
+    base = TokeniseParams(
+        spec=SPEC,
+        domain_key=KEY,
+        domain="test-health",
+        key_version="v1",
+        reference_secret=b"\x22" * 32,
+        dataset="gp-a",
+        payload_columns=("AE_12M",),
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _people(n: int) -> list[NormalisedRecord]:
+    given = ["WILLIAM", "MARY", "OLIVIA", "JAMES", "AMELIA", "GEORGE", "ZOE", "LUKASZ"]
+    family = ["SMITH", "JONES", "OBRIEN", "SMITH JONES", "WOJCIK", "PATEL", "NGUYEN"]
+    out = []
+    for i in range(n):
+        out.append(
+            NormalisedRecord(
+                line=i + 2,
+                local_id=f"L{i:06d}",
+                nhs_number=None if i % 5 == 0 else f"{9000000000 + i * 7919}",
+                given_name=given[i % len(given)],
+                given_name_key=given[i % len(given)],
+                family_name=family[i % len(family)] + ("" if i < 7 else chr(65 + i % 26)),
+                date_of_birth=f"{1930 + i % 80}-{1 + i % 12:02d}-{1 + i % 28:02d}",
+                sex="M" if i % 2 else "F",
+                postcode=None if i % 11 == 0 else f"BA{1 + i % 20} {i % 10}AB",
+                payload=(str(i % 4),),
+            )
+        )
+    return out
+
+
+PEOPLE = _people(300)
+
+
+def _with(record: NormalisedRecord, **changes: object) -> NormalisedRecord:
+    return record._replace(**changes)  # type: ignore[arg-type]
+
+
+def _all_tokens(params: TokeniseParams, records: list[NormalisedRecord]) -> set[bytes]:
+    tokeniser = Tokeniser(params)
+    return {t for r in records for t in tokeniser.tokens(r) if t is not None}
+
+
+def test_same_input_and_key_give_same_tokens() -> None:
+    first = [Tokeniser(_params()).tokens(r) for r in PEOPLE]
+    second = [Tokeniser(_params()).tokens(r) for r in PEOPLE]
+    assert first == second
+    assert all(len(t) == 16 for row in first for t in row if t is not None)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"domain_key": DomainKey(b"\x12" * 32)},
+        {"domain": "other-health"},
+        {"key_version": "v2"},
+        {
+            "spec": parse_spec(
+                {
+                    "name": "uk-health",
+                    "match_keys": [
+                        {"name": k.name, "fields": [f.label() for f in k.fields]}
+                        for k in SPEC.match_keys[:-1]
+                    ],
+                }
+            )
+        },
+    ],
+    ids=["key", "domain", "version", "spec"],
+)
+def test_another_key_domain_version_or_spec_gives_disjoint_tokens(
+    change: dict[str, object],
+) -> None:
+    base = _all_tokens(_params(), PEOPLE)
+    other = _all_tokens(_params(**change), PEOPLE)
+    assert base and other
+    assert base.isdisjoint(other)
+
+
+def test_match_keys_never_share_a_token() -> None:
+    # Two keys over the same canonical values still give different tokens.
+    spec = parse_spec(
+        {
+            "name": "two",
+            "match_keys": [
+                {"name": "a", "fields": ["family_name", "date_of_birth"]},
+                {"name": "b", "fields": ["given_name", "date_of_birth"]},
+            ],
+        }
+    )
+    record = NormalisedRecord(
+        line=2, local_id="x", given_name="SAM", family_name="SAM", date_of_birth="2000-01-01"
+    )
+    a, b = Tokeniser(_params(spec=spec)).tokens(record)
+    assert a is not None and b is not None and a != b
+
+
+def test_a_key_with_any_missing_field_has_no_token() -> None:
+    tokeniser = Tokeniser(_params())
+    full = PEOPLE[1]
+    assert all(t is not None for t in tokeniser.tokens(full))
+    for field in (
+        "nhs_number",
+        "given_name_key",
+        "family_name",
+        "date_of_birth",
+        "sex",
+        "postcode",
+    ):
+        partial = _with(full, **{field: None})
+        tokens = tokeniser.tokens(partial)
+        for key, token in zip(SPEC.match_keys, tokens, strict=True):
+            uses = any(f.field == field for f in key.fields)
+            assert (token is None) == uses, (field, key.name)
+
+
+def test_empty_strings_and_emptied_transforms_are_missing() -> None:
+    tokeniser = Tokeniser(_params())
+    record = _with(PEOPLE[1], given_name="", family_name="--", postcode="")
+    tokens = dict(zip(SPEC.key_names, tokeniser.tokens(record), strict=True))
+    assert tokens["nhs_dob"] is not None
+    # family name "--" has no letters: its phonetic code is missing, so no token
+    assert tokens["nhs_family_initial"] is None
+    assert tokens["given_family_dob_postcode"] is None
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    day=st.integers(1, 12),
+    month=st.integers(1, 12),
+    year=st.integers(1900, 2024),
+)
+def test_swapped_day_and_month_share_the_swap_key(day: int, month: int, year: int) -> None:
+    tokeniser = Tokeniser(_params())
+    index = SPEC.key_names.index("family_given_swapdob_postcode")
+    a = _with(PEOPLE[1], date_of_birth=f"{year}-{month:02d}-{day:02d}")
+    b = _with(PEOPLE[1], date_of_birth=f"{year}-{day:02d}-{month:02d}")
+    ta, tb = tokeniser.tokens(a), tokeniser.tokens(b)
+    assert ta[index] == tb[index]
+    assert (ta[0] == tb[0]) == (day == month)
+
+
+def test_workers_give_the_same_chunks_as_one_process() -> None:
+    one = list(tokenise_records(PEOPLE, _params(), chunk_records=64, workers=1))
+    two = list(tokenise_records(PEOPLE, _params(), chunk_records=64, workers=2))
+    assert [c.data for c in one] == [c.data for c in two]
+    assert sum(len(c) for c in one) == len(PEOPLE)
+    assert [c.local_ids for c in one] == [c.local_ids for c in two]
+
+
+def test_write_batch_and_local_index(tmp_path: Path) -> None:
+    orgdir = tmp_path / "org"
+    orgdir.mkdir()
+    out = tmp_path / "gp.batch"
+    with LocalIndex.open(orgdir, "gp-a") as index:
+        summary = write_batch(
+            PEOPLE,
+            _params(),
+            out=out,
+            index=index,
+            quality=lambda: {"grade": "Gold"},
+            chunk_records=100,
+            batch_id="b1",
+        )
+    reader = BatchReader(out)
+    manifest = reader.manifest
+    assert manifest == summary.manifest
+    assert manifest.record_count == len(PEOPLE)
+    assert manifest.spec_hash == SPEC.content_hash
+    assert manifest.match_keys == SPEC.key_names
+    assert (manifest.domain, manifest.key_version, manifest.dataset) == (
+        "test-health",
+        "v1",
+        "gp-a",
+    )
+    assert manifest.payload_columns == ["AE_12M"]
+    assert manifest.quality == {"grade": "Gold"}
+    chunks = list(reader.chunks())
+    assert [len(c) for c in chunks] == [100, 100, 100]
+    tokeniser = Tokeniser(_params())
+    refs = [r for c in chunks for r in c.refs]
+    assert chunks[0].tokens[1] == tokeniser.tokens(PEOPLE[1])
+    assert chunks[0].payload[3] == ("3",)
+    assert sum(summary.token_counts.values()) == sum(
+        t is not None for c in chunks for row in c.tokens for t in row
+    )
+    # The local index resolves every reference, and only on this disk, mode 0600.
+    with LocalIndex.open(orgdir, "gp-a") as index:
+        found = index.lookup(refs + [b"\x00" * 16])  # type: ignore[list-item]
+        assert len(index) == len(PEOPLE)
+    assert [found[r] for r in refs] == [p.local_id for p in PEOPLE]
+    assert len(found) == len(PEOPLE)
+    assert stat.S_IMODE(os.stat(index.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(index.path.parent).st_mode) == 0o700
+    assert decode_chunk(next(reader.raw_chunks())).key_names == tuple(SPEC.key_names)
+
+
+def test_a_failed_batch_leaves_no_file_and_no_index_rows(tmp_path: Path) -> None:
+    def broken() -> Iterator[NormalisedRecord]:
+        yield from PEOPLE[:150]
+        raise RuntimeError("reader failed")
+
+    orgdir = tmp_path / "org"
+    orgdir.mkdir()
+    out = tmp_path / "gp.batch"
+    with pytest.raises(RuntimeError), LocalIndex.open(orgdir, "gp-a") as index:
+        write_batch(broken(), _params(), out=out, index=index, chunk_records=100)
+    assert not out.exists()
+    assert not list(tmp_path.glob("*.partial"))
+    with LocalIndex.open(orgdir, "gp-a") as index:
+        assert len(index) == 0
