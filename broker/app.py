@@ -23,7 +23,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from broker.api import agreements, datasets, health, identities, keyblobs, linkage, releases, uploads
+from broker.api import (
+    agreements,
+    datasets,
+    health,
+    identities,
+    keyblobs,
+    linkage,
+    releases,
+    uploads,
+)
 from broker.config import BrokerSettings
 from broker.ingest import LinkWorker
 from broker.runtime import BrokerRuntime

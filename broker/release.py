@@ -1,0 +1,527 @@
+"""Releases under an active agreement: cohorts, aggregates and direct-care returns.
+
+Every release is computed from the linkage as it stands at the moment of the request, so
+an opt-out, a retraction or a replacement takes effect on the next release, and a revoked
+or expired agreement releases nothing (broker/agreements.py checks that first).
+
+* :func:`release_cohort` — one row per person, keyed by a project pseudonym
+  (:func:`keys.derive.derive_pseudonym` of the person under the agreement), with only the
+  released fields, in random order. No token, reference or internal id.
+* :func:`release_aggregate` — counts by released fields over the agreement's population,
+  with every margin and the total, protected by primary and secondary suppression
+  (:func:`protect_table`) or by rounding.
+* :func:`release_linked` — for each of the requesting organisation's own references, the
+  released attributes linked to it. Only its own references, never another's.
+
+A person's value for a field is the value on their record in that dataset; when they
+have several records there (a dataset of episodes, or duplicates), the distinct values,
+sorted and joined with ``;``. A person with no record there has no value (``None``).
+
+Opt-outs: where the agreement says they apply, a person linked to any record of an
+opt-out register (a dataset declared with kind ``opt_out`` in the same linkage domain)
+is left out of every release.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import product
+
+from broker.agreements import Agreement, NotReleasedError, agreement_datasets
+from broker.audit import append_audit
+from broker.errors import BadRequestError
+from broker.store.client import Store
+from broker.store.datasets import list_all_datasets
+from broker.store.identities import Identity
+from broker.store.linkage_store import LinkageStore, LinkedRecord
+from keys.derive import derive_pseudonym
+from keys.wire import DatasetInfoOut, DatasetKind
+from keys.wire_release import (
+    AggregateCell,
+    AggregateControl,
+    AggregateOut,
+    AggregateRequest,
+    CohortOut,
+    CohortRequest,
+    LinkedOut,
+    LinkedRow,
+    Predicate,
+    field_label,
+)
+
+__all__ = [
+    "PSEUDONYM_COLUMN",
+    "Cell",
+    "ProtectedTable",
+    "protect_table",
+    "release_aggregate",
+    "release_cohort",
+    "release_linked",
+    "round_count",
+]
+
+PSEUDONYM_COLUMN = "pseudonym"
+_PRIME = (1 << 61) - 1
+
+Cell = tuple[str | None, ...]
+"""A table entry's coordinates: one value per dimension, ``None`` for the margin."""
+
+
+# Reading the linkage -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    label: str
+    dataset: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """What a release reads: the linkage of the agreement's domain and its columns."""
+
+    linkage: LinkageStore
+    domain: str
+    datasets: dict[str, DatasetInfoOut]
+    columns: dict[str, _Column]
+    opt_out: frozenset[str]
+
+
+def _source(store: Store, agreement: Agreement) -> _Source:
+    declared = agreement_datasets(store, agreement.terms)
+    domain = next(iter(declared.values())).domain
+    columns: dict[str, _Column] = {}
+    for release in agreement.terms.datasets:
+        info = declared[release.dataset_id]
+        for name in release.fields:
+            label = field_label(release.org, release.name, name)
+            columns[label] = _Column(label, release.dataset_id, info.payload_columns.index(name))
+    opt_out: frozenset[str] = frozenset()
+    if agreement.opt_outs_apply:
+        opt_out = frozenset(
+            f"{d.org}/{d.name}"
+            for d in list_all_datasets(store)
+            if d.kind is DatasetKind.OPT_OUT and d.domain == domain
+        )
+    return _Source(LinkageStore(store.redis, scope=domain), domain, declared, columns, opt_out)
+
+
+def _value(records: Sequence[LinkedRecord], column: _Column) -> str | None:
+    values = sorted(
+        {
+            str(r.payload[column.index])
+            for r in records
+            if r.dataset == column.dataset
+            and column.index < len(r.payload)
+            and r.payload[column.index] is not None
+        }
+    )
+    return ";".join(values) if values else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Person:
+    pid: int
+    by_dataset: dict[str, list[LinkedRecord]]
+
+
+def _persons(source: _Source, counts: dict[str, int]) -> Iterator[_Person]:
+    """Persons with a record in an agreement dataset, opted-out persons left out."""
+    for pid, records in source.linkage.iter_persons():
+        by_dataset: dict[str, list[LinkedRecord]] = {}
+        for record in records:
+            by_dataset.setdefault(record.dataset, []).append(record)
+        if not any(d in source.datasets for d in by_dataset):
+            continue
+        if any(d in source.opt_out for d in by_dataset):
+            counts["opted_out"] = counts.get("opted_out", 0) + 1
+            continue
+        yield _Person(pid, by_dataset)
+
+
+def _audit(
+    store: Store,
+    identity: Identity,
+    agreement: Agreement,
+    counts: Mapping[str, int],
+    now: datetime | None,
+) -> None:
+    append_audit(
+        store,
+        identity=identity.name,
+        role=identity.role.value,
+        action="release",
+        dataset=agreement.id,
+        counts=counts,
+        now=now,
+    )
+
+
+# Predicates ---------------------------------------------------------------------------------
+
+
+def _number(text: str | float) -> float | None:
+    if isinstance(text, float | int):
+        return float(text)
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _compare(value: str, op: str, wanted: str | float) -> bool:
+    left, right = _number(value), _number(wanted)
+    if left is not None and right is not None:
+        a: float | str = left
+        b: float | str = right
+    else:
+        a, b = value, str(wanted)
+    if op == "eq":
+        return a == b
+    if op == "ne":
+        return a != b
+    if isinstance(a, float) != isinstance(b, float):
+        return False
+    if op == "lt":
+        return a < b  # type: ignore[operator]
+    if op == "le":
+        return a <= b  # type: ignore[operator]
+    if op == "gt":
+        return a > b  # type: ignore[operator]
+    return a >= b  # type: ignore[operator]
+
+
+def _matches(predicate: Predicate, value: str | None) -> bool:
+    if predicate.op == "present":
+        return value is not None
+    if predicate.op == "absent":
+        return value is None
+    if value is None:
+        return False
+    parts = value.split(";")
+    if predicate.op == "in":
+        assert isinstance(predicate.value, list)
+        return any(p in predicate.value for p in parts)
+    assert predicate.value is not None and not isinstance(predicate.value, list)
+    wanted = predicate.value
+    if predicate.op == "ne":
+        return all(_compare(p, "ne", wanted) for p in parts)
+    return any(_compare(p, predicate.op, wanted) for p in parts)
+
+
+def _check_labels(labels: Sequence[str], source: _Source) -> None:
+    unknown = [label for label in labels if label not in source.columns]
+    if unknown:
+        raise NotReleasedError("not released by this agreement: " + ", ".join(sorted(set(unknown))))
+
+
+# Cohorts ----------------------------------------------------------------------------------
+
+
+def release_cohort(
+    store: Store,
+    agreement: Agreement,
+    request: CohortRequest,
+    *,
+    identity: Identity,
+    pseudonym_master: bytes,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> CohortOut:
+    """A pseudonymised cohort under an agreement the caller checked is active.
+
+    Args:
+        store: the broker's store.
+        agreement: an active agreement naming the requester.
+        request: datasets a person must be in, conditions, and fields to return.
+        identity: the requester (for the audit entry).
+        pseudonym_master: the broker's master secret of project pseudonyms.
+        now: the time of the release (audit).
+        rng: shuffles the rows (default: the system's secure random source).
+
+    Raises:
+        NotReleasedError: a dataset or field the request names is not in the agreement.
+    """
+    source = _source(store, agreement)
+    require = request.require if request.require is not None else list(source.datasets)
+    outside = [d for d in require if d not in source.datasets]
+    if outside:
+        raise NotReleasedError("not in this agreement: dataset " + ", ".join(sorted(outside)))
+    select = request.select if request.select is not None else list(source.columns)
+    _check_labels([*select, *(p.field for p in request.where)], source)
+    counts: dict[str, int] = {}
+    rows: list[list[str | None]] = []
+    for person in _persons(source, counts):
+        if not all(d in person.by_dataset for d in require):
+            continue
+        records = [r for d in source.datasets for r in person.by_dataset.get(d, [])]
+        if not all(_matches(p, _value(records, source.columns[p.field])) for p in request.where):
+            continue
+        pseudonym = derive_pseudonym(
+            pseudonym_master, agreement_id=agreement.id, person_id=f"{source.domain}:{person.pid}"
+        )
+        rows.append([pseudonym, *(_value(records, source.columns[c]) for c in select)])
+    (rng or secrets.SystemRandom()).shuffle(rows)
+    counts["rows"] = len(rows)
+    counts["fields"] = len(select)
+    _audit(store, identity, agreement, counts, now)
+    return CohortOut(agreement=agreement.id, columns=[PSEUDONYM_COLUMN, *select], rows=rows)
+
+
+# Aggregates -------------------------------------------------------------------------------
+
+
+def round_count(count: int, base: int) -> int:
+    """``count`` rounded to the nearest multiple of ``base`` (halves up); a count above
+    zero never rounds to zero, so 0 stays the only exact value shown."""
+    if count <= 0:
+        return 0
+    return max(base, (count + base // 2) // base * base)
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectedTable:
+    """A table with all its margins, and which entries are withheld.
+
+    Attributes:
+        counts: entry -> true count (entries absent are zero).
+        suppressed: entries withheld.
+    """
+
+    counts: dict[Cell, int]
+    suppressed: frozenset[Cell]
+
+
+def _lines(cells: Mapping[Cell, int], dims: int) -> dict[tuple[int, Cell], list[Cell]]:
+    """Every line of the table: along dimension ``k``, the categories and their margin."""
+    lines: dict[tuple[int, Cell], list[Cell]] = {}
+    for cell in cells:
+        for k in range(dims):
+            key = (k, cell[:k] + ("",) + cell[k + 1 :])
+            lines.setdefault(key, []).append(cell)
+    return lines
+
+
+def _determined(
+    unknowns: Sequence[Cell], lines: Mapping[tuple[int, Cell], list[Cell]]
+) -> list[Cell]:
+    """Withheld entries that the published entries determine exactly.
+
+    Each line says: margin = sum of its categories. Over the withheld entries of a line
+    that is a linear equation; an entry is determined when its unit vector lies in the
+    row space of those equations (reduced row echelon form over a large prime field).
+    """
+    position = {cell: i for i, cell in enumerate(unknowns)}
+    rows: list[dict[int, int]] = []
+    for (k, _), members in lines.items():
+        row: dict[int, int] = {}
+        for cell in members:
+            if cell in position:
+                row[position[cell]] = 1 if cell[k] is None else _PRIME - 1
+        if row:
+            rows.append(row)
+    pivots: dict[int, dict[int, int]] = {}
+    for row in rows:
+        for col, pivot_row in pivots.items():
+            factor = row.get(col, 0)
+            if factor:
+                for c, v in pivot_row.items():
+                    row[c] = (row.get(c, 0) - factor * v) % _PRIME
+                row = {c: v for c, v in row.items() if v}
+        if not row:
+            continue
+        col = min(row)
+        inverse = pow(row[col], _PRIME - 2, _PRIME)
+        row = {c: v * inverse % _PRIME for c, v in row.items()}
+        for other in pivots.values():
+            factor = other.get(col, 0)
+            if factor:
+                for c, v in row.items():
+                    other[c] = (other.get(c, 0) - factor * v) % _PRIME
+                for c in [c for c, v in other.items() if not v]:
+                    del other[c]
+        pivots[col] = row
+    return [unknowns[col] for col, row in pivots.items() if len(row) == 1]
+
+
+def protect_table(full: Mapping[tuple[str, ...], int], *, min_cell_size: int) -> ProtectedTable:
+    """Primary and secondary suppression of a table and all its margins.
+
+    Every entry (cell, margin or total) from 1 to ``min_cell_size - 1`` is withheld
+    (primary). Then, while any withheld entry can be worked out exactly from the published
+    ones — by a margin minus its other categories, or any combination of margins and
+    totals (checked by linear algebra, :func:`_determined`) — the smallest published
+    non-zero entry on one of its lines is withheld as well (secondary). Every query on the
+    agreement reads the same protected table, so comparing two queries cannot undo it.
+
+    Args:
+        full: counts of the full cross-classification (coordinates without ``None``).
+        min_cell_size: the smallest count shown.
+    """
+    dims = len(next(iter(full))) if full else 0
+    counts: dict[Cell, int] = {}
+    for coords, n in full.items():
+        for mask in product((False, True), repeat=dims):
+            cell = tuple(None if m else v for v, m in zip(coords, mask, strict=True))
+            counts[cell] = counts.get(cell, 0) + n
+    if dims == 0:
+        return ProtectedTable(counts, frozenset())
+    suppressed = {c for c, n in counts.items() if 0 < n < min_cell_size}
+    lines = _lines(counts, dims)
+    by_cell: dict[Cell, list[tuple[int, Cell]]] = {}
+    for key, members in lines.items():
+        for cell in members:
+            by_cell.setdefault(cell, []).append(key)
+    while suppressed:
+        relevant = {key: lines[key] for c in suppressed for key in by_cell[c]}
+        found = _determined(sorted(suppressed, key=_order), relevant)
+        if not found:
+            break
+        for cell in found:
+            if cell not in suppressed:
+                continue
+            best: Cell | None = None
+            for key in by_cell[cell]:
+                for other in lines[key]:
+                    if other in suppressed or counts[other] == 0:
+                        continue
+                    if best is None or _rank(other, counts) < _rank(best, counts):
+                        best = other
+            if best is None:
+                continue
+            suppressed.add(best)
+            break
+        else:
+            break
+    return ProtectedTable(counts, frozenset(suppressed))
+
+
+def _order(cell: Cell) -> tuple[tuple[int, str], ...]:
+    return tuple((1, "") if v is None else (0, v) for v in cell)
+
+
+def _rank(cell: Cell, counts: Mapping[Cell, int]) -> tuple[int, int, tuple[tuple[int, str], ...]]:
+    """Complement preference: categories before margins, then the smallest count."""
+    margins = sum(1 for v in cell if v is None)
+    return (margins, counts[cell], _order(cell))
+
+
+def release_aggregate(
+    store: Store,
+    agreement: Agreement,
+    request: AggregateRequest,
+    *,
+    identity: Identity,
+    now: datetime | None = None,
+) -> AggregateOut:
+    """Counts by released fields over the agreement's population, protected.
+
+    The population is every person with a record in a dataset of the agreement (less
+    opt-outs where they apply); a person with no value for a field counts under ``""``.
+    The table protected is the cross-classification by *every* released field of the
+    agreement, so that all queries read one consistent table; a query returns the
+    entries of its ``by`` fields with the margins over the others.
+
+    Raises:
+        NotReleasedError: a ``by`` field is not released by the agreement.
+        BadRequestError: a field is named twice.
+    """
+    source = _source(store, agreement)
+    _check_labels(request.by, source)
+    if len(set(request.by)) != len(request.by):
+        raise BadRequestError("a field is named twice in by")
+    labels = list(source.columns)
+    counts: dict[str, int] = {}
+    full: dict[tuple[str, ...], int] = {}
+    persons = 0
+    for person in _persons(source, counts):
+        records = [r for d in source.datasets for r in person.by_dataset.get(d, [])]
+        key = tuple(_value(records, source.columns[label]) or "" for label in labels)
+        full[key] = full.get(key, 0) + 1
+        persons += 1
+    terms = agreement.terms
+    control = terms.aggregate_control
+    table = (
+        protect_table(full, min_cell_size=terms.min_cell_size)
+        if control is AggregateControl.SUPPRESS
+        else protect_table(full, min_cell_size=0)
+    )
+    wanted = [labels.index(label) for label in request.by]
+    cells: list[AggregateCell] = []
+    for cell in sorted(table.counts, key=_order):
+        if any(cell[i] is not None for i in range(len(labels)) if i not in wanted):
+            continue
+        values = [cell[i] for i in wanted]
+        n = table.counts[cell]
+        if control is AggregateControl.ROUND:
+            cells.append(AggregateCell(values=values, count=round_count(n, terms.rounding_base)))
+        elif cell in table.suppressed:
+            cells.append(AggregateCell(values=values, count=None, suppressed=True))
+        else:
+            cells.append(AggregateCell(values=values, count=n))
+    counts["persons"] = persons
+    counts["cells"] = len(cells)
+    counts["suppressed"] = sum(1 for c in cells if c.suppressed)
+    _audit(store, identity, agreement, counts, now)
+    return AggregateOut(
+        agreement=agreement.id,
+        by=list(request.by),
+        control=control,
+        min_cell_size=terms.min_cell_size,
+        rounding_base=terms.rounding_base if control is AggregateControl.ROUND else None,
+        cells=cells,
+    )
+
+
+# Direct care ------------------------------------------------------------------------------
+
+
+def release_linked(
+    store: Store,
+    agreement: Agreement,
+    *,
+    identity: Identity,
+    now: datetime | None = None,
+) -> LinkedOut:
+    """For each of the requesting organisation's own references, the released attributes.
+
+    Values of the organisation's own dataset come from that record itself; values of
+    other datasets from the records linked to the same person. Only the organisation's
+    own references appear; every row has every column (``None`` where nothing is linked).
+
+    Raises:
+        NotReleasedError: the organisation has no dataset in the agreement.
+    """
+    source = _source(store, agreement)
+    own = [d for d in agreement.terms.datasets if d.org == identity.name]
+    if not own:
+        raise NotReleasedError("this agreement holds no dataset of yours")
+    labels = list(source.columns)
+    counts: dict[str, int] = {}
+    rows: list[LinkedRow] = []
+    linked_rows = 0
+    for release in own:
+        ds_id = release.dataset_id
+        for ref, pid in source.linkage.iter_dataset(ds_id):
+            records = source.linkage.records_of_person(pid) if pid else []
+            if any(r.dataset in source.opt_out for r in records):
+                counts["opted_out"] = counts.get("opted_out", 0) + 1
+                continue
+            mine = [r for r in records if r.dataset == ds_id and r.ref == ref]
+            others = [r for r in records if r.dataset != ds_id]
+            values: list[str | None] = []
+            for label in labels:
+                column = source.columns[label]
+                values.append(_value(mine if column.dataset == ds_id else others, column))
+            if any(r.dataset in source.datasets for r in others):
+                linked_rows += 1
+            rows.append(LinkedRow(dataset=release.name, ref=bytes(ref).hex(), values=values))
+    counts["rows"] = len(rows)
+    counts["linked_rows"] = linked_rows
+    _audit(store, identity, agreement, counts, now)
+    return LinkedOut(agreement=agreement.id, columns=labels, rows=rows)
