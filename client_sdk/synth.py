@@ -185,6 +185,8 @@ class SynthParams:
             practice's list too (list inflation), with their old address.
         hyphen_partial_rate: of hyphenated surnames, the share a hospital records as one
             part only.
+        hospital_title_rate: share of hospital names written with a title
+            (``SMITH, Mrs Mary``).
         question_mark_rate: of names the hospital's cp1252 system cannot carry, the share
             exported with ``?`` for each such letter rather than a best-fit letter.
         gp: error rates at the practices.
@@ -205,6 +207,7 @@ class SynthParams:
     ghost_rate: float = 0.01
     hyphen_partial_rate: float = 0.2
     question_mark_rate: float = 0.1
+    hospital_title_rate: float = 0.03
     gp: ErrorRates = field(default_factory=ErrorRates)
     hospital: ErrorRates = field(default_factory=_hospital_errors)
     optout: ErrorRates = field(default_factory=_optout_errors)
@@ -1625,6 +1628,11 @@ class _Run:
         if age == 0 and not r.unknown and rng.random() < 0.5:
             given = _pick(rng, ("Baby", "Baby", "Baby Boy" if p.sex == "M" else "Baby Girl"))
             tags.append("baby_of")
+        elif rng.random() < 0.1:
+            given = _upper(given)
+        elif rng.random() < params.hospital_title_rate:
+            given = f"{_title(p, age, rng)} {given}"
+            tags.append("title")
         if r.unknown:
             given = "Male" if p.sex == "M" else "Female"
         name = f"{family}, {given}"
@@ -1798,6 +1806,18 @@ def _hospital_family(family: str, rng: random.Random, partial: float, tags: list
     if name.startswith("MC") and rng.random() < 0.1:
         name = "MC " + name[2:]
     return name
+
+
+def _title(p: _Person, age: int, rng: random.Random) -> str:
+    if age >= 25 and rng.random() < 0.03:
+        return "Dr"
+    if p.sex == "M":
+        return "Master" if age < 16 else "Mr"
+    if age < 16:
+        return "Miss"
+    if p.previous_family is not None or (age > 60 and rng.random() < 0.7):
+        return "Mrs"
+    return "Ms" if rng.random() < 0.4 else "Miss"
 
 
 def _hospital_postcode(postcode: str, rng: random.Random) -> str:
