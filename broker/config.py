@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["PLACEHOLDER_PASSPHRASES", "BrokerSettings"]
@@ -36,6 +36,10 @@ class BrokerSettings(BaseSettings):
         max_json_bytes: largest JSON request body.
         receiving_ttl_seconds: how long an uncommitted batch is kept for resumption.
         log_json: write JSON log lines (``serve`` always does).
+        audit_checkpoint_every: entries between signed audit checkpoints.
+        audit_checkpoint_max_age_seconds: also checkpoint the newest audit entry when the
+            newest checkpoint is older than this.
+        session_ttl_seconds: idle lifetime of an operator dashboard session.
     """
 
     model_config = SettingsConfigDict(env_prefix="TESSERA_BROKER_", extra="ignore")
@@ -54,6 +58,9 @@ class BrokerSettings(BaseSettings):
     max_json_bytes: int = 1024 * 1024
     receiving_ttl_seconds: int = 7 * 24 * 3600
     log_json: bool = True
+    audit_checkpoint_every: int = Field(default=1000, ge=1)
+    audit_checkpoint_max_age_seconds: int = Field(default=3600, ge=1)
+    session_ttl_seconds: int = Field(default=1800, ge=60)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:

@@ -5,6 +5,8 @@ broker/app.py turns them into :class:`keys.wire.ErrorBody`. ::
 
     BrokerError                               500 internal_error
     ├── ConfigurationError                    500 bad_configuration (exit 22)
+    ├── AuditTamperedError                    500 audit_tampered (exit 28): names the first
+    │                                             bad position of the audit log
     ├── UnauthorisedError                     401 unauthorised
     ├── NotFoundOrForbiddenError              403 not_found_or_forbidden: one message for
     │                                             "does not exist" and "not yours"
@@ -27,6 +29,7 @@ from keys.errors import BrokerError
 
 __all__ = [
     "NOT_FOUND_OR_FORBIDDEN_MESSAGE",
+    "AuditTamperedError",
     "BadRequestError",
     "BatchStateError",
     "ChunkError",
@@ -49,6 +52,17 @@ class ConfigurationError(BrokerError):
 
     exit_code = 22
     code = "bad_configuration"
+
+
+class AuditTamperedError(BrokerError):
+    """The audit log fails verification; ``position`` is the first bad one."""
+
+    exit_code = 28
+    code = "audit_tampered"
+
+    def __init__(self, position: int, message: str) -> None:
+        super().__init__(f"audit log fails verification at position {position}: {message}")
+        self.position = position
 
 
 class UnauthorisedError(BrokerError):

@@ -1,8 +1,10 @@
-"""Storage of the hash-chained audit log: a Redis list and a head pointer, one slot.
+"""Storage of the hash-chained audit log: a Redis list, a head pointer and checkpoints.
 
-broker/audit.py decides what an entry holds and how it is hashed; this module appends
-entries atomically (WATCH on the head, so two broker workers never fork the chain) and
-reads them back.
+broker/audit.py decides what an entry and a checkpoint hold, how they are hashed and
+signed; this module appends entries atomically (WATCH on the head, so two broker workers
+never fork the chain), appends checkpoints in increasing position (WATCH on their list),
+keeps the count of ``release`` entries per agreement in the same transaction as the entry,
+and reads everything back. Every key carries the ``{audit}`` hash tag: one cluster slot.
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ import redis
 from broker.store import keyspace
 from broker.store.client import Store
 
-__all__ = ["append_chained", "audit_length", "read_entries", "read_head"]
+__all__ = [
+    "append_chained",
+    "append_checkpoint",
+    "audit_length",
+    "last_checkpoint",
+    "read_checkpoints",
+    "read_entries",
+    "read_head",
+    "release_counts",
+]
 
 
 def read_head(store: Store) -> bytes | None:
@@ -23,13 +34,19 @@ def read_head(store: Store) -> bytes | None:
     return cast(bytes | None, store.redis.get(keyspace.audit_head()))
 
 
-def append_chained(store: Store, build: Callable[[bytes | None], tuple[bytes, bytes]]) -> bytes:
+def append_chained(
+    store: Store,
+    build: Callable[[bytes | None], tuple[bytes, bytes]],
+    *,
+    release_of: str = "",
+) -> bytes:
     """Append one entry chained to the current head.
 
     Args:
         store: the broker's store.
         build: given the current head (or ``None``), returns the entry's bytes and the new
             head; called again if another writer got in first.
+        release_of: an agreement whose release count goes up with this entry.
 
     Returns:
         The entry as stored.
@@ -44,6 +61,8 @@ def append_chained(store: Store, build: Callable[[bytes | None], tuple[bytes, by
                 pipe.multi()
                 pipe.rpush(log_key, entry)
                 pipe.set(head_key, new_head)
+                if release_of:
+                    pipe.hincrby(keyspace.audit_releases(), release_of, 1)
                 pipe.execute()
                 return entry
             except redis.WatchError:
@@ -52,7 +71,7 @@ def append_chained(store: Store, build: Callable[[bytes | None], tuple[bytes, by
 
 def read_entries(store: Store, *, start: int = 0, count: int = 100) -> list[bytes]:
     """Up to ``count`` entries from position ``start`` (0 = oldest)."""
-    if count <= 0:
+    if count <= 0 or start < 0:
         return []
     return cast(list[bytes], store.redis.lrange(keyspace.audit_log(), start, start + count - 1))
 
@@ -60,3 +79,48 @@ def read_entries(store: Store, *, start: int = 0, count: int = 100) -> list[byte
 def audit_length(store: Store) -> int:
     """Number of entries in the log."""
     return store.redis.llen(keyspace.audit_log())
+
+
+def release_counts(store: Store) -> dict[str, int]:
+    """Agreement id -> number of releases the audit log records under it."""
+    raw = cast(dict[bytes, bytes], store.redis.hgetall(keyspace.audit_releases()))
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def read_checkpoints(store: Store) -> list[bytes]:
+    """Every checkpoint, oldest first."""
+    return cast(list[bytes], store.redis.lrange(keyspace.audit_checkpoints(), 0, -1))
+
+
+def last_checkpoint(store: Store) -> bytes | None:
+    """The newest checkpoint, if any."""
+    return cast(bytes | None, store.redis.lindex(keyspace.audit_checkpoints(), -1))
+
+
+def append_checkpoint(store: Store, build: Callable[[bytes | None], bytes | None]) -> bytes | None:
+    """Append a checkpoint after the newest one, unless ``build`` declines.
+
+    Args:
+        store: the broker's store.
+        build: given the newest checkpoint (or ``None``), returns the next one, or ``None``
+            when there is nothing to add; called again if another writer got in first.
+
+    Returns:
+        The checkpoint appended, or ``None``.
+    """
+    key = keyspace.audit_checkpoints()
+    with store.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                last = cast(bytes | None, pipe.lindex(key, -1))
+                made = build(last)
+                if made is None:
+                    pipe.unwatch()
+                    return None
+                pipe.multi()
+                pipe.rpush(key, made)
+                pipe.execute()
+                return made
+            except redis.WatchError:
+                continue

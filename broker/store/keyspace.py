@@ -24,8 +24,10 @@ __all__ = [
     "PREFIX",
     "agreement",
     "agreements_all",
+    "audit_checkpoints",
     "audit_head",
     "audit_log",
+    "audit_releases",
     "batch",
     "batch_chunks",
     "batch_lock",
@@ -44,6 +46,7 @@ __all__ = [
     "org_blobs",
     "org_datasets",
     "org_public_key",
+    "session",
 ]
 
 PREFIX = "ts"
@@ -157,6 +160,24 @@ def audit_log() -> str:
 def audit_head() -> str:
     """STRING: JSON ``{"seq": n, "hash": hex}`` of the newest audit entry."""
     return f"{PREFIX}:{{audit}}:head"
+
+
+def audit_checkpoints() -> str:
+    """LIST: signed audit checkpoints as canonical JSON, in increasing position."""
+    return f"{PREFIX}:{{audit}}:checkpoints"
+
+
+def audit_releases() -> str:
+    """HASH: agreement id -> number of ``release`` entries in the audit log."""
+    return f"{PREFIX}:{{audit}}:releases"
+
+
+# Operator dashboard sessions -----------------------------------------------------------------
+
+
+def session(session_id: str) -> str:
+    """STRING with TTL: a dashboard session (identity id, CSRF token) by its random id."""
+    return f"{PREFIX}:session:{session_id}"
 
 
 # Linkage (broker/store/linkage_store.py) -----------------------------------------------------

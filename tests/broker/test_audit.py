@@ -1,0 +1,275 @@
+"""The audit log: chain, signed checkpoints, and tampering directly in Redis, each detected
+at the right position."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from broker.audit import (
+    AuditEntry,
+    Checkpoint,
+    append_audit,
+    audit_key_id,
+    checkpoint_now,
+    ensure_checkpoints,
+    entry_hash,
+    export_lines,
+    make_checkpoint,
+    read_audit,
+    read_audit_checkpoints,
+    releases_by_agreement,
+    verify_audit,
+    verify_export,
+)
+from broker.errors import AuditTamperedError
+from broker.store import keyspace
+from broker.store.client import Store
+from broker.store.embedded import EmbeddedRedis
+from keys.signing import public_key_of
+
+SEED = bytes(range(32))
+OTHER_SEED = bytes(range(1, 33))
+PUBLIC = public_key_of(SEED)
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    redis = EmbeddedRedis(tmp_path_factory.mktemp("audit-redis"))
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture
+def store(server):
+    with Store(server.url) as s:
+        s.redis.flushdb()
+        yield s
+
+
+def _fill(store, n, *, start=0):
+    for i in range(start, start + n):
+        append_audit(
+            store,
+            identity=f"org-{i % 3}",
+            role="org",
+            action="batch.chunk",
+            dataset=f"org-{i % 3}/gp",
+            counts={"records": i},
+            now=T0 + timedelta(seconds=i),
+        )
+
+
+def _raw(store):
+    return store.redis.lrange(keyspace.audit_log(), 0, -1)
+
+
+def _rewrite(store, raws):
+    pipe = store.redis.pipeline()
+    pipe.delete(keyspace.audit_log())
+    if raws:
+        pipe.rpush(keyspace.audit_log(), *raws)
+    pipe.execute()
+
+
+def _set_head(store, entry):
+    store.redis.set(
+        keyspace.audit_head(), json.dumps({"seq": entry.seq, "hash": entry.hash}).encode()
+    )
+
+
+def _rehashed(entry, **changes):
+    draft = replace(entry, **changes)
+    return replace(draft, hash=entry_hash(draft))
+
+
+def test_an_untouched_log_verifies_with_its_checkpoints(store):
+    _fill(store, 25)
+    made = ensure_checkpoints(store, SEED, every=10, now=T0)
+    assert [c.position for c in made] == [9, 19]
+    result = verify_audit(store, PUBLIC)
+    assert result.ok, result.problems
+    assert (result.entries, result.valid_checkpoints, result.last_checkpoint) == (25, 2, 19)
+    assert result.first_bad_position is None
+    assert "verifies" in result.summary()
+
+
+def test_entries_carry_organisation_and_agreement_and_no_credential(store):
+    entry = append_audit(
+        store, identity="dr-a", role="researcher", action="release", agreement="dsa-0123456789"
+    )
+    org_entry = append_audit(store, identity="gp-1", role="org", action="dataset.declare")
+    assert entry.organisation == "" and entry.agreement == "dsa-0123456789"
+    assert org_entry.organisation == "gp-1"
+    assert read_audit(store, count=10) == [entry, org_entry]
+    assert releases_by_agreement(store) == {"dsa-0123456789": 1}
+
+
+def test_periodic_checkpoints_then_on_demand_then_by_age(store):
+    _fill(store, 12)
+    assert [c.position for c in ensure_checkpoints(store, SEED, every=5, now=T0)] == [4, 9]
+    assert ensure_checkpoints(store, SEED, every=5, now=T0) == []
+    latest = checkpoint_now(store, SEED, every=5, now=T0)
+    assert latest is not None and latest.position == 11
+    assert checkpoint_now(store, SEED, every=5, now=T0) == latest
+    _fill(store, 2, start=12)
+    assert ensure_checkpoints(store, SEED, every=5, max_age=timedelta(hours=1), now=T0) == []
+    later = T0 + timedelta(hours=2)
+    made = ensure_checkpoints(store, SEED, every=5, max_age=timedelta(hours=1), now=later)
+    assert [c.position for c in made] == [13]
+    positions = [c.position for c in read_audit_checkpoints(store)]
+    assert positions == [4, 9, 11, 13]
+    assert all(c.is_valid(PUBLIC) and c.key_id == audit_key_id(PUBLIC) for c in made)
+    assert verify_audit(store, PUBLIC).ok
+
+
+def test_checkpoint_of_an_empty_log_is_none(store):
+    assert checkpoint_now(store, SEED, every=5) is None
+    assert verify_audit(store, PUBLIC).ok
+
+
+def test_a_raw_edit_is_detected_at_its_position(store):
+    _fill(store, 20)
+    raws = _raw(store)
+    edited = json.loads(raws[7])
+    edited["counts"] = {"records": 99999}
+    raws[7] = json.dumps(edited).encode()
+    _rewrite(store, raws)
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 7
+    assert "altered" in result.problems[0].message
+
+
+def test_an_edit_with_its_hash_recomputed_is_detected_at_its_position(store):
+    _fill(store, 20)
+    raws = _raw(store)
+    raws[11] = _rehashed(AuditEntry.from_json(raws[11]), action="nothing.happened").to_json()
+    _rewrite(store, raws)
+    assert verify_audit(store, PUBLIC).first_bad_position == 11
+
+
+def test_a_deletion_is_detected_at_its_position(store):
+    _fill(store, 20)
+    raws = _raw(store)
+    del raws[5]
+    _rewrite(store, raws)
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 5
+    assert "deleted, inserted or reordered" in result.problems[0].message
+
+
+def test_an_insertion_is_detected_at_its_position(store):
+    _fill(store, 20)
+    raws = _raw(store)
+    before = AuditEntry.from_json(raws[8])
+    forged = _rehashed(before, seq=9, prev=before.hash, action="looked.innocent")
+    raws.insert(9, forged.to_json())
+    _rewrite(store, raws)
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 9
+    assert "inserted" in result.problems[0].message
+
+
+def test_a_copied_entry_inserted_is_detected_at_its_position(store):
+    _fill(store, 20)
+    raws = _raw(store)
+    raws.insert(4, raws[15])
+    _rewrite(store, raws)
+    assert verify_audit(store, PUBLIC).first_bad_position == 4
+
+
+def test_reordering_is_detected_at_the_first_moved_position(store):
+    _fill(store, 20)
+    raws = _raw(store)
+    raws[12], raws[13] = raws[13], raws[12]
+    _rewrite(store, raws)
+    assert verify_audit(store, PUBLIC).first_bad_position == 12
+
+
+def test_removing_the_newest_entries_is_detected(store):
+    _fill(store, 20)
+    store.redis.rpop(keyspace.audit_log(), 3)
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 17
+    assert "removed from the end" in result.problems[0].message
+
+
+def test_a_rewritten_chain_is_caught_by_the_signed_checkpoint(store):
+    _fill(store, 30)
+    ensure_checkpoints(store, SEED, every=10, now=T0)  # checkpoints at 9, 19, 29
+    entries = [AuditEntry.from_json(r) for r in _raw(store)]
+    prev = entries[13].prev
+    rewritten = entries[:13]
+    for entry in entries[13:]:
+        fixed = _rehashed(entry, prev=prev, counts={"records": 0})
+        rewritten.append(fixed)
+        prev = fixed.hash
+    _rewrite(store, [e.to_json() for e in rewritten])
+    _set_head(store, rewritten[-1])
+    result = verify_audit(store, PUBLIC)
+    assert not result.ok
+    assert result.first_bad_position == 10  # after the last checkpoint that still matches
+    assert "rewritten" in result.problems[0].message
+    assert result.valid_checkpoints == 1
+
+
+def test_a_truncated_log_with_its_head_moved_back_is_caught_by_a_checkpoint(store):
+    _fill(store, 20)
+    ensure_checkpoints(store, SEED, every=10, now=T0)
+    raws = _raw(store)[:15]
+    _rewrite(store, raws)
+    _set_head(store, AuditEntry.from_json(raws[-1]))
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 15
+    assert "entries were removed" in result.problems[0].message
+
+
+def test_a_forged_checkpoint_is_detected(store):
+    _fill(store, 20)
+    ensure_checkpoints(store, SEED, every=10, now=T0)
+    raws = store.redis.lrange(keyspace.audit_checkpoints(), 0, -1)
+    altered = replace(Checkpoint.from_json(raws[1]), head="f" * 64)
+    store.redis.lset(keyspace.audit_checkpoints(), 1, altered.to_json())
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 19
+    assert "forged" in result.problems[0].message
+
+
+def test_a_checkpoint_signed_with_another_key_is_detected(store):
+    _fill(store, 12)
+    entry = read_audit(store, start=11, count=1)[0]
+    store.redis.rpush(
+        keyspace.audit_checkpoints(), make_checkpoint(11, entry.hash, OTHER_SEED, now=T0).to_json()
+    )
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 11
+    assert "not signed by the broker's audit key" in result.problems[0].message
+
+
+def test_no_checkpoint_is_signed_over_a_broken_chain(store):
+    _fill(store, 12)
+    raws = _raw(store)
+    raws[3], raws[4] = raws[4], raws[3]
+    _rewrite(store, raws)
+    with pytest.raises(AuditTamperedError) as caught:
+        ensure_checkpoints(store, SEED, every=5, now=T0)
+    assert caught.value.position == 3
+    assert read_audit_checkpoints(store) == []
+
+
+def test_an_export_verifies_offline_and_tampering_in_it_is_found(store):
+    _fill(store, 15)
+    checkpoint_now(store, SEED, every=10, now=T0)
+    lines = list(export_lines(store))
+    assert len(lines) == 15 + 2
+    assert verify_export(lines, PUBLIC).ok
+    text = [line.decode() for line in lines]
+    text[6] = text[6].replace('"records":6', '"records":7')
+    result = verify_export(text, PUBLIC)
+    assert result.first_bad_position == 6
+    assert not verify_export(lines, public_key_of(OTHER_SEED)).ok

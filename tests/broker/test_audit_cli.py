@@ -1,0 +1,106 @@
+"""``tessera-broker audit``: verify, export, checkpoint and public-key as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+from broker.audit import append_audit
+from broker.config import BrokerSettings
+from broker.runtime import BrokerRuntime
+from broker.store import keyspace
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audit-cli")
+    env = {
+        "TESSERA_BROKER_DATA_DIR": str(path),
+        "TESSERA_BROKER_KEYSTORE_PASSPHRASE": "test-" + secrets.token_hex(12),
+        "TESSERA_BROKER_DURABLE_WRITES": "0",
+    }
+    runtime = BrokerRuntime.open(
+        BrokerSettings(
+            data_dir=path,
+            keystore_passphrase=env["TESSERA_BROKER_KEYSTORE_PASSPHRASE"],  # type: ignore[arg-type]
+            durable_writes=False,
+        )
+    )
+    try:
+        for i in range(12):
+            append_audit(
+                runtime.store,
+                identity="gp-north",
+                role="org",
+                action="batch.chunk",
+                dataset="gp-north/extract",
+                counts={"records": 10 + i},
+            )
+    finally:
+        runtime.close()
+    return path, env
+
+
+def _run(env, *args):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")} | env
+    return subprocess.run(
+        [sys.executable, "-c", "from broker.cli import main; main()", "audit", *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _runtime(path, env):
+    return BrokerRuntime.open(
+        BrokerSettings(
+            data_dir=path,
+            keystore_passphrase=env["TESSERA_BROKER_KEYSTORE_PASSPHRASE"],
+            durable_writes=False,
+        )
+    )
+
+
+def test_checkpoint_verify_export_and_offline_verify(data_dir, tmp_path):
+    path, env = data_dir
+    made = _run(env, "checkpoint")
+    assert made.returncode == 0, made.stderr
+    assert "checkpoint at position 11" in made.stdout
+    verified = _run(env, "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert "audit log verifies: 12 entries, 1 signed checkpoints" in verified.stdout
+    key_file = tmp_path / "audit.pub"
+    shown = _run(env, "public-key", "--out", str(key_file))
+    assert shown.returncode == 0 and shown.stdout.splitlines()[1].startswith("ed25519:")
+    export = tmp_path / "audit.jsonl"
+    exported = _run(env, "export", "--out", str(export))
+    assert exported.returncode == 0, exported.stderr
+    lines = export.read_text().splitlines()
+    assert len(lines) == 13 and json.loads(lines[-1])["checkpoint"]["position"] == 11
+    offline = _run(env, "verify", "--file", str(export), "--public-key", str(key_file))
+    assert offline.returncode == 0, offline.stderr
+    lines[4] = lines[4].replace('"records":14', '"records":41')
+    export.write_text("\n".join(lines) + "\n")
+    offline = _run(env, "verify", "--file", str(export), "--public-key", str(key_file))
+    assert offline.returncode == 28
+    assert "position 4" in offline.stderr
+
+
+def test_verify_names_the_first_bad_position_and_exits_non_zero(data_dir):
+    path, env = data_dir
+    runtime = _runtime(path, env)
+    try:
+        raws = runtime.store.redis.lrange(keyspace.audit_log(), 0, -1)
+        runtime.store.redis.lset(keyspace.audit_log(), 6, raws[7])
+    finally:
+        runtime.close()
+    failed = _run(env, "verify")
+    assert failed.returncode == 28
+    assert "position 6" in failed.stderr
+    assert "Traceback" not in failed.stderr
