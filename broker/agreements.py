@@ -260,7 +260,7 @@ def create_agreement(
         identity=created_by,
         role=role,
         action="agreement.create",
-        dataset=agreement_id,
+        agreement=agreement_id,
         now=now,
     )
     return Agreement(agreement_id, terms, when, {})
@@ -320,7 +320,7 @@ def approve_agreement(
             identity=org.name,
             role=org.role.value,
             action="agreement.approve",
-            dataset=agreement_id,
+            agreement=agreement_id,
             now=now,
         )
     return get_agreement(store, agreement_id)
@@ -343,7 +343,7 @@ def revoke_agreement(
             identity=by,
             role=role,
             action="agreement.revoke",
-            dataset=agreement_id,
+            agreement=agreement_id,
             now=now,
         )
     return get_agreement(store, agreement_id)

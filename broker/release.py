@@ -156,7 +156,7 @@ def _audit(
         identity=identity.name,
         role=identity.role.value,
         action="release",
-        dataset=agreement.id,
+        agreement=agreement.id,
         counts=counts,
         now=now,
     )

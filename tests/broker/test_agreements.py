@@ -155,7 +155,7 @@ def test_lifecycle_is_audited_and_listed(world):
     assert get_agreement(store, agreement.id).approvals.keys() == {world.gp, world.hosp}
     assert agreement.id in {a.id for a in list_agreements(store)}
     actions = [
-        e.action for e in read_audit(store, start=0, count=100_000) if e.dataset == agreement.id
+        e.action for e in read_audit(store, start=0, count=100_000) if e.agreement == agreement.id
     ]
     assert actions == ["agreement.create", "agreement.approve", "agreement.approve"]
 
