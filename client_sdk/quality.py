@@ -22,9 +22,9 @@ from client_sdk.normalise.defect import Defect
 
 __all__ = [
     "FIELDS",
+    "FieldQuality",
     "GRADE_THRESHOLDS",
     "Grade",
-    "FieldQuality",
     "QualityCollector",
     "QualityReport",
     "RowProblem",

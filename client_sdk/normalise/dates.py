@@ -22,7 +22,12 @@ from datetime import date
 from client_sdk.normalise.defect import Defect
 from client_sdk.normalise.placeholders import PLACEHOLDER_DATES, is_placeholder_generic
 
-__all__ = ["MAX_AGE_YEARS", "DateFormatError", "DateParser", "compile_date_format"]
+__all__ = [
+    "DateFormatError",
+    "DateParser",
+    "MAX_AGE_YEARS",
+    "compile_date_format",
+]
 
 MAX_AGE_YEARS = 125
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import string
+from datetime import date
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from client_sdk.normalise import (
+    DateParser,
     Defect,
     check_family_name,
     check_given_names,
@@ -16,6 +18,7 @@ from client_sdk.normalise import (
     check_sex,
 )
 from client_sdk.normalise.placeholders import (
+    PLACEHOLDER_DATES,
     PLACEHOLDER_GENERIC,
     PLACEHOLDER_NAMES,
     PLACEHOLDER_NHS_NUMBERS,
@@ -114,3 +117,10 @@ def test_nhs_number_is_idempotent(prefix):
         if isinstance(once, str):
             assert check_nhs_number(once) == once
             assert check_nhs_number(f"{once[:3]} {once[3:6]} {once[6:]}") == once
+
+
+@given(st.sampled_from(sorted(PLACEHOLDER_DATES)), st.sampled_from(["%Y-%m-%d", "%d/%m/%Y"]))
+def test_date_placeholders_are_never_values(iso, fmt):
+    year, month, day = iso.split("-")
+    text = f"{day}/{month}/{year}" if fmt == "%d/%m/%Y" else iso
+    assert not isinstance(DateParser([fmt], today=date(2026, 11, 24)).check(text), str)
