@@ -196,8 +196,33 @@ def test_traps_are_present(synth: SynthSummary) -> None:
     for r in _rows(synth.truth_persons, "utf-8"):
         for trap in filter(None, r["traps"].split(";")):
             traps[trap.split("=")[0]] += 1
-    for trap in ("twin_of", "namesake_of", "junior_of", "married_name", "moved", "outsider"):
+    for trap in ("twin_of", "junior_of", "married_name", "moved", "outsider"):
         assert traps[trap] > 0, trap
+
+
+def test_namesakes_share_name_sex_and_birth_date_but_not_address(tmp_path: Path) -> None:
+    summary = generate(tmp_path, persons=1500, seed=3, params=SynthParams(namesake_rate=0.3))
+    persons = {r["person_id"]: r for r in _rows(summary.truth_persons, "utf-8")}
+    truth = _truth(summary)
+    gp: dict[str, tuple[object, ...]] = {}
+    for dataset in summary.datasets:
+        if dataset.kind == "gp":
+            for r in iter_records(dataset.path, load_mapping(dataset.mapping)):
+                key = (r.given_name, r.family_name, r.date_of_birth, r.sex)
+                gp[truth[(dataset.name, r.local_id)]] = key
+    pairs = [
+        (pid, trap.split("=")[1])
+        for pid, r in persons.items()
+        for trap in r["traps"].split(";")
+        if trap.startswith("namesake_of=")
+    ]
+    assert len(pairs) > 20
+    both = [(a, b) for a, b in pairs if a in gp and b in gp]
+    for a, b in pairs:
+        assert persons[a]["household_id"] != persons[b]["household_id"]
+        assert persons[a]["sex"] == persons[b]["sex"]
+    # Identical after normalisation, unless a row carries an injected error.
+    assert sum(gp[a] == gp[b] for a, b in both) >= 0.9 * len(both)
 
 
 def test_payload_is_correlated_with_risk(synth: SynthSummary) -> None:
