@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from broker.audit import append_audit
 from broker.deps import AdminCaller, AnyCaller, OrgCaller, RuntimeDep
 from broker.errors import NotFoundOrForbiddenError
 from broker.runtime import utc_now
@@ -26,6 +27,9 @@ def whoami(caller: AnyCaller) -> IdentityOut:
 def register_public_key(caller: OrgCaller, runtime: RuntimeDep, key: PublicKeyRegistration) -> None:
     """Register (or replace) the calling organisation's identity public key."""
     set_public_key(runtime.store, org=caller.name, key=key, now=utc_now())
+    append_audit(
+        runtime.store, identity=caller.name, role=caller.role.value, action="publickey.register"
+    )
 
 
 @router.get("/orgs/me/public-key", response_model=PublicKeyRegistration)

@@ -11,6 +11,7 @@ import binascii
 
 from fastapi import APIRouter, status
 
+from broker.audit import append_audit
 from broker.deps import AdminCaller, OrgCaller, RuntimeDep
 from broker.errors import NotFoundOrForbiddenError, ValidationFailedError
 from broker.store.identities import find_identity
@@ -35,6 +36,9 @@ def my_blobs(caller: OrgCaller, runtime: RuntimeDep) -> list[KeyBlobInfo]:
 def my_blob(domain: Name, key_version: Name, caller: OrgCaller, runtime: RuntimeDep) -> KeyBlob:
     """One wrapped blob of the calling organisation."""
     blob = get_blob(runtime.store, org=caller.name, domain=domain, key_version=key_version)
+    append_audit(
+        runtime.store, identity=caller.name, role=caller.role.value, action="keyblob.download"
+    )
     return KeyBlob(domain=domain, key_version=key_version, blob=base64.b64encode(blob).decode())
 
 
@@ -52,3 +56,10 @@ def deposit_blob(org: Name, body: KeyBlob, caller: AdminCaller, runtime: Runtime
     if (header.domain, header.version) != (body.domain, body.key_version):
         raise ValidationFailedError("blob: its header names another domain or key version")
     put_blob(runtime.store, org=org, domain=body.domain, key_version=body.key_version, blob=blob)
+    append_audit(
+        runtime.store,
+        identity=caller.name,
+        role=caller.role.value,
+        organisation=org,
+        action="keyblob.add",
+    )
