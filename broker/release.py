@@ -32,7 +32,7 @@ from datetime import datetime
 from itertools import product
 
 from broker.agreements import Agreement, NotReleasedError, agreement_datasets
-from broker.audit import append_audit
+from broker.audit import RELEASE_ACTION, append_audit
 from broker.errors import BadRequestError
 from broker.store.client import Store
 from broker.store.datasets import list_all_datasets
@@ -155,7 +155,7 @@ def _audit(
         store,
         identity=identity.name,
         role=identity.role.value,
-        action="release",
+        action=RELEASE_ACTION,
         agreement=agreement.id,
         counts=counts,
         now=now,

@@ -130,9 +130,7 @@ def test_refusals_wrong_researcher_wrong_org_wrong_kind(world):
     with pytest.raises(NotFoundOrForbiddenError):
         require_release(store, agreement.id, identity=_ident(world, other), kinds=RECORD_LEVEL)
     with pytest.raises(NotFoundOrForbiddenError):
-        require_release(
-            store, agreement.id, identity=_ident(world, world.gp), kinds=RECORD_LEVEL
-        )
+        require_release(store, agreement.id, identity=_ident(world, world.gp), kinds=RECORD_LEVEL)
     with pytest.raises(WrongAgreementKindError):
         require_release(
             store,
