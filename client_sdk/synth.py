@@ -918,9 +918,17 @@ class _Population:
             members.extend(self._couple(hid, group, with_children=False, elderly=True))
             parent_age = min(99, _age_on(members[0].dob, self.params.as_of) + rng.randint(22, 35))
             sex = "F" if rng.random() < 0.75 else "M"
-            elder_family = members[0].family if sex == "M" else self.surname(group)
-            members.append(self.person(hid, sex, group, min(parent_age, 99), elder_family))
-        members = members[:remaining]
+            maiden = self.surname(group) if sex == "F" and rng.random() < 0.85 else None
+            elder = self.person(hid, sex, group, parent_age, members[0].family,
+                                previous_family=maiden)  # fmt: skip
+            if elder.previous_family is not None:
+                elder.traps.append("surname_changed")
+            members.append(elder)
+        if len(members) > remaining:
+            members = members[:remaining]
+            kept = {p.pid for p in members}
+            for p in members:
+                p.traps = [t for t in p.traps if not t.startswith("twin_of=") or t[8:] in kept]
         town = _pick(rng, self.postcodes.local_towns)
         address = self.postcodes.address(town)
         previous = None
@@ -1007,7 +1015,7 @@ class _Population:
         her_age = max(18, min(99, age + round(rng.gauss(-2, 3))))
         wife = self.person(hid, "F", partner_group, her_age, her, previous_family=previous)
         if previous is not None:
-            wife.traps.append("married_name")
+            wife.traps.append("surname_changed")
         members = [him, wife]
         if with_children:
             members.extend(self._children(hid, group, min(age, her_age), children_family, him))

@@ -196,7 +196,7 @@ def test_traps_are_present(synth: SynthSummary) -> None:
     for r in _rows(synth.truth_persons, "utf-8"):
         for trap in filter(None, r["traps"].split(";")):
             traps[trap.split("=")[0]] += 1
-    for trap in ("twin_of", "junior_of", "married_name", "moved", "outsider"):
+    for trap in ("twin_of", "junior_of", "surname_changed", "moved", "outsider"):
         assert traps[trap] > 0, trap
 
 
