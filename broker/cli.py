@@ -21,6 +21,7 @@ import click
 import pydantic
 
 from broker.audit import append_audit
+from broker.cli_agreement import agreement_group
 from broker.cli_audit import audit_group
 from broker.cli_evaluate import evaluate_command
 from broker.cli_report import report_command
@@ -279,5 +280,6 @@ def key_blob_add(files: tuple[Path, ...], org: str | None, data_dir: Path | None
 cli.add_command(report_command)
 cli.add_command(evaluate_command)
 cli.add_command(audit_group)
+admin.add_command(agreement_group)
 
 main = main_wrapper(cli, "tessera-broker")
