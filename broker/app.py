@@ -115,8 +115,9 @@ def _request_ids(app: _Asgi) -> _Asgi:
         try:
             await app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "(unrouted)")
+            template = str(getattr(scope.get("route"), "path", "(unrouted)"))
+            if str(scope.get("path", "")).startswith("/v1/") and not template.startswith("/v1"):
+                template = "/v1" + template  # routers are mounted under /v1
             logger.info(
                 "%s %s %d %.1fms",
                 scope.get("method", "-"),

@@ -370,7 +370,7 @@ class LinkWorker:
         runtime: BrokerRuntime,
         *,
         poll_seconds: float = 0.5,
-        lease_seconds: int = 120,
+        lease_seconds: int = 30,
         max_failures: int = 5,
     ) -> None:
         self._runtime = runtime
@@ -385,7 +385,15 @@ class LinkWorker:
         self._thread = threading.Thread(target=self._run, name="tessera-link-worker", daemon=True)
 
     def start(self) -> None:
-        """Start the worker thread (it first resumes anything left queued)."""
+        """Start the worker thread (it first resumes anything left queued).
+
+        With the embedded Redis this process is the only broker, so a lease left by a
+        crashed predecessor is dropped at once instead of waiting for it to expire.
+        """
+        store = self._runtime.store
+        if store.embedded is not None:
+            for batch_key in batch_store.queued_batches(store, limit=1000):
+                batch_store.release_batch(store, batch_key, done=False)
         self._thread.start()
 
     def notify(self) -> None:
