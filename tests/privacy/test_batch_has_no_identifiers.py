@@ -1,0 +1,98 @@
+"""Threat model: the broker never receives a raw identifier.
+
+Synthetic GP (UTF-8) and hospital (cp1252) extracts are tokenised with the CLI; every
+identifier of the input — names, NHS numbers, dates of birth, postcodes, addresses and
+local record ids, as written and as normalised — is searched for in the raw batch file
+and in every decompressed chunk, in UTF-8, cp1252, UTF-16 (both byte orders) and
+lower/upper case. Values shorter than five bytes are skipped: they occur by chance in
+random 16-byte tokens.
+"""
+
+from __future__ import annotations
+
+import csv
+import tomllib
+import zlib
+from pathlib import Path
+
+import pytest
+
+from client_sdk.synth import generate
+from keys.batch import BatchReader
+from tests.tokenise_world import make_orgs, tokenise
+
+MIN_BYTES = 5
+
+
+_NAMES = {"full_name", "given_name", "middle_names", "family_name"}
+
+
+def _identifier_columns(mapping: dict[str, object]) -> dict[str, bool]:
+    """Identifier column → whether it holds names (searched part by part too)."""
+    columns = {str(mapping["record"]["id"]): False}  # type: ignore[index]
+    for name, spec in mapping["identifiers"].items():  # type: ignore[attr-defined]
+        columns[spec if isinstance(spec, str) else spec["column"]] = name in _NAMES
+    return columns
+
+
+def _needles(path: Path, mapping_path: Path) -> set[bytes]:
+    mapping = tomllib.loads(mapping_path.read_text())
+    encoding = mapping["source"]["encoding"]
+    columns = _identifier_columns(mapping)
+    values: set[str] = set()
+    with path.open(encoding=encoding, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=mapping["source"].get("delimiter", ","))
+        for row in reader:
+            for column, is_name in columns.items():
+                raw = (row.get(column) or "").strip()
+                if not raw:
+                    continue
+                values.add(raw)
+                if is_name:
+                    values.update(raw.replace(",", " ").replace("-", " ").split())
+                values.add(raw.replace(" ", ""))  # NHS numbers and postcodes unspaced
+                if len(raw) == 10 and raw[2] in "/-" and raw[5] in "/-":
+                    d, m, y = raw[:2], raw[3:5], raw[6:]
+                    values.add(f"{y}-{m}-{d}")  # the ISO form of a day-first date
+    needles: set[bytes] = set()
+    for value in values:
+        for form in {value, value.upper(), value.lower()}:
+            for codec in ("utf-8", "cp1252", "utf-16-le", "utf-16-be"):
+                try:
+                    encoded = form.encode(codec)
+                except UnicodeEncodeError:
+                    continue
+                if len(encoded) >= MIN_BYTES:
+                    needles.add(encoded)
+    return needles
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("privacy")
+    summary = generate(root / "data", persons=500, seed=21, practices=1, opt_out=False)
+    orgs = make_orgs(root, ["acute-trust", "gp-practice"])
+    return {"root": root, "summary": summary, "orgs": orgs}
+
+
+@pytest.mark.parametrize("kind", ["hospital", "gp"])
+def test_batch_contains_none_of_the_inputs_identifiers(
+    world: dict[str, object], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = world["summary"]
+    dataset = next(d for d in summary.datasets if d.kind == kind)  # type: ignore[attr-defined]
+    org = world["orgs"]["acute-trust" if kind == "hospital" else "gp-practice"]  # type: ignore[index]
+    out = world["root"] / f"{kind}.batch"  # type: ignore[operator]
+    assert tokenise(monkeypatch, org, dataset.path, dataset.mapping, out, dataset=kind) == 0
+
+    needles = _needles(dataset.path, dataset.mapping)
+    assert len(needles) > 1000, "the search must cover the input's identifiers"
+    source = dataset.path.read_bytes()
+    assert sum(n in source for n in needles) > 500, "the needles are the input's own bytes"
+    raw = out.read_bytes()
+    reader = BatchReader(out)
+    assert reader.manifest.record_count > 50
+    haystacks = [raw] + [zlib.decompress(chunk) for chunk in reader.raw_chunks()]
+    for haystack in haystacks:
+        found = [n for n in needles if n in haystack]
+        assert not found, f"{len(found)} identifier values found in the {kind} batch"
