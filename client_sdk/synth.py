@@ -1097,6 +1097,8 @@ _COMMON_SURNAMES: Final = frozenset(
 
 
 def _hospital_probability(age: int, ltc: int, base: float) -> float:
+    if age == 0:
+        return 0.9  # born in the hospital
     p = base + 0.006 * max(age - 40, 0) + 0.06 * ltc + (0.15 if age < 5 else 0.0)
     return min(p, 0.95)
 
@@ -1556,7 +1558,10 @@ class _Run:
             age = _age_on(p.dob, params.as_of)
             if rng.random() < _hospital_probability(age, p.ltc, params.hospital_base_rate):
                 code = self.practices[hh.practice].code
-                self._hospital_row(p, hosp_address, numbers, code)
+                mothers = [
+                    m.given for m in hh.members if m.sex == "F" and m.dob.year <= p.dob.year - 16
+                ]
+                self._hospital_row(p, hosp_address, numbers, code, mother=mothers[:1])
                 in_hospital += 1
             self._optout_row(p, hh.address)
             self._person_row(p)
@@ -1618,7 +1623,7 @@ class _Run:
         self._tagged(f"gp_{pr.code}", "gp", local_id, p, [*r.tags, *extra])
 
     def _hospital_row(self, p: _Person, address: _Address, numbers: Sequence[str],
-                      practice_code: str) -> None:  # fmt: skip
+                      practice_code: str, *, mother: Sequence[str] = ()) -> None:  # fmt: skip
         rng = self.rng
         params = self.params
         r = self.emitter.render(
@@ -1634,7 +1639,9 @@ class _Run:
         if r.middles and rng.random() < 0.4:
             given = " ".join([given, *r.middles])
         if age == 0 and not r.unknown and rng.random() < 0.5:
-            given = _pick(rng, ("Baby", "Baby", "Baby Boy" if p.sex == "M" else "Baby Girl"))
+            forms = ["Baby", "Baby Boy" if p.sex == "M" else "Baby Girl"]
+            forms.extend(f"Baby Of {m}" for m in mother)
+            given = _pick(rng, forms)
             tags.append("baby_of")
         elif rng.random() < 0.1:
             given = _upper(given)
