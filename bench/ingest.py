@@ -1,15 +1,19 @@
 """Ingest and linkage benchmark: records per second and Redis bytes per record.
 
-Two parts, both on synthetic data with eight match keys:
+Two parts, on synthetic data with eight match keys, one record per person in both
+datasets, 95% of tokens present and 80% of the hospital's patients known to the GP:
 
 * ``engine_*``: the linkage engine alone (no HTTP) against a private redis-server: ``n``
   GP records are linked first, then ``n`` hospital records are timed as they link
-  against them; memory per record is Redis's ``used_memory`` growth over the ``2n``
-  records, payload excluded (the records carry none).
-* ``http_*``: the same through the broker's HTTP API (upload, commit, link), when the
-  broker's upload endpoints exist.
+  against them; bytes per record is the growth of Redis's ``used_memory`` over the
+  ``2n`` records, payload excluded (the records carry none).
+* ``http_*``: the whole path — ``tessera-broker serve`` with its embedded redis-server,
+  the SDK's upload client sending batch files in chunks, re-keying, storing, linking —
+  with client, broker and Redis sharing this machine. The GP batch is uploaded and linked
+  first; the hospital batch is timed from the start of its upload until it is linked.
 
-``run(n)`` is what ``make bench`` calls; ``python -m bench.ingest N`` runs it alone.
+``run(n)`` is what ``make bench`` calls (``n`` records per dataset; 1,000,000 at full
+scale); ``python -m bench.ingest N [engine|http]`` runs one part alone.
 """
 
 from __future__ import annotations
@@ -27,42 +31,67 @@ from broker.store.embedded import EmbeddedRedis
 from broker.store.linkage_store import LinkageStore
 from keys.derive import RecordRef, StoredToken
 
-__all__ = ["make_records", "run", "run_engine"]
+__all__ = ["SyntheticPair", "run", "run_engine", "run_http"]
 
 KEYS = tuple(f"key{k}" for k in range(8))
-CHUNK = 5_000
+CHUNK = 10_000
 
 
-def make_records(
-    n: int, *, dataset: str, seed: int, match_rate: float = 0.8, missing_rate: float = 0.05
-) -> list[IncomingRecord]:
-    """Synthetic records of person ``i`` (0 <= i < n), eight tokens each.
+class SyntheticPair:
+    """Token rows of a GP dataset and a hospital dataset drawn from one population.
 
-    A person's token at key ``k`` is the same in every dataset; each record misses each
-    token with probability ``missing_rate``, and a fraction ``1 - match_rate`` of the
-    records belong to persons only that dataset holds.
+    Person ``p``'s token at key ``k`` is the same 16 bytes in both datasets; each record
+    misses each token with probability ``missing``; a fraction ``1 - overlap`` of the
+    hospital's records belong to people the GP does not hold.
     """
-    rng = random.Random(seed)
-    out: list[IncomingRecord] = []
-    for i in range(n):
-        person = i if rng.random() < match_rate else n * (seed + 7) + i
-        tokens = tuple(
-            None
-            if rng.random() < missing_rate
-            else StoredToken(random.Random(person * 8 + k).randbytes(16))
-            for k in range(8)
+
+    def __init__(self, n: int, *, overlap: float = 0.8, missing: float = 0.05) -> None:
+        rng = random.Random(20261124)
+        self.n = n
+        people = 2 * n
+        self._table = rng.randbytes(16 * len(KEYS) * people)
+        self.gp_people = list(range(n))
+        self.hospital_people = [
+            i if rng.random() < overlap else n + i for i in rng.sample(range(n), n)
+        ]
+        self._present = [
+            tuple(rng.random() >= missing for _ in KEYS) for _ in range(min(people, 65536))
+        ]
+
+    def tokens(self, person: int, salt: int) -> tuple[bytes | None, ...]:
+        """Tokens of one record of ``person`` (``salt`` varies which ones are missing)."""
+        mask = self._present[(person * 31 + salt) % len(self._present)]
+        base = person * len(KEYS) * 16
+        return tuple(
+            self._table[base + 16 * k : base + 16 * k + 16] if mask[k] else None
+            for k in range(len(KEYS))
         )
-        ref = RecordRef(random.Random(f"{dataset}/{i}").randbytes(16))
-        out.append(IncomingRecord(ref, tokens, ()))
-    return out
+
+    def refs(self, dataset: str, count: int) -> list[bytes]:
+        """Distinct 16-byte references."""
+        rng = random.Random(dataset)
+        return [rng.randbytes(16) for _ in range(count)]
 
 
 def run_engine(n: int) -> dict[str, float]:
     """Link ``n`` GP then ``n`` hospital records through the engine alone."""
+    pair = SyntheticPair(n)
     gp = DatasetInfo("gp/practice", "gp", True, KEYS)
     hospital = DatasetInfo("acute/admissions", "acute", True, KEYS)
-    gp_records = make_records(n, dataset=gp.id, seed=1, match_rate=1.0)
-    hospital_records = make_records(n, dataset=hospital.id, seed=2)
+
+    def records(dataset: DatasetInfo, people: list[int], salt: int) -> list[IncomingRecord]:
+        refs = pair.refs(dataset.id, len(people))
+        return [
+            IncomingRecord(
+                RecordRef(ref),
+                tuple(None if t is None else StoredToken(t) for t in pair.tokens(p, salt)),
+                (),
+            )
+            for ref, p in zip(refs, people, strict=True)
+        ]
+
+    gp_records = records(gp, pair.gp_people, 1)
+    hospital_records = records(hospital, pair.hospital_people, 2)
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedRedis(Path(tmp))
         server.start()
@@ -89,16 +118,87 @@ def run_engine(n: int) -> dict[str, float]:
         "engine_gp_records_per_s": n / gp_seconds,
         "engine_link_records_per_s": n / hospital_seconds,
         "engine_bytes_per_record": used / (2 * n),
-        "engine_linked_persons": float(report.linked_persons),
+        "engine_linked_fraction": report.linked_persons / n,
+    }
+
+
+def run_http(n: int) -> dict[str, float]:
+    """Upload and link ``n`` GP then ``n`` hospital records through the HTTP API."""
+    from client_sdk.client import BrokerClient
+    from keys.derive import Token
+    from keys.wire import BatchState, DatasetDeclaration, Role
+    from tests.harness import make_batch, start_broker
+
+    pair = SyntheticPair(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = start_broker(Path(tmp) / "broker")
+        try:
+            clients: list[BrokerClient] = []
+            paths: list[Path] = []
+            for org, people, salt in (
+                ("gp", pair.gp_people, 1),
+                ("acute", pair.hospital_people, 2),
+            ):
+                credential = broker.add_identity(Role.ORG, org)
+                client = BrokerClient(broker.url, credential)
+                client.declare_dataset(
+                    DatasetDeclaration(
+                        name="main",
+                        one_record_per_person=True,
+                        domain="bench",
+                        spec_hash="bench-spec",
+                        key_version="v1",
+                        match_keys=list(KEYS),
+                    )
+                )
+                path = Path(tmp) / f"{org}.tsb"
+                make_batch(
+                    path,
+                    dataset="main",
+                    refs=[RecordRef(r) for r in pair.refs(org, len(people))],
+                    tokens=[
+                        tuple(None if t is None else Token(t) for t in pair.tokens(p, salt))
+                        for p in people
+                    ],
+                    chunk_size=CHUNK,
+                    domain="bench",
+                    spec_hash="bench-spec",
+                    match_keys=KEYS,
+                )
+                clients.append(client)
+                paths.append(path)
+            info = broker.runtime.store.info("memory")
+            base = int(info["used_memory"])
+            started = time.perf_counter()
+            status = clients[0].upload(paths[0], wait_timeout=7200, poll=0.1)
+            gp_seconds = time.perf_counter() - started
+            if status.state is not BatchState.LINKED:
+                raise RuntimeError(f"GP batch ended {status.state}")
+            started = time.perf_counter()
+            status = clients[1].upload(paths[1], wait_timeout=7200, poll=0.1)
+            hospital_seconds = time.perf_counter() - started
+            if status.state is not BatchState.LINKED:
+                raise RuntimeError(f"hospital batch ended {status.state}")
+            used = int(broker.runtime.store.info("memory")["used_memory"]) - base
+            for client in clients:
+                client.close()
+        finally:
+            broker.stop()
+    return {
+        "http_gp_records_per_s": n / gp_seconds,
+        "http_link_records_per_s": n / hospital_seconds,
+        "http_bytes_per_record_all": used / (2 * n),
     }
 
 
 def run(n: int) -> dict[str, float]:
     """Every ingest number at size ``n`` (records per dataset)."""
-    return run_engine(n)
+    return {**run_engine(n), **run_http(n)}
 
 
 if __name__ == "__main__":
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    for name, value in run(size).items():
-        print(f"{name:<32} {value:>14,.1f}")
+    part = sys.argv[2] if len(sys.argv) > 2 else "all"
+    runner = {"engine": run_engine, "http": run_http}.get(part, run)
+    for name, value in runner(size).items():
+        print(f"{name:<32} {value:>14,.2f}")
