@@ -519,7 +519,7 @@ class _Session:
             chosen, chosen_key = usable[0], k
             for pid in usable[1:]:
                 if self._compatible(persons[chosen], persons[pid]):
-                    self._merge(chosen, pid)
+                    self._merge(chosen, pid, k)
                 else:
                     conflicts.append((_MERGE, k, k, candidates[pid]))
         self.touch_record(rid)
@@ -541,8 +541,12 @@ class _Session:
         record.cflags = cflags
         self.stats.conflicts += len(conflicts)
 
-    def _merge(self, into: int, other: int) -> None:
-        """Merge person ``other`` into the older person ``into``."""
+    def _merge(self, into: int, other: int, key: int) -> None:
+        """Merge person ``other`` into the older person ``into`` through match key ``key``.
+
+        The record that had started ``other`` now counts as linked through ``key``, so
+        every person keeps exactly one record that started it.
+        """
         self.touch_person(into)
         self.touch_person(other)
         moving = self.persons.pop(other)
@@ -552,6 +556,8 @@ class _Session:
             if record is not None:
                 self.touch_record(rid)
                 record.pid = into
+                if record.link_key == NO_KEY:
+                    record.link_key = key
         self.persons[into].extend(moving)
         self.stats.persons_merged += 1
 
