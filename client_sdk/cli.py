@@ -17,6 +17,13 @@ from client_sdk.cli_broker import (
 from client_sdk.cli_check import check_command
 from client_sdk.cli_evaluate import truth_refs_command
 from client_sdk.cli_keys import register_key_commands
+from client_sdk.cli_release import (
+    aggregate_command,
+    agreement_group,
+    cohort_command,
+    linked_command,
+    risk_command,
+)
 from client_sdk.cli_synth import synth_command
 from client_sdk.cli_tokenise import spec_group, tokenise_command
 from keys.cliutil import main_wrapper
@@ -49,5 +56,7 @@ for _command in (
     cli.add_command(_command)
 
 register_key_commands(cli)
+for _command in (agreement_group, cohort_command, aggregate_command, linked_command, risk_command):
+    cli.add_command(_command)
 
 main = main_wrapper(cli, "tessera-sdk")

@@ -1,0 +1,48 @@
+"""``ReleaseClient``: agreements and releases over HTTP (the upload client's session).
+
+Kept apart from client.py so that the upload client stays small; like it, this module
+never sees an identifier: releases hold project pseudonyms, released values and the
+organisation's own opaque references, which only its local index maps to local ids.
+"""
+
+from __future__ import annotations
+
+from client_sdk.client import BrokerClient, _parse, _parse_list
+from keys.wire_release import (
+    AggregateOut,
+    AggregateRequest,
+    AgreementOut,
+    CohortOut,
+    CohortRequest,
+    LinkedOut,
+)
+
+__all__ = ["ReleaseClient"]
+
+
+class ReleaseClient(BrokerClient):
+    """A :class:`~client_sdk.client.BrokerClient` that also reads agreements and releases."""
+
+    def agreements(self) -> list[AgreementOut]:
+        """The agreements this identity contributes to, receives under or is named on."""
+        return _parse_list(self._request("GET", "/v1/agreements"), AgreementOut)
+
+    def agreement(self, agreement_id: str) -> AgreementOut:
+        """One agreement, with its status now."""
+        return self._get(f"/v1/agreements/{agreement_id}", AgreementOut)
+
+    def approve(self, agreement_id: str) -> AgreementOut:
+        """Approve an agreement as a contributing organisation."""
+        return _parse(self._request("POST", f"/v1/agreements/{agreement_id}/approve"), AgreementOut)
+
+    def cohort(self, agreement_id: str, request: CohortRequest) -> CohortOut:
+        """A pseudonymised cohort (researchers named on a record-level agreement)."""
+        return self._post(f"/v1/agreements/{agreement_id}/cohort", request, CohortOut)
+
+    def aggregate(self, agreement_id: str, request: AggregateRequest) -> AggregateOut:
+        """Protected counts (researchers named on an aggregate agreement)."""
+        return self._post(f"/v1/agreements/{agreement_id}/aggregate", request, AggregateOut)
+
+    def linked(self, agreement_id: str) -> LinkedOut:
+        """The direct-care return for this organisation's own references."""
+        return self._get(f"/v1/agreements/{agreement_id}/linked", LinkedOut)
