@@ -187,6 +187,8 @@ class SynthParams:
             part only.
         hospital_title_rate: share of hospital names written with a title
             (``SMITH, Mrs Mary``).
+        hospital_initial_rate: share of hospital names with the given name as an initial
+            (``SMITH, J``).
         question_mark_rate: of names the hospital's cp1252 system cannot carry, the share
             exported with ``?`` for each such letter rather than a best-fit letter.
         gp: error rates at the practices.
@@ -208,6 +210,7 @@ class SynthParams:
     hyphen_partial_rate: float = 0.2
     question_mark_rate: float = 0.1
     hospital_title_rate: float = 0.03
+    hospital_initial_rate: float = 0.005
     gp: ErrorRates = field(default_factory=ErrorRates)
     hospital: ErrorRates = field(default_factory=_hospital_errors)
     optout: ErrorRates = field(default_factory=_optout_errors)
@@ -1650,7 +1653,12 @@ class _Run:
             tags.append("title")
         if r.unknown:
             given = "Male" if p.sex == "M" else "Female"
-        name = f"{family}, {given}"
+        if not r.unknown and " " not in given and rng.random() < params.hospital_initial_rate:
+            given = given[0]
+            tags.append("given_initial")
+        roll = rng.random()
+        separator = ", " if roll < 0.94 else ("," if roll < 0.99 else " , ")
+        name = f"{family}{separator}{given}"
         name, lost = _cp1252(name, question_marks=rng.random() < params.question_mark_rate)
         if lost:
             tags.append("question_mark" if "?" in name else "transliterated")
@@ -1820,6 +1828,8 @@ def _hospital_family(family: str, rng: random.Random, partial: float, tags: list
             name = name.replace("'", "\u2019")
     if name.startswith("MC") and rng.random() < 0.1:
         name = "MC " + name[2:]
+    if " " in name and "-" not in family and rng.random() < 0.2:
+        name = name.replace(" ", "")  # ST JOHN → STJOHN, DE SOUZA → DESOUZA
     return name
 
 
