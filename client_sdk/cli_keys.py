@@ -13,6 +13,7 @@ import click
 from client_sdk.config import SdkSettings
 from client_sdk.orgstore import OrgStore
 from keys.cliutil import read_passphrase
+from keys.keystore import check_new_passphrase
 
 __all__ = ["KEY_COMMANDS", "init", "install_key", "keys_command", "register_key_commands"]
 
@@ -40,7 +41,7 @@ def _passphrase(*, confirm: bool = False) -> str:
 @_dir_option
 def init(org: str, directory: Path) -> None:
     """Make the organisation's identity: key pairs, an encrypted keystore, a public key file."""
-    store = OrgStore.create(directory, org, _passphrase(confirm=True))
+    store = OrgStore.create(directory, org, check_new_passphrase(_passphrase(confirm=True)))
     click.echo(f"initialised organisation {store.org} in {store.directory}")
     click.echo(f"public key file for the custodian: {store.public_key_path}")
     click.echo(f"fingerprint (read it out to the custodian): {store.fingerprint}")

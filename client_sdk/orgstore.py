@@ -125,7 +125,12 @@ class OrgStore:
             OrgStoreError: the directory is already initialised.
         """
         check_name(org, what="organisation")
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OrgStoreError(
+                f"{directory}: cannot create the directory: {exc.strerror}"
+            ) from None
         private = OrgPrivateKeys.generate(rng=rng)
         contents = KeystoreContents(
             secrets={**private.to_secrets(), _REFERENCE_SECRET: rng(32)},
@@ -143,10 +148,9 @@ class OrgStore:
             )
         except DuplicateKeyError:
             raise OrgStoreError(f"{directory}: already initialised as an organisation") from None
-        public_path = directory / PUBLIC_KEY_FILE
         tmp = directory / f".{PUBLIC_KEY_FILE}.tmp"
         tmp.write_bytes(private.public(org).to_file_bytes())
-        tmp.replace(public_path)
+        tmp.replace(directory / PUBLIC_KEY_FILE)
         return cls(directory, keystore, org)
 
     @classmethod

@@ -15,7 +15,13 @@ import click
 
 from keys.cliutil import main_wrapper, read_passphrase
 from keys.errors import KeyManagementError
-from keys.keystore import DEFAULT_LOCK_TIMEOUT, Keystore, create_domain, list_domains
+from keys.keystore import (
+    DEFAULT_LOCK_TIMEOUT,
+    Keystore,
+    check_new_passphrase,
+    create_domain,
+    list_domains,
+)
 from keys.rotation import grant_key, retire_version, rotate_domain
 from keys.wrapping import Kem, OrgPublicKey
 
@@ -67,6 +73,7 @@ def cli() -> None:
 def init(keystore_path: Path, lock_timeout: float) -> None:
     """Create a new, empty, encrypted custodian keystore (asks for the passphrase twice)."""
     passphrase = read_passphrase(_PASSPHRASE_ENV, what="new keystore passphrase", confirm=True)
+    check_new_passphrase(passphrase)
     Keystore.create(keystore_path, passphrase, lock_timeout=lock_timeout)
     click.echo(f"created keystore {keystore_path} (encrypted, mode 0600)")
 
@@ -186,6 +193,8 @@ def grant(
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         raise KeyManagementError(f"{out} already exists: choose another --out") from None
+    except OSError as exc:
+        raise KeyManagementError(f"{out}: cannot write the key blob: {exc.strerror}") from None
     with os.fdopen(fd, "wb") as handle:
         handle.write(granted.blob)
     click.echo(

@@ -81,6 +81,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_BYTES",
     "MAGIC",
+    "MIN_PASSPHRASE_LENGTH",
     "SERVICE_SECRET_NAMES",
     "Domain",
     "KdfParams",
@@ -92,6 +93,7 @@ __all__ = [
     "Rng",
     "ServiceSecrets",
     "check_name",
+    "check_new_passphrase",
     "create_domain",
     "format_timestamp",
     "get_key_version",
@@ -115,6 +117,7 @@ FORMAT_VERSION = 1
 HEADER_BYTES = 52
 DOMAIN_KEY_BYTES = 32
 DEFAULT_LOCK_TIMEOUT = 10.0
+MIN_PASSPHRASE_LENGTH = 12
 
 _KDF_ARGON2ID = 1
 _SALT_BYTES = 16
@@ -242,6 +245,20 @@ def check_name(name: str, *, what: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def check_new_passphrase(passphrase: str) -> str:
+    """Return ``passphrase`` if it is long enough to protect a new keystore, else raise.
+
+    The CLIs apply this when a keystore is created; the Python API accepts any non-empty
+    passphrase (tests use short ones).
+    """
+    if len(passphrase) < MIN_PASSPHRASE_LENGTH:
+        raise KeyManagementError(
+            f"choose a passphrase of at least {MIN_PASSPHRASE_LENGTH} characters "
+            "(four or more random words are best)"
+        )
+    return passphrase
 
 
 def parse_version(label: str) -> int:
@@ -470,7 +487,8 @@ def _lock_path(path: Path) -> Path:
 @contextmanager
 def _exclusive_lock(path: Path, timeout: float) -> Iterator[None]:
     lock_path = _lock_path(path)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    with _os_errors(lock_path):
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -492,6 +510,16 @@ def _exclusive_lock(path: Path, timeout: float) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def _os_errors(path: Path) -> Iterator[None]:
+    """An operating-system failure (missing directory, permissions) as one clear line."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise KeyManagementError(f"{path}: cannot use the keystore file: {reason}") from exc
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -521,6 +549,8 @@ def _read_file(path: Path) -> bytes:
         raise KeystoreFormatError(f"{path}: no keystore there") from None
     except IsADirectoryError:
         raise KeystoreFormatError(f"{path}: is a directory, not a keystore") from None
+    except OSError as exc:
+        raise KeyManagementError(f"{path}: cannot read the keystore: {exc.strerror}") from None
 
 
 class Keystore:
@@ -601,7 +631,8 @@ class Keystore:
                 contents or KeystoreContents(), passphrase, kind=kind, kdf=kdf, rng=rng
             )
             store._derived = (data[24:40], kdf, key)
-            _write_atomic(path, data)
+            with _os_errors(path):
+                _write_atomic(path, data)
         logger.info("created %s keystore %s", kind.label, path)
         return store
 
@@ -657,7 +688,8 @@ class Keystore:
             contents, header = self._load()
             yield contents
             data = _seal_with_key(contents, self._key_for(header), header, self._rng)
-            _write_atomic(self._path, data)
+            with _os_errors(self._path):
+                _write_atomic(self._path, data)
         logger.debug("wrote %s keystore %s", self._kind.label, self._path)
 
 

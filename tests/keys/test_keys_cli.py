@@ -1,0 +1,333 @@
+"""tessera-keys and tessera-sdk key commands in-process: each error is one line and a code.
+
+The e2e test runs the same commands as subprocesses; here the keystores use cheap Argon2id
+costs (made through the Python API) so every error path stays fast. A pseudo-terminal test
+checks that ``init`` asks for its passphrase twice.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from client_sdk.cli import cli as sdk_cli
+from client_sdk.orgstore import OrgStore
+from keys.cli import cli as keys_cli
+from keys.cliutil import run_cli
+from keys.keystore import KdfParams, Keystore, create_domain
+from keys.wrapping import BlobHeader, parse_blob_header
+
+FAST = KdfParams(memory_cost=64, iterations=1, lanes=1)
+CUSTODIAN_PW = "test-only custodian pw"
+ORG_PW = "test-only organisation pw"
+OPAQUE_BLOB = "cannot open the key blob: wrong passphrase or key, or the file was altered"
+OPAQUE_KEYSTORE = "cannot open the keystore: wrong passphrase or key, or the file was altered"
+
+
+@dataclass
+class World:
+    root: Path
+    capsys: pytest.CaptureFixture[str]
+
+    @property
+    def ks(self) -> str:
+        return str(self.root / "custodian.keystore")
+
+    def keys(self, *args: str) -> tuple[int, str, str]:
+        code = run_cli(keys_cli, "tessera-keys", list(args))
+        captured = self.capsys.readouterr()
+        return code, captured.out, captured.err
+
+    def sdk(self, *args: str) -> tuple[int, str, str]:
+        code = run_cli(sdk_cli, "tessera-sdk", list(args))
+        captured = self.capsys.readouterr()
+        return code, captured.out, captured.err
+
+    def grant(self, org: str, out: str, *extra: str) -> tuple[int, str, str]:
+        public = str(self.root / org / "public-key.json")
+        return self.keys(
+            "grant", "somerset-health", "--org", org, "--public-key", public,
+            "--out", str(self.root / out), "--keystore", self.ks, *extra,
+        )  # fmt: skip
+
+
+def _one_line(result: tuple[int, str, str], code: int, message: str, prog: str) -> None:
+    got_code, _, err = result
+    assert got_code == code, result
+    assert err.count("\n") == 1 and err.startswith(f"{prog}: error: "), err
+    assert message in err, err
+
+
+@pytest.fixture
+def world(tmp_path: Path, capsys, monkeypatch) -> World:
+    monkeypatch.setenv("TESSERA_KEYS_PASSPHRASE", CUSTODIAN_PW)
+    monkeypatch.setenv("TESSERA_SDK_PASSPHRASE", ORG_PW)
+    monkeypatch.delenv("TESSERA_KEYS_KEYSTORE", raising=False)
+    store = Keystore.create(tmp_path / "custodian.keystore", CUSTODIAN_PW, kdf=FAST)
+    create_domain(store, "somerset-health")
+    for org in ("north-trust", "south-council"):
+        OrgStore.create(tmp_path / org, org, ORG_PW, kdf=FAST)
+    return World(tmp_path, capsys)
+
+
+def test_grant_install_rotate_list(world: World):
+    code, out, _ = world.grant("north-trust", "n1.tkey")
+    assert code == 0 and "granted domain somerset-health v1" in out
+    code, out, _ = world.sdk(
+        "install-key", str(world.root / "n1.tkey"), "--dir", str(world.root / "north-trust")
+    )
+    assert code == 0 and "installed domain somerset-health v1" in out
+    code, out, _ = world.keys("domain", "rotate", "somerset-health", "--keystore", world.ks)
+    assert code == 0 and "v2 is current" in out
+    code, out, _ = world.grant("south-council", "s2.tkey", "--kem", "x25519")
+    assert code == 0 and "somerset-health v2" in out and "(x25519)" in out
+    code, out, _ = world.keys("domain", "retire", "somerset-health", "v1", "--keystore", world.ks)
+    assert code == 0 and "retired domain somerset-health v1" in out
+    code, out, _ = world.keys("domain", "list", "--keystore", world.ks)
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["DOMAIN", "VERSION", "STATUS"]
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["somerset-health", "v1", "retired"],
+        ["somerset-health", "v2", "current"],
+    ]
+    code, out, _ = world.sdk("keys", "--dir", str(world.root / "north-trust"))
+    assert code == 0 and "somerset-health" in out and "v1" in out
+    code, out, _ = world.keys("fingerprint", str(world.root / "north-trust" / "public-key.json"))
+    assert code == 0 and out.startswith("north-trust ")
+
+
+def test_empty_listings(world: World, tmp_path: Path):
+    Keystore.create(tmp_path / "empty.keystore", CUSTODIAN_PW, kdf=FAST)
+    code, out, _ = world.keys("domain", "list", "--keystore", str(tmp_path / "empty.keystore"))
+    assert code == 0 and "no domains yet" in out
+    code, out, _ = world.sdk("keys", "--dir", str(world.root / "north-trust"))
+    assert code == 0 and "no domain keys installed yet" in out
+
+
+def test_wrong_passphrases(world: World, monkeypatch):
+    monkeypatch.setenv("TESSERA_KEYS_PASSPHRASE", "wrong passphrase!")
+    monkeypatch.setenv("TESSERA_SDK_PASSPHRASE", "wrong passphrase!")
+    _one_line(
+        world.keys("domain", "list", "--keystore", world.ks), 3, OPAQUE_KEYSTORE, "tessera-keys"
+    )
+    _one_line(
+        world.sdk("keys", "--dir", str(world.root / "north-trust")),
+        3,
+        OPAQUE_KEYSTORE,
+        "tessera-sdk",
+    )
+
+
+def test_damaged_keystores(world: World):
+    path = world.root / "custodian.keystore"
+    data = path.read_bytes()
+    for damaged, message in (
+        (data[:10], "truncated keystore"),
+        (data[:-1], OPAQUE_KEYSTORE),
+        (data[:55] + bytes([data[55] ^ 4]) + data[56:], OPAQUE_KEYSTORE),
+        (b"hello world" * 10, "not a Tessera keystore"),
+    ):
+        path.write_bytes(damaged)
+        _one_line(world.keys("domain", "list", "--keystore", world.ks), 3, message, "tessera-keys")
+    _one_line(
+        world.keys("domain", "list", "--keystore", str(world.root / "nothing")),
+        3,
+        "no keystore there",
+        "tessera-keys",
+    )
+
+
+def test_damaged_and_misdirected_blobs(world: World):
+    world.grant("north-trust", "n1.tkey")
+    blob = world.root / "n1.tkey"
+    data = blob.read_bytes()
+    north, south = str(world.root / "north-trust"), str(world.root / "south-council")
+    _one_line(world.sdk("install-key", str(blob), "--dir", south), 3, OPAQUE_BLOB, "tessera-sdk")
+    header, body = parse_blob_header(data)
+    for change in ({"domain": "other"}, {"version": "v2"}, {"org": "south-council"}):
+        fields = {
+            "kem": header.kem, "domain": header.domain, "version": header.version,
+            "org": header.org, "key_id": header.key_id, "fingerprint": header.fingerprint,
+        } | change  # fmt: skip
+        blob.write_bytes(BlobHeader(**fields).pack() + body)  # type: ignore[arg-type]
+        target = south if "org" in change else north
+        _one_line(
+            world.sdk("install-key", str(blob), "--dir", target), 3, OPAQUE_BLOB, "tessera-sdk"
+        )
+    blob.write_bytes(data[:-20])
+    _one_line(
+        world.sdk("install-key", str(blob), "--dir", north), 3, "truncated key blob", "tessera-sdk"
+    )
+    blob.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    _one_line(world.sdk("install-key", str(blob), "--dir", north), 3, OPAQUE_BLOB, "tessera-sdk")
+
+
+def test_unknown_domains_and_versions(world: World):
+    ks = ("--keystore", world.ks)
+    _one_line(world.keys("domain", "rotate", "nope", *ks), 5, "no domain nope", "tessera-keys")
+    _one_line(
+        world.keys("domain", "retire", "somerset-health", "v3", *ks),
+        5,
+        "no key version v3",
+        "tessera-keys",
+    )
+    _one_line(
+        world.grant("north-trust", "x.tkey", "--version", "v8"),
+        5,
+        "no key version v8",
+        "tessera-keys",
+    )
+    _one_line(
+        world.keys("domain", "retire", "somerset-health", "v1", *ks),
+        2,
+        "rotate before retiring",
+        "tessera-keys",
+    )
+    _one_line(
+        world.keys("domain", "create", "somerset-health", *ks), 6, "already exists", "tessera-keys"
+    )
+    _one_line(
+        world.keys("domain", "create", "no spaces", *ks), 2, "invalid domain name", "tessera-keys"
+    )
+    _one_line(
+        world.sdk(
+            "install-key",
+            str(world.root / "custodian.keystore"),
+            "--dir",
+            str(world.root / "nowhere"),
+        ),
+        13,
+        "not an organisation directory",
+        "tessera-sdk",
+    )
+
+
+def test_init_checks(world: World, tmp_path: Path, monkeypatch):
+    _one_line(world.keys("init", "--keystore", world.ks), 6, "already exists", "tessera-keys")
+    _one_line(
+        world.keys("init", "--keystore", str(tmp_path / "no" / "such" / "dir" / "k")),
+        2,
+        "cannot use the keystore file",
+        "tessera-keys",
+    )
+    monkeypatch.setenv("TESSERA_KEYS_PASSPHRASE", "short")
+    monkeypatch.setenv("TESSERA_SDK_PASSPHRASE", "short")
+    _one_line(
+        world.keys("init", "--keystore", str(tmp_path / "k2")),
+        2,
+        "at least 12 characters",
+        "tessera-keys",
+    )
+    assert not (tmp_path / "k2").exists()
+    _one_line(
+        world.sdk("init", "--org", "x", "--dir", str(tmp_path / "x")),
+        2,
+        "at least 12 characters",
+        "tessera-sdk",
+    )
+    monkeypatch.setenv("TESSERA_SDK_PASSPHRASE", ORG_PW)
+    _one_line(
+        world.sdk("init", "--org", "bad org", "--dir", str(tmp_path / "y")),
+        2,
+        "invalid organisation name",
+        "tessera-sdk",
+    )
+
+
+def test_grant_refuses_mismatched_org_overwrite_and_bad_public_key(world: World):
+    public = str(world.root / "south-council" / "public-key.json")
+    _one_line(
+        world.keys(
+            "grant",
+            "somerset-health",
+            "--org",
+            "north-trust",
+            "--public-key",
+            public,
+            "--out",
+            str(world.root / "z.tkey"),
+            "--keystore",
+            world.ks,
+        ),  # fmt: skip
+        2,
+        "is the public key of organisation south-council, not north-trust",
+        "tessera-keys",
+    )
+    world.grant("north-trust", "n1.tkey")
+    _one_line(
+        world.grant("north-trust", "n1.tkey"),
+        2,
+        "already exists: choose another --out",
+        "tessera-keys",
+    )
+    _one_line(
+        world.grant("north-trust", "missing/dir.tkey"),
+        2,
+        "cannot write the key blob",
+        "tessera-keys",
+    )
+    (world.root / "north-trust" / "public-key.json").write_text('{"format": "nope"}')
+    _one_line(
+        world.grant("north-trust", "n2.tkey"),
+        3,
+        "not a valid Tessera organisation public key",
+        "tessera-keys",
+    )
+
+
+def test_keystore_env_var(world: World, monkeypatch):
+    monkeypatch.setenv("TESSERA_KEYS_KEYSTORE", world.ks)
+    code, out, _ = world.keys("domain", "list")
+    assert code == 0 and "somerset-health" in out
+
+
+def _pty_run(argv: list[str], answers: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``argv`` on a pseudo-terminal, answering each prompt in turn."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    seen = b""
+    pending = list(answers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(leader, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if pending and seen.rstrip().endswith(b":"):
+                os.write(leader, pending.pop(0).encode() + b"\n")
+                seen += b"\n"
+        elif proc.poll() is not None:
+            break
+    code = proc.wait(timeout=60)
+    os.close(leader)
+    return code, seen.decode(errors="replace")
+
+
+def test_init_prompts_twice_on_a_terminal_and_hides_the_passphrase(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    script = str(Path(sys.executable).parent / "tessera-keys")
+    path = tmp_path / "tty.keystore"
+    code, transcript = _pty_run(
+        [script, "init", "--keystore", str(path)],
+        ["a long test-only passphrase", "a long test-only passphrase"],
+        env,
+    )
+    assert code == 0, transcript
+    assert transcript.count("New keystore passphrase") == 1
+    assert "Repeat for confirmation" in transcript
+    assert "a long test-only passphrase" not in transcript
+    Keystore.open(path, "a long test-only passphrase")
