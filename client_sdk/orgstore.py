@@ -89,7 +89,7 @@ class OrgStore:
 
     __slots__ = ("_directory", "_keystore", "_org")
 
-    def __init__(self, directory: Path, keystore: Keystore, org: str) -> None:
+    def __init__(self, directory: Path, keystore: Keystore, *, org: str) -> None:
         self._directory = directory
         self._keystore = keystore
         self._org = org
@@ -151,7 +151,7 @@ class OrgStore:
         tmp = directory / f".{PUBLIC_KEY_FILE}.tmp"
         tmp.write_bytes(private.public(org).to_file_bytes())
         tmp.replace(directory / PUBLIC_KEY_FILE)
-        return cls(directory, keystore, org)
+        return cls(directory, keystore, org=org)
 
     @classmethod
     def open(
@@ -176,7 +176,7 @@ class OrgStore:
         org = keystore.read().meta.get(_ORG_META)
         if org is None:
             raise KeystoreFormatError(f"{path}: organisation keystore lacks its name")
-        return cls(directory, keystore, org)
+        return cls(directory, keystore, org=org)
 
     @property
     def org(self) -> str:

@@ -114,7 +114,7 @@ def domain_rotate(name: str, keystore_path: Path, lock_timeout: float) -> None:
 @_keystore_options
 def domain_retire(name: str, version: str, keystore_path: Path, lock_timeout: float) -> None:
     """Destroy the key material of VERSION of NAME (not the current one)."""
-    retired = retire_version(_open(keystore_path, lock_timeout), name, version)
+    retired = retire_version(_open(keystore_path, lock_timeout), name, version=version)
     click.echo(f"retired domain {name} {retired.version} (key id {retired.key_id})")
 
 

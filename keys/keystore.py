@@ -720,7 +720,7 @@ def list_domains(keystore: Keystore) -> list[Domain]:
     return [contents.domains[name] for name in sorted(contents.domains)]
 
 
-def get_key_version(keystore: Keystore, domain: str, version: str | None = None) -> KeyVersion:
+def get_key_version(keystore: Keystore, domain: str, *, version: str | None = None) -> KeyVersion:
     """Key version ``version`` of ``domain`` (the current one for ``None``).
 
     Raises:

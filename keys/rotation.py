@@ -87,7 +87,7 @@ def rotate_domain(
     return new
 
 
-def retire_version(keystore: Keystore, domain: str, version: str) -> KeyVersion:
+def retire_version(keystore: Keystore, domain: str, *, version: str) -> KeyVersion:
     """Destroy the key material of a non-current version; keep its id and fingerprint.
 
     Retiring a version already retired changes nothing.
@@ -125,7 +125,7 @@ def grant_key(
     Raises:
         UnknownKeyError: no such domain or version, or the version is retired.
     """
-    chosen = get_key_version(keystore, domain, version)
+    chosen = get_key_version(keystore, domain, version=version)
     blob = wrap_key(
         chosen.require_key(domain),
         domain=domain,

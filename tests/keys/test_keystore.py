@@ -131,14 +131,14 @@ def test_domains_rotate_and_retire(keystore: Keystore):
     (domain,) = list_domains(keystore)
     assert [(v.version, v.status) for v in domain.versions] == [("v1", "active"), ("v2", "current")]
     assert domain.current == v2 and v2.key != v1.key and v2.key_id != v1.key_id
-    assert get_key_version(keystore, "somerset-health", "v1").key == v1.key
+    assert get_key_version(keystore, "somerset-health", version="v1").key == v1.key
     with pytest.raises(KeyManagementError, match="current: rotate before retiring"):
-        retire_version(keystore, "somerset-health", "v2")
-    retired = retire_version(keystore, "somerset-health", "v1")
+        retire_version(keystore, "somerset-health", version="v2")
+    retired = retire_version(keystore, "somerset-health", version="v1")
     assert retired.key is None and retired.status == "retired"
     assert retired.key_id == v1.key_id and retired.fingerprint == v1.fingerprint
     with pytest.raises(UnknownKeyError, match="retired"):
-        get_key_version(keystore, "somerset-health", "v1").require_key("somerset-health")
+        get_key_version(keystore, "somerset-health", version="v1").require_key("somerset-health")
     v3 = rotate_domain(keystore, "somerset-health")
     assert v3.version == "v3"
 
@@ -150,7 +150,7 @@ def test_unknown_and_duplicate_domains(keystore: Keystore):
     with pytest.raises(UnknownKeyError, match="no domain nope"):
         get_key_version(keystore, "nope")
     with pytest.raises(UnknownKeyError, match="no key version v7"):
-        get_key_version(keystore, "d", "v7")
+        get_key_version(keystore, "d", version="v7")
     with pytest.raises(UnknownKeyError, match="no domain nope"):
         rotate_domain(keystore, "nope")
     with pytest.raises(KeyManagementError, match="invalid domain name"):
