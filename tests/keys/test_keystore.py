@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keys.errors import (
     DecryptionError,
@@ -23,14 +25,19 @@ from keys.errors import (
 from keys.keystore import (
     DEFAULT_KDF,
     HEADER_BYTES,
+    Domain,
     KdfParams,
     Keystore,
+    KeystoreContents,
     KeystoreKind,
     ServiceSecrets,
     create_domain,
     get_key_version,
     list_domains,
+    new_key_version,
     open_service_secrets,
+    seal_contents,
+    unseal_contents,
 )
 from keys.rotation import retire_version, rotate_domain
 
@@ -261,3 +268,21 @@ def test_busy_error_in_process(keystore: Keystore):
     other = Keystore.open(keystore.path, "correct horse", lock_timeout=0)
     with keystore.transaction(), pytest.raises(KeystoreBusyError):
         create_domain(other, "y")
+
+
+_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    secrets=st.dictionaries(_names, st.binary(max_size=64), max_size=4),
+    meta=st.dictionaries(_names, st.text(max_size=30), max_size=4),
+    domains=st.lists(_names, max_size=3, unique=True),
+)
+def test_any_contents_survive_a_seal_round_trip(secrets, meta, domains):
+    contents = KeystoreContents(secrets=secrets, meta=meta)
+    for n, name in enumerate(domains):
+        version = new_key_version("v1", status="current", rng=lambda k, n=n: bytes([n]) * k)
+        contents.domains[name] = Domain(name=name, versions=(version,))
+    data = seal_contents(contents, "pw", kind=KeystoreKind.ORG, kdf=FAST)
+    assert unseal_contents(data, "pw", kind=KeystoreKind.ORG) == contents
