@@ -551,7 +551,7 @@ def _mistype_nhs(number: str, rng: random.Random) -> str:
     roll = rng.random()
     if roll < 0.45:
         for _ in range(20):
-            i = rng.randrange(9)
+            i = _below(rng, 9)
             if digits[i] != digits[i + 1]:
                 digits[i], digits[i + 1] = digits[i + 1], digits[i]
                 return "".join(digits)
@@ -591,7 +591,7 @@ class _PostcodeBook:
         rng = self.rng
         sectors = self.sectors.get(place.district)
         if sectors is None:
-            sectors = sorted(rng.sample(range(10), rng.randint(2, 6)))
+            sectors = sorted(rng.sample(range(10), _between(rng, 2, 6)))
             self.sectors[place.district] = sectors
         while True:
             inward = (
@@ -602,7 +602,7 @@ class _PostcodeBook:
                 self.used.add(postcode)
                 break
         street = _pick(rng, self.lists.streets)
-        return [postcode, street, rng.randint(1, 3), rng.randint(6, 30), place.town]
+        return [postcode, street, _between(rng, 1, 3), _between(rng, 6, 30), place.town]
 
     def address(self, town: str) -> _Address:
         rng = self.rng
@@ -617,7 +617,7 @@ class _PostcodeBook:
             units.remove(unit)
         roll = rng.random()
         if roll < 0.08:
-            line1 = f"Flat {rng.randint(1, 12)}, {number} {unit[1]}"
+            line1 = f"Flat {_between(rng, 1, 12)}, {number} {unit[1]}"
         elif roll < 0.11:
             line1 = f"{_pick(rng, _HOUSE_NAMES)}, {unit[1]}"
         else:
@@ -628,7 +628,7 @@ class _PostcodeBook:
         rng = self.rng
         place = _pick(rng, self.outside_places)
         unit = self._new_unit(place)
-        return _Address(f"{rng.randint(1, 200)} {unit[1]}", place.town, unit[0])
+        return _Address(f"{_between(rng, 1, 200)} {unit[1]}", place.town, unit[0])
 
 
 _HOUSE_NAMES: Final = (
@@ -649,7 +649,7 @@ def _mistype_postcode(postcode: str, rng: random.Random) -> str:
     outward, inward = postcode.split(" ")
     if rng.random() < 0.3 and inward[1] != inward[2]:
         return f"{outward} {inward[0]}{inward[2]}{inward[1]}"
-    i = rng.randrange(3)
+    i = _below(rng, 3)
     if i == 0:
         new = _pick(rng, [d for d in "0123456789" if d != inward[0]])
     else:
@@ -689,6 +689,16 @@ def _dob_typo(dob: date, rng: random.Random, as_of: date) -> date:
         except ValueError:
             continue
     return dob + timedelta(days=1)
+
+
+def _between(rng: random.Random, low: int, high: int) -> int:
+    """``rng.randint`` without its argument checks: this is the hot path."""
+    return low + int(rng.random() * (high - low + 1))
+
+
+def _below(rng: random.Random, high: int) -> int:
+    """``rng.randrange(high)``, likewise."""
+    return int(rng.random() * high)
 
 
 def _pick(rng: random.Random, items: Sequence[_T]) -> _T:
@@ -841,12 +851,12 @@ class _Population:
 
     def _dob_for_age(self, age: int) -> date:
         as_of = self.params.as_of
-        return as_of - timedelta(days=int(age * 365.25) + self.rng.randrange(365))
+        return as_of - timedelta(days=int(age * 365.25) + _below(self.rng, 365))
 
     def age_from(self, bands: _Weighted, low: int = 0, high: int = 99) -> int:
         for _ in range(100):
             band = int(bands.pick(self.rng))
-            age = band * 5 + self.rng.randrange(5 if band < 18 else 10)
+            age = band * 5 + _below(self.rng, 5 if band < 18 else 10)
             if low <= age <= high:
                 return age
         return max(low, min(high, 40))
@@ -919,7 +929,7 @@ class _Population:
             members.extend(self._lone_parent(hid, group))
         else:
             members.extend(self._couple(hid, group, with_children=False, elderly=True))
-            parent_age = min(99, _age_on(members[0].dob, self.params.as_of) + rng.randint(22, 35))
+            parent_age = min(99, _age_on(members[0].dob, self.params.as_of) + _between(rng, 22, 35))
             sex = "F" if rng.random() < 0.75 else "M"
             maiden = self.surname(group) if sex == "F" and rng.random() < 0.85 else None
             elder = self.person(hid, sex, group, parent_age, members[0].family,
@@ -982,16 +992,16 @@ class _Population:
         if len(self.namesake_pool) < 2000:
             self.namesake_pool.append(p)
         else:
-            self.namesake_pool[self.rng.randrange(2000)] = p
+            self.namesake_pool[_below(self.rng, 2000)] = p
 
     def _couple(
         self, hid: str, group: str, *, with_children: bool, elderly: bool = False
     ) -> list[_Person]:
         rng = self.rng
         if with_children:
-            age = rng.randint(26, 58)
+            age = _between(rng, 26, 58)
         elif elderly:
-            age = rng.randint(40, 70)
+            age = _between(rng, 40, 70)
         else:
             age = self.age_from(self.adult_bands, 20)
             if age < 50 and rng.random() < 0.4:
@@ -1027,7 +1037,7 @@ class _Population:
     def _lone_parent(self, hid: str, group: str) -> list[_Person]:
         rng = self.rng
         sex = "F" if rng.random() < 0.88 else "M"
-        age = rng.randint(20, 55)
+        age = _between(rng, 20, 55)
         family = self.surname(group)
         parent = self.person(hid, sex, group, age, family)
         return [parent, *self._children(hid, group, age, family, parent if sex == "M" else None)]
@@ -1039,13 +1049,13 @@ class _Population:
         count = rng.choices((1, 2, 3, 4), weights=(40, 40, 15, 5))[0]
         # The eldest was born when the parent was 18 to 36; the others 1 to 5 years apart.
         # Children over 24 have left home.
-        age = parent_age - rng.randint(min(18, parent_age), min(36, parent_age))
+        age = parent_age - _between(rng, min(18, parent_age), min(36, parent_age))
         kids: list[_Person] = []
         for _ in range(count):
             if age < 0:
                 break
             if age > 24:
-                age -= rng.randint(1, 5)
+                age -= _between(rng, 1, 5)
                 continue
             sex = "M" if rng.random() < 0.51 else "F"
             given = None
@@ -1074,7 +1084,7 @@ class _Population:
                 twin.traps.append(f"twin_of={kid.pid}")
                 kid.traps.append(f"twin_of={twin.pid}")
                 kids.append(twin)
-            age -= rng.randint(1, 5)
+            age -= _between(rng, 1, 5)
         return kids
 
     def outsider(self) -> tuple[_Person, _Address]:
@@ -1129,7 +1139,7 @@ class _ShuffledCsv:
         if len(self.buffer) < 4096:
             self.buffer.append(row)
             return
-        i = self.rng.randrange(len(self.buffer))
+        i = _below(self.rng, len(self.buffer))
         self.writer.writerow(self.buffer[i])
         self.buffer[i] = row
 
@@ -1399,7 +1409,7 @@ def _practices(rng: random.Random, lists: _Lists, count: int) -> list[_Practice]
     practices = []
     for i in range(count):
         while True:
-            code = f"L85{rng.randrange(1000):03d}"
+            code = f"L85{_below(rng, 1000):03d}"
             if code not in codes:
                 codes.add(code)
                 break
@@ -1514,10 +1524,10 @@ class _Run:
                          crlf=False, rng=shuffle_rng)
             for p in practices
         ]  # fmt: skip
-        self.gp_ids = [self.rng.randrange(10_000, 90_000) for _ in practices]
+        self.gp_ids = [_between(self.rng, 10_000, 89_999) for _ in practices]
         self.hospital = _ShuffledCsv(out_dir / "hospital.csv", _HOSPITAL_HEADER,
                                      encoding="cp1252", crlf=True, rng=shuffle_rng)  # fmt: skip
-        self.hospital_id = self.rng.randrange(100_000, 900_000)
+        self.hospital_id = _between(self.rng, 100_000, 899_999)
         self.optout = (
             _ShuffledCsv(out_dir / "optout.csv", _OPTOUT_HEADER, encoding="utf-8-sig",
                          crlf=True, rng=shuffle_rng)
@@ -1571,9 +1581,7 @@ class _Run:
         return in_hospital
 
     def outsider(self, p: _Person, address: _Address) -> None:
-        code = (
-            f"{_pick(self.rng, ('L84', 'L81', 'L83', 'J83', 'M85'))}{self.rng.randrange(1000):03d}"
-        )
+        code = f"{_pick(self.rng, ('L84', 'L81', 'L83', 'J83', 'M85'))}{_below(self.rng, 1000):03d}"
         self._hospital_row(p, address, (), code)
         self._optout_row(p, address)
         self._person_row(p)
@@ -1593,7 +1601,7 @@ class _Run:
                 extra: Sequence[str]) -> None:  # fmt: skip
         pr = self.practices[practice]
         r = self.emitter.render(p, address, self.params.gp, kind="gp", family_numbers=numbers)
-        self.gp_ids[practice] += self.rng.randint(1, 9)
+        self.gp_ids[practice] += _between(self.rng, 1, 9)
         local_id = str(self.gp_ids[practice])
         case = _upper if pr.upper else _same
         if r.dob is None:
@@ -1633,7 +1641,7 @@ class _Run:
             p, address, params.hospital, kind="hospital", family_numbers=numbers
         )
         tags = list(r.tags)
-        self.hospital_id += rng.randint(1, 40)
+        self.hospital_id += _between(rng, 1, 40)
         local_id = f"H{self.hospital_id:07d}"
         age = _age_on(p.dob, params.as_of)
         # Name as the PAS holds it: "FAMILY, Given Middle".
