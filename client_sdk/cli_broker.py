@@ -21,7 +21,13 @@ from client_sdk.errors import BrokerCallError
 from client_sdk.orgstore import PUBLIC_KEY_FILE, OrgStore, public_key_fingerprint
 from keys.batch import BatchReader
 from keys.cliutil import read_passphrase
-from keys.wire import BatchMode, BatchState, DatasetDeclaration, PublicKeyRegistration
+from keys.wire import (
+    BatchMode,
+    BatchState,
+    DatasetDeclaration,
+    DatasetKind,
+    PublicKeyRegistration,
+)
 
 __all__ = [
     "dataset_group",
@@ -146,6 +152,12 @@ def dataset_group() -> None:
     help="Whether the dataset holds at most one record per person.",
 )
 @click.option("--description", default="", help="What the dataset is, for people.")
+@click.option(
+    "--opt-out-register",
+    is_flag=True,
+    help="The dataset is an opt-out register (tokens only): its persons leave releases "
+    "of agreements where opt-outs apply.",
+)
 def declare_command(
     name: str,
     broker_url: str | None,
@@ -157,6 +169,7 @@ def declare_command(
     payload_columns: tuple[str, ...],
     one_record_per_person: bool,
     description: str,
+    opt_out_register: bool,
 ) -> None:
     """Declare dataset NAME (declaring the same again is harmless)."""
     fields: dict[str, object] = {}
@@ -188,6 +201,7 @@ def declare_command(
             "name": name,
             "description": description,
             "one_record_per_person": one_record_per_person,
+            "kind": DatasetKind.OPT_OUT if opt_out_register else DatasetKind.RECORDS,
         }
     )
     with _client(broker_url) as client:
