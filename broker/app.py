@@ -17,6 +17,7 @@ import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,14 +26,17 @@ from fastapi.responses import JSONResponse
 
 from broker.api import (
     agreements,
+    audit,
     datasets,
     health,
     identities,
     keyblobs,
     linkage,
+    pages,
     releases,
     uploads,
 )
+from broker.audit import AuditCheckpointer
 from broker.config import BrokerSettings
 from broker.ingest import LinkWorker
 from broker.runtime import BrokerRuntime
@@ -195,6 +199,13 @@ def create_app(
         app.state.link_worker = worker
         if worker is not None:
             worker.start()
+        checkpointer = AuditCheckpointer(
+            runtime.store,
+            runtime.secrets.audit_signing_key,
+            every=settings.audit_checkpoint_every,
+            max_age=timedelta(seconds=settings.audit_checkpoint_max_age_seconds),
+        )
+        checkpointer.start()
         supervisor = asyncio.create_task(_supervise(runtime))
         try:
             yield
@@ -202,6 +213,7 @@ def create_app(
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
+            checkpointer.stop()
             if worker is not None:
                 worker.stop()
             runtime.close()
@@ -227,6 +239,8 @@ def create_app(
         app.include_router(module.router, prefix="/v1")
     app.include_router(agreements.router, prefix="/v1")
     app.include_router(releases.router, prefix="/v1")
+    app.include_router(audit.router, prefix="/v1")
+    app.include_router(pages.router)
     for hook in hooks:
         hook(app)
     app.add_middleware(_RequestIdMiddleware)

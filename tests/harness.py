@@ -247,6 +247,7 @@ def make_batch(
     match_keys: Sequence[str] = ("nhs", "name_dob"),
     payload_columns: Sequence[str] = (),
     batch_id: str | None = None,
+    quality: dict[str, object] | None = None,
 ) -> BatchManifest:
     """Write a batch file of the given records in chunks of ``chunk_size``."""
     rows = list(payload) if payload is not None else [()] * len(refs)
@@ -273,6 +274,7 @@ def make_batch(
             record_count=len(refs),
             chunk_digests=writer.chunk_digests,
             created_at=datetime.now(UTC).isoformat(),
+            quality=quality or {},
         )
         writer.finish(manifest)
     return manifest

@@ -55,7 +55,9 @@ def test_report_counts_links_and_is_for_admins_and_auditors(broker_server, tmp_p
 
     admin = broker_server.add_identity(Role.ADMIN, unique("admin"))
     auditor = broker_server.add_identity(Role.AUDITOR, unique("auditor"))
-    for credential in (admin, auditor):
+    with broker_server.client(auditor) as http:
+        assert http.get("/v1/linkage/report").status_code == 403  # the audit, nothing else
+    for credential in (admin,):
         with broker_server.client(credential) as http:
             response = http.get("/v1/linkage/report")
         assert response.status_code == 200

@@ -1,0 +1,197 @@
+"""The register, the dashboard and the audit API over real HTTP (no browser)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import httpx
+import pytest
+
+from broker.api.pages import LOGIN_COOKIE, SESSION_COOKIE
+from broker.audit import read_audit
+from broker.store import keyspace
+from broker.store.identities import find_identity
+from tests.transparency_world import HOSTILE_TITLE, build_transparency
+
+
+@pytest.fixture(scope="module")
+def t(broker_server, tmp_path_factory):
+    return build_transparency(broker_server, tmp_path_factory.mktemp("pages"))
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found
+    return found.group(1)
+
+
+def _login(broker, credential: str) -> tuple[httpx.Client, str]:
+    """Log in through the form; returns a client that sends the session cookie."""
+    client = httpx.Client(base_url=broker.url, timeout=30)
+    form = client.get("/dashboard/login")
+    token = form.cookies[LOGIN_COOKIE]
+    answer = client.post(
+        "/dashboard/login",
+        data={"credential": credential, "csrf": _csrf(form.text)},
+        headers={"Cookie": f"{LOGIN_COOKIE}={token}"},
+    )
+    assert answer.status_code == 303, answer.text
+    session_id = answer.cookies[SESSION_COOKIE]
+    client.headers["Cookie"] = f"{SESSION_COOKIE}={session_id}"
+    return client, session_id
+
+
+def test_register_lists_every_agreement_ever_active_with_release_counts(broker_server, t):
+    page = httpx.get(broker_server.url + "/register")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "<script>" not in html
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt; Frailty &amp; &lt;b&gt;emergency&lt;/b&gt;"
+    assert escaped in html
+    assert "Withdrawn study of falls" in html and "Revoked" in html
+    assert "Diabetes outcomes draft" not in html
+    assert "Future study not yet started" not in html
+    assert "Section 251 of the NHS Act 2006" in html
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    body = httpx.get(broker_server.url + "/register.json").json()
+    mine = {a["agreement"]: a for a in body["agreements"]}
+    active = mine[t.active.id]
+    assert active["title"] == HOSTILE_TITLE
+    assert active["releases"] == 2 and active["status"] == "active"
+    assert {d["name"]: d["fields"] for d in active["datasets"]} == {
+        "reg": ["AGE_BAND", "LTC"],
+        "pas": ["AE"],
+    }
+    assert mine[t.revoked.id]["status"] == "revoked" and mine[t.revoked.id]["releases"] == 0
+    assert t.draft.id not in mine
+
+
+def test_register_csv_is_spreadsheet_safe(broker_server, t):
+    answer = httpx.get(broker_server.url + "/register.csv")
+    assert answer.headers["content-type"].startswith("text/csv")
+    rows = {r["agreement"]: r for r in csv.DictReader(io.StringIO(answer.text))}
+    assert rows[t.active.id]["title"] == HOSTILE_TITLE
+    assert rows[t.active.id]["releases"] == "2"
+    assert rows[t.active.id]["purpose"].startswith("To see")
+    assert all(not v.startswith(("=", "+", "-", "@")) for r in rows.values() for v in r.values())
+
+
+def test_dashboard_needs_an_admin_session(broker_server, t):
+    anonymous = httpx.get(broker_server.url + "/dashboard")
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/dashboard/login"
+    with httpx.Client(base_url=broker_server.url) as client:
+        form = client.get("/dashboard/login")
+        token = form.cookies[LOGIN_COOKIE]
+        for credential in (t.auditor_cred, t.world.gp_cred, "tsk_not-a-credential"):
+            answer = client.post(
+                "/dashboard/login",
+                data={"credential": credential, "csrf": token},
+                headers={"Cookie": f"{LOGIN_COOKIE}={token}"},
+            )
+            assert answer.status_code == 401
+            assert "not a live administrator credential" in answer.text
+        no_cookie = client.post(
+            "/dashboard/login",
+            data={"credential": t.admin_cred, "csrf": token},
+            headers={"Cookie": ""},
+        )
+        assert no_cookie.status_code == 400
+    forged = httpx.get(
+        broker_server.url + "/dashboard", headers={"Cookie": f"{SESSION_COOKIE}=made-up"}
+    )
+    assert forged.status_code == 303
+
+
+def test_login_sets_a_strict_http_only_session_cookie_holding_no_credential(broker_server, t):
+    client = httpx.Client(base_url=broker_server.url, timeout=30)
+    form = client.get("/dashboard/login")
+    token = form.cookies[LOGIN_COOKIE]
+    answer = client.post(
+        "/dashboard/login",
+        data={"credential": t.admin_cred, "csrf": _csrf(form.text)},
+        headers={"Cookie": f"{LOGIN_COOKIE}={token}"},
+    )
+    cookie = next(
+        v for k, v in answer.headers.multi_items() if k == "set-cookie" and SESSION_COOKIE in v
+    )
+    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=strict" in cookie
+    session_id = answer.cookies[SESSION_COOKIE]
+    assert t.admin_cred not in cookie
+    store = broker_server.runtime.store
+    stored = store.redis.get(keyspace.session(session_id))
+    assert stored is not None and t.admin_cred.encode() not in stored
+    assert 0 < store.redis.ttl(keyspace.session(session_id)) <= 1800
+    client.headers["Cookie"] = f"{SESSION_COOKIE}={session_id}"
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    client.post("/dashboard/logout", data={"csrf": _csrf(page.text)})
+    assert store.redis.get(keyspace.session(session_id)) is None
+    assert client.get("/dashboard").status_code == 303
+    client.close()
+
+
+def test_dashboard_shows_quality_trend_linkage_pending_and_audit(broker_server, t):
+    client, _ = _login(broker_server, t.admin_cred)
+    html = client.get("/dashboard").text
+    assert t.graded_dataset in html
+    assert "improving" in html and "Bronze → Silver" in html
+    assert "Records linked by match key" in html and "<svg" in html
+    assert "Diabetes outcomes draft" in html
+    assert "<script>alert" not in html
+    assert "Verified" in html and "audit log verifies" in html
+    assert "dashboard.login" in html
+    for leaked in t.secrets:
+        assert leaked not in html
+    client.close()
+
+
+def test_revoke_needs_the_csrf_token_and_is_audited(broker_server, t):
+    client, _ = _login(broker_server, t.admin_cred)
+    page = client.get("/dashboard")
+    store = broker_server.runtime.store
+    refused = client.post("/dashboard/credentials/revoke", data={"name": t.victim, "csrf": "x"})
+    assert refused.headers["location"] == "/dashboard?notice=expired"
+    assert not find_identity(store, t.victim).revoked
+    done = client.post(
+        "/dashboard/credentials/revoke", data={"name": t.victim, "csrf": _csrf(page.text)}
+    )
+    assert done.status_code == 303
+    assert find_identity(store, t.victim).revoked
+    newest = read_audit(store, start=0, count=100_000)[-1]
+    assert (newest.action, newest.identity, newest.organisation) == (
+        "credential.revoke",
+        t.admin,
+        t.victim,
+    )
+    client.close()
+
+
+def test_the_auditor_reads_the_audit_and_nothing_else(broker_server, t):
+    auditor = broker_server.client(t.auditor_cred)
+    page = auditor.get("/v1/audit/entries", params={"start": 0, "count": 5}).json()
+    assert page["total"] >= 5 and [e["seq"] for e in page["entries"]] == [0, 1, 2, 3, 4]
+    verification = auditor.get("/v1/audit/verification").json()
+    assert verification["ok"] is True and verification["first_bad_position"] is None
+    key = auditor.get("/v1/audit/public-key").json()
+    assert key["algorithm"] == "ed25519" and key["key_id"] == verification["key_id"]
+    export = auditor.get("/v1/audit/export")
+    assert export.headers["content-type"].startswith("application/x-ndjson")
+    assert len(export.text.splitlines()) >= page["total"]
+    assert auditor.post("/v1/audit/checkpoints").status_code == 403
+    for method, path in (
+        ("GET", "/v1/datasets"),
+        ("GET", "/v1/linkage/report"),
+        ("POST", f"/v1/agreements/{t.active.id}/cohort"),
+        ("GET", "/v1/orgs/me/key-blobs"),
+    ):
+        assert auditor.request(method, path, json={}).status_code == 403, path
+    admin = broker_server.client(t.admin_cred)
+    made = admin.post("/v1/audit/checkpoints").json()
+    assert made["position"] >= page["total"] - 1
+    assert admin.get("/v1/audit/checkpoints").json()[-1] == made
+    org = broker_server.client(t.world.gp_cred)
+    assert org.get("/v1/audit/entries").status_code == 403
+    for c in (auditor, admin, org):
+        c.close()
