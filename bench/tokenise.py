@@ -1,0 +1,103 @@
+"""Tokenisation throughput with the default UK health spec.
+
+``run(n, workers)`` builds an n-row GP extract from the SDK's synthetic generator (rows
+repeated under fresh local ids once the population is used up) and reports:
+
+- ``tokenise_rec_per_s``: normalised records → encoded token chunks (tokens, references,
+  chunk encoding and compression), the part this module owns;
+- ``end_to_end_rec_per_s``: what ``tessera-sdk tokenise`` does: read the CSV, normalise,
+  tokenise, write the batch file and the local index;
+- ``tokens_per_record``: tokens emitted per record on this data.
+
+    .venv/bin/python -m bench.tokenise [N] [WORKERS]
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from client_sdk.local_index import LocalIndex
+from client_sdk.mapping import load_mapping
+from client_sdk.pipeline import iter_records
+from client_sdk.synth import generate
+from client_sdk.tokenise import TokeniseParams, tokenise_records, write_batch
+from keys.derive import DomainKey
+from keys.spec import default_spec
+
+__all__ = ["run"]
+
+_POPULATION = 60_000
+
+
+def _extract(directory: Path, n: int) -> tuple[Path, Path]:
+    summary = generate(directory / "synth", persons=min(n, _POPULATION), seed=1, practices=1)
+    gp = next(d for d in summary.datasets if d.kind == "gp")
+    with gp.path.open(encoding=gp.encoding, newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = list(reader)
+    id_col = header.index(load_mapping(gp.mapping).record.id)  # type: ignore[arg-type]
+    out = directory / "extract.csv"
+    with out.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for i in range(n):
+            row = list(rows[i % len(rows)])
+            row[id_col] = str(i)
+            writer.writerow(row)
+    return out, gp.mapping
+
+
+def run(n: int, workers: int = 1) -> dict[str, float]:
+    """Records per second of tokenisation alone and of the whole ``tokenise`` command."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        extract, mapping_path = _extract(directory, n)
+        mapping = load_mapping(mapping_path)
+        params = TokeniseParams(
+            spec=default_spec(),
+            domain_key=DomainKey(b"\x01" * 32),
+            domain="bench-health",
+            key_version="v1",
+            reference_secret=b"\x02" * 32,
+            dataset="bench",
+            payload_columns=tuple(mapping.payload.columns),
+        )
+        records = list(iter_records(extract, mapping))
+        started = time.perf_counter()
+        tokens = 0
+        for chunk in tokenise_records(records, params, workers=workers):
+            tokens += sum(chunk.token_counts)
+        tokenise_seconds = time.perf_counter() - started
+        del records
+
+        orgdir = directory / "org"
+        orgdir.mkdir()
+        started = time.perf_counter()
+        with LocalIndex.open(orgdir, "bench") as index:
+            summary = write_batch(
+                iter_records(extract, mapping),
+                params,
+                out=directory / "bench.batch",
+                index=index,
+                workers=workers,
+            )
+        end_to_end_seconds = time.perf_counter() - started
+    count = summary.manifest.record_count
+    return {
+        "records": float(count),
+        "tokenise_rec_per_s": count / tokenise_seconds,
+        "end_to_end_rec_per_s": count / end_to_end_seconds,
+        "tokens_per_record": tokens / count if count else 0.0,
+    }
+
+
+if __name__ == "__main__":
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    procs = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    for key, value in run(size, procs).items():
+        print(f"{key:<24} {value:>14,.1f}")
