@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from client_sdk.synth import generate
+from client_sdk.synth import MAX_PRACTICES, generate
 
 __all__ = ["synth_command"]
 
@@ -28,7 +28,11 @@ __all__ = ["synth_command"]
     help="Output directory (created if missing).",
 )
 @click.option(
-    "--practices", default=3, show_default=True, type=click.IntRange(min=1), help="GP practices."
+    "--practices",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, MAX_PRACTICES),
+    help="GP practices.",
 )
 @click.option(
     "--opt-out/--no-opt-out",

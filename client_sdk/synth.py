@@ -35,6 +35,7 @@ from client_sdk.errors import InputError
 
 __all__ = [
     "HOSPITAL_ERRORS",
+    "MAX_PRACTICES",
     "OPTOUT_ERRORS",
     "DatasetKind",
     "DatasetSummary",
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 DatasetKind = Literal["gp", "hospital", "optout"]
+MAX_PRACTICES: Final = 500  # practice codes are L85000 to L85999
 _T = TypeVar("_T")
 
 # ---------------------------------------------------------------------------------------
@@ -1457,10 +1459,13 @@ def generate(
         A :class:`SynthSummary` of what was written.
 
     Raises:
-        InputError: ``persons`` or ``practices`` is below 1, or a rate is out of range.
+        InputError: ``persons`` is below 1, ``practices`` is outside 1 to
+            :data:`MAX_PRACTICES`, or a rate is out of range.
     """
-    if persons < 1 or practices < 1:
-        raise InputError("synthetic data: persons and practices must be at least 1")
+    if persons < 1 or not 1 <= practices <= MAX_PRACTICES:
+        raise InputError(
+            f"synthetic data: persons must be at least 1, practices 1 to {MAX_PRACTICES}"
+        )
     params = params or SynthParams()
     rng = random.Random(seed)
     shuffle_rng = random.Random(f"{seed}:shuffle")

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from client_sdk.cli import cli
+from client_sdk.errors import InputError
 from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records
 from client_sdk.quality import QualityCollector
@@ -234,6 +235,24 @@ def test_payload_is_correlated_with_risk(synth: SynthSummary) -> None:
         by_ltc[int(person["ltc_count"]) >= 3].append(int(row["AE_ATTENDANCES_12M"]))
     mean = {k: sum(v) / len(v) for k, v in by_ltc.items()}
     assert mean[True] > 2 * mean[False]
+
+
+@pytest.mark.parametrize(("persons", "practices"), [(1, 1), (7, 3), (60, 50)])
+def test_tiny_populations_and_many_practices(tmp_path: Path, persons: int, practices: int) -> None:
+    summary = generate(tmp_path, persons=persons, seed=persons, practices=practices)
+    assert sum(1 for d in summary.datasets if d.kind == "gp") == practices
+    persons_seen = {r["person_id"] for r in _rows(summary.truth, "utf-8")}
+    assert len(persons_seen) == persons
+    for dataset in summary.datasets:
+        load_mapping(dataset.mapping)
+
+
+@pytest.mark.parametrize(("persons", "practices"), [(0, 1), (10, 0), (10, 10_000)])
+def test_bad_arguments_are_refused(tmp_path: Path, persons: int, practices: int) -> None:
+    with pytest.raises(InputError):
+        generate(tmp_path, persons=persons, seed=1, practices=practices)
+    with pytest.raises(InputError, match="opt_out_rate"):
+        SynthParams(opt_out_rate=1.5)
 
 
 def test_cli_writes_the_files(tmp_path: Path) -> None:
