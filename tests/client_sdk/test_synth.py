@@ -137,6 +137,20 @@ def test_mappings_load_and_every_row_reads(synth: SynthSummary, read: Read) -> N
         assert with_dob / len(records) > 0.98, dataset.name
 
 
+def test_nhs_number_errors_are_what_the_truth_says(synth: SynthSummary, read: Read) -> None:
+    tags: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in _rows(synth.truth_errors, "utf-8"):
+        tags[(r["dataset"], r["local_id"])].add(r["error"])
+    invalid = {"nhs_missing", "nhs_placeholder", "nhs_mistyped", "unknown_patient"}
+    for dataset in synth.datasets:
+        for record in read[dataset.name][0]:
+            row_tags = tags[(dataset.name, record.local_id)]
+            if row_tags & invalid:
+                assert record.nhs_number is None, (dataset.name, sorted(row_tags))
+            else:
+                assert record.nhs_number is not None, (dataset.name, sorted(row_tags))
+
+
 def test_clean_records_normalise_to_the_same_person(synth: SynthSummary, read: Read) -> None:
     """A hospital row with no injected error normalises like the person's GP row."""
     truth = _truth(synth)
