@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from broker.store.linkage_store import (
     CONFLICT_KINDS,
     INDEX_TOKEN_BYTES,
+    MEMBER,
     NO_KEY,
     DatasetEntry,
     LinkageStore,
@@ -182,7 +183,7 @@ _MERGE = CONFLICT_KINDS.index("merge")
 _CHUNK = 20_000
 _MAX_ROUNDS = 32
 _CHASE = 64
-_NONE: list[tuple[int, int]] = []
+_KEY_BYTE = [bytes((k,)) for k in range(256)]
 
 
 def _person_counters(members: Sequence[tuple[int, int]] | None) -> dict[str, int]:
@@ -244,11 +245,11 @@ class _Session:
         self.store = store
         self.opp = {d.dsn: d.one_record_per_person for d in datasets.values()}
         self.stats = stats
-        self.holders: dict[bytes, list[tuple[int, int]]] = {}
+        self.holders: dict[bytes, bytes] = {}
         self.records: dict[int, StoredRecord] = {}
         self.persons: dict[int, list[tuple[int, int]]] = {}
         self.rids: dict[bytes, int] = {}
-        self.orig_holders: dict[bytes, tuple[tuple[int, int], ...]] = {}
+        self.orig_holders: dict[bytes, bytes] = {}
         self.orig_records: dict[int, tuple[int, int, int] | None] = {}
         self.orig_persons: dict[int, tuple[tuple[int, int], ...] | None] = {}
         self.absent_rids: set[int] = set()
@@ -291,7 +292,7 @@ class _Session:
             self.next_rid, self.next_pid, self.next_bseq = got.next_rid, got.next_pid, got.next_bseq
         for token, raw in got.holders.items():
             if token not in self.holders:
-                self.holders[token] = decode_members(raw) if raw else []
+                self.holders[token] = raw
                 if len(raw) > _CHASE * 6:
                     self.complete = False
         for ref, rid in got.rids.items():
@@ -317,8 +318,10 @@ class _Session:
                     continue
                 for k, token in enumerate(record.tokens):
                     if token is not None:
-                        tokens.append(bytes((k,)) + token)
-            holder_rids = [rid for t in tokens for rid, _ in self.holders.get(t, ())]
+                        tokens.append(_KEY_BYTE[k] + token)
+            holder_rids = [
+                rid for t in tokens for rid, _ in MEMBER.iter_unpack(self.holders.get(t, b""))
+            ]
             pids = [
                 self.records[rid].pid
                 for rid in holder_rids
@@ -352,7 +355,7 @@ class _Session:
 
     def touch_token(self, token: bytes) -> None:
         if token not in self.orig_holders:
-            self.orig_holders[token] = tuple(self.holders.get(token, ()))
+            self.orig_holders[token] = self.holders.get(token, b"")
 
     def new_rid(self) -> int:
         self.next_rid = next_id(self.next_rid)
@@ -372,16 +375,18 @@ class _Session:
         for k, token in enumerate(record.tokens):
             if token is None:
                 continue
-            key = bytes((k,)) + token
+            key = _KEY_BYTE[k] + token
             self.touch_token(key)
-            holders = self.holders.setdefault(key, [])
-            if opp:
-                same = [rid for rid, d in holders if d == dsn and rid != record.rid]
+            holders = self.holders.get(key, b"")
+            if opp and holders:
+                same = [
+                    rid for rid, d in MEMBER.iter_unpack(holders) if d == dsn and rid != record.rid
+                ]
                 if len(same) == 1:
                     self.stats.ambiguous_tokens += 1
                     self.writes.count(f"amb:{dsn}", 1)
                     self._dissolve_if_linked_by(key, same[0])
-            holders.append((record.rid, dsn))
+            self.holders[key] = holders + MEMBER.pack(record.rid, dsn)
 
     def remove_tokens(self, record: StoredRecord) -> None:
         """Unindex ``record``'s tokens; a token ceasing to be ambiguous re-links its holders."""
@@ -390,10 +395,12 @@ class _Session:
         for k, token in enumerate(record.tokens):
             if token is None:
                 continue
-            key = bytes((k,)) + token
+            key = _KEY_BYTE[k] + token
             self.touch_token(key)
-            holders = [h for h in self.holders.get(key, ()) if h[0] != record.rid]
-            self.holders[key] = holders
+            holders = [
+                h for h in MEMBER.iter_unpack(self.holders.get(key, b"")) if h[0] != record.rid
+            ]
+            self.holders[key] = encode_members(holders)
             if opp and sum(1 for _, d in holders if d == dsn) == 1:
                 self.stats.ambiguous_tokens -= 1
                 self.writes.count(f"amb:{dsn}", -1)
@@ -406,7 +413,7 @@ class _Session:
         record = self.records.get(rid)
         if record is None or not record.pid:
             return
-        for other, _ in self.holders.get(key, ()):
+        for other, _ in MEMBER.iter_unpack(self.holders.get(key, b"")):
             if other != rid:
                 held = self.records.get(other)
                 if held is not None and held.pid == record.pid:
@@ -477,19 +484,22 @@ class _Session:
         for k, token in enumerate(record.tokens):
             if token is None:
                 continue
-            holders = self.holders.get(bytes((k,)) + token, _NONE)
-            n = len(holders)
-            if n <= 1:
+            raw = self.holders.get(_KEY_BYTE[k] + token, b"")
+            n = len(raw)
+            if n <= 6:
                 continue
             candidates: dict[int, int] = {}
-            if n == 2:
-                other_rid, other_dsn = holders[0] if holders[0][0] != rid else holders[1]
+            if n == 12:
+                other_rid, other_dsn = MEMBER.unpack_from(raw, 0)
+                if other_rid == rid:
+                    other_rid, other_dsn = MEMBER.unpack_from(raw, 6)
                 if other_dsn == dsn and own_opp:
                     continue
                 other = records.get(other_rid)
                 if other is not None and other.pid:
                     candidates[other.pid] = other_rid
             else:
+                holders = list(MEMBER.iter_unpack(raw))
                 ambiguous = _ambiguous_for(holders, opp)
                 if dsn in ambiguous:
                     continue
@@ -567,10 +577,9 @@ class _Session:
         """Turn every change into one atomic write, report counters included."""
         writes = self.writes
         for token, before in self.orig_holders.items():
-            after = self.holders.get(token, [])
-            if tuple(after) == before:
-                continue
-            writes.holders[token] = encode_members(after)
+            after = self.holders.get(token, b"")
+            if after != before:
+                writes.holders[token] = after
         for rid, orig in self.orig_records.items():
             record = self.records.get(rid)
             writes.records[rid] = None if record is None else record.encode()
@@ -693,7 +702,7 @@ class Linker:
             index_tokens[ref] = tokens
             for k, t in enumerate(tokens):
                 if t is not None:
-                    wanted.append(bytes((k,)) + t)
+                    wanted.append(_KEY_BYTE[k] + t)
         session = _Session(self._store, known, stats)
         session.load(tokens=wanted, refs=[prefix + ref for ref in latest])
         bseq = self._bseq(session, batch_id)
@@ -702,13 +711,14 @@ class Linker:
         for ref, tokens in index_tokens.items():
             held = session.records.get(session.rids.get(prefix + ref, 0))
             if held is not None and held.tokens != tokens:
-                old_tokens += [bytes((k,)) + t for k, t in enumerate(held.tokens) if t is not None]
+                old_tokens += [_KEY_BYTE[k] + t for k, t in enumerate(held.tokens) if t is not None]
         if old_tokens:
             session.load(tokens=old_tokens)
         for ref, incoming in latest.items():
             tokens = index_tokens[ref]
             rid = session.rids.get(prefix + ref, 0)
             record = session.records.get(rid) if rid else None
+            was_held = record is not None
             if record is not None:
                 if record.tokens == tokens:
                     stats.unchanged += 1
@@ -734,11 +744,12 @@ class Linker:
                 writes.refs[prefix + ref] = rid
                 session.add_tokens(record)
                 session.queue.add(rid)
-            writes.payloads[rid] = (
-                json.dumps(incoming.payload, ensure_ascii=False, separators=(",", ":")).encode()
-                if incoming.payload
-                else None
-            )
+            if incoming.payload:
+                writes.payloads[rid] = json.dumps(
+                    incoming.payload, ensure_ascii=False, separators=(",", ":")
+                ).encode()
+            elif was_held:
+                writes.payloads[rid] = None
         self._settle(session)
         session.commit()
 
@@ -796,7 +807,7 @@ class Linker:
             session.load(pids=[record.pid] if record.pid else [])
             session.touch_record(rid)
             session.load(
-                tokens=[bytes((k,)) + t for k, t in enumerate(record.tokens) if t is not None]
+                tokens=[_KEY_BYTE[k] + t for k, t in enumerate(record.tokens) if t is not None]
             )
             session.remove_tokens(record)
             session.detach(record)

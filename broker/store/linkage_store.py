@@ -40,6 +40,7 @@ from keys.derive import RecordRef
 from keys.errors import BrokerError
 
 __all__ = [
+    "MEMBER",
     "CONFLICT_KINDS",
     "INDEX_TOKEN_BYTES",
     "NO_KEY",
@@ -76,7 +77,8 @@ candidate; the strongest key reached persons that could not be merged."""
 # The ziplist names: Redis 7 and later keep them as aliases of the listpack settings.
 _LISTPACK_TUNING = {"hash-max-ziplist-entries": 512, "hash-max-ziplist-value": 256}
 _REC = struct.Struct(">HIIBB16sBI")
-_HOLDER = struct.Struct(">IH")
+MEMBER = struct.Struct(">IH")
+"""One token holder or person member: ``rid u32, dsn u16``."""
 _CONFLICT = struct.Struct(">BBBI")
 _U32 = struct.Struct(">I")
 _DSN = struct.Struct(">H")
@@ -392,12 +394,12 @@ def next_id(last: int) -> int:
 
 def encode_members(members: Iterable[tuple[int, int]]) -> bytes:
     """Packed ``(rid, dsn)`` pairs (person members, or token holders)."""
-    return b"".join(_HOLDER.pack(rid, dsn) for rid, dsn in members)
+    return b"".join(MEMBER.pack(rid, dsn) for rid, dsn in members)
 
 
 def decode_members(data: bytes) -> list[tuple[int, int]]:
     """Inverse of :func:`encode_members`."""
-    return list(_HOLDER.iter_unpack(data)) if data else []
+    return list(MEMBER.iter_unpack(data)) if data else []
 
 
 def encode_conflicts(conflicts: Iterable[tuple[int, int, int, int]]) -> bytes:
