@@ -46,7 +46,7 @@ from client_sdk.pipeline import iter_records
 from client_sdk.record import NormalisedRecord
 from client_sdk.synth import generate as synth_generate
 from client_sdk.tokenise import TokeniseParams, Tokeniser
-from keys.derive import DomainKey
+from keys.derive import DomainKey, RecordRef, StoredToken
 from keys.spec import LinkageSpec, default_spec, load_spec
 
 __all__ = ["LinkResult", "Rates", "evaluate", "generate", "link", "load_synth", "main"]
@@ -370,12 +370,70 @@ def _pairs(groups: dict[Any, list[tuple[str, int]]]) -> tuple[int, int]:
     return total, same
 
 
+def _broker_clusters(
+    tokens: Mapping[str, Sequence[tuple[str, Sequence[bytes | None]]]],
+    refs: Mapping[bytes, tuple[str, str]],
+    tokeniser: Tokeniser,
+    key_names: tuple[str, ...],
+) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """Link through the real ``broker.linkage.Linker`` on a private redis-server."""
+    import redis
+
+    from broker.linkage import DatasetInfo, IncomingRecord, Linker
+    from broker.store.embedded import EmbeddedRedis
+    from broker.store.linkage_store import LinkageStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = EmbeddedRedis(Path(tmp))
+        server.start()
+        try:
+            client = redis.Redis.from_url(server.url)
+            store = LinkageStore(client, scope="spec-eval")
+            store.tune_server()
+            linker = Linker(store)
+            for dataset, rows in tokens.items():
+                info = DatasetInfo(
+                    id=dataset, org=dataset, one_record_per_person=True, key_names=key_names
+                )
+                incoming = [
+                    IncomingRecord(
+                        _ref(tokeniser, dataset, local_id),
+                        tuple(None if t is None else StoredToken(t) for t in row),
+                        (),
+                    )
+                    for local_id, row in rows
+                ]
+                for start in range(0, len(incoming), 5000):
+                    linker.link(info, incoming[start : start + 5000], batch_id=dataset)
+            person_of = {
+                refs[bytes(r.ref)]: int(pid)
+                for pid, records in store.iter_persons()
+                for r in records
+            }
+            links = dict(linker.report().links_by_key)
+            client.close()
+        finally:
+            server.stop()
+    return person_of, links
+
+
+def _ref(tokeniser: Tokeniser, dataset: str, local_id: str) -> RecordRef:
+    return RecordRef(tokeniser.reference(f"{dataset}/{local_id}"))
+
+
 def evaluate(
     spec: LinkageSpec,
     datasets: dict[str, list[NormalisedRecord]],
     truth: dict[tuple[str, str], int],
+    *,
+    linker: str = "model",
 ) -> dict[str, Any]:
-    """Precision and recall of ``spec`` on ``datasets``, overall and per match key."""
+    """Precision and recall of ``spec`` on ``datasets``, overall and per match key.
+
+    ``linker="broker"`` links through the real engine (``broker.linkage.Linker`` on an
+    embedded redis-server); per-key cascade precision is then not available, only the
+    engine's links per key.
+    """
     tokeniser = Tokeniser(
         TokeniseParams(
             spec=spec,
@@ -397,8 +455,17 @@ def evaluate(
     true_pairs, _ = _pairs(true_groups)
 
     result = link(tokens, n_keys)
+    person_of = result.person_of
+    broker_links: dict[str, int] | None = None
+    if linker == "broker":
+        refs = {
+            bytes(_ref(tokeniser, dataset, local_id)): (dataset, local_id)
+            for dataset, rows in tokens.items()
+            for local_id, _ in rows
+        }
+        person_of, broker_links = _broker_clusters(tokens, refs, tokeniser, tuple(spec.key_names))
     clusters: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for (dataset, local_id), person in result.person_of.items():
+    for (dataset, local_id), person in person_of.items():
         clusters[person].append((dataset, truth[(dataset, local_id)]))
     found, correct = _pairs(clusters)
 
@@ -416,10 +483,13 @@ def evaluate(
             (dataset, local_id) for (dataset, local_id), via in result.joined_by.items() if via == k
         ]
         joined_right = 0
+        model_clusters: dict[int, list[tuple[str, int]]] = defaultdict(list)
+        for (dataset, local_id), person in result.person_of.items():
+            model_clusters[person].append((dataset, truth[(dataset, local_id)]))
         for dataset, local_id in joined:
             person = result.person_of[(dataset, local_id)]
             pid = truth[(dataset, local_id)]
-            joined_right += any(p == pid for d, p in clusters[person] if d != dataset)
+            joined_right += any(p == pid for d, p in model_clusters[person] if d != dataset)
         per_key[key.name] = {
             "standalone_pairs": pairs,
             "standalone_precision": same / pairs if pairs else 1.0,
@@ -436,6 +506,8 @@ def evaluate(
         "precision": correct / found if found else 1.0,
         "recall": correct / true_pairs if true_pairs else 0.0,
         "conflicts": result.conflicts,
+        "linker": linker,
+        "broker_links_by_key": broker_links,
         "per_key": per_key,
     }
 
@@ -469,8 +541,10 @@ def _print(report: dict[str, Any]) -> None:
     )
     print(
         f"overall precision {report['precision']:.4f}  recall {report['recall']:.4f}  "
-        f"conflicts {report['conflicts']}"
+        f"({report['linker']} linker; model conflicts {report['conflicts']})"
     )
+    if report["broker_links_by_key"] is not None:
+        print(f"broker links by key: {report['broker_links_by_key']}")
     print(f"{'match key':<32} {'alone P':>8} {'alone R':>8} {'joins':>7} {'join P':>7}")
     for name, m in report["per_key"].items():
         print(
@@ -486,6 +560,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
+        "--linker",
+        choices=["model", "broker"],
+        default="model",
+        help="model: this module's in-memory linker; broker: the real engine on redis.",
+    )
+    parser.add_argument(
         "--source",
         choices=["synth", "model"],
         default="synth",
@@ -499,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             datasets, truth = load_synth(Path(tmp), args.people, seed=args.seed)
     else:
         datasets, truth = generate(args.people, seed=args.seed)
-    report = evaluate(spec, datasets, truth)
+    report = evaluate(spec, datasets, truth, linker=args.linker)
     report["seconds"] = time.perf_counter() - started
     _print(report)
     if args.json:
