@@ -163,18 +163,28 @@ for j = 1, #rw, 22 do
 end
 local function by_id(section, letter)
   local prefix = base .. letter .. ':'
+  local cur, sets, dels = nil, {}, {}
+  local function flush()
+    if cur then
+      if #sets > 0 then redis.call('HSET', prefix .. cur, unpack(sets)) end
+      if #dels > 0 then redis.call('HDEL', prefix .. cur, unpack(dels)) end
+    end
+    sets, dels = {}, {}
+  end
   local p = 1
   while p <= #section do
     local n = struct.unpack('>I4', section, p + 4)
-    local key = prefix .. string.sub(section, p, p + 2)
-    local f = string.sub(section, p + 3, p + 3)
+    local b = string.sub(section, p, p + 2)
+    if b ~= cur then flush(); cur = b end
     if n == 0 then
-      redis.call('HDEL', key, f)
+      dels[#dels + 1] = string.sub(section, p + 3, p + 3)
     else
-      redis.call('HSET', key, f, string.sub(section, p + 8, p + 7 + n))
+      sets[#sets + 1] = string.sub(section, p + 3, p + 3)
+      sets[#sets + 1] = string.sub(section, p + 8, p + 7 + n)
     end
     p = p + 8 + n
   end
+  flush()
 end
 by_id(ARGV[4], 'R')
 by_id(ARGV[5], 'P')
@@ -413,8 +423,9 @@ def decode_conflicts(data: bytes) -> list[tuple[int, int, int, int]]:
 
 
 def _sections(items: dict[int, bytes | None]) -> bytes:
+    """Per-id changes in id order, so the script writes each bucket with one command."""
     parts: list[bytes] = []
-    for ident, value in items.items():
+    for ident, value in sorted(items.items()):
         data = value or b""
         parts.append(_LEN.pack(ident, len(data)))
         parts.append(data)
