@@ -610,13 +610,12 @@ class Linker:
 
     Args:
         store: where records, token indexes and persons live.
-        now: clock (reserved for timestamps; the engine itself is time-free).
+        now: clock (seconds), for waiting on the linkage lock.
     """
 
     def __init__(self, store: LinkageStore, *, now: Callable[[], float] = time.time) -> None:
         self._store = store
         self._now = now
-        self._batches: dict[str, int] = {}
 
     # Datasets ------------------------------------------------------------------------------
 
@@ -639,12 +638,11 @@ class Linker:
         return entry, known
 
     def _bseq(self, session: _Session, batch_id: str) -> int:
-        bseq = self._batches.get(batch_id) or self._store.batch_number(batch_id)
+        bseq = self._store.batch_number(batch_id)
         if bseq is None:
             session.next_bseq += 1
             bseq = session.next_bseq
             session.writes.batches[batch_id] = bseq
-        self._batches[batch_id] = bseq
         return bseq
 
     # Linking -------------------------------------------------------------------------------
@@ -668,7 +666,7 @@ class Linker:
             What the call did.
         """
         stats = LinkStats(received=len(records))
-        token = self._store.acquire()
+        token = self._store.acquire(now=self._now)
         try:
             entry, known = self._datasets(dataset)
             for start in range(0, len(records), _CHUNK):
@@ -783,7 +781,7 @@ class Linker:
             What the call did.
         """
         stats = LinkStats(received=len(refs))
-        token = self._store.acquire()
+        token = self._store.acquire(now=self._now)
         try:
             entry, known = self._datasets(dataset)
             prefix = struct.pack(">H", entry.dsn)
@@ -826,10 +824,10 @@ class Linker:
             What the call did (``retracted`` counts the records removed).
         """
         stats = LinkStats()
-        token = self._store.acquire()
+        token = self._store.acquire(now=self._now)
         try:
             _, known = self._datasets(dataset)
-            bseq = self._batches.get(batch_id) or self._store.batch_number(batch_id)
+            bseq = self._store.batch_number(batch_id)
             stale: list[int] = []
             for chunk in self._store.iter_dataset_records(dataset.id):
                 stale.extend(r.rid for r in chunk if r.bseq != bseq)

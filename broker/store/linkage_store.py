@@ -27,7 +27,7 @@ import logging
 import secrets
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NewType, cast
 
@@ -474,20 +474,25 @@ class LinkageStore:
         self._tuned = True
         return True
 
-    def acquire(self, *, wait_seconds: float = 30.0) -> str:
+    def acquire(
+        self, *, wait_seconds: float = 30.0, now: Callable[[], float] = time.monotonic
+    ) -> str:
         """Take the linkage lock of this scope; returns the token :meth:`release` needs.
+
+        Args:
+            wait_seconds: how long to wait for another worker to finish.
+            now: clock in seconds.
 
         Raises:
             LinkageBusyError: another worker kept it for ``wait_seconds``.
         """
         token = secrets.token_hex(16)
         key = keyspace.linkage_key(self.scope, keyspace.LINK_LOCK)
-        waited = 0.0
+        deadline = now() + wait_seconds
         while not self._r.set(key, token, nx=True, px=_LOCK_MS):
-            if waited >= wait_seconds:
+            if now() >= deadline:
                 raise LinkageBusyError("another worker is linking; try again later")
             time.sleep(0.05)
-            waited += 0.05
         return token
 
     def release(self, token: str) -> None:

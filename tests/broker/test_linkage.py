@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from broker.linkage import DatasetInfo, IncomingRecord, Linker
-from broker.store.linkage_store import LinkageStore, PersonId, next_id
+from broker.store.linkage_store import LinkageBusyError, LinkageStore, PersonId, next_id
 from keys.derive import RecordRef, StoredToken
 
 KEYS = ("nhs_dob", "name_dob_postcode", "name_dob", "initial_dob_sector")
@@ -410,3 +410,20 @@ def test_many_records_in_chunks(linker: Linker, store: LinkageStore) -> None:
     report = linker.report()
     assert report.persons == n and report.linked_persons == n
     assert sum(len(records) for _, records in store.iter_persons()) == 2 * n
+
+
+def test_one_linking_worker_at_a_time(client, store: LinkageStore) -> None:
+    other = LinkageStore(client, scope=store.scope)
+    token = store.acquire()
+    ticks = iter(range(1000))
+    with pytest.raises(LinkageBusyError):
+        other.acquire(wait_seconds=0.5, now=lambda: float(next(ticks)))
+    store.release(token)
+    other.release(other.acquire(wait_seconds=0))
+
+
+def test_replace_with_an_empty_snapshot_retracts_everything(linker: Linker) -> None:
+    linker.link(GP, [record(GP.id, "g", "n")], batch_id="gp-1")
+    stats = linker.replace_finish(GP, batch_id="gp-empty")
+    assert stats.retracted == 1
+    assert linker.report().records == 0 and linker.report().persons == 0
