@@ -180,7 +180,7 @@ class LinkageReport:
 _TWIN = CONFLICT_KINDS.index("twin")
 _KEY = CONFLICT_KINDS.index("key")
 _MERGE = CONFLICT_KINDS.index("merge")
-_CHUNK = 20_000
+_CHUNK = 4_096
 _MAX_ROUNDS = 32
 _CHASE = 64
 _KEY_BYTE = [bytes((k,)) for k in range(256)]
@@ -654,8 +654,9 @@ class Linker:
 
         New references are added and linked; references already held with other tokens
         are re-linked; references held with the same tokens only refresh their payload
-        and batch mark. Applying the same records again changes nothing else. Chunks of
-        more than 20,000 records are committed 20,000 at a time.
+        and batch mark. Applying the same records again changes nothing else. Records are
+        committed 4,096 at a time (each commit atomic), so one script never holds Redis
+        for long.
 
         Args:
             dataset: the dataset the records belong to.
