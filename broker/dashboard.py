@@ -64,7 +64,7 @@ _AUDIT_TAIL = 15
 
 @dataclass(frozen=True, slots=True)
 class Bar:
-    """One bar of a horizontal bar chart, laid out in SVG user units."""
+    """One bar of a horizontal bar chart, laid out in SVG user units (label above bar)."""
 
     label: str
     value: int
@@ -80,27 +80,30 @@ class BarChart:
     bars: tuple[Bar, ...]
     width: int
     height: int
-    label_width: int
+    label_height: int
     bar_height: int
 
 
 def bar_chart(title: str, values: dict[str, int], *, width: int = 640) -> BarChart:
-    """Lay out ``values`` (largest first) as horizontal bars under ``title``."""
-    label_width, bar_height, gap = 300, 22, 8
-    space = width - label_width - 70
+    """Lay out ``values`` (largest first) as horizontal bars under ``title``.
+
+    Each bar has its label on the line above it, so long dataset names fit.
+    """
+    label_height, bar_height, gap = 18, 20, 10
+    space = width - 80
     top = max(values.values(), default=0)
     ordered = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+    row = label_height + bar_height + gap
     bars = tuple(
         Bar(
             label=label,
             value=value,
-            y=i * (bar_height + gap),
+            y=i * row,
             width=max(1, round(space * value / top)) if top else 0,
         )
         for i, (label, value) in enumerate(ordered)
     )
-    height = max(1, len(bars)) * (bar_height + gap)
-    return BarChart(title, bars, width, height, label_width, bar_height)
+    return BarChart(title, bars, width, max(1, len(bars)) * row, label_height, bar_height)
 
 
 def grade_trend(history: list[GradeAt]) -> str:

@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from broker.audit import append_audit, checkpoint_now
 from broker.dashboard import Session, build_dashboard, end_session, load_session, start_session
 from broker.deps import RuntimeDep
-from broker.errors import NotFoundOrForbiddenError
+from broker.errors import AuditTamperedError, NotFoundOrForbiddenError
 from broker.register import build_register, register_csv
 from broker.runtime import BrokerRuntime, utc_now
 from broker.store.identities import find_identity, revoke_identity
@@ -61,6 +61,7 @@ _NOTICES = {
     "not-found": "There is no such identity.",
     "expired": "The form had expired. Please try again.",
     "empty": "The audit log is empty: there is nothing to checkpoint yet.",
+    "tampered": "No checkpoint was signed: the audit log fails verification (see below).",
 }
 
 router = APIRouter(include_in_schema=False)
@@ -101,7 +102,11 @@ def _csrf_ok(session: Session, token: str) -> bool:
 def register_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
     """Every agreement ever active, for everyone."""
     entries = build_register(runtime.store)
-    return _page(request, "register.html", {"entries": entries, "generated_at": utc_now()[:16]})
+    return _page(
+        request,
+        "register.html",
+        {"entries": entries, "generated_at": utc_now()[:16].replace("T", " ")},
+    )
 
 
 @router.get("/register.json")
@@ -276,11 +281,14 @@ async def checkpoint(
         return _see_other("/dashboard/login")
     if not _csrf_ok(session, csrf):
         return _see_other("/dashboard?notice=expired")
-    made = await run_in_threadpool(
-        lambda: checkpoint_now(
-            runtime.store,
-            runtime.secrets.audit_signing_key,
-            every=runtime.settings.audit_checkpoint_every,
+    try:
+        made = await run_in_threadpool(
+            lambda: checkpoint_now(
+                runtime.store,
+                runtime.secrets.audit_signing_key,
+                every=runtime.settings.audit_checkpoint_every,
+            )
         )
-    )
+    except AuditTamperedError:
+        return _see_other("/dashboard?notice=tampered#audit")
     return _see_other(f"/dashboard?notice={'checkpoint' if made else 'empty'}#audit")

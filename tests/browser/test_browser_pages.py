@@ -1,0 +1,119 @@
+"""The register and the dashboard as a person sees them, in a real headless chromium."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+
+from broker.store.identities import find_identity
+from tests.transparency_world import HOSTILE_TITLE, build_transparency
+
+pytestmark = pytest.mark.xdist_group("browser")
+
+
+@pytest.fixture(scope="module")
+def t(broker_server, tmp_path_factory):
+    return build_transparency(broker_server, tmp_path_factory.mktemp("browser"))
+
+
+def _only_from_the_broker(page) -> None:
+    hosts = {urlsplit(url).netloc for url in page.requests}
+    assert len(hosts) == 1, hosts  # nothing fetched from anywhere else
+
+
+def _no_secrets(page, t) -> None:
+    text = page.content()
+    for leaked in t.secrets:
+        assert leaked not in text
+
+
+def test_the_public_reads_the_register_and_how_data_is_protected(page, screenshot, t):
+    page.goto("/register")
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Public register of data-sharing agreements"
+    )
+    hostile = page.get_by_role("heading", name=HOSTILE_TITLE, exact=True)
+    expect(hostile).to_be_visible()
+    article = page.locator("article", has=hostile)
+    expect(article.get_by_text("Section 251 of the NHS Act 2006")).to_be_visible()
+    expect(article.locator("dt:text-is('Releases made') + dd")).to_have_text("2")
+    expect(article.get_by_role("cell", name="AGE_BAND, LTC")).to_be_visible()
+    withdrawn = page.locator("article", has=page.get_by_role("heading", name="Withdrawn study"))
+    expect(withdrawn.get_by_text("Revoked", exact=True)).to_be_visible()
+    expect(page.get_by_text("Diabetes outcomes draft")).to_have_count(0)
+    assert page.locator("script").count() == 0
+    assert page.dialogs == []
+    _no_secrets(page, t)
+    screenshot("register")
+
+    page.get_by_role("link", name="how your data is protected and how to opt out").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "How your data is protected, and how to opt out"
+    )
+    expect(page.get_by_role("heading", name="How to opt out", exact=True)).to_be_visible()
+    expect(page.get_by_text("National Data Opt-out").first).to_be_visible()
+    screenshot("how-we-protect-data")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Public register").click()
+    csv_link = page.get_by_role("link", name="CSV")
+    with page.expect_download() as download:
+        csv_link.click()
+    assert download.value.suggested_filename == "tessera-register.csv"
+    _only_from_the_broker(page)
+
+
+def test_the_operator_logs_in_checkpoints_revokes_and_logs_out(page, screenshot, t, broker_server):
+    from playwright.sync_api import expect
+
+    page.goto("/dashboard")
+    expect(page).to_have_url(re.compile(r"/dashboard/login$"))
+    page.get_by_label("Administrator credential").fill(t.auditor_cred)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("not a live administrator credential")
+
+    page.get_by_label("Administrator credential").fill(t.admin_cred)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Operator dashboard")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "tessera_session")
+    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+    assert cookie["value"] != t.admin_cred
+
+    audit = page.locator("section", has=page.get_by_role("heading", name="Audit log"))
+    expect(audit.get_by_text("Verified", exact=True)).to_be_visible()
+    expect(audit.get_by_role("cell", name="dashboard.login").first).to_be_visible()
+    datasets = page.get_by_role("table", name=re.compile("Datasets with their latest"))
+    graded = datasets.get_by_role("row", name=t.graded_dataset)
+    expect(graded).to_contain_text("Silver")
+    expect(graded).to_contain_text("improving")
+    expect(page.get_by_role("img", name=re.compile("Records linked by match key"))).to_be_visible()
+    expect(page.get_by_role("img", name=re.compile("Persons by dataset pair"))).to_be_visible()
+    pending = page.get_by_role("table", name=re.compile("Drafts"))
+    expect(pending.get_by_role("row", name=re.compile("Diabetes outcomes draft"))).to_contain_text(
+        t.world.hosp
+    )
+    _no_secrets(page, t)
+    assert page.dialogs == []
+    screenshot("dashboard")
+
+    audit.get_by_role("button", name="Checkpoint now").click()
+    expect(page.get_by_role("status")).to_have_text(
+        "A signed checkpoint of the newest audit entry was made."
+    )
+
+    credentials = page.get_by_role("table", name=re.compile("Identities, their roles"))
+    victim = credentials.get_by_role("row", name=t.victim)
+    victim.get_by_role("button", name=f"Revoke the credential of {t.victim}").click()
+    expect(page.get_by_role("status")).to_contain_text("The credential was revoked")
+    expect(victim).to_contain_text("revoked")
+    assert find_identity(broker_server.runtime.store, t.victim).revoked
+    screenshot("dashboard-after-revoke")
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/dashboard/login$"))
+    page.goto("/dashboard")
+    expect(page).to_have_url(re.compile(r"/dashboard/login$"))
+    _only_from_the_broker(page)
