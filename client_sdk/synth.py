@@ -341,8 +341,21 @@ def _lines(name: str) -> list[str]:
 
 
 _ERAS: Final = ("old", "mid", "young")
-_GROUPS: Final = ("british", "polish", "south_asian", "european")
-_GROUP_WEIGHTS: Final = (0.92, 0.025, 0.03, 0.025)
+# Origins of households: names, given and family, are drawn within one origin.
+_ORIGINS: Final = {
+    "british": 0.92,
+    "polish": 0.025,
+    "south_asian_muslim": 0.015,
+    "south_asian_hindu": 0.01,
+    "south_asian_sikh": 0.005,
+    "german": 0.007,
+    "nordic": 0.004,
+    "iberian": 0.006,
+    "french": 0.003,
+    "turkish": 0.003,
+    "central_european": 0.002,
+}
+_GROUPS: Final = tuple(_ORIGINS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -800,7 +813,7 @@ class _Population:
         self.postcodes = _PostcodeBook(rng, lists)
         self.person_seq = 0
         self.household_seq = 0
-        self.group_pick = _Weighted(_GROUPS, _GROUP_WEIGHTS)
+        self.group_pick = _Weighted(_GROUPS, list(_ORIGINS.values()))
         self.namesake_pool: list[_Person] = []
         band_weights = list(_PYRAMID)
         self.adult_bands = _Weighted([str(i) for i in range(4, len(_PYRAMID))], band_weights[4:])
@@ -830,7 +843,7 @@ class _Population:
 
     def middles(self, sex: str, group: str, dob: date, given: str) -> list[str]:
         rng = self.rng
-        share = {"british": 0.7, "polish": 0.25, "south_asian": 0.35, "european": 0.3}[group]
+        share = 0.7 if group == "british" else 0.3
         if rng.random() >= share:
             return []
         count = 2 if rng.random() < 0.1 else 1
@@ -885,7 +898,7 @@ class _Population:
             # Sikh women are often Kaur where the men are Singh; Bangladeshi wives Begum.
             if family == "Singh" and self.rng.random() < 0.7:
                 family = "Kaur"
-            elif group == "south_asian" and age >= 18 and self.rng.random() < 0.1:
+            elif group == "south_asian_muslim" and age >= 18 and self.rng.random() < 0.15:
                 family = "Begum"
         p = _Person(
             pid=f"P{self.person_seq:07d}",
