@@ -58,7 +58,6 @@ _SLOT_FIELDS = (
 )
 
 _T = TypeVar("_T")
-_GivenResult = tuple[str, str | None, str] | Defect
 
 
 def _filler(function: Callable[[str], _T], cache: dict[str, _T]) -> Callable[[str], _T]:
@@ -74,14 +73,32 @@ def _filler(function: Callable[[str], _T], cache: dict[str, _T]) -> Callable[[st
     return fill
 
 
-def _given_with_key(raw: str) -> _GivenResult:
-    result = check_given_names(raw)
+_Value = tuple[str | None, int]
+"""A normalised value or ``None``, and its outcome (0 or a :class:`Defect`)."""
+_Given = tuple[str | None, str | None, str | None, int]
+"""Given name, middle names, nickname key, outcome."""
+_Names = tuple[str | None, str | None, str | None, int, str | None, int]
+"""Given name, middle names, nickname key, its outcome, family name, its outcome."""
+
+
+def _value(check: Callable[[str], str | Defect]) -> Callable[[str], _Value]:
+    def value(raw: str) -> _Value:
+        result = check(raw)
+        return (result, 0) if isinstance(result, str) else (None, result)
+
+    return value
+
+
+def _given(result: tuple[str, str | None] | Defect) -> _Given:
     if isinstance(result, Defect):
-        return result
-    return result[0], result[1], nickname_key(result[0])
+        return None, None, None, result
+    return result[0], result[1], nickname_key(result[0]), 0
 
 
-_Lookup = Callable[[str], "str | Defect | None"]
+def _given_names(raw: str) -> _Given:
+    return _given(check_given_names(raw))
+
+
 _RowFunction = Callable[
     [int, list[str], str, tuple[str | None, ...]], tuple[NormalisedRecord, tuple[int, ...]]
 ]
@@ -90,9 +107,9 @@ _RowFunction = Callable[
 def _row_function(mapping: Mapping, positions: list[int], *, today: date) -> _RowFunction:
     """The hot path: one row of slot values → its record and per-field outcomes.
 
-    Every normaliser is pure, so each field gets a bounded cache; a cache hit costs one
-    dictionary lookup. Outcomes are 0 (valid) or a :class:`Defect`, in the order of
-    :data:`client_sdk.quality.FIELDS`.
+    Every normaliser is pure, so each field gets a bounded cache from raw text to
+    (value, outcome); a cache hit costs one dictionary lookup. Outcomes are 0 (valid) or a
+    :class:`Defect`, in the order of :data:`client_sdk.quality.FIELDS`.
     """
     full_name = mapping.identifiers.full_name
     layout: FullNameLayout | None = full_name.layout if full_name is not None else None
@@ -101,114 +118,126 @@ def _row_function(mapping: Mapping, positions: list[int], *, today: date) -> _Ro
     country = mapping.source.country
     dates = DateParser(mapping.date_formats, today=today)
 
-    def split_full(raw: str) -> tuple[_GivenResult, str | Defect]:
+    def names(raw: str) -> _Names:
         assert layout is not None
         given, family = split_full_name(raw, layout)
-        if isinstance(given, Defect):
-            return given, family
-        return (given[0], given[1], nickname_key(given[0])), family
+        if isinstance(family, Defect):
+            return (*_given(given), None, family)
+        return (*_given(given), family, 0)
 
     def postcode(raw: str) -> str | Defect:
         return check_postcode(raw, country=country)
 
-    # (outcome index, value position, cache lookup, cache filler) for one-value fields.
-    simple: list[tuple[int, int, _Lookup, Callable[[str], str | Defect]]] = []
-    for index, slot, function in (
-        (4, _DOB, dates.check),
-        (5, _SEX, check_sex),
-        (6, _POSTCODE, postcode),
-        (7, _ADDRESS, check_address_line),
-        (8, _OTHER, check_other_id),
-    ):
-        if positions[slot] >= 0:
-            cache: dict[str, str | Defect] = {}
-            simple.append((index, positions[slot], cache.get, _filler(function, cache)))
-    given_cache: dict[str, _GivenResult] = {}
-    given_get, given_fill = given_cache.get, _filler(_given_with_key, given_cache)
-    middle_cache: dict[str, str | Defect] = {}
-    middle_get, middle_fill = middle_cache.get, _filler(check_middle_names, middle_cache)
-    family_cache: dict[str, str | Defect] = {}
-    family_get, family_fill = family_cache.get, _filler(check_family_name, family_cache)
-    full_cache: dict[str, tuple[_GivenResult, str | Defect]] = {}
-    full_get, full_fill = full_cache.get, _filler(split_full, full_cache)
+    def cached(
+        function: Callable[[str], _T],
+    ) -> tuple[Callable[[str], _T | None], Callable[[str], _T]]:
+        cache: dict[str, _T] = {}
+        return cache.get, _filler(function, cache)
+
+    full_get, full_fill = cached(names)
+    given_get, given_fill = cached(_given_names)
+    middle_get, middle_fill = cached(_value(check_middle_names))
+    family_get, family_fill = cached(_value(check_family_name))
+    dob_get, dob_fill = cached(_value(dates.check))
+    sex_get, sex_fill = cached(_value(check_sex))
+    postcode_get, postcode_fill = cached(_value(postcode))
+    address_get, address_fill = cached(_value(check_address_line))
+    other_get, other_fill = cached(_value(check_other_id))
     p_nhs, p_given, p_middle = positions[_NHS], positions[_GIVEN], positions[_MIDDLE]
-    p_family = positions[_FAMILY]
+    p_family, p_dob, p_sex = positions[_FAMILY], positions[_DOB], positions[_SEX]
+    p_postcode, p_address, p_other = positions[_POSTCODE], positions[_ADDRESS], positions[_OTHER]
     p_full = positions[_FULL] if layout is not None else -1
     new_record = tuple.__new__
     missing = Defect.MISSING
+    nothing: _Value = (None, missing)
 
     def row(
         line: int, values: list[str], local_id: str, payload: tuple[str | None, ...]
     ) -> tuple[NormalisedRecord, tuple[int, ...]]:
-        outcomes: list[int] = [missing] * 9
         nhs_number: str | None = None
+        o_nhs: int = missing
         if p_nhs >= 0:
             checked = check_nhs_number(values[p_nhs])
             if isinstance(checked, str):
-                nhs_number = checked
-                outcomes[0] = 0
+                nhs_number, o_nhs = checked, 0
             else:
-                outcomes[0] = checked
-        given: _GivenResult = missing
-        family: str | Defect = missing
+                o_nhs = checked
         if p_full >= 0 and (raw := values[p_full]) and not raw.isspace():
-            given, family = full_get(raw) or full_fill(raw)
+            given, middle, key, o_given, family, o_family = full_get(raw) or full_fill(raw)
         else:
             if p_given >= 0:
                 raw = values[p_given]
-                given = given_get(raw) or given_fill(raw)
+                given, middle, key, o_given = given_get(raw) or given_fill(raw)
+            else:
+                given = middle = key = None
+                o_given = missing
             if p_family >= 0:
                 raw = values[p_family]
-                family = family_get(raw) or family_fill(raw)
-        given_name = given_key = middle_names = None
-        if isinstance(given, tuple):
-            given_name, middle_names, given_key = given
-            outcomes[1] = 0
-        else:
-            outcomes[1] = given
+                family, o_family = family_get(raw) or family_fill(raw)
+            else:
+                family, o_family = nothing
+        o_middle: int = missing
         if p_middle >= 0:
             raw = values[p_middle]
-            middle = middle_get(raw) or middle_fill(raw)
-            if isinstance(middle, str):
-                middle_names = f"{middle_names} {middle}" if middle_names else middle
-            else:
-                outcomes[2] = middle
-        if middle_names is not None:
-            outcomes[2] = 0
-        family_name: str | None = None
-        if isinstance(family, str):
-            family_name = family
-            outcomes[3] = 0
+            extra, o_middle = middle_get(raw) or middle_fill(raw)
+            if extra is not None:
+                middle = f"{middle} {extra}" if middle else extra
+        if middle is not None:
+            o_middle = 0
+        if p_dob >= 0:
+            raw = values[p_dob]
+            dob, o_dob = dob_get(raw) or dob_fill(raw)
         else:
-            outcomes[3] = family
-        found: list[str | None] = [None, None, None, None, None, None, None, None, None]
-        for index, position, get, fill in simple:
-            raw = values[position]
-            result = get(raw) or fill(raw)
-            if isinstance(result, str):
-                found[index] = result
-                outcomes[index] = 0
-            else:
-                outcomes[index] = result
+            dob, o_dob = nothing
+        if p_sex >= 0:
+            raw = values[p_sex]
+            sex, o_sex = sex_get(raw) or sex_fill(raw)
+        else:
+            sex, o_sex = nothing
+        if p_postcode >= 0:
+            raw = values[p_postcode]
+            post, o_post = postcode_get(raw) or postcode_fill(raw)
+        else:
+            post, o_post = nothing
+        if p_address >= 0:
+            raw = values[p_address]
+            address, o_address = address_get(raw) or address_fill(raw)
+        else:
+            address, o_address = nothing
+        if p_other >= 0:
+            raw = values[p_other]
+            other, o_other = other_get(raw) or other_fill(raw)
+        else:
+            other, o_other = nothing
         record: NormalisedRecord = new_record(
             NormalisedRecord,
             (
                 line,
                 local_id,
                 nhs_number,
-                given_name,
-                given_key,
-                middle_names,
-                family_name,
-                found[4],
-                found[5],
-                found[6],
-                found[7],
-                found[8],
+                given,
+                key,
+                middle,
+                family,
+                dob,
+                sex,
+                post,
+                address,
+                other,
                 payload,
             ),
         )
-        return record, tuple(outcomes)
+        return record, (
+            o_nhs,
+            o_given,
+            o_middle,
+            o_family,
+            o_dob,
+            o_sex,
+            o_post,
+            o_address,
+            o_other,
+        )
 
     return row
 

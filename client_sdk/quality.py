@@ -6,13 +6,16 @@ an NHS number with an earlier record (a count, never the numbers), and a grade �
 Silver, Bronze or Not rated — from the thresholds below (docs/quality.md gives the reasons).
 The same report travels with every token batch.
 
-Counting is on the hot path, so :class:`QualityCollector` keeps plain integer counters;
-NHS numbers are remembered as bits in a bitmap over their first nine digits (memory is at
-most 125 MB whatever the file's size, and only pages that are touched are allocated).
+Counting is on the hot path, so :class:`QualityCollector` counts each combination of
+field outcomes once per record (one dictionary update), and keeps the first nine digits of
+each valid NHS number in a compact array (4 bytes a record: 40 MB for 10 million) that
+pyarrow counts when the report is built. A bitmap over all possible numbers would be
+flat (125 MB) but each random access costs a cache miss: ten times slower.
 """
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,9 +52,6 @@ Grade = Literal["Gold", "Silver", "Bronze", "Not rated"]
 
 MAX_LISTED_PROBLEMS = 1000
 _INVALID = int(Defect.INVALID)
-_PAGE_SHIFT = 20
-_PAGE_MASK = (1 << _PAGE_SHIFT) - 1
-_PAGE_BYTES = (1 << _PAGE_SHIFT) // 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +168,18 @@ class QualityReport(BaseModel):
         raise KeyError(name)
 
 
+def _duplicates(numbers: array[int]) -> int:
+    """How many entries repeat an earlier one (counted with pyarrow, in C)."""
+    if not numbers:
+        return 0
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = pa.Array.from_buffers(pa.uint32(), len(numbers), [None, pa.py_buffer(numbers)])
+    distinct: int = pc.count_distinct(values).as_py()
+    return len(numbers) - distinct
+
+
 def _ratio(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
@@ -234,7 +246,7 @@ class QualityCollector:
         self._problems: list[RowProblem] = []
         self._value_problems: list[RowProblem] = []
         self._value_problem_count = 0
-        self._pages: dict[int, bytearray] = {}
+        self._nhs_numbers = array("I")  # first nine digits: the check digit adds nothing
 
     def begin(self, *, source: str, format: str, columns: dict[str, str | None]) -> None:
         """Name the input and its mapped fields (field → source column; ``None`` if implicit).
@@ -254,7 +266,7 @@ class QualityCollector:
         Args:
             line: where the record starts.
             outcomes: per field of :data:`FIELDS`, 0 for a valid value or a :class:`Defect`.
-            nhs_number: the valid NHS number, if any (kept only as a bit, for duplicates).
+            nhs_number: the valid NHS number, if any (kept in memory to count duplicates).
         """
         combinations = self._combinations
         combinations[outcomes] = combinations.get(outcomes, 0) + 1
@@ -263,15 +275,7 @@ class QualityCollector:
                 if outcome == _INVALID and name in self.columns:
                     self._value_problem(line, name)
         if nhs_number is not None:
-            number = int(nhs_number[:9])
-            page = self._pages.get(number >> _PAGE_SHIFT)
-            if page is None:
-                page = self._pages[number >> _PAGE_SHIFT] = bytearray(_PAGE_BYTES)
-            byte, mask = (number & _PAGE_MASK) >> 3, 1 << (number & 7)
-            if page[byte] & mask:
-                self.duplicates += 1
-            else:
-                page[byte] |= mask
+            self._nhs_numbers.append(int(nhs_number[:9]))
 
     def _value_problem(self, line: int, name: str) -> None:
         self._value_problem_count += 1
@@ -320,6 +324,7 @@ class QualityCollector:
                 )
             )
         rows_read = records + self.rows_rejected
+        self.duplicates = _duplicates(self._nhs_numbers)
         grade, notes = grade_report(
             completeness,
             rejected=_ratio(self.rows_rejected, rows_read),
