@@ -40,9 +40,9 @@ from keys.derive import RecordRef
 from keys.errors import BrokerError
 
 __all__ = [
-    "MEMBER",
     "CONFLICT_KINDS",
     "INDEX_TOKEN_BYTES",
+    "MEMBER",
     "NO_KEY",
     "ConflictEntry",
     "DatasetEntry",
