@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 DatasetKind = Literal["gp", "hospital", "optout"]
-MAX_PRACTICES: Final = 500  # practice codes are L85000 to L85999
+MAX_PRACTICES: Final = 1000  # practice codes are L85000 to L85999
 _T = TypeVar("_T")
 
 # ---------------------------------------------------------------------------------------
@@ -1418,34 +1418,26 @@ class _Emitter:
 
 
 def _practices(rng: random.Random, lists: _Lists, count: int) -> list[_Practice]:
+    """``count`` practices; every local town is served by one or more of them.
+
+    With more practices than towns, towns are shared. Practices alternate between two
+    clinical systems: ISO dates and natural case, or ``DD-MM-YYYY`` and upper case.
+    """
     towns = sorted({p.town for p in lists.places if p.local})
     rng.shuffle(towns)
-    codes: set[str] = set()
-    practices = []
-    for i in range(count):
-        while True:
-            code = f"L85{_below(rng, 1000):03d}"
-            if code not in codes:
-                codes.add(code)
-                break
-        practices.append(
-            _Practice(
-                code=code,
-                towns=(),
-                dob_format="%Y-%m-%d" if i % 2 == 0 else "%d-%m-%Y",
-                upper=i % 2 == 1,
-            )
-        )
-    # Every local town is served by at least one practice and every practice serves at
-    # least one town; with more practices than towns, towns are shared.
-    served: dict[str, list[int]] = {}
+    codes = rng.sample(range(1000), count)
+    served: dict[int, list[str]] = {}
     for i in range(max(count, len(towns))):
-        served.setdefault(towns[i % len(towns)], []).append(i % count)
-    result = []
-    for i, pr in enumerate(practices):
-        mine = tuple(t for t in towns if i in served[t])
-        result.append(_Practice(pr.code, mine, pr.dob_format, pr.upper))
-    return result
+        served.setdefault(i % count, []).append(towns[i % len(towns)])
+    return [
+        _Practice(
+            code=f"L85{codes[i]:03d}",
+            towns=tuple(served[i]),
+            dob_format="%Y-%m-%d" if i % 2 == 0 else "%d-%m-%Y",
+            upper=i % 2 == 1,
+        )
+        for i in range(count)
+    ]
 
 
 def generate(
