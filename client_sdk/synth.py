@@ -962,14 +962,14 @@ class _Population:
         previous = None
         stale = None
         if rng.random() < self.params.mover_rate:
-            previous = self._previous_address(town)
+            previous = self.previous_address(town)
             stale = "gp" if rng.random() < self.params.mover_gp_stale else "hospital"
         for p in members:
             if "moved" not in p.traps and previous is not None:
                 p.traps.append("moved")
         return _Household(hid, members, address, previous, stale, None, None)
 
-    def _previous_address(self, town: str) -> _Address:
+    def previous_address(self, town: str) -> _Address:
         rng = self.rng
         roll = rng.random()
         if roll < 0.6:
@@ -1499,7 +1499,7 @@ def generate(
                     rng, [i for i in range(len(gp_practices)) if i != hh.practice]
                 )
                 if hh.previous is None:
-                    hh.previous = population._previous_address(hh.address.town)
+                    hh.previous = population.previous_address(hh.address.town)
             made += len(hh.members)
             local_in_hospital += run.household(hh)
             while made < persons and outsiders < ratio * local_in_hospital:
