@@ -92,10 +92,19 @@ def configure_json_logging(level: int = logging.INFO) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _request_ids(app: _Asgi) -> _Asgi:
+def _declared_length(scope: _Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def _request_ids(app: _Asgi, *, max_body: int, max_chunk: int) -> _Asgi:
     """Give every request an id (echoed in ``X-Request-Id``) and log one line per request.
 
     The line names the route template (``/v1/datasets/{name}``), never the concrete path.
+    A declared body over the limit (``max_chunk`` for chunk uploads, which also check the
+    bytes they read, ``max_body`` for anything else) is refused with 413 before it is read.
     """
 
     async def middleware(scope: _Scope, receive: _Receive, send: _Send) -> None:
@@ -106,6 +115,10 @@ def _request_ids(app: _Asgi) -> _Asgi:
         token = _request_id.set(request_id)
         started = time.perf_counter()
         status = 500
+        is_chunk = scope.get("method") == "PUT" and "/chunks/" in str(scope.get("path", ""))
+        handler = app
+        if _declared_length(scope) > (max_chunk if is_chunk else max_body):
+            handler = _too_large
 
         async def send_with_id(message: _Message) -> None:
             nonlocal status
@@ -117,7 +130,7 @@ def _request_ids(app: _Asgi) -> _Asgi:
             await send(message)
 
         try:
-            await app(scope, receive, send_with_id)
+            await handler(scope, receive, send_with_id)
         finally:
             template = str(getattr(scope.get("route"), "path", "(unrouted)"))
             if str(scope.get("path", "")).startswith("/v1/") and not template.startswith("/v1"):
@@ -132,6 +145,11 @@ def _request_ids(app: _Asgi) -> _Asgi:
             _request_id.reset(token)
 
     return middleware
+
+
+async def _too_large(scope: _Scope, receive: _Receive, send: _Send) -> None:
+    response = _error(413, "too_large", "the request body is over the broker's size limit")
+    await response(scope, receive, send)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -243,15 +261,19 @@ def create_app(
     app.include_router(pages.router)
     for hook in hooks:
         hook(app)
-    app.add_middleware(_RequestIdMiddleware)
+    app.add_middleware(
+        _RequestIdMiddleware,
+        max_body=settings.max_json_bytes,
+        max_chunk=settings.max_chunk_bytes,
+    )
     return app
 
 
 class _RequestIdMiddleware:
     """Starlette-style class wrapper around :func:`_request_ids`."""
 
-    def __init__(self, app: _Asgi) -> None:
-        self._inner = _request_ids(app)
+    def __init__(self, app: _Asgi, *, max_body: int, max_chunk: int) -> None:
+        self._inner = _request_ids(app, max_body=max_body, max_chunk=max_chunk)
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         await self._inner(scope, receive, send)

@@ -33,9 +33,9 @@ class BrokerSettings(BaseSettings):
         max_chunk_bytes: largest compressed chunk accepted.
         max_chunk_records: most records per chunk.
         max_batch_chunks: most chunks per batch.
-        max_json_bytes: largest JSON request body.
+        max_json_bytes: largest request body other than a chunk (a manifest lists 65
+            bytes per chunk, so the default admits batches of 100 000 chunks).
         receiving_ttl_seconds: how long an uncommitted batch is kept for resumption.
-        log_json: write JSON log lines (``serve`` always does).
         audit_checkpoint_every: entries between signed audit checkpoints.
         audit_checkpoint_max_age_seconds: also checkpoint the newest audit entry when the
             newest checkpoint is older than this.
@@ -55,9 +55,8 @@ class BrokerSettings(BaseSettings):
     max_chunk_bytes: int = 16 * 1024 * 1024
     max_chunk_records: int = 100_000
     max_batch_chunks: int = 100_000
-    max_json_bytes: int = 1024 * 1024
+    max_json_bytes: int = 8 * 1024 * 1024
     receiving_ttl_seconds: int = 7 * 24 * 3600
-    log_json: bool = True
     audit_checkpoint_every: int = Field(default=1000, ge=1)
     audit_checkpoint_max_age_seconds: int = Field(default=3600, ge=1)
     session_ttl_seconds: int = Field(default=1800, ge=60)

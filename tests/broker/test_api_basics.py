@@ -128,3 +128,16 @@ def test_admin_reads_org_public_keys_others_cannot(broker_server):
     with broker_server.client(admin) as http:
         assert http.get(f"/v1/orgs/{org}/public-key").json()["algorithm"] == "test"
         assert http.get(f"/v1/orgs/{unique('org')}/public-key").status_code == 403
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(broker_server):
+    _, credential = broker_server.add_org()
+    limit = broker_server.settings().max_json_bytes
+    with broker_server.client(credential) as http:
+        response = http.post(
+            "/v1/datasets",
+            content=b" " * (limit + 1),
+            headers={"Content-Type": "application/json"},
+        )
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
