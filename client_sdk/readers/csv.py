@@ -20,7 +20,13 @@ from typing import TextIO
 
 from client_sdk.errors import InputError
 
-__all__ = ["MAX_RECORD_LINES", "ProblemSink", "open_text", "read_csv"]
+__all__ = [
+    "MAX_RECORD_LINES",
+    "ProblemSink",
+    "has_undecodable",
+    "open_text",
+    "read_csv",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +101,8 @@ def _find_columns(path: Path, header: list[str], wanted: Sequence[str]) -> list[
     return indexes
 
 
-def _bad_bytes(values: list[str]) -> bool:
+def has_undecodable(values: list[str]) -> bool:
+    """Whether any value holds bytes that were not valid in the file's encoding."""
     text = "".join(values)
     if text.isascii():
         return False
@@ -170,7 +177,7 @@ def read_csv(
             raise InputError(f"{path}: the file is empty") from None
         except csv.Error as exc:
             raise InputError(f"{path}: cannot read the header: {exc}") from None
-        if _bad_bytes(header):
+        if has_undecodable(header):
             raise InputError(f"{path}: the header is not valid {encoding}; check [source] encoding")
         indexes = _find_columns(path, header, columns)
         width = len(header)
@@ -205,7 +212,7 @@ def read_csv(
                 sink(start, None, "malformed row: unbalanced quote")
                 continue
             values = [row[i] for i in indexes]
-            if _bad_bytes(values):
+            if has_undecodable(values):
                 sink(start, None, f"bytes not valid in {encoding}")
                 continue
             yield start, values

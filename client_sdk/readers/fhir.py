@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from client_sdk.errors import InputError
-from client_sdk.readers.csv import ProblemSink, open_text
+from client_sdk.readers.csv import ProblemSink, has_undecodable, open_text
 
 __all__ = ["FhirFields", "patient_values", "read_fhir"]
 
@@ -220,7 +220,11 @@ def read_fhir(
                 if on_skip is not None:
                     on_skip(number)
                 continue
-            yield number, patient_values(resource, fields)
+            values = patient_values(resource, fields)
+            if has_undecodable(values):
+                sink(number, None, f"bytes not valid in {encoding}")
+                continue
+            yield number, values
             count += 1
             if on_progress is not None and not count & 0x3FFF:
                 on_progress(text.buffer.tell())

@@ -151,3 +151,10 @@ def test_streaming_is_lazy(tmp_path):
     first = next(records)
     assert first.local_id == "0"
     records.close()
+
+
+def test_progress_is_silent_off_a_terminal(capsys):
+    mapping = load_mapping(DATA / "gp_utf8_bom.toml")
+    records = list(iter_records(DATA / "gp_utf8_bom.csv", mapping, progress=True))
+    assert len(records) == 7
+    assert capsys.readouterr().err == ""

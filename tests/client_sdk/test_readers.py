@@ -188,3 +188,15 @@ def test_neither_ndjson_nor_bundle(tmp_path):
     path.write_text('{"resourceType": "Patient",\n "id": 1', encoding="utf-8")
     with pytest.raises(InputError, match="neither FHIR NDJSON nor a Bundle"):
         list(read_fhir(path, _FIELDS))
+
+
+def test_fhir_bytes_not_valid_in_the_encoding(tmp_path):
+    path = tmp_path / "x.ndjson"
+    path.write_bytes(
+        b'{"resourceType": "Patient", "id": "a", "name": [{"family": "M\xfcller"}]}\n'
+        b'{"resourceType": "Patient", "id": "b", "name": [{"family": "Smith"}]}\n'
+    )
+    problems = []
+    rows = list(read_fhir(path, _FIELDS, on_problem=lambda *p: problems.append(p)))
+    assert [values[0] for _, values in rows] == ["b"]
+    assert problems == [(1, None, "bytes not valid in utf-8")]
