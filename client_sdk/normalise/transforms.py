@@ -17,9 +17,10 @@ year         date_of_birth                    ``"1984"``
 swap         date_of_birth                    day and month as an unordered pair:
                                               the smaller first, so ``1984-07-03``
                                               and ``1984-03-07`` give ``"1984-03-07"``
-district     postcode (UK canonical)          outward code: ``"BA1"``
-sector       postcode (UK canonical)          outward code, space, first inward
-                                              character: ``"BA1 1"``
+district     postcode                         outward code: ``"BA1"`` (a non-UK
+                                              postcode, with no space, whole)
+sector       postcode                         outward code, space, first inward
+                                              character: ``"BA1 1"`` (non-UK: whole)
 ===========  ===============================  ==================================
 
 Phonetic codes come from ``jellyfish`` and are cached: names repeat, so most calls are a
@@ -33,14 +34,14 @@ from functools import lru_cache
 
 import jellyfish
 
+from client_sdk.normalise.postcode import postcode_district, postcode_sector
+
 __all__ = [
     "TRANSFORM_FUNCTIONS",
     "day_month_unordered",
     "initial",
     "metaphone",
     "nysiis",
-    "postcode_district",
-    "postcode_sector",
     "soundex",
     "year",
 ]
@@ -94,18 +95,6 @@ def day_month_unordered(date: str) -> str | None:
     if day < month:
         return f"{date[:4]}-{day}-{month}"
     return date
-
-
-def postcode_district(postcode: str) -> str | None:
-    """Outward code of a canonical UK postcode (``"BA1 1AA"`` → ``"BA1"``)."""
-    outward, space, _ = postcode.partition(" ")
-    return outward if space and outward else None
-
-
-def postcode_sector(postcode: str) -> str | None:
-    """Sector of a canonical UK postcode (``"BA1 1AA"`` → ``"BA1 1"``)."""
-    outward, space, inward = postcode.partition(" ")
-    return f"{outward} {inward[0]}" if space and outward and inward else None
 
 
 TRANSFORM_FUNCTIONS: dict[str, Callable[[str], str | None]] = {
