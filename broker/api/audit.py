@@ -36,6 +36,7 @@ __all__ = [
     "AuditPublicKeyOut",
     "AuditVerificationOut",
     "CheckpointOut",
+    "ProblemOut",
     "router",
 ]
 
