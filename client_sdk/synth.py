@@ -1286,20 +1286,18 @@ class _Rendered:
 
 
 class _Emitter:
-    """Applies a source's error rates to a person and writes the row."""
+    """Applies a source's error rates to a person: what that source's row will hold."""
 
     def __init__(
         self,
         rng: random.Random,
         lists: _Lists,
         params: SynthParams,
-        counts: dict[str, Counter[str]],
         nhs: _NhsBook,
     ) -> None:
         self.rng = rng
         self.lists = lists
         self.params = params
-        self.counts = counts
         self.nhs = nhs
 
     def render(
@@ -1482,8 +1480,7 @@ def generate(
     for i, pr in enumerate(gp_practices):
         for town in pr.towns:
             town_practice.setdefault(town, []).append(i)
-    counts: dict[str, Counter[str]] = {k: Counter() for k in ("gp", "hospital", "optout")}
-    emitter = _Emitter(rng, lists, params, counts, population.nhs)
+    emitter = _Emitter(rng, lists, params, population.nhs)
     run = _Run(out_dir, gp_practices, opt_out, shuffle_rng, emitter, params)
     try:
         outsiders = 0
@@ -1509,7 +1506,7 @@ def generate(
                 made += 1
     finally:
         run.close()
-    return run.summary(seed, persons, counts)
+    return run.summary(seed, persons)
 
 
 class _Run:
@@ -1526,6 +1523,7 @@ class _Run:
     ) -> None:
         self.out_dir = out_dir
         self.practices = practices
+        self.counts: dict[str, Counter[str]] = {k: Counter() for k in ("gp", "hospital", "optout")}
         self.emitter = emitter
         self.rng = emitter.rng
         self.params = params
@@ -1601,7 +1599,7 @@ class _Run:
     def _tagged(self, dataset: str, kind: DatasetKind, local_id: str, p: _Person,
                 tags: Iterable[str]) -> None:  # fmt: skip
         self.truth.writerow((dataset, local_id, p.pid))
-        counts = self.emitter.counts[kind]
+        counts = self.counts[kind]
         counts["rows"] += 1
         for tag in tags:
             self.errors.writerow((dataset, local_id, tag))
@@ -1763,7 +1761,7 @@ class _Run:
         self.errors_handle.close()
         self.persons_handle.close()
 
-    def summary(self, seed: int, persons: int, counts: dict[str, Counter[str]]) -> SynthSummary:
+    def summary(self, seed: int, persons: int) -> SynthSummary:
         out = self.out_dir
         datasets: list[DatasetSummary] = []
         for pr, writer in zip(self.practices, self.gp, strict=True):
@@ -1780,7 +1778,7 @@ class _Run:
             mapping.write_text(_OPTOUT_MAPPING, encoding="utf-8")
             datasets.append(DatasetSummary("optout", "optout", out / "optout.csv", mapping,
                                            "utf-8-sig", self.optout.rows))  # fmt: skip
-        injected = {k: dict(sorted(v.items())) for k, v in counts.items() if v}
+        injected = {k: dict(sorted(v.items())) for k, v in self.counts.items() if v}
         summary = SynthSummary(
             out_dir=out,
             seed=seed,
