@@ -37,6 +37,8 @@ MAX_RECORD_LINES = 10
 ProblemSink = Callable[[int, str | None, str], None]
 """Called with (line, column or None, reason) for a row that is not used."""
 
+_SINGLE_BYTE = frozenset({"cp1252", "iso8859-1", "iso8859-15", "cp1250", "mac-roman"})
+_SNIFF_BYTES = 1 << 20
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16"),
@@ -59,7 +61,30 @@ def _codec(path: Path, encoding: str) -> str:
             if codecs.lookup(codec).name != name and not (codec == "utf-8-sig" == name):
                 logger.info("%s: byte-order mark found; reading as %s", path, codec)
             return codec
+    if name in _SINGLE_BYTE and _looks_like_utf8(path):
+        raise InputError(
+            f"{path}: the file is UTF-8 but the mapping says {encoding!r}: accented names "
+            f'would be garbled; set [source] encoding = "utf-8"'
+        )
     return "utf-8-sig" if name == "utf-8" else name
+
+
+def _looks_like_utf8(path: Path) -> bool:
+    """Whether the start of the file has multi-byte UTF-8 and nothing that is not UTF-8.
+
+    Text in a single-byte Windows or Latin encoding with accented letters is almost never
+    valid UTF-8, so such a sample means the file is UTF-8 whatever the mapping says.
+    """
+    with path.open("rb") as raw:
+        sample = raw.read(_SNIFF_BYTES)
+    if sample.isascii():
+        return False
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut by the end of the sample is still UTF-8
+        return exc.start >= len(sample) - 3 and exc.reason == "unexpected end of data"
+    return True
 
 
 def open_text(path: Path, encoding: str) -> TextIO:

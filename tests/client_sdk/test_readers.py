@@ -200,3 +200,13 @@ def test_fhir_bytes_not_valid_in_the_encoding(tmp_path):
     rows = list(read_fhir(path, _FIELDS, on_problem=lambda *p: problems.append(p)))
     assert [values[0] for _, values in rows] == ["b"]
     assert problems == [(1, None, "bytes not valid in utf-8")]
+
+
+def test_utf8_file_mapped_as_cp1252_is_refused(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("ID,NAME\n1,Zoë Weiß\n", encoding="utf-8")
+    with pytest.raises(InputError, match="the file is UTF-8 but the mapping says 'cp1252'"):
+        list(read_csv(path, ["ID", "NAME"], encoding="cp1252"))
+    plain = tmp_path / "plain.csv"
+    plain.write_text("ID,NAME\n1,Zoe\n", encoding="utf-8")
+    assert len(list(read_csv(plain, ["ID", "NAME"], encoding="cp1252"))) == 1
