@@ -138,12 +138,24 @@ class Demo:
             practices = sorted(p.stem for p in data.glob("gp_*.csv"))
             for name in practices:
                 self.orgs.append(
-                    Org(name, name, data / f"{name}.csv", data / f"mapping_{name}.toml", True,
-                        f"GP practice {name[3:]} registered patients")  # fmt: skip
+                    Org(
+                        name,
+                        name,
+                        data / f"{name}.csv",
+                        data / f"mapping_{name}.toml",
+                        True,
+                        f"GP practice {name[3:]} registered patients",
+                    )  # fmt: skip
                 )
             self.orgs.append(
-                Org("hospital", "hospital", data / "hospital.csv", data / "mapping_hospital.toml",
-                    True, "Acute trust patient administration extract")  # fmt: skip
+                Org(
+                    "hospital",
+                    "hospital",
+                    data / "hospital.csv",
+                    data / "mapping_hospital.toml",
+                    True,
+                    "Acute trust patient administration extract",
+                )  # fmt: skip
             )
             self.optout = Org(
                 "ndop", "optout", data / "optout.csv", data / "mapping_optout.toml", True,
@@ -163,11 +175,73 @@ class Demo:
                     "tessera-keys", "grant", DOMAIN, "--org", org.name,
                     "--public-key", org.directory / "public-key.json", "--out", grant,
                 )  # fmt: skip
-                org.credential = self.cli("tessera-broker", "admin", "org", "add", org.name).strip()
-                self.cli("tessera-sdk", "register-key", "--dir", org.directory, token=org.credential)
+                token = self.cli("tessera-broker", "admin", "org", "add", org.name).strip()
+                org.credential = token
+                self.cli("tessera-sdk", "register-key", "--dir", org.directory, token=token)
                 self.cli("tessera-broker", "admin", "key-blob", "add", grant, "--org", org.name)
-                self.cli("tessera-sdk", "fetch-key", "--dir", org.directory, token=org.credential)
+                self.cli("tessera-sdk", "fetch-key", "--dir", org.directory, token=token)
             notes.append(f"domain {DOMAIN} v1 granted to {len(self.orgs) + 1} organisations (HPKE)")
+
+    def prepare_and_upload(self) -> None:
+        """Each organisation checks, tokenises and uploads its own extract."""
+        grades: list[str] = []
+        for org in [*self.orgs, self.optout]:
+            with self.step(f"{org.name}: quality check, tokenise, upload") as notes:
+                batches = self.out / "batches"
+                batches.mkdir(exist_ok=True)
+                report = batches / f"{org.dataset}.quality.json"
+                self.cli("tessera-sdk", "check", org.extract, "--mapping", org.mapping,
+                         "--json", report)  # fmt: skip
+                quality = json.loads(report.read_text())
+                grades.append(f"{org.dataset} {quality['grade']}")
+                batch = batches / f"{org.dataset}.batch"
+                started = time.perf_counter()
+                self.cli(
+                    "tessera-sdk", "tokenise", org.extract, "--mapping", org.mapping,
+                    "--dir", org.directory, "--domain", DOMAIN, "--dataset", org.dataset,
+                    "--out", batch, "--workers", "2",
+                )  # fmt: skip
+                tokenised = time.perf_counter() - started
+                org.records = int(quality["records_used"])
+                self.cli(
+                    "tessera-sdk", "dataset", "declare", org.dataset, "--from-batch", batch,
+                    "--one-record-per-person" if org.one_record_per_person
+                    else "--many-records-per-person", "--description", org.description,
+                    token=org.credential,
+                )  # fmt: skip
+                started = time.perf_counter()
+                self.cli("tessera-sdk", "upload", batch, "--dataset", org.dataset, "--wait",
+                         "--no-progress", token=org.credential)  # fmt: skip
+                uploaded = time.perf_counter() - started
+                notes.append(
+                    f"grade {quality['grade']}, {org.records:,} records, tokenised at "
+                    f"{org.records / tokenised:,.0f}/s, uploaded and linked at "
+                    f"{org.records / uploaded:,.0f}/s"
+                )
+        self.summary.facts.append(("Quality grades", ", ".join(grades)))
+
+    def evaluate(self) -> None:
+        with self.step("Linkage report and precision/recall against the ground truth") as notes:
+            truth_files: list[str | Path] = []
+            for org in [*self.orgs, self.optout]:
+                out = self.out / "evaluation" / f"{org.dataset}.truth-refs.csv"
+                out.parent.mkdir(exist_ok=True)
+                truth = self.out / "data" / "truth.csv"
+                self.cli("tessera-sdk", "truth-refs", "--truth", truth, "--dir", org.directory,
+                         "--dataset", org.dataset, "--out", out)  # fmt: skip
+                truth_files += ["--truth", out]
+            result_file = self.out / "evaluation" / "linkage.json"
+            self.cli("tessera-broker", "evaluate", *truth_files, "--domain", DOMAIN,
+                     "--json", result_file)  # fmt: skip
+            report = self.cli("tessera-broker", "report")
+            (self.out / "evaluation" / "report.txt").write_text(report)
+            result = json.loads(result_file.read_text())
+            self.precision, self.recall = float(result["precision"]), float(result["recall"])
+            notes.append(f"precision {self.precision:.4f}, recall {self.recall:.4f}")
+            self.summary.facts.append(
+                ("Linkage precision / recall", f"{self.precision:.4f} / {self.recall:.4f} "
+                 f"({result['correct_pairs']:,} of {result['true_pairs']:,} true pairs)")
+            )  # fmt: skip
 
     def start_broker(self) -> None:
         with self.step(f"Broker up at {self.url} (embedded redis-server)") as notes:
@@ -207,6 +281,8 @@ class Demo:
             self.synthesise()
             self.start_broker()
             self.key_ceremony()
+            self.prepare_and_upload()
+            self.evaluate()
             self.print_summary()
             if self.keep:
                 print(f"\nThe broker is still running: {self.url}/register (public register),")
