@@ -681,20 +681,25 @@ class LinkageStore:
         return self._linked([rid for rid, _ in decode_members(raw)])
 
     def _linked(self, rids: list[int]) -> list[LinkedRecord]:
+        found = self._linked_map(rids)
+        return [found[rid] for rid in rids if rid in found]
+
+    def _linked_map(self, rids: list[int]) -> dict[int, LinkedRecord]:
+        """Records (dataset id, reference, payload) by number, in one pipeline."""
         names = {d.dsn: d.id for d in self.datasets().values()}
         pipe = self._r.pipeline(transaction=False)
         for rid in rids:
             pipe.hget(*self._bucket(keyspace.LINK_RECORDS, rid))
             pipe.hget(*self._bucket(keyspace.LINK_PAYLOADS, rid))
         raw = pipe.execute()
-        out: list[LinkedRecord] = []
+        out: dict[int, LinkedRecord] = {}
         for i, rid in enumerate(rids):
             blob, payload = raw[2 * i], raw[2 * i + 1]
             if blob is None:
                 continue
             record = StoredRecord.decode(rid, blob)
             values = tuple(json.loads(payload)) if payload else ()
-            out.append(LinkedRecord(names.get(record.dsn, ""), RecordRef(record.ref), values))
+            out[rid] = LinkedRecord(names.get(record.dsn, ""), RecordRef(record.ref), values)
         return out
 
     def _scan(self, letter: str, counter: str) -> Iterator[tuple[int, bytes]]:
@@ -710,10 +715,26 @@ class LinkageStore:
                 for low, value in sorted(cast(dict[bytes, bytes], raw).items()):
                     yield (bucket << 8) | low[0], value
 
-    def iter_persons(self) -> Iterator[tuple[PersonId, list[LinkedRecord]]]:
-        """Every person with its records, in person number order."""
+    def iter_persons(self, *, batch: int = 2048) -> Iterator[tuple[PersonId, list[LinkedRecord]]]:
+        """Every person with its records, in person number order.
+
+        Args:
+            batch: persons whose records are read in one pipeline.
+        """
+        pending: list[tuple[int, list[int]]] = []
         for pid, raw in self._scan(keyspace.LINK_PERSONS, "pid"):
-            yield PersonId(pid), self._linked([rid for rid, _ in decode_members(raw)])
+            pending.append((pid, [rid for rid, _ in decode_members(raw)]))
+            if len(pending) >= batch:
+                yield from self._persons(pending)
+                pending = []
+        yield from self._persons(pending)
+
+    def _persons(
+        self, pending: list[tuple[int, list[int]]]
+    ) -> Iterator[tuple[PersonId, list[LinkedRecord]]]:
+        found = self._linked_map([rid for _, rids in pending for rid in rids])
+        for pid, rids in pending:
+            yield PersonId(pid), [found[rid] for rid in rids if rid in found]
 
     def iter_dataset(self, dataset_id: str) -> Iterator[tuple[RecordRef, PersonId]]:
         """Every record of a dataset as ``(reference, person)``, in record number order."""
