@@ -1,6 +1,7 @@
 """NHS numbers: 10 digits with a modulus-11 check digit.
 
-Spaces, dashes, dots and other separators are ignored (``943 476 5919``, ``943-476-5919``).
+Spaces, dashes, dots and other separators are ignored (``943 476 5919``, ``943-476-5919``),
+and so are a spreadsheet's marks (``'9434765919``, ``9434765919.0``).
 Placeholders (``0000000000``, ``9999999999``, one repeated digit, listed examples) are
 missing values. Anything that is not 10 digits or fails the check is invalid.
 """
@@ -17,6 +18,8 @@ __all__ = ["check_nhs_number", "is_valid_nhs_number", "normalise_nhs_number"]
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 _ZERO_OFFSET = 48 * sum(_WEIGHTS)  # ASCII "0" is 48
 _SEPARATORS = re.compile(r"[\s\-./_]+")
+# A spreadsheet's marks: a leading apostrophe (text) or a trailing ".0" (a number).
+_SPREADSHEET = re.compile(r"^'|(?<=\d)\.0+$")
 # Enum member lookups cost ~0.1 us each in Python 3.11: bind them once for the hot path.
 _MISSING, _INVALID, _PLACEHOLDER = Defect.MISSING, Defect.INVALID, Defect.PLACEHOLDER
 
@@ -61,7 +64,7 @@ def check_nhs_number(raw: str) -> str | Defect:
     if len(raw) != 10 or not (raw.isdigit() and raw.isascii()):
         raw = raw.replace(" ", "")
         if len(raw) != 10 or not raw.isdigit():
-            raw = _SEPARATORS.sub("", raw)
+            raw = _SEPARATORS.sub("", _SPREADSHEET.sub("", raw))
         if not raw:
             return _MISSING
         if len(raw) != 10 or not (raw.isdigit() and raw.isascii()):

@@ -1,6 +1,7 @@
 """Postcodes: the canonical UK form (``BA1 1AA``) with district (``BA1``) and sector (``BA1 1``).
 
-UK postcodes are upper-cased, stripped of everything but letters and digits, checked
+UK postcodes are upper-cased, stripped of everything but letters and digits (a letter O,
+I, L or S where the inward code's digit must be is read as 0, 1, 1 or 5), checked
 against the Royal Mail format (outward code, a space, inward code of a digit and two
 letters) and written with one space. The NHS pseudo-postcodes ``ZZ99 …`` ("no fixed abode",
 "not known") and words such as ``NFA`` are placeholders.
@@ -35,6 +36,8 @@ _UK = re.compile(
     r"|GIR)"
     r"(?P<in>[0-9][ABD-HJLNP-UW-Z]{2})"
 )
+# The inward code starts with a digit: a letter there is a typing slip (BA1 OAA).
+_DIGIT_LOOKALIKES = {"O": "0", "I": "1", "L": "1", "S": "5"}
 _PSEUDO = re.compile(r"(?P<out>[A-Z]{1,2}[0-9]{1,2})(?P<in>[0-9][A-Z]{2})")
 
 
@@ -57,6 +60,8 @@ def check_postcode(raw: str, *, country: str = "GB") -> str | Defect:
         return Defect.PLACEHOLDER
     if country.upper() not in UK_COUNTRIES:
         return compact
+    if len(compact) >= 5 and compact[-3] in _DIGIT_LOOKALIKES:
+        compact = compact[:-3] + _DIGIT_LOOKALIKES[compact[-3]] + compact[-2:]
     match = _UK.fullmatch(compact)
     if match is None:
         pseudo = _PSEUDO.fullmatch(compact)

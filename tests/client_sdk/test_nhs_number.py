@@ -8,7 +8,10 @@ from client_sdk.normalise import Defect, check_nhs_number, normalise_nhs_number
 from client_sdk.normalise.nhs_number import is_valid_nhs_number
 
 
-@pytest.mark.parametrize("raw", ["9990079196", "999 007 9196", "999-007-9196", " 999.007.9196 "])
+@pytest.mark.parametrize(
+    "raw",
+    ["9990079196", "999 007 9196", "999-007-9196", " 999.007.9196 ", "'9990079196", "9990079196.0"],
+)
 def test_separators_are_ignored(raw):
     assert normalise_nhs_number(raw) == "9990079196"
 
@@ -22,6 +25,7 @@ def test_separators_are_ignored(raw):
         ("999007919", Defect.INVALID),  # nine digits
         ("99900791960", Defect.INVALID),
         ("999O079196", Defect.INVALID),  # letter O
+        ("9.99008E+09", Defect.INVALID),  # a spreadsheet's rounding: digits are lost
         ("٩٩٩٠٠٧٩١٩٦", Defect.INVALID),  # Arabic-Indic digits are not NHS numbers
         ("0000000000", Defect.PLACEHOLDER),
         ("9999999999", Defect.PLACEHOLDER),

@@ -27,6 +27,8 @@ from client_sdk.normalise import (
         ("CR2 6XH", "CR2 6XH"),
         ("DN55 1PT", "DN55 1PT"),
         ("GIR 0AA", "GIR 0AA"),
+        ("BA1 OAA", "BA1 0AA"),  # letter O typed for the inward digit
+        ("ba1 iaa", "BA1 1AA"),
     ],
 )
 def test_canonical_uk_form(raw, canonical):
