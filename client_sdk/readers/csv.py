@@ -123,6 +123,10 @@ def _find_columns(path: Path, header: list[str], wanted: Sequence[str]) -> list[
     if missing:
         names = ", ".join(repr(m) for m in dict.fromkeys(missing))
         raise InputError(f"{path}: mapped columns not in the header: {names}")
+    duplicated = [header[i] for i in dict.fromkeys(indexes) if header.count(header[i]) > 1]
+    if duplicated:
+        names = ", ".join(repr(d) for d in duplicated)
+        raise InputError(f"{path}: mapped columns appear twice in the header: {names}")
     return indexes
 
 

@@ -93,6 +93,14 @@ def test_missing_columns(tmp_path):
         list(read_csv(path, ["ID", "DOB"], delimiter=";"))
 
 
+def test_a_mapped_column_twice_in_the_header_is_ambiguous(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("ID,NAME,NAME,OTHER,OTHER\n1,a,b,c,d\n", encoding="utf-8")
+    with pytest.raises(InputError, match="appear twice in the header: 'NAME'"):
+        list(read_csv(path, ["ID", "NAME"]))
+    assert len(list(read_csv(path, ["ID"]))) == 1  # unmapped duplicates do not matter
+
+
 def test_empty_file(tmp_path):
     path = tmp_path / "x.csv"
     path.write_bytes(b"")
