@@ -387,6 +387,11 @@ class _Lists:
         for line in _lines("synth_nicknames.txt"):
             formal, _, familiar = line.partition(":")
             self.nicknames[formal.strip()] = [f.strip() for f in familiar.split(",")]
+        self.twin_names: dict[str, list[tuple[str, str]]] = {"F": [], "M": []}
+        for line in _lines("synth_twin_names.txt"):
+            sex, _, pair = line.partition(":")
+            first, second = (name.strip() for name in pair.split(","))
+            self.twin_names[sex.strip()].append((first, second))
         self.streets = _lines("synth_streets.txt")
         self.places = []
         for line in _lines("synth_places.txt"):
@@ -1091,8 +1096,13 @@ class _Population:
             kids.append(kid)
             if rng.random() < self.params.twin_rate:
                 twin_sex = sex if rng.random() < 0.65 else ("F" if sex == "M" else "M")
-                if rng.random() < 0.3 and twin_sex == sex:
-                    twin_given = self.similar_given(sex, group, dob, given)
+                renamable = group == "british" and not kid.traps
+                if twin_sex == sex and rng.random() < 0.3:
+                    if renamable and rng.random() < 0.5:
+                        pair = _pick(rng, self.lists.twin_names[sex])
+                        kid.given, twin_given = pair if rng.random() < 0.5 else pair[::-1]
+                    else:
+                        twin_given = self.similar_given(sex, group, dob, given)
                 else:
                     twin_given = self.given_name(twin_sex, group, dob, avoid=[*avoid, given])
                 twin = self.person(hid, twin_sex, group, age, family, dob=dob, given=twin_given)
