@@ -79,7 +79,8 @@ class ErrorRates:
         dob_swap: of dates that can be swapped (day 12 or less and not equal to the month,
             about 37% of dates), the share written with day and month swapped.
         dob_typo: one digit of the day, month or year wrong, or the year's last two digits
-            transposed.
+            transposed; for people born 100 or more years ago, half the time a two-digit
+            year read in the wrong century.
         dob_placeholder: date of birth recorded as 1900-01-01.
         dob_missing: date of birth left blank.
         postcode_missing: postcode left blank.
@@ -684,6 +685,10 @@ def _swap_day_month(dob: date) -> date | None:
 
 
 def _dob_typo(dob: date, rng: random.Random, as_of: date) -> date:
+    # A two-digit year read in the wrong century (25 → 2025 for someone born in 1925).
+    leap_day = (dob.month, dob.day) == (2, 29)
+    if dob.year + 100 <= as_of.year and not leap_day and rng.random() < 0.5:
+        return dob.replace(year=dob.year + 100)
     for _ in range(20):
         roll = rng.random()
         try:
