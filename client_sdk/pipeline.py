@@ -252,14 +252,16 @@ def _csv_plan(mapping: Mapping) -> tuple[list[str], list[int], dict[str, str | N
         if column is not None:
             positions[slot] = len(wanted)
             wanted.append(column)
-    columns: dict[str, str | None] = {}
-    for name in mapping.mapped_fields():
-        source = mapping.column_of(name)
-        if source is None and name in ("given_name", "family_name", "middle_names"):
-            source = mapping.column_of("full_name") if name != "middle_names" else None
-            if name == "middle_names":
-                source = mapping.column_of("given_name") or mapping.column_of("full_name")
-        columns[name] = source
+    # Names without a column of their own come from the full name (or, for middle names,
+    # from the extra given names).
+    fallback = {
+        "given_name": mapping.column_of("full_name"),
+        "family_name": mapping.column_of("full_name"),
+        "middle_names": mapping.column_of("given_name") or mapping.column_of("full_name"),
+    }
+    columns: dict[str, str | None] = {
+        name: mapping.column_of(name) or fallback.get(name) for name in mapping.mapped_fields()
+    }
     positions.append(len(wanted))  # payload start
     wanted.extend(mapping.payload_columns)
     return wanted, positions, columns

@@ -18,7 +18,6 @@ __all__ = [
     "PLACEHOLDER_POSTCODE_OUTWARD",
     "is_placeholder_generic",
     "is_placeholder_name",
-    "is_placeholder_nhs_number",
 ]
 
 
@@ -67,8 +66,3 @@ def is_placeholder_name(tokens: list[str]) -> bool:
 def is_placeholder_generic(words: str) -> bool:
     """Whether a cleaned value (upper case, punctuation as single spaces) means "missing"."""
     return words in PLACEHOLDER_GENERIC
-
-
-def is_placeholder_nhs_number(digits: str) -> bool:
-    """Whether 10 digits are a default NHS number (listed, or a repeated digit)."""
-    return digits in PLACEHOLDER_NHS_NUMBERS

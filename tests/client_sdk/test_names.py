@@ -11,6 +11,8 @@ from client_sdk.normalise import (
     check_family_name,
     check_given_names,
     nickname_key,
+    normalise_family_name,
+    normalise_given_name,
     split_full_name,
 )
 from client_sdk.normalise.names import NICKNAMES, name_words
@@ -150,3 +152,10 @@ def test_nickname_table_is_well_formed():
     # every table entry is already canonical, so a canonical name finds its key
     for name in NICKNAMES:
         assert name_words(name) == [name]
+
+
+def test_normalise_helpers_return_value_or_none():
+    assert normalise_given_name("Mr Bill Henry") == "BILL"
+    assert normalise_given_name("Baby") is None
+    assert normalise_family_name("O’Brien") == "OBRIEN"
+    assert normalise_family_name("") is None
