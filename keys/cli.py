@@ -29,6 +29,7 @@ __all__ = ["cli", "main"]
 
 _PASSPHRASE_ENV = "TESSERA_KEYS_PASSPHRASE"
 _KEYSTORE_ENV = "TESSERA_KEYS_KEYSTORE"
+_NEW_PASSPHRASE_ENV = "TESSERA_KEYS_NEW_PASSPHRASE"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -76,6 +77,16 @@ def init(keystore_path: Path, lock_timeout: float) -> None:
     check_new_passphrase(passphrase)
     Keystore.create(keystore_path, passphrase, lock_timeout=lock_timeout)
     click.echo(f"created keystore {keystore_path} (encrypted, mode 0600)")
+
+
+@cli.command()
+@_keystore_options
+def passphrase(keystore_path: Path, lock_timeout: float) -> None:
+    """Change the keystore's passphrase (asks for the new one twice)."""
+    store = _open(keystore_path, lock_timeout)
+    new = read_passphrase(_NEW_PASSPHRASE_ENV, what="new keystore passphrase", confirm=True)
+    store.change_passphrase(check_new_passphrase(new))
+    click.echo(f"changed the passphrase of {keystore_path}")
 
 
 @cli.group()
@@ -180,7 +191,7 @@ def grant(
     keystore_path: Path,
     lock_timeout: float,
 ) -> None:
-    """Wrap a key version of DOMAIN for one organisation (HPKE), to send it the --out file."""
+    """Wrap a key version of DOMAIN for one organisation (HPKE); send it the --out file."""
     recipient = OrgPublicKey.from_file_bytes(public_key.read_bytes(), source=str(public_key))
     if recipient.org != org:
         raise KeyManagementError(

@@ -675,6 +675,30 @@ class Keystore:
         _check_kind(header, self._kind, source)
         return _open_with_key(data, self._key_for(header), header), header
 
+    def change_passphrase(self, new_passphrase: str, *, kdf: KdfParams | None = None) -> None:
+        """Re-encrypt the keystore under ``new_passphrase`` with a fresh salt.
+
+        Args:
+            new_passphrase: the passphrase from now on (must not be empty).
+            kdf: new Argon2id costs; by default the file keeps its own.
+
+        Raises:
+            DecryptionError: the current passphrase does not open the file.
+        """
+        if not new_passphrase:
+            raise KeyManagementError("the passphrase must not be empty")
+        with _exclusive_lock(self._path, self._lock_timeout):
+            contents, header = self._load()
+            costs = header.kdf if kdf is None else kdf
+            data, key = _seal_new(
+                contents, new_passphrase, kind=self._kind, kdf=costs, rng=self._rng
+            )
+            with _os_errors(self._path):
+                _write_atomic(self._path, data)
+        self._passphrase = new_passphrase
+        self._derived = (data[24:40], costs, key)
+        logger.info("changed the passphrase of %s keystore %s", self._kind.label, self._path)
+
     def read(self) -> KeystoreContents:
         """A snapshot of the contents (changes to it are not saved)."""
         return self._load()[0]

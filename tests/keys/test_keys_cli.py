@@ -290,30 +290,41 @@ def test_keystore_env_var(world: World, monkeypatch):
 
 
 def _pty_run(argv: list[str], answers: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run ``argv`` on a pseudo-terminal, answering each prompt in turn."""
+    """Run ``argv`` on a pseudo-terminal of its own session, answering each hidden prompt.
+
+    click writes the prompt text, then getpass turns echo off (discarding pending input) and
+    writes one space: an answer is sent only once the prompt ends with ``": "``.
+    """
     leader, follower = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=env)
+    proc = subprocess.Popen(
+        argv, stdin=follower, stdout=follower, stderr=follower, env=env, start_new_session=True
+    )
     os.close(follower)
     seen = b""
     pending = list(answers)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(leader, 1024)
-            except OSError:
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(leader, 1024)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+                if pending and seen.endswith(b": "):
+                    os.write(leader, pending.pop(0).encode() + b"\n")
+                    seen += b"\n"
+            elif proc.poll() is not None:
                 break
-            if not chunk:
-                break
-            seen += chunk
-            if pending and seen.rstrip().endswith(b":"):
-                os.write(leader, pending.pop(0).encode() + b"\n")
-                seen += b"\n"
-        elif proc.poll() is not None:
-            break
-    code = proc.wait(timeout=60)
-    os.close(leader)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(leader)
     return code, seen.decode(errors="replace")
 
 
@@ -331,3 +342,17 @@ def test_init_prompts_twice_on_a_terminal_and_hides_the_passphrase(tmp_path: Pat
     assert "Repeat for confirmation" in transcript
     assert "a long test-only passphrase" not in transcript
     Keystore.open(path, "a long test-only passphrase")
+
+
+def test_passphrase_change(world: World, monkeypatch):
+    monkeypatch.setenv("TESSERA_KEYS_NEW_PASSPHRASE", "short")
+    _one_line(world.keys("passphrase", "--keystore", world.ks), 2, "at least 12", "tessera-keys")
+    monkeypatch.setenv("TESSERA_KEYS_NEW_PASSPHRASE", "another test-only passphrase")
+    code, out, _ = world.keys("passphrase", "--keystore", world.ks)
+    assert code == 0 and "changed the passphrase" in out
+    _one_line(
+        world.keys("domain", "list", "--keystore", world.ks), 3, OPAQUE_KEYSTORE, "tessera-keys"
+    )
+    monkeypatch.setenv("TESSERA_KEYS_PASSPHRASE", "another test-only passphrase")
+    code, out, _ = world.keys("domain", "list", "--keystore", world.ks)
+    assert code == 0 and "somerset-health" in out

@@ -286,3 +286,20 @@ def test_any_contents_survive_a_seal_round_trip(secrets, meta, domains):
         contents.domains[name] = Domain(name=name, versions=(version,))
     data = seal_contents(contents, "pw", kind=KeystoreKind.ORG, kdf=FAST)
     assert unseal_contents(data, "pw", kind=KeystoreKind.ORG) == contents
+
+
+def test_change_passphrase_keeps_contents_and_locks_out_the_old_one(keystore: Keystore):
+    version = create_domain(keystore, "d")
+    before = keystore.path.read_bytes()
+    keystore.change_passphrase("a new passphrase")
+    after = keystore.path.read_bytes()
+    assert after[24:40] != before[24:40]  # fresh salt
+    assert after[12:24] == before[12:24]  # same Argon2id costs
+    with pytest.raises(DecryptionError):
+        Keystore.open(keystore.path, "correct horse")
+    reopened = Keystore.open(keystore.path, "a new passphrase")
+    assert get_key_version(reopened, "d") == version
+    create_domain(keystore, "e")  # the open handle keeps working
+    assert {d.name for d in list_domains(reopened)} == {"d", "e"}
+    with pytest.raises(KeyManagementError, match="must not be empty"):
+        keystore.change_passphrase("")
