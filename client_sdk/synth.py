@@ -1453,6 +1453,22 @@ def _practices(rng: random.Random, lists: _Lists, count: int) -> list[_Practice]
     ]
 
 
+# Every file a run writes: an earlier run's files are removed first, so that a directory
+# never mixes two populations (say, five practices then three).
+_OUTPUT_PATTERNS: Final = (
+    "gp_*.csv",
+    "mapping_gp_*.toml",
+    "hospital.csv",
+    "mapping_hospital.toml",
+    "optout.csv",
+    "mapping_optout.toml",
+    "truth.csv",
+    "truth_errors.csv",
+    "truth_persons.csv",
+    "summary.json",
+)
+
+
 def generate(
     out_dir: Path,
     *,
@@ -1465,8 +1481,9 @@ def generate(
     """Write a synthetic population's extracts, their mappings and the ground truth.
 
     Args:
-        out_dir: where to write (created if missing; existing files of the same names are
-            replaced).
+        out_dir: where to write (created if missing). The files of an earlier run there
+            (``gp_*.csv``, ``hospital.csv``, ``truth.csv``, … and their mappings) are
+            removed first; other files are left alone.
         persons: distinct persons in the population (registered and outside).
         seed: the seed; the same seed and arguments give byte-identical files.
         practices: number of GP practices (1 or more).
@@ -1489,6 +1506,9 @@ def generate(
     shuffle_rng = random.Random(f"{seed}:shuffle")
     lists = _Lists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    for pattern in _OUTPUT_PATTERNS:
+        for stale in sorted(out_dir.glob(pattern)):
+            stale.unlink()
     population = _Population(rng, lists, params)
     gp_practices = _practices(rng, lists, practices)
     town_practice: dict[str, list[int]] = {}

@@ -269,6 +269,16 @@ def test_bad_arguments_are_refused(tmp_path: Path, persons: int, practices: int)
         SynthParams(opt_out_rate=1.5)
 
 
+def test_a_second_run_replaces_the_first(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    generate(tmp_path, persons=200, seed=1, practices=4)
+    generate(tmp_path, persons=200, seed=1, practices=2, opt_out=False)
+    assert len(list(tmp_path.glob("gp_*.csv"))) == 2
+    assert len(list(tmp_path.glob("mapping_gp_*.toml"))) == 2
+    assert not (tmp_path / "optout.csv").exists()
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
 def test_cli_writes_the_files(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,
