@@ -2,15 +2,21 @@
 
 Only male and female are kept (``"M"``, ``"F"``). "Not known" (0, U, FHIR ``unknown``),
 "not specified" (9), indeterminate and FHIR ``other`` are placeholders: they say nothing a
-match key could use. Anything else is invalid.
+match key could use, and so are the generic "missing" words (``N/A``, ``NULL``). Anything
+else is invalid.
 """
 
 from __future__ import annotations
 
+import re
+
 from client_sdk.normalise.defect import Defect
+from client_sdk.normalise.placeholders import is_placeholder_generic
 from client_sdk.record import Sex
 
 __all__ = ["SEX_CODES", "check_sex", "normalise_sex"]
+
+_NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 
 SEX_CODES: dict[str, Sex | Defect] = {
     "M": "M",
@@ -49,10 +55,13 @@ def check_sex(raw: str) -> Sex | Defect:
     Returns:
         ``"M"``, ``"F"``, or :class:`Defect` MISSING, PLACEHOLDER or INVALID.
     """
-    key = " ".join(raw.upper().replace(".", " ").split())
+    key = " ".join(_NOT_ALNUM.sub(" ", raw.upper()).split())
     if not key:
         return Defect.MISSING
-    return SEX_CODES.get(key, Defect.INVALID)
+    result = SEX_CODES.get(key)
+    if result is not None:
+        return result
+    return Defect.PLACEHOLDER if is_placeholder_generic(key) else Defect.INVALID
 
 
 def normalise_sex(raw: str) -> Sex | None:

@@ -26,7 +26,9 @@ def test_male_and_female(raw, sex):
     assert check_sex(raw) == sex
 
 
-@pytest.mark.parametrize("raw", ["0", "9", "U", "unknown", "other", "Not Known", "I", "X"])
+@pytest.mark.parametrize(
+    "raw", ["0", "9", "U", "unknown", "other", "Not Known", "I", "X", "N/A", "null", "N.K."]
+)
 def test_not_known_codes_are_placeholders(raw):
     assert check_sex(raw) is Defect.PLACEHOLDER
 
