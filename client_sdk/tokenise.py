@@ -108,11 +108,10 @@ class Tokeniser:
 
     __slots__ = (
         "_deriver",
-        "_encoders",
+        "_groups",
         "_getter",
         "_parts",
         "_refs",
-        "_values",
         "key_names",
         "params",
     )
@@ -137,19 +136,27 @@ class Tokeniser:
         self._getter: Callable[[NormalisedRecord], _Row] = operator.attrgetter(
             "local_id", "payload", *used
         )
-        # Each distinct (field, transform) is encoded once per record, and cached across
-        # records (names, dates and postcodes repeat); NHS numbers and other ids do not.
-        steps: list[tuple[str, str | None]] = []
+        # Each field is looked up once per record in one cache (names, dates and postcodes
+        # repeat; NHS numbers and other ids do not), which yields the encoded value under
+        # every transform the spec applies to that field.
+        transforms: dict[str, list[str | None]] = {name: [] for name in used}
         for key in spec.match_keys:
             for f in key.fields:
-                if (f.field, f.transform) not in steps:
-                    steps.append((f.field, f.transform))
-        self._values = operator.itemgetter(*(2 + used.index(name) for name, _ in steps))
-        self._encoders = tuple(
-            _encoder(transform, cached=name not in _UNIQUE_FIELDS) for name, transform in steps
+                if f.transform not in transforms[f.field]:
+                    transforms[f.field].append(f.transform)
+        flat: list[tuple[str, str | None]] = [
+            (name, transform) for name in used for transform in transforms[name]
+        ]
+        self._groups = tuple(
+            (
+                2 + position,
+                _encoder(tuple(transforms[name]), cached=name not in _UNIQUE_FIELDS),
+                (None,) * len(transforms[name]),
+            )
+            for position, name in enumerate(used)
         )
         self._parts = tuple(
-            _tuple_getter([steps.index((f.field, f.transform)) for f in key.fields])
+            _tuple_getter([flat.index((f.field, f.transform)) for f in key.fields])
             for key in spec.match_keys
         )
 
@@ -162,13 +169,10 @@ class Tokeniser:
 
         Never leaves the process: the linter counts these, :meth:`tokens_of_row` keys them.
         """
-        values = self._values(row)
-        if len(self._encoders) == 1:
-            values = (values,)
-        encoded = [
-            encode(value) if value else None
-            for encode, value in zip(self._encoders, values, strict=True)
-        ]
+        encoded: tuple[bytes | None, ...] = ()
+        for position, encode, empty in self._groups:
+            value = row[position]
+            encoded += encode(value) if value else empty
         joined: list[bytes | None] = []
         for parts in self._parts:
             chosen = parts(encoded)
@@ -217,22 +221,25 @@ class Tokeniser:
         )
 
 
-def _encoder(transform: str | None, *, cached: bool) -> Callable[[str], bytes | None]:
-    """Value → its encoded field (after the transform), or ``None`` if nothing is left."""
-    function = None if transform is None else TRANSFORM_FUNCTIONS[transform]
+def _encoder(
+    transforms: tuple[str | None, ...], *, cached: bool
+) -> Callable[[str], tuple[bytes | None, ...]]:
+    """Value → its encoded field under each transform (``None`` where nothing is left)."""
+    functions = tuple(None if t is None else TRANSFORM_FUNCTIONS[t] for t in transforms)
 
-    def encode(value: str) -> bytes | None:
-        if function is not None:
-            transformed = function(value)
-            if not transformed:
-                return None
-            value = transformed
-        return encode_value(value)
+    def encode(value: str) -> tuple[bytes | None, ...]:
+        out: list[bytes | None] = []
+        for function in functions:
+            transformed = value if function is None else function(value)
+            out.append(encode_value(transformed) if transformed else None)
+        return tuple(out)
 
     return lru_cache(maxsize=_CACHE_SIZE)(encode) if cached else encode
 
 
-def _tuple_getter(indices: list[int]) -> Callable[[list[bytes | None]], tuple[bytes | None, ...]]:
+def _tuple_getter(
+    indices: list[int],
+) -> Callable[[Sequence[bytes | None]], tuple[bytes | None, ...]]:
     """``itemgetter`` that returns a tuple even for one index."""
     if len(indices) == 1:
         (only,) = indices
