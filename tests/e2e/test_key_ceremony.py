@@ -177,8 +177,8 @@ def test_concurrent_cli_writers_lose_nothing(scratch: Ceremony):
         )
         for command in commands
     ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=120)
+    results = [(proc, *proc.communicate(timeout=120)) for proc in procs]
+    for proc, _, err in results:
         assert proc.returncode == 0, err
     listing = scratch.run("tessera-keys domain list --keystore custodian.keystore").stdout
     for n in range(4):

@@ -220,12 +220,10 @@ def _run_workers(mode: str, path: Path, count: int) -> list[str]:
         )
         for n in range(count)
     ]
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
+    results = [(proc, *proc.communicate(timeout=120)) for proc in procs]
+    for proc, _, err in results:
         assert proc.returncode == 0, err
-        outputs.append(out.strip())
-    return outputs
+    return [out.strip() for _, out, _ in results]
 
 
 def test_concurrent_writer_processes_lose_no_update(tmp_path: Path):
