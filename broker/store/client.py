@@ -53,7 +53,10 @@ class Store:
             self.redis.config_set("appendonly", "yes")
             self.redis.config_set("appendfsync", "always")
         except redis.RedisError as exc:
-            raise RedisUnavailableError("cannot configure Redis persistence") from exc
+            raise RedisUnavailableError(
+                "Redis refused CONFIG SET appendfsync always: configure it on the server and "
+                "set TESSERA_BROKER_DURABLE_WRITES=0"
+            ) from exc
         self.durable = True
 
     def supervise(self) -> bool:
