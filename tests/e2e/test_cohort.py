@@ -1,0 +1,161 @@
+"""A researcher's cohort and aggregates through the CLIs, on synthetic data with ground
+truth: the cohort's person count matches the truth within the linkage's measured error,
+opt-outs included; rows hold pseudonyms and released fields only."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.somerset_world import Somerset, build_somerset
+
+pytestmark = pytest.mark.xdist_group("somerset")
+
+_WORLD: list[Somerset] = []
+
+
+@pytest.fixture(scope="module")
+def world(broker_server, tmp_path_factory) -> Somerset:
+    # The same world as tests/e2e/test_direct_care.py when both run in one process.
+    from tests.e2e import test_direct_care
+
+    shared = test_direct_care._WORLD
+    if not shared:
+        shared.append(build_somerset(broker_server, tmp_path_factory.mktemp("somerset")))
+    return shared[0]
+
+
+def _practice(world: Somerset) -> str:
+    return sorted(k for k in world.orgs if k.startswith("gp_"))[0]
+
+
+def _toml(world: Somerset, kind: str, gp_fields: str, trust_fields: str) -> str:
+    today = datetime.now(UTC).date()
+    gp, trust = world.orgs[_practice(world)], world.orgs["hospital"]
+    return f"""
+title = "Emergency care use by age"
+purpose = "To describe how emergency care use varies with age in Somerset."
+legal_basis = "Section 251 of the NHS Act 2006"
+kind = "{kind}"
+researchers = ["{world.researcher}"]
+start = {today - timedelta(days=1)}
+end = {today + timedelta(days=90)}
+
+[[datasets]]
+org = "{gp.name}"
+name = "{gp.dataset}"
+fields = [{gp_fields}]
+
+[[datasets]]
+org = "{trust.name}"
+name = "{trust.dataset}"
+fields = [{trust_fields}]
+"""
+
+
+def _persons_in(world: Somerset, source: str) -> set[str]:
+    return {person for (ds, _), person in world.truth.items() if ds == source}
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_cohort_count_matches_the_truth_within_the_linkage_error(world, tmp_path):
+    gp, trust = world.orgs[_practice(world)], world.orgs["hospital"]
+    agreement = world.create_agreement(
+        _toml(world, "research_record_level", '"AGE_BAND"', '"AE_ATTENDANCES_12M"')
+    )
+    out = tmp_path / "cohort.csv"
+    world.sdk(world.researcher_credential, "cohort", "--agreement", agreement, "--out", str(out))
+    rows = _read(out)
+    opted_out = _persons_in(world, world.orgs["optout"].source)
+    truth = (_persons_in(world, gp.source) & _persons_in(world, trust.source)) - opted_out
+    assert opted_out & _persons_in(world, gp.source) & _persons_in(world, trust.source)
+    errors = world.linkage_errors({gp.source, trust.source, world.orgs["optout"].source})
+    assert abs(len(rows) - len(truth)) <= errors
+    assert errors <= 0.03 * len(world.truth)
+    labels = [
+        f"{gp.name}/{gp.dataset}.AGE_BAND",
+        f"{trust.name}/{trust.dataset}.AE_ATTENDANCES_12M",
+    ]
+    assert list(rows[0]) == ["pseudonym", *labels]
+    assert len({r["pseudonym"] for r in rows}) == len(rows)
+    # Nothing but pseudonyms and released values: no local id, no NHS number.
+    text = out.read_text(encoding="utf-8")
+    extract = _read(world.root / "data" / f"{gp.source}.csv")
+    cells = {c for r in rows for c in r.values()}
+    assert not cells & {r["PATIENT_ID"] for r in extract}
+    assert not any(r["NHS_NO"] and r["NHS_NO"] in text for r in extract)
+    assert "H0" not in text
+
+
+def test_cohort_selection_and_parquet(world, tmp_path):
+    trust = world.orgs["hospital"]
+    agreement = world.create_agreement(
+        _toml(world, "research_record_level", '"AGE_BAND"', '"AE_ATTENDANCES_12M"')
+    )
+    ae = f"{trust.name}/{trust.dataset}.AE_ATTENDANCES_12M"
+    out = tmp_path / "cohort.parquet"
+    world.sdk(
+        world.researcher_credential, "cohort", "--agreement", agreement, "--out", str(out),
+        "--format", "parquet", "--require", f"{trust.name}/{trust.dataset}",
+        "--where", f"{ae} ge 3", "--select", ae,
+    )  # fmt: skip
+    table = pq.read_table(out)
+    assert table.column_names == ["pseudonym", ae]
+    values = table.column(ae).to_pylist()
+    assert values and all(int(v) >= 3 for v in values)
+    hospital = _read_cp1252(world.root / "data" / f"{trust.source}.csv")
+    opted_out = _persons_in(world, world.orgs["optout"].source)
+    truth = {
+        world.truth[(trust.source, r["HOSP_NO"])]
+        for r in hospital
+        if int(r["AE_ATTENDANCES_12M"]) >= 3
+    } - opted_out
+    errors = world.linkage_errors({trust.source, world.orgs["optout"].source})
+    assert abs(len(values) - len(truth)) <= errors
+
+
+def _read_cp1252(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="cp1252", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_aggregate_through_the_cli_is_suppressed(world, tmp_path):
+    gp, trust = world.orgs[_practice(world)], world.orgs["hospital"]
+    agreement = world.create_agreement(
+        _toml(world, "research_aggregate", '"AGE_BAND"', '"EMERGENCY_ADMISSIONS_12M"')
+    )
+    out = tmp_path / "counts.csv"
+    age = f"{gp.name}/{gp.dataset}.AGE_BAND"
+    adm = f"{trust.name}/{trust.dataset}.EMERGENCY_ADMISSIONS_12M"
+    world.sdk(world.researcher_credential, "aggregate", "--agreement", agreement,
+              "--by", age, "--by", adm, "--out", str(out))  # fmt: skip
+    rows = _read(out)
+    assert list(rows[0]) == [age, adm, "count", "suppressed"]
+    published = [int(r["count"]) for r in rows if r["suppressed"] != "yes"]
+    assert all(n == 0 or n >= 10 for n in published)
+    assert any(r["suppressed"] == "yes" and r["count"] == "" for r in rows)
+    total = next(r for r in rows if r[age] == "(all)" and r[adm] == "(all)")
+    assert int(total["count"]) > 0
+    # A cohort under an aggregate agreement is refused.
+    refused = world.sdk(world.researcher_credential, "cohort", "--agreement", agreement,
+                        "--out", str(tmp_path / "no.csv"), check=False)  # fmt: skip
+    assert refused.returncode == 14 and "wrong_agreement_kind" in refused.stderr
+
+
+def test_revoked_by_the_operator_releases_nothing(world, tmp_path):
+    agreement = world.create_agreement(
+        _toml(world, "research_record_level", '"AGE_BAND"', '"AE_ATTENDANCES_12M"')
+    )
+    world.admin("agreement", "revoke", agreement)
+    assert f"{agreement}\trevoked" in world.admin("agreement", "list").stdout
+    refused = world.sdk(world.researcher_credential, "cohort", "--agreement", agreement,
+                        "--out", str(tmp_path / "no.csv"), check=False)  # fmt: skip
+    assert refused.returncode == 14 and "agreement_not_active" in refused.stderr
