@@ -157,3 +157,43 @@ def test_cli_invalid_spec_is_one_line_and_exit_7(
     assert code == 7
     assert len(err.strip().splitlines()) == 1
     assert "unknown field 'nope'" in err and "'year' does not apply to 'sex'" in err
+
+
+def test_cli_spec_lint_refuses_a_common_key_on_the_orgs_own_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = ["ID,GIVEN,FAMILY,DOB,SEX,POSTCODE"]
+    for i in range(1500):
+        rows.append(
+            f"{i},Given{chr(65 + i % 26)}{chr(65 + i // 26 % 26)},Family{chr(65 + i % 20)},"
+            f"{1940 + i % 70}-{1 + i % 12:02d}-{1 + i % 28:02d},{'MF'[i % 2]},"
+            f"BA{1 + i % 9} {i % 10}AB"
+        )
+    data = tmp_path / "list.csv"
+    data.write_text("\n".join(rows) + "\n")
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(
+        '[source]\nformat = "csv"\n[record]\nid = "ID"\n[identifiers]\n'
+        'given_name = "GIVEN"\nfamily_name = "FAMILY"\n'
+        'date_of_birth = { column = "DOB", formats = ["%Y-%m-%d"] }\n'
+        'sex = "SEX"\npostcode = "POSTCODE"\n'
+    )
+    risky = tmp_path / "risky.toml"
+    risky.write_text(
+        'name = "risky"\n'
+        '[[match_keys]]\nname = "names_dob_postcode"\n'
+        'fields = ["given_name_key", "family_name", "date_of_birth", "postcode"]\n'
+        '[[match_keys]]\nname = "surname_sex"\nfields = ["family_name", "sex"]\n'
+    )
+    code = run_cli(
+        cli,
+        "tessera-sdk",
+        ["spec", "lint", str(data), "--mapping", str(mapping), "--spec", str(risky)],
+    )
+    captured = capsys.readouterr()
+    assert code == 7
+    assert "refused" in captured.out and "surname_sex" in captured.err
+    assert "too common to hide" in captured.err
+    assert "FAMILYA" not in (captured.out + captured.err).upper()  # no value is shown
+    ok = run_cli(cli, "tessera-sdk", ["spec", "lint", str(data), "--mapping", str(mapping)])
+    assert ok == 0, capsys.readouterr()
