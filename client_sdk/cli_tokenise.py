@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from client_sdk.config import SdkSettings
+from client_sdk.errors import InputError
 from client_sdk.local_index import LocalIndex
 from client_sdk.mapping import load_mapping
 from client_sdk.orgstore import OrgStore
@@ -85,6 +86,8 @@ def tokenise_command(
     """
     spec = _spec(spec_path)
     mapping = load_mapping(mapping_path)
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent}: no such directory for the batch file")
     store = OrgStore.open(orgdir, _passphrase())
     domain_key, version = store.domain_key(domain, key_version)
     params = TokeniseParams(
