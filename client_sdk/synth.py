@@ -541,7 +541,12 @@ def _nhs_valid(number: str) -> bool:
 
 
 class _NhsBook:
-    """Unique valid NHS numbers in the English ranges (400-499, 600-708 million)."""
+    """Unique valid NHS numbers in the 900-999 million block.
+
+    Numbers issued to patients in England and Wales start with 4, 6 or 7; the 9 block is
+    where the NHS's own examples (943 476 5919) and its reserved test range (999…) live,
+    so that a synthetic number does not name a real patient's record.
+    """
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
@@ -550,13 +555,7 @@ class _NhsBook:
     def new(self) -> str:
         rng = self.rng
         while True:
-            roll = rng.random()
-            head = (
-                400 + int(roll / 0.55 * 100)
-                if roll < 0.55
-                else 600 + int((roll - 0.55) / 0.45 * 109)
-            )
-            nine = f"{head}{int(rng.random() * 1_000_000):06d}"
+            nine = f"{900 + int(rng.random() * 100)}{int(rng.random() * 1_000_000):06d}"
             check = _nhs_check(nine)
             if check == 10:
                 continue
