@@ -560,7 +560,7 @@ class _NhsBook:
             if check == 10:
                 continue
             number = nine + str(check)
-            if number in self.used or len(set(nine)) == 1:
+            if number in self.used or len(set(nine)) == 1 or number == "9876543210":
                 continue
             self.used.add(number)
             return number
