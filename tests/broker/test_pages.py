@@ -159,11 +159,10 @@ def test_revoke_needs_the_csrf_token_and_is_audited(broker_server, t):
     )
     assert done.status_code == 303
     assert find_identity(store, t.victim).revoked
-    newest = read_audit(store, start=0, count=100_000)[-1]
-    assert (newest.action, newest.identity, newest.organisation) == (
-        "credential.revoke",
-        t.admin,
-        t.victim,
+    entries = read_audit(store, start=0, count=100_000)
+    assert any(
+        (e.action, e.identity, e.organisation) == ("credential.revoke", t.admin, t.victim)
+        for e in entries
     )
     client.close()
 
