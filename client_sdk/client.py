@@ -16,6 +16,8 @@ import base64
 import random
 import time
 from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -206,6 +208,7 @@ class BrokerClient:
         wait_timeout: float = 3600.0,
         poll: float = 0.2,
         on_progress: Callable[[UploadProgress], None] | None = None,
+        concurrency: int = 2,
     ) -> BatchStatus:
         """Upload a batch file, resuming where an earlier attempt stopped.
 
@@ -217,6 +220,8 @@ class BrokerClient:
             wait_timeout: seconds to wait for linkage.
             poll: seconds between status polls while waiting.
             on_progress: called after each chunk and each linkage poll.
+            concurrency: chunks in flight at once (at most twice this many are read
+                ahead of the network).
 
         Returns:
             The batch's final status (``linked``, ``failed``) or, without ``wait``, as
@@ -232,15 +237,31 @@ class BrokerClient:
         total = status.chunk_count
         if status.state is BatchState.RECEIVING:
             held = set(status.received)
-            done, records = len(held), 0
-            _report(on_progress, UploadProgress("upload", done, total, records))
-            for index, data in enumerate(reader.raw_chunks()):
-                if index in held:
-                    continue
-                receipt = self.put_chunk(name, manifest.batch_id, index, data)
-                done += 1
-                records += receipt.records
-                _report(on_progress, UploadProgress("upload", done, total, records))
+            progress = UploadProgress("upload", len(held), total, 0)
+            _report(on_progress, progress)
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                inflight: set[Future[ChunkReceipt]] = set()
+
+                def settle(futures: set[Future[ChunkReceipt]]) -> None:
+                    nonlocal progress
+                    for future in futures:
+                        receipt = future.result()
+                        progress = UploadProgress(
+                            "upload", progress.done + 1, total, progress.records + receipt.records
+                        )
+                        _report(on_progress, progress)
+
+                for index, data in enumerate(reader.raw_chunks()):
+                    if index in held:
+                        continue
+                    inflight.add(pool.submit(self.put_chunk, name, manifest.batch_id, index, data))
+                    if len(inflight) >= 2 * concurrency:
+                        finished, inflight = futures.wait(
+                            inflight, return_when=futures.FIRST_COMPLETED
+                        )
+                        settle(finished)
+                for future in futures.as_completed(inflight):
+                    settle({future})
             status = self.commit(name, manifest.batch_id)
         else:
             _report(on_progress, UploadProgress("upload", total, total, manifest.record_count))
