@@ -8,8 +8,10 @@ The steps, in order (docs/normalisation.md has the reasons):
 2. Upper case; apostrophes are deleted (O'Brien → OBRIEN); every other character that is
    not a letter (hyphens, dots, commas, digits) separates words (Smith-Jones → SMITH JONES).
 3. Placeholders (UNKNOWN, BABY, BABY OF …, TEST, XXX) are missing values.
-4. Given names: leading titles dropped (MR, MRS, DR, …); the first word is the given name,
-   the others are middle names. Family names: trailing suffixes dropped (JR, III, OBE, …);
+4. A note about another name is dropped with what follows it (SMITH NEE JONES → SMITH,
+   ROBERT AKA BOB → ROBERT). Given names: leading titles dropped (MR, MRS, DR, …); the
+   first word is the given name, the others are middle names. Family names: trailing
+   suffixes and personal titles dropped (JR, III, OBE, MRS, …);
    particles joined to the next word (MC DONALD → MCDONALD, DE LA CRUZ → DELACRUZ,
    SAINT JOHN → STJOHN), so spacing and punctuation around them never matter.
 5. The nickname table gives each given name a key shared with its diminutives
@@ -84,6 +86,11 @@ PARTICLES: frozenset[str] = _word_list("particles.txt")
 NICKNAMES: dict[str, str] = _load_nicknames()
 _TRANSLITERATION = _load_transliteration()
 _NOT_LETTER = re.compile(r"[^A-Z]+")
+# Personal titles also dropped from the end of a family name ("JONES (MRS)").
+_TRAILING_TITLES = frozenset({"MR", "MRS", "MS", "MISS", "MX", "DR"})
+# Words that start a note about another name, dropped with what follows them:
+# "SMITH (NEE JONES)", "SMITH FORMERLY JONES", "ROBERT AKA BOB".
+_OTHER_NAME_MARKERS = frozenset({"NEE", "FORMERLY", "PREVIOUSLY", "AKA", "ALIAS", "OTHERWISE"})
 
 
 def name_words(raw: str) -> list[str]:
@@ -111,9 +118,16 @@ def _drop_titles(words: list[str]) -> list[str]:
 
 def _drop_suffixes(words: list[str]) -> list[str]:
     end = len(words)
-    while end > 1 and words[end - 1] in SUFFIXES:
+    while end > 1 and (words[end - 1] in SUFFIXES or words[end - 1] in _TRAILING_TITLES):
         end -= 1
     return words[:end]
+
+
+def _drop_other_names(words: list[str]) -> list[str]:
+    for index in range(1, len(words)):
+        if words[index] in _OTHER_NAME_MARKERS:
+            return words[:index]
+    return words
 
 
 def _join_particles(words: list[str]) -> list[str]:
@@ -133,6 +147,7 @@ def _join_particles(words: list[str]) -> list[str]:
 
 
 def _given(words: list[str]) -> tuple[str, str | None] | Defect:
+    words = _drop_other_names(words)
     if not words:
         return Defect.MISSING
     if is_placeholder_name(words):
@@ -144,6 +159,7 @@ def _given(words: list[str]) -> tuple[str, str | None] | Defect:
 
 
 def _family(words: list[str]) -> str | Defect:
+    words = _drop_other_names(words)
     if not words:
         return Defect.MISSING
     if is_placeholder_name(words):
@@ -225,7 +241,7 @@ def split_full_name(
         while end > 1 and given_words[end - 1] in TITLES:
             end -= 1
         return _given(given_words[:end]), _family(name_words(family_raw))
-    words = name_words(raw)
+    words = _drop_other_names(name_words(raw))
     if not words:
         return Defect.MISSING, Defect.MISSING
     if is_placeholder_name(words):

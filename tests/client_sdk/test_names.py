@@ -51,6 +51,10 @@ from client_sdk.normalise.names import NICKNAMES, name_words
         ("Jones Jr.", "JONES"),
         ("Windsor III", "WINDSOR"),
         ("Le", "LE"),  # a particle alone is the name
+        ("Smith (née Jones)", "SMITH"),
+        ("Smith formerly Jones", "SMITH"),
+        ("Jones (Mrs)", "JONES"),
+        ("Nee", "NEE"),
     ],
 )
 def test_family_names(raw, canonical):
@@ -68,6 +72,7 @@ def test_family_names(raw, canonical):
         ("Mary Ann", ("MARY", "ANN")),
         ("Zoë", ("ZOE", None)),
         ("Seán", ("SEAN", None)),
+        ("Robert aka Bob", ("ROBERT", None)),
     ],
 )
 def test_given_names(raw, parts):
@@ -96,6 +101,8 @@ def test_a_title_alone_is_not_a_name():
         ("SMITH John", "FAMILY, GIVEN", ("JOHN", None), "SMITH"),  # no comma
         ("SMITH, ", "FAMILY, GIVEN", Defect.MISSING, "SMITH"),
         ("SMITH, BABY", "FAMILY, GIVEN", Defect.PLACEHOLDER, "SMITH"),
+        ("SMITH (NEE JONES), Mary", "FAMILY, GIVEN", ("MARY", None), "SMITH"),
+        ("Mary Smith née Jones", "GIVEN FAMILY", ("MARY", None), "SMITH"),
         ("Dr Maria de la Cruz", "GIVEN FAMILY", ("MARIA", None), "DELACRUZ"),
         ("John Paul Smith Jr", "GIVEN FAMILY", ("JOHN", "PAUL"), "SMITH"),
         ("Ben Smith", "GIVEN FAMILY", ("BEN", None), "SMITH"),
