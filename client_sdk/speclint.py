@@ -29,7 +29,12 @@ from client_sdk.tokenise import TokeniseParams, Tokeniser
 from keys.derive import DomainKey
 from keys.spec import LinkageSpec
 
-__all__ = ["DEFAULT_MIN_DISTINCT", "MIN_RECORDS", "KeyLint", "lint_spec"]
+__all__ = [
+    "DEFAULT_MIN_DISTINCT",
+    "KeyLint",
+    "MIN_RECORDS",
+    "lint_spec",
+]
 
 DEFAULT_MIN_DISTINCT = 0.9
 MIN_RECORDS = 1_000

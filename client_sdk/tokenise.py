@@ -41,8 +41,8 @@ from keys.derive import (
 from keys.spec import LinkageSpec
 
 __all__ = [
-    "CHUNK_RECORDS",
     "BatchSummary",
+    "CHUNK_RECORDS",
     "EncodedChunk",
     "TokeniseParams",
     "Tokeniser",
