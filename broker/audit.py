@@ -10,7 +10,8 @@ entry breaks the chain from there on (:func:`verify_chain`).
 checkpoint is the position and hash of an entry, the time and the id of the broker's audit
 public key, signed with the broker's Ed25519 audit key (:mod:`keys.signing`). They are made
 every ``every`` entries (by :class:`AuditCheckpointer` in a serving broker, or
-:func:`ensure_checkpoints`), when the newest is older than a maximum age, and on demand
+:func:`ensure_checkpoints`), when an entry has waited longer than a maximum age for one,
+and on demand
 (:func:`checkpoint_now`). Before signing, the entries since the previous checkpoint are
 verified, so a checkpoint never blesses a broken chain. Publish them, or hand them to an
 auditor with the public key (:func:`export_lines`): :func:`verify_audit` and
@@ -386,14 +387,15 @@ def ensure_checkpoints(
     now: datetime | None = None,
 ) -> list[Checkpoint]:
     """Make the checkpoints that are due: one at every ``every``-th entry, and one at the
-    newest entry when the newest checkpoint is older than ``max_age``.
+    newest entry when an entry has waited longer than ``max_age`` for a checkpoint.
 
     Args:
         store: the broker's store.
         signing_seed: the broker's Ed25519 audit key.
         every: entries between periodic checkpoints (positions ``every - 1``,
             ``2 * every - 1``, …).
-        max_age: also checkpoint the newest entry when the newest checkpoint is older.
+        max_age: also checkpoint the newest entry when the oldest entry not yet covered
+            by a checkpoint is older than this.
         now: the current time (default: now, UTC).
 
     Returns:
@@ -418,9 +420,11 @@ def ensure_checkpoints(
         current = now or datetime.now(UTC)
         last_raw = last_checkpoint(store)
         last = Checkpoint.from_json(last_raw) if last_raw is not None else None
-        stale = last is None or datetime.fromisoformat(last.time) + max_age <= current
-        if stale and (last is None or last.position < count - 1):
-            if _extend(store, signing_seed, count - 1, now=now):
+        first_uncovered = last.position + 1 if last is not None else 0
+        if first_uncovered < count:
+            oldest = read_audit(store, start=first_uncovered, count=1)
+            waited = bool(oldest) and datetime.fromisoformat(oldest[0].time) + max_age <= current
+            if waited and _extend(store, signing_seed, count - 1, now=now):
                 made.extend(read_audit_checkpoints(store)[-1:])
     return made
 
@@ -453,7 +457,7 @@ class AuditCheckpointer:
         store: the broker's store.
         signing_seed: the broker's Ed25519 audit key.
         every: entries between periodic checkpoints.
-        max_age: checkpoint the newest entry when the newest checkpoint is older.
+        max_age: checkpoint the newest entry when an entry has waited this long.
         interval_seconds: how often to look.
     """
 

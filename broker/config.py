@@ -37,8 +37,8 @@ class BrokerSettings(BaseSettings):
             bytes per chunk, so the default admits batches of 100 000 chunks).
         receiving_ttl_seconds: how long an uncommitted batch is kept for resumption.
         audit_checkpoint_every: entries between signed audit checkpoints.
-        audit_checkpoint_max_age_seconds: also checkpoint the newest audit entry when the
-            newest checkpoint is older than this.
+        audit_checkpoint_max_age_seconds: also checkpoint the newest audit entry when an
+            entry has waited this long for a checkpoint.
         session_ttl_seconds: idle lifetime of an operator dashboard session.
     """
 

@@ -1,4 +1,4 @@
-"""``tessera-broker audit``: verify, export, checkpoint and public-key as subprocesses."""
+"""``tessera-broker audit`` as subprocesses, and the checkpoints a serving broker makes."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 
 import pytest
 
-from broker.audit import append_audit
+from broker.audit import append_audit, read_audit_checkpoints, verify_audit
 from broker.config import BrokerSettings
 from broker.runtime import BrokerRuntime
 from broker.store import keyspace
+from keys.signing import public_key_of
+from tests.harness import running_broker
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +107,17 @@ def test_verify_names_the_first_bad_position_and_exits_non_zero(data_dir):
     assert failed.returncode == 28
     assert "position 6" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_a_serving_broker_checkpoints_every_n_entries(tmp_path):
+    with running_broker(tmp_path / "broker", TESSERA_BROKER_AUDIT_CHECKPOINT_EVERY="4") as broker:
+        for _ in range(9):
+            append_audit(broker.runtime.store, identity="operator", role="operator", action="x")
+        deadline = time.monotonic() + 60
+        positions: list[int] = []
+        while time.monotonic() < deadline and positions[-1:] != [7]:
+            positions = [c.position for c in read_audit_checkpoints(broker.runtime.store)]
+            time.sleep(0.2)
+        assert positions == [3, 7]
+        key = public_key_of(broker.runtime.secrets.audit_signing_key)
+        assert verify_audit(broker.runtime.store, key).ok
