@@ -667,6 +667,7 @@ class Linker:
             What the call did.
         """
         stats = LinkStats(received=len(records))
+        self._store.tune_server()
         token = self._store.acquire(now=self._now)
         try:
             entry, known = self._datasets(dataset)
@@ -782,6 +783,7 @@ class Linker:
             What the call did.
         """
         stats = LinkStats(received=len(refs))
+        self._store.tune_server()
         token = self._store.acquire(now=self._now)
         try:
             entry, known = self._datasets(dataset)
@@ -825,6 +827,7 @@ class Linker:
             What the call did (``retracted`` counts the records removed).
         """
         stats = LinkStats()
+        self._store.tune_server()
         token = self._store.acquire(now=self._now)
         try:
             _, known = self._datasets(dataset)

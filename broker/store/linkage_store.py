@@ -449,19 +449,21 @@ class LinkageStore:
         self._read = client.register_script(_LUA_READ)
         self._write = client.register_script(_LUA_WRITE)
         self._unlock = client.register_script(_LUA_UNLOCK)
-        self._tuned = False
+        self._tuned: bool | None = None
 
     # Server tuning and the single-writer lock ---------------------------------------------
 
     def tune_server(self) -> bool:
-        """Let bucket hashes stay listpacks (512 fields of up to 256 bytes).
+        """Let bucket hashes stay listpacks (512 fields of up to 256 bytes); once per store.
+
+        :class:`~broker.linkage.Linker` calls it before it writes.
 
         Returns:
             True when applied; False when the server refuses ``CONFIG SET`` (a managed
             Redis): linkage still works, with more memory per record.
         """
-        if self._tuned:
-            return True
+        if self._tuned is not None:
+            return self._tuned
         try:
             for name, value in _LISTPACK_TUNING.items():
                 current = cast(dict[bytes | str, Any], self._r.config_get(name))
@@ -470,6 +472,7 @@ class LinkageStore:
                     self._r.config_set(name, value)
         except redis.RedisError:
             logger.warning("cannot tune listpack limits; linkage will use more memory")
+            self._tuned = False
             return False
         self._tuned = True
         return True
