@@ -21,14 +21,14 @@ from keys.wire import Name
 
 __all__ = [
     "LEGAL_BASES",
-    "AgreementKind",
-    "AgreementOut",
-    "AgreementStatus",
-    "AgreementTerms",
     "AggregateCell",
     "AggregateControl",
     "AggregateOut",
     "AggregateRequest",
+    "AgreementKind",
+    "AgreementOut",
+    "AgreementStatus",
+    "AgreementTerms",
     "CohortOut",
     "CohortRequest",
     "DatasetRelease",
