@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -101,7 +102,7 @@ class Demo:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def cli(self, *args: str | Path, token: str | None = None, quiet: bool = True) -> str:
+    def cli(self, *args: str | Path | int, token: str | None = None, quiet: bool = True) -> str:
         """Run a Tessera CLI; its stdout is returned, a failure stops the demo."""
         env = dict(self.env)
         if token is not None:
@@ -207,6 +208,7 @@ class Demo:
                     "tessera-sdk", "dataset", "declare", org.dataset, "--from-batch", batch,
                     "--one-record-per-person" if org.one_record_per_person
                     else "--many-records-per-person", "--description", org.description,
+                    *(["--opt-out-register"] if org is self.optout else []),
                     token=org.credential,
                 )  # fmt: skip
                 started = time.perf_counter()
@@ -242,6 +244,114 @@ class Demo:
                 ("Linkage precision / recall", f"{self.precision:.4f} / {self.recall:.4f} "
                  f"({result['correct_pairs']:,} of {result['true_pairs']:,} true pairs)")
             )  # fmt: skip
+
+    def agreement(self, name: str, toml: str) -> str:
+        """The operator creates an agreement; every contributing organisation approves it."""
+        path = self.out / "agreements" / f"{name}.toml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(toml)
+        created = self.cli("tessera-broker", "admin", "agreement", "create", "--file", path)
+        agreement_id = created.split()[0].strip()
+        contributors = {
+            line.split('"')[1] for line in toml.splitlines() if line.startswith("org =")
+        }
+        for org in self.orgs:
+            if org.name in contributors:
+                self.cli("tessera-sdk", "agreement", "approve", agreement_id, token=org.credential)
+        return agreement_id
+
+    def _dates(self) -> str:
+        today = date.today()
+        return f"start = {today - timedelta(days=1)}\nend = {today + timedelta(days=365)}\n"
+
+    def direct_care(self) -> None:
+        with self.step("Direct care: each practice's patients at risk") as notes:
+            practices = [o for o in self.orgs if o.name.startswith("gp_")]
+            hospital = next(o for o in self.orgs if o.name == "hospital")
+            blocks = "".join(
+                f'[[datasets]]\norg = "{o.name}"\nname = "{o.dataset}"\n'
+                'fields = ["LTC_COUNT", "FRAILTY_INDEX"]\n\n'
+                for o in practices
+            )
+            toml = (
+                'title = "Finding patients at risk of emergency admission"\n'
+                'purpose = "Each practice sees which of its own patients attend A&E or are '
+                'admitted as emergencies, so that it can offer them a care review."\n'
+                'legal_basis = "UK GDPR Art 6(1)(e) with Art 9(2)(h)"\n'
+                'kind = "direct_care"\n'
+                f"organisations = {json.dumps([o.name for o in practices])}\n"
+                + self._dates()
+                + "\n"
+                + blocks
+                + f'[[datasets]]\norg = "{hospital.name}"\nname = "{hospital.dataset}"\n'
+                'fields = ["AE_ATTENDANCES_12M", "EMERGENCY_ADMISSIONS_12M"]\n'
+            )
+            agreement_id = self.agreement("direct-care", toml)
+            rules = Path(__file__).resolve().parents[1] / "client_sdk" / "data" / "risk_rules.toml"
+            lists: list[str] = []
+            for org in practices:
+                outputs = self.out / "practices" / org.name
+                outputs.mkdir(parents=True)
+                self.cli("tessera-sdk", "linked", "--agreement", agreement_id,
+                         "--dir", org.directory, "--out", outputs / "linked.csv",
+                         token=org.credential)  # fmt: skip
+                self.cli("tessera-sdk", "risk", "--linked", outputs / "linked.csv",
+                         "--rules", rules, "--out", outputs / "at-risk.csv")  # fmt: skip
+                at_risk = len(_read_csv(outputs / "at-risk.csv"))
+                lists.append(f"{org.name} {at_risk:,}")
+            notes.append(f"agreement {agreement_id}; patients at risk: " + ", ".join(lists))
+            self.summary.facts.append(("Patients-at-risk lists", str(self.out / "practices")))
+
+    def research(self) -> None:
+        with self.step("Research: a pseudonymised cohort and aggregate tables") as notes:
+            researcher = "dr-avery"
+            token = self.cli("tessera-broker", "admin", "researcher", "add", researcher).strip()
+            practice = next(o for o in self.orgs if o.name.startswith("gp_"))
+            hospital = next(o for o in self.orgs if o.name == "hospital")
+            toml = (
+                'title = "Frailty, long-term conditions and emergency care in Somerset"\n'
+                'purpose = "To learn how frailty and long-term conditions relate to A&E '
+                'attendances and emergency admissions, to plan community services."\n'
+                'legal_basis = "Section 251 of the NHS Act 2006"\n'
+                'kind = "research_record_level"\n'
+                f'researchers = ["{researcher}"]\n' + self._dates() + "\n"
+                f'[[datasets]]\norg = "{practice.name}"\nname = "{practice.dataset}"\n'
+                'fields = ["AGE_BAND", "LTC_COUNT", "FRAILTY_INDEX"]\n\n'
+                f'[[datasets]]\norg = "{hospital.name}"\nname = "{hospital.dataset}"\n'
+                'fields = ["AE_ATTENDANCES_12M", "EMERGENCY_ADMISSIONS_12M"]\n'
+            )
+            agreement_id = self.agreement("research", toml)
+            outputs = self.out / "research"
+            outputs.mkdir()
+            gp_id, hosp_id = (f"{o.name}/{o.dataset}" for o in (practice, hospital))
+            self.cli("tessera-sdk", "cohort", "--agreement", agreement_id,
+                     "--require", gp_id, "--require", hosp_id,
+                     "--out", outputs / "cohort.csv", token=token)  # fmt: skip
+            self.cli("tessera-sdk", "aggregate", "--agreement", agreement_id,
+                     "--by", f"{gp_id}.AGE_BAND", "--by", f"{hosp_id}.EMERGENCY_ADMISSIONS_12M",
+                     "--out", outputs / "aggregate.csv", token=token)  # fmt: skip
+            cohort = len(_read_csv(outputs / "cohort.csv"))
+            expected = self._true_cohort(practice.dataset, hospital.dataset)
+            notes.append(
+                f"agreement {agreement_id}; cohort {cohort:,} persons "
+                f"(ground truth {expected:,}, opted-out persons removed)"
+            )
+            self.summary.facts.append(("Researcher cohort and tables", str(outputs)))
+
+    def _true_cohort(self, *datasets: str) -> int:
+        """Persons truly in every one of ``datasets`` and not on the opt-out register."""
+        members: dict[str, set[str]] = {}
+        for row in _read_csv(self.out / "data" / "truth.csv"):
+            members.setdefault(row["dataset"], set()).add(row["person_id"])
+        persons = set.intersection(*(members.get(d, set()) for d in datasets))
+        return len(persons - members.get(self.optout.dataset, set()))
+
+    def audit(self) -> None:
+        with self.step("Audit: verify the hash chain and signed checkpoints") as notes:
+            self.cli("tessera-broker", "audit", "checkpoint")
+            verified = self.cli("tessera-broker", "audit", "verify")
+            self.cli("tessera-broker", "audit", "export", "--out", self.out / "audit.jsonl")
+            notes.append(verified.strip().splitlines()[-1] if verified.strip() else "verified")
 
     def start_broker(self) -> None:
         with self.step(f"Broker up at {self.url} (embedded redis-server)") as notes:
@@ -283,6 +393,9 @@ class Demo:
             self.key_ceremony()
             self.prepare_and_upload()
             self.evaluate()
+            self.direct_care()
+            self.research()
+            self.audit()
             self.print_summary()
             if self.keep:
                 print(f"\nThe broker is still running: {self.url}/register (public register),")
