@@ -191,6 +191,11 @@ class OrgPublicKey:
         public = cls(org=org, x25519=x_pub, hybrid=h_pub)
         if stated != public.fingerprint:
             raise KeystoreFormatError(f"{source}: the stated fingerprint does not match the keys")
+        try:
+            for kem in Kem:
+                public._hpke_key(kem)
+        except ValueError:
+            raise bad from None
         return public
 
     def _hpke_key(self, kem: Kem) -> X25519PublicKey | hpke.MLKEM768X25519PublicKey:
@@ -389,7 +394,13 @@ def wrap_key(
         key_id=key_id,
         fingerprint=fingerprint_key(key),
     )
-    return header.pack() + kem.suite().encrypt(key, recipient._hpke_key(kem), info=header.info)
+    try:
+        wrapped = kem.suite().encrypt(key, recipient._hpke_key(kem), info=header.info)
+    except ValueError:
+        raise KeystoreFormatError(
+            f"the public key of organisation {recipient.org} cannot be used for {kem.value}"
+        ) from None
+    return header.pack() + wrapped
 
 
 def unwrap_key(

@@ -148,3 +148,12 @@ def test_private_keys_hide_in_repr(north: OrgPrivateKeys):
     assert repr(north) == "OrgPrivateKeys()"
     with pytest.raises(KeystoreFormatError):
         OrgPrivateKeys.from_secrets({"x25519": bytes(32)})
+
+
+@pytest.mark.parametrize("kem", list(Kem))
+def test_an_unusable_public_key_is_refused_in_one_line(north: OrgPrivateKeys, kem: Kem):
+    good = north.public("north-trust")
+    bogus = OrgPublicKey(org="north-trust", x25519=bytes(32), hybrid=bytes(1216))
+    assert OrgPublicKey.from_file_bytes(good.to_file_bytes()) == good
+    with pytest.raises(KeystoreFormatError, match=f"cannot be used for {kem.value}"):
+        wrap_key(KEY, domain="d", version="v1", key_id="kid-1", recipient=bogus, kem=kem)
