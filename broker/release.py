@@ -502,25 +502,29 @@ def release_linked(
     if not own:
         raise NotReleasedError("this agreement holds no dataset of yours")
     labels = list(source.columns)
+    own_ids = {release.dataset_id: release.name for release in own}
     counts: dict[str, int] = {}
     rows: list[LinkedRow] = []
     linked_rows = 0
-    for release in own:
-        ds_id = release.dataset_id
-        for ref, pid in source.linkage.iter_dataset(ds_id):
-            records = source.linkage.records_of_person(pid) if pid else []
-            if any(r.dataset in source.opt_out for r in records):
-                counts["opted_out"] = counts.get("opted_out", 0) + 1
-                continue
-            mine = [r for r in records if r.dataset == ds_id and r.ref == ref]
-            others = [r for r in records if r.dataset != ds_id]
+    for _, records in source.linkage.iter_persons():
+        mine_all = [r for r in records if r.dataset in own_ids]
+        if not mine_all:
+            continue
+        if any(r.dataset in source.opt_out for r in records):
+            counts["opted_out"] = counts.get("opted_out", 0) + len(mine_all)
+            continue
+        for record in mine_all:
+            others = [r for r in records if r.dataset != record.dataset]
             values: list[str | None] = []
             for label in labels:
                 column = source.columns[label]
-                values.append(_value(mine if column.dataset == ds_id else others, column))
+                held = [record] if column.dataset == record.dataset else others
+                values.append(_value(held, column))
             if any(r.dataset in source.datasets for r in others):
                 linked_rows += 1
-            rows.append(LinkedRow(dataset=release.name, ref=bytes(ref).hex(), values=values))
+            name = own_ids[record.dataset]
+            rows.append(LinkedRow(dataset=name, ref=bytes(record.ref).hex(), values=values))
+    rows.sort(key=lambda row: row.ref)  # no grouping by person
     counts["rows"] = len(rows)
     counts["linked_rows"] = linked_rows
     _audit(store, identity, agreement, counts, now)
