@@ -229,12 +229,13 @@ def split_full_name(
         layout: ``"FAMILY, GIVEN"`` (split at the first comma; without a comma the first
             word is the family name), ``"FAMILY GIVEN"`` (first word, with any particles
             before it) or ``"GIVEN FAMILY"`` (last word, with any particles before it).
+            Whatever the layout, a value with a comma is read as ``FAMILY, GIVEN``.
 
     Returns:
         ``(given, family)`` as :func:`check_given_names` and :func:`check_family_name`
         return them.
     """
-    if layout == "FAMILY, GIVEN" and "," in raw:
+    if "," in raw:  # a comma always separates the family name from the given names
         family_raw, _, given_raw = raw.partition(",")
         given_words = name_words(given_raw)
         end = len(given_words)

@@ -103,6 +103,7 @@ def test_a_title_alone_is_not_a_name():
         ("SMITH, BABY", "FAMILY, GIVEN", Defect.PLACEHOLDER, "SMITH"),
         ("SMITH (NEE JONES), Mary", "FAMILY, GIVEN", ("MARY", None), "SMITH"),
         ("Mary Smith née Jones", "GIVEN FAMILY", ("MARY", None), "SMITH"),
+        ("SMITH, Mary", "GIVEN FAMILY", ("MARY", None), "SMITH"),  # a comma decides
         ("Dr Maria de la Cruz", "GIVEN FAMILY", ("MARIA", None), "DELACRUZ"),
         ("John Paul Smith Jr", "GIVEN FAMILY", ("JOHN", "PAUL"), "SMITH"),
         ("Ben Smith", "GIVEN FAMILY", ("BEN", None), "SMITH"),
