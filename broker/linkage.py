@@ -47,6 +47,7 @@ from broker.store.linkage_store import (
     next_id,
 )
 from keys.derive import RecordRef, StoredToken
+from keys.errors import BrokerError
 
 __all__ = [
     "CONFLICT_KINDS",
@@ -109,8 +110,7 @@ class LinkStats:
         persons_dissolved: persons dissolved by a change and re-formed.
         conflicts: conflicts recorded for the records this call decided.
         twin_guard_blocks: candidate persons refused by the twin guard.
-        ambiguous_tokens: tokens that turned ambiguous (positive) or stopped being so.
-        already_applied: the call had nothing to do.
+        ambiguous_tokens: net change in ambiguous (token, dataset) pairs.
     """
 
     received: int = 0
@@ -125,7 +125,6 @@ class LinkStats:
     conflicts: int = 0
     twin_guard_blocks: int = 0
     ambiguous_tokens: int = 0
-    already_applied: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +336,7 @@ class _Session:
             if not missing:
                 return
             self.load(tokens=tokens, rids=members + holder_rids, pids=persons + pids)
-        raise RuntimeError("linkage neighbourhood did not close")  # pragma: no cover
+        raise BrokerError("linkage neighbourhood did not close")  # pragma: no cover
 
     # Changing ----------------------------------------------------------------------------------
 
