@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from client_sdk.local_index import LocalIndex
+from client_sdk.mapping import Mapping, load_mapping
+from client_sdk.pipeline import iter_records
+from client_sdk.quality import QualityCollector, QualityReport
+from client_sdk.record import NormalisedRecord
 from client_sdk.speclint import KeyLint, lint_spec
 from client_sdk.tokenise import (
     BatchSummary,
@@ -18,10 +22,16 @@ __all__ = [
     "KeyLint",
     "LinkageSpec",
     "LocalIndex",
+    "Mapping",
+    "NormalisedRecord",
+    "QualityCollector",
+    "QualityReport",
     "TokeniseParams",
     "Tokeniser",
     "default_spec",
+    "iter_records",
     "lint_spec",
+    "load_mapping",
     "load_spec",
     "tokenise_records",
     "write_batch",
