@@ -11,7 +11,7 @@ in a bounded cache for the run.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
@@ -100,7 +100,7 @@ def _given_names(raw: str) -> _Given:
 
 
 _RowFunction = Callable[
-    [int, list[str], str, tuple[str | None, ...]], tuple[NormalisedRecord, tuple[int, ...]]
+    [int, Sequence[str], str, tuple[str | None, ...]], tuple[NormalisedRecord, tuple[int, ...]]
 ]
 
 
@@ -152,7 +152,7 @@ def _row_function(mapping: Mapping, positions: list[int], *, today: date) -> _Ro
     nothing: _Value = (None, missing)
 
     def row(
-        line: int, values: list[str], local_id: str, payload: tuple[str | None, ...]
+        line: int, values: Sequence[str], local_id: str, payload: tuple[str | None, ...]
     ) -> tuple[NormalisedRecord, tuple[int, ...]]:
         nhs_number: str | None = None
         o_nhs: int = missing
@@ -339,7 +339,7 @@ def iter_records(
         on_progress = None
         if progress and sys.stderr.isatty():
             on_progress = stack.enter_context(_ProgressBar(path)).update
-        rows: Iterator[tuple[int, list[str]]]
+        rows: Iterator[tuple[int, Sequence[str]]]
         if fhir:
             rows = read_fhir(
                 path,

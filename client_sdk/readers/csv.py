@@ -15,6 +15,7 @@ import csv
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import TextIO
 
@@ -130,7 +131,7 @@ def _find_columns(path: Path, header: list[str], wanted: Sequence[str]) -> list[
     return indexes
 
 
-def has_undecodable(values: list[str]) -> bool:
+def has_undecodable(values: Sequence[str]) -> bool:
     """Whether any value holds bytes that were not valid in the file's encoding."""
     text = "".join(values)
     if text.isascii():
@@ -140,6 +141,15 @@ def has_undecodable(values: list[str]) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+def _one_column(index: int) -> Callable[[list[str]], Sequence[str]]:
+    """Like ``itemgetter(index)`` but always a tuple, as ``itemgetter(i, j, …)`` gives."""
+
+    def pick(row: list[str]) -> Sequence[str]:
+        return (row[index],)
+
+    return pick
 
 
 def _swallowed_rows(record_lines: list[str], delimiter: str, width: int) -> bool:
@@ -177,7 +187,7 @@ def read_csv(
     quotechar: str = '"',
     on_problem: ProblemSink | None = None,
     on_progress: Callable[[int], None] | None = None,
-) -> Iterator[tuple[int, list[str]]]:
+) -> Iterator[tuple[int, Sequence[str]]]:
     """Yield ``(line, values)`` for each data row, ``values`` in the order of ``columns``.
 
     Args:
@@ -209,6 +219,9 @@ def read_csv(
         if has_undecodable(header):
             raise InputError(f"{path}: the header is not valid {encoding}; check [source] encoding")
         indexes = _find_columns(path, header, columns)
+        pick: Callable[[list[str]], Sequence[str]] = (
+            itemgetter(*indexes) if len(indexes) > 1 else _one_column(indexes[0])
+        )
         width = len(header)
         line = 1 + len(lines.current)
         rows = 0
@@ -240,7 +253,7 @@ def read_csv(
                 line = start + 1
                 sink(start, None, "malformed row: unbalanced quote")
                 continue
-            values = [row[i] for i in indexes]
+            values = pick(row)
             if has_undecodable(values):
                 sink(start, None, f"bytes not valid in {encoding}")
                 continue

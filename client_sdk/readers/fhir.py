@@ -182,7 +182,7 @@ def read_fhir(
     on_problem: ProblemSink | None = None,
     on_skip: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
-) -> Iterator[tuple[int, list[str]]]:
+) -> Iterator[tuple[int, Sequence[str]]]:
     """Yield ``(position, values)`` for each Patient, values as :func:`patient_values`.
 
     The position is the NDJSON line number or the Bundle entry number (from 1). Other

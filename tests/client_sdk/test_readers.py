@@ -30,7 +30,7 @@ def test_encodings_and_bom(tmp_path, encoding, prefix):
     path = tmp_path / "x.csv"
     path.write_bytes(prefix + "ID,NAME\r\n1,Zoë Weiß\r\n".encode(codec))
     rows, problems = _collect(path, ["ID", "NAME"], encoding=encoding)
-    assert rows == [(2, ["1", "Zoë Weiß"])]
+    assert rows == [(2, ("1", "Zoë Weiß"))]
     assert problems == []
 
 
@@ -38,7 +38,7 @@ def test_utf16_bom_is_honoured(tmp_path):
     path = tmp_path / "x.csv"
     path.write_bytes("ID\tNAME\r\n1\tZoë\r\n".encode("utf-16"))
     rows, _ = _collect(path, ["ID", "NAME"], encoding="cp1252", delimiter="\t")
-    assert rows == [(2, ["1", "Zoë"])]
+    assert rows == [(2, ("1", "Zoë"))]
 
 
 def test_unknown_encoding_is_an_input_error(tmp_path):
@@ -55,7 +55,7 @@ def test_columns_by_name_with_quoting_and_line_breaks(tmp_path):
         encoding="utf-8",
     )
     rows, problems = _collect(path, ["id", "NAME", "Address"], delimiter=";")
-    assert rows == [(2, ["7", "SMITH; John", "1 High St\n(flat 2)"]), (4, ["8", 'O"BRIEN', "x"])]
+    assert rows == [(2, ("7", "SMITH; John", "1 High St\n(flat 2)")), (4, ("8", 'O"BRIEN', "x"))]
     assert problems == []
 
 
