@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from keys.errors import TesseraError
+from keys.errors import MissingSecretError, TesseraError
 
 __all__ = ["main_wrapper", "read_passphrase", "run_cli"]
 
@@ -21,7 +21,7 @@ def read_passphrase(env_var: str, *, what: str, confirm: bool = False) -> str:
     if value:
         return value
     if not sys.stdin.isatty():
-        raise click.UsageError(f"set {env_var} or run on a terminal to be asked for the {what}")
+        raise MissingSecretError(f"set {env_var} or run on a terminal to be asked for the {what}")
     entered: str = click.prompt(
         f"{what.capitalize()}", hide_input=True, confirmation_prompt=confirm, err=True
     )

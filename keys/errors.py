@@ -11,6 +11,7 @@ Every error Tessera raises on purpose descends from :class:`TesseraError`::
     │   ├── UnknownKeyError                unknown domain, key version or secret name
     │   ├── DuplicateKeyError              a domain or secret that already exists
     │   └── SpecError                      a linkage spec that does not validate
+    ├── MissingSecretError                 no passphrase in the environment, no terminal
     ├── SdkError                           client_sdk/ extends this branch in client_sdk/errors.py
     └── BrokerError                        broker/ extends this branch in broker/errors.py
 
@@ -27,6 +28,7 @@ __all__ = [
     "KeyManagementError",
     "KeystoreBusyError",
     "KeystoreFormatError",
+    "MissingSecretError",
     "SdkError",
     "SpecError",
     "TesseraError",
@@ -90,6 +92,12 @@ class SpecError(KeyManagementError, ValueError):
         self.problems = problems
         joined = "; ".join(problems)
         super().__init__(f"{source}: invalid linkage spec: {joined}")
+
+
+class MissingSecretError(TesseraError):
+    """A passphrase is needed, but its variable is unset and there is no terminal to ask on."""
+
+    exit_code = 2
 
 
 class SdkError(TesseraError):
