@@ -28,6 +28,7 @@ import json
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from broker.store.linkage_store import (
@@ -36,6 +37,7 @@ from broker.store.linkage_store import (
     MEMBER,
     NO_KEY,
     DatasetEntry,
+    Fetched,
     LinkageStore,
     LinkedRecord,
     PersonId,
@@ -179,7 +181,7 @@ class LinkageReport:
 _TWIN = CONFLICT_KINDS.index("twin")
 _KEY = CONFLICT_KINDS.index("key")
 _MERGE = CONFLICT_KINDS.index("merge")
-_CHUNK = 4_096
+_SLICE = 4_096
 _MAX_ROUNDS = 32
 _CHASE = 64
 _KEY_BYTE = [bytes((k,)) for k in range(256)]
@@ -228,6 +230,17 @@ def _ambiguous_for(holders: Sequence[tuple[int, int]], opp: dict[int, bool]) -> 
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Slice:
+    """Up to 4,096 records of one call, ready to read and link."""
+
+    prefix: bytes
+    latest: dict[bytes, IncomingRecord]
+    index_tokens: dict[bytes, tuple[bytes | None, ...]]
+    wanted: list[bytes]
+    refs: list[bytes]
+
+
 class _Session:
     """One call's view of the store: what it read, what it changed, and the decisions.
 
@@ -271,6 +284,31 @@ class _Session:
     def knows_person(self, pid: int) -> bool:
         return pid in self.persons or pid in self.absent_pids or pid in self.orig_persons
 
+    def inherit(self, previous: _Session) -> None:
+        """Start from what the previous slice of the same call changed and committed.
+
+        The previous slice's read-ahead ran before that slice's commit, so everything the
+        previous slice touched is taken from its memory rather than from the read.
+        """
+        for token in previous.orig_holders:
+            self.holders[token] = previous.holders.get(token, b"")
+        for rid in previous.orig_records:
+            record = previous.records.get(rid)
+            if record is None:
+                self.absent_rids.add(rid)
+            else:
+                self.records[rid] = record
+        for pid in list(previous.orig_persons) + previous.reserved:
+            members = previous.persons.get(pid)
+            if members is None:
+                self.absent_pids.add(pid)
+            else:
+                self.persons[pid] = members
+        self.rids.update(previous.rids)
+        self.next_rid, self.next_pid = previous.next_rid, previous.next_pid
+        self.next_bseq = previous.next_bseq
+        self.complete = False
+
     def load(
         self,
         *,
@@ -287,23 +325,28 @@ class _Session:
         if not (t or f or r or p) and self.next_rid >= 0:
             return
         got = self.store.fetch(tokens=t, refs=f, rids=r, pids=p, chase=_CHASE)
+        self.absorb(got)
+        self.absent_rids.update(x for x in r if x not in got.records)
+        self.absent_pids.update(x for x in p if x not in got.persons)
+
+    def absorb(self, got: Fetched) -> None:
+        """Take in a read, keeping whatever the session already knows."""
         if self.next_rid < 0:
             self.next_rid, self.next_pid, self.next_bseq = got.next_rid, got.next_pid, got.next_bseq
+        holders = self.holders
         for token, raw in got.holders.items():
-            if token not in self.holders:
-                self.holders[token] = raw
+            if token not in holders:
+                holders[token] = raw
                 if len(raw) > _CHASE * 6:
                     self.complete = False
         for ref, rid in got.rids.items():
             self.rids.setdefault(ref, rid)
         for rid, record in got.records.items():
-            if rid not in self.records and rid not in self.deleted:
+            if not self.knows_record(rid):
                 self.records[rid] = record
         for pid, raw in got.persons.items():
-            if pid not in self.persons and pid not in self.orig_persons:
+            if not self.knows_person(pid):
                 self.persons[pid] = decode_members(raw)
-        self.absent_rids.update(x for x in r if x not in got.records)
-        self.absent_pids.update(x for x in p if x not in got.persons)
 
     def load_neighbourhood(self) -> None:
         """Read until every queued record's tokens, holders and their persons are here."""
@@ -610,11 +653,21 @@ class Linker:
     Args:
         store: where records, token indexes and persons live.
         now: clock (seconds), for waiting on the linkage lock.
+        slice_size: records per atomic commit. While one slice is decided, the next
+            slice's read already runs in Redis; what the decided slice changes is carried
+            into the next in memory, so the early read is never stale.
     """
 
-    def __init__(self, store: LinkageStore, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: LinkageStore,
+        *,
+        now: Callable[[], float] = time.time,
+        slice_size: int = _SLICE,
+    ) -> None:
         self._store = store
         self._now = now
+        self._slice = slice_size
 
     # Datasets ------------------------------------------------------------------------------
 
@@ -654,8 +707,8 @@ class Linker:
         New references are added and linked; references already held with other tokens
         are re-linked; references held with the same tokens only refresh their payload
         and batch mark. Applying the same records again changes nothing else. Records are
-        committed 4,096 at a time (each commit atomic), so one script never holds Redis
-        for long.
+        committed ``slice_size`` at a time (each commit atomic), so one script never holds
+        Redis for long.
 
         Args:
             dataset: the dataset the records belong to.
@@ -670,22 +723,27 @@ class Linker:
         token = self._store.acquire(now=self._now)
         try:
             entry, known = self._datasets(dataset)
-            for start in range(0, len(records), _CHUNK):
-                self._link_chunk(entry, known, records[start : start + _CHUNK], batch_id, stats)
+            slices = [
+                self._prepare(entry, records[start : start + self._slice])
+                for start in range(0, len(records), self._slice)
+            ]
+            previous: _Session | None = None
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                ahead = [pool.submit(self._read_ahead, piece) for piece in slices[:1]]
+                for i, piece in enumerate(slices):
+                    got = ahead[i].result()
+                    if i + 1 < len(slices):
+                        ahead.append(pool.submit(self._read_ahead, slices[i + 1]))
+                    previous = self._link_slice(
+                        entry, known, piece, got, previous, batch_id=batch_id, stats=stats
+                    )
         finally:
             self._store.release(token)
         return stats
 
-    def _link_chunk(
-        self,
-        entry: DatasetEntry,
-        known: dict[int, DatasetEntry],
-        records: Sequence[IncomingRecord],
-        batch_id: str,
-        stats: LinkStats,
-    ) -> None:
-        dsn = entry.dsn
-        prefix = struct.pack(">H", dsn)
+    def _prepare(self, entry: DatasetEntry, records: Sequence[IncomingRecord]) -> _Slice:
+        """Index tokens and the keys to read for one slice (the last record of a ref wins)."""
+        prefix = struct.pack(">H", entry.dsn)
         latest: dict[bytes, IncomingRecord] = {}
         for incoming in records:
             latest[incoming.ref] = incoming
@@ -702,19 +760,39 @@ class Linker:
             for k, t in enumerate(tokens):
                 if t is not None:
                     wanted.append(_KEY_BYTE[k] + t)
+        return _Slice(prefix, latest, index_tokens, wanted, [prefix + ref for ref in latest])
+
+    def _read_ahead(self, piece: _Slice) -> Fetched:
+        return self._store.fetch(tokens=piece.wanted, refs=piece.refs, chase=_CHASE)
+
+    def _link_slice(
+        self,
+        entry: DatasetEntry,
+        known: dict[int, DatasetEntry],
+        piece: _Slice,
+        got: Fetched,
+        previous: _Session | None,
+        *,
+        batch_id: str,
+        stats: LinkStats,
+    ) -> _Session:
+        """Link one slice from its read (taken while the previous slice was being decided)."""
+        dsn, prefix = entry.dsn, piece.prefix
         session = _Session(self._store, known, stats)
-        session.load(tokens=wanted, refs=[prefix + ref for ref in latest])
+        if previous is not None:
+            session.inherit(previous)
+        session.absorb(got)
         bseq = self._bseq(session, batch_id)
         writes = session.writes
         old_tokens: list[bytes] = []
-        for ref, tokens in index_tokens.items():
+        for ref, tokens in piece.index_tokens.items():
             held = session.records.get(session.rids.get(prefix + ref, 0))
             if held is not None and held.tokens != tokens:
                 old_tokens += [_KEY_BYTE[k] + t for k, t in enumerate(held.tokens) if t is not None]
         if old_tokens:
             session.load(tokens=old_tokens)
-        for ref, incoming in latest.items():
-            tokens = index_tokens[ref]
+        for ref, incoming in piece.latest.items():
+            tokens = piece.index_tokens[ref]
             rid = session.rids.get(prefix + ref, 0)
             record = session.records.get(rid) if rid else None
             was_held = record is not None
@@ -751,6 +829,7 @@ class Linker:
                 writes.payloads[rid] = None
         self._settle(session)
         session.commit()
+        return session
 
     def _settle(self, session: _Session) -> None:
         """Dissolve what changes touched, read the neighbourhood, decide, in that order."""
@@ -787,8 +866,8 @@ class Linker:
         try:
             entry, known = self._datasets(dataset)
             prefix = struct.pack(">H", entry.dsn)
-            for start in range(0, len(refs), _CHUNK):
-                keys = [prefix + ref for ref in refs[start : start + _CHUNK]]
+            for start in range(0, len(refs), self._slice):
+                keys = [prefix + ref for ref in refs[start : start + self._slice]]
                 session = _Session(self._store, known, stats)
                 session.load(refs=keys)
                 rids = [session.rids[k] for k in dict.fromkeys(keys) if session.rids.get(k)]
@@ -835,9 +914,9 @@ class Linker:
             for chunk in self._store.iter_dataset_records(dataset.id):
                 stale.extend(r.rid for r in chunk if r.bseq != bseq)
             stats.received = len(stale)
-            for start in range(0, len(stale), _CHUNK):
+            for start in range(0, len(stale), self._slice):
                 session = _Session(self._store, known, stats)
-                self._retract_rids(session, stale[start : start + _CHUNK])
+                self._retract_rids(session, stale[start : start + self._slice])
         finally:
             self._store.release(token)
         return stats

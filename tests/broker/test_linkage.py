@@ -448,3 +448,19 @@ def test_all_is_sorted_and_complete(name: str) -> None:
         and value.__module__ == name
     }
     assert defined <= set(exported)
+
+
+def test_slices_give_the_same_persons_as_one_commit(client) -> None:
+    results = []
+    for slice_size in (4096, 7, 1):
+        store = LinkageStore(client, scope=f"test-{next(_scopes)}")
+        linker = Linker(store, slice_size=slice_size)
+        gp = [record(GP.id, f"g{i}", f"n{i}", f"p{i // 2}", f"d{i}") for i in range(40)]
+        gp += [record(GP.id, "g3", "n3-changed", "p1", "d3")]  # a later slice changes g3
+        linker.link(GP, gp, batch_id="b1")
+        acute = [record(ACUTE.id, f"a{i}", None, f"p{i // 2}", f"d{i}") for i in range(40)]
+        linker.link(ACUTE, acute, batch_id="b2")
+        community = [record(COMMUNITY.id, f"c{i}", f"n{i}") for i in range(0, 40, 3)]
+        linker.link(COMMUNITY, community, batch_id="b3")
+        results.append((partition(store), linker.report()))
+    assert results[0] == results[1] == results[2]

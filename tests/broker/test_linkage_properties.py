@@ -45,9 +45,9 @@ def client(redis_server):
     conn.close()
 
 
-def _fresh(client: redis.Redis) -> tuple[LinkageStore, Linker]:
+def _fresh(client: redis.Redis, slice_size: int = 4096) -> tuple[LinkageStore, Linker]:
     store = LinkageStore(client, scope=f"prop-{next(_scopes)}")
-    return store, Linker(store)
+    return store, Linker(store, slice_size=slice_size)
 
 
 def _partition(store: LinkageStore) -> set[frozenset[tuple[str, bytes]]]:
@@ -119,9 +119,9 @@ def _check_invariants(store: LinkageStore, linker: Linker, model: dict) -> None:
 
 
 @SETTINGS
-@given(ops=operations)
-def test_invariants_hold_after_any_operations(client, ops) -> None:
-    store, linker = _fresh(client)
+@given(ops=operations, slice_size=st.integers(1, 4))
+def test_invariants_hold_after_any_operations(client, ops, slice_size) -> None:
+    store, linker = _fresh(client, slice_size)
     model: dict[tuple[int, int], tuple[int | None, ...]] = {}
     for n, (kind, items) in enumerate(ops):
         if kind == "link":
@@ -160,8 +160,15 @@ entities = st.lists(
 
 
 @SETTINGS
-@given(groups=entities, order=st.randoms(use_true_random=False), chunk=st.integers(1, 5))
-def test_partition_is_the_truth_whatever_the_order(client, groups, order, chunk) -> None:
+@given(
+    groups=entities,
+    order=st.randoms(use_true_random=False),
+    chunk=st.integers(1, 5),
+    slice_size=st.integers(1, 3),
+)
+def test_partition_is_the_truth_whatever_the_order(
+    client, groups, order, chunk, slice_size
+) -> None:
     records: list[tuple[int, IncomingRecord]] = []
     truth: set[frozenset[tuple[str, bytes]]] = set()
     for e, datasets in enumerate(groups):
@@ -177,10 +184,13 @@ def test_partition_is_the_truth_whatever_the_order(client, groups, order, chunk)
             members.add((DATASETS[d].id, bytes(rec.ref)))
         truth.add(frozenset(members))
     order.shuffle(records)
-    store, linker = _fresh(client)
+    store, linker = _fresh(client, slice_size)
     for start in range(0, len(records), chunk):
-        for d, rec in records[start : start + chunk]:
-            linker.link(DATASETS[d], [rec], batch_id=f"b{start}")
+        part = records[start : start + chunk]
+        for d, dataset in enumerate(DATASETS):
+            mine = [rec for dd, rec in part if dd == d]
+            if mine:
+                linker.link(dataset, mine, batch_id=f"b{start}")
     assert _partition(store) == truth
     assert linker.report().conflicting_records == 0
 
