@@ -141,10 +141,11 @@ def protection_page(request: Request) -> HTMLResponse:
 
 
 @router.get("/dashboard/login", response_class=HTMLResponse)
-def login_page(request: Request) -> Response:
-    """The login form."""
+def login_page(request: Request, notice: str = "") -> Response:
+    """The login form (with a fresh double-submit CSRF token)."""
     token = secrets.token_urlsafe(32)
-    response = _page(request, "login.html", {"csrf": token, "error": ""})
+    error = _NOTICES["expired"] if notice == "expired" else ""
+    response = _page(request, "login.html", {"csrf": token, "error": error})
     response.set_cookie(
         LOGIN_COOKIE,
         token,
@@ -167,14 +168,7 @@ def login(
     """Check an admin credential; on success start a session and go to the dashboard."""
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not secrets.compare_digest(expected.encode(), csrf.encode()):
-        return _private(
-            _page(
-                request,
-                "login.html",
-                {"csrf": expected or "", "error": _NOTICES["expired"]},
-                status_code=400,
-            )
-        )
+        return _see_other("/dashboard/login?notice=expired")
     session = (
         start_session(
             runtime.store,

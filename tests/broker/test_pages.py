@@ -97,7 +97,10 @@ def test_dashboard_needs_an_admin_session(broker_server, t):
             data={"credential": t.admin_cred, "csrf": token},
             headers={"Cookie": ""},
         )
-        assert no_cookie.status_code == 400
+        assert no_cookie.status_code == 303
+        assert no_cookie.headers["location"] == "/dashboard/login?notice=expired"
+        again = client.get(no_cookie.headers["location"])
+        assert "The form had expired" in again.text and again.cookies[LOGIN_COOKIE] != token
     forged = httpx.get(
         broker_server.url + "/dashboard", headers={"Cookie": f"{SESSION_COOKIE}=made-up"}
     )
