@@ -55,7 +55,6 @@ def test_admin_declare_upload_and_link_through_the_clis(broker_server, tmp_path)
     env = broker_server.sdk_env(credential)
     batch = tmp_path / "gp.tsb"
     write_batch(batch, dataset, domain, 90)
-    assert run("tessera-sdk", "whoami", env=env).stdout.strip() == f"org {org}"
     declared = run(
         "tessera-sdk",
         "dataset",
@@ -73,8 +72,6 @@ def test_admin_declare_upload_and_link_through_the_clis(broker_server, tmp_path)
     again = run("tessera-sdk", "upload", str(batch), env=env)
     assert "linked" in again.stdout
     assert records_held(broker_server, domain, f"{org}/{dataset}") == 90
-    listed = run("tessera-sdk", "dataset", "list", env=env).stdout
-    assert dataset in listed
 
 
 def test_interrupted_upload_resumes_and_stores_each_record_once(broker_server, tmp_path):
@@ -113,25 +110,19 @@ def test_researcher_credential_cannot_upload(broker_server, tmp_path):
     assert "wrong_role" in refused.stderr
 
 
-def test_revoked_credential_is_refused_at_once(broker_server):
-    org = unique("gp")
-    credential = admin_org(broker_server, org)
-    env = broker_server.sdk_env(credential)
-    assert run("tessera-sdk", "whoami", env=env).returncode == 0
-    run("tessera-broker", "admin", "credential", "revoke", org, env=broker_server.admin_env())
-    refused = run("tessera-sdk", "whoami", env=env, check=False)
+def test_revoke_and_reissue_through_the_admin_cli(broker_server):
+    org, credential = broker_server.add_org()
+    admin_env = broker_server.admin_env()
+    run("tessera-broker", "admin", "credential", "revoke", org, env=admin_env)
+    refused = run("tessera-sdk", "whoami", env=broker_server.sdk_env(credential), check=False)
     assert refused.returncode == 14 and "unauthorised" in refused.stderr
-    reissued = run(
-        "tessera-broker", "admin", "credential", "issue", org, env=broker_server.admin_env()
-    ).stdout.strip()
-    assert run("tessera-sdk", "whoami", env=broker_server.sdk_env(reissued)).returncode == 0
-    assert run("tessera-sdk", "whoami", env=env, check=False).returncode == 14
-
-
-def test_credentials_never_reach_argv_or_logs(broker_server, tmp_path):
-    org = unique("gp")
-    credential = admin_org(broker_server, org)
-    run("tessera-sdk", "whoami", env=broker_server.sdk_env(credential))
-    assert credential not in broker_server.log_text()
-    listed = run("tessera-broker", "admin", "identity", "list", env=broker_server.admin_env())
-    assert org in listed.stdout and credential not in listed.stdout
+    reissued = run("tessera-broker", "admin", "credential", "issue", org, env=admin_env)
+    fresh = reissued.stdout.strip()
+    with broker_server.client(fresh) as http:
+        assert http.get("/v1/whoami").json()["name"] == org
+    with broker_server.client(credential) as http:
+        assert http.get("/v1/whoami").status_code == 401
+    listed = run("tessera-broker", "admin", "identity", "list", env=admin_env).stdout
+    assert org in listed and fresh not in listed and credential not in listed
+    assert fresh not in reissued.stderr
+    assert credential not in broker_server.log_text() and fresh not in broker_server.log_text()
