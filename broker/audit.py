@@ -476,6 +476,7 @@ class AuditCheckpointer:
         self._max_age = max_age
         self._interval = interval_seconds
         self._stopping = threading.Event()
+        self._reported: int | None = None
         self._thread = threading.Thread(
             target=self._run, name="tessera-audit-checkpointer", daemon=True
         )
@@ -497,7 +498,9 @@ class AuditCheckpointer:
                     self._store, self._seed, every=self._every, max_age=self._max_age
                 )
             except AuditTamperedError as exc:
-                logger.error("audit log fails verification at position %d", exc.position)
+                if exc.position != self._reported:  # once per finding, not every interval
+                    logger.error("audit log fails verification at position %d", exc.position)
+                    self._reported = exc.position
             except Exception:
                 logger.exception("audit checkpointer error; retrying")
 
