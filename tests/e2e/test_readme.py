@@ -9,12 +9,18 @@ from __future__ import annotations
 import csv
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
 from pathlib import Path
 
+import click
 import pytest
+
+from broker.cli import cli as broker_cli
+from client_sdk.cli import cli as sdk_cli
+from keys.cli import cli as keys_cli
 
 pytestmark = pytest.mark.xdist_group("readme")
 
@@ -100,3 +106,54 @@ def test_walkthrough_runs_as_written() -> None:
             assert credential not in (workdir / "broker.log").read_text(errors="replace")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _command_lines() -> list[tuple[str, list[str]]]:
+    """Every tessera-* command of every ```sh block in the README, as (line, argv)."""
+    text = README.read_text()
+    commands: list[tuple[str, list[str]]] = []
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
+        joined = re.sub(r"<<(\w+)\n.*?\n\1\n", "\n", block.replace("\\\n", " "), flags=re.S)
+        for raw in joined.splitlines():
+            line = raw.split(" #")[0].strip()
+            for part in re.split(r"\s*(?:&&|\||;)\s*", line):
+                if "tessera-" not in part:
+                    continue
+                words = shlex.split(part, comments=True)
+                while words and "=" in words[0] and not words[0].startswith("-"):
+                    words = words[1:]  # VAR=value prefixes
+                if words and words[0].startswith("$("):
+                    continue
+                for i, word in enumerate(words):
+                    if word.startswith(("tessera-keys", "tessera-sdk", "tessera-broker")):
+                        commands.append((raw.strip(), words[i:]))
+                        break
+    return commands
+
+
+def _resolve(argv: list[str]) -> tuple[click.Command, list[str]]:
+    roots: dict[str, click.Command] = {
+        "tessera-keys": keys_cli,
+        "tessera-sdk": sdk_cli,
+        "tessera-broker": broker_cli,
+    }
+    command = roots[argv[0].split(")")[0]]
+    rest = argv[1:]
+    while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
+        sub = command.get_command(click.Context(command), rest[0])
+        assert sub is not None, f"no command {rest[0]!r} in {argv}"
+        command, rest = sub, rest[1:]
+    return command, rest
+
+
+def test_every_readme_command_exists_with_the_options_it_uses() -> None:
+    """The reference sections' commands (the walkthrough above runs the main flow)."""
+    lines = _command_lines()
+    assert len(lines) > 40
+    for line, argv in lines:
+        command, rest = _resolve(argv)
+        known = {opt for param in command.params for opt in param.opts + param.secondary_opts}
+        known |= {"--help", "--debug"}
+        for word in rest:
+            if word.startswith("--"):
+                assert word.split("=")[0] in known, f"{line}: {word} is not an option"
