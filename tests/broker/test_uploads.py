@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from broker.audit import read_audit, verify_chain
+from broker.linkage import Linker
 from broker.store import keyspace
+from broker.store.linkage_store import LinkageStore
 from client_sdk.client import BrokerClient
 from client_sdk.errors import BrokerCallError
 from keys.batch import BatchReader, decode_chunk
@@ -154,18 +156,27 @@ def test_same_batch_id_with_another_manifest_is_a_conflict(org_dataset, tmp_path
     assert caught.value.code == "conflict"
 
 
+def _held(broker_server, dataset_id):
+    report = Linker(LinkageStore(broker_server.runtime.store.redis, scope=DOMAIN)).report()
+    return next((d.records for d in report.datasets if d.id == dataset_id), 0)
+
+
 def test_retract_and_replace_modes(broker_server, org_dataset, tmp_path):
     client, name, _ = org_dataset
+    dataset_id = f"{client.whoami().name}/{name}"
     path, _ = _batch(tmp_path, name, n=50, seed=3)
     assert client.upload(path, poll=0.05).state is BatchState.LINKED
+    assert _held(broker_server, dataset_id) == 50
     retract = tmp_path / "retract.tsb"
     make_batch(
         retract, dataset=name, refs=_refs(10, 3), tokens=[()] * 10, match_keys=(), domain=DOMAIN
     )
     done = client.upload(retract, mode=BatchMode.RETRACT, poll=0.05)
     assert done.state is BatchState.LINKED
+    assert _held(broker_server, dataset_id) == 40
     snapshot, _ = _batch(tmp_path, name, n=30, seed=4)
     assert client.upload(snapshot, mode=BatchMode.REPLACE, poll=0.05).state is BatchState.LINKED
+    assert _held(broker_server, dataset_id) == 30
 
 
 def test_every_upload_call_is_audited_without_identifiers(broker_server, org_dataset, tmp_path):
