@@ -624,16 +624,24 @@ class _Session:
                 writes.holders[token] = after
         for rid, orig in self.orig_records.items():
             record = self.records.get(rid)
-            writes.records[rid] = None if record is None else record.encode()
-            if orig is not None:
-                self._count(_record_counters(*orig), -1)
-            if record is not None:
-                self._count(_record_counters(record.dsn, record.link_key, record.cflags), 1)
+            if record is None:
+                writes.records[rid] = None
+                if orig is not None:
+                    self._count(_record_counters(*orig), -1)
+                continue
+            writes.records[rid] = record.encode()
+            now = (record.dsn, record.link_key, record.cflags)
+            if now != orig:
+                if orig is not None:
+                    self._count(_record_counters(*orig), -1)
+                self._count(_record_counters(*now), 1)
         for pid, before_members in self.orig_persons.items():
             after_members = self.persons.get(pid)
             writes.persons[pid] = encode_members(after_members) if after_members else None
-            self._count(_person_counters(before_members), -1)
-            self._count(_person_counters(after_members), 1)
+            was, now_counts = _person_counters(before_members), _person_counters(after_members)
+            if was != now_counts:
+                self._count(was, -1)
+                self._count(now_counts, 1)
         for pid in self.reserved:
             writes.persons[pid] = None
         if self.next_rid >= 0:
