@@ -32,7 +32,7 @@ from keys.cli import cli as keys_cli
 from keys.derive import RecordRef
 from tests.harness import BrokerProcess, unique
 
-__all__ = ["Org", "Somerset", "build_somerset", "run"]
+__all__ = ["Org", "Somerset", "build_somerset", "run", "shared_somerset"]
 
 BIN = Path(sys.executable).parent
 KEYS_PASSPHRASE = "test-only custodian passphrase"
@@ -118,11 +118,21 @@ class Somerset:
         org = self.orgs[key]
         return f"{org.name}/{org.dataset}"
 
-    def create_agreement(self, toml_text: str, *, approve: bool = True) -> str:
-        """``admin agreement create`` from TOML text; each contributor approves it."""
+    def create_agreement(
+        self, toml_text: str, *, approve: bool = True, subprocess: bool = False
+    ) -> str:
+        """``admin agreement create`` from TOML text; each contributor approves it.
+
+        In-process unless ``subprocess`` (each interpreter start-up costs seconds here).
+        """
         path = self.root / f"{unique('agreement')}.toml"
         path.write_text(toml_text, encoding="utf-8")
-        agreement_id = self.admin("agreement", "create", "--file", str(path)).stdout.strip()
+        args = ["agreement", "create", "--file", str(path)]
+        if subprocess:
+            agreement_id = self.admin(*args).stdout.strip()
+        else:
+            env: dict[str, str | None] = {**self.broker.env}
+            agreement_id = invoke(broker_cli, ["admin", *args], env=env).strip()
         if approve:
             contributors = [o for o in self.orgs.values() if f'"{o.name}"' in toml_text]
             for org in sorted(contributors, key=lambda o: o.name):
@@ -236,3 +246,13 @@ def build_somerset(broker: BrokerProcess, root: Path, *, persons: int = 500) -> 
         broker_cli, ["admin", "researcher", "add", world.researcher], env=admin_env
     ).strip()
     return world
+
+
+_SHARED: dict[str, Somerset] = {}
+
+
+def shared_somerset(broker: BrokerProcess, root: Path) -> Somerset:
+    """The world on ``broker``, built once per test process (``root`` is used the first time)."""
+    if broker.url not in _SHARED:
+        _SHARED[broker.url] = build_somerset(broker, root)
+    return _SHARED[broker.url]

@@ -11,22 +11,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.somerset_world import Somerset, build_somerset
+from tests.somerset_world import Somerset, shared_somerset
 
 pytestmark = pytest.mark.xdist_group("somerset")
-
-_WORLD: list[Somerset] = []
 
 
 @pytest.fixture(scope="module")
 def world(broker_server, tmp_path_factory) -> Somerset:
-    # The same world as tests/e2e/test_direct_care.py when both run in one process.
-    from tests.e2e import test_direct_care
-
-    shared = test_direct_care._WORLD
-    if not shared:
-        shared.append(build_somerset(broker_server, tmp_path_factory.mktemp("somerset")))
-    return shared[0]
+    return shared_somerset(broker_server, tmp_path_factory.mktemp("somerset"))
 
 
 def _practice(world: Somerset) -> str:

@@ -11,19 +11,16 @@ from pathlib import Path
 import pytest
 
 from client_sdk.risk import load_rules, score_patients
-from tests.somerset_world import Somerset, build_somerset
+from tests.somerset_world import Somerset, shared_somerset
 
 pytestmark = pytest.mark.xdist_group("somerset")
 
 RULES = Path(__file__).resolve().parents[2] / "client_sdk" / "data" / "risk_rules.toml"
-_WORLD: list[Somerset] = []
 
 
 @pytest.fixture(scope="module")
 def world(broker_server, tmp_path_factory) -> Somerset:
-    if not _WORLD:
-        _WORLD.append(build_somerset(broker_server, tmp_path_factory.mktemp("somerset")))
-    return _WORLD[0]
+    return shared_somerset(broker_server, tmp_path_factory.mktemp("somerset"))
 
 
 def _direct_care_toml(world: Somerset, practice: str) -> str:
@@ -70,7 +67,7 @@ def _hospital_truth(world: Somerset) -> dict[str, tuple[str, str]]:
 def test_each_practice_gets_exactly_its_own_patients_linked_facts(world, index, tmp_path):
     practice = sorted(k for k in world.orgs if k.startswith("gp_"))[index]
     gp, trust = world.orgs[practice], world.orgs["hospital"]
-    agreement = world.create_agreement(_direct_care_toml(world, practice))
+    agreement = world.create_agreement(_direct_care_toml(world, practice), subprocess=index == 0)
     out = tmp_path / "linked.csv"
     world.sdk(gp.credential, "linked", "--agreement", agreement, "--dir", str(gp.directory),
               "--out", str(out))  # fmt: skip
