@@ -54,10 +54,24 @@ def run(args: list[str], *, env: dict[str, str], cwd: Path, check: bool = True):
     return result
 
 
-def invoke(group: click.Group, args: list[str], *, env: dict[str, str | None]) -> str:
-    """Run a CLI command in-process; returns its stdout."""
+def invoke(
+    group: click.Group,
+    args: list[str],
+    *,
+    env: dict[str, str | None],
+    log: list[str] | None = None,
+    secret_stdout: bool = False,
+) -> str:
+    """Run a CLI command in-process; returns its stdout.
+
+    Args:
+        log: keeps the output for the leak check (stderr only when ``secret_stdout``: a
+            command that prints a new credential once, on stdout, by design).
+    """
     result = CliRunner().invoke(group, args, env=env, catch_exceptions=False)
-    assert result.exit_code == 0, f"{args}: {result.output}"
+    assert result.exit_code == 0, f"{args}: {result.stderr}"
+    if log is not None:
+        log += [result.stderr] if secret_stdout else [result.stdout, result.stderr]
     return result.stdout
 
 
@@ -132,7 +146,8 @@ class Somerset:
             agreement_id = self.admin(*args).stdout.strip()
         else:
             env: dict[str, str | None] = {**self.broker.env}
-            agreement_id = invoke(broker_cli, ["admin", *args], env=env).strip()
+            agreement_id = invoke(broker_cli, ["admin", *args], env=env, log=self.outputs)
+            agreement_id = agreement_id.strip()
         if approve:
             contributors = [o for o in self.orgs.values() if f'"{o.name}"' in toml_text]
             for org in sorted(contributors, key=lambda o: o.name):
@@ -207,21 +222,28 @@ def build_somerset(broker: BrokerProcess, root: Path, *, persons: int = 500) -> 
     }
     admin_env: dict[str, str | None] = {**broker.env}
     keystore = ["--keystore", str(root / "custodian.keystore")]
-    invoke(keys_cli, ["init", *keystore], env=env)
-    invoke(keys_cli, ["domain", "create", world.domain, *keystore], env=env)
+    invoke(keys_cli, ["init", *keystore], env=env, log=world.outputs)
+    invoke(keys_cli, ["domain", "create", world.domain, *keystore], env=env, log=world.outputs)
     for ds in summary.datasets:
         org = next(o for o in world.orgs.values() if o.source == ds.name)
         orgdir = str(org.directory)
         blob = str(root / f"{org.name}.tkey")
-        invoke(sdk_cli, ["init", "--org", org.name, "--dir", orgdir], env=env)
+        invoke(sdk_cli, ["init", "--org", org.name, "--dir", orgdir], env=env, log=world.outputs)
         invoke(
             keys_cli,
             ["grant", world.domain, "--org", org.name,
              "--public-key", str(org.directory / "public-key.json"), "--out", blob, *keystore],
             env=env,
+            log=world.outputs,
         )  # fmt: skip
-        invoke(sdk_cli, ["install-key", blob, "--dir", orgdir], env=env)
-        org.credential = invoke(broker_cli, ["admin", "org", "add", org.name], env=admin_env)
+        invoke(sdk_cli, ["install-key", blob, "--dir", orgdir], env=env, log=world.outputs)
+        org.credential = invoke(
+            broker_cli,
+            ["admin", "org", "add", org.name],
+            env=admin_env,
+            log=world.outputs,
+            secret_stdout=True,
+        )
         org.credential = org.credential.strip()
         batch = str(root / f"{org.name}.tsb")
         invoke(
@@ -229,6 +251,7 @@ def build_somerset(broker: BrokerProcess, root: Path, *, persons: int = 500) -> 
             ["tokenise", str(ds.path), "--mapping", str(ds.mapping), "--dir", orgdir,
              "--domain", world.domain, "--dataset", org.dataset, "--out", batch, "--no-progress"],
             env=env,
+            log=world.outputs,
         )  # fmt: skip
         declare = ["dataset", "declare", org.dataset, "--from-batch", batch]
         declare.append("--one-record-per-person")
@@ -239,11 +262,15 @@ def build_somerset(broker: BrokerProcess, root: Path, *, persons: int = 500) -> 
             "TESSERA_SDK_TOKEN": org.credential,
             "TESSERA_SDK_BROKER_URL": broker.url,
         }
-        invoke(sdk_cli, declare, env=with_broker)
-        invoke(sdk_cli, ["upload", batch, "--no-progress"], env=with_broker)
+        invoke(sdk_cli, declare, env=with_broker, log=world.outputs)
+        invoke(sdk_cli, ["upload", batch, "--no-progress"], env=with_broker, log=world.outputs)
     world.researcher = unique("researcher")
     world.researcher_credential = invoke(
-        broker_cli, ["admin", "researcher", "add", world.researcher], env=admin_env
+        broker_cli,
+        ["admin", "researcher", "add", world.researcher],
+        env=admin_env,
+        log=world.outputs,
+        secret_stdout=True,
     ).strip()
     return world
 

@@ -151,3 +151,15 @@ def test_revoked_by_the_operator_releases_nothing(world, tmp_path):
     refused = world.sdk(world.researcher_credential, "cohort", "--agreement", agreement,
                         "--out", str(tmp_path / "no.csv"), check=False)  # fmt: skip
     assert refused.returncode == 14 and "agreement_not_active" in refused.stderr
+
+
+def test_no_credential_or_nhs_number_in_any_output_or_log(world):
+    outputs = "\n".join(world.outputs) + world.broker.log_text()
+    credentials = [o.credential for o in world.orgs.values()] + [world.researcher_credential]
+    assert not any(c in outputs for c in credentials)
+    numbers = set()
+    for org in world.orgs.values():
+        if org.source.startswith("gp_"):
+            numbers |= {r["NHS_NO"] for r in _read(world.root / "data" / f"{org.source}.csv")}
+    numbers.discard("")
+    assert numbers and not any(n in outputs for n in numbers)
