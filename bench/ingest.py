@@ -73,6 +73,12 @@ class SyntheticPair:
         return [rng.randbytes(16) for _ in range(count)]
 
 
+def _cpu(client: redis.Redis) -> float:
+    """CPU seconds the Redis server has used (user and system, main process)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def run_engine(n: int) -> dict[str, float]:
     """Link ``n`` GP then ``n`` hospital records through the engine alone."""
     pair = SyntheticPair(n)
@@ -101,14 +107,18 @@ def run_engine(n: int) -> dict[str, float]:
             store.tune_server()
             linker = Linker(store)
             base = int(client.info("memory")["used_memory"])
-            started = time.perf_counter()
+            started, cpu, redis_cpu = time.perf_counter(), time.process_time(), _cpu(client)
             for i in range(0, n, CHUNK):
                 linker.link(gp, gp_records[i : i + CHUNK], batch_id="gp-1")
             gp_seconds = time.perf_counter() - started
-            started = time.perf_counter()
+            gp_cpu = time.process_time() - cpu
+            gp_redis = _cpu(client) - redis_cpu
+            started, cpu, redis_cpu = time.perf_counter(), time.process_time(), _cpu(client)
             for i in range(0, n, CHUNK):
                 linker.link(hospital, hospital_records[i : i + CHUNK], batch_id="acute-1")
             hospital_seconds = time.perf_counter() - started
+            hospital_cpu = time.process_time() - cpu
+            hospital_redis = _cpu(client) - redis_cpu
             used = int(client.info("memory")["used_memory"]) - base
             report = linker.report()
             client.close()
@@ -117,6 +127,10 @@ def run_engine(n: int) -> dict[str, float]:
     return {
         "engine_gp_records_per_s": n / gp_seconds,
         "engine_link_records_per_s": n / hospital_seconds,
+        "engine_gp_python_us_per_record": 1e6 * gp_cpu / n,
+        "engine_gp_redis_us_per_record": 1e6 * gp_redis / n,
+        "engine_link_python_us_per_record": 1e6 * hospital_cpu / n,
+        "engine_link_redis_us_per_record": 1e6 * hospital_redis / n,
         "engine_bytes_per_record": used / (2 * n),
         "engine_linked_fraction": report.linked_persons / n,
     }

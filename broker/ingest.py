@@ -339,8 +339,8 @@ def link_batch(
         batch_store.mark_chunk_linked(store, batch_id, index + 1)
     if record.mode is BatchMode.REPLACE:
         linker.replace_finish(dataset, batch_id=batch_id)
-    batch_store.mark_batch(store, batch_id, BatchState.LINKED)
-    batch_store.delete_chunks(store, batch_id)
+    # Audited before the batch shows as linked, so whoever sees it linked also finds the
+    # entry (a crash in between repeats the entry when the batch is linked again).
     append_audit(
         store,
         identity="broker",
@@ -349,6 +349,8 @@ def link_batch(
         dataset=record.dataset,
         counts={"chunks": record.chunk_count, "records": record.record_count},
     )
+    batch_store.mark_batch(store, batch_id, BatchState.LINKED)
+    batch_store.delete_chunks(store, batch_id)
     return True
 
 

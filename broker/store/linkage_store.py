@@ -10,6 +10,9 @@ listpacks, so a field costs tens of bytes where a plain key costs about a hundre
 Binary formats (all integers big-endian):
 
 * index token: ``k`` (1 byte, match key index) + the first 10 bytes of the stored token;
+* reference map: bucket ``ref[0:2]``, field ``dsn u16 + ref[2:16]`` (the whole
+  reference: references are chosen by the uploader, so a prefix could collide), value
+  ``rid u32``;
 * holders (value in the token index): ``(rid u32, dsn u16)`` per record holding the token;
 * record: ``dsn u16 | pid u32 | bseq u32 | link_key u8 | conflict kinds u8 | ref 16 |``
   ``n u8 | mask u32 |``
@@ -108,7 +111,7 @@ end
 local rkey = base .. 'r:'
 for i = 1, #rq, 18 do
   local v = redis.call('HGET', rkey .. string.sub(rq, i + 2, i + 3),
-                       string.sub(rq, i, i + 1) .. string.sub(rq, i + 4, i + 11))
+                       string.sub(rq, i, i + 1) .. string.sub(rq, i + 4, i + 17))
   if v then out_r[#out_r + 1] = v; want(v) else out_r[#out_r + 1] = '\0\0\0\0' end
 end
 for i = 1, #ridq, 4 do want(string.sub(ridq, i, i + 3)) end
@@ -157,7 +160,7 @@ local rw = ARGV[3]
 local rkey = base .. 'r:'
 for j = 1, #rw, 22 do
   local key = rkey .. string.sub(rw, j + 2, j + 3)
-  local f = string.sub(rw, j, j + 1) .. string.sub(rw, j + 4, j + 11)
+  local f = string.sub(rw, j, j + 1) .. string.sub(rw, j + 4, j + 17)
   local v = string.sub(rw, j + 18, j + 21)
   if v == '\0\0\0\0' then redis.call('HDEL', key, f) else redis.call('HSET', key, f, v) end
 end
