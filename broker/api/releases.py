@@ -50,9 +50,16 @@ def aggregate(
     caller: ResearcherCaller,
     runtime: RuntimeDep,
 ) -> AggregateOut:
-    """Counts with small-number protection (research_aggregate agreements)."""
+    """Counts with small-number protection.
+
+    Under aggregate-only and record-level research agreements alike: whoever may hold the
+    records may hold protected counts of them.
+    """
     agreement = require_release(
-        runtime.store, agreement_id, identity=caller, kinds=(AgreementKind.RESEARCH_AGGREGATE,)
+        runtime.store,
+        agreement_id,
+        identity=caller,
+        kinds=(AgreementKind.RESEARCH_AGGREGATE, AgreementKind.RESEARCH_RECORD_LEVEL),
     )
     return release_aggregate(runtime.store, agreement, body, identity=caller)
 
