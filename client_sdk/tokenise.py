@@ -107,8 +107,10 @@ class Tokeniser:
     """Derives the tokens and references of records under one spec, domain key and dataset."""
 
     __slots__ = (
+        "_columns",
         "_deriver",
         "_groups",
+        "_key_columns",
         "_getter",
         "_parts",
         "_refs",
@@ -159,6 +161,17 @@ class Tokeniser:
             _tuple_getter([flat.index((f.field, f.transform)) for f in key.fields])
             for key in spec.match_keys
         )
+        self._columns = tuple(
+            _FieldColumn(
+                2 + position,
+                tuple(transforms[name]),
+                cached=name not in _UNIQUE_FIELDS,
+            )
+            for position, name in enumerate(used)
+        )
+        self._key_columns = tuple(
+            tuple(flat.index((f.field, f.transform)) for f in key.fields) for key in spec.match_keys
+        )
 
     def row(self, record: NormalisedRecord) -> _Row:
         """The compact row a worker needs: local id, payload, then the fields the spec uses."""
@@ -206,19 +219,95 @@ class Tokeniser:
         )
 
     def encode_rows(self, rows: Sequence[_Row]) -> EncodedChunk:
-        """Tokenise and encode one block of rows."""
-        chunk = self.chunk_of_rows(rows)
-        counts = [0] * len(self.key_names)
-        for token_row in chunk.tokens:
-            for k, token in enumerate(token_row):
-                if token is not None:
-                    counts[k] += 1
+        """Tokenise and encode one block of rows.
+
+        The same tokens as :meth:`tokens_of_row` row by row, worked column by column: each
+        field's values are encoded under every transform in one pass (a cache hit per
+        repeated value), each match key's inputs are joined in one pass, and each key's
+        tokens are derived in one loop (:meth:`keys.derive.TokenDeriver.derive_column`).
+        """
+        if not rows:
+            return self._encode_chunk(rows, [], [[] for _ in self.key_names])
+        flat: list[Sequence[bytes | None]] = []
+        for column in self._columns:
+            position = column.position
+            flat.extend(column.encode([r[position] for r in rows]))
+        derive = self._deriver.derive_column
+        tokens: list[list[Token | None]] = []
+        for k, indices in enumerate(self._key_columns):
+            if len(indices) == 1:
+                joined: Iterable[bytes | None] = flat[indices[0]]
+            else:
+                joined = [
+                    None if None in parts else b"".join(parts)
+                    for parts in zip(*[flat[i] for i in indices], strict=True)
+                ]
+            tokens.append(derive(k, joined))
+        return self._encode_chunk(rows, [r[0] for r in rows], tokens)
+
+    def _encode_chunk(
+        self,
+        rows: Sequence[_Row],
+        local_ids: Sequence[Any],
+        tokens: list[list[Token | None]],
+    ) -> EncodedChunk:
+        """The chunk of ``rows`` given their local ids and each match key's token column."""
+        refs = self._refs.derive_many(map(str, local_ids))
+        chunk = TokenChunk(
+            key_names=self.key_names,
+            payload_columns=self.params.payload_columns,
+            refs=refs,
+            tokens=list(zip(*tokens, strict=True)) if tokens else [()] * len(rows),
+            payload=[tuple(r[1]) for r in rows]
+            if self.params.payload_columns
+            else [()] * len(rows),
+        )
         return EncodedChunk(
             data=encode_chunk(chunk),
-            refs=chunk.refs,
-            local_ids=[str(r[0]) for r in rows],
-            token_counts=counts,
+            refs=refs,
+            local_ids=[str(i) for i in local_ids],
+            token_counts=[len(column) - column.count(None) for column in tokens],
         )
+
+
+class _FieldColumn:
+    """One field of a block: its values, encoded under each transform the spec applies.
+
+    Names, dates and postcodes repeat, so their encodings are kept in a bounded cache (a
+    hit costs one dictionary lookup); NHS numbers and other ids do not, so they are not.
+    """
+
+    __slots__ = ("_cache", "_empty", "_encode", "position")
+
+    def __init__(self, position: int, transforms: tuple[str | None, ...], *, cached: bool) -> None:
+        self.position = position
+        self._encode = _encoder(transforms, cached=False)
+        self._empty: tuple[None, ...] = (None,) * len(transforms)
+        self._cache: dict[Any, tuple[bytes | None, ...]] | None = (
+            self._fresh_cache() if cached else None
+        )
+
+    def _fresh_cache(self) -> dict[Any, tuple[bytes | None, ...]]:
+        return {None: self._empty, "": self._empty}
+
+    def _fill(self, value: str) -> tuple[bytes | None, ...]:
+        assert self._cache is not None
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache = self._fresh_cache()
+        encoded = self._cache[value] = self._encode(value)
+        return encoded
+
+    def encode(self, values: Sequence[str | None]) -> list[list[bytes | None]]:
+        """One list per transform: the encoded value of each record (or ``None``)."""
+        if self._cache is None:
+            if self._empty == (None,):  # one untransformed value: encode it directly
+                return [[encode_value(v) if v else None for v in values]]
+            encode, empty = self._encode, self._empty
+            encoded = [encode(v) if v else empty for v in values]
+        else:
+            get, fill = self._cache.get, self._fill
+            encoded = [get(v) or fill(v) for v in values]  # type: ignore[arg-type]
+        return [[e[i] for e in encoded] for i in range(len(self._empty))]
 
 
 def _encoder(

@@ -23,8 +23,8 @@ Tokens, references and re-keyed tokens are truncated to 128 bits.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
-from typing import NewType
+from collections.abc import Iterable, Sequence
+from typing import NewType, cast
 
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -67,6 +67,9 @@ REKEY_LABEL = b"tessera/v1/rekey"
 PSEUDONYM_LABEL = b"tessera/v1/pseudonym"
 CREDENTIAL_LABEL = b"tessera/v1/credential"
 FINGERPRINT_LABEL = b"tessera/v1/fingerprint"
+
+
+_LENGTH_PREFIXES = tuple(n.to_bytes(2, "big") for n in range(256))
 
 
 def _field(value: bytes) -> bytes:
@@ -154,6 +157,25 @@ class TokenDeriver:
                 out.append(Token(ctx.finalize()[:TOKEN_BYTES]))
         return tuple(out)
 
+    def derive_column(self, key_index: int, encoded: Iterable[bytes | None]) -> list[Token | None]:
+        """Tokens of match key ``key_index`` for many records, ``None`` where ``None``.
+
+        ``encoded`` holds, per record, the key's values joined by :func:`encode_value`. The
+        same recipe as :meth:`derive_encoded`, looped here so that a block of records costs
+        one context copy, one update and one finalisation per token and nothing more.
+        """
+        copy = self._per_key[key_index].copy
+        out: list[bytes | None] = []
+        append = out.append
+        for data in encoded:
+            if data is None:
+                append(None)
+            else:
+                ctx = copy()
+                ctx.update(data)
+                append(ctx.finalize()[:TOKEN_BYTES])
+        return cast("list[Token | None]", out)
+
 
 class ReferenceDeriver:
     """Turns local record ids into opaque references under an org-local secret."""
@@ -169,6 +191,20 @@ class ReferenceDeriver:
         ctx = self._ctx.copy()
         ctx.update(_field(local_id.encode()))
         return RecordRef(ctx.finalize()[:TOKEN_BYTES])
+
+    def derive_many(self, local_ids: Iterable[str]) -> list[RecordRef]:
+        """References of many local record ids, in order (the same recipe as :meth:`derive`)."""
+        copy = self._ctx.copy
+        prefixes = _LENGTH_PREFIXES
+        out: list[bytes] = []
+        append = out.append
+        for local_id in local_ids:
+            data = local_id.encode()
+            ctx = copy()
+            size = len(data)
+            ctx.update((prefixes[size] if size < 256 else _field(data)[:2]) + data)
+            append(ctx.finalize()[:TOKEN_BYTES])
+        return cast("list[RecordRef]", out)
 
 
 class AtRestKeyer:
