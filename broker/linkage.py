@@ -28,7 +28,7 @@ import json
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from broker.store.linkage_store import (
@@ -274,6 +274,7 @@ class _Session:
         self.next_rid = -1
         self.next_pid = -1
         self.next_bseq = -1
+        self.bseq = -1
         self.complete = True
 
     # Reading -----------------------------------------------------------------------------------
@@ -307,6 +308,7 @@ class _Session:
         self.rids.update(previous.rids)
         self.next_rid, self.next_pid = previous.next_rid, previous.next_pid
         self.next_bseq = previous.next_bseq
+        self.bseq = previous.bseq
         self.complete = False
 
     def load(
@@ -616,7 +618,11 @@ class _Session:
     # Committing --------------------------------------------------------------------------------
 
     def commit(self) -> None:
-        """Turn every change into one atomic write, report counters included."""
+        """Apply every change in one atomic write, report counters included."""
+        self.store.commit(self.finish())
+
+    def finish(self) -> WriteSet:
+        """Every change as one write set, report counters included (nothing written yet)."""
         writes = self.writes
         for token, before in self.orig_holders.items():
             after = self.holders.get(token, b"")
@@ -648,7 +654,7 @@ class _Session:
             writes.meta["rid"] = self.next_rid
             writes.meta["pid"] = self.next_pid
             writes.meta["bseq"] = self.next_bseq
-        self.store.commit(writes)
+        return writes
 
     def _count(self, counters: dict[str, int], sign: int) -> None:
         for name, value in counters.items():
@@ -661,9 +667,11 @@ class Linker:
     Args:
         store: where records, token indexes and persons live.
         now: clock (seconds), for waiting on the linkage lock.
-        slice_size: records per atomic commit. While one slice is decided, the next
-            slice's read already runs in Redis; what the decided slice changes is carried
-            into the next in memory, so the early read is never stale.
+        slice_size: records per atomic commit. While one slice is decided, Redis
+            commits the slice before it and reads the slice after it (one worker thread,
+            in that order); what a decided slice changes is carried into the next in
+            memory, so an early read is never stale. A commit runs only after the one
+            before it succeeded.
     """
 
     def __init__(
@@ -698,11 +706,14 @@ class Linker:
         return entry, known
 
     def _bseq(self, session: _Session, batch_id: str) -> int:
+        if session.bseq >= 0:
+            return session.bseq
         bseq = self._store.batch_number(batch_id)
         if bseq is None:
             session.next_bseq += 1
             bseq = session.next_bseq
             session.writes.batches[batch_id] = bseq
+        session.bseq = bseq
         return bseq
 
     # Linking -------------------------------------------------------------------------------
@@ -736,15 +747,21 @@ class Linker:
                 for start in range(0, len(records), self._slice)
             ]
             previous: _Session | None = None
+            committed: Future[None] | None = None
             with ThreadPoolExecutor(max_workers=1) as pool:
                 ahead = [pool.submit(self._read_ahead, piece) for piece in slices[:1]]
                 for i, piece in enumerate(slices):
                     got = ahead[i].result()
+                    if committed is not None and committed.done():
+                        committed.result()
                     if i + 1 < len(slices):
                         ahead.append(pool.submit(self._read_ahead, slices[i + 1]))
                     previous = self._link_slice(
                         entry, known, piece, got, previous, batch_id=batch_id, stats=stats
                     )
+                    committed = pool.submit(self._commit, previous.finish(), committed)
+                if committed is not None:
+                    committed.result()
         finally:
             self._store.release(token)
         return stats
@@ -769,6 +786,12 @@ class Linker:
                 if t is not None:
                     wanted.append(_KEY_BYTE[k] + t)
         return _Slice(prefix, latest, index_tokens, wanted, [prefix + ref for ref in latest])
+
+    def _commit(self, writes: WriteSet, before: Future[None] | None) -> None:
+        """Commit one slice's writes after the previous slice's (never after its failure)."""
+        if before is not None:
+            before.result()
+        self._store.commit(writes)
 
     def _read_ahead(self, piece: _Slice) -> Fetched:
         return self._store.fetch(tokens=piece.wanted, refs=piece.refs, chase=_CHASE)
@@ -836,7 +859,6 @@ class Linker:
             elif was_held:
                 writes.payloads[rid] = None
         self._settle(session)
-        session.commit()
         return session
 
     def _settle(self, session: _Session) -> None:
