@@ -14,7 +14,7 @@ from client_sdk.errors import InputError
 from client_sdk.local_index import LocalIndex
 from client_sdk.mapping import load_mapping
 from client_sdk.orgstore import OrgStore
-from client_sdk.pipeline import iter_records
+from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
 from client_sdk.speclint import DEFAULT_MIN_DISTINCT, lint_spec
 from client_sdk.tokenise import CHUNK_RECORDS, TokeniseParams, write_batch
@@ -100,7 +100,9 @@ def tokenise_command(
         payload_columns=tuple(mapping.payload.columns),
     )
     collector = QualityCollector()
-    records = iter_records(input_path, mapping, report=collector, progress=progress)
+    records = record_blocks(
+        input_path, mapping, report=collector, progress=progress, size=chunk_records
+    )
     with LocalIndex.open(orgdir, dataset) as index:
         summary = write_batch(
             records,

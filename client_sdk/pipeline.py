@@ -36,8 +36,9 @@ from client_sdk.quality import QualityCollector
 from client_sdk.readers.csv import read_csv
 from client_sdk.readers.fhir import FhirFields, read_fhir
 from client_sdk.record import NormalisedRecord
+from client_sdk.tokenise import CHUNK_RECORDS, RecordBlocks
 
-__all__ = ["CACHE_LIMIT", "iter_records"]
+__all__ = ["CACHE_LIMIT", "iter_records", "record_blocks"]
 
 CACHE_LIMIT = 1 << 17
 """Entries per field cache; a full cache is emptied and refilled (memory stays bounded)."""
@@ -297,6 +298,55 @@ _FHIR_ELEMENTS = {
 }
 
 
+class _Source:
+    """What reading an extract needs: the fields' columns, slot positions and the id column."""
+
+    def __init__(self, mapping: Mapping) -> None:
+        self.wanted: list[str] = []
+        if mapping.source.format == "fhir":
+            record_id = mapping.record.id
+            self.id_column = "id" if isinstance(record_id, str) else record_id.system
+            self.columns: dict[str, str | None] = {
+                name: _FHIR_ELEMENTS[name] for name in mapping.mapped_fields()
+            }
+            self.positions = list(range(12))
+        else:
+            assert isinstance(mapping.record.id, str)
+            self.id_column = mapping.record.id
+            self.wanted, self.positions, self.columns = _csv_plan(mapping)
+
+    def rows(
+        self,
+        stack: ExitStack,
+        path: Path,
+        mapping: Mapping,
+        collector: QualityCollector,
+        *,
+        progress: bool,
+    ) -> Iterator[tuple[int, Sequence[str]]]:
+        on_progress = None
+        if progress and sys.stderr.isatty():
+            on_progress = stack.enter_context(_ProgressBar(path)).update
+        if mapping.source.format == "fhir":
+            return read_fhir(
+                path,
+                _fhir_fields(mapping),
+                encoding=mapping.source.encoding,
+                on_problem=collector.reject,
+                on_skip=collector.skip,
+                on_progress=on_progress,
+            )
+        return read_csv(
+            path,
+            self.wanted,
+            encoding=mapping.source.encoding,
+            delimiter=mapping.source.delimiter,
+            quotechar=mapping.source.quotechar,
+            on_problem=collector.reject,
+            on_progress=on_progress,
+        )
+
+
 def iter_records(
     path: Path,
     mapping: Mapping,
@@ -322,56 +372,133 @@ def iter_records(
         InputError: unknown encoding, unreadable or empty file, or mapped columns missing.
     """
     collector = report if report is not None else QualityCollector()  # problems are dropped
-    fhir = mapping.source.format == "fhir"
-    if fhir:
-        id_column = "id" if isinstance(mapping.record.id, str) else mapping.record.id.system
-        columns: dict[str, str | None] = {
-            name: _FHIR_ELEMENTS[name] for name in mapping.mapped_fields()
-        }
-        positions = list(range(12))
-    else:
-        assert isinstance(mapping.record.id, str)
-        id_column = mapping.record.id
-        wanted, positions, columns = _csv_plan(mapping)
-    collector.begin(source=path.name, format=mapping.source.format, columns=columns)
+    source = _Source(mapping)
+    collector.begin(source=path.name, format=mapping.source.format, columns=source.columns)
+    positions = source.positions
     normalise = _row_function(mapping, positions, today=today or date.today())
     with ExitStack() as stack:
-        on_progress = None
-        if progress and sys.stderr.isatty():
-            on_progress = stack.enter_context(_ProgressBar(path)).update
-        rows: Iterator[tuple[int, Sequence[str]]]
-        if fhir:
-            rows = read_fhir(
-                path,
-                _fhir_fields(mapping),
-                encoding=mapping.source.encoding,
-                on_problem=collector.reject,
-                on_skip=collector.skip,
-                on_progress=on_progress,
-            )
-        else:
-            rows = read_csv(
-                path,
-                wanted,
-                encoding=mapping.source.encoding,
-                delimiter=mapping.source.delimiter,
-                quotechar=mapping.source.quotechar,
-                on_problem=collector.reject,
-                on_progress=on_progress,
-            )
+        rows = source.rows(stack, path, mapping, collector, progress=progress)
         id_position = positions[_ID]
         payload_start = positions[11]
         observe = collector.observe if report is not None else None
         for line, values in rows:
             local_id = values[id_position].strip()
             if not local_id:
-                collector.reject(line, id_column, "no local record id")
+                collector.reject(line, source.id_column, "no local record id")
                 continue
             payload = tuple([v.strip() or None for v in values[payload_start:]])
             record, outcomes = normalise(line, values, local_id, payload)
             if observe is not None:
                 observe(line, outcomes, record.nhs_number)
             yield record
+
+
+_RawBlock = list[tuple[int, Sequence[str]]]
+
+
+class _BlockNormaliser:
+    """Raw rows of one block → their records and the block's quality counts.
+
+    Picklable, so each worker builds its own normaliser (and caches) once and then
+    normalises every block it is sent.
+    """
+
+    def __init__(
+        self,
+        mapping: Mapping,
+        columns: dict[str, str | None],
+        positions: list[int],
+        *,
+        today: date,
+        max_problems: int,
+    ) -> None:
+        self._args = (mapping, columns, positions, today, max_problems)
+        self._normalise: _RowFunction | None = None
+
+    def __getstate__(self) -> object:
+        return self._args
+
+    def __setstate__(self, state: object) -> None:
+        self._args = state  # type: ignore[assignment]
+        self._normalise = None
+
+    def __call__(self, block: _RawBlock) -> tuple[list[NormalisedRecord], QualityCollector]:
+        mapping, columns, positions, today, max_problems = self._args
+        normalise = self._normalise
+        if normalise is None:
+            normalise = self._normalise = _row_function(mapping, positions, today=today)
+        collector = QualityCollector(max_problems=max_problems)
+        collector.begin(source="", format=mapping.source.format, columns=columns)
+        observe = collector.observe
+        id_position, payload_start = positions[_ID], positions[11]
+        records: list[NormalisedRecord] = []
+        append = records.append
+        for line, values in block:
+            payload = tuple([v.strip() or None for v in values[payload_start:]])
+            record, outcomes = normalise(line, values, values[id_position].strip(), payload)
+            observe(line, outcomes, record.nhs_number)
+            append(record)
+        return records, collector
+
+
+def record_blocks(
+    path: Path,
+    mapping: Mapping,
+    *,
+    report: QualityCollector,
+    progress: bool = False,
+    today: date | None = None,
+    size: int = CHUNK_RECORDS,
+) -> RecordBlocks:
+    """The extract as raw blocks that tokenising workers normalise themselves.
+
+    The same records and the same quality report as :func:`iter_records`, for
+    ``client_sdk.tokenise.write_batch``: this process only reads the file and sets aside
+    rows with no local id; normalising and counting happen where each block is tokenised,
+    so both scale with the number of workers.
+
+    Args:
+        path: the CSV, NDJSON or Bundle file.
+        mapping: the validated mapping.
+        report: receives every rejected row now and each block's counts once it is done.
+        progress: show a progress bar on stderr (only when stderr is a terminal).
+        today: the latest acceptable date of birth (default: today).
+        size: rows per block (and per chunk of the batch).
+
+    Returns:
+        Blocks to pass to ``write_batch`` or ``tokenise_records``.
+
+    Raises:
+        InputError: as :func:`iter_records`, when the first block is read.
+    """
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    source = _Source(mapping)
+    report.begin(source=path.name, format=mapping.source.format, columns=source.columns)
+
+    def blocks() -> Iterator[_RawBlock]:
+        id_position = source.positions[_ID]
+        block: _RawBlock = []
+        with ExitStack() as stack:
+            for line, values in source.rows(stack, path, mapping, report, progress=progress):
+                if not values[id_position].strip():
+                    report.reject(line, source.id_column, "no local record id")
+                    continue
+                block.append((line, values))
+                if len(block) >= size:
+                    yield block
+                    block = []
+        if block:
+            yield block
+
+    normaliser = _BlockNormaliser(
+        mapping,
+        source.columns,
+        source.positions,
+        today=today or date.today(),
+        max_problems=report.max_problems,
+    )
+    return RecordBlocks(blocks(), normaliser, report.absorb)
 
 
 class _ProgressBar:

@@ -277,6 +277,20 @@ class QualityCollector:
         if nhs_number is not None:
             self._nhs_numbers.append(int(nhs_number[:9]))
 
+    def absorb(self, other: QualityCollector) -> None:
+        """Add what ``other`` observed (records of a later block, counted in a worker).
+
+        Only :meth:`observe` counts are taken: rows are rejected and skipped where the file
+        is read. Absorbing blocks in file order gives the report a single pass would.
+        """
+        combinations = self._combinations
+        for outcomes, times in other._combinations.items():
+            combinations[outcomes] = combinations.get(outcomes, 0) + times
+        room = self.max_problems - len(self._value_problems)
+        self._value_problems.extend(other._value_problems[: max(room, 0)])
+        self._value_problem_count += other._value_problem_count
+        self._nhs_numbers.extend(other._nhs_numbers)
+
     def _value_problem(self, line: int, name: str) -> None:
         self._value_problem_count += 1
         if len(self._value_problems) < self.max_problems:

@@ -44,6 +44,7 @@ __all__ = [
     "BatchSummary",
     "CHUNK_RECORDS",
     "EncodedChunk",
+    "RecordBlocks",
     "TokeniseParams",
     "Tokeniser",
     "tokenise_records",
@@ -336,17 +337,48 @@ def _tuple_getter(
     return operator.itemgetter(*indices)
 
 
-_WORKER: Tokeniser | None = None
+@dataclass(frozen=True, slots=True)
+class RecordBlocks:
+    """Raw input in blocks that the workers turn into records themselves.
+
+    Reading stays in the calling process (it is sequential) while normalising moves to the
+    workers with the tokenising, so both scale with ``workers``. Each block becomes one
+    chunk.
+
+    Attributes:
+        blocks: the raw blocks, in input order.
+        prepare: block → its records and a by-product (e.g. quality counts); picklable,
+            called where the block is tokenised.
+        absorb: receives each block's by-product in the calling process, in input order.
+    """
+
+    blocks: Iterable[Any]
+    prepare: Callable[[Any], tuple[Sequence[NormalisedRecord], Any]]
+    absorb: Callable[[Any], None]
 
 
-def _init_worker(params: TokeniseParams) -> None:
+_Prepare = Callable[[Any], tuple[Sequence[NormalisedRecord], Any]]
+
+_WORKER: tuple[Tokeniser, _Prepare | None] | None = None
+
+
+def _init_worker(params: TokeniseParams, prepare: _Prepare | None) -> None:
     global _WORKER
-    _WORKER = Tokeniser(params)
+    _WORKER = (Tokeniser(params), prepare)
 
 
-def _work(rows: list[_Row]) -> EncodedChunk:
+def _encode_block(
+    tokeniser: Tokeniser, prepare: _Prepare | None, block: Any
+) -> tuple[EncodedChunk, Any]:
+    if prepare is None:
+        return tokeniser.encode_rows(block), None
+    records, extra = prepare(block)
+    return tokeniser.encode_rows(list(map(tokeniser.row, records))), extra
+
+
+def _work(block: Any) -> tuple[EncodedChunk, Any]:
     assert _WORKER is not None, "worker not initialised"
-    return _WORKER.encode_rows(rows)
+    return _encode_block(*_WORKER, block)
 
 
 def _blocks(
@@ -363,7 +395,7 @@ def _blocks(
 
 
 def tokenise_records(
-    records: Iterable[NormalisedRecord],
+    records: Iterable[NormalisedRecord] | RecordBlocks,
     params: TokeniseParams,
     *,
     chunk_records: int = CHUNK_RECORDS,
@@ -374,10 +406,12 @@ def tokenise_records(
     Memory stays flat: at most ``2 × workers`` blocks are in flight.
 
     Args:
-        records: normalised records, e.g. from ``client_sdk.pipeline.iter_records``.
+        records: normalised records, e.g. from ``client_sdk.pipeline.iter_records``, or
+            raw blocks the workers normalise, e.g. from ``client_sdk.pipeline.record_blocks``
+            (their blocks set the chunk size).
         params: spec, keys, domain and dataset.
         chunk_records: records per chunk.
-        workers: processes to derive tokens in; 1 works in this process.
+        workers: processes to work in; 1 works in this process.
 
     Yields:
         One :class:`EncodedChunk` per block of ``chunk_records`` records.
@@ -385,21 +419,33 @@ def tokenise_records(
     if chunk_records < 1:
         raise ValueError("chunk_records must be at least 1")
     tokeniser = Tokeniser(params)
-    blocks = _blocks(records, tokeniser.row, chunk_records)
+    prepare: _Prepare | None = None
+    absorb: Callable[[Any], None] = lambda extra: None  # noqa: E731
+    blocks: Iterable[Any]
+    if isinstance(records, RecordBlocks):
+        blocks, prepare, absorb = records.blocks, records.prepare, records.absorb
+    else:
+        blocks = _blocks(records, tokeniser.row, chunk_records)
     if workers <= 1:
         for block in blocks:
-            yield tokeniser.encode_rows(block)
+            chunk, extra = _encode_block(tokeniser, prepare, block)
+            absorb(extra)
+            yield chunk
         return
     context = multiprocessing.get_context("forkserver")
-    pool: Pool = context.Pool(workers, initializer=_init_worker, initargs=(params,))
+    pool: Pool = context.Pool(workers, initializer=_init_worker, initargs=(params, prepare))
     try:
-        pending: deque[AsyncResult[EncodedChunk]] = deque()
+        pending: deque[AsyncResult[tuple[EncodedChunk, Any]]] = deque()
         for block in blocks:
             pending.append(pool.apply_async(_work, (block,)))
             if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
+                chunk, extra = pending.popleft().get()
+                absorb(extra)
+                yield chunk
         while pending:
-            yield pending.popleft().get()
+            chunk, extra = pending.popleft().get()
+            absorb(extra)
+            yield chunk
         pool.close()
     finally:
         pool.terminate()
@@ -420,7 +466,7 @@ class BatchSummary:
 
 
 def write_batch(
-    records: Iterable[NormalisedRecord],
+    records: Iterable[NormalisedRecord] | RecordBlocks,
     params: TokeniseParams,
     *,
     out: Path,
@@ -437,7 +483,7 @@ def write_batch(
     local index is committed only then; on any error both are left as they were.
 
     Args:
-        records: normalised records.
+        records: normalised records, or raw blocks the workers normalise.
         params: spec, keys, domain, key version and dataset.
         out: the batch file to write.
         index: the dataset's local index (reference → local id).

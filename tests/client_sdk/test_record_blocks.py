@@ -1,0 +1,83 @@
+"""record_blocks: workers normalise their own blocks, with the same batch and report."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from client_sdk.local_index import LocalIndex
+from client_sdk.mapping import load_mapping
+from client_sdk.pipeline import iter_records, record_blocks
+from client_sdk.quality import QualityCollector
+from client_sdk.tokenise import TokeniseParams, tokenise_records, write_batch
+from keys.derive import DomainKey
+from keys.spec import default_spec
+
+DATA = Path(__file__).parent.parent / "data"
+TODAY = date(2026, 11, 24)
+EXTRACTS = [
+    ("messy.csv", "messy.toml"),
+    ("hospital_cp1252.csv", "hospital_cp1252.toml"),
+    ("patients.ndjson", "patients_fhir.toml"),
+]
+
+
+def _params(payload: tuple[str, ...]) -> TokeniseParams:
+    return TokeniseParams(
+        spec=default_spec(),
+        domain_key=DomainKey(b"\x11" * 32),
+        domain="test-health",
+        key_version="v1",
+        reference_secret=b"\x22" * 32,
+        dataset="blocks",
+        payload_columns=payload,
+    )
+
+
+@pytest.mark.parametrize(("extract", "mapping_name"), EXTRACTS)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_blocks_give_the_chunks_and_report_of_a_single_pass(extract, mapping_name, workers):
+    mapping = load_mapping(DATA / mapping_name)
+    params = _params(tuple(mapping.payload.columns))
+    single = QualityCollector()
+    expected = list(
+        tokenise_records(
+            iter_records(DATA / extract, mapping, report=single, today=TODAY),
+            params,
+            chunk_records=3,
+        )
+    )
+    blocked = QualityCollector(max_problems=single.max_problems)
+    blocks = record_blocks(DATA / extract, mapping, report=blocked, today=TODAY, size=3)
+    got = list(tokenise_records(blocks, params, workers=workers))
+    assert [c.data for c in got] == [c.data for c in expected]
+    assert [c.local_ids for c in got] == [c.local_ids for c in expected]
+    assert blocked.report() == single.report()
+
+
+def test_write_batch_from_blocks_counts_problems_where_a_single_pass_does(tmp_path):
+    mapping = load_mapping(DATA / "messy.toml")
+    params = _params(tuple(mapping.payload.columns))
+    collector = QualityCollector(max_problems=2)
+    blocks = record_blocks(DATA / "messy.csv", mapping, report=collector, today=TODAY, size=2)
+    with LocalIndex.open(tmp_path, "blocks") as index:
+        summary = write_batch(
+            blocks,
+            params,
+            out=tmp_path / "b.batch",
+            index=index,
+            quality=lambda: collector.report().model_dump(mode="json"),
+        )
+    single = QualityCollector(max_problems=2)
+    records = list(iter_records(DATA / "messy.csv", mapping, report=single, today=TODAY))
+    assert summary.manifest.record_count == len(records)
+    assert summary.manifest.quality == single.report().model_dump(mode="json")
+    assert len(single.report().value_problems) <= 2
+
+
+def test_block_size_must_be_positive():
+    mapping = load_mapping(DATA / "messy.toml")
+    with pytest.raises(ValueError, match="size"):
+        record_blocks(DATA / "messy.csv", mapping, report=QualityCollector(), size=0)
