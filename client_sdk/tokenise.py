@@ -29,7 +29,12 @@ from typing import Any
 from client_sdk.local_index import LocalIndex
 from client_sdk.normalise.transforms import TRANSFORM_FUNCTIONS
 from client_sdk.record import NormalisedRecord
-from keys.batch import BatchManifest, BatchWriter, TokenChunk, encode_chunk
+from keys.batch import (
+    BatchManifest,
+    BatchWriter,
+    TokenChunk,
+    encode_chunk_columns,
+)
 from keys.derive import (
     DomainKey,
     RecordRef,
@@ -254,17 +259,15 @@ class Tokeniser:
     ) -> EncodedChunk:
         """The chunk of ``rows`` given their local ids and each match key's token column."""
         refs = self._refs.derive_many(map(str, local_ids))
-        chunk = TokenChunk(
+        data = encode_chunk_columns(
             key_names=self.key_names,
             payload_columns=self.params.payload_columns,
             refs=refs,
-            tokens=list(zip(*tokens, strict=True)) if tokens else [()] * len(rows),
-            payload=[tuple(r[1]) for r in rows]
-            if self.params.payload_columns
-            else [()] * len(rows),
+            token_columns=tokens,
+            payload=[r[1] for r in rows] if self.params.payload_columns else [],
         )
         return EncodedChunk(
-            data=encode_chunk(chunk),
+            data=data,
             refs=refs,
             local_ids=[str(i) for i in local_ids],
             token_counts=[len(column) - column.count(None) for column in tokens],

@@ -1,4 +1,4 @@
-"""record_blocks: workers normalise their own blocks, with the same batch and report."""
+"""Fast paths give what the plain ones give: blocks normalised in workers, chunks by column."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
 from client_sdk.tokenise import TokeniseParams, tokenise_records, write_batch
-from keys.derive import DomainKey
+from keys.batch import TokenChunk, decode_chunk, encode_chunk, encode_chunk_columns
+from keys.derive import DomainKey, RecordRef, Token
 from keys.spec import default_spec
 
 DATA = Path(__file__).parent.parent / "data"
@@ -81,3 +82,26 @@ def test_block_size_must_be_positive():
     mapping = load_mapping(DATA / "messy.toml")
     with pytest.raises(ValueError, match="size"):
         record_blocks(DATA / "messy.csv", mapping, report=QualityCollector(), size=0)
+
+
+def test_column_encoding_decodes_to_the_rows_it_was_given():
+    refs = [RecordRef(bytes([i]) * 16) for i in range(4)]
+    tokens = [
+        (Token(b"a" * 16), None, Token(b"b" * 16)),
+        (None, None, None),
+        (Token(b"c" * 16), Token(b"d" * 16), None),
+        (None, Token(b"e" * 16), Token(b"f" * 16)),
+    ]
+    payload = [("1", None), ("2", "x"), (None, None), ("é", "4")]
+    chunk = TokenChunk(("k1", "k2", "k3"), ("p", "q"), refs, tokens, payload)
+    data = encode_chunk_columns(
+        key_names=chunk.key_names,
+        payload_columns=chunk.payload_columns,
+        refs=refs,
+        token_columns=[list(column) for column in zip(*tokens, strict=True)],
+        payload=payload,
+    )
+    assert data == encode_chunk(chunk)
+    assert decode_chunk(data) == chunk
+    empty = TokenChunk((), (), refs, [()] * 4, [()] * 4)
+    assert decode_chunk(encode_chunk(empty)) == empty
