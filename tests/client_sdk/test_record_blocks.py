@@ -86,13 +86,13 @@ def test_block_size_must_be_positive():
 
 def test_column_encoding_decodes_to_the_rows_it_was_given():
     refs = [RecordRef(bytes([i]) * 16) for i in range(4)]
-    tokens = [
+    tokens: list[tuple[Token | None, ...]] = [
         (Token(b"a" * 16), None, Token(b"b" * 16)),
         (None, None, None),
         (Token(b"c" * 16), Token(b"d" * 16), None),
         (None, Token(b"e" * 16), Token(b"f" * 16)),
     ]
-    payload = [("1", None), ("2", "x"), (None, None), ("é", "4")]
+    payload: list[tuple[str | None, ...]] = [("1", None), ("2", "x"), (None, None), ("é", "4")]
     chunk = TokenChunk(("k1", "k2", "k3"), ("p", "q"), refs, tokens, payload)
     data = encode_chunk_columns(
         key_names=chunk.key_names,
