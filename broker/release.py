@@ -326,26 +326,33 @@ def _determined(
         if row:
             rows.append(row)
     pivots: dict[int, dict[int, int]] = {}
-    for row in rows:
-        for col, pivot_row in pivots.items():
+    holders: dict[int, set[int]] = {}  # column -> pivots whose reduced row uses it
+    for row in sorted(rows, key=len):
+        for col in [c for c in row if c in pivots]:
             factor = row.get(col, 0)
             if factor:
-                for c, v in pivot_row.items():
+                for c, v in pivots[col].items():
                     row[c] = (row.get(c, 0) - factor * v) % _PRIME
                 row = {c: v for c, v in row.items() if v}
         if not row:
             continue
-        col = min(row)
+        col = min(row, key=lambda c: len(holders.get(c, ())))
         inverse = pow(row[col], _PRIME - 2, _PRIME)
         row = {c: v * inverse % _PRIME for c, v in row.items()}
-        for other in pivots.values():
-            factor = other.get(col, 0)
-            if factor:
-                for c, v in row.items():
-                    other[c] = (other.get(c, 0) - factor * v) % _PRIME
-                for c in [c for c, v in other.items() if not v]:
-                    del other[c]
+        for owner in list(holders.get(col, ())):
+            other = pivots[owner]
+            factor = other[col]
+            for c, v in row.items():
+                new = (other.get(c, 0) - factor * v) % _PRIME
+                if new:
+                    other[c] = new
+                    holders.setdefault(c, set()).add(owner)
+                else:
+                    other.pop(c, None)
+                    holders.get(c, set()).discard(owner)
         pivots[col] = row
+        for c in row:
+            holders.setdefault(c, set()).add(col)
     return [unknowns[col] for col, row in pivots.items() if len(row) == 1]
 
 
@@ -365,7 +372,7 @@ def protect_table(full: Mapping[tuple[str, ...], int], *, min_cell_size: int) ->
     """
     dims = len(next(iter(full))) if full else 0
     counts: dict[Cell, int] = {}
-    for coords, n in full.items():
+    for coords, n in sorted(full.items()):
         for mask in product((False, True), repeat=dims):
             cell = tuple(None if m else v for v, m in zip(coords, mask, strict=True))
             counts[cell] = counts.get(cell, 0) + n
@@ -377,28 +384,74 @@ def protect_table(full: Mapping[tuple[str, ...], int], *, min_cell_size: int) ->
     for key, members in lines.items():
         for cell in members:
             by_cell.setdefault(cell, []).append(key)
-    while suppressed:
-        relevant = {key: lines[key] for c in suppressed for key in by_cell[c]}
+    while True:
+        _complete_lines(suppressed, lines, by_cell, counts)
+        relevant = {key: lines[key] for c in sorted(suppressed, key=_order) for key in by_cell[c]}
         found = _determined(sorted(suppressed, key=_order), relevant)
-        if not found:
-            break
+        added = False
         for cell in found:
-            if cell not in suppressed:
-                continue
-            best: Cell | None = None
-            for key in by_cell[cell]:
-                for other in lines[key]:
-                    if other in suppressed or counts[other] == 0:
-                        continue
-                    if best is None or _rank(other, counts) < _rank(best, counts):
-                        best = other
-            if best is None:
-                continue
-            suppressed.add(best)
-            break
-        else:
+            best = _complement(cell, suppressed, lines, by_cell, counts)
+            if best is not None:
+                suppressed.add(best)
+                added = True
+        if not added:
             break
     return ProtectedTable(counts, frozenset(suppressed))
+
+
+def _complement(
+    cell: Cell,
+    suppressed: set[Cell],
+    lines: Mapping[tuple[int, Cell], list[Cell]],
+    by_cell: Mapping[Cell, list[tuple[int, Cell]]],
+    counts: Mapping[Cell, int],
+) -> Cell | None:
+    """The published non-zero entry best withheld to protect ``cell``.
+
+    One on ``cell``'s own lines if there is one; otherwise one on the lines of the
+    withheld entries it shares a line with, and so on outwards.
+    """
+    frontier, seen = [cell], {cell}
+    while frontier:
+        best: Cell | None = None
+        following: list[Cell] = []
+        for current in frontier:
+            for key in by_cell[current]:
+                for other in lines[key]:
+                    if other in suppressed:
+                        if other not in seen:
+                            seen.add(other)
+                            following.append(other)
+                    elif counts[other] and (
+                        best is None or _rank(other, counts) < _rank(best, counts)
+                    ):
+                        best = other
+        if best is not None:
+            return best
+        frontier = following
+    return None
+
+
+def _complete_lines(
+    suppressed: set[Cell],
+    lines: Mapping[tuple[int, Cell], list[Cell]],
+    by_cell: Mapping[Cell, list[tuple[int, Cell]]],
+    counts: Mapping[Cell, int],
+) -> None:
+    """The quick pass: until no line holds exactly one withheld entry, withhold a second."""
+    queue = [key for c in sorted(suppressed, key=_order) for key in by_cell[c]]
+    while queue:
+        key = queue.pop()
+        members = lines[key]
+        withheld = [c for c in members if c in suppressed]
+        if len(withheld) != 1:
+            continue
+        options = [c for c in members if c not in suppressed and counts[c]]
+        if not options:
+            continue
+        best = min(options, key=lambda c: _rank(c, counts))
+        suppressed.add(best)
+        queue += by_cell[best]
 
 
 def _order(cell: Cell) -> tuple[tuple[int, str], ...]:
