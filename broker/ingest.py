@@ -30,7 +30,7 @@ from broker.store import batches as batch_store
 from broker.store.client import Store
 from broker.store.datasets import dataset_id, get_dataset
 from broker.store.identities import Identity
-from broker.store.linkage_store import LinkageStore
+from broker.store.linkage_store import LinkageStore, drop_stale_locks
 from keys.batch import (
     BatchFormatError,
     BatchManifest,
@@ -389,13 +389,15 @@ class LinkWorker:
     def start(self) -> None:
         """Start the worker thread (it first resumes anything left queued).
 
-        With the embedded Redis this process is the only broker, so a lease left by a
-        crashed predecessor is dropped at once instead of waiting for it to expire.
+        With the embedded Redis this process is the only broker, so a lease or linkage
+        lock left by a crashed predecessor is dropped at once instead of waiting for it to
+        expire.
         """
         store = self._runtime.store
         if store.embedded is not None:
             for batch_key in batch_store.queued_batches(store, limit=1000):
                 batch_store.release_batch(store, batch_key, done=False)
+            drop_stale_locks(store.redis)
         self._thread.start()
 
     def notify(self) -> None:

@@ -58,6 +58,7 @@ __all__ = [
     "WriteSet",
     "decode_conflicts",
     "decode_members",
+    "drop_stale_locks",
     "encode_conflicts",
     "encode_members",
     "latest_quality_grades",
@@ -395,6 +396,20 @@ def latest_quality_grades(store: Store, dataset_ids: Iterable[str]) -> dict[str,
                 out[ident] = str(grade)
                 break
     return out
+
+
+def drop_stale_locks(client: redis.Redis) -> int:
+    """Delete every scope's linkage lock; for a broker that knows it is the only one.
+
+    A broker killed while linking leaves its lock until the TTL runs out; the embedded
+    Redis belongs to one broker, which calls this on start.
+
+    Returns:
+        Locks deleted.
+    """
+    pattern = keyspace.linkage_key("*", keyspace.LINK_LOCK)
+    keys = list(client.scan_iter(match=pattern, count=1000))
+    return int(client.delete(*keys)) if keys else 0
 
 
 def next_id(last: int) -> int:
