@@ -24,6 +24,7 @@ One linking worker at a time: every call holds the store's linkage lock.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import time
@@ -188,24 +189,30 @@ _KEY_BYTE = [bytes((k,)) for k in range(256)]
 
 
 def _person_counters(members: Sequence[tuple[int, int]] | None) -> dict[str, int]:
-    """Report counters one person contributes."""
+    """Report counters one person contributes (shared: never change the result)."""
     if not members:
         return {}
+    return _member_counters(tuple(d for _, d in members))
+
+
+@functools.lru_cache(maxsize=4096)
+def _member_counters(member_dsns: tuple[int, ...]) -> dict[str, int]:
     out = {"persons": 1}
-    dsns = sorted({d for _, d in members})
+    dsns = sorted(set(member_dsns))
     if len(dsns) > 1:
         out["linked_persons"] = 1
         for i, a in enumerate(dsns):
             for b in dsns[i + 1 :]:
                 out[f"pair:{a}:{b}"] = 1
-        for _, d in members:
+        for d in member_dsns:
             name = f"linked:{d}"
             out[name] = out.get(name, 0) + 1
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _record_counters(dsn: int, link_key: int, cflags: int) -> dict[str, int]:
-    """Report counters one record contributes."""
+    """Report counters one record contributes (shared: never change the result)."""
     out = {f"n:{dsn}": 1}
     if link_key != NO_KEY:
         out[f"lk:{dsn}:{link_key}"] = 1
@@ -352,35 +359,33 @@ class _Session:
 
     def load_neighbourhood(self) -> None:
         """Read until every queued record's tokens, holders and their persons are here."""
+        records, holders = self.records, self.holders
+        key_byte = _KEY_BYTE
         for _ in range(_MAX_ROUNDS):
             persons = [pid for pid in self.dissolve if not self.knows_person(pid)]
             members = [rid for pid in self.dissolve for rid, _ in self.persons.get(pid, ())]
-            tokens: list[bytes] = []
-            for rid in list(self.queue) + members:
-                record = self.records.get(rid)
-                if record is None:
-                    continue
-                for k, token in enumerate(record.tokens):
-                    if token is not None:
-                        tokens.append(_KEY_BYTE[k] + token)
-            holder_rids = [
-                rid for t in tokens for rid, _ in MEMBER.iter_unpack(self.holders.get(t, b""))
-            ]
-            pids = [
-                self.records[rid].pid
-                for rid in holder_rids
-                if rid in self.records and self.records[rid].pid
-            ]
+            tokens: set[bytes] = set()
+            for rid in (*self.queue, *members):
+                record = records.get(rid)
+                if record is not None:
+                    tokens.update(
+                        key_byte[k] + t for k, t in enumerate(record.tokens) if t is not None
+                    )
+            holder_rids = {
+                rid for t in tokens for rid, _ in MEMBER.iter_unpack(holders.get(t, b""))
+            }
+            known = records.keys() | self.absent_rids | self.deleted
+            pids = {records[rid].pid for rid in holder_rids if rid in records} - {0}
             missing = (
                 persons
-                or any(not self.knows_record(r) for r in members)
-                or any(t not in self.holders for t in tokens)
-                or any(not self.knows_record(r) for r in holder_rids)
+                or any(r not in known for r in members)
+                or not tokens <= holders.keys()
+                or not holder_rids <= known
                 or any(not self.knows_person(p) for p in pids)
             )
             if not missing:
                 return
-            self.load(tokens=tokens, rids=members + holder_rids, pids=persons + pids)
+            self.load(tokens=tokens, rids=[*members, *holder_rids], pids=[*persons, *pids])
         raise BrokerError("linkage neighbourhood did not close")  # pragma: no cover
 
     # Changing ----------------------------------------------------------------------------------
@@ -416,12 +421,15 @@ class _Session:
         """Index ``record``'s tokens; a token turning ambiguous dissolves what it linked."""
         dsn = record.dsn
         opp = self.opp.get(dsn, False)
+        held, orig = self.holders, self.orig_holders
+        member = MEMBER.pack(record.rid, dsn)
         for k, token in enumerate(record.tokens):
             if token is None:
                 continue
             key = _KEY_BYTE[k] + token
-            self.touch_token(key)
-            holders = self.holders.get(key, b"")
+            holders = held.get(key, b"")
+            if key not in orig:
+                orig[key] = holders
             if opp and holders:
                 same = [
                     rid for rid, d in MEMBER.iter_unpack(holders) if d == dsn and rid != record.rid
@@ -430,7 +438,7 @@ class _Session:
                     self.stats.ambiguous_tokens += 1
                     self.writes.count(f"amb:{dsn}", 1)
                     self._dissolve_if_linked_by(key, same[0])
-            self.holders[key] = holders + MEMBER.pack(record.rid, dsn)
+            held[key] = holders + member
 
     def remove_tokens(self, record: StoredRecord) -> None:
         """Unindex ``record``'s tokens; a token ceasing to be ambiguous re-links its holders."""
@@ -657,8 +665,9 @@ class _Session:
         return writes
 
     def _count(self, counters: dict[str, int], sign: int) -> None:
+        totals = self.writes.counters
         for name, value in counters.items():
-            self.writes.count(name, sign * value)
+            totals[name] = totals.get(name, 0) + sign * value
 
 
 class Linker:
