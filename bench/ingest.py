@@ -18,6 +18,7 @@ scale); ``python -m bench.ingest N [engine|http]`` runs one part alone.
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import tempfile
@@ -79,6 +80,15 @@ def _cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def _process_cpu(pid: int | None) -> float:
+    """CPU seconds (user and system) process ``pid`` has used; 0 where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_engine(n: int) -> dict[str, float]:
     """Link ``n`` GP then ``n`` hospital records through the engine alone."""
     pair = SyntheticPair(n)
@@ -102,7 +112,7 @@ def run_engine(n: int) -> dict[str, float]:
         server = EmbeddedRedis(Path(tmp))
         server.start()
         try:
-            client = redis.Redis.from_url(server.url)
+            client = redis.Redis.from_url(server.url, socket_timeout=120)
             store = LinkageStore(client, scope="bench")
             store.tune_server()
             linker = Linker(store)
@@ -138,7 +148,7 @@ def run_engine(n: int) -> dict[str, float]:
 
 def run_http(n: int) -> dict[str, float]:
     """Upload and link ``n`` GP then ``n`` hospital records through the HTTP API."""
-    from client_sdk.client import BrokerClient
+    from client_sdk.client import BrokerClient, UploadProgress
     from keys.derive import Token
     from keys.wire import BatchState, DatasetDeclaration, Role
     from tests.harness import make_batch, start_broker
@@ -181,28 +191,44 @@ def run_http(n: int) -> dict[str, float]:
                 )
                 clients.append(client)
                 paths.append(path)
-            info = broker.runtime.store.info("memory")
-            base = int(info["used_memory"])
-            started = time.perf_counter()
-            status = clients[0].upload(paths[0], wait_timeout=7200, poll=0.1)
-            gp_seconds = time.perf_counter() - started
-            if status.state is not BatchState.LINKED:
-                raise RuntimeError(f"GP batch ended {status.state}")
-            started = time.perf_counter()
-            status = clients[1].upload(paths[1], wait_timeout=7200, poll=0.1)
-            hospital_seconds = time.perf_counter() - started
-            if status.state is not BatchState.LINKED:
-                raise RuntimeError(f"hospital batch ended {status.state}")
-            used = int(broker.runtime.store.info("memory")["used_memory"]) - base
+            redis_client = broker.runtime.store.redis
+            base = int(redis_client.info("memory")["used_memory"])
+            pid = broker.process.pid if broker.process is not None else None
+            timings: list[dict[str, float]] = []
+            for client, path, name in zip(clients, paths, ("GP", "hospital"), strict=True):
+                linking: list[float] = []
+
+                def on_progress(step: UploadProgress, linking: list[float] = linking) -> None:
+                    if step.phase == "link" and not linking:
+                        linking.append(time.perf_counter())
+
+                started, cpu = time.perf_counter(), time.process_time()
+                broker_cpu, redis_cpu = _process_cpu(pid), _cpu(redis_client)
+                status = client.upload(path, wait_timeout=7200, poll=0.1, on_progress=on_progress)
+                ended = time.perf_counter()
+                if status.state is not BatchState.LINKED:
+                    raise RuntimeError(f"{name} batch ended {status.state}")
+                timings.append(
+                    {
+                        "records_per_s": n / (ended - started),
+                        "upload_records_per_s": n / ((linking or [ended])[0] - started),
+                        "client_us_per_record": 1e6 * (time.process_time() - cpu) / n,
+                        "broker_us_per_record": 1e6 * (_process_cpu(pid) - broker_cpu) / n,
+                        "redis_us_per_record": 1e6 * (_cpu(redis_client) - redis_cpu) / n,
+                    }
+                )
+            used = int(redis_client.info("memory")["used_memory"]) - base
             for client in clients:
                 client.close()
         finally:
             broker.stop()
-    return {
-        "http_gp_records_per_s": n / gp_seconds,
-        "http_link_records_per_s": n / hospital_seconds,
-        "http_bytes_per_record_all": used / (2 * n),
+    out = {
+        f"http_{part}_{name}": value
+        for part, numbers in zip(("gp", "link"), timings, strict=True)
+        for name, value in numbers.items()
     }
+    out["http_bytes_per_record_all"] = used / (2 * n)
+    return out
 
 
 def run(n: int) -> dict[str, float]:
