@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from broker.cli import cli as broker_cli
+from client_sdk.cli import cli as sdk_cli
 from tests.release_world import World, build_world, today
 
 BIN = Path(sys.executable).parent
@@ -91,3 +92,27 @@ def test_bad_files_fail_with_one_line_and_an_exit_code(world, tmp_path):
         err = result.stderr.strip()
         assert result.returncode == 25, err
         assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def _sdk(world: World, credential: str, *args: str):
+    env = {"TESSERA_SDK_TOKEN": credential, "TESSERA_SDK_BROKER_URL": world.broker.url}
+    return CliRunner().invoke(sdk_cli, list(args), env=env)
+
+
+def test_sdk_agreement_show_list_approve(world, tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(_toml(world))
+    agreement_id = _admin(world, "create", "--file", str(path)).stdout.strip()
+    shown = _sdk(world, world.gp_cred, "agreement", "show", agreement_id)
+    assert shown.exit_code == 0, shown.output
+    assert "status:      draft" in shown.stdout
+    assert "legal basis: Section 251 of the NHS Act 2006" in shown.stdout
+    assert f"approval:    {world.gp}: awaited" in shown.stdout
+    partly = _sdk(world, world.gp_cred, "agreement", "approve", agreement_id)
+    assert partly.exit_code == 0 and f"still awaiting {world.hosp}" in partly.stderr
+    done = _sdk(world, world.hosp_cred, "agreement", "approve", agreement_id)
+    assert done.exit_code == 0 and "now active" in done.stderr
+    listed = _sdk(world, world.researcher_cred, "agreement", "list")
+    assert f"{agreement_id}\tactive\tresearch_record_level" in listed.stdout
+    refused = _sdk(world, world.researcher_cred, "agreement", "approve", agreement_id)
+    assert refused.exit_code != 0
