@@ -7,7 +7,10 @@ organisation's own opaque references, which only its local index maps to local i
 
 from __future__ import annotations
 
-from client_sdk.client import BrokerClient, _parse, _parse_list
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from client_sdk.client import BrokerClient
+from client_sdk.errors import BrokerCallError
 from keys.wire_release import (
     AggregateOut,
     AggregateRequest,
@@ -19,13 +22,27 @@ from keys.wire_release import (
 
 __all__ = ["ReleaseClient"]
 
+_AGREEMENTS = TypeAdapter(list[AgreementOut])
+
+
+class _NoBody(BaseModel):
+    """An empty JSON object, for calls that carry no body."""
+
 
 class ReleaseClient(BrokerClient):
     """A :class:`~client_sdk.client.BrokerClient` that also reads agreements and releases."""
 
     def agreements(self) -> list[AgreementOut]:
         """The agreements this identity contributes to, receives under or is named on."""
-        return _parse_list(self._request("GET", "/v1/agreements"), AgreementOut)
+        response = self._request("GET", "/v1/agreements")
+        try:
+            return _AGREEMENTS.validate_json(response.content)
+        except ValidationError:
+            raise BrokerCallError(
+                f"unexpected answer from the broker (HTTP {response.status_code})",
+                code="bad_response",
+                status=response.status_code,
+            ) from None
 
     def agreement(self, agreement_id: str) -> AgreementOut:
         """One agreement, with its status now."""
@@ -33,7 +50,7 @@ class ReleaseClient(BrokerClient):
 
     def approve(self, agreement_id: str) -> AgreementOut:
         """Approve an agreement as a contributing organisation."""
-        return _parse(self._request("POST", f"/v1/agreements/{agreement_id}/approve"), AgreementOut)
+        return self._post(f"/v1/agreements/{agreement_id}/approve", _NoBody(), AgreementOut)
 
     def cohort(self, agreement_id: str, request: CohortRequest) -> CohortOut:
         """A pseudonymised cohort (researchers named on a record-level agreement)."""
