@@ -10,24 +10,20 @@ Other modules add their commands to :data:`cli` or :data:`admin` (``report``, ``
 from __future__ import annotations
 
 import base64
-import contextlib
 import re
 import secrets as _random
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
-import pydantic
 
 from broker.audit import append_audit
 from broker.cli_agreement import agreement_group
 from broker.cli_audit import audit_group
 from broker.cli_evaluate import evaluate_command
 from broker.cli_report import report_command
-from broker.config import BrokerSettings
-from broker.errors import ConfigurationError, NotFoundOrForbiddenError
-from broker.runtime import BrokerRuntime, new_credential, utc_now
+from broker.errors import NotFoundOrForbiddenError
+from broker.operator import data_dir_option, load_settings, operator_runtime
+from broker.runtime import new_credential, utc_now
 from broker.store.identities import (
     create_identity,
     find_identity,
@@ -39,51 +35,15 @@ from broker.store.keyblobs import check_blob, get_public_key, put_blob
 from keys.cliutil import main_wrapper
 from keys.wire import NAME_PATTERN, Role
 
-__all__ = ["admin", "cli", "load_settings", "main", "operator_runtime"]
+__all__ = ["admin", "cli", "main"]
 
 _NAME_HELP = "letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit"
-
-
-def load_settings(**overrides: Any) -> BrokerSettings:
-    """Settings from ``TESSERA_BROKER_*``, with command-line overrides that are not None.
-
-    Raises:
-        ConfigurationError: the settings do not validate (e.g. a placeholder passphrase).
-    """
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return BrokerSettings(**given)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(str(e.get("msg", "invalid")) for e in exc.errors())
-        raise ConfigurationError(f"broker settings: {problems}") from None
-
-
-@contextlib.contextmanager
-def operator_runtime(data_dir: Path | None) -> Iterator[BrokerRuntime]:
-    """A runtime for an operator command: attaches to a serving broker's embedded Redis.
-
-    Args:
-        data_dir: overrides ``TESSERA_BROKER_DATA_DIR``.
-    """
-    runtime = BrokerRuntime.open(load_settings(data_dir=data_dir), attach=True)
-    try:
-        yield runtime
-    finally:
-        runtime.close()
 
 
 def _check_name(name: str) -> str:
     if not re.fullmatch(NAME_PATTERN, name):
         raise click.BadParameter(f"{name!r}: {_NAME_HELP}")
     return name
-
-
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Broker data directory (default TESSERA_BROKER_DATA_DIR or ./var/tessera).",
-)
 
 
 @click.group(

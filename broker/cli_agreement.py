@@ -37,6 +37,7 @@ from broker.agreements import (
     revoke_agreement,
 )
 from broker.errors import ValidationFailedError
+from broker.operator import operator_runtime
 from keys.wire_release import LEGAL_BASES, AgreementTerms
 
 __all__ = ["agreement_group", "load_terms"]
@@ -80,7 +81,15 @@ def agreement_group() -> None:
     """Data-sharing agreements: create, list, show, revoke."""
 
 
-@agreement_group.command(name="create")
+_CREATE_HELP = (
+    "Create an agreement in draft and print its id.\n\n"
+    "Every organisation whose dataset it uses must then approve it with its own credential "
+    "(`tessera-sdk agreement approve ID`). legal_basis is free text; the common UK "
+    "gateways are: " + "; ".join(f'"{basis}"' for basis in LEGAL_BASES) + "."
+)
+
+
+@agreement_group.command(name="create", help=_CREATE_HELP)
 @click.option(
     "--file",
     "path",
@@ -90,13 +99,7 @@ def agreement_group() -> None:
 )
 @_data_dir
 def create_command(path: Path, data_dir: Path | None) -> None:
-    """Create an agreement in draft and print its id.
-
-    Every organisation whose dataset it uses must then approve it with its own
-    credential (`tessera-sdk agreement approve ID`).
-    """
-    from broker.cli import operator_runtime
-
+    """Create an agreement in draft and print its id (help: ``_CREATE_HELP``)."""
     terms = load_terms(path)
     with operator_runtime(data_dir) as runtime:
         agreement = create_agreement(runtime.store, terms, created_by="operator", role="operator")
@@ -117,8 +120,6 @@ def create_command(path: Path, data_dir: Path | None) -> None:
 @_data_dir
 def list_command(data_dir: Path | None) -> None:
     """Every agreement: id, status, kind, title."""
-    from broker.cli import operator_runtime
-
     with operator_runtime(data_dir) as runtime:
         agreements = list_agreements(runtime.store)
     for agreement in agreements:
@@ -134,8 +135,6 @@ def list_command(data_dir: Path | None) -> None:
 @_data_dir
 def show_command(agreement_id: str, data_dir: Path | None) -> None:
     """One agreement as JSON, with its status and approvals."""
-    from broker.cli import operator_runtime
-
     with operator_runtime(data_dir) as runtime:
         agreement = get_agreement(runtime.store, agreement_id)
     click.echo(json.dumps(agreement.to_wire().model_dump(mode="json"), indent=2))
@@ -146,8 +145,6 @@ def show_command(agreement_id: str, data_dir: Path | None) -> None:
 @_data_dir
 def revoke_command(agreement_id: str, data_dir: Path | None) -> None:
     """Revoke an agreement: nothing is released under it from the next request on."""
-    from broker.cli import operator_runtime
-
     with operator_runtime(data_dir) as runtime:
         agreement = revoke_agreement(runtime.store, agreement_id, by="operator", role="operator")
     click.echo(f"agreement {agreement.id} is {agreement.status().value}", err=True)

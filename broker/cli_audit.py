@@ -21,6 +21,7 @@ from broker.audit import (
     verify_export,
 )
 from broker.errors import AuditTamperedError, ConfigurationError
+from broker.operator import operator_runtime
 from keys.signing import PUBLIC_KEY_BYTES, public_key_of
 
 __all__ = ["audit_group"]
@@ -79,8 +80,6 @@ def verify_command(
         with export_file.open("rb") as lines:
             result = verify_export(lines, _read_public_key(public_key))
     else:
-        from broker.cli import operator_runtime  # the group module registers this command
-
         with operator_runtime(data_dir) as runtime:
             key = (
                 _read_public_key(public_key)
@@ -110,8 +109,6 @@ def export_command(out: Path | None, data_dir: Path | None) -> None:
 
     Hand it to an auditor with the public key; `audit verify --file` checks it offline.
     """
-    from broker.cli import operator_runtime
-
     with operator_runtime(data_dir) as runtime:
         if out is None:
             sink = sys.stdout.buffer
@@ -133,8 +130,6 @@ def export_command(out: Path | None, data_dir: Path | None) -> None:
 @_data_dir
 def checkpoint_command(data_dir: Path | None) -> None:
     """Sign a checkpoint of the newest entry now (after verifying what it covers)."""
-    from broker.cli import operator_runtime
-
     with operator_runtime(data_dir) as runtime:
         made = checkpoint_now(
             runtime.store,
@@ -157,8 +152,6 @@ def checkpoint_command(data_dir: Path | None) -> None:
 @_data_dir
 def public_key_command(out: Path | None, data_dir: Path | None) -> None:
     """Print the audit public key (base64) and its id, to publish or give to auditors."""
-    from broker.cli import operator_runtime
-
     with operator_runtime(data_dir) as runtime:
         key = public_key_of(runtime.secrets.audit_signing_key)
     text = base64.b64encode(key).decode()

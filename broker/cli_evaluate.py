@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from broker.evaluation import evaluate_linkage, read_truth_refs
+from broker.operator import operator_runtime
 from broker.store.linkage_store import LinkageStore
 
 __all__ = ["evaluate_command"]
@@ -32,8 +33,6 @@ def evaluate_command(
 
     Only counts leave the broker: no reference or person id is printed.
     """
-    from broker.cli import operator_runtime  # the group module registers this command
-
     truth = read_truth_refs(truth_paths)
     with operator_runtime(data_dir) as runtime:
         result = evaluate_linkage(LinkageStore(runtime.store.redis, scope=domain), truth)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from broker.linkage_report import LinkageReportOut, build_linkage_report
+from broker.operator import operator_runtime
 
 __all__ = ["format_report", "report_command"]
 
@@ -55,8 +56,6 @@ def format_report(report: LinkageReportOut) -> str:
 def report_command(as_json: bool, data_dir: Path | None) -> None:
     """Linkage report: records, persons, links by match key and by dataset pair,
     ambiguous and conflicting tokens, and each dataset's quality grade."""
-    from broker.cli import operator_runtime  # the group module registers this command
-
     with operator_runtime(data_dir) as runtime:
         report = build_linkage_report(runtime.store)
     click.echo(report.model_dump_json(indent=2) if as_json else format_report(report))
