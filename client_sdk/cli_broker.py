@@ -16,10 +16,11 @@ from pathlib import Path
 import click
 
 from client_sdk.client import BrokerClient, UploadProgress
-from client_sdk.config import broker_target, org_passphrase
+from client_sdk.config import SdkSettings
 from client_sdk.errors import BrokerCallError
 from client_sdk.orgstore import PUBLIC_KEY_FILE, OrgStore, public_key_fingerprint
 from keys.batch import BatchReader
+from keys.cliutil import read_passphrase
 from keys.wire import (
     BatchMode,
     BatchState,
@@ -48,7 +49,13 @@ broker_option = click.option(
 
 
 def _client(broker_url: str | None) -> BrokerClient:
-    return BrokerClient(*broker_target(broker_url))
+    settings = SdkSettings()
+    url = broker_url or settings.broker_url
+    if not url:
+        raise click.UsageError("give --broker URL or set TESSERA_SDK_BROKER_URL")
+    if settings.token is None:
+        raise click.UsageError("set TESSERA_SDK_TOKEN to your broker credential")
+    return BrokerClient(url, settings.token)
 
 
 @contextmanager
@@ -258,7 +265,7 @@ def fetch_key_command(org_dir: Path, domain: str | None, broker_url: str | None)
 
     The broker relays the wrapped blobs; only this organisation's private key opens them.
     """
-    passphrase = org_passphrase()
+    passphrase = read_passphrase("TESSERA_SDK_PASSPHRASE", what="organisation passphrase")
     store = OrgStore.open(org_dir, passphrase)
     installed = 0
     with _client(broker_url) as client:
