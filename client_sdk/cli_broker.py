@@ -16,11 +16,10 @@ from pathlib import Path
 import click
 
 from client_sdk.client import BrokerClient, UploadProgress
-from client_sdk.config import SdkSettings
+from client_sdk.config import broker_target, org_passphrase
 from client_sdk.errors import BrokerCallError
 from client_sdk.orgstore import PUBLIC_KEY_FILE, OrgStore, public_key_fingerprint
 from keys.batch import BatchReader
-from keys.cliutil import read_passphrase
 from keys.wire import (
     BatchMode,
     BatchState,
@@ -49,13 +48,7 @@ broker_option = click.option(
 
 
 def _client(broker_url: str | None) -> BrokerClient:
-    settings = SdkSettings()
-    url = broker_url or settings.broker_url
-    if not url:
-        raise click.UsageError("give --broker URL or set TESSERA_SDK_BROKER_URL")
-    if settings.token is None:
-        raise click.UsageError("set TESSERA_SDK_TOKEN to your broker credential")
-    return BrokerClient(url, settings.token)
+    return BrokerClient(*broker_target(broker_url))
 
 
 @contextmanager
@@ -265,7 +258,7 @@ def fetch_key_command(org_dir: Path, domain: str | None, broker_url: str | None)
 
     The broker relays the wrapped blobs; only this organisation's private key opens them.
     """
-    passphrase = read_passphrase("TESSERA_SDK_PASSPHRASE", what="organisation passphrase")
+    passphrase = org_passphrase()
     store = OrgStore.open(org_dir, passphrase)
     installed = 0
     with _client(broker_url) as client:

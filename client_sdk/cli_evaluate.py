@@ -11,9 +11,8 @@ from pathlib import Path
 
 import click
 
-from client_sdk.config import SdkSettings
+from client_sdk.config import org_passphrase
 from client_sdk.orgstore import OrgStore
-from keys.cliutil import read_passphrase
 from keys.derive import ReferenceDeriver
 
 __all__ = ["truth_refs_command"]
@@ -35,13 +34,7 @@ def truth_refs_command(
     truth_path: Path, orgdir: Path, dataset: str, truth_dataset: str | None, out: Path
 ) -> None:
     """Write dataset,ref,truth_id for one dataset's rows of a ground-truth file."""
-    settings = SdkSettings()
-    passphrase = (
-        settings.passphrase.get_secret_value()
-        if settings.passphrase is not None
-        else read_passphrase("TESSERA_SDK_PASSPHRASE", what="organisation passphrase")
-    )
-    store = OrgStore.open(orgdir, passphrase)
+    store = OrgStore.open(orgdir, org_passphrase())
     refs = ReferenceDeriver(store.reference_secret(), dataset=dataset)
     wanted = truth_dataset or dataset
     written = 0

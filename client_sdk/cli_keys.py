@@ -10,14 +10,12 @@ from pathlib import Path
 
 import click
 
-from client_sdk.config import SdkSettings
+from client_sdk.config import org_passphrase
 from client_sdk.orgstore import OrgStore
-from keys.cliutil import read_passphrase
 from keys.keystore import check_new_passphrase
 
 __all__ = ["KEY_COMMANDS", "init", "install_key", "keys_command", "register_key_commands"]
 
-_PASSPHRASE_ENV = "TESSERA_SDK_PASSPHRASE"
 
 _dir_option = click.option(
     "--dir",
@@ -28,20 +26,12 @@ _dir_option = click.option(
 )
 
 
-def _passphrase(*, confirm: bool = False) -> str:
-    configured = SdkSettings().passphrase
-    if configured is not None and configured.get_secret_value():
-        return configured.get_secret_value()
-    what = "new organisation keystore passphrase" if confirm else "organisation keystore passphrase"
-    return read_passphrase(_PASSPHRASE_ENV, what=what, confirm=confirm)
-
-
 @click.command()
 @click.option("--org", required=True, help="Your organisation's name, as the custodian knows it.")
 @_dir_option
 def init(org: str, directory: Path) -> None:
     """Make the organisation's identity: key pairs, an encrypted keystore, a public key file."""
-    store = OrgStore.create(directory, org, check_new_passphrase(_passphrase(confirm=True)))
+    store = OrgStore.create(directory, org, check_new_passphrase(org_passphrase(confirm=True)))
     click.echo(f"initialised organisation {store.org} in {store.directory}")
     click.echo(f"public key file for the custodian: {store.public_key_path}")
     click.echo(f"fingerprint (read it out to the custodian): {store.fingerprint}")
@@ -52,7 +42,7 @@ def init(org: str, directory: Path) -> None:
 @_dir_option
 def install_key(blob: Path, directory: Path) -> None:
     """Unwrap a key granted by the custodian (the BLOB file) into the local keystore."""
-    store = OrgStore.open(directory, _passphrase())
+    store = OrgStore.open(directory, org_passphrase())
     installed = store.install_blob(blob.read_bytes(), source=str(blob))
     click.echo(
         f"installed domain {installed.domain} {installed.version} "
@@ -64,7 +54,7 @@ def install_key(blob: Path, directory: Path) -> None:
 @_dir_option
 def keys_command(directory: Path) -> None:
     """List installed domain keys: domain, version, key id, fingerprint; never key bytes."""
-    store = OrgStore.open(directory, _passphrase())
+    store = OrgStore.open(directory, org_passphrase())
     installed = store.installed()
     click.echo(f"organisation {store.org}, public key fingerprint {store.fingerprint}")
     if not installed:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from client_sdk.config import SdkSettings
+from client_sdk.config import org_passphrase
 from client_sdk.errors import InputError
 from client_sdk.local_index import LocalIndex
 from client_sdk.mapping import load_mapping
@@ -18,7 +18,6 @@ from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
 from client_sdk.speclint import DEFAULT_MIN_DISTINCT, lint_spec
 from client_sdk.tokenise import CHUNK_RECORDS, TokeniseParams, write_batch
-from keys.cliutil import read_passphrase
 from keys.errors import SpecError
 from keys.spec import LinkageSpec, default_spec, load_spec
 
@@ -29,13 +28,6 @@ _SPEC_HELP = "Linkage spec TOML (default: the shipped UK health spec)."
 
 def _spec(path: Path | None) -> LinkageSpec:
     return default_spec() if path is None else load_spec(path)
-
-
-def _passphrase() -> str:
-    settings = SdkSettings()
-    if settings.passphrase is not None:
-        return settings.passphrase.get_secret_value()
-    return read_passphrase("TESSERA_SDK_PASSPHRASE", what="organisation passphrase")
 
 
 @click.command("tokenise")
@@ -88,7 +80,7 @@ def tokenise_command(
     mapping = load_mapping(mapping_path)
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: no such directory for the batch file")
-    store = OrgStore.open(orgdir, _passphrase())
+    store = OrgStore.open(orgdir, org_passphrase())
     domain_key, version = store.domain_key(domain, key_version)
     params = TokeniseParams(
         spec=spec,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["SdkSettings"]
+from keys.cliutil import read_passphrase
+from keys.errors import MissingSecretError
+
+__all__ = ["SdkSettings", "broker_target", "org_passphrase"]
 
 
 class SdkSettings(BaseSettings):
@@ -22,3 +25,24 @@ class SdkSettings(BaseSettings):
     passphrase: SecretStr | None = None
     token: SecretStr | None = None
     broker_url: str | None = None
+
+
+def org_passphrase(*, confirm: bool = False) -> str:
+    """The organisation keystore's passphrase: ``TESSERA_SDK_PASSPHRASE`` or a hidden prompt."""
+    what = "new organisation keystore passphrase" if confirm else "organisation keystore passphrase"
+    return read_passphrase("TESSERA_SDK_PASSPHRASE", what=what, confirm=confirm)
+
+
+def broker_target(broker_url: str | None) -> tuple[str, SecretStr]:
+    """The broker URL (``--broker`` or ``TESSERA_SDK_BROKER_URL``) and the credential.
+
+    Raises:
+        MissingSecretError: no URL, or ``TESSERA_SDK_TOKEN`` is unset (never taken from argv).
+    """
+    settings = SdkSettings()
+    url = broker_url or settings.broker_url
+    if not url:
+        raise MissingSecretError("give --broker URL or set TESSERA_SDK_BROKER_URL")
+    if settings.token is None or not settings.token.get_secret_value():
+        raise MissingSecretError("set TESSERA_SDK_TOKEN to your broker credential")
+    return url, settings.token
