@@ -50,16 +50,9 @@ def aggregate(
     caller: ResearcherCaller,
     runtime: RuntimeDep,
 ) -> AggregateOut:
-    """Counts with small-number protection.
-
-    Under aggregate-only and record-level research agreements alike: whoever may hold the
-    records may hold protected counts of them.
-    """
+    """Counts with small-number protection (research_aggregate agreements)."""
     agreement = require_release(
-        runtime.store,
-        agreement_id,
-        identity=caller,
-        kinds=(AgreementKind.RESEARCH_AGGREGATE, AgreementKind.RESEARCH_RECORD_LEVEL),
+        runtime.store, agreement_id, identity=caller, kinds=(AgreementKind.RESEARCH_AGGREGATE,)
     )
     return release_aggregate(runtime.store, agreement, body, identity=caller)
 
