@@ -66,7 +66,8 @@ class AgreementKind(StrEnum):
     """What an agreement releases, and to whom."""
 
     RESEARCH_RECORD_LEVEL = "research_record_level"
-    """Pseudonymised record-level cohorts (and aggregates) to named researchers."""
+    """Pseudonymised record-level cohorts to named researchers (aggregates need their own
+    ``research_aggregate`` agreement of at most four fields)."""
     RESEARCH_AGGREGATE = "research_aggregate"
     """Only aggregate counts, with small-number suppression or rounding, to researchers."""
     DIRECT_CARE = "direct_care"
