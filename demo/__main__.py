@@ -321,19 +321,27 @@ class Demo:
                 'fields = ["AE_ATTENDANCES_12M", "EMERGENCY_ADMISSIONS_12M"]\n'
             )
             agreement_id = self.agreement("research", toml)
+            tables = (
+                toml.replace('kind = "research_record_level"', 'kind = "research_aggregate"')
+                .replace('title = "', 'title = "Tables: ')
+                .replace('"AGE_BAND", "LTC_COUNT", "FRAILTY_INDEX"', '"AGE_BAND", "LTC_COUNT"')
+                .replace('"AE_ATTENDANCES_12M", "EMERGENCY_ADMISSIONS_12M"',
+                         '"EMERGENCY_ADMISSIONS_12M"')
+            )  # fmt: skip
+            tables_id = self.agreement("research-tables", tables)
             outputs = self.out / "research"
             outputs.mkdir()
             gp_id, hosp_id = (f"{o.name}/{o.dataset}" for o in (practice, hospital))
             self.cli("tessera-sdk", "cohort", "--agreement", agreement_id,
                      "--require", gp_id, "--require", hosp_id,
                      "--out", outputs / "cohort.csv", token=token)  # fmt: skip
-            self.cli("tessera-sdk", "aggregate", "--agreement", agreement_id,
+            self.cli("tessera-sdk", "aggregate", "--agreement", tables_id,
                      "--by", f"{gp_id}.AGE_BAND", "--by", f"{hosp_id}.EMERGENCY_ADMISSIONS_12M",
                      "--out", outputs / "aggregate.csv", token=token)  # fmt: skip
             cohort = len(_read_csv(outputs / "cohort.csv"))
             expected = self._true_cohort(practice.dataset, hospital.dataset)
             notes.append(
-                f"agreement {agreement_id}; cohort {cohort:,} persons "
+                f"agreements {agreement_id}, {tables_id}; cohort {cohort:,} persons "
                 f"(ground truth {expected:,}, opted-out persons removed)"
             )
             self.summary.facts.append(("Researcher cohort and tables", str(outputs)))
