@@ -1,14 +1,24 @@
 """Tokenisation throughput with the default UK health spec.
 
-``run(n, workers)`` builds an n-row GP extract from the SDK's synthetic generator (rows
-repeated under fresh local ids once the population is used up) and reports:
+``run(n, workers)`` builds an n-row GP extract from the SDK's synthetic generator (60,000
+people at most; beyond that rows repeat under fresh local ids, so the per-field caches of
+names, dates and postcodes hit more often than on a real extract of n different people)
+and reports:
 
-- ``tokenise_rec_per_s``: normalised records → encoded token chunks (tokens, references,
-  chunk encoding and compression), the part this module owns;
-- ``end_to_end_rec_per_s``: what ``tessera-sdk tokenise`` does: read the CSV, normalise,
-  tokenise, write the batch file and the local index;
-- ``tokenise_rec_per_cpu_s``: the same per CPU second of this process (one worker only),
-  which a machine busy with other work disturbs less than the wall clock;
+- ``read_normalise_cpu_us_per_record``: CPU time of this process to read the CSV and
+  normalise it (``iter_records``, one process, records kept in a list);
+- ``tokenise_rec_per_s``: wall clock, normalised records → encoded token chunks (tokens,
+  references, chunk encoding and compression) with ``workers`` processes; the records are
+  read beforehand and frozen out of the garbage collector's view, as a streaming run never
+  holds them all;
+- ``tokenise_cpu_us_per_record`` and ``tokenise_rec_per_cpu_s``: the same per CPU time of
+  this process (one worker only), which a machine busy with other work disturbs less than
+  the wall clock: the issue's one-core target is ``tokenise_rec_per_cpu_s`` ≥ 60,000;
+- ``end_to_end_rec_per_s``: wall clock of what ``tessera-sdk tokenise --workers N`` does:
+  read the CSV, normalise, tokenise, write the batch file and the local index (workers
+  normalise and tokenise their own blocks; this process reads and writes);
+- ``end_to_end_cpu_us_per_record``: CPU time of this process in that run: everything with
+  one worker, only the reading and writing with more (the share that does not scale);
 - ``tokens_per_record``: tokens emitted per record on this data.
 
     .venv/bin/python -m bench.tokenise [N] [WORKERS]
@@ -17,6 +27,7 @@ repeated under fresh local ids once the population is used up) and reports:
 from __future__ import annotations
 
 import csv
+import gc
 import sys
 import tempfile
 import time
@@ -24,7 +35,8 @@ from pathlib import Path
 
 from client_sdk.local_index import LocalIndex
 from client_sdk.mapping import load_mapping
-from client_sdk.pipeline import iter_records
+from client_sdk.pipeline import iter_records, record_blocks
+from client_sdk.quality import QualityCollector
 from client_sdk.synth import generate
 from client_sdk.tokenise import TokeniseParams, tokenise_records, write_batch
 from keys.derive import DomainKey
@@ -55,7 +67,7 @@ def _extract(directory: Path, n: int) -> tuple[Path, Path]:
 
 
 def run(n: int, workers: int = 1) -> dict[str, float]:
-    """Records per second of tokenisation alone and of the whole ``tokenise`` command."""
+    """Records per second (wall and CPU) of tokenising alone and of the whole command."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         extract, mapping_path = _extract(directory, n)
@@ -69,7 +81,10 @@ def run(n: int, workers: int = 1) -> dict[str, float]:
             dataset="bench",
             payload_columns=tuple(mapping.payload.columns),
         )
-        records = list(iter_records(extract, mapping))
+        cpu_started = time.process_time()
+        records = list(iter_records(extract, mapping, report=QualityCollector()))
+        read_cpu = time.process_time() - cpu_started
+        gc.freeze()
         started, cpu_started = time.perf_counter(), time.process_time()
         tokens = 0
         for chunk in tokenise_records(records, params, workers=workers):
@@ -77,26 +92,32 @@ def run(n: int, workers: int = 1) -> dict[str, float]:
         tokenise_seconds = time.perf_counter() - started
         tokenise_cpu = time.process_time() - cpu_started
         del records
+        gc.unfreeze()
+        gc.collect()
 
         orgdir = directory / "org"
         orgdir.mkdir()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         with LocalIndex.open(orgdir, "bench") as index:
             summary = write_batch(
-                iter_records(extract, mapping),
+                record_blocks(extract, mapping, report=QualityCollector()),
                 params,
                 out=directory / "bench.batch",
                 index=index,
                 workers=workers,
             )
         end_to_end_seconds = time.perf_counter() - started
+        end_to_end_cpu = time.process_time() - cpu_started
     count = summary.manifest.record_count
+    one = workers == 1
     return {
         "records": float(count),
+        "read_normalise_cpu_us_per_record": read_cpu / count * 1e6,
         "tokenise_rec_per_s": count / tokenise_seconds,
-        # CPU seconds of this process: with one worker, a figure a busy machine disturbs less.
-        "tokenise_rec_per_cpu_s": count / tokenise_cpu if workers == 1 else 0.0,
+        "tokenise_cpu_us_per_record": tokenise_cpu / count * 1e6 if one else 0.0,
+        "tokenise_rec_per_cpu_s": count / tokenise_cpu if one else 0.0,
         "end_to_end_rec_per_s": count / end_to_end_seconds,
+        "end_to_end_cpu_us_per_record": end_to_end_cpu / count * 1e6,
         "tokens_per_record": tokens / count if count else 0.0,
     }
 
@@ -105,4 +126,4 @@ if __name__ == "__main__":
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     procs = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     for key, value in run(size, procs).items():
-        print(f"{key:<24} {value:>14,.1f}")
+        print(f"{key:<34} {value:>14,.1f}")
