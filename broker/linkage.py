@@ -751,24 +751,30 @@ class Linker:
         token = self._store.acquire(now=self._now)
         try:
             entry, known = self._datasets(dataset)
-            slices = [
-                self._prepare(entry, records[start : start + self._slice])
-                for start in range(0, len(records), self._slice)
-            ]
+            starts = range(0, len(records), self._slice)
             previous: _Session | None = None
             committed: Future[None] | None = None
             with ThreadPoolExecutor(max_workers=1) as pool:
-                ahead = [pool.submit(self._read_ahead, piece) for piece in slices[:1]]
-                for i, piece in enumerate(slices):
-                    got = ahead[i].result()
+                piece = self._prepare(entry, records[: self._slice])
+                ahead = pool.submit(self._read_ahead, piece)
+                for i in range(len(starts)):
+                    # The next slice is prepared while this slice's read runs.
+                    following = (
+                        self._prepare(entry, records[starts[i + 1] : starts[i + 1] + self._slice])
+                        if i + 1 < len(starts)
+                        else None
+                    )
+                    got = ahead.result()
                     if committed is not None and committed.done():
                         committed.result()
-                    if i + 1 < len(slices):
-                        ahead.append(pool.submit(self._read_ahead, slices[i + 1]))
+                    if following is not None:
+                        ahead = pool.submit(self._read_ahead, following)
                     previous = self._link_slice(
                         entry, known, piece, got, previous, batch_id=batch_id, stats=stats
                     )
                     committed = pool.submit(self._commit, previous.finish(), committed)
+                    if following is not None:
+                        piece = following
                 if committed is not None:
                     committed.result()
         finally:
