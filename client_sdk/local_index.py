@@ -43,6 +43,9 @@ class LocalIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = sqlite3.connect(path)
+        # References are random, so inserts land all over the table: a bounded page cache
+        # of 64 MiB keeps a million-record batch from re-reading pages.
+        self._db.execute("PRAGMA cache_size = -65536")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS refs ("
             "ref BLOB PRIMARY KEY, local_id TEXT NOT NULL, batch_id TEXT NOT NULL"
@@ -77,7 +80,8 @@ class LocalIndex:
             raise ValueError("refs and local_ids differ in length")
         self._db.executemany(
             "INSERT OR REPLACE INTO refs (ref, local_id, batch_id) VALUES (?, ?, ?)",
-            ((bytes(r), i, batch_id) for r, i in zip(refs, local_ids, strict=True)),
+            # in key order, so neighbouring inserts share B-tree pages
+            sorted((bytes(r), i, batch_id) for r, i in zip(refs, local_ids, strict=True)),
         )
 
     def commit(self) -> None:
