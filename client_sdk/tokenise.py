@@ -281,12 +281,13 @@ class _FieldColumn:
     hit costs one dictionary lookup); NHS numbers and other ids do not, so they are not.
     """
 
-    __slots__ = ("_cache", "_empty", "_encode", "position")
+    __slots__ = ("_cache", "_empty", "_encode", "_plain", "position")
 
     def __init__(self, position: int, transforms: tuple[str | None, ...], *, cached: bool) -> None:
         self.position = position
         self._encode = _encoder(transforms, cached=False)
         self._empty: tuple[None, ...] = (None,) * len(transforms)
+        self._plain = transforms == (None,)
         self._cache: dict[Any, tuple[bytes | None, ...]] | None = (
             self._fresh_cache() if cached else None
         )
@@ -304,7 +305,7 @@ class _FieldColumn:
     def encode(self, values: Sequence[str | None]) -> list[list[bytes | None]]:
         """One list per transform: the encoded value of each record (or ``None``)."""
         if self._cache is None:
-            if self._empty == (None,):  # one untransformed value: encode it directly
+            if self._plain:  # the value itself, untransformed: encode it directly
                 return [[encode_value(v) if v else None for v in values]]
             encode, empty = self._encode, self._empty
             encoded = [encode(v) if v else empty for v in values]

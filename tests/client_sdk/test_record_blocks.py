@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from pathlib import Path
 
@@ -11,10 +12,10 @@ from client_sdk.local_index import LocalIndex
 from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
-from client_sdk.tokenise import TokeniseParams, tokenise_records, write_batch
+from client_sdk.tokenise import TokeniseParams, Tokeniser, tokenise_records, write_batch
 from keys.batch import TokenChunk, decode_chunk, encode_chunk, encode_chunk_columns
 from keys.derive import DomainKey, RecordRef, Token
-from keys.spec import default_spec
+from keys.spec import default_spec, parse_spec
 
 DATA = Path(__file__).parent.parent / "data"
 TODAY = date(2026, 11, 24)
@@ -105,3 +106,32 @@ def test_column_encoding_decodes_to_the_rows_it_was_given():
     assert decode_chunk(data) == chunk
     empty = TokenChunk((), (), refs, [()] * 4, [()] * 4)
     assert decode_chunk(encode_chunk(empty)) == empty
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        default_spec(),
+        parse_spec(
+            {
+                "name": "transforms",
+                "match_keys": [
+                    {"name": "a", "fields": ["family_name:nysiis"]},
+                    {"name": "b", "fields": ["given_name:metaphone", "date_of_birth:year"]},
+                    {"name": "c", "fields": ["postcode:sector", "sex", "nhs_number"]},
+                    {"name": "d", "fields": ["nhs_number"]},
+                ],
+            }
+        ),
+    ],
+    ids=["default", "transforms"],
+)
+def test_blocks_by_column_give_the_tokens_of_each_record(spec):
+    mapping = load_mapping(DATA / "messy.toml")
+    params = dataclasses.replace(_params(tuple(mapping.payload.columns)), spec=spec)
+    tokeniser = Tokeniser(params)
+    records = list(iter_records(DATA / "messy.csv", mapping, today=TODAY))
+    chunk = decode_chunk(tokeniser.encode_rows([tokeniser.row(r) for r in records]).data)
+    assert chunk.tokens == [tokeniser.tokens(r) for r in records]
+    assert chunk.refs == [tokeniser.reference(r.local_id) for r in records]
+    assert chunk.payload == [r.payload for r in records]
