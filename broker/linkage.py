@@ -296,7 +296,11 @@ class _Session:
         """Start from what the previous slice of the same call changed and committed.
 
         The previous slice's read-ahead ran before that slice's commit, so everything the
-        previous slice touched is taken from its memory rather than from the read.
+        previous slice touched is taken from its memory rather than from the read. The
+        neighbourhood stays complete: a token's holders are the read's (all followed,
+        unless :meth:`absorb` found too many) plus records the previous slice touched,
+        which come with their persons; so no second read is needed unless something
+        is dissolved or a token had too many holders to follow.
         """
         for token in previous.orig_holders:
             self.holders[token] = previous.holders.get(token, b"")
@@ -316,7 +320,6 @@ class _Session:
         self.next_rid, self.next_pid = previous.next_rid, previous.next_pid
         self.next_bseq = previous.next_bseq
         self.bseq = previous.bseq
-        self.complete = False
 
     def load(
         self,
@@ -344,10 +347,12 @@ class _Session:
             self.next_rid, self.next_pid, self.next_bseq = got.next_rid, got.next_pid, got.next_bseq
         holders = self.holders
         for token, raw in got.holders.items():
+            # Too many holders to follow: their records were not read (even where the
+            # token's holders are taken from the previous slice instead of this read).
+            if len(raw) > _CHASE * 6:
+                self.complete = False
             if token not in holders:
                 holders[token] = raw
-                if len(raw) > _CHASE * 6:
-                    self.complete = False
         for ref, rid in got.rids.items():
             self.rids.setdefault(ref, rid)
         for rid, record in got.records.items():
