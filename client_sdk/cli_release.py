@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from client_sdk.config import SdkSettings
+from client_sdk.cli_broker import broker_option
+from client_sdk.config import broker_target
 from client_sdk.export import ExportFormat, write_table
 from client_sdk.local_index import LocalIndex
 from client_sdk.release_client import ReleaseClient
@@ -30,13 +31,6 @@ __all__ = [
 
 _OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "present", "absent")
 
-broker_option = click.option(
-    "--broker",
-    "broker_url",
-    default=None,
-    metavar="URL",
-    help="Broker URL (default TESSERA_SDK_BROKER_URL).",
-)
 agreement_option = click.option(
     "--agreement", "agreement_id", required=True, metavar="ID", help="The agreement id."
 )
@@ -46,13 +40,7 @@ out_option = click.option(
 
 
 def _client(broker_url: str | None) -> ReleaseClient:
-    settings = SdkSettings()
-    url = broker_url or settings.broker_url
-    if not url:
-        raise click.UsageError("give --broker URL or set TESSERA_SDK_BROKER_URL")
-    if settings.token is None:
-        raise click.UsageError("set TESSERA_SDK_TOKEN to your broker credential")
-    return ReleaseClient(url, settings.token)
+    return ReleaseClient(*broker_target(broker_url))
 
 
 def parse_where(text: str) -> Predicate:
