@@ -7,6 +7,7 @@ broker/store/ sees a Redis client.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -26,14 +27,17 @@ class Store:
     Args:
         url: redis-py URL (``redis://``, ``rediss://`` or ``unix://``).
         embedded: the embedded server this store started and stops on :meth:`close`.
+        socket_timeout: seconds a command may take before the connection gives up.
     """
 
-    def __init__(self, url: str, *, embedded: EmbeddedRedis | None = None) -> None:
+    def __init__(
+        self, url: str, *, embedded: EmbeddedRedis | None = None, socket_timeout: float = 30.0
+    ) -> None:
         self.url = url
         self.embedded = embedded
         self.durable = False
         self.redis: redis.Redis = redis.Redis.from_url(
-            url, decode_responses=False, health_check_interval=30, socket_timeout=30
+            url, decode_responses=False, health_check_interval=30, socket_timeout=socket_timeout
         )
 
     def ping(self) -> bool:
@@ -98,8 +102,23 @@ class Store:
         self.close()
 
 
+def _answers_within(store: Store, *, seconds: float) -> bool:
+    """Whether ``store`` answers a PING within ``seconds`` (a loaded server may be slow)."""
+    deadline = time.monotonic() + seconds
+    while not store.ping():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
 def open_store(
-    redis_url: str | None, *, redis_dir: Path, durable_writes: bool = True, attach: bool = False
+    redis_url: str | None,
+    *,
+    redis_dir: Path,
+    durable_writes: bool = True,
+    attach: bool = False,
+    attach_wait: float = 10.0,
 ) -> Store:
     """Connect to ``redis_url``, or start the embedded redis-server under ``redis_dir``.
 
@@ -118,10 +137,18 @@ def open_store(
     url = redis_url
     if url is None and attach:
         probe = EmbeddedRedis(redis_dir)
-        running = Store(probe.url)
-        if probe.socket_path.exists() and running.ping():
+        if probe.socket_path.exists():
+            # A serving broker's server: use it, never replace it (starting one here would
+            # stop it as stale). If it does not answer, say so rather than guess.
+            running = Store(probe.url, socket_timeout=1.0)
+            answered = _answers_within(running, seconds=attach_wait)
+            running.redis.close()
+            if not answered:
+                raise RedisUnavailableError(
+                    f"the broker's redis-server under {redis_dir} does not answer; "
+                    "if no broker is serving, remove its redis.sock and retry"
+                )
             url = probe.url
-        running.redis.close()
     if url is None:
         embedded = EmbeddedRedis(redis_dir).start()
         url = embedded.url
