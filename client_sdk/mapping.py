@@ -40,11 +40,11 @@ from client_sdk.normalise.dates import DateFormatError, compile_date_format
 from client_sdk.normalise.names import FullNameLayout
 
 __all__ = [
+    "FHIR_NHS_NUMBER_SYSTEM",
+    "IDENTIFIER_FIELDS",
     "ColumnRef",
     "DateRef",
-    "FHIR_NHS_NUMBER_SYSTEM",
     "FullNameRef",
-    "IDENTIFIER_FIELDS",
     "Identifiers",
     "Mapping",
     "PayloadSection",

@@ -25,8 +25,8 @@ from client_sdk.normalise.defect import Defect
 
 __all__ = [
     "FIELDS",
-    "FieldQuality",
     "GRADE_THRESHOLDS",
+    "FieldQuality",
     "Grade",
     "QualityCollector",
     "QualityReport",

@@ -31,8 +31,8 @@ from keys.spec import LinkageSpec
 
 __all__ = [
     "DEFAULT_MIN_DISTINCT",
-    "KeyLint",
     "MIN_RECORDS",
+    "KeyLint",
     "lint_spec",
 ]
 

@@ -46,8 +46,8 @@ from keys.derive import (
 from keys.spec import LinkageSpec
 
 __all__ = [
-    "BatchSummary",
     "CHUNK_RECORDS",
+    "BatchSummary",
     "EncodedChunk",
     "RecordBlocks",
     "TokeniseParams",

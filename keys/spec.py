@@ -41,11 +41,11 @@ from keys.errors import SpecError
 __all__ = [
     "DEFAULT_SPEC_NAME",
     "FIELD_NAMES",
+    "TRANSFORMS",
     "FieldName",
     "KeyField",
     "LinkageSpec",
     "MatchKey",
-    "TRANSFORMS",
     "TransformName",
     "default_spec",
     "load_spec",

@@ -44,15 +44,15 @@ from keys.errors import BrokerError
 
 __all__ = [
     "CONFLICT_KINDS",
+    "INDEX_TOKEN_BYTES",
+    "MEMBER",
+    "NO_KEY",
     "ConflictEntry",
     "DatasetEntry",
     "Fetched",
-    "INDEX_TOKEN_BYTES",
     "LinkageBusyError",
     "LinkageStore",
     "LinkedRecord",
-    "MEMBER",
-    "NO_KEY",
     "PersonId",
     "StoredRecord",
     "WriteSet",

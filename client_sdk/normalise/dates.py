@@ -23,9 +23,9 @@ from client_sdk.normalise.defect import Defect
 from client_sdk.normalise.placeholders import PLACEHOLDER_DATES, is_placeholder_generic
 
 __all__ = [
+    "MAX_AGE_YEARS",
     "DateFormatError",
     "DateParser",
-    "MAX_AGE_YEARS",
     "compile_date_format",
 ]
 

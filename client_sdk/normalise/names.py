@@ -31,11 +31,11 @@ from client_sdk.normalise.defect import Defect
 from client_sdk.normalise.placeholders import is_placeholder_name
 
 __all__ = [
-    "FullNameLayout",
     "NICKNAMES",
     "PARTICLES",
     "SUFFIXES",
     "TITLES",
+    "FullNameLayout",
     "check_family_name",
     "check_given_names",
     "check_middle_names",

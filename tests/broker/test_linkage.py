@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 import itertools
 from collections.abc import Iterator
 
@@ -429,25 +427,6 @@ def test_replace_with_an_empty_snapshot_retracts_everything(linker: Linker) -> N
     stats = linker.replace_finish(GP, batch_id="gp-empty")
     assert stats.retracted == 1
     assert linker.report().records == 0 and linker.report().persons == 0
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["broker.linkage", "broker.store.linkage_store", "broker.linkage_report", "broker.cli_report"],
-)
-def test_all_is_sorted_and_complete(name: str) -> None:
-    module = importlib.import_module(name)
-    exported = module.__all__
-    assert exported == sorted(exported)
-    assert all(hasattr(module, public) for public in exported)
-    defined = {
-        attr
-        for attr, value in vars(module).items()
-        if not attr.startswith("_")
-        and (inspect.isclass(value) or inspect.isfunction(value))
-        and value.__module__ == name
-    }
-    assert defined <= set(exported)
 
 
 def test_slices_give_the_same_persons_as_one_commit(client) -> None:
