@@ -382,16 +382,25 @@ class Demo:
             raise SystemExit("demo: the broker did not become ready")
 
     def stop_broker(self) -> None:
-        if self.broker is not None and self.broker.poll() is None:
-            self.broker.send_signal(signal.SIGTERM)
-            try:
-                self.broker.wait(30)
-            except subprocess.TimeoutExpired:
-                self.broker.kill()
-                self.broker.wait()
-        self.broker = None
+        """Stop the broker (and so its redis-server); a second Ctrl-C does not cut this short."""
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if self.broker is not None and self.broker.poll() is None:
+                self.broker.send_signal(signal.SIGTERM)
+                try:
+                    self.broker.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.broker.kill()
+                    self.broker.wait()
+            self.broker = None
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def run(self) -> int:
+        # Ctrl-C and a plain `kill` both end the demo through the same clean stop, even when
+        # it was started in the background (where SIGINT arrives ignored).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
         if self.out.exists():
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True)
@@ -429,6 +438,10 @@ class Demo:
         print(f"\nEverything the demo wrote is under {self.out}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
@@ -439,7 +452,11 @@ def _dump(path: Path, value: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return Demo().run()
+    try:
+        return Demo().run()
+    except KeyboardInterrupt:
+        print("\ndemo: interrupted; the broker and its redis-server were stopped")
+        return 130
 
 
 if __name__ == "__main__":
