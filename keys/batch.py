@@ -34,7 +34,8 @@ import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
+from operator import is_not
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
@@ -125,11 +126,7 @@ def encode_chunk_columns(
     parts.append(names)
     parts.append(b"".join(refs))
     if n_keys:
-        masks = [0] * n
-        for k, column in enumerate(token_columns):
-            bit = 1 << k
-            masks = [m if t is None else m | bit for m, t in zip(masks, column, strict=True)]
-        parts.append(struct.pack(f">{n}I", *masks))
+        parts.append(_presence_masks(n, token_columns))
         # each record's present tokens, in match-key order (a token is never empty)
         parts.append(b"".join(filter(None, chain.from_iterable(zip(*token_columns, strict=True)))))
     else:
@@ -142,6 +139,22 @@ def encode_chunk_columns(
     # of the default level (payload text is a few per cent larger).
     packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
     return packer.compress(b"".join(parts)) + packer.flush()
+
+
+def _presence_masks(n: int, token_columns: Sequence[Sequence[Token | None]]) -> bytes:
+    """Each record's big-endian u32 mask of present tokens (bit ``k`` for match key ``k``).
+
+    Worked a byte of the mask at a time in C: each key's column becomes one 0/1 byte per
+    record, read as one big integer, shifted to its bit and added (a byte never carries).
+    """
+    out = bytearray(4 * n)
+    for group in range(0, len(token_columns), 8):
+        combined = 0
+        for bit, column in enumerate(token_columns[group : group + 8]):
+            present = bytes(map(is_not, column, repeat(None)))
+            combined |= int.from_bytes(present, "big") << bit
+        out[3 - group // 8 :: 4] = combined.to_bytes(n, "big")
+    return bytes(out)
 
 
 def decode_chunk(data: bytes, *, max_records: int = 1_000_000) -> TokenChunk:
