@@ -1,32 +1,114 @@
-"""Read FHIR R4 ``Patient`` resources, as NDJSON (one resource a line) or as a Bundle.
+"""Read FHIR R4 ``Patient`` resources: NDJSON, a Bundle, or pretty-printed resources.
 
-NDJSON streams one line at a time (FHIR Bulk Data exports are NDJSON). A Bundle is one JSON
-document and is read whole; use NDJSON for very large extracts. Resources that are not
-``Patient`` are skipped and counted; a line that is not JSON is reported and the
-reading goes on.
+Everything streams; memory stays flat however many resources the file holds.
 
-From each Patient: the NHS number (``identifier`` with the NHS number system), the name
-(``use = official`` first, then ``usual``, then any name that is not ``old`` or ``maiden``):
-all ``given`` names and ``family``, or ``text`` when the parts are absent; ``birthDate``;
-``gender``; the home address (``use = home`` without an ended ``period`` first, then the
-first address): ``postalCode`` and the first ``line``.
+- NDJSON (a FHIR Bulk Data export: one resource a line) is read a line at a time and each
+  resource is numbered by its **line**. A line that is not a JSON object is reported with
+  its line number and the reading goes on.
+- A ``Bundle`` (``searchset``, ``collection``, ``transaction``, ``batch``, ``history``, ...;
+  minified on one line or pretty-printed) is parsed incrementally with ijson, one
+  ``entry`` at a time, and each resource is numbered by its **entry** (the position in
+  ``Bundle.entry``, from 1). An entry that is not an object, or has a resource that is not
+  one, is reported with its entry number and the reading goes on. An entry without a
+  resource is skipped when it carries a ``request`` or ``response`` (a transaction's
+  ``DELETE``, a history's deletion), and reported otherwise. JSON that breaks mid-Bundle
+  (a cut-off download) cannot be read past: one-line :class:`InputError` naming the last
+  entry read.
+- A file of one or more pretty-printed resources (a saved ``GET Patient/{id}``) is numbered
+  by resource, from 1.
+- A file that is none of these is a one-line :class:`InputError`. A UTF-8 byte-order mark
+  is allowed; the mapping's encoding applies (FHIR JSON is UTF-8).
+
+Each resource, whatever the container: one without a ``resourceType`` is reported;
+resources of other types (Organization, Practitioner, Observation, OperationOutcome, a
+searchset's ``include`` entries) are skipped and counted, never reported; a Patient whose
+``link`` says it was ``replaced-by`` another (a merged duplicate) is skipped and counted.
+Inactive patients (``active: false``) and deceased ones are read like any other: they are
+still people to link. ``meta``, ``text``, ``contained`` and every ``extension`` are ignored.
+
+From each Patient (a name, identifier or address is *current* unless its ``period.end`` is
+before today or its ``period.start`` after it, compared at the precision written;
+``use = old`` and ``maiden`` are never current):
+
+- local id: the resource ``id``, or the ``identifier`` with the mapping's system.
+- NHS number: the ``identifier`` with system ``https://fhir.nhs.uk/Id/nhs-number`` or an
+  older spelling of it (:data:`NHS_NUMBER_SYSTEMS`), or the system the mapping names. A
+  number whose UK Core / CareConnect ``NHSNumberVerificationStatus`` is ``04`` (trace
+  attempted, no match or several), ``05`` (trace to be resolved: number or details
+  conflict) or ``07`` (number not present) is not used: the trace says it may belong to
+  someone else, and a wrong NHS number is the costliest false link. ``01`` (verified),
+  ``02``, ``03``, ``06``, ``08`` and no status are used. Current before not, verified
+  before not, then the first.
+- name: the current ``official`` name, else ``usual``, a name without ``use``, ``temp``,
+  ``nickname``, ``anonymous``; among equals the latest ``period.start``, then the first.
+  With no current name, the best of the others (``old``, then ``maiden``). All ``given``
+  and ``family``, or ``text`` when both are absent.
+- ``birthDate`` as written (a partial date such as ``1980`` is invalid downstream, not
+  guessed); ``_birthDate`` extensions are ignored.
+- ``gender`` as written.
+- address: the current ``home`` address, else one without ``use``, ``temp``, ``billing``,
+  ``work``; among equals the latest ``period.start``, then the first; with no current
+  address, the best of the others. ``postalCode`` and the first ``line``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TextIO
+
+import ijson
 
 from client_sdk.errors import InputError
+from client_sdk.mapping import FHIR_NHS_NUMBER_SYSTEM
 from client_sdk.readers.csv import ProblemSink, has_undecodable, open_text
 
-__all__ = ["FhirFields", "patient_values", "read_fhir"]
+__all__ = ["NHS_NUMBER_SYSTEMS", "FhirFields", "patient_values", "read_fhir"]
 
-_NAME_USE_ORDER = {"official": 0, "usual": 1, None: 2, "temp": 3, "nickname": 4, "anonymous": 5}
-_SKIPPED_NAME_USES = {"old", "maiden"}
+logger = logging.getLogger(__name__)
+
+NHS_NUMBER_SYSTEMS = frozenset(
+    {
+        FHIR_NHS_NUMBER_SYSTEM,
+        "http://fhir.nhs.uk/Id/nhs-number",  # seen in systems that predate UK Core
+        "http://fhir.nhs.net/Id/nhs-number",  # GP Connect / DSTU2
+        "urn:oid:2.16.840.1.113883.2.1.4.1",  # the NHS number's OID
+    }
+)
+"""Identifier systems read as the NHS number when the mapping keeps the standard one."""
+
+# NHSNumberVerificationStatus codes (England) whose number is not used.
+_UNTRUSTED_NHS_STATUSES = frozenset({"04", "05", "07"})
+_VERIFIED = "01"
+
+_NAME_USE_RANK = {
+    "official": 0,
+    "usual": 1,
+    None: 2,
+    "temp": 3,
+    "nickname": 4,
+    "anonymous": 5,
+    "old": 6,
+    "maiden": 7,
+}
+_ADDRESS_USE_RANK = {"home": 0, None: 1, "temp": 2, "billing": 3, "work": 4, "old": 5}
+_NEVER_CURRENT = frozenset({"old", "maiden"})
+_UNKNOWN_USE = 2  # a code outside FHIR's value set ranks with no ``use``
+
+_HEAD_LIMIT = 16 << 20  # the longest line tried as an NDJSON resource (characters)
+_PRESCAN = 1 << 12  # small reads: a Bundle is known by its first key, a blank file soon
+_ITEMS = 1 << 14  # ijson builds a whole read's entries at once: keep reads small
+_LOOKAHEAD_LINES = 10  # lines tried for NDJSON when the first line is broken
+_PROGRESS_EVERY = 0x3FFF
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+_Kind = Literal["ndjson", "bundle", "resources"]
+_Resources = Iterator[tuple[int, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +117,8 @@ class FhirFields:
 
     Attributes:
         id_system: identifier system of the local id, or ``None`` for the resource id.
-        nhs_system: identifier system of the NHS number, or ``None`` to skip it.
+        nhs_system: identifier system of the NHS number, or ``None`` to skip it (the
+            standard system also accepts its older spellings, :data:`NHS_NUMBER_SYSTEMS`).
         other_system: identifier system of the other id, or ``None`` to skip it.
         names: read the name; birth_date, gender, postcode, address_line likewise.
         payload: dotted element paths (``maritalStatus.coding.code``); the first value
@@ -53,30 +136,21 @@ class FhirFields:
     payload: Sequence[str]
 
 
-def _identifier(resource: dict[str, Any], system: str | None) -> str:
-    for ident in resource.get("identifier") or ():
-        if isinstance(ident, dict) and ident.get("system") == system:
-            value = ident.get("value")
-            return value if isinstance(value, str) else ""
-    return ""
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, dict)]
+    return []
 
 
-def _best_name(resource: dict[str, Any]) -> dict[str, Any] | None:
-    names = [n for n in resource.get("name") or () if isinstance(n, dict)]
-    names = [n for n in names if n.get("use") not in _SKIPPED_NAME_USES] or names
-    if not names:
-        return None
-    return min(names, key=lambda n: _NAME_USE_ORDER.get(n.get("use"), 6))
-
-
-def _home_address(resource: dict[str, Any]) -> dict[str, Any] | None:
-    addresses = [a for a in resource.get("address") or () if isinstance(a, dict)]
-    current = [a for a in addresses if not (a.get("period") or {}).get("end")]
-    for address in current:
-        if address.get("use") == "home":
-            return address
-    chosen = current or addresses
-    return chosen[0] if chosen else None
+def _strings(value: Any) -> list[str]:
+    """A string or a list's strings (R4 ``given`` is a list; DSTU2 ``family`` was one)."""
+    if isinstance(value, str):
+        return [value] if value.strip() else []
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, str) and item.strip()]
+    return []
 
 
 def _text(value: Any) -> str:
@@ -85,6 +159,88 @@ def _text(value: Any) -> str:
     if isinstance(value, bool | int | float):
         return json.dumps(value)
     return ""
+
+
+def _in_force(element: dict[str, Any], today: str) -> bool:
+    """Whether ``element.period`` holds today, compared at the precision it is written."""
+    period = element.get("period")
+    if not isinstance(period, dict):
+        return True
+    end = period.get("end")
+    if isinstance(end, str) and end:
+        end = end[:10]
+        if end < today[: len(end)]:
+            return False
+    start = period.get("start")
+    if isinstance(start, str) and start:
+        start = start[:10]
+        if start > today[: len(start)]:
+            return False
+    return True
+
+
+def _start(element: dict[str, Any]) -> str:
+    period = element.get("period")
+    start = period.get("start") if isinstance(period, dict) else None
+    return start[:10] if isinstance(start, str) else ""
+
+
+def _best(
+    elements: list[dict[str, Any]], ranks: dict[str | None, int], today: str, default: int
+) -> dict[str, Any] | None:
+    """Current first, then by ``use`` rank, then the latest ``period.start``, then the first."""
+
+    def key(element: dict[str, Any]) -> tuple[bool, int, str]:
+        use = element.get("use")
+        current = use not in _NEVER_CURRENT and _in_force(element, today)
+        return current, -ranks.get(use if isinstance(use, str) else None, default), _start(element)
+
+    return max(elements, key=key) if elements else None
+
+
+def _verification_status(identifier: dict[str, Any]) -> str | None:
+    for extension in _dicts(identifier.get("extension")):
+        url = extension.get("url")
+        if not isinstance(url, str) or "nhsnumberverificationstatus" not in url.lower():
+            continue
+        concept = extension.get("valueCodeableConcept")
+        for coding in _dicts(concept.get("coding") if isinstance(concept, dict) else None):
+            code = coding.get("code")
+            if isinstance(code, str):
+                return code.strip()
+    return None
+
+
+def _identifier(
+    resource: dict[str, Any], systems: frozenset[str], today: str, *, nhs: bool = False
+) -> tuple[str, bool]:
+    """The chosen identifier value, and whether one was left out for its verification."""
+    candidates: list[tuple[bool, bool, int, str]] = []
+    untrusted = False
+    for index, ident in enumerate(_dicts(resource.get("identifier"))):
+        if ident.get("system") not in systems:
+            continue
+        value = ident.get("value")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # an NHS number written as a JSON number
+        if not isinstance(value, str) or not value.strip():
+            continue
+        status = _verification_status(ident) if nhs else None
+        if status in _UNTRUSTED_NHS_STATUSES:
+            untrusted = True
+            continue
+        current = ident.get("use") != "old" and _in_force(ident, today)
+        candidates.append((current, status == _VERIFIED, -index, value))
+    if not candidates:
+        return "", untrusted
+    return max(candidates)[3], False
+
+
+def _name_parts(name: dict[str, Any]) -> tuple[str, str, str]:
+    given = " ".join(_strings(name.get("given")))
+    family = " ".join(_strings(name.get("family")))
+    text = "" if given or family else " ".join(_strings(name.get("text")))
+    return given, family, text
 
 
 def _path(resource: dict[str, Any], dotted: str) -> str:
@@ -100,39 +256,41 @@ def _path(resource: dict[str, Any], dotted: str) -> str:
     return _text(value)
 
 
-def patient_values(resource: dict[str, Any], fields: FhirFields) -> list[str]:
-    """The values of one Patient in the pipeline's slot order.
-
-    Args:
-        resource: a parsed ``Patient`` resource.
-        fields: what to take.
-
-    Returns:
-        ``[local_id, nhs_number, given names, "", family, name text, birthDate, gender,
-        postalCode, address line, other id, *payload]``; ``""`` where absent.
-    """
+def _values(resource: dict[str, Any], fields: FhirFields, today: str) -> tuple[list[str], bool]:
     if fields.id_system is None:
         local_id = _text(resource.get("id"))
     else:
-        local_id = _identifier(resource, fields.id_system)
+        local_id = _identifier(resource, frozenset({fields.id_system}), today)[0]
+    nhs_number, untrusted = "", False
+    if fields.nhs_system is not None:
+        systems = frozenset({fields.nhs_system})
+        if fields.nhs_system == FHIR_NHS_NUMBER_SYSTEM:
+            systems = NHS_NUMBER_SYSTEMS
+        nhs_number, untrusted = _identifier(resource, systems, today, nhs=True)
     given = family = text = ""
     if fields.names:
-        name = _best_name(resource)
+        names = [n for n in _dicts(resource.get("name")) if any(_name_parts(n))]
+        name = _best(names, _NAME_USE_RANK, today, _UNKNOWN_USE)
         if name is not None:
-            given = " ".join(g for g in name.get("given") or () if isinstance(g, str))
-            family = _text(name.get("family"))
-            if not given and not family:
-                text = _text(name.get("text"))
+            given, family, text = _name_parts(name)
     postcode = line = ""
     if fields.postcode or fields.address_line:
-        address = _home_address(resource)
+        addresses = [
+            a
+            for a in _dicts(resource.get("address"))
+            if _strings(a.get("postalCode")) or _strings(a.get("line"))
+        ]
+        address = _best(addresses, _ADDRESS_USE_RANK, today, _UNKNOWN_USE)
         if address is not None:
             postcode = _text(address.get("postalCode")) if fields.postcode else ""
-            lines = address.get("line") or ()
-            line = _text(lines[0]) if fields.address_line and lines else ""
-    return [
+            lines = _strings(address.get("line"))
+            line = lines[0] if fields.address_line and lines else ""
+    other = ""
+    if fields.other_system is not None:
+        other = _identifier(resource, frozenset({fields.other_system}), today)[0]
+    values = [
         local_id,
-        _identifier(resource, fields.nhs_system) if fields.nhs_system else "",
+        nhs_number,
         given,
         "",
         family,
@@ -141,14 +299,122 @@ def patient_values(resource: dict[str, Any], fields: FhirFields) -> list[str]:
         _text(resource.get("gender")) if fields.gender else "",
         postcode,
         line,
-        _identifier(resource, fields.other_system) if fields.other_system else "",
+        other,
         *(_path(resource, p) for p in fields.payload),
     ]
+    return values, untrusted
 
 
-def _ndjson(
-    path: Path, text: Iterator[str], sink: ProblemSink
-) -> Iterator[tuple[int, dict[str, Any]]]:
+def patient_values(
+    resource: dict[str, Any], fields: FhirFields, *, today: date | None = None
+) -> list[str]:
+    """The values of one Patient in the pipeline's slot order (rules in the module doc).
+
+    Args:
+        resource: a parsed ``Patient`` resource.
+        fields: what to take.
+        today: the day against which ``period`` elements are judged (default: today).
+
+    Returns:
+        ``[local_id, nhs_number, given names, "", family, name text, birthDate, gender,
+        postalCode, address line, other id, *payload]``; ``""`` where absent.
+    """
+    return _values(resource, fields, (today or date.today()).isoformat())[0]
+
+
+def _replaced(resource: dict[str, Any]) -> bool:
+    return any(link.get("type") == "replaced-by" for link in _dicts(resource.get("link")))
+
+
+class _Utf8Source:
+    """Bytes for ijson from a text stream: any encoding in, UTF-8 out.
+
+    Bytes that were not valid in the file's encoding (kept as lone surrogates by
+    :func:`open_text`) become U+FFFD, so that the entry holding them is reported rather
+    than the parser stopping.
+    """
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: TextIO) -> None:
+        self._text = text
+
+    def read(self, size: int) -> bytes:
+        chunk = self._text.read(size)
+        try:
+            return chunk.encode("utf-8")
+        except UnicodeEncodeError:
+            return _SURROGATE.sub("\ufffd", chunk).encode("utf-8")
+
+
+def _first_value(text: TextIO) -> tuple[Any, bool]:
+    """The first top-level value's ``resourceType`` and whether the value is whole JSON.
+
+    A Bundle is recognised as soon as its ``resourceType`` is seen (normally its first
+    key), so a large Bundle is not read twice.
+    """
+    resource_type: Any = None
+    try:
+        events = ijson.parse(_Utf8Source(text), buf_size=_PRESCAN, multiple_values=True)
+        for prefix, event, value in events:
+            if prefix == "resourceType" and event == "string":
+                resource_type = value
+                if value == "Bundle":
+                    return value, False
+            elif prefix == "" and event not in ("start_map", "start_array", "map_key"):
+                return resource_type, True  # the first value has ended
+    except (ijson.JSONError, UnicodeError):
+        pass
+    return resource_type, False
+
+
+def _resource_line(line: str) -> bool:
+    """Whether one NDJSON line is a FHIR resource other than a Bundle."""
+    try:
+        value = json.loads(line)
+    except (json.JSONDecodeError, UnicodeError):
+        return False
+    return isinstance(value, dict) and isinstance(value.get("resourceType"), str)
+
+
+def _first_line(text: TextIO) -> str:
+    line = text.readline(_HEAD_LIMIT)
+    while line and not line.strip():
+        line = text.readline(_HEAD_LIMIT)
+    return line
+
+
+def _blank(text: TextIO) -> bool:
+    while chunk := text.read(_PRESCAN):
+        if not chunk.isspace():
+            return False
+    return True
+
+
+def _kind(path: Path, text: TextIO) -> _Kind:
+    """Tell NDJSON, a Bundle and pretty-printed resources apart from the start of the file."""
+    if _blank(text):
+        raise InputError(f"{path}: the file is empty")
+    text.seek(0)
+    resource_type, whole = _first_value(text)
+    if resource_type == "Bundle":
+        return "bundle"
+    text.seek(0)
+    if isinstance(resource_type, str) and whole:
+        # One resource a line, or a resource written over several lines.
+        return "ndjson" if _resource_line(_first_line(text)) else "resources"
+    # NDJSON whose first line is broken: the next lines decide.
+    _first_line(text)
+    for _ in range(_LOOKAHEAD_LINES):
+        line = text.readline(_HEAD_LIMIT)
+        if not line:
+            break
+        if line.strip() and _resource_line(line):
+            return "ndjson"
+    raise InputError(f"{path}: neither FHIR NDJSON nor a Bundle")
+
+
+def _ndjson(text: TextIO, sink: ProblemSink) -> _Resources:
     for number, line in enumerate(text, start=1):
         if not line.strip():
             continue
@@ -163,15 +429,45 @@ def _ndjson(
         yield number, resource
 
 
-def _bundle(path: Path, document: Any, sink: ProblemSink) -> Iterator[tuple[int, dict[str, Any]]]:
-    if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
-        raise InputError(f"{path}: neither FHIR NDJSON nor a Bundle")
-    for number, entry in enumerate(document.get("entry") or (), start=1):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict):
-            sink(number, None, "bundle entry without a resource")
-            continue
-        yield number, resource
+def _bundle(path: Path, text: TextIO, sink: ProblemSink, skip: Callable[[int], None]) -> _Resources:
+    number = 0
+    entries = ijson.items(_Utf8Source(text), "entry.item", buf_size=_ITEMS, use_float=True)
+    try:
+        for number, entry in enumerate(entries, start=1):
+            if not isinstance(entry, dict):
+                sink(number, None, "bundle entry is not an object")
+                continue
+            resource = entry.get("resource")
+            if resource is None and ("request" in entry or "response" in entry):
+                skip(number)  # a deletion or a response without a body
+                continue
+            if resource is None:
+                sink(number, None, "bundle entry without a resource")
+                continue
+            yield number, resource
+    except (ijson.JSONError, UnicodeError):
+        raise InputError(
+            f"{path}: the Bundle is not valid JSON after entry {number} (a cut-off or "
+            f"corrupted file): nothing after it can be read"
+        ) from None
+
+
+def _top_level(path: Path, text: TextIO) -> _Resources:
+    number = 0
+    values = ijson.items(
+        _Utf8Source(text), "", buf_size=_ITEMS, use_float=True, multiple_values=True
+    )
+    try:
+        for number, value in enumerate(values, start=1):
+            yield number, value
+    except (ijson.JSONError, UnicodeError):
+        raise InputError(
+            f"{path}: not valid JSON after resource {number}: nothing after it can be read"
+        ) from None
+
+
+def _undecodable(values: Sequence[str]) -> bool:
+    return has_undecodable(values) or any("\ufffd" in value for value in values)
 
 
 def read_fhir(
@@ -182,51 +478,67 @@ def read_fhir(
     on_problem: ProblemSink | None = None,
     on_skip: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    today: date | None = None,
 ) -> Iterator[tuple[int, Sequence[str]]]:
     """Yield ``(position, values)`` for each Patient, values as :func:`patient_values`.
 
-    The position is the NDJSON line number or the Bundle entry number (from 1). Other
-    resource types go to ``on_skip`` (a bulk export mixes them; they are not errors).
+    The position is the NDJSON line number, the Bundle entry number, or the number of a
+    pretty-printed resource (all from 1); the module doc has every rule.
+
+    Args:
+        path: the NDJSON, Bundle or resource file.
+        fields: what to take from each Patient.
+        encoding: the file's encoding (a byte-order mark wins).
+        on_problem: called with (position, None, reason) for each entry not used.
+        on_skip: called with the position of each resource that is not a record of the
+            extract (another resource type, a merged duplicate, a deletion).
+        on_progress: called now and then with the bytes read so far.
+        today: the day against which ``period`` elements are judged (default: today).
 
     Raises:
-        InputError: unknown encoding, unreadable file, or neither NDJSON nor a Bundle.
+        InputError: unknown encoding, unreadable or empty file, neither NDJSON nor a
+            Bundle, or JSON that breaks mid-Bundle.
     """
     sink: ProblemSink = on_problem or (lambda line, column, reason: None)
+    skip: Callable[[int], None] = on_skip or (lambda line: None)
+    day = (today or date.today()).isoformat()
     with open_text(path, encoding) as text:
-        first = ""
-        for first in text:
-            if first.strip():
-                break
-        if not first.strip():
-            raise InputError(f"{path}: the file is empty")
-        try:
-            head: Any = json.loads(first)
-        except json.JSONDecodeError:
-            head = None
-        resources: Iterator[tuple[int, dict[str, Any]]]
-        if isinstance(head, dict) and head.get("resourceType") != "Bundle":
-            text.seek(0)
-            resources = _ndjson(path, text, sink)
+        kind = _kind(path, text)
+        text.seek(0)
+        resources: _Resources
+        if kind == "ndjson":
+            resources = _ndjson(text, sink)
+        elif kind == "bundle":
+            resources = _bundle(path, text, sink, skip)
         else:
-            text.seek(0)
-            try:
-                document = json.loads(text.read())
-            except (json.JSONDecodeError, UnicodeError):
-                raise InputError(f"{path}: neither FHIR NDJSON nor a Bundle") from None
-            resources = _bundle(path, document, sink)
-        count = 0
+            resources = _top_level(path, text)
+        count = untrusted = 0
         for number, resource in resources:
-            if resource.get("resourceType") != "Patient":
-                if on_skip is not None:
-                    on_skip(number)
+            if not isinstance(resource, dict):
+                sink(number, None, "resource is not an object")
                 continue
-            values = patient_values(resource, fields)
-            if has_undecodable(values):
+            resource_type = resource.get("resourceType")
+            if not isinstance(resource_type, str):
+                sink(number, None, "resource without a resourceType")
+                continue
+            if resource_type != "Patient" or _replaced(resource):
+                skip(number)
+                continue
+            values, dropped = _values(resource, fields, day)
+            untrusted += dropped
+            if _undecodable(values):
                 sink(number, None, f"bytes not valid in {encoding}")
                 continue
             yield number, values
             count += 1
-            if on_progress is not None and not count & 0x3FFF:
+            if on_progress is not None and not count & _PROGRESS_EVERY:
                 on_progress(text.buffer.tell())
+        if untrusted:
+            logger.info(
+                "%s: %d NHS numbers not used: their verification status says the trace "
+                "failed or found a conflict",
+                path.name,
+                untrusted,
+            )
         if on_progress is not None:
             on_progress(path.stat().st_size)
