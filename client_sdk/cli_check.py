@@ -22,6 +22,7 @@ __all__ = ["check_command", "render_report"]
 
 _GRADE_STYLE = {"Gold": "bold yellow", "Silver": "bold white", "Bronze": "bold dark_orange3"}
 _SHOWN_PROBLEMS = 10
+_SKIPPED = {"csv": "lines that are not records", "fhir": "other resources"}
 
 
 def _percent(value: float) -> str:
@@ -38,7 +39,11 @@ def render_report(report: QualityReport, console: Console) -> None:
     console.print(
         f"[bold]{report.source}[/bold] ({report.format}): {report.rows_read:,} rows read, "
         f"{report.records_used:,} used, {report.rows_rejected:,} rejected"
-        + (f", {report.rows_skipped:,} other resources skipped" if report.rows_skipped else "")
+        + (
+            f", {report.rows_skipped:,} {_SKIPPED.get(report.format, 'entries')} skipped"
+            if report.rows_skipped
+            else ""
+        )
     )
     table = Table(show_edge=False, header_style="bold")
     for heading in ("field", "column", "valid", "missing", "invalid", "placeholder", "complete"):

@@ -343,6 +343,7 @@ class _Source:
             delimiter=mapping.source.delimiter,
             quotechar=mapping.source.quotechar,
             on_problem=collector.reject,
+            on_skip=collector.skip,
             on_progress=on_progress,
         )
 

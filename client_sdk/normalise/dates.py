@@ -4,7 +4,9 @@ Each ``strptime``-style format is compiled once into a regular expression (``str
 itself costs several microseconds a call; this is the hot path). Formats are tried in the
 mapping's order and the first that gives a real calendar date wins. A format without a time
 may be followed by a midnight time (``1980-02-29 00:00:00``, ``1980-02-29T00:00:00Z``), which
-database exports often add. Supported directives: ``%d %m %Y %y %b %B %H %M %S %f %z %%``.
+database exports and spreadsheets add (``1/2/1980 0:00``, ``2/1/1980 12:00:00 AM``, an Oracle
+``01-FEB-80 12.00.00.000000 AM``). Supported directives: ``%d %m %Y %y %b %B %H %I %M %S %f
+%p %z %%``; a format with a time accepts any time of day.
 
 Rejected: impossible dates (31 April, 29 February 1981) and unparseable text as INVALID;
 dates after ``today`` and before 1 January of ``today.year - MAX_AGE_YEARS`` as INVALID;
@@ -64,9 +66,17 @@ _DIRECTIVES = {
     "S": r"\d{1,2}",
     "f": r"\d{1,9}",
     "z": r"(?:Z|[+-]\d{2}:?\d{2})",
+    "I": r"\d{1,2}",
+    "p": r"[AP]\.?M\.?",
     "%": "%",
 }
-_MIDNIGHT = r"(?:[ T]00:00(?::00(?:\.0+)?)?(?:Z|[+-]00:?00)?)?"
+# Midnight as exports write it after a date: SQL Server "00:00:00.000", ISO "T00:00:00Z" or
+# with any UTC offset (the date written is the local date), a spreadsheet's "0:00", .NET's
+# "12:00:00 AM", Oracle's "12.00.00.000000 AM".
+_MIDNIGHT = (
+    r"(?:(?:T|\s+)(?:0?0[:.]00(?:[:.]00(?:[.,]0+)?)?|12[:.]00(?:[:.]00(?:[.,]0+)?)?\s*A\.?M\.?)"
+    r"(?:\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?))?)?"
+)
 
 
 class DateFormatError(ValueError):
@@ -101,7 +111,7 @@ def compile_date_format(fmt: str) -> re.Pattern[str]:
                 if group in seen:
                     raise DateFormatError(f"%{directive} given twice")
                 seen.add(group)
-            has_time = has_time or directive in "HMSfz"
+            has_time = has_time or directive in "HIMSfpz"
             parts.append(_DIRECTIVES[directive])
             i += 2
         elif char.isspace():

@@ -1,9 +1,11 @@
 """NHS numbers: 10 digits with a modulus-11 check digit.
 
-Spaces, dashes, dots and other separators are ignored (``943 476 5919``, ``943-476-5919``),
-and so are a spreadsheet's marks (``'9434765919``, ``9434765919.0``).
-Placeholders (``0000000000``, ``9999999999``, one repeated digit, listed examples) are
-missing values. Anything that is not 10 digits or fails the check is invalid.
+Spaces, dashes, dots, commas and other separators are ignored (``943 476 5919``,
+``943-476-5919``), and so are a spreadsheet's marks (``'9434765919``, ``9434765919.0``,
+``="9434765919"``). A number in scientific notation (``9.43477E+09``) may have lost digits
+and is invalid. Placeholders (``0000000000``, ``9999999999``, one repeated digit, listed
+examples, and words such as ``NULL`` or ``Not known``) are missing values. Anything else
+that is not 10 digits or fails the check is invalid.
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ from __future__ import annotations
 import re
 
 from client_sdk.normalise.defect import Defect
-from client_sdk.normalise.placeholders import PLACEHOLDER_NHS_NUMBERS
+from client_sdk.normalise.placeholders import PLACEHOLDER_NHS_NUMBERS, is_placeholder_generic
 
 __all__ = ["check_nhs_number", "is_valid_nhs_number", "normalise_nhs_number"]
 
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 _ZERO_OFFSET = 48 * sum(_WEIGHTS)  # ASCII "0" is 48
-_SEPARATORS = re.compile(r"[\s\-./_]+")
-# A spreadsheet's marks: a leading apostrophe (text) or a trailing ".0" (a number).
-_SPREADSHEET = re.compile(r"^'|(?<=\d)\.0+$")
+_SEPARATORS = re.compile(r"[\s\-./_,]+")
+# A spreadsheet's marks: a leading apostrophe (text), a trailing ".0" (a number), or the
+# formula ="…" that exports write to keep a spreadsheet from turning text into a number.
+_SPREADSHEET = re.compile(r"^(?:'|=?\")|(?<=\d)(?:\.0+|\")$")
+_NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 # Enum member lookups cost ~0.1 us each in Python 3.11: bind them once for the hot path.
 _MISSING, _INVALID, _PLACEHOLDER = Defect.MISSING, Defect.INVALID, Defect.PLACEHOLDER
 
@@ -62,18 +66,26 @@ def check_nhs_number(raw: str) -> str | Defect:
         The 10 digits, or :class:`Defect` MISSING, INVALID or PLACEHOLDER.
     """
     if len(raw) != 10 or not (raw.isdigit() and raw.isascii()):
+        written = raw
         raw = raw.replace(" ", "")
         if len(raw) != 10 or not raw.isdigit():
             raw = _SEPARATORS.sub("", _SPREADSHEET.sub("", raw))
         if not raw:
             return _MISSING
         if len(raw) != 10 or not (raw.isdigit() and raw.isascii()):
-            return _INVALID
+            return _PLACEHOLDER if _is_placeholder_word(written) else _INVALID
     if raw in PLACEHOLDER_NHS_NUMBERS:
         return _PLACEHOLDER
     if not is_valid_nhs_number(raw):
         return _INVALID
     return raw
+
+
+def _is_placeholder_word(text: str) -> bool:
+    """Whether a value with no number in it is a "missing" word (``NULL``, ``N/A``)."""
+    if any(char.isdigit() for char in text):
+        return False
+    return is_placeholder_generic(" ".join(_NOT_ALNUM.sub(" ", text.upper()).split()))
 
 
 def normalise_nhs_number(raw: str) -> str | None:

@@ -2,8 +2,9 @@
 
 Only male and female are kept (``"M"``, ``"F"``). "Not known" (0, U, FHIR ``unknown``),
 "not specified" (9), indeterminate and FHIR ``other`` are placeholders: they say nothing a
-match key could use, and so are the generic "missing" words (``N/A``, ``NULL``). Anything
-else is invalid.
+match key could use, and so are the generic "missing" words (``N/A``, ``NULL``). A code
+followed by its description in brackets is read by the code (``Not Known (not recorded)``,
+the NHS Data Dictionary's wording). Anything else is invalid.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ SEX_CODES: dict[str, Sex | Defect] = {
     "NS": Defect.PLACEHOLDER,
     "NOT SPECIFIED": Defect.PLACEHOLDER,
     "NOT STATED": Defect.PLACEHOLDER,
+    "UNSPECIFIED": Defect.PLACEHOLDER,
+    "NOT RECORDED": Defect.PLACEHOLDER,
     "I": Defect.PLACEHOLDER,
     "INDETERMINATE": Defect.PLACEHOLDER,
     "X": Defect.PLACEHOLDER,
@@ -61,6 +64,10 @@ def check_sex(raw: str) -> Sex | Defect:
     result = SEX_CODES.get(key)
     if result is not None:
         return result
+    if "(" in raw:  # a code with its description: "Indeterminate (unable to be classified …)"
+        result = SEX_CODES.get(" ".join(_NOT_ALNUM.sub(" ", raw.partition("(")[0].upper()).split()))
+        if result is not None:
+            return result
     return Defect.PLACEHOLDER if is_placeholder_generic(key) else Defect.INVALID
 
 

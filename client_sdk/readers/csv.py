@@ -6,6 +6,13 @@ mark at the start of the file wins over it (a UTF-8 BOM means UTF-8, a UTF-16 BO
 because Excel and Windows tools write one. A row that cannot be used (wrong number of
 fields, bytes that are not valid in the encoding, an unbalanced quote) is reported through
 ``on_problem`` with its line number and the reading goes on.
+
+What database and spreadsheet exports add around the data is not a record, and is passed
+to ``on_skip`` rather than reported as a bad row: Excel's ``sep=;`` first line, the line of
+dashes under the header (``sqlcmd``, ``psql``), and lines at the end of the file with no
+delimiter (``(123 rows affected)``, ``TOTAL ROWS: 123``, a DOS end-of-file mark). Spaces
+after a delimiter are skipped, so ``1, "SMITH, John"`` is two fields; trailing header
+columns with no name (a trailing delimiter on the header line) may be absent from a row.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import codecs
 import csv
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
@@ -37,6 +45,10 @@ MAX_RECORD_LINES = 10
 
 ProblemSink = Callable[[int, str | None, str], None]
 """Called with (line, column or None, reason) for a row that is not used."""
+
+# Excel's first line naming the delimiter ("sep=;"), and a row of rules under the header.
+_SEP_LINE = re.compile(r"sep=(.)\r?\n?", re.IGNORECASE)
+_RULE = re.compile(r"[-=+ ]*[-=][-=+ ]*")
 
 _SINGLE_BYTE = frozenset({"cp1252", "iso8859-1", "iso8859-15", "cp1250", "mac-roman"})
 _SNIFF_BYTES = 1 << 20
@@ -152,6 +164,29 @@ def _one_column(index: int) -> Callable[[list[str]], Sequence[str]]:
     return pick
 
 
+def _is_rule(row: list[str]) -> bool:
+    """Whether a row is only dashes (the line ``sqlcmd`` and ``psql`` draw under a header)."""
+    return all(_RULE.fullmatch(value) or not value for value in row) and any(row)
+
+
+def _header(lines: _Lines, path: Path, delimiter: str) -> None:
+    """Skip Excel's ``sep=`` line, refusing one that names another delimiter."""
+    first = next(lines, None)
+    lines.current.clear()
+    if first is None:
+        return
+    declared = _SEP_LINE.fullmatch(first)
+    if declared is None:
+        lines.pending.append(first)
+    elif declared.group(1) != delimiter:
+        raise InputError(
+            f"{path}: the file's first line declares the delimiter {declared.group(1)!r}; "
+            f"set [source] delimiter to match"
+        )
+    else:
+        lines.current.append(first)
+
+
 def _swallowed_rows(record_lines: list[str], delimiter: str, width: int) -> bool:
     """Whether a multi-line record looks like an unbalanced quote that ate whole rows."""
     if len(record_lines) > MAX_RECORD_LINES:
@@ -186,6 +221,7 @@ def read_csv(
     delimiter: str = ",",
     quotechar: str = '"',
     on_problem: ProblemSink | None = None,
+    on_skip: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, Sequence[str]]]:
     """Yield ``(line, values)`` for each data row, ``values`` in the order of ``columns``.
@@ -197,6 +233,8 @@ def read_csv(
         delimiter: the field separator.
         quotechar: the quote character.
         on_problem: receives ``(line, column, reason)`` for rows not yielded.
+        on_skip: receives the line of each line that is not a record (a ``sep=`` line, a
+            rule under the header, a trailer such as ``(12 rows affected)``).
         on_progress: receives the byte offset reached, now and then.
 
     Yields:
@@ -207,9 +245,15 @@ def read_csv(
             mapped columns missing from the header.
     """
     sink: ProblemSink = on_problem or (lambda line, column, reason: None)
+    skip: Callable[[int], None] = on_skip or (lambda line: None)
     with open_text(path, encoding) as text:
         lines = _Lines(text)
-        reader = csv.reader(lines, delimiter=delimiter, quotechar=quotechar)
+        _header(lines, path, delimiter)
+        if lines.current:
+            skip(1)
+        reader = csv.reader(
+            lines, delimiter=delimiter, quotechar=quotechar, skipinitialspace=delimiter != " "
+        )
         try:
             header = next(reader)
         except StopIteration:
@@ -223,8 +267,15 @@ def read_csv(
             itemgetter(*indexes) if len(indexes) > 1 else _one_column(indexes[0])
         )
         width = len(header)
-        line = 1 + len(lines.current)
+        # Trailing header columns with no name (a trailing delimiter) may be left out of a row.
+        named = width
+        while named > max(indexes) + 1 and not header[named - 1].strip():
+            named -= 1
+        line = below_header = 1 + len(lines.current)
         rows = 0
+        # Lines with no delimiter are held until a record follows them (then they are bad
+        # rows) or the file ends (then they are a trailer, not a record).
+        held: list[int] = []
         while True:
             lines.current.clear()
             start = line
@@ -240,7 +291,19 @@ def read_csv(
             line += span
             if not row:
                 continue
-            if len(row) != width and not (len(row) > width and not any(row[width:])):
+            if start == below_header and _is_rule(row):
+                skip(start)
+                continue
+            if len(row) == 1 and width > 1 and span == 1:
+                held.append(start)
+                continue
+            if held:
+                for earlier in held:
+                    sink(earlier, None, f"malformed row: 1 fields, header has {width}")
+                held.clear()
+            if len(row) != width and not (
+                named <= len(row) < width or (len(row) > width and not any(row[width:]))
+            ):
                 if span > 1:
                     lines.pending.extendleft(reversed(lines.current[1:]))
                     line = start + 1
@@ -261,5 +324,7 @@ def read_csv(
             rows += 1
             if on_progress is not None and not rows & 0x3FFF:
                 on_progress(text.buffer.tell())
+        for trailer in held:
+            skip(trailer)
         if on_progress is not None:
             on_progress(text.buffer.tell())
