@@ -347,18 +347,18 @@ class _Utf8Source:
             return _SURROGATE.sub("\ufffd", chunk).encode("utf-8")
 
 
-def _first_value(text: TextIO) -> tuple[Any, bool]:
+def _first_value(text: TextIO) -> tuple[str | None, bool]:
     """The first top-level value's ``resourceType`` and whether the value is whole JSON.
 
     A Bundle is recognised as soon as its ``resourceType`` is seen (normally its first
     key), so a large Bundle is not read twice.
     """
-    resource_type: Any = None
+    resource_type: str | None = None
     try:
         events = ijson.parse(_Utf8Source(text), buf_size=_PRESCAN, multiple_values=True)
         for prefix, event, value in events:
             if prefix == "resourceType" and event == "string":
-                resource_type = value
+                resource_type = str(value)
                 if value == "Bundle":
                     return value, False
             elif prefix == "" and event not in ("start_map", "start_array", "map_key"):
@@ -369,7 +369,7 @@ def _first_value(text: TextIO) -> tuple[Any, bool]:
 
 
 def _resource_line(line: str) -> bool:
-    """Whether one NDJSON line is a FHIR resource other than a Bundle."""
+    """Whether one line is a whole JSON object with a ``resourceType``."""
     try:
         value = json.loads(line)
     except (json.JSONDecodeError, UnicodeError):
