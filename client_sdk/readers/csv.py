@@ -8,11 +8,13 @@ fields, bytes that are not valid in the encoding, an unbalanced quote) is report
 ``on_problem`` with its line number and the reading goes on.
 
 What database and spreadsheet exports add around the data is not a record, and is passed
-to ``on_skip`` rather than reported as a bad row: Excel's ``sep=;`` first line, the line of
-dashes under the header (``sqlcmd``, ``psql``), and lines at the end of the file with no
-delimiter (``(123 rows affected)``, ``TOTAL ROWS: 123``, a DOS end-of-file mark). Spaces
-after a delimiter are skipped, so ``1, "SMITH, John"`` is two fields; trailing header
-columns with no name (a trailing delimiter on the header line) may be absent from a row.
+to ``on_skip`` rather than reported as a bad row: Excel's ``sep=;`` first line, a report's
+title lines above the header (the header is the first of :data:`MAX_PREAMBLE_ROWS` rows to
+hold every mapped column), the line of dashes under the header (``sqlcmd``, ``psql``), and
+lines with no delimiter at the end of the file (``(123 rows affected)``, ``TOTAL ROWS: 123``,
+a DOS end-of-file mark). Spaces after a delimiter are skipped, so ``1, "SMITH, John"`` is
+two fields; trailing header columns with no name (a trailing delimiter on the header line)
+may be absent from a row.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import TextIO
 from client_sdk.errors import InputError
 
 __all__ = [
+    "MAX_PREAMBLE_ROWS",
     "MAX_RECORD_LINES",
     "ProblemSink",
     "has_undecodable",
@@ -38,6 +41,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# Lines a report writes above the header (title, run date, population count): the header is
+# the first of this many rows that holds every mapped column.
+MAX_PREAMBLE_ROWS = 30
 
 # A quoted field may hold line breaks (addresses); a record spanning more lines than this
 # is taken to be an unbalanced quote, reported, and re-read from the line after its start.
@@ -113,7 +120,33 @@ def open_text(path: Path, encoding: str) -> TextIO:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def _find_columns(path: Path, header: list[str], wanted: Sequence[str]) -> list[int]:
+def _read_header(
+    reader: Iterator[list[str]], lines: _Lines, path: Path, wanted: Sequence[str]
+) -> tuple[list[str], list[int]]:
+    """The header (the first row with every mapped column), and the lines of rows above it."""
+    first: list[str] | None = None
+    above: list[int] = []
+    for _ in range(MAX_PREAMBLE_ROWS):
+        start = len(lines.current) + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise InputError(f"{path}: cannot read the header: {exc}") from None
+        if not row:
+            continue
+        if not _lookup(row, wanted)[1]:
+            return row, above
+        first = first or row
+        above.append(start)
+    if first is None:
+        raise InputError(f"{path}: the file is empty")
+    raise _missing_columns(path, _lookup(first, wanted)[1], wanted)
+
+
+def _lookup(header: list[str], wanted: Sequence[str]) -> tuple[list[int], list[str]]:
+    """Each wanted column's index in the header (exact name, then loosely), and the missing."""
     exact = {name: i for i, name in enumerate(header)}
     loose: dict[str, int] = {}
     for i, name in enumerate(header):
@@ -128,14 +161,23 @@ def _find_columns(path: Path, header: list[str], wanted: Sequence[str]) -> list[
             missing.append(name)
             index = -1
         indexes.append(index)
-    if missing and len(missing) == len(set(wanted)):
-        raise InputError(
+    return indexes, missing
+
+
+def _missing_columns(path: Path, missing: list[str], wanted: Sequence[str]) -> InputError:
+    if len(missing) == len(set(wanted)):
+        return InputError(
             f"{path}: none of the mapped columns is in the header "
             f"(check [source] delimiter and encoding, and the column names)"
         )
+    names = ", ".join(repr(m) for m in dict.fromkeys(missing))
+    return InputError(f"{path}: mapped columns not in the header: {names}")
+
+
+def _find_columns(path: Path, header: list[str], wanted: Sequence[str]) -> list[int]:
+    indexes, missing = _lookup(header, wanted)
     if missing:
-        names = ", ".join(repr(m) for m in dict.fromkeys(missing))
-        raise InputError(f"{path}: mapped columns not in the header: {names}")
+        raise _missing_columns(path, missing, wanted)
     duplicated = [header[i] for i in dict.fromkeys(indexes) if header.count(header[i]) > 1]
     if duplicated:
         names = ", ".join(repr(d) for d in duplicated)
@@ -169,7 +211,7 @@ def _is_rule(row: list[str]) -> bool:
     return all(_RULE.fullmatch(value) or not value for value in row) and any(row)
 
 
-def _header(lines: _Lines, path: Path, delimiter: str) -> None:
+def _skip_sep_line(lines: _Lines, path: Path, delimiter: str) -> None:
     """Skip Excel's ``sep=`` line, refusing one that names another delimiter."""
     first = next(lines, None)
     lines.current.clear()
@@ -248,18 +290,15 @@ def read_csv(
     skip: Callable[[int], None] = on_skip or (lambda line: None)
     with open_text(path, encoding) as text:
         lines = _Lines(text)
-        _header(lines, path, delimiter)
+        _skip_sep_line(lines, path, delimiter)
         if lines.current:
             skip(1)
         reader = csv.reader(
             lines, delimiter=delimiter, quotechar=quotechar, skipinitialspace=delimiter != " "
         )
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise InputError(f"{path}: the file is empty") from None
-        except csv.Error as exc:
-            raise InputError(f"{path}: cannot read the header: {exc}") from None
+        header, above = _read_header(reader, lines, path, columns)
+        for title in above:
+            skip(title)
         if has_undecodable(header):
             raise InputError(f"{path}: the header is not valid {encoding}; check [source] encoding")
         indexes = _find_columns(path, header, columns)

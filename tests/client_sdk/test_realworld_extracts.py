@@ -515,3 +515,24 @@ def test_check_on_a_sql_server_export(tmp_path, capsys):
     for value in (NHS_A, NHS_B, "OBRIEN", "O'Brien", "1980-02-01"):
         assert value not in printed
         assert value not in out.read_text(encoding="utf-8")
+
+
+def test_a_report_title_above_the_header_is_skipped(tmp_path):
+    """A clinical system's report export: name, run date and count above the header."""
+    text = (
+        '"Patients at risk","Practice report"\n'
+        '"Run date","24-Nov-2026 10:00"\n'
+        '"Population count","2"\n'
+        "\n" + _lines(HEADER, _row("1"), _row("2"))
+    )
+    records, report = _read(_write(tmp_path, text), _mapping())
+    assert [(r.line, r.local_id) for r in records] == [(6, "1"), (7, "2")]
+    assert (report.rows_rejected, report.rows_skipped) == (0, 3)
+
+
+def test_a_header_without_a_mapped_column_is_still_refused(tmp_path):
+    text = _lines(HEADER[:-2] + ["WARD"], _row("1")[:-2] + ["W1"])
+    with pytest.raises(InputError, match="mapped columns not in the header: 'POSTCODE'"):
+        _read(_write(tmp_path, text), _mapping())
+    with pytest.raises(InputError, match="none of the mapped columns"):
+        _read(_write(tmp_path, _lines(HEADER, _row("1"), sep=";")), _mapping())
