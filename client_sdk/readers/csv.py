@@ -59,6 +59,15 @@ _RULE = re.compile(r"[-=+ ]*[-=][-=+ ]*")
 
 _SINGLE_BYTE = frozenset({"cp1252", "iso8859-1", "iso8859-15", "cp1250", "mac-roman"})
 _SNIFF_BYTES = 1 << 20
+# What Windows tools call their encodings (Notepad's "ANSI" and "Unicode", Notepad++'s
+# "UTF-8-BOM"), which Python does not know by those names.
+_WINDOWS_NAMES = {
+    "ansi": "cp1252",
+    "unicode": "utf-16",
+    "utf-8-bom": "utf-8",
+    "utf-8 bom": "utf-8",
+    "utf-8 with bom": "utf-8",
+}
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16"),
@@ -67,6 +76,7 @@ _BOMS = (
 
 
 def _codec(path: Path, encoding: str) -> str:
+    encoding = _WINDOWS_NAMES.get(" ".join(encoding.casefold().split()), encoding)
     try:
         name = codecs.lookup(encoding).name
     except LookupError:
