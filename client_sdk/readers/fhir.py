@@ -225,7 +225,7 @@ def _identifier(
             value = str(value)  # an NHS number written as a JSON number
         if not isinstance(value, str) or not value.strip():
             continue
-        status = _verification_status(ident) if nhs else None
+        status = _verification_status(ident) if nhs and "extension" in ident else None
         if status in _UNTRUSTED_NHS_STATUSES:
             untrusted = True
             continue
@@ -243,6 +243,29 @@ def _name_parts(name: dict[str, Any]) -> tuple[str, str, str]:
     return given, family, text
 
 
+def _has_name(name: dict[str, Any]) -> bool:
+    return any(_strings(name.get(part)) for part in ("given", "family", "text"))
+
+
+def _name(resource: dict[str, Any], today: str) -> tuple[str, str, str]:
+    names = _dicts(resource.get("name"))
+    if len(names) > 1:  # most patients have one name: nothing to choose
+        names = [n for n in names if _has_name(n)]
+        best = _best(names, _NAME_USE_RANK, today, _UNKNOWN_USE)
+        names = [best] if best is not None else []
+    return _name_parts(names[0]) if names else ("", "", "")
+
+
+def _address(resource: dict[str, Any], today: str) -> dict[str, Any] | None:
+    addresses = _dicts(resource.get("address"))
+    if len(addresses) > 1:
+        addresses = [
+            a for a in addresses if _strings(a.get("postalCode")) or _strings(a.get("line"))
+        ]
+        return _best(addresses, _ADDRESS_USE_RANK, today, _UNKNOWN_USE)
+    return addresses[0] if addresses else None
+
+
 def _path(resource: dict[str, Any], dotted: str) -> str:
     value: Any = resource
     for part in dotted.split("."):
@@ -256,38 +279,48 @@ def _path(resource: dict[str, Any], dotted: str) -> str:
     return _text(value)
 
 
-def _values(resource: dict[str, Any], fields: FhirFields, today: str) -> tuple[list[str], bool]:
-    if fields.id_system is None:
-        local_id = _text(resource.get("id"))
-    else:
-        local_id = _identifier(resource, frozenset({fields.id_system}), today)[0]
-    nhs_number, untrusted = "", False
-    if fields.nhs_system is not None:
-        systems = frozenset({fields.nhs_system})
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """:class:`FhirFields` resolved once for a whole file."""
+
+    fields: FhirFields
+    id_systems: frozenset[str]
+    nhs_systems: frozenset[str]
+    other_systems: frozenset[str]
+
+    @classmethod
+    def of(cls, fields: FhirFields) -> _Plan:
+        nhs = {fields.nhs_system} if fields.nhs_system is not None else set()
         if fields.nhs_system == FHIR_NHS_NUMBER_SYSTEM:
-            systems = NHS_NUMBER_SYSTEMS
-        nhs_number, untrusted = _identifier(resource, systems, today, nhs=True)
-    given = family = text = ""
-    if fields.names:
-        names = [n for n in _dicts(resource.get("name")) if any(_name_parts(n))]
-        name = _best(names, _NAME_USE_RANK, today, _UNKNOWN_USE)
-        if name is not None:
-            given, family, text = _name_parts(name)
+            nhs = set(NHS_NUMBER_SYSTEMS)
+        return cls(
+            fields=fields,
+            id_systems=frozenset({fields.id_system} if fields.id_system is not None else ()),
+            nhs_systems=frozenset(nhs),
+            other_systems=frozenset(
+                {fields.other_system} if fields.other_system is not None else ()
+            ),
+        )
+
+
+def _values(resource: dict[str, Any], plan: _Plan, today: str) -> tuple[list[str], bool]:
+    fields = plan.fields
+    if plan.id_systems:
+        local_id = _identifier(resource, plan.id_systems, today)[0]
+    else:
+        local_id = _text(resource.get("id"))
+    nhs_number, untrusted = "", False
+    if plan.nhs_systems:
+        nhs_number, untrusted = _identifier(resource, plan.nhs_systems, today, nhs=True)
+    given, family, text = _name(resource, today) if fields.names else ("", "", "")
     postcode = line = ""
     if fields.postcode or fields.address_line:
-        addresses = [
-            a
-            for a in _dicts(resource.get("address"))
-            if _strings(a.get("postalCode")) or _strings(a.get("line"))
-        ]
-        address = _best(addresses, _ADDRESS_USE_RANK, today, _UNKNOWN_USE)
+        address = _address(resource, today)
         if address is not None:
             postcode = _text(address.get("postalCode")) if fields.postcode else ""
-            lines = _strings(address.get("line"))
-            line = lines[0] if fields.address_line and lines else ""
-    other = ""
-    if fields.other_system is not None:
-        other = _identifier(resource, frozenset({fields.other_system}), today)[0]
+            lines = _strings(address.get("line")) if fields.address_line else []
+            line = lines[0] if lines else ""
+    other = _identifier(resource, plan.other_systems, today)[0] if plan.other_systems else ""
     values = [
         local_id,
         nhs_number,
@@ -319,7 +352,7 @@ def patient_values(
         ``[local_id, nhs_number, given names, "", family, name text, birthDate, gender,
         postalCode, address line, other id, *payload]``; ``""`` where absent.
     """
-    return _values(resource, fields, (today or date.today()).isoformat())[0]
+    return _values(resource, _Plan.of(fields), (today or date.today()).isoformat())[0]
 
 
 def _replaced(resource: dict[str, Any]) -> bool:
@@ -467,7 +500,10 @@ def _top_level(path: Path, text: TextIO) -> _Resources:
 
 
 def _undecodable(values: Sequence[str]) -> bool:
-    return has_undecodable(values) or any("\ufffd" in value for value in values)
+    text = "".join(values)
+    if text.isascii():
+        return False
+    return "\ufffd" in text or has_undecodable(values)
 
 
 def read_fhir(
@@ -502,6 +538,7 @@ def read_fhir(
     sink: ProblemSink = on_problem or (lambda line, column, reason: None)
     skip: Callable[[int], None] = on_skip or (lambda line: None)
     day = (today or date.today()).isoformat()
+    plan = _Plan.of(fields)
     with open_text(path, encoding) as text:
         kind = _kind(path, text)
         text.seek(0)
@@ -521,10 +558,10 @@ def read_fhir(
             if not isinstance(resource_type, str):
                 sink(number, None, "resource without a resourceType")
                 continue
-            if resource_type != "Patient" or _replaced(resource):
+            if resource_type != "Patient" or ("link" in resource and _replaced(resource)):
                 skip(number)
                 continue
-            values, dropped = _values(resource, fields, day)
+            values, dropped = _values(resource, plan, day)
             untrusted += dropped
             if _undecodable(values):
                 sink(number, None, f"bytes not valid in {encoding}")

@@ -527,6 +527,15 @@ def test_pretty_printed_resources_without_a_bundle(tmp_path):
     assert ([(n, v[LOCAL_ID]) for n, v in rows], problems) == ([(1, "a"), (2, "b")], [])
 
 
+def test_progress_reaches_the_end_of_a_bundle(tmp_path):
+    path = tmp_path / "b.json"
+    _write(path, 16_400, "minified")  # one report every 16,384 Patients, one at the end
+    seen = []
+    count = sum(1 for _ in read_fhir(path, FIELDS, on_progress=seen.append, today=TODAY))
+    assert count == 16_400
+    assert len(seen) == 2 and seen[0] < seen[1] == path.stat().st_size
+
+
 # --- errors ------------------------------------------------------------------------------
 
 
