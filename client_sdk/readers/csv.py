@@ -239,6 +239,27 @@ def _skip_sep_line(lines: _Lines, path: Path, delimiter: str) -> None:
         lines.current.append(first)
 
 
+def _skip_rule(reader: Iterator[list[str]], lines: _Lines) -> bool:
+    """Read past a rule of dashes right under the header; put back any other first row."""
+    lines.current.clear()
+    try:
+        row = next(reader)
+    except (StopIteration, csv.Error):
+        row = []
+    if len(lines.current) == 1 and row and _is_rule(row):
+        return True
+    lines.pending.extendleft(reversed(lines.current))
+    return False
+
+
+def _report_held(held: list[tuple[int, int]], rows: int, sink: ProblemSink, width: int) -> None:
+    """Report the held lines that a record has followed (and forget them)."""
+    followed = [line for line, before in held if before < rows]
+    for line in followed:
+        sink(line, None, f"malformed row: 1 fields, header has {width}")
+    del held[: len(followed)]
+
+
 def _swallowed_rows(record_lines: list[str], delimiter: str, width: int) -> bool:
     """Whether a multi-line record looks like an unbalanced quote that ate whole rows."""
     if len(record_lines) > MAX_RECORD_LINES:
@@ -320,11 +341,14 @@ def read_csv(
         named = width
         while named > max(indexes) + 1 and not header[named - 1].strip():
             named -= 1
-        line = below_header = 1 + len(lines.current)
+        line = 1 + len(lines.current)
+        if _skip_rule(reader, lines):
+            skip(line)
+            line += 1
         rows = 0
-        # Lines with no delimiter are held until a record follows them (then they are bad
-        # rows) or the file ends (then they are a trailer, not a record).
-        held: list[int] = []
+        # Lines with no delimiter: (line, records read before it). One followed by a record
+        # is a bad row; the rest, at the end of the file, are a trailer and not records.
+        held: list[tuple[int, int]] = []
         while True:
             lines.current.clear()
             start = line
@@ -340,26 +364,24 @@ def read_csv(
             line += span
             if not row:
                 continue
-            if start == below_header and _is_rule(row):
-                skip(start)
-                continue
-            if len(row) == 1 and width > 1 and span == 1:
-                held.append(start)
-                continue
-            if held:
-                for earlier in held:
-                    sink(earlier, None, f"malformed row: 1 fields, header has {width}")
-                held.clear()
-            if len(row) != width and not (
-                named <= len(row) < width or (len(row) > width and not any(row[width:]))
-            ):
-                if span > 1:
-                    lines.pending.extendleft(reversed(lines.current[1:]))
-                    line = start + 1
-                    sink(start, None, "malformed row: unbalanced quote")
-                else:
-                    sink(start, None, f"malformed row: {len(row)} fields, header has {width}")
-                continue
+            if len(row) != width or not row[0]:
+                if not any(row):  # a spreadsheet's row of empty fields (",,,,")
+                    continue
+                if held:
+                    _report_held(held, rows, sink, width)
+                if len(row) == 1 and width > 1 and span == 1:
+                    held.append((start, rows))
+                    continue
+                if len(row) != width and not (
+                    named <= len(row) < width or (len(row) > width and not any(row[width:]))
+                ):
+                    if span > 1:
+                        lines.pending.extendleft(reversed(lines.current[1:]))
+                        line = start + 1
+                        sink(start, None, "malformed row: unbalanced quote")
+                    else:
+                        sink(start, None, f"malformed row: {len(row)} fields, header has {width}")
+                    continue
             if span > 1 and _swallowed_rows(lines.current, delimiter, width):
                 lines.pending.extendleft(reversed(lines.current[1:]))
                 line = start + 1
@@ -373,7 +395,8 @@ def read_csv(
             rows += 1
             if on_progress is not None and not rows & 0x3FFF:
                 on_progress(text.buffer.tell())
-        for trailer in held:
+        _report_held(held, rows, sink, width)
+        for trailer, _ in held:
             skip(trailer)
         if on_progress is not None:
             on_progress(text.buffer.tell())

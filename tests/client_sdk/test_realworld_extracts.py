@@ -344,6 +344,14 @@ def test_ragged_rows_are_reported_by_line_and_the_rest_goes_on(tmp_path):
     ]
 
 
+def test_a_spreadsheets_empty_rows_are_ignored_like_blank_lines(tmp_path):
+    empty = [""] * len(HEADER)
+    text = _lines(HEADER, _row("1"), empty, _row("2"), empty, empty)
+    records, report = _read(_write(tmp_path, text), _mapping())
+    assert [(r.line, r.local_id) for r in records] == [(2, "1"), (4, "2")]
+    assert (report.rows_read, report.rows_rejected) == (2, 0)
+
+
 def test_a_trailing_delimiter_on_the_header_alone(tmp_path):
     text = ",".join(HEADER) + ",\n" + _lines(_row("1"), [*_row("2"), ""])
     records, report = _read(_write(tmp_path, text), _mapping())
