@@ -307,7 +307,8 @@ def read_csv(
         quotechar: the quote character.
         on_problem: receives ``(line, column, reason)`` for rows not yielded.
         on_skip: receives the line of each line that is not a record (a ``sep=`` line, a
-            rule under the header, a trailer such as ``(12 rows affected)``).
+            report's title above the header, a rule under the header, a trailer such as
+            ``(12 rows affected)``).
         on_progress: receives the byte offset reached, now and then.
 
     Yields:
