@@ -73,7 +73,9 @@ def render_report(report: QualityReport, console: Console) -> None:
             continue
         console.print(f"[bold]{title}[/bold]:")
         for problem in problems[:_SHOWN_PROBLEMS]:
-            where = f"line {problem.line}" + (f", {problem.column}" if problem.column else "")
+            where = f"{report.position} {problem.line}" + (
+                f", {problem.column}" if problem.column else ""
+            )
             console.print(f"  {where}: {problem.reason}", markup=False)
         hidden = len(problems) - _SHOWN_PROBLEMS + more
         if hidden > 0:

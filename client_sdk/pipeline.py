@@ -29,6 +29,7 @@ from client_sdk.normalise.names import (
     split_full_name,
 )
 from client_sdk.normalise.nhs_number import check_nhs_number
+from client_sdk.normalise.placeholders import payload_value
 from client_sdk.normalise.postcode import check_postcode
 from client_sdk.normalise.sex import check_sex
 from client_sdk.normalise.text import check_address_line, check_other_id
@@ -72,6 +73,19 @@ def _filler(function: Callable[[str], _T], cache: dict[str, _T]) -> Callable[[st
         return result
 
     return fill
+
+
+_PayloadCache = tuple[dict[str, str | None], Callable[[str], str | None]]
+
+
+def _payload_cache() -> _PayloadCache:
+    """A payload cell → the value that leaves (:func:`payload_value`): a cache and its filler.
+
+    Used inline as ``cache[raw] if raw in cache else fill(raw)``: a call per cell would
+    cost more than the cache saves.
+    """
+    cache: dict[str, str | None] = {}
+    return cache, _filler(payload_value, cache)
 
 
 _Value = tuple[str | None, int]
@@ -323,6 +337,7 @@ class _Source:
         collector: QualityCollector,
         *,
         progress: bool,
+        today: date,
     ) -> Iterator[tuple[int, Sequence[str]]]:
         on_progress = None
         if progress and sys.stderr.isatty():
@@ -335,6 +350,8 @@ class _Source:
                 on_problem=collector.reject,
                 on_skip=collector.skip,
                 on_progress=on_progress,
+                on_position=collector.set_position,
+                today=today,
             )
         return read_csv(
             path,
@@ -376,18 +393,20 @@ def iter_records(
     source = _Source(mapping)
     collector.begin(source=path.name, format=mapping.source.format, columns=source.columns)
     positions = source.positions
-    normalise = _row_function(mapping, positions, today=today or date.today())
+    today = today or date.today()
+    normalise = _row_function(mapping, positions, today=today)
     with ExitStack() as stack:
-        rows = source.rows(stack, path, mapping, collector, progress=progress)
+        rows = source.rows(stack, path, mapping, collector, progress=progress, today=today)
         id_position = positions[_ID]
         payload_start = positions[11]
         observe = collector.observe if report is not None else None
+        cache, fill = _payload_cache()
         for line, values in rows:
             local_id = values[id_position].strip()
             if not local_id:
                 collector.reject(line, source.id_column, "no local record id")
                 continue
-            payload = tuple([v.strip() or None for v in values[payload_start:]])
+            payload = tuple([cache[v] if v in cache else fill(v) for v in values[payload_start:]])
             record, outcomes = normalise(line, values, local_id, payload)
             if observe is not None:
                 observe(line, outcomes, record.nhs_number)
@@ -415,6 +434,7 @@ class _BlockNormaliser:
     ) -> None:
         self._args = (mapping, columns, positions, today, max_problems)
         self._normalise: _RowFunction | None = None
+        self._payload: _PayloadCache | None = None
 
     def __getstate__(self) -> object:
         return self._args
@@ -422,12 +442,16 @@ class _BlockNormaliser:
     def __setstate__(self, state: object) -> None:
         self._args = state  # type: ignore[assignment]
         self._normalise = None
+        self._payload = None
 
     def __call__(self, block: _RawBlock) -> tuple[list[NormalisedRecord], QualityCollector]:
         mapping, columns, positions, today, max_problems = self._args
         normalise = self._normalise
         if normalise is None:
             normalise = self._normalise = _row_function(mapping, positions, today=today)
+        if self._payload is None:
+            self._payload = _payload_cache()
+        cache, fill = self._payload
         collector = QualityCollector(max_problems=max_problems)
         collector.begin(source="", format=mapping.source.format, columns=columns)
         observe = collector.observe
@@ -435,7 +459,7 @@ class _BlockNormaliser:
         records: list[NormalisedRecord] = []
         append = records.append
         for line, values in block:
-            payload = tuple([v.strip() or None for v in values[payload_start:]])
+            payload = tuple([cache[v] if v in cache else fill(v) for v in values[payload_start:]])
             record, outcomes = normalise(line, values, values[id_position].strip(), payload)
             observe(line, outcomes, record.nhs_number)
             append(record)
@@ -476,12 +500,14 @@ def record_blocks(
         raise ValueError("size must be at least 1")
     source = _Source(mapping)
     report.begin(source=path.name, format=mapping.source.format, columns=source.columns)
+    today = today or date.today()
 
     def blocks() -> Iterator[_RawBlock]:
         id_position = source.positions[_ID]
         block: _RawBlock = []
         with ExitStack() as stack:
-            for line, values in source.rows(stack, path, mapping, report, progress=progress):
+            rows = source.rows(stack, path, mapping, report, progress=progress, today=today)
+            for line, values in rows:
                 if not values[id_position].strip():
                     report.reject(line, source.id_column, "no local record id")
                     continue
@@ -496,7 +522,7 @@ def record_blocks(
         mapping,
         source.columns,
         source.positions,
-        today=today or date.today(),
+        today=today,
         max_problems=report.max_problems,
     )
     return RecordBlocks(blocks(), normaliser, report.absorb)

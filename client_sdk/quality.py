@@ -28,6 +28,7 @@ __all__ = [
     "GRADE_THRESHOLDS",
     "FieldQuality",
     "Grade",
+    "Position",
     "QualityCollector",
     "QualityReport",
     "RowProblem",
@@ -49,6 +50,8 @@ FIELDS = (
 """The fields counted, in the order of the outcomes passed to :meth:`QualityCollector.observe`."""
 
 Grade = Literal["Gold", "Silver", "Bronze", "Not rated"]
+Position = Literal["line", "entry", "resource"]
+"""What a problem's ``line`` counts: a CSV or NDJSON line, a Bundle entry, a resource."""
 
 MAX_LISTED_PROBLEMS = 1000
 _INVALID = int(Defect.INVALID)
@@ -147,6 +150,7 @@ class QualityReport(BaseModel):
 
     source: str
     format: str
+    position: Position = "line"
     rows_read: int
     records_used: int
     rows_rejected: int
@@ -237,6 +241,7 @@ class QualityCollector:
     def __init__(self, *, source: str = "", max_problems: int = MAX_LISTED_PROBLEMS) -> None:
         self.source = source
         self.format = ""
+        self.position: Position = "line"
         self.max_problems = max_problems
         self.columns: dict[str, str | None] = {}
         self.rows_rejected = 0
@@ -258,7 +263,12 @@ class QualityCollector:
         """
         self.source = self.source or source
         self.format = format
+        self.position = "line"
         self.columns = dict(columns)
+
+    def set_position(self, position: Position) -> None:
+        """Say what the reader's positions count (``"entry"`` for a FHIR Bundle)."""
+        self.position = position
 
     def observe(self, line: int, outcomes: tuple[int, ...], nhs_number: str | None) -> None:
         """Count one used record.
@@ -348,6 +358,7 @@ class QualityCollector:
         return QualityReport(
             source=self.source,
             format=self.format,
+            position=self.position,
             rows_read=rows_read,
             records_used=records,
             rows_rejected=self.rows_rejected,

@@ -6,7 +6,9 @@ mapping's order and the first that gives a real calendar date wins. A format wit
 may be followed by a midnight time (``1980-02-29 00:00:00``, ``1980-02-29T00:00:00Z``), which
 database exports and spreadsheets add (``1/2/1980 0:00``, ``2/1/1980 12:00:00 AM``, an Oracle
 ``01-FEB-80 12.00.00.000000 AM``). Supported directives: ``%d %m %Y %y %b %B %H %I %M %S %f
-%p %z %%``; a format with a time accepts any time of day.
+%p %z %%``; a format with a time accepts any time of day. Numeric fields with nothing between
+them (``%Y%m%d``) must be written at their full width: ``1980111`` could be 1 November or
+11 January, and ``strptime`` would pick one.
 
 Rejected: impossible dates (31 April, 29 February 1981) and unparseable text as INVALID;
 dates after ``today`` and before 1 January of ``today.year - MAX_AGE_YEARS`` as INVALID;
@@ -70,6 +72,17 @@ _DIRECTIVES = {
     "p": r"[AP]\.?M\.?",
     "%": "%",
 }
+# Numeric directives and their pattern when written at their full width.
+_FIXED_WIDTH = {
+    "d": r"(?P<d>\d{2})",
+    "m": r"(?P<m>\d{2})",
+    "Y": r"(?P<Y>\d{4})",
+    "y": r"(?P<y>\d{2})",
+    "H": r"\d{2}",
+    "M": r"\d{2}",
+    "S": r"\d{2}",
+    "I": r"\d{2}",
+}
 # Midnight as exports write it after a date: SQL Server "00:00:00.000", ISO "T00:00:00Z" or
 # with any UTC offset (the date written is the local date), a spreadsheet's "0:00", .NET's
 # "12:00:00 AM", Oracle's "12.00.00.000000 AM".
@@ -97,6 +110,7 @@ def compile_date_format(fmt: str) -> re.Pattern[str]:
             month or year.
     """
     parts: list[str] = []
+    numeric: dict[int, str] = {}  # index in parts → directive, for numeric fields
     seen: set[str] = set()
     has_time = False
     i = 0
@@ -112,6 +126,8 @@ def compile_date_format(fmt: str) -> re.Pattern[str]:
                     raise DateFormatError(f"%{directive} given twice")
                 seen.add(group)
             has_time = has_time or directive in "HIMSfpz"
+            if directive in _FIXED_WIDTH:
+                numeric[len(parts)] = directive
             parts.append(_DIRECTIVES[directive])
             i += 2
         elif char.isspace():
@@ -121,6 +137,11 @@ def compile_date_format(fmt: str) -> re.Pattern[str]:
         else:
             parts.append(re.escape(char))
             i += 1
+    # Numeric fields with nothing between them (%Y%m%d, %d%m%y) are read at their fixed
+    # width: "1980111" could be 1 November or 11 January, so it matches no such format.
+    for index, directive in numeric.items():
+        if index + 1 in numeric or index - 1 in numeric:
+            parts[index] = _FIXED_WIDTH[directive]
     if "d" not in seen or "Y" not in seen or not seen & {"m", "b"}:
         raise DateFormatError("a date format needs a day, a month and a year")
     if "m" in seen and "b" in seen:

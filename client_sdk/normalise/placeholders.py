@@ -6,6 +6,7 @@ They are missing values: tokenising ``0000000000`` or ``1900-01-01`` would link 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib import resources
 
@@ -15,9 +16,11 @@ __all__ = [
     "PLACEHOLDER_NAMES",
     "PLACEHOLDER_NAME_PREFIXES",
     "PLACEHOLDER_NHS_NUMBERS",
+    "PLACEHOLDER_PAYLOAD",
     "PLACEHOLDER_POSTCODE_OUTWARD",
     "is_placeholder_generic",
     "is_placeholder_name",
+    "payload_value",
 ]
 
 
@@ -38,6 +41,10 @@ PLACEHOLDER_NHS_NUMBERS: frozenset[str] = frozenset(
 """Listed numbers, and every number whose first nine digits are one repeated digit."""
 PLACEHOLDER_DATES: frozenset[str] = frozenset(_DATA["dates"])
 PLACEHOLDER_POSTCODE_OUTWARD: frozenset[str] = frozenset(_DATA["postcode_outward"])
+PLACEHOLDER_PAYLOAD: frozenset[str] = frozenset(_DATA["payload"])
+"""How export tools write a null (``NULL``, ``N/A``, ``#N/A``, ``NaN``), after cleaning."""
+_PAYLOAD_LONGEST = 8  # no longer raw spelling of a null marker: "(null)", "<NULL>", "#N/A"
+_NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 
 
 def _one_repeated_letter(word: str) -> bool:
@@ -66,3 +73,24 @@ def is_placeholder_name(tokens: list[str]) -> bool:
 def is_placeholder_generic(words: str) -> bool:
     """Whether a cleaned value (upper case, punctuation as single spaces) means "missing"."""
     return words in PLACEHOLDER_GENERIC
+
+
+def payload_value(raw: str) -> str | None:
+    """A payload cell as it leaves: stripped, or ``None`` when empty or a null marker.
+
+    Only the markers export tools write for a database null (:data:`PLACEHOLDER_PAYLOAD`)
+    become ``None``; answers such as ``Not stated``, ``Unknown`` or ``None`` are data.
+
+    Args:
+        raw: the cell as read, e.g. ``" NULL "`` or ``"3"``.
+
+    Returns:
+        e.g. ``None`` or ``"3"``.
+    """
+    value = raw.strip()
+    if not value:
+        return None
+    if len(value) <= _PAYLOAD_LONGEST and not value.isdigit():
+        if " ".join(_NOT_ALNUM.sub(" ", value.upper()).split()) in PLACEHOLDER_PAYLOAD:
+            return None
+    return value

@@ -1,7 +1,8 @@
 """Free-text identifiers: the first address line and another local identifier.
 
-Address line: transliterated, upper case, apostrophes deleted, other punctuation as spaces,
-and the last word's common abbreviation written out (``12 High St.`` → ``12 HIGH STREET``).
+Address line: transliterated (symbols such as emoji dropped first), upper case, apostrophes
+deleted, other punctuation as spaces, and the last word's common abbreviation written out
+(``12 High St.`` → ``12 HIGH STREET``).
 Other id: upper case, letters and digits only (``ab-123 456`` → ``AB123456``).
 Placeholder words (``NO FIXED ABODE``, ``UNKNOWN``, ``N/A``) are missing values.
 """
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 import re
 
-from anyascii import anyascii
-
 from client_sdk.normalise.defect import Defect
 from client_sdk.normalise.placeholders import is_placeholder_generic
+from client_sdk.normalise.transliterate import to_ascii
 
 __all__ = ["STREET_ABBREVIATIONS", "check_address_line", "check_other_id"]
 
@@ -42,7 +42,7 @@ _NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 
 
 def _words(raw: str) -> list[str]:
-    text = raw if raw.isascii() else anyascii(raw)
+    text = to_ascii(raw)
     return _NOT_ALNUM.sub(" ", text.upper().replace("'", "")).split()
 
 

@@ -68,7 +68,7 @@ from client_sdk.errors import InputError
 from client_sdk.mapping import FHIR_NHS_NUMBER_SYSTEM
 from client_sdk.readers.csv import ProblemSink, has_undecodable, open_text
 
-__all__ = ["NHS_NUMBER_SYSTEMS", "FhirFields", "patient_values", "read_fhir"]
+__all__ = ["NHS_NUMBER_SYSTEMS", "FhirFields", "Position", "patient_values", "read_fhir"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,9 @@ _PROGRESS_EVERY = 0x3FFF
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 _Kind = Literal["ndjson", "bundle", "resources"]
+Position = Literal["line", "entry", "resource"]
+"""What a reader's positions count: CSV and NDJSON lines, Bundle entries, resources."""
+_POSITIONS: dict[_Kind, Position] = {"ndjson": "line", "bundle": "entry", "resources": "resource"}
 _Resources = Iterator[tuple[int, Any]]
 
 
@@ -514,6 +517,7 @@ def read_fhir(
     on_problem: ProblemSink | None = None,
     on_skip: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    on_position: Callable[[Position], None] | None = None,
     today: date | None = None,
 ) -> Iterator[tuple[int, Sequence[str]]]:
     """Yield ``(position, values)`` for each Patient, values as :func:`patient_values`.
@@ -529,6 +533,8 @@ def read_fhir(
         on_skip: called with the position of each resource that is not a record of the
             extract (another resource type, a merged duplicate, a deletion).
         on_progress: called now and then with the bytes read so far.
+        on_position: called once, before any position is passed on, with what the
+            positions count: ``"line"`` (NDJSON), ``"entry"`` (Bundle) or ``"resource"``.
         today: the day against which ``period`` elements are judged (default: today).
 
     Raises:
@@ -542,6 +548,8 @@ def read_fhir(
     with open_text(path, encoding) as text:
         kind = _kind(path, text)
         text.seek(0)
+        if on_position is not None:
+            on_position(_POSITIONS[kind])
         resources: _Resources
         if kind == "ndjson":
             resources = _ndjson(text, sink)
