@@ -42,6 +42,7 @@ from keys.derive import (
     Token,
     TokenDeriver,
     encode_value,
+    encode_values,
 )
 from keys.spec import LinkageSpec
 
@@ -241,14 +242,7 @@ class Tokeniser:
         derive = self._deriver.derive_column
         tokens: list[list[Token | None]] = []
         for k, indices in enumerate(self._key_columns):
-            if len(indices) == 1:
-                joined: Iterable[bytes | None] = flat[indices[0]]
-            else:
-                joined = [
-                    None if None in parts else b"".join(parts)
-                    for parts in zip(*[flat[i] for i in indices], strict=True)
-                ]
-            tokens.append(derive(k, joined))
+            tokens.append(derive(k, _join_columns([flat[i] for i in indices])))
         return self._encode_chunk(rows, [r[0] for r in rows], tokens)
 
     def _encode_chunk(
@@ -306,7 +300,7 @@ class _FieldColumn:
         """One list per transform: the encoded value of each record (or ``None``)."""
         if self._cache is None:
             if self._plain:  # the value itself, untransformed: encode it directly
-                return [[encode_value(v) if v else None for v in values]]
+                return [encode_values(values)]
             encode, empty = self._encode, self._empty
             encoded = [encode(v) if v else empty for v in values]
         else:
@@ -329,6 +323,31 @@ def _encoder(
         return tuple(out)
 
     return lru_cache(maxsize=_CACHE_SIZE)(encode) if cached else encode
+
+
+def _join_columns(columns: Sequence[Sequence[bytes | None]]) -> Sequence[bytes | None]:
+    """Each record's parts joined, ``None`` where any part is ``None``.
+
+    Keys of two or three fields (most of a spec) are joined with ``+`` on unpacked pairs
+    and triples, which is about half the cost of a ``b"".join`` of a tuple per record.
+    """
+    if len(columns) == 1:
+        return columns[0]
+    if len(columns) == 2:
+        first, second = columns
+        return [
+            None if a is None or b is None else a + b for a, b in zip(first, second, strict=True)
+        ]
+    if len(columns) == 3:
+        first, second, third = columns
+        return [
+            None if a is None or b is None or c is None else a + b + c
+            for a, b, c in zip(first, second, third, strict=True)
+        ]
+    return [
+        None if None in parts else b"".join(parts)
+        for parts in zip(*columns, strict=True)
+    ]
 
 
 def _tuple_getter(

@@ -47,6 +47,7 @@ __all__ = [
     "derive_pseudonym",
     "digest_credential",
     "encode_value",
+    "encode_values",
     "fingerprint_key",
 ]
 
@@ -85,6 +86,19 @@ def encode_value(value: str) -> bytes:
     and :meth:`TokenDeriver.derive_encoded` give the same token.
     """
     return _field(value.encode())
+
+
+def encode_values(values: Iterable[str | None]) -> list[bytes | None]:
+    """:func:`encode_value` of each value, ``None`` for a missing (``None`` or empty) one.
+
+    The bulk form for columns of values that do not repeat (NHS numbers, other ids): the
+    length prefix of a short value is looked up rather than built.
+    """
+    prefixes = _LENGTH_PREFIXES
+    return [
+        None if not v else (prefixes[len(b)] + b if len(b := v.encode()) < 256 else _field(b))
+        for v in values
+    ]
 
 
 def _keyed(key: bytes, label: bytes) -> hmac.HMAC:
