@@ -21,6 +21,11 @@ A mapping is TOML (docs/mapping.md has one full example per input kind)::
     [payload]
     columns = ["AE_ATTENDANCES_12M"]
 
+A field spread over several columns is a list (``given_name = ["FORENAME1", "FORENAME2"]``,
+``postcode = ["PC_OUT", "PC_IN"]``), a date of birth in three columns is
+``{ day = "…", month = "…", year = "…" }``, and a postcode inside a free-text address is
+``{ column = "ADDRESS", find = true }`` (docs/mapping.md gives the rules).
+
 Everything the mapping does not name stays on site. For FHIR the identifiers come from
 their standard elements; ``[identifiers]`` may switch fields off (``sex = false``) or
 name identifier systems (``nhs_number = { system = "…" }``, ``other_id = { system = "…" }``),
@@ -33,21 +38,33 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from client_sdk.errors import MappingError
 from client_sdk.normalise.dates import DateFormatError, compile_date_format
 from client_sdk.normalise.names import FullNameLayout
+from client_sdk.normalise.postcode import UK_COUNTRIES
 
 __all__ = [
     "FHIR_NHS_NUMBER_SYSTEM",
     "IDENTIFIER_FIELDS",
+    "MULTI_COLUMN_FIELDS",
     "ColumnRef",
+    "DatePartsRef",
     "DateRef",
     "FullNameRef",
     "Identifiers",
     "Mapping",
     "PayloadSection",
+    "PostcodeFindRef",
     "RecordSection",
     "SourceSection",
     "SystemRef",
@@ -69,6 +86,9 @@ IDENTIFIER_FIELDS = (
     "address_line",
     "other_id",
 )
+
+MULTI_COLUMN_FIELDS = ("given_name", "middle_names", "family_name", "postcode", "address_line")
+"""Fields that may be spread over several columns, given as a list of column names."""
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -132,7 +152,61 @@ class DateRef(BaseModel):
         return formats
 
 
+class DatePartsRef(BaseModel):
+    """A date written in three columns: the day, the month (number or name) and the year."""
+
+    model_config = _STRICT
+
+    day: str = Field(min_length=1)
+    month: str = Field(min_length=1)
+    year: str = Field(min_length=1)
+
+
+class PostcodeFindRef(BaseModel):
+    """A free-text address column whose last UK postcode-shaped sequence is the postcode."""
+
+    model_config = _STRICT
+
+    column: str = Field(min_length=1)
+    find: bool
+
+
 _Plain = str | ColumnRef | bool
+_Columns = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+"""Several columns of one field, in order."""
+
+
+def _date_form(value: Any) -> str:
+    """Which form a date of birth takes, so that errors speak of that form only."""
+    if isinstance(value, DateRef | DatePartsRef):  # serialising
+        return "Table" if isinstance(value, DateRef) else "DateParts"
+    if isinstance(value, dict):
+        return "DateParts" if value.keys() & {"day", "month", "year"} else "Table"
+    return "Plain"
+
+
+def _postcode_form(value: Any) -> str:
+    """Which form a postcode takes, so that errors speak of that form only."""
+    if isinstance(value, ColumnRef | PostcodeFindRef):  # serialising
+        return "Table" if isinstance(value, ColumnRef) else "PostcodeFind"
+    if isinstance(value, dict):
+        return "PostcodeFind" if "find" in value else "Table"
+    return "Columns" if isinstance(value, list) else "Plain"
+
+
+_DateOfBirth = Annotated[
+    Annotated[str | bool, Tag("Plain")]
+    | Annotated[DateRef, Tag("Table")]
+    | Annotated[DatePartsRef, Tag("DateParts")],
+    Discriminator(_date_form),
+]
+_Postcode = Annotated[
+    Annotated[str | bool, Tag("Plain")]
+    | Annotated[ColumnRef, Tag("Table")]
+    | Annotated[_Columns, Tag("Columns")]
+    | Annotated[PostcodeFindRef, Tag("PostcodeFind")],
+    Discriminator(_postcode_form),
+]
 
 
 class Identifiers(BaseModel):
@@ -141,14 +215,14 @@ class Identifiers(BaseModel):
     model_config = _STRICT
 
     nhs_number: _Plain | SystemRef | None = None
-    given_name: _Plain | None = None
-    middle_names: _Plain | None = None
-    family_name: _Plain | None = None
+    given_name: _Plain | _Columns | None = None
+    middle_names: _Plain | _Columns | None = None
+    family_name: _Plain | _Columns | None = None
     full_name: FullNameRef | None = None
-    date_of_birth: str | DateRef | bool | None = None
+    date_of_birth: _DateOfBirth | None = None
     sex: _Plain | None = None
-    postcode: _Plain | None = None
-    address_line: _Plain | None = None
+    postcode: _Postcode | None = None
+    address_line: _Plain | _Columns | None = None
     other_id: _Plain | SystemRef | None = None
 
 
@@ -192,13 +266,43 @@ class Mapping(BaseModel):
         return list(dob.formats)
 
     def column_of(self, name: str) -> str | None:
-        """The CSV column mapped to canonical field ``name``, or ``None`` when unmapped."""
+        """The CSV column mapped to canonical field ``name``, or ``None`` when unmapped.
+
+        A field read from several columns is named by them all, joined with `` + ``
+        (``"FORENAME1 + FORENAME2"``), as the quality report shows it.
+        """
+        columns = self.columns_of(name)
+        return " + ".join(columns) if columns else None
+
+    def columns_of(self, name: str) -> list[str]:
+        """The CSV columns read for canonical field ``name``, in order (empty when unmapped).
+
+        A list of one column is that column; date parts are day, month, year.
+        """
         value = getattr(self.identifiers, name)
         if isinstance(value, str):
-            return value
-        if isinstance(value, ColumnRef | FullNameRef | DateRef):
-            return value.column
-        return None
+            return [value]
+        if isinstance(value, list):
+            return list(value)
+        if isinstance(value, ColumnRef | FullNameRef | PostcodeFindRef):
+            return [value.column]
+        if isinstance(value, DateRef):
+            return [value.column] if value.column is not None else []
+        if isinstance(value, DatePartsRef):
+            return [value.day, value.month, value.year]
+        return []
+
+    def joins_columns(self, name: str) -> bool:
+        """Whether CSV field ``name`` is read from several columns (a list, or date parts)."""
+        return len(self.columns_of(name)) > 1 or isinstance(
+            getattr(self.identifiers, name), DatePartsRef
+        )
+
+    @property
+    def finds_postcode(self) -> bool:
+        """Whether the postcode is found inside a free-text address column."""
+        postcode = self.identifiers.postcode
+        return isinstance(postcode, PostcodeFindRef) and postcode.find
 
     def fhir_enabled(self, name: str) -> bool:
         """Whether FHIR field ``name`` is read (every standard field, unless switched off)."""
@@ -233,9 +337,27 @@ class Mapping(BaseModel):
         return [f for f in IDENTIFIER_FIELDS if f in fields]
 
 
-_UNION_MEMBERS = {"str", "bool", "ColumnRef", "SystemRef", "DateRef", "FullNameRef"}
+_UNION_MEMBERS = {
+    "str",
+    "bool",
+    "list[constrained-str]",
+    "Plain",
+    "Table",
+    "DateParts",
+    "PostcodeFind",
+    "Columns",
+    "ColumnRef",
+    "SystemRef",
+    "DateRef",
+    "DatePartsRef",
+    "FullNameRef",
+    "PostcodeFindRef",
+}
 _EXPECTED = {
-    "date_of_birth": 'a column name, or { column = "...", formats = ["%d/%m/%Y"] }',
+    "date_of_birth": 'a column name, { column = "...", formats = ["%d/%m/%Y"] }, '
+    'or { day = "...", month = "...", year = "..." }',
+    "postcode": 'a column name, a list of columns (["OUTWARD", "INWARD"]), '
+    'or { column = "ADDRESS", find = true }',
     "full_name": '{ column = "...", layout = "FAMILY, GIVEN" }',
     "id": 'a column name ("id" for FHIR), or { system = "..." }',
 }
@@ -256,7 +378,12 @@ def _validation_problems(exc: ValidationError) -> list[str]:
         if any(other.startswith(where + ".") for other in grouped):
             continue
         field = where.rsplit(".", 1)[-1]
-        expected = _EXPECTED.get(field, 'a column name, or { column = "..." }')
+        default = (
+            'a column name, a list of column names, or { column = "..." }'
+            if field in MULTI_COLUMN_FIELDS
+            else 'a column name, or { column = "..." }'
+        )
+        expected = _EXPECTED.get(field, default)
         problems.append(f"{where}: expected {expected}")
     return problems
 
@@ -280,18 +407,13 @@ def _semantic_problems(mapping: Mapping) -> list[str]:
                 problems.append(f"identifiers.{name}: a column is required")
         if not mapping.mapped_fields():
             problems.append("identifiers: no identifier is mapped")
-        columns = [mapping.record.id] if isinstance(mapping.record.id, str) else []
-        columns += [c for n in IDENTIFIER_FIELDS if (c := mapping.column_of(n)) is not None]
-        used = set(columns)
-        for column in mapping.payload.columns:
-            if column in used:
-                problems.append(f"payload.columns: {column!r} is an identifier or the local id")
+        problems.extend(_column_problems(mapping))
     else:
         if ids.full_name is not None:
             problems.append("identifiers.full_name: FHIR names come from Patient.name")
         for name in IDENTIFIER_FIELDS:
             value = getattr(ids, name)
-            if isinstance(value, str | ColumnRef):
+            if isinstance(value, str | ColumnRef | list | DatePartsRef | PostcodeFindRef):
                 problems.append(
                     f"identifiers.{name}: FHIR fields are true/false (or {{ system = ... }})"
                 )
@@ -301,6 +423,44 @@ def _semantic_problems(mapping: Mapping) -> list[str]:
             problems.append('record.id: for FHIR use "id" or { system = "..." }')
     if len(set(mapping.payload.columns)) != len(mapping.payload.columns):
         problems.append("payload.columns: a column is listed twice")
+    return problems
+
+
+def _column_problems(mapping: Mapping) -> list[str]:
+    """A CSV mapping's columns: each read for one identifier, none of them in the payload."""
+    problems: list[str] = []
+    owner: dict[str, str] = {}
+    postcode = mapping.identifiers.postcode
+    if isinstance(postcode, PostcodeFindRef):
+        country = mapping.source.country.upper()
+        if postcode.find and country not in UK_COUNTRIES:
+            problems.append(
+                f"identifiers.postcode: find = true looks for UK postcodes; [source] country "
+                f"is {country!r}: map the postcode column itself"
+            )
+        elif not postcode.find:
+            problems.append("identifiers.postcode: find = false: give the column by its name")
+    for name in IDENTIFIER_FIELDS:
+        columns = mapping.columns_of(name)
+        if len(set(columns)) != len(columns):
+            problems.append(f"identifiers.{name}: a column is listed twice")
+        for column in dict.fromkeys(columns):
+            other = owner.setdefault(column, name)
+            if other == name:
+                continue
+            # A free-text address holds the first line and the postcode.
+            if {other, name} == {"postcode", "address_line"} and mapping.finds_postcode:
+                continue
+            problems.append(
+                f"identifiers.{name}: column {column!r} is already mapped to {other}; "
+                f"a column is one identifier"
+            )
+    record_id = mapping.record.id
+    if isinstance(record_id, str):
+        owner.setdefault(record_id, "the local id")
+    for column in mapping.payload.columns:
+        if column in owner:
+            problems.append(f"payload.columns: {column!r} is an identifier or the local id")
     return problems
 
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import date
+from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
 
@@ -34,6 +35,13 @@ from client_sdk.normalise.postcode import check_postcode
 from client_sdk.normalise.sex import check_sex
 from client_sdk.normalise.text import check_address_line, check_other_id
 from client_sdk.quality import QualityCollector
+from client_sdk.readers.columns import (
+    SEPARATOR,
+    address_line_text,
+    find_postcode,
+    joined_text,
+    name_text,
+)
 from client_sdk.readers.csv import read_csv
 from client_sdk.readers.fhir import FhirFields, read_fhir
 from client_sdk.record import NormalisedRecord
@@ -119,19 +127,110 @@ _RowFunction = Callable[
 ]
 
 
-def _row_function(mapping: Mapping, positions: list[int], *, today: date) -> _RowFunction:
+def _checks(mapping: Mapping, dates: DateParser) -> dict[str, Callable[[str], str | Defect]]:
+    """Each one-value field's normaliser, reading a field of several columns if so mapped.
+
+    A field of several columns arrives as its cells joined with :data:`SEPARATOR`
+    (:func:`_joining`), so its normaliser is memoised like any other.
+    """
+    country = mapping.source.country
+
+    def postcode(raw: str) -> str | Defect:
+        return check_postcode(raw, country=country)
+
+    checks: dict[str, Callable[[str], str | Defect]] = {
+        "middle_names": check_middle_names,
+        "family_name": check_family_name,
+        "date_of_birth": dates.check,
+        "postcode": postcode,
+        "address_line": check_address_line,
+    }
+    if mapping.source.format != "csv":
+        return checks
+    texts: dict[str, Callable[[str], str]] = {
+        "middle_names": name_text,
+        "family_name": name_text,
+        "postcode": joined_text,
+        "address_line": address_line_text,
+    }
+    for name, text in texts.items():
+        if mapping.joins_columns(name):
+            checks[name] = _after(text, checks[name])
+    if mapping.joins_columns("date_of_birth"):
+
+        def date_parts(raw: str) -> str | Defect:
+            parts = raw.split(SEPARATOR)
+            return dates.check_parts(*parts) if len(parts) == 3 else Defect.INVALID
+
+        checks["date_of_birth"] = date_parts
+    if mapping.finds_postcode:
+
+        def found_postcode(raw: str) -> str | Defect:
+            found = find_postcode(raw)
+            if found:
+                return postcode(found)
+            placeholder = check_address_line(raw) is Defect.PLACEHOLDER
+            return Defect.PLACEHOLDER if placeholder else Defect.MISSING
+
+        checks["postcode"] = found_postcode
+    return checks
+
+
+def _after(text: Callable[[str], str], check: Callable[[str], _T]) -> Callable[[str], _T]:
+    """``check`` of the text that ``text`` makes of a field's joined cells."""
+
+    def joined(raw: str) -> _T:
+        return check(text(raw))
+
+    return joined
+
+
+def _joining(row: _RowFunction, joins: Sequence[tuple[int, ...]]) -> _RowFunction:
+    """``row`` reading fields of several columns: each one's cells joined, after the values.
+
+    Only mappings with such a field pay for it; the one-column row function is unchanged.
+    """
+    pickers = [itemgetter(*indexes) for indexes in joins]
+    join = SEPARATOR.join
+
+    def joined_row(
+        line: int, values: Sequence[str], local_id: str, payload: tuple[str | None, ...]
+    ) -> tuple[NormalisedRecord, tuple[int, ...]]:
+        return row(line, (*values, *[join(pick(values)) for pick in pickers]), local_id, payload)
+
+    return joined_row
+
+
+def _row_function(
+    mapping: Mapping,
+    positions: list[int],
+    *,
+    today: date,
+    joins: Sequence[tuple[int, ...]] = (),
+) -> _RowFunction:
     """The hot path: one row of slot values → its record and per-field outcomes.
 
     Every normaliser is pure, so each field gets a bounded cache from raw text to
     (value, outcome); a cache hit costs one dictionary lookup. Outcomes are 0 (valid) or a
-    :class:`Defect`, in the order of :data:`client_sdk.quality.FIELDS`.
+    :class:`Defect`, in the order of :data:`client_sdk.quality.FIELDS`. ``joins`` lists,
+    for each field read from several columns, the positions of its cells (see
+    :func:`_csv_plan`).
     """
+    row = _one_value_row_function(mapping, positions, today=today)
+    return _joining(row, joins) if joins else row
+
+
+def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: date) -> _RowFunction:
+    """:func:`_row_function` for rows that hold one value per field."""
     full_name = mapping.identifiers.full_name
     layout: FullNameLayout | None = full_name.layout if full_name is not None else None
     if mapping.source.format == "fhir":
         layout = "GIVEN FAMILY"
-    country = mapping.source.country
     dates = DateParser(mapping.date_formats, today=today)
+    checks = _checks(mapping, dates)
+    given_names: Callable[[str], _Given] = _given_names
+    if mapping.source.format == "csv" and mapping.joins_columns("given_name"):
+        given_names = _after(name_text, _given_names)
 
     def names(raw: str) -> _Names:
         assert layout is not None
@@ -140,9 +239,6 @@ def _row_function(mapping: Mapping, positions: list[int], *, today: date) -> _Ro
             return (*_given(given), None, family)
         return (*_given(given), family, 0)
 
-    def postcode(raw: str) -> str | Defect:
-        return check_postcode(raw, country=country)
-
     def cached(
         function: Callable[[str], _T],
     ) -> tuple[Callable[[str], _T | None], Callable[[str], _T]]:
@@ -150,13 +246,13 @@ def _row_function(mapping: Mapping, positions: list[int], *, today: date) -> _Ro
         return cache.get, _filler(function, cache)
 
     full_get, full_fill = cached(names)
-    given_get, given_fill = cached(_given_names)
-    middle_get, middle_fill = cached(_value(check_middle_names))
-    family_get, family_fill = cached(_value(check_family_name))
-    dob_get, dob_fill = cached(_value(dates.check))
+    given_get, given_fill = cached(given_names)
+    middle_get, middle_fill = cached(_value(checks["middle_names"]))
+    family_get, family_fill = cached(_value(checks["family_name"]))
+    dob_get, dob_fill = cached(_value(checks["date_of_birth"]))
     sex_get, sex_fill = cached(_value(check_sex))
-    postcode_get, postcode_fill = cached(_value(postcode))
-    address_get, address_fill = cached(_value(check_address_line))
+    postcode_get, postcode_fill = cached(_value(checks["postcode"]))
+    address_get, address_fill = cached(_value(checks["address_line"]))
     other_get, other_fill = cached(_value(check_other_id))
     p_nhs, p_given, p_middle = positions[_NHS], positions[_GIVEN], positions[_MIDDLE]
     p_family, p_dob, p_sex = positions[_FAMILY], positions[_DOB], positions[_SEX]
@@ -257,16 +353,27 @@ def _row_function(mapping: Mapping, positions: list[int], *, today: date) -> _Ro
     return row
 
 
-def _csv_plan(mapping: Mapping) -> tuple[list[str], list[int], dict[str, str | None]]:
-    """Columns to read, slot → position in the read values, and field → column."""
+_Plan = tuple[list[str], list[int], dict[str, str | None], tuple[tuple[int, ...], ...]]
+
+
+def _csv_plan(mapping: Mapping) -> _Plan:
+    """Columns to read, slot → value position, field → column, and the joined fields.
+
+    The values read are the local id, one column per one-column field, the payload, then
+    the cells of each field of several columns. :func:`_joining` adds each such field's
+    cells, joined, after the values read, where its slot's position points.
+    """
     assert isinstance(mapping.record.id, str)
     wanted = [mapping.record.id]
     positions = [0] + [-1] * 10
+    several: list[tuple[int, list[str]]] = []
     for slot, name in enumerate(_SLOT_FIELDS, start=1):
-        column = mapping.column_of(name)
-        if column is not None:
+        cells = mapping.columns_of(name)
+        if mapping.joins_columns(name):
+            several.append((slot, cells))
+        elif cells:
             positions[slot] = len(wanted)
-            wanted.append(column)
+            wanted.append(cells[0])
     # Names without a column of their own come from the full name (or, for middle names,
     # from the extra given names).
     fallback = {
@@ -279,7 +386,14 @@ def _csv_plan(mapping: Mapping) -> tuple[list[str], list[int], dict[str, str | N
     }
     positions.append(len(wanted))  # payload start
     wanted.extend(mapping.payload_columns)
-    return wanted, positions, columns
+    positions.append(len(wanted))  # payload end
+    joins: list[tuple[int, ...]] = []
+    for _, cells in several:
+        joins.append(tuple(range(len(wanted), len(wanted) + len(cells))))
+        wanted.extend(cells)
+    for extra, (slot, _) in enumerate(several):
+        positions[slot] = len(wanted) + extra
+    return wanted, positions, columns, tuple(joins)
 
 
 def _fhir_fields(mapping: Mapping) -> FhirFields:
@@ -323,11 +437,12 @@ class _Source:
             self.columns: dict[str, str | None] = {
                 name: _FHIR_ELEMENTS[name] for name in mapping.mapped_fields()
             }
-            self.positions = list(range(12))
+            self.positions = [*range(12), 11 + len(mapping.payload_columns)]
+            self.joins: tuple[tuple[int, ...], ...] = ()
         else:
             assert isinstance(mapping.record.id, str)
             self.id_column = mapping.record.id
-            self.wanted, self.positions, self.columns = _csv_plan(mapping)
+            self.wanted, self.positions, self.columns, self.joins = _csv_plan(mapping)
 
     def rows(
         self,
@@ -394,11 +509,11 @@ def iter_records(
     collector.begin(source=path.name, format=mapping.source.format, columns=source.columns)
     positions = source.positions
     today = today or date.today()
-    normalise = _row_function(mapping, positions, today=today)
+    normalise = _row_function(mapping, positions, today=today, joins=source.joins)
     with ExitStack() as stack:
         rows = source.rows(stack, path, mapping, collector, progress=progress, today=today)
         id_position = positions[_ID]
-        payload_start = positions[11]
+        payload_start, payload_end = positions[11], positions[12]
         observe = collector.observe if report is not None else None
         cache, fill = _payload_cache()
         for line, values in rows:
@@ -406,7 +521,9 @@ def iter_records(
             if not local_id:
                 collector.reject(line, source.id_column, "no local record id")
                 continue
-            payload = tuple([cache[v] if v in cache else fill(v) for v in values[payload_start:]])
+            payload = tuple(
+                [cache[v] if v in cache else fill(v) for v in values[payload_start:payload_end]]
+            )
             record, outcomes = normalise(line, values, local_id, payload)
             if observe is not None:
                 observe(line, outcomes, record.nhs_number)
@@ -431,8 +548,9 @@ class _BlockNormaliser:
         *,
         today: date,
         max_problems: int,
+        joins: tuple[tuple[int, ...], ...] = (),
     ) -> None:
-        self._args = (mapping, columns, positions, today, max_problems)
+        self._args = (mapping, columns, positions, today, max_problems, joins)
         self._normalise: _RowFunction | None = None
         self._payload: _PayloadCache | None = None
 
@@ -445,21 +563,25 @@ class _BlockNormaliser:
         self._payload = None
 
     def __call__(self, block: _RawBlock) -> tuple[list[NormalisedRecord], QualityCollector]:
-        mapping, columns, positions, today, max_problems = self._args
+        mapping, columns, positions, today, max_problems, joins = self._args
         normalise = self._normalise
         if normalise is None:
-            normalise = self._normalise = _row_function(mapping, positions, today=today)
+            normalise = self._normalise = _row_function(
+                mapping, positions, today=today, joins=joins
+            )
         if self._payload is None:
             self._payload = _payload_cache()
         cache, fill = self._payload
         collector = QualityCollector(max_problems=max_problems)
         collector.begin(source="", format=mapping.source.format, columns=columns)
         observe = collector.observe
-        id_position, payload_start = positions[_ID], positions[11]
+        id_position, payload_start, payload_end = positions[_ID], positions[11], positions[12]
         records: list[NormalisedRecord] = []
         append = records.append
         for line, values in block:
-            payload = tuple([cache[v] if v in cache else fill(v) for v in values[payload_start:]])
+            payload = tuple(
+                [cache[v] if v in cache else fill(v) for v in values[payload_start:payload_end]]
+            )
             record, outcomes = normalise(line, values, values[id_position].strip(), payload)
             observe(line, outcomes, record.nhs_number)
             append(record)
@@ -524,6 +646,7 @@ def record_blocks(
         source.positions,
         today=today,
         max_problems=report.max_problems,
+        joins=source.joins,
     )
     return RecordBlocks(blocks(), normaliser, report.absorb)
 

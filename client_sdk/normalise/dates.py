@@ -204,6 +204,47 @@ class DateParser:
         result = self.check(raw)
         return result if isinstance(result, str) else None
 
+    def check_parts(self, day: str, month: str, year: str) -> str | Defect:
+        """Normalise a date written in three cells (day, month, year), or say why not.
+
+        The day is a number; the month a number or an English name or abbreviation
+        (``2``, ``02``, ``Feb``, ``February``, ``Sept.``); the year four digits. A whole
+        number written as a spreadsheet float (``1.0``, ``1980.0``) is read as that number.
+        The result is judged as :meth:`check` judges a whole date: impossible, future and
+        too-old dates are INVALID, the listed default dates a PLACEHOLDER.
+
+        Args:
+            day: the day cell.
+            month: the month cell.
+            year: the year cell.
+
+        Returns:
+            ``YYYY-MM-DD``, or :class:`Defect` MISSING (every cell empty), PLACEHOLDER (a
+            default date, or a cell such as ``UNKNOWN``) or INVALID (anything else,
+            including a date with only some of its parts).
+        """
+        cells = (day.strip(), month.strip(), year.strip())
+        if not any(cells):
+            return Defect.MISSING
+        numbers = [_part_number(cell) for cell in cells]
+        if numbers[1] is None:
+            numbers[1] = _MONTH_NUMBER.get(cells[1].upper().rstrip("."))
+        d, m, y = numbers
+        iso = None
+        if d is not None and m is not None and y is not None and len(_whole(cells[2])) == 4:
+            iso = _iso_date(y, m, d)
+        if iso is None:
+            for cell in cells:
+                words = " ".join(re.sub(r"[^A-Z0-9]+", " ", cell.upper()).split())
+                if words and is_placeholder_generic(words):
+                    return Defect.PLACEHOLDER
+            return Defect.INVALID
+        if iso in PLACEHOLDER_DATES:
+            return Defect.PLACEHOLDER
+        if iso > self._latest or iso < self._earliest:
+            return Defect.INVALID
+        return iso
+
     def _iso(self, match: re.Match[str], *, two_digit: bool) -> str | None:
         groups = match.groupdict()
         day = int(groups["d"])
@@ -217,9 +258,28 @@ class DateParser:
                 year -= 100
         else:
             year = int(groups["Y"])
-        if not 1 <= month <= 12 or day < 1:
-            return None
-        leap = month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-        if day > _DAYS_IN_MONTH[month - 1] + leap:
-            return None
-        return f"{year:04d}-{month:02d}-{day:02d}"
+        return _iso_date(year, month, day)
+
+
+_SPREADSHEET_WHOLE = re.compile(r"(\d{1,4})(?:\.0+)?")
+
+
+def _whole(cell: str) -> str:
+    """The digits of a whole-number cell (``"1980.0"`` → ``"1980"``), or ``""``."""
+    match = _SPREADSHEET_WHOLE.fullmatch(cell)
+    return match[1] if match is not None else ""
+
+
+def _part_number(cell: str) -> int | None:
+    digits = _whole(cell)
+    return int(digits) if digits else None
+
+
+def _iso_date(year: int, month: int, day: int) -> str | None:
+    """``YYYY-MM-DD`` for a real calendar date, else ``None``."""
+    if not 1 <= month <= 12 or day < 1:
+        return None
+    leap = month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if day > _DAYS_IN_MONTH[month - 1] + leap:
+        return None
+    return f"{year:04d}-{month:02d}-{day:02d}"

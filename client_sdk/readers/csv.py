@@ -25,6 +25,7 @@ import logging
 import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from difflib import get_close_matches
 from operator import itemgetter
 from pathlib import Path
 from typing import TextIO
@@ -133,8 +134,13 @@ def open_text(path: Path, encoding: str) -> TextIO:
 def _read_header(
     reader: Iterator[list[str]], lines: _Lines, path: Path, wanted: Sequence[str]
 ) -> tuple[list[str], list[int]]:
-    """The header (the first row with every mapped column), and the lines of rows above it."""
+    """The header (the first row with every mapped column), and the lines of rows above it.
+
+    With no such row, the error names the missing columns of the row that holds the most
+    mapped columns (the header, short of some), with its closest names to each.
+    """
     first: list[str] | None = None
+    best: tuple[list[str], list[str]] | None = None  # (row, its missing columns)
     above: list[int] = []
     for _ in range(MAX_PREAMBLE_ROWS):
         start = len(lines.current) + 1
@@ -146,13 +152,16 @@ def _read_header(
             raise InputError(f"{path}: cannot read the header: {exc}") from None
         if not row:
             continue
-        if not _lookup(row, wanted)[1]:
+        missing = _lookup(row, wanted)[1]
+        if not missing:
             return row, above
+        if best is None or len(missing) < len(best[1]):
+            best = row, missing
         first = first or row
         above.append(start)
-    if first is None:
+    if first is None or best is None:
         raise InputError(f"{path}: the file is empty")
-    raise _missing_columns(path, _lookup(first, wanted)[1], wanted)
+    raise _missing_columns(path, best[1], wanted, best[0])
 
 
 def _lookup(header: list[str], wanted: Sequence[str]) -> tuple[list[int], list[str]]:
@@ -174,20 +183,33 @@ def _lookup(header: list[str], wanted: Sequence[str]) -> tuple[list[int], list[s
     return indexes, missing
 
 
-def _missing_columns(path: Path, missing: list[str], wanted: Sequence[str]) -> InputError:
-    if len(missing) == len(set(wanted)):
+def _missing_columns(
+    path: Path, missing: list[str], wanted: Sequence[str], header: list[str]
+) -> InputError:
+    """One line naming each missing column and the header's closest names to it.
+
+    Only a row that holds some mapped column is a header, so only then are its names
+    offered (a row of data must never be quoted in an error).
+    """
+    if len(set(missing)) == len(set(wanted)):
         return InputError(
             f"{path}: none of the mapped columns is in the header "
             f"(check [source] delimiter and encoding, and the column names)"
         )
-    names = ", ".join(repr(m) for m in dict.fromkeys(missing))
-    return InputError(f"{path}: mapped columns not in the header: {names}")
+    loose = {" ".join(name.split()).casefold(): name for name in reversed(header) if name}
+    described = []
+    for name in dict.fromkeys(missing):
+        close = get_close_matches(" ".join(name.split()).casefold(), loose, n=3, cutoff=0.6)
+        hint = ", ".join(repr(loose[c]) for c in close)
+        hint = f"closest in the header: {hint}" if close else "nothing similar in the header"
+        described.append(f"{name!r} ({hint})")
+    return InputError(f"{path}: mapped columns not in the header: {'; '.join(described)}")
 
 
 def _find_columns(path: Path, header: list[str], wanted: Sequence[str]) -> list[int]:
     indexes, missing = _lookup(header, wanted)
     if missing:
-        raise _missing_columns(path, missing, wanted)
+        raise _missing_columns(path, missing, wanted, header)
     duplicated = [header[i] for i in dict.fromkeys(indexes) if header.count(header[i]) > 1]
     if duplicated:
         names = ", ".join(repr(d) for d in duplicated)
