@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,11 @@ from client_sdk.readers.columns import (
     name_text,
 )
 from client_sdk.record import NormalisedRecord
+from client_sdk.tokenise import TokeniseParams, tokenise_records
+from keys.batch import decode_chunk
 from keys.cliutil import run_cli
+from keys.derive import DomainKey
+from keys.spec import default_spec
 
 TODAY = date(2026, 11, 24)
 MISSING, INVALID, PLACEHOLDER = Defect.MISSING, Defect.INVALID, Defect.PLACEHOLDER
@@ -475,6 +480,34 @@ def test_the_workers_block_path_reads_split_fields_as_a_single_pass_does(tmp_pat
         blocks.absorb(counts)
     assert got == expected
     assert blocked.report() == single.report()
+
+
+def test_split_fields_tokenise_in_worker_processes_as_one_column_does(tmp_path):
+    params = TokeniseParams(
+        spec=default_spec(),
+        domain_key=DomainKey(b"\x11" * 32),
+        domain="test-health",
+        key_version="v1",
+        reference_secret=b"\x22" * 32,
+        dataset="conventions",
+        payload_columns=("WARD",),
+    )
+    one = _write(tmp_path, _ONE_HEADER, _ONE, "one.csv")
+    expected = list(
+        tokenise_records(iter_records(one, parse_mapping(_ONE_MAPPING), today=TODAY), params)
+    )
+    split = _write(tmp_path, _SPLIT_HEADER, _SPLIT, "split.csv")
+    blocks = record_blocks(
+        split, parse_mapping(_SPLIT_MAPPING), report=QualityCollector(), today=TODAY, size=2
+    )
+    got = list(tokenise_records(blocks, params, workers=2))
+
+    def records(chunks: list[Any]) -> list[tuple[object, ...]]:
+        decoded = [decode_chunk(c.data) for c in chunks]
+        return [row for d in decoded for row in zip(d.refs, d.tokens, d.payload, strict=True)]
+
+    assert len(got) == 2 and records(got) == records(expected)
+    assert sum(token is not None for _, tokens, _ in records(got) for token in tokens) > 6
 
 
 # --- columns missing from the file -----------------------------------------------------------
