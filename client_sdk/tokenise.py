@@ -344,10 +344,7 @@ def _join_columns(columns: Sequence[Sequence[bytes | None]]) -> Sequence[bytes |
             None if a is None or b is None or c is None else a + b + c
             for a, b, c in zip(first, second, third, strict=True)
         ]
-    return [
-        None if None in parts else b"".join(parts)
-        for parts in zip(*columns, strict=True)
-    ]
+    return [None if None in parts else b"".join(parts) for parts in zip(*columns, strict=True)]
 
 
 def _tuple_getter(
