@@ -1,6 +1,6 @@
 """A small tokenising world for tests: a custodian, organisations with a granted key, data.
 
-Shared by tests/client_sdk/test_tokenise_cli.py and tests/privacy/.
+Shared by tests/client_sdk/ and tests/privacy/.
 """
 
 from __future__ import annotations
@@ -12,14 +12,30 @@ import pytest
 
 from client_sdk.cli import cli
 from client_sdk.orgstore import OrgStore
+from client_sdk.tokenise import TokeniseParams
 from keys.cliutil import run_cli
+from keys.derive import DomainKey
 from keys.keystore import KdfParams, Keystore, create_domain
 from keys.rotation import grant_key
+from keys.spec import default_spec
 from keys.wrapping import Kem, OrgPublicKey
 
 FAST = KdfParams(memory_cost=64, iterations=1, lanes=1)
 DOMAIN = "test-health"
 PASSPHRASE = "org test passphrase"
+
+
+def fixed_params(dataset: str, payload_columns: tuple[str, ...] = ()) -> TokeniseParams:
+    """Tokenising parameters under fixed test keys: the default spec, ``DOMAIN``, ``v1``."""
+    return TokeniseParams(
+        spec=default_spec(),
+        domain_key=DomainKey(b"\x11" * 32),
+        domain=DOMAIN,
+        key_version="v1",
+        reference_secret=b"\x22" * 32,
+        dataset=dataset,
+        payload_columns=payload_columns,
+    )
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,10 @@ from client_sdk.readers.columns import (
     name_text,
 )
 from client_sdk.record import NormalisedRecord
-from client_sdk.tokenise import TokeniseParams, tokenise_records
+from client_sdk.tokenise import tokenise_records
 from keys.batch import decode_chunk
 from keys.cliutil import run_cli
-from keys.derive import DomainKey
-from keys.spec import default_spec
+from tests.tokenise_world import fixed_params
 
 TODAY = date(2026, 11, 24)
 MISSING, INVALID, PLACEHOLDER = Defect.MISSING, Defect.INVALID, Defect.PLACEHOLDER
@@ -483,15 +482,7 @@ def test_the_workers_block_path_reads_split_fields_as_a_single_pass_does(tmp_pat
 
 
 def test_split_fields_tokenise_in_worker_processes_as_one_column_does(tmp_path):
-    params = TokeniseParams(
-        spec=default_spec(),
-        domain_key=DomainKey(b"\x11" * 32),
-        domain="test-health",
-        key_version="v1",
-        reference_secret=b"\x22" * 32,
-        dataset="conventions",
-        payload_columns=("WARD",),
-    )
+    params = fixed_params("conventions", ("WARD",))
     one = _write(tmp_path, _ONE_HEADER, _ONE, "one.csv")
     expected = list(
         tokenise_records(iter_records(one, parse_mapping(_ONE_MAPPING), today=TODAY), params)

@@ -25,10 +25,9 @@ from client_sdk.normalise.sex import check_sex
 from client_sdk.pipeline import iter_records
 from client_sdk.quality import QualityCollector, QualityReport
 from client_sdk.record import NormalisedRecord
-from client_sdk.tokenise import TokeniseParams, Tokeniser
+from client_sdk.tokenise import Tokeniser
 from keys.cliutil import run_cli
-from keys.derive import DomainKey
-from keys.spec import default_spec
+from tests.tokenise_world import fixed_params
 
 TODAY = date(2026, 11, 24)
 MISSING, INVALID, PLACEHOLDER = Defect.MISSING, Defect.INVALID, Defect.PLACEHOLDER
@@ -483,15 +482,7 @@ def test_the_same_people_in_two_conventions_give_the_same_tokens(tmp_path):
     assert [identity(r) for r in sql] == [identity(r) for r in excel]
     assert (sql[0].given_name, sql[0].family_name, sql[0].sex) == ("SEAN", "OBRIEN", "M")
     assert (excel[2].given_name, excel[2].middle_names) == ("MARY", "ANN")
-    params = TokeniseParams(
-        spec=default_spec(),
-        domain_key=DomainKey(b"\x11" * 32),
-        domain="test-health",
-        key_version="v1",
-        reference_secret=b"\x22" * 32,
-        dataset="either",
-        payload_columns=("Ward",),
-    )
+    params = fixed_params("either", ("Ward",))
     tokeniser = Tokeniser(params)
     for left, right in zip(sql, excel, strict=True):
         tokens = tokeniser.tokens(left)

@@ -14,8 +14,9 @@ from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
 from client_sdk.tokenise import TokeniseParams, Tokeniser, tokenise_records, write_batch
 from keys.batch import TokenChunk, decode_chunk, encode_chunk, encode_chunk_columns
-from keys.derive import DomainKey, RecordRef, Token
+from keys.derive import RecordRef, Token
 from keys.spec import default_spec, parse_spec
+from tests.tokenise_world import fixed_params
 
 DATA = Path(__file__).parent.parent / "data"
 TODAY = date(2026, 11, 24)
@@ -27,15 +28,7 @@ EXTRACTS = [
 
 
 def _params(payload: tuple[str, ...]) -> TokeniseParams:
-    return TokeniseParams(
-        spec=default_spec(),
-        domain_key=DomainKey(b"\x11" * 32),
-        domain="test-health",
-        key_version="v1",
-        reference_secret=b"\x22" * 32,
-        dataset="blocks",
-        payload_columns=payload,
-    )
+    return fixed_params("blocks", payload)
 
 
 @pytest.mark.parametrize(("extract", "mapping_name"), EXTRACTS)

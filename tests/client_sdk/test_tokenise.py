@@ -18,21 +18,14 @@ from client_sdk.tokenise import TokeniseParams, Tokeniser, tokenise_records, wri
 from keys.batch import BatchReader, decode_chunk
 from keys.derive import DomainKey
 from keys.spec import default_spec, parse_spec
+from tests.tokenise_world import fixed_params
 
 SPEC = default_spec()
 KEY = DomainKey(b"\x11" * 32)
 
 
 def _params(**changes: object) -> TokeniseParams:
-    base = TokeniseParams(
-        spec=SPEC,
-        domain_key=KEY,
-        domain="test-health",
-        key_version="v1",
-        reference_secret=b"\x22" * 32,
-        dataset="gp-a",
-        payload_columns=("AE_12M",),
-    )
+    base = fixed_params("gp-a", ("AE_12M",))
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
