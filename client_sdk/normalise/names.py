@@ -19,7 +19,7 @@ The steps, in order (docs/normalisation.md has the reasons):
    particles joined to the next word (MC DONALD → MCDONALD, DE LA CRUZ → DELACRUZ,
    SAINT JOHN → STJOHN), so spacing and punctuation around them never matter.
 5. The nickname table gives each given name a key shared with its diminutives
-   (BILL, WILL → WILLIAM).
+   (BILL, WILL → WILLIAM) and with its other romanisations (MD, MOHD, MUHAMMAD → MOHAMMED).
 """
 
 from __future__ import annotations
