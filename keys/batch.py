@@ -4,7 +4,7 @@ A *chunk* is what one upload request carries, and a *batch file* is a sequence o
 with a manifest, as ``tessera-sdk tokenise`` writes it. The upload client sends each
 chunk's bytes as they are in the file, so a chunk's SHA-256 identifies it end to end.
 
-Chunk (then zlib-compressed as a whole, Huffman coding only)::
+Chunk (then one zlib stream: the references and tokens stored, the payload Huffman-coded)::
 
     b"TSC1"                                     magic, format version 1
     u32 n_records | u16 n_keys | u16 n_payload
@@ -131,14 +131,38 @@ def encode_chunk_columns(
         parts.append(b"".join(filter(None, chain.from_iterable(zip(*token_columns, strict=True)))))
     else:
         parts += [b"", b""]
+    rows = b""
     if n_payload:
-        rows = json.dumps(list(payload), ensure_ascii=False, separators=(",", ":")).encode()
-        parts += [_U32.pack(len(rows)), rows]
-    # Tokens and references are random bytes that no string matching can shorten, so the
-    # chunk is Huffman-coded only: any zlib reader inflates it, at a third of the CPU time
-    # of the default level (payload text is a few per cent larger).
-    packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
-    return packer.compress(b"".join(parts)) + packer.flush()
+        text = json.dumps(list(payload), ensure_ascii=False, separators=(",", ":")).encode()
+        rows = _U32.pack(len(text)) + text
+    return _deflate(b"".join(parts), rows)
+
+
+_ZLIB_HEADER = b"\x78\x01"  # RFC 1950: deflate, 32 KiB window, fastest; a multiple of 31
+
+
+def _deflate(random_part: bytes, text_part: bytes) -> bytes:
+    """One zlib stream (RFC 1950) of ``random_part + text_part`` that any zlib reader inflates.
+
+    References and tokens are random bytes that no coding can shorten, so they go into
+    *stored* deflate blocks (a copy); only the payload text is Huffman-coded. Each part is
+    deflated by zlib itself; a full flush ends the first part's blocks byte-aligned and not
+    final, so the two raw deflate streams concatenate into one. Against Huffman-coding the
+    whole chunk this saves about 1 µs a record at 2-3% more bytes (the presence masks).
+    """
+    stored = zlib.compressobj(0, zlib.DEFLATED, -15)
+    coded = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_HUFFMAN_ONLY)
+    checksum = zlib.adler32(text_part, zlib.adler32(random_part))
+    return b"".join(
+        (
+            _ZLIB_HEADER,
+            stored.compress(random_part),
+            stored.flush(zlib.Z_FULL_FLUSH),
+            coded.compress(text_part),
+            coded.flush(),
+            _U32.pack(checksum),
+        )
+    )
 
 
 def _presence_masks(n: int, token_columns: Sequence[Sequence[Token | None]]) -> bytes:
