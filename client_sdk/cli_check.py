@@ -23,6 +23,9 @@ __all__ = ["check_command", "render_report"]
 _GRADE_STYLE = {"Gold": "bold yellow", "Silver": "bold white", "Bronze": "bold dark_orange3"}
 _SHOWN_PROBLEMS = 10
 _SKIPPED = {"csv": "lines that are not records", "fhir": "other resources"}
+_MONTHS = (
+    "January February March April May June July August September October November December"
+).split()
 
 
 def _percent(value: float) -> str:
@@ -65,6 +68,12 @@ def render_report(report: QualityReport, console: Console) -> None:
     console.print(
         f"records sharing an NHS number with an earlier record: {report.duplicate_nhs_numbers:,}"
     )
+    for heaped in report.date_of_birth_heaping:
+        console.print(
+            f"[bold yellow]warning[/bold yellow]: {heaped.share:.1%} of dates of birth "
+            f"({heaped.records:,}) fall on {heaped.day} {_MONTHS[heaped.month - 1]}, "
+            f"{heaped.times_expected:.1f}× the days around it: default dates of birth?"
+        )
     for title, problems, more in (
         ("rejected rows", report.problems, report.problems_not_listed),
         ("invalid values", report.value_problems, report.value_problems_not_listed),
@@ -106,8 +115,9 @@ def check_command(input_path: Path, mapping_path: Path, json_path: Path | None) 
 
     Reads INPUT (CSV, FHIR NDJSON or a FHIR Bundle) as the mapping says, normalises every
     identifier and reports per field how many values are valid, missing, invalid or
-    placeholders, duplicate NHS numbers, rejected rows with line numbers, and the grade
-    (Gold, Silver, Bronze or Not rated; docs/quality.md). Nothing leaves this machine.
+    placeholders, duplicate NHS numbers, rejected rows with line numbers, days of the year
+    that hold far more dates of birth than the days around them (default dates), and the
+    grade (Gold, Silver, Bronze or Not rated; docs/quality.md). Nothing leaves this machine.
     """
     mapping = load_mapping(mapping_path)
     collector = QualityCollector(source=input_path.name)

@@ -526,7 +526,7 @@ def iter_records(
             )
             record, outcomes = normalise(line, values, local_id, payload)
             if observe is not None:
-                observe(line, outcomes, record.nhs_number)
+                observe(line, outcomes, record.nhs_number, record.date_of_birth)
             yield record
 
 
@@ -583,7 +583,7 @@ class _BlockNormaliser:
                 [cache[v] if v in cache else fill(v) for v in values[payload_start:payload_end]]
             )
             record, outcomes = normalise(line, values, values[id_position].strip(), payload)
-            observe(line, outcomes, record.nhs_number)
+            observe(line, outcomes, record.nhs_number, record.date_of_birth)
             append(record)
         return records, collector
 

@@ -4,18 +4,24 @@ Per field: how many values were valid, missing, invalid or placeholders. Per fil
 read, used and rejected (with line numbers and reasons, never values), records that share
 an NHS number with an earlier record (a count, never the numbers), and a grade — Gold,
 Silver, Bronze or Not rated — from the thresholds below (docs/quality.md gives the reasons).
-The same report travels with every token batch.
+It also names any day of the year on which far more people were born than on the days
+around it (:func:`find_birth_day_heaping`): a sign that a system wrote a default date
+(1 January, 1 July) for unknown birthdays. The same report travels with every token batch.
 
 Counting is on the hot path, so :class:`QualityCollector` counts each combination of
 field outcomes once per record (one dictionary update), and keeps the first nine digits of
 each valid NHS number in a compact array (4 bytes a record: 40 MB for 10 million) that
 pyarrow counts when the report is built. A bitmap over all possible numbers would be
-flat (125 MB) but each random access costs a cache miss: ten times slower.
+flat (125 MB) but each random access costs a cache miss: ten times slower. Valid dates of
+birth are counted whole, one dictionary update on a string whose hash is already cached
+(at most about 46,000 dates in 125 years), and folded into days of the year by the report.
 """
 
 from __future__ import annotations
 
+import math
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,6 +32,10 @@ from client_sdk.normalise.defect import Defect
 __all__ = [
     "FIELDS",
     "GRADE_THRESHOLDS",
+    "HEAPING_ALPHA",
+    "HEAPING_MIN_RATIO",
+    "HEAPING_MIN_RECORDS",
+    "BirthDayHeaping",
     "FieldQuality",
     "Grade",
     "Position",
@@ -33,6 +43,7 @@ __all__ = [
     "QualityReport",
     "RowProblem",
     "Threshold",
+    "find_birth_day_heaping",
     "grade_report",
 ]
 
@@ -55,6 +66,25 @@ Position = Literal["line", "entry", "resource"]
 
 MAX_LISTED_PROBLEMS = 1000
 _INVALID = int(Defect.INVALID)
+
+HEAPING_MIN_RATIO = 3.0
+"""A day is heaped at three times its expected count or more: far beyond the seasonal
+variation of births (the busiest days of the year see about 1.1 to 1.2 times the mean)."""
+HEAPING_ALPHA = 0.001
+"""Chance of naming any day of an extract without heaping, over all 366 days."""
+HEAPING_MIN_RECORDS = 10
+"""A day is named only when at least this many dates of birth fall on it."""
+_HEAPING_WINDOW = 7  # days each side whose mean is the expected count
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_MONTH_DAYS = frozenset(
+    (m, d) for m, n in enumerate(_DAYS_IN_MONTH, start=1) for d in range(1, n + 1)
+)
+# The 365 ordinary days in order, read as a ring (31 December is next to 1 January).
+_YEAR_RING = sorted(_MONTH_DAYS - {(2, 29)})
+_RING_INDEX = {md: i for i, md in enumerate(_YEAR_RING)}
+# 97 leap days in every 400 years of 146,097 days (the Gregorian calendar).
+_DAYS_PER_YEAR = 146_097 / 400
+_LEAP_DAY_WEIGHT = 97 / 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +157,27 @@ class RowProblem(BaseModel):
     reason: str
 
 
+class BirthDayHeaping(BaseModel):
+    """A day of the year on which far more dates of birth fall than on the days around it.
+
+    Attributes:
+        month: 1 to 12.
+        day: 1 to 31.
+        records: valid dates of birth on this day of the year, in any year.
+        share: ``records`` ÷ valid dates of birth.
+        times_expected: ``records`` ÷ the count expected on this day (the mean of the seven
+            days each side, or an even spread over the year if that is more).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    month: int
+    day: int
+    records: int
+    share: float
+    times_expected: float
+
+
 class FieldQuality(BaseModel):
     """Counts for one canonical field."""
 
@@ -163,6 +214,7 @@ class QualityReport(BaseModel):
     value_problems_not_listed: int
     grade: Grade
     grade_notes: list[str]
+    date_of_birth_heaping: list[BirthDayHeaping] = []
 
     def field(self, name: str) -> FieldQuality:
         """The counts of canonical field ``name``."""
@@ -186,6 +238,65 @@ def _duplicates(numbers: array[int]) -> int:
 
 def _ratio(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
+
+
+def _excess(count: int, expected: float) -> float:
+    """The Chernoff exponent: P(X ≥ count) ≤ exp(−excess) at a mean of ``expected``."""
+    ratio = count / expected
+    return expected * (ratio * math.log(ratio) - ratio + 1.0)
+
+
+def find_birth_day_heaping(month_days: Mapping[tuple[int, int], int]) -> list[BirthDayHeaping]:
+    """Days of the year that hold far more dates of birth than the days around them.
+
+    A day is named when all three hold (docs/quality.md gives the reasons):
+
+    - it holds at least :data:`HEAPING_MIN_RECORDS` dates of birth;
+    - it holds at least :data:`HEAPING_MIN_RATIO` times its expected count: the mean count
+      of the seven days each side (so a narrow range of births, such as a maternity
+      unit's month, is not heaping), or the count an even spread over the year gives, if
+      that is more (29 February expects 97/400 of either);
+    - the count is significant: the Chernoff bound on the chance of so many at the
+      expected rate, ``exp(−e·h(count/e))`` with ``h(x) = x·ln x − x + 1``, is below
+      :data:`HEAPING_ALPHA` ÷ 366 (Bonferroni over the days of the year).
+
+    Args:
+        month_days: (month, day) → valid dates of birth on that day of the year.
+
+    Returns:
+        The heaped days, most records first.
+    """
+    total = sum(month_days.values())
+    if total < HEAPING_MIN_RECORDS:
+        return []
+    even = total / _DAYS_PER_YEAR
+    ring = [month_days.get(md, 0) for md in _YEAR_RING]
+    size = len(ring)
+    needed = math.log(len(_MONTH_DAYS) / HEAPING_ALPHA)
+    found: list[BirthDayHeaping] = []
+    for month_day, count in month_days.items():
+        if count < HEAPING_MIN_RECORDS or month_day not in _MONTH_DAYS:
+            continue
+        if month_day == (2, 29):  # between 28 February and 1 March, at a quarter the rate
+            before, after, weight = _RING_INDEX[(3, 1)], _RING_INDEX[(3, 1)], _LEAP_DAY_WEIGHT
+        else:
+            before, after, weight = _RING_INDEX[month_day], _RING_INDEX[month_day] + 1, 1.0
+        around = sum(ring[(before - k) % size] for k in range(1, _HEAPING_WINDOW + 1)) + sum(
+            ring[(after + k) % size] for k in range(_HEAPING_WINDOW)
+        )
+        expected = weight * max(around / (2 * _HEAPING_WINDOW), even)
+        if count >= HEAPING_MIN_RATIO * expected and _excess(count, expected) >= needed:
+            found.append(
+                BirthDayHeaping(
+                    month=month_day[0],
+                    day=month_day[1],
+                    records=count,
+                    share=round(count / total, 6),
+                    times_expected=round(count / expected, 2),
+                )
+            )
+    found.sort(key=lambda heaped: (-heaped.records, heaped.month, heaped.day))
+    return found
 
 
 def grade_report(
@@ -252,6 +363,7 @@ class QualityCollector:
         self._value_problems: list[RowProblem] = []
         self._value_problem_count = 0
         self._nhs_numbers = array("I")  # first nine digits: the check digit adds nothing
+        self._birth_dates: dict[str, int] = {}
 
     def begin(self, *, source: str, format: str, columns: dict[str, str | None]) -> None:
         """Name the input and its mapped fields (field → source column; ``None`` if implicit).
@@ -270,13 +382,21 @@ class QualityCollector:
         """Say what the reader's positions count (``"entry"`` for a FHIR Bundle)."""
         self.position = position
 
-    def observe(self, line: int, outcomes: tuple[int, ...], nhs_number: str | None) -> None:
+    def observe(
+        self,
+        line: int,
+        outcomes: tuple[int, ...],
+        nhs_number: str | None,
+        date_of_birth: str | None = None,
+    ) -> None:
         """Count one used record.
 
         Args:
             line: where the record starts.
             outcomes: per field of :data:`FIELDS`, 0 for a valid value or a :class:`Defect`.
             nhs_number: the valid NHS number, if any (kept in memory to count duplicates).
+            date_of_birth: the valid ISO date of birth, if any (counted by date, to find
+                days of the year that hold far more births than chance).
         """
         combinations = self._combinations
         combinations[outcomes] = combinations.get(outcomes, 0) + 1
@@ -286,6 +406,9 @@ class QualityCollector:
                     self._value_problem(line, name)
         if nhs_number is not None:
             self._nhs_numbers.append(int(nhs_number[:9]))
+        if date_of_birth is not None:
+            dates = self._birth_dates
+            dates[date_of_birth] = dates.get(date_of_birth, 0) + 1
 
     def absorb(self, other: QualityCollector) -> None:
         """Add what ``other`` observed (records of a later block, counted in a worker).
@@ -300,6 +423,9 @@ class QualityCollector:
         self._value_problems.extend(other._value_problems[: max(room, 0)])
         self._value_problem_count += other._value_problem_count
         self._nhs_numbers.extend(other._nhs_numbers)
+        dates = self._birth_dates
+        for date_of_birth, times in other._birth_dates.items():
+            dates[date_of_birth] = dates.get(date_of_birth, 0) + times
 
     def _value_problem(self, line: int, name: str) -> None:
         self._value_problem_count += 1
@@ -371,4 +497,12 @@ class QualityCollector:
             value_problems_not_listed=self._value_problem_count - len(self._value_problems),
             grade=grade,
             grade_notes=notes,
+            date_of_birth_heaping=find_birth_day_heaping(self._month_days()),
         )
+
+    def _month_days(self) -> dict[tuple[int, int], int]:
+        month_days: dict[tuple[int, int], int] = {}
+        for date_of_birth, times in self._birth_dates.items():
+            month_day = (int(date_of_birth[5:7]), int(date_of_birth[8:10]))
+            month_days[month_day] = month_days.get(month_day, 0) + times
+        return month_days
