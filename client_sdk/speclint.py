@@ -11,7 +11,10 @@ key, over the records where the key is present (every field present), the *disti
 fraction* = distinct values ÷ records. In a dataset with one record per person a good key
 is close to 1 (only twins, duplicates and true namesakes share a value); a key below
 ``min_distinct`` (default 0.9) is refused. The fraction of records in the key's largest
-group is reported too. Values are counted in memory and never written or shown.
+group is reported too. Values are counted in memory and never written or shown. They are
+the tokeniser's own inputs (:meth:`client_sdk.tokenise.Tokeniser.key_values_of_row`), so a
+key is judged exactly as its tokens will be: every transform applied, and an unordered
+group's values in either order counted as one value.
 
 Distinct fractions grow as a dataset shrinks, so on fewer than ``MIN_RECORDS`` records
 the linter says it cannot judge a key rather than passing it.

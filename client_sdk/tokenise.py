@@ -2,7 +2,8 @@
 
 For each record, one token per match key of the linkage spec whose fields are *all*
 present (a missing, invalid or placeholder value is ``None`` after normalisation, and a
-key with a ``None`` field, or a field a transform empties, gets no token), plus an opaque
+key with a ``None`` field, or a field a transform empties, gets no token; the parts of an
+unordered group are joined in sorted order, so either order gives one token), plus an opaque
 reference to the local record id and the mapping's payload columns. Tokens come from
 :class:`keys.derive.TokenDeriver` and references from :class:`keys.derive.ReferenceDeriver`;
 this module picks no algorithm or label. The exact recipe is in docs/token-format.md.
@@ -44,7 +45,7 @@ from keys.derive import (
     encode_value,
     encode_values,
 )
-from keys.spec import LinkageSpec
+from keys.spec import KeyField, LinkageSpec, UnorderedFields
 
 __all__ = [
     "CHUNK_RECORDS",
@@ -65,6 +66,9 @@ _CACHE_SIZE = 1 << 17
 
 # A row as the workers see it: (local id, payload, value of each field the spec uses...).
 _Row = tuple[Any, ...]
+# A match key's layout over the encoded (field, transform) columns: per key field, the
+# column's index, or the indices of an unordered group's parts.
+_Layout = tuple[int | tuple[int, ...], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +143,7 @@ class Tokeniser:
         self._refs = ReferenceDeriver(params.reference_secret, dataset=params.dataset)
         used: list[str] = []
         for key in spec.match_keys:
-            for f in key.fields:
+            for f in key.leaves:
                 if f.field not in used:
                     used.append(f.field)
         self._getter: Callable[[NormalisedRecord], _Row] = operator.attrgetter(
@@ -150,7 +154,7 @@ class Tokeniser:
         # every transform the spec applies to that field.
         transforms: dict[str, list[str | None]] = {name: [] for name in used}
         for key in spec.match_keys:
-            for f in key.fields:
+            for f in key.leaves:
                 if f.transform not in transforms[f.field]:
                     transforms[f.field].append(f.transform)
         flat: list[tuple[str, str | None]] = [
@@ -164,10 +168,18 @@ class Tokeniser:
             )
             for position, name in enumerate(used)
         )
-        self._parts = tuple(
-            _tuple_getter([flat.index((f.field, f.transform)) for f in key.fields])
+
+        def column(f: KeyField) -> int:
+            return flat.index((f.field, f.transform))
+
+        layouts: list[_Layout] = [
+            tuple(
+                tuple(map(column, f.unordered)) if isinstance(f, UnorderedFields) else column(f)
+                for f in key.fields
+            )
             for key in spec.match_keys
-        )
+        ]
+        self._parts = tuple(_parts_getter(layout) for layout in layouts)
         self._columns = tuple(
             _FieldColumn(
                 2 + position,
@@ -176,9 +188,7 @@ class Tokeniser:
             )
             for position, name in enumerate(used)
         )
-        self._key_columns = tuple(
-            tuple(flat.index((f.field, f.transform)) for f in key.fields) for key in spec.match_keys
-        )
+        self._key_columns = tuple(layouts)
 
     def row(self, record: NormalisedRecord) -> _Row:
         """The compact row a worker needs: local id, payload, then the fields the spec uses."""
@@ -241,8 +251,12 @@ class Tokeniser:
             flat.extend(column.encode([r[position] for r in rows]))
         derive = self._deriver.derive_column
         tokens: list[list[Token | None]] = []
-        for k, indices in enumerate(self._key_columns):
-            tokens.append(derive(k, _join_columns([flat[i] for i in indices])))
+        for k, layout in enumerate(self._key_columns):
+            columns = [
+                flat[i] if isinstance(i, int) else _unordered_column([flat[j] for j in i])
+                for i in layout
+            ]
+            tokens.append(derive(k, _join_columns(columns)))
         return self._encode_chunk(rows, [r[0] for r in rows], tokens)
 
     def _encode_chunk(
@@ -347,14 +361,48 @@ def _join_columns(columns: Sequence[Sequence[bytes | None]]) -> Sequence[bytes |
     return [None if None in parts else b"".join(parts) for parts in zip(*columns, strict=True)]
 
 
-def _tuple_getter(
-    indices: list[int],
-) -> Callable[[Sequence[bytes | None]], tuple[bytes | None, ...]]:
-    """``itemgetter`` that returns a tuple even for one index."""
-    if len(indices) == 1:
-        (only,) = indices
-        return lambda items: (items[only],)
-    return operator.itemgetter(*indices)
+def _unordered_column(columns: Sequence[Sequence[bytes | None]]) -> Sequence[bytes | None]:
+    """Each record's unordered group: its parts sorted bytewise and joined, or ``None``.
+
+    The same values in any order give the same bytes (docs/token-format.md).
+    """
+    if len(columns) == 2:
+        first, second = columns
+        return [
+            None if a is None or b is None else (a + b if a <= b else b + a)
+            for a, b in zip(first, second, strict=True)
+        ]
+    return [_sorted_join(parts) for parts in zip(*columns, strict=True)]
+
+
+def _sorted_join(parts: Sequence[bytes | None]) -> bytes | None:
+    """The parts sorted bytewise and joined, or ``None`` if any part is ``None``."""
+    present = [p for p in parts if p is not None]
+    return b"".join(sorted(present)) if len(present) == len(parts) else None
+
+
+def _parts_getter(layout: _Layout) -> Callable[[Sequence[bytes | None]], tuple[bytes | None, ...]]:
+    """Encoded columns → one match key's parts, each unordered group sorted and joined.
+
+    A key without a group (most keys) gets ``itemgetter``, a tuple even for one index.
+    """
+    plain = [i for i in layout if isinstance(i, int)]
+    if len(plain) == len(layout):
+        if len(plain) == 1:
+            (only,) = plain
+            return lambda items: (items[only],)
+        return operator.itemgetter(*plain)
+
+    def parts(items: Sequence[bytes | None]) -> tuple[bytes | None, ...]:
+        out: list[bytes | None] = []
+        for i in layout:
+            if isinstance(i, int):
+                out.append(items[i])
+            else:
+                out.append(_sorted_join([items[j] for j in i]))
+        return tuple(out)
+
+    return parts
 
 
 @dataclass(frozen=True, slots=True)

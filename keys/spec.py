@@ -13,8 +13,16 @@ A spec is TOML::
     name = "nhs_family_initial"
     fields = ["nhs_number", "family_name:nysiis", { field = "given_name", transform = "initial" }]
 
+    [[match_keys]]
+    name = "names_unordered_dob_postcode"
+    fields = ["{given_name, family_name}", "date_of_birth", "postcode"]
+
 Each field is a canonical identifier of the normalised record, optionally followed by one
-transform (``field:transform`` or a table). Match keys are listed strongest first: the
+transform (``field:transform`` or a table). An *unordered group* of two or more fields
+(``"{a, b}"`` or ``{ unordered = ["a", "b"] }``, each part with its own optional
+transform) compares their values as a set: the parts' encoded values are sorted before
+they are joined, so a record with the values the other way round (given and family names
+swapped between fields) has the same token. Match keys are listed strongest first: the
 broker prefers the earliest key when two disagree.
 
 The *content hash* identifies a spec: SHA-256 over the canonical JSON of the match keys
@@ -47,6 +55,7 @@ __all__ = [
     "LinkageSpec",
     "MatchKey",
     "TransformName",
+    "UnorderedFields",
     "default_spec",
     "load_spec",
     "parse_spec",
@@ -69,7 +78,7 @@ FieldName = Literal[
 FIELD_NAMES: tuple[str, ...] = FieldName.__args__  # type: ignore[attr-defined]
 
 TransformName = Literal[
-    "initial", "soundex", "nysiis", "metaphone", "year", "swap", "district", "sector"
+    "initial", "soundex", "nysiis", "metaphone", "nickname", "year", "swap", "district", "sector"
 ]
 TRANSFORMS: tuple[str, ...] = TransformName.__args__  # type: ignore[attr-defined]
 
@@ -80,6 +89,7 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "soundex": _NAME_FIELDS,
     "nysiis": _NAME_FIELDS,
     "metaphone": _NAME_FIELDS,
+    "nickname": _NAME_FIELDS,
     "year": frozenset({"date_of_birth"}),
     "swap": frozenset({"date_of_birth"}),
     "district": frozenset({"postcode"}),
@@ -100,6 +110,30 @@ class KeyField(BaseModel):
         """``field`` or ``field:transform``, as a spec file writes it."""
         return self.field if self.transform is None else f"{self.field}:{self.transform}"
 
+    def canonical(self) -> dict[str, Any]:
+        """The field as the content hash covers it."""
+        return {"field": self.field, "transform": self.transform}
+
+
+class UnorderedFields(BaseModel):
+    """Two or more fields compared as an unordered set: either order gives the same token.
+
+    The parts are kept in a canonical order (by field, then transform), so ``{a, b}`` and
+    ``{b, a}`` are the same group with the same content hash.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    unordered: tuple[KeyField, ...]
+
+    def label(self) -> str:
+        """``{field, field:transform}``, as a spec file writes it."""
+        return "{" + ", ".join(part.label() for part in self.unordered) + "}"
+
+    def canonical(self) -> dict[str, Any]:
+        """The group as the content hash covers it: its parts, in canonical order."""
+        return {"unordered": [part.canonical() for part in self.unordered]}
+
 
 class MatchKey(BaseModel):
     """A named list of fields: one token per record when every field is present."""
@@ -107,8 +141,16 @@ class MatchKey(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    fields: tuple[KeyField, ...]
+    fields: tuple[KeyField | UnorderedFields, ...]
     description: str = ""
+
+    @property
+    def leaves(self) -> tuple[KeyField, ...]:
+        """Every single field of the key, those inside unordered groups included, in order."""
+        out: list[KeyField] = []
+        for f in self.fields:
+            out.extend(f.unordered if isinstance(f, UnorderedFields) else (f,))
+        return tuple(out)
 
 
 class LinkageSpec(BaseModel):
@@ -132,7 +174,7 @@ class LinkageSpec(BaseModel):
             "match_keys": [
                 {
                     "name": k.name,
-                    "fields": [{"field": f.field, "transform": f.transform} for f in k.fields],
+                    "fields": [f.canonical() for f in k.fields],
                 }
                 for k in self.match_keys
             ],
@@ -158,7 +200,7 @@ class LinkageSpec(BaseModel):
         return "\n".join(lines) + "\n"
 
 
-def _parse_field(raw: Any, where: str, problems: list[str]) -> KeyField | None:
+def _parse_single(raw: Any, where: str, problems: list[str]) -> KeyField | None:
     if isinstance(raw, str):
         field, _, transform = raw.partition(":")
         data: dict[str, Any] = {"field": field.strip()}
@@ -191,6 +233,42 @@ def _parse_field(raw: Any, where: str, problems: list[str]) -> KeyField | None:
     return KeyField(field=field_name, transform=transform_name)
 
 
+def _parse_field(raw: Any, where: str, problems: list[str]) -> KeyField | UnorderedFields | None:
+    """One entry of a key's ``fields``: a single field or an unordered group of fields."""
+    if isinstance(raw, str) and raw.strip().startswith("{"):
+        text = raw.strip()
+        if not text.endswith("}"):
+            problems.append(f"{where}: an unordered group is written '{{field, field}}'")
+            return None
+        raw_parts: Any = text[1:-1].split(",")
+    elif isinstance(raw, dict) and "unordered" in raw:
+        unknown = set(raw) - {"unordered"}
+        if unknown:
+            problems.append(f"{where}: unknown entries {sorted(unknown)}")
+            return None
+        raw_parts = raw["unordered"]
+    else:
+        return _parse_single(raw, where, problems)
+    if not isinstance(raw_parts, list) or len(raw_parts) < 2:
+        problems.append(f"{where}: an unordered group needs at least two fields")
+        return None
+    parts: list[KeyField] = []
+    for k, raw_part in enumerate(raw_parts, start=1):
+        if isinstance(raw_part, dict) and "unordered" in raw_part:
+            problems.append(f"{where} part {k}: unordered groups do not nest")
+            continue
+        part = _parse_single(raw_part, f"{where} part {k}", problems)
+        if part is not None:
+            parts.append(part)
+    if len(parts) != len(raw_parts):
+        return None
+    if len(set(parts)) != len(parts):
+        problems.append(f"{where}: a field is listed twice in an unordered group")
+        return None
+    ordered = sorted(parts, key=lambda p: (p.field, p.transform or ""))
+    return UnorderedFields(unordered=tuple(ordered))
+
+
 def parse_spec(data: dict[str, Any], *, source: str = "<spec>") -> LinkageSpec:
     """Validate a spec from its TOML table, collecting every problem before raising.
 
@@ -215,7 +293,7 @@ def parse_spec(data: dict[str, Any], *, source: str = "<spec>") -> LinkageSpec:
     if len(raw_keys) > MAX_KEYS:
         problems.append(f"at most {MAX_KEYS} match keys (found {len(raw_keys)})")
     seen_names: set[str] = set()
-    seen_fields: dict[tuple[KeyField, ...], str] = {}
+    seen_fields: dict[tuple[KeyField | UnorderedFields, ...], str] = {}
     for i, raw in enumerate(raw_keys, start=1):
         where = f"match key {i}"
         if not isinstance(raw, dict):
@@ -240,14 +318,19 @@ def parse_spec(data: dict[str, Any], *, source: str = "<spec>") -> LinkageSpec:
         if not isinstance(raw_fields, list) or not raw_fields:
             problems.append(f"{where}: 'fields' must be a non-empty list")
             continue
-        fields: list[KeyField] = []
+        fields: list[KeyField | UnorderedFields] = []
         for j, raw_field in enumerate(raw_fields, start=1):
             parsed = _parse_field(raw_field, f"{where} field {j}", problems)
             if parsed is not None:
                 fields.append(parsed)
         if len(fields) != len(raw_fields):
             continue
-        if len(set(fields)) != len(fields):
+        leaves = [
+            leaf
+            for f in fields
+            for leaf in (f.unordered if isinstance(f, UnorderedFields) else (f,))
+        ]
+        if len(set(leaves)) != len(leaves):
             problems.append(f"{where}: a field is listed twice")
         key_description = raw.get("description", "")
         if not isinstance(key_description, str):

@@ -13,6 +13,9 @@ soundex      names                            American Soundex of the letters
 nysiis       names                            NYSIIS code, spaces removed, full
                                               length: ``"JANSAN"``
 metaphone    names                            Metaphone code, spaces removed
+nickname     names                            the nickname table's key:
+                                              ``"BILL"`` → ``"WILLIAM"`` (a name
+                                              not in the table is itself)
 year         date_of_birth                    ``"1984"``
 swap         date_of_birth                    day and month as an unordered pair:
                                               the smaller first, so ``1984-07-03``
@@ -34,6 +37,7 @@ from functools import lru_cache
 
 import jellyfish
 
+from client_sdk.normalise.names import nickname_key
 from client_sdk.normalise.postcode import postcode_district, postcode_sector
 
 __all__ = [
@@ -41,6 +45,7 @@ __all__ = [
     "day_month_unordered",
     "initial",
     "metaphone",
+    "nickname",
     "nysiis",
     "soundex",
     "year",
@@ -82,6 +87,16 @@ def metaphone(name: str) -> str | None:
     return (str(jellyfish.metaphone(letters)) or None) if letters else None
 
 
+def nickname(name: str) -> str | None:
+    """The nickname table's key of a canonical name (the name itself when not in the table).
+
+    ``given_name:nickname`` is ``given_name_key``; on the family name it lets a key compare
+    names that were entered in the wrong fields (``{given_name:nickname,
+    family_name:nickname}``), where a nickname can sit in the family name field.
+    """
+    return nickname_key(name)
+
+
 def year(date: str) -> str | None:
     """Year of an ISO date."""
     return date[:4] if len(date) == 10 else None
@@ -102,6 +117,7 @@ TRANSFORM_FUNCTIONS: dict[str, Callable[[str], str | None]] = {
     "soundex": soundex,
     "nysiis": nysiis,
     "metaphone": metaphone,
+    "nickname": nickname,
     "year": year,
     "swap": day_month_unordered,
     "district": postcode_district,

@@ -83,6 +83,20 @@ def test_a_correct_nhs_number_with_a_mistyped_year_still_links() -> None:
     assert via["visit"] == "nhs_family_initial" == SPEC.key_names[-1]
 
 
+def test_names_in_each_others_fields_link_through_the_unordered_key() -> None:
+    """No NHS number, BILL SMITH keyed as SMITH, BILL: only the unordered pair sees it."""
+    gp = [
+        _person("gp", FATHER_NHS, "WILLIAM", "1980-05-04"),
+        _person("brother", SON_NHS, "JAMES", "1983-02-01"),
+    ]
+    swapped = _person("visit", "", "SMITH", "1980-05-04")._replace(
+        given_name_key="SMITH", family_name="BILL", nhs_number=None
+    )
+    persons, via = _link({"gp": gp, "hospital": [swapped]})
+    assert persons["visit"] == persons["gp"] != persons["brother"]
+    assert via["visit"] == "names_unordered_dob_postcode"
+
+
 def test_population_scenarios_are_deterministic_and_carry_their_truth() -> None:
     scenario = next(s for s in SCENARIOS if s.name == "combined")
     built = []

@@ -116,8 +116,26 @@ def test_column_encoding_decodes_to_the_rows_it_was_given():
                 ],
             }
         ),
+        parse_spec(
+            {
+                "name": "unordered",
+                "match_keys": [
+                    {"name": "a", "fields": ["{given_name, family_name}"]},
+                    {"name": "b", "fields": ["{given_name:soundex, family_name:soundex}", "sex"]},
+                    {
+                        "name": "c",
+                        "fields": [
+                            "{given_name_key, family_name:nickname, sex}",
+                            "date_of_birth",
+                            "{postcode, postcode:district}",
+                        ],
+                    },
+                    {"name": "d", "fields": ["given_name", "family_name"]},
+                ],
+            }
+        ),
     ],
-    ids=["default", "transforms"],
+    ids=["default", "transforms", "unordered"],
 )
 def test_blocks_by_column_give_the_tokens_of_each_record(spec):
     mapping = load_mapping(DATA / "messy.toml")

@@ -13,10 +13,10 @@ from client_sdk.record import NormalisedRecord
 from client_sdk.speclint import lint_spec
 from keys.cliutil import run_cli
 from keys.errors import SpecError
-from keys.spec import default_spec, load_spec, parse_spec
+from keys.spec import LinkageSpec, UnorderedFields, default_spec, load_spec, parse_spec
 
 # Pinned: changing the shipped spec changes every token of every domain that uses it.
-DEFAULT_HASH = "sha256:7feae2b061aa1982533ef6bbc23791532bc26c00904adbc051bd6b9e5b369159"
+DEFAULT_HASH = "sha256:23889f7bb081dbb96f68301382c5fad83177e6f9c0ea5371008931ac9781e580"
 
 
 def test_default_spec_loads_and_its_hash_is_pinned() -> None:
@@ -81,6 +81,99 @@ def test_every_problem_is_listed_at_once() -> None:
     ):
         assert any(fragment in p for p in problems), fragment
     assert len(problems) == 9
+
+
+def test_an_unordered_group_in_either_form_and_order_is_one_field(tmp_path: Path) -> None:
+    def spec(*fields: object) -> LinkageSpec:
+        return parse_spec(
+            {"name": "t", "match_keys": [{"name": "a", "fields": [*fields, "date_of_birth"]}]}
+        )
+
+    short = spec("{given_name:nickname, family_name:nickname}")
+    group = short.match_keys[0].fields[0]
+    assert isinstance(group, UnorderedFields)
+    assert group.label() == "{family_name:nickname, given_name:nickname}"
+    assert [f.label() for f in short.match_keys[0].leaves] == [
+        "family_name:nickname",
+        "given_name:nickname",
+        "date_of_birth",
+    ]
+    for same in (
+        spec("{ family_name:nickname ,given_name:nickname }"),
+        spec({"unordered": ["family_name:nickname", "given_name:nickname"]}),
+        spec(
+            {
+                "unordered": [
+                    {"field": "given_name", "transform": "nickname"},
+                    "family_name:nickname",
+                ]
+            }
+        ),
+        parse_spec(tomllib.loads(short.to_toml())),
+    ):
+        assert same.content_hash == short.content_hash
+    assert spec("{given_name, family_name}").content_hash != short.content_hash
+    # Unordered is not the same key as the same fields in order.
+    ordered = spec("given_name:nickname", "family_name:nickname")
+    assert ordered.content_hash != short.content_hash
+    assert short.canonical()["match_keys"][0]["fields"][0] == {
+        "unordered": [
+            {"field": "family_name", "transform": "nickname"},
+            {"field": "given_name", "transform": "nickname"},
+        ]
+    }
+
+
+def test_a_bad_unordered_group_is_refused_with_every_problem() -> None:
+    bad = {
+        "name": "bad",
+        "match_keys": [
+            {"name": "one", "fields": ["{given_name}"]},
+            {"name": "open", "fields": ["{given_name, family_name"]},
+            {"name": "twice", "fields": ["{given_name, given_name}"]},
+            {"name": "nested", "fields": [{"unordered": ["sex", {"unordered": ["a", "b"]}]}]},
+            {"name": "parts", "fields": ["{shoe_size, postcode:soundex}"]},
+            {"name": "extra", "fields": [{"unordered": ["sex", "postcode"], "weight": 1}]},
+            {"name": "both", "fields": ["{given_name, family_name}", "family_name"]},
+        ],
+    }
+    with pytest.raises(SpecError) as caught:
+        parse_spec(bad, source="bad.toml")
+    problems = caught.value.problems
+    for fragment in (
+        "match key 1 (one) field 1: an unordered group needs at least two fields",
+        "match key 2 (open) field 1: an unordered group is written",
+        "match key 3 (twice) field 1: a field is listed twice in an unordered group",
+        "match key 4 (nested) field 1 part 2: unordered groups do not nest",
+        "match key 5 (parts) field 1 part 1: unknown field 'shoe_size'",
+        "match key 5 (parts) field 1 part 2: transform 'soundex' does not apply to 'postcode'",
+        "match key 6 (extra) field 1: unknown entries ['weight']",
+        "match key 7 (both): a field is listed twice",
+    ):
+        assert any(fragment in p for p in problems), (fragment, problems)
+    assert len(problems) == 8
+
+
+def test_linter_counts_an_unordered_group_as_one_value_in_either_order() -> None:
+    spec = parse_spec(
+        {
+            "name": "pairs",
+            "match_keys": [
+                {"name": "ordered", "fields": ["given_name", "family_name", "date_of_birth"]},
+                {"name": "unordered", "fields": ["{given_name, family_name}", "date_of_birth"]},
+            ],
+        }
+    )
+    people = _population(1000)
+    # Each person again with given and family names swapped: a second, different record
+    # to the ordered key, the same value to the unordered one.
+    swapped = [r._replace(given_name=r.family_name, family_name=r.given_name) for r in people]
+    verdicts = {v.name: v for v in lint_spec(spec, people + swapped)}
+    assert verdicts["ordered"].distinct_fraction == 1.0
+    assert verdicts["ordered"].verdict == "ok"
+    assert verdicts["unordered"].distinct_fraction == 0.5
+    assert verdicts["unordered"].largest_group == 2
+    assert verdicts["unordered"].verdict == "refused"
 
 
 def test_unreadable_or_invalid_toml_is_a_spec_error(tmp_path: Path) -> None:

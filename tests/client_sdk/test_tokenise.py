@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from client_sdk.local_index import LocalIndex
+from client_sdk.normalise.names import nickname_key
 from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import TokeniseParams, Tokeniser, tokenise_records, write_batch
 from keys.batch import BatchReader, decode_chunk
@@ -123,6 +124,7 @@ def test_a_key_with_any_missing_field_has_no_token() -> None:
     assert all(t is not None for t in tokeniser.tokens(full))
     for field in (
         "nhs_number",
+        "given_name",
         "given_name_key",
         "family_name",
         "date_of_birth",
@@ -132,7 +134,7 @@ def test_a_key_with_any_missing_field_has_no_token() -> None:
         partial = _with(full, **{field: None})
         tokens = tokeniser.tokens(partial)
         for key, token in zip(SPEC.match_keys, tokens, strict=True):
-            uses = any(f.field == field for f in key.fields)
+            uses = any(f.field == field for f in key.leaves)
             assert (token is None) == uses, (field, key.name)
 
 
@@ -160,6 +162,56 @@ def test_swapped_day_and_month_share_the_swap_key(day: int, month: int, year: in
     ta, tb = tokeniser.tokens(a), tokeniser.tokens(b)
     assert ta[index] == tb[index]
     assert (ta[0] == tb[0]) == (day == month)
+
+
+NAMES_KEY = SPEC.key_names.index("names_unordered_dob_postcode")
+GIVEN_NAMES = ["WILLIAM", "BILL", "MARY", "ZOE", "SEAN", "JAMES", "LUKASZ"]
+FAMILY_NAMES = ["SMITH", "OBRIEN", "NGUYEN", "WOJCIK", "JAMES", "SMITH JONES"]
+
+
+def _named(given: str, family: str, dob: str = "1984-07-03") -> NormalisedRecord:
+    # given_name_key as normalisation sets it: the nickname key of the given name.
+    key = nickname_key(given)
+    return _with(
+        PEOPLE[1], given_name=given, given_name_key=key, family_name=family, date_of_birth=dob
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(given=st.sampled_from(GIVEN_NAMES), family=st.sampled_from(FAMILY_NAMES))
+def test_names_swapped_between_fields_share_the_unordered_key(given: str, family: str) -> None:
+    tokeniser = Tokeniser(_params())
+    straight = tokeniser.tokens(_named(given, family))
+    swapped = tokeniser.tokens(_named(family, given))
+    assert straight[NAMES_KEY] is not None
+    assert straight[NAMES_KEY] == swapped[NAMES_KEY]
+    # The ordered name keys tell the two apart (unless both names are one).
+    assert (straight[1] == swapped[1]) == (nickname_key(given) == nickname_key(family))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    first=st.tuples(st.sampled_from(GIVEN_NAMES), st.sampled_from(FAMILY_NAMES)),
+    second=st.tuples(st.sampled_from(GIVEN_NAMES), st.sampled_from(FAMILY_NAMES)),
+    swap=st.booleans(),
+)
+def test_the_unordered_key_differs_for_different_names(
+    first: tuple[str, str], second: tuple[str, str], swap: bool
+) -> None:
+    tokeniser = Tokeniser(_params())
+    a = tokeniser.tokens(_named(*first))[NAMES_KEY]
+    b = tokeniser.tokens(_named(*(second[::-1] if swap else second)))[NAMES_KEY]
+    same_names = sorted(map(nickname_key, first)) == sorted(map(nickname_key, second))
+    assert (a == b) == same_names
+    other_day = tokeniser.tokens(_named(*first, dob="1984-07-04"))[NAMES_KEY]
+    assert other_day != a
+
+
+def test_a_nickname_entered_as_the_family_name_still_matches() -> None:
+    tokeniser = Tokeniser(_params())
+    straight = tokeniser.tokens(_named("WILLIAM", "SMITH"))
+    swapped = tokeniser.tokens(_named("SMITH", "BILL"))  # BILL in the family name field
+    assert straight[NAMES_KEY] == swapped[NAMES_KEY]
 
 
 def test_workers_give_the_same_chunks_as_one_process() -> None:

@@ -61,6 +61,17 @@ RECORDS = [
         date_of_birth="1950-01-31",
         postcode=None,
     ),
+    # The first record with given and family names entered in each other's fields.
+    NormalisedRecord(
+        line=5,
+        local_id="GP000004",
+        given_name="OBRIEN",
+        given_name_key="OBRIEN",
+        family_name="WILLIAM",
+        date_of_birth="1984-07-03",
+        sex="M",
+        postcode="BA1 1AA",
+    ),
 ]
 
 
@@ -168,6 +179,29 @@ def test_documented_canonical_values() -> None:
     swapped = bytes.fromhex(tokens["family_given_swapdob_postcode"]["values_encoded"])
     assert swapped == _field(b"OBRIEN") + _field(b"WILLIAM") + _field(b"1984-03-07") + _field(
         b"BA1 1AA"
+    )
+
+
+def test_documented_unordered_names() -> None:
+    """The names as an unordered pair: the encoded fields sorted bytewise, so a record with
+    its names in each other's fields has the same input and token (docs/token-format.md)."""
+    vectors = json.loads(VECTORS.read_text())
+    first, swapped = vectors["cases"][0], vectors["cases"][3]
+    entry = first["tokens"]["names_unordered_dob_postcode"]
+    pair = b"".join(sorted([_field(b"WILLIAM"), _field(b"OBRIEN")]))
+    assert pair == _field(b"OBRIEN") + _field(b"WILLIAM")  # shorter first: the length prefix
+    expected = pair + _field(b"1984-07-03") + _field(b"BA1 1AA")
+    assert bytes.fromhex(entry["values_encoded"]) == expected
+    assert swapped["tokens"]["names_unordered_dob_postcode"] == entry
+    assert (
+        swapped["tokens"]["given_family_dob_postcode"]
+        != first["tokens"]["given_family_dob_postcode"]
+    )
+    assert swapped["tokens"]["nhs_dob"] is None
+    # Sorted as encoded, not as text: ZOE (length 3) before SMITH JONES (length 11).
+    second = vectors["cases"][1]["tokens"]["names_unordered_dob_postcode"]
+    assert bytes.fromhex(second["values_encoded"]).startswith(
+        _field(b"ZOE") + _field(b"SMITH JONES")
     )
 
 
