@@ -342,8 +342,8 @@ def _encoder(
 def _join_columns(columns: Sequence[Sequence[bytes | None]]) -> Sequence[bytes | None]:
     """Each record's parts joined, ``None`` where any part is ``None``.
 
-    Keys of two or three fields (most of a spec) are joined with ``+`` on unpacked pairs
-    and triples, which is about half the cost of a ``b"".join`` of a tuple per record.
+    Keys of two to four fields (most of a spec) are joined with ``+`` on unpacked parts,
+    which costs about half as much as a ``b"".join`` of a tuple per record.
     """
     if len(columns) == 1:
         return columns[0]
@@ -357,6 +357,12 @@ def _join_columns(columns: Sequence[Sequence[bytes | None]]) -> Sequence[bytes |
         return [
             None if a is None or b is None or c is None else a + b + c
             for a, b, c in zip(first, second, third, strict=True)
+        ]
+    if len(columns) == 4:
+        first, second, third, fourth = columns
+        return [
+            None if a is None or b is None or c is None or d is None else a + b + c + d
+            for a, b, c, d in zip(first, second, third, fourth, strict=True)
         ]
     return [None if None in parts else b"".join(parts) for parts in zip(*columns, strict=True)]
 
