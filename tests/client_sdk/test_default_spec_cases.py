@@ -94,7 +94,7 @@ def test_names_in_each_others_fields_link_through_the_unordered_key() -> None:
     )
     persons, via = _link({"gp": gp, "hospital": [swapped]})
     assert persons["visit"] == persons["gp"] != persons["brother"]
-    assert via["visit"] == "names_unordered_dob_postcode"
+    assert via["visit"] == "given_family_dob_postcode"
 
 
 def test_population_scenarios_are_deterministic_and_carry_their_truth() -> None:

@@ -169,10 +169,11 @@ def test_names_entered_in_each_others_columns_share_the_unordered_key(
     straight = ["1", "", given, family, "1984-07-03", "M", "BA1 1AA"]
     swapped = ["2", "", family, given, "1984-07-03", "M", "BA1 1AA"]
     a, b = (_tokens(r) for r in _rows([straight, swapped]))
-    index = SPEC.key_names.index("names_unordered_dob_postcode")
+    index = SPEC.key_names.index("given_family_dob_postcode")
     assert a[index] is not None
     assert a[index] == b[index]
+    # The ordered name key (names, date of birth, postcode district) tells them apart.
     assert (
-        a[SPEC.key_names.index("given_family_dob_postcode")]
-        != b[SPEC.key_names.index("given_family_dob_postcode")]
+        a[SPEC.key_names.index("given_family_dob_district")]
+        != b[SPEC.key_names.index("given_family_dob_district")]
     )

@@ -187,19 +187,20 @@ def test_documented_unordered_names() -> None:
     its names in each other's fields has the same input and token (docs/token-format.md)."""
     vectors = json.loads(VECTORS.read_text())
     first, swapped = vectors["cases"][0], vectors["cases"][3]
-    entry = first["tokens"]["names_unordered_dob_postcode"]
+    entry = first["tokens"]["given_family_dob_postcode"]
     pair = b"".join(sorted([_field(b"WILLIAM"), _field(b"OBRIEN")]))
     assert pair == _field(b"OBRIEN") + _field(b"WILLIAM")  # shorter first: the length prefix
     expected = pair + _field(b"1984-07-03") + _field(b"BA1 1AA")
     assert bytes.fromhex(entry["values_encoded"]) == expected
-    assert swapped["tokens"]["names_unordered_dob_postcode"] == entry
+    assert swapped["tokens"]["given_family_dob_postcode"] == entry
+    # The ordered names of the district key tell the two records apart.
     assert (
-        swapped["tokens"]["given_family_dob_postcode"]
-        != first["tokens"]["given_family_dob_postcode"]
+        swapped["tokens"]["given_family_dob_district"]
+        != first["tokens"]["given_family_dob_district"]
     )
     assert swapped["tokens"]["nhs_dob"] is None
     # Sorted as encoded, not as text: ZOE (length 3) before SMITH JONES (length 11).
-    second = vectors["cases"][1]["tokens"]["names_unordered_dob_postcode"]
+    second = vectors["cases"][1]["tokens"]["given_family_dob_postcode"]
     assert bytes.fromhex(second["values_encoded"]).startswith(
         _field(b"ZOE") + _field(b"SMITH JONES")
     )
