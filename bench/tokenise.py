@@ -13,7 +13,11 @@ and reports:
   holds them all;
 - ``tokenise_cpu_us_per_record`` and ``tokenise_rec_per_cpu_s``: the same per CPU time of
   this process (one worker only), which a machine busy with other work disturbs less than
-  the wall clock: the issue's one-core target is ``tokenise_rec_per_cpu_s`` ≥ 60,000;
+  the wall clock: the issue's one-core target is ``tokenise_rec_per_cpu_s`` ≥ 60,000. With
+  one worker the tokenising pass runs three times and the fastest counts, as ``timeit``
+  does: other processes on a shared machine only ever slow a pass down (evicting caches,
+  taking the core's turbo budget), so the fastest is the best estimate of the code's own
+  speed; ``tokenise_rec_per_cpu_s_median`` is the median pass, for comparison;
 - ``end_to_end_rec_per_s``: wall clock of what ``tessera-sdk tokenise --workers N`` does:
   read the CSV, normalise, tokenise, write the batch file and the local index (workers
   normalise and tokenise their own blocks; this process reads and writes);
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import statistics
 import sys
 import tempfile
 import time
@@ -45,6 +50,7 @@ from keys.spec import default_spec
 __all__ = ["run"]
 
 _POPULATION = 60_000
+_PASSES = 3
 
 
 def _extract(directory: Path, n: int) -> tuple[Path, Path]:
@@ -85,12 +91,16 @@ def run(n: int, workers: int = 1) -> dict[str, float]:
         records = list(iter_records(extract, mapping, report=QualityCollector()))
         read_cpu = time.process_time() - cpu_started
         gc.freeze()
-        started, cpu_started = time.perf_counter(), time.process_time()
-        tokens = 0
-        for chunk in tokenise_records(records, params, workers=workers):
-            tokens += sum(chunk.token_counts)
-        tokenise_seconds = time.perf_counter() - started
-        tokenise_cpu = time.process_time() - cpu_started
+        walls: list[float] = []
+        cpus: list[float] = []
+        for _ in range(_PASSES if workers == 1 else 1):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            tokens = 0
+            for chunk in tokenise_records(records, params, workers=workers):
+                tokens += sum(chunk.token_counts)
+            walls.append(time.perf_counter() - started)
+            cpus.append(time.process_time() - cpu_started)
+        tokenise_seconds, tokenise_cpu = min(walls), min(cpus)
         del records
         gc.unfreeze()
         gc.collect()
@@ -116,6 +126,7 @@ def run(n: int, workers: int = 1) -> dict[str, float]:
         "tokenise_rec_per_s": count / tokenise_seconds,
         "tokenise_cpu_us_per_record": tokenise_cpu / count * 1e6 if one else 0.0,
         "tokenise_rec_per_cpu_s": count / tokenise_cpu if one else 0.0,
+        "tokenise_rec_per_cpu_s_median": count / statistics.median(cpus) if one else 0.0,
         "end_to_end_rec_per_s": count / end_to_end_seconds,
         "end_to_end_cpu_us_per_record": end_to_end_cpu / count * 1e6,
         "tokens_per_record": tokens / count if count else 0.0,
