@@ -13,9 +13,9 @@ from pathlib import Path
 from bench.populations import SCENARIOS, build
 from bench.spec_eval import link
 from client_sdk.record import NormalisedRecord
-from client_sdk.tokenise import TokeniseParams, Tokeniser
-from keys.derive import DomainKey
+from client_sdk.tokenise import Tokeniser
 from keys.spec import default_spec
+from tests.tokenise_world import fixed_params
 
 SPEC = default_spec()
 
@@ -35,16 +35,7 @@ def _person(local_id: str, nhs: str, given: str, dob: str) -> NormalisedRecord:
 
 
 def _link(datasets: dict[str, list[NormalisedRecord]]) -> tuple[dict[str, int], dict[str, str]]:
-    tokeniser = Tokeniser(
-        TokeniseParams(
-            spec=SPEC,
-            domain_key=DomainKey(b"\x01" * 32),
-            domain="test",
-            key_version="v1",
-            reference_secret=b"\x02" * 32,
-            dataset="test",
-        )
-    )
+    tokeniser = Tokeniser(fixed_params("test"))
     tokens = {
         name: [(r.local_id, tokeniser.tokens(r)) for r in records]
         for name, records in datasets.items()
