@@ -270,9 +270,21 @@ def _split_given_family(parts: list[list[str]]) -> tuple[list[str], list[str]]:
     return [w for part in parts[:first] for w in part], [w for part in parts[first:] for w in part]
 
 
+# Titles that are also family names (John Major, Peter Lord). Leading a FAMILY GIVEN value
+# they are the family name unless a family name and a given name both follow them:
+# "MAJOR JOHN" is John Major, "MAJOR SMITH JOHN" is Major John Smith.
+_FAMILY_NAME_TITLES = frozenset(
+    {"CAPTAIN", "DAME", "FATHER", "LADY", "LORD", "MAJOR", "MAST", "MASTER", "SISTER"}
+)
+
+
 def _split_family_given(parts: list[list[str]]) -> tuple[list[str], list[str]]:
     start = 0
-    while start < len(parts) - 1 and _is_word(parts[start], TITLES):
+    while (
+        start < len(parts) - 1
+        and _is_word(parts[start], TITLES)
+        and (len(parts) - start > 2 or not _is_word(parts[start], _FAMILY_NAME_TITLES))
+    ):
         start += 1
     end = start
     while end < len(parts) - 1 and _is_word(parts[end], _PARTICLE_WORDS):

@@ -109,6 +109,13 @@ def test_a_title_alone_is_not_a_name():
         ("Ben Smith", "GIVEN FAMILY", ("BEN", None), "SMITH"),
         ("Smith", "GIVEN FAMILY", Defect.MISSING, "SMITH"),
         ("de la Cruz Maria", "FAMILY GIVEN", ("MARIA", None), "DELACRUZ"),
+        # a title that is also a family name leads FAMILY GIVEN as the family name...
+        ("MAJOR John", "FAMILY GIVEN", ("JOHN", None), "MAJOR"),
+        ("Mast Peter", "FAMILY GIVEN", ("PETER", None), "MAST"),
+        # ...unless a family name and a given name follow it; a pure title always goes
+        ("Major Smith John", "FAMILY GIVEN", ("JOHN", None), "SMITH"),
+        ("MR SMITH John", "FAMILY GIVEN", ("JOHN", None), "SMITH"),
+        ("Mr Smith", "FAMILY GIVEN", Defect.MISSING, "SMITH"),
         ("Unknown", "GIVEN FAMILY", Defect.PLACEHOLDER, Defect.PLACEHOLDER),
     ],
 )
