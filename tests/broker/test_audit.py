@@ -27,8 +27,6 @@ from broker.audit import (
 )
 from broker.errors import AuditTamperedError
 from broker.store import keyspace
-from broker.store.client import Store
-from broker.store.embedded import EmbeddedRedis
 from keys.signing import public_key_of
 
 SEED = bytes(range(32))
@@ -37,19 +35,9 @@ PUBLIC = public_key_of(SEED)
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    redis = EmbeddedRedis(tmp_path_factory.mktemp("audit-redis"))
-    redis.start()
-    yield redis
-    redis.stop()
-
-
 @pytest.fixture
-def store(server):
-    with Store(server.url) as s:
-        s.redis.flushdb()
-        yield s
+def store(flushed_store):
+    return flushed_store
 
 
 def _fill(store, n, *, start=0):

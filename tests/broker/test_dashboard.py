@@ -18,9 +18,7 @@ from broker.dashboard import (
     start_session,
 )
 from broker.store import keyspace
-from broker.store.client import Store
 from broker.store.dataset_quality import GradeAt
-from broker.store.embedded import EmbeddedRedis
 from broker.store.identities import create_identity, find_identity, revoke_identity
 from keys.signing import public_key_of
 from keys.wire import Role
@@ -28,19 +26,9 @@ from keys.wire import Role
 SEED = bytes(range(32))
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    redis = EmbeddedRedis(tmp_path_factory.mktemp("dashboard-redis"))
-    redis.start()
-    yield redis
-    redis.stop()
-
-
 @pytest.fixture
-def store(server):
-    with Store(server.url) as s:
-        s.redis.flushdb()
-        yield s
+def store(flushed_store):
+    return flushed_store
 
 
 def _identity(store, name, role):
