@@ -11,12 +11,14 @@ in a bounded cache for the run.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import ExitStack, closing
 from datetime import date
 from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
+
+from mypy_extensions import mypyc_attr
 
 from client_sdk.mapping import Mapping, SystemRef
 from client_sdk.normalise.dates import DateParser
@@ -457,8 +459,10 @@ class _Source:
         on_progress = None
         if progress and sys.stderr.isatty():
             on_progress = stack.enter_context(_ProgressBar(path)).update
+        # Closed with the stack: a compiled generator is not closed when it is dropped.
+        rows: Generator[tuple[int, Sequence[str]], None, None]
         if mapping.source.format == "fhir":
-            return read_fhir(
+            rows = read_fhir(
                 path,
                 _fhir_fields(mapping),
                 encoding=mapping.source.encoding,
@@ -468,16 +472,18 @@ class _Source:
                 on_position=collector.set_position,
                 today=today,
             )
-        return read_csv(
-            path,
-            self.wanted,
-            encoding=mapping.source.encoding,
-            delimiter=mapping.source.delimiter,
-            quotechar=mapping.source.quotechar,
-            on_problem=collector.reject,
-            on_skip=collector.skip,
-            on_progress=on_progress,
-        )
+        else:
+            rows = read_csv(
+                path,
+                self.wanted,
+                encoding=mapping.source.encoding,
+                delimiter=mapping.source.delimiter,
+                quotechar=mapping.source.quotechar,
+                on_problem=collector.reject,
+                on_skip=collector.skip,
+                on_progress=on_progress,
+            )
+        return stack.enter_context(closing(rows))
 
 
 def iter_records(
@@ -533,6 +539,8 @@ def iter_records(
 _RawBlock = list[tuple[int, Sequence[str]]]
 
 
+# Pickled to the workers: a native (compiled) class would not unpickle its own state.
+@mypyc_attr(native_class=False)
 class _BlockNormaliser:
     """Raw rows of one block → their records and the block's quality counts.
 

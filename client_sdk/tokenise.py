@@ -27,6 +27,8 @@ from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from client_sdk.local_index import LocalIndex
 from client_sdk.normalise.transforms import TRANSFORM_FUNCTIONS
 from client_sdk.record import NormalisedRecord
@@ -71,6 +73,9 @@ _Row = tuple[Any, ...]
 _Layout = tuple[int | tuple[int, ...], ...]
 
 
+# Sent to the workers: pickling a frozen native (compiled) class fails, so this stays a
+# Python class when the module is compiled (see Makefile, `make setup`).
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class TokeniseParams:
     """Everything a tokeniser needs; picklable, so workers are built from it.
@@ -94,6 +99,7 @@ class TokeniseParams:
     payload_columns: tuple[str, ...] = ()
 
 
+@mypyc_attr(native_class=False)  # returned by the workers, pickled as TokeniseParams
 @dataclass(frozen=True, slots=True)
 class EncodedChunk:
     """One chunk, encoded, with what the caller keeps locally.

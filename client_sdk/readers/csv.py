@@ -24,7 +24,7 @@ import csv
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from difflib import get_close_matches
 from operator import itemgetter
 from pathlib import Path
@@ -318,7 +318,7 @@ def read_csv(
     on_problem: ProblemSink | None = None,
     on_skip: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
-) -> Iterator[tuple[int, Sequence[str]]]:
+) -> Generator[tuple[int, Sequence[str]], None, None]:
     """Yield ``(line, values)`` for each data row, ``values`` in the order of ``columns``.
 
     Args:

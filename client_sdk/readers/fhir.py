@@ -56,7 +56,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -519,7 +519,7 @@ def read_fhir(
     on_progress: Callable[[int], None] | None = None,
     on_position: Callable[[Position], None] | None = None,
     today: date | None = None,
-) -> Iterator[tuple[int, Sequence[str]]]:
+) -> Generator[tuple[int, Sequence[str]], None, None]:
     """Yield ``(position, values)`` for each Patient, values as :func:`patient_values`.
 
     The position is the NDJSON line number, the Bundle entry number, or the number of a
