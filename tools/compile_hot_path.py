@@ -1,0 +1,37 @@
+"""Compile the SDK's hot path with mypyc, in place: ``python tools/compile_hot_path.py FILE…``.
+
+Run by ``make setup`` (the Makefile names the files). Each top-level package gets its own
+compilation group, so its shared library lives inside the package
+(``client_sdk/hot_path__mypyc…so``, ``keys/hot_path__mypyc…so``): a CLI started from any
+directory imports it like the package itself, and ``keys`` still stands alone. The
+extensions sit beside the sources and Python imports them first; the sources stay the
+truth, and an edit needs this run again (``make setup`` does that, and the tests refuse a
+compiled module older than its source).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+
+from mypyc.build import mypycify
+from setuptools import setup
+
+
+def main(paths: list[str]) -> None:
+    """Build the extensions for ``paths`` (``.py`` files under the repository root)."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for path in paths:
+        groups[path.split("/", 1)[0]].append(path)
+    setup(
+        name="tessera-hot-path",
+        ext_modules=mypycify(
+            sorted(paths),
+            separate=[(files, f"{package}.hot_path") for package, files in groups.items()],
+        ),
+        script_args=["--quiet", "build_ext", "--inplace"],
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
