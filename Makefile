@@ -7,9 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 COMPILED := $(VENV)/.compiled-stamp
-# The SDK's hot path (reading, normalising, tokenising), compiled with mypyc in place.
+# The hot paths, compiled with mypyc in place: the SDK's reading, normalising and
+# tokenising, and the broker's linkage.
 HOT_PATH := client_sdk/readers/csv.py client_sdk/pipeline.py client_sdk/tokenise.py \
-	keys/derive.py $(sort $(filter-out %/__init__.py,$(wildcard client_sdk/normalise/*.py)))
+	keys/derive.py $(sort $(filter-out %/__init__.py,$(wildcard client_sdk/normalise/*.py))) \
+	broker/linkage.py broker/store/linkage_store.py
 
 .PHONY: setup test lint typecheck imports pytest demo bench load chromium clean
 
@@ -21,10 +23,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
-# mypyc compiles the typed hot path into C extensions beside the sources (the same code,
-# about 1.4× faster end to end: docs/performance.md). Any edit to it rebuilds; without a
+# mypyc compiles the typed hot paths into C extensions beside the sources (the same code,
+# faster: docs/performance.md). Any edit to it rebuilds; without a
 # C compiler and Python's headers everything runs as plain Python, only slower.
-HOT_SO = client_sdk/hot_path__mypyc.*.so keys/hot_path__mypyc.*.so $(HOT_PATH:.py=.*.so)
+HOT_SO = $(foreach p,client_sdk keys broker,$(p)/hot_path__mypyc.*.so) $(HOT_PATH:.py=.*.so)
 $(COMPILED): $(STAMP) $(HOT_PATH) tools/compile_hot_path.py Makefile
 	@rm -f $(HOT_SO)
 	@if $(BIN)/python tools/compile_hot_path.py $(HOT_PATH) >$(VENV)/mypyc.log 2>&1; then \

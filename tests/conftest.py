@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Refuse to test a compiled module older than its source (it would test the old code).
 
-    ``make setup`` compiles the SDK's hot path with mypyc into ``*.so`` files beside the
+    ``make setup`` compiles the hot paths with mypyc into ``*.so`` files beside the
     sources, and Python imports those first; an edit since then needs ``make setup``.
     """
     stale = [
         str(source.relative_to(ROOT))
-        for package in ("keys", "client_sdk")
+        for package in ("keys", "client_sdk", "broker")
         for compiled in (ROOT / package).rglob("*.so")
         if (source := compiled.with_name(compiled.name.split(".")[0] + ".py")).exists()
         and source.stat().st_mtime > compiled.stat().st_mtime
