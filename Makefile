@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # mypyc compiles the typed hot paths into C extensions beside the sources (the same code,
-# faster: docs/performance.md). Any edit to it rebuilds; without a
-# C compiler and Python's headers everything runs as plain Python, only slower.
+# faster: docs/performance.md). Any edit to them rebuilds them; without a C compiler and
+# Python's headers everything runs as plain Python, only slower.
 HOT_SO = $(foreach p,client_sdk keys broker,$(p)/hot_path__mypyc.*.so) $(HOT_PATH:.py=.*.so)
 $(COMPILED): $(STAMP) $(HOT_PATH) tools/compile_hot_path.py Makefile
 	@rm -f $(HOT_SO)

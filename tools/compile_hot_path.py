@@ -4,10 +4,10 @@ Run by ``make setup`` (the Makefile names the files: the SDK's reading, normalis
 tokenising, and the broker's linkage). Each top-level package gets its own compilation
 group, so its shared library lives inside the package (``client_sdk/hot_path__mypyc…so``,
 ``keys/…``, ``broker/…``): a CLI started from any directory imports it like the package
-itself, and the packages stay as independent as their sources. The
-extensions sit beside the sources and Python imports them first; the sources stay the
-truth, and an edit needs this run again (``make setup`` does that, and the tests refuse a
-compiled module older than its source).
+itself, and the packages stay as independent as their sources. The extensions sit beside
+the sources and Python imports them first; the sources stay the truth, and an edit needs
+this run again (``make setup`` does that, and the tests refuse a compiled module older
+than its source).
 """
 
 from __future__ import annotations
