@@ -224,6 +224,17 @@ def _record_counters(dsn: int, link_key: int, cflags: int) -> dict[str, int]:
     return out
 
 
+def _with_member(holders: bytes, member: bytes, rid: int) -> bytes:
+    """``holders`` with ``member`` (of record ``rid``) added, kept in record number order.
+
+    The order is the one the linking worker's mirror rebuilds from the records, so a
+    decision never depends on whether the worker read the scope afresh.
+    """
+    if not holders or MEMBER.unpack_from(holders, len(holders) - MEMBER.size)[0] < rid:
+        return holders + member
+    return encode_members(sorted([*MEMBER.iter_unpack(holders), MEMBER.unpack(member)]))
+
+
 def _ambiguous_for(holders: Sequence[tuple[int, int]], opp: dict[int, bool]) -> set[int]:
     """Datasets (one record per person) holding the token on two or more records."""
     seen: set[int] = set()
@@ -443,7 +454,7 @@ class _Session:
                     self.stats.ambiguous_tokens += 1
                     self.writes.count(f"amb:{dsn}", 1)
                     self._dissolve_if_linked_by(key, same[0])
-            held[key] = holders + member
+            held[key] = _with_member(holders, member, record.rid)
 
     def remove_tokens(self, record: StoredRecord) -> None:
         """Unindex ``record``'s tokens; a token ceasing to be ambiguous re-links its holders."""

@@ -20,7 +20,6 @@ __all__ = [
     "LINK_RECORDS",
     "LINK_REFS",
     "LINK_STATS",
-    "LINK_TOKENS",
     "PREFIX",
     "agreement",
     "agreements_all",
@@ -182,13 +181,12 @@ def session(session_id: str) -> str:
 
 # Linkage (broker/store/linkage_store.py) -----------------------------------------------------
 # One linkage scope (a linkage domain) keeps every key under the hash tag ``{scope}``: a
-# chunk's bulk read and its atomic write are each one Lua script over that one slot.
+# slice's atomic write is one Lua script over that one slot. There is no token index in
+# Redis: the linking worker rebuilds it in memory from the records (linkage_store.py).
 # Bucket and per-id keys are built inside the scripts from the same base and letters.
 
-LINK_TOKENS = "t"
-"""HASH per ``t:<token[0:2]>``: ``k u8 + token[2:10]`` -> holders ``(rid u32, dsn u16)*``."""
 LINK_REFS = "r"
-"""HASH per ``r:<ref[0:2]>``: ``dsn u16 + ref[2:10]`` -> rid u32."""
+"""HASH per ``r:<ref[0:2]>``: ``dsn u16 + ref[2:16]`` -> rid u32."""
 LINK_RECORDS = "R"
 """HASH per ``R:<rid[0:3]>``: ``rid[3]`` -> record (dataset, person, ref, tokens)."""
 LINK_PERSONS = "P"
@@ -224,7 +222,7 @@ def linkage_key(scope: str, name: str) -> str:
 def linkage_bucket(scope: str, letter: str, suffix: bytes) -> bytes:
     """A bucket key: ``letter`` is a ``LINK_*`` bucket letter, ``suffix`` its raw bytes.
 
-    Token and reference buckets end in the first two bytes of the token or reference;
+    Reference buckets end in the first two bytes of the reference;
     record, person, payload and conflict buckets in the first three bytes of the id
     (big-endian u32; ids never use a last byte of 128 or more, so a bucket holds 128).
     """

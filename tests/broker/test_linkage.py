@@ -10,7 +10,14 @@ import pytest
 import redis
 
 from broker.linkage import DatasetInfo, IncomingRecord, Linker
-from broker.store.linkage_store import LinkageBusyError, LinkageStore, PersonId, next_id
+from broker.store import keyspace
+from broker.store.linkage_store import (
+    LinkageBusyError,
+    LinkageStore,
+    PersonId,
+    WriteSet,
+    next_id,
+)
 from keys.derive import RecordRef, StoredToken
 
 KEYS = ("nhs_dob", "name_dob_postcode", "name_dob", "initial_dob_sector")
@@ -443,3 +450,44 @@ def test_slices_give_the_same_persons_as_one_commit(client) -> None:
         linker.link(COMMUNITY, community, batch_id="b3")
         results.append((partition(store), linker.report()))
     assert results[0] == results[1] == results[2]
+
+
+def test_a_new_worker_decides_as_the_worker_that_kept_the_scope_in_memory(client) -> None:
+    # A record whose tokens change is indexed again; the conflict a later record records
+    # names the same holder whether the worker kept the scope in memory or read it anew.
+    steps = [
+        (COMMUNITY, [record(COMMUNITY.id, "c1", "A", "T"), record(COMMUNITY.id, "c2", "A", "T")]),
+        (COMMUNITY, [record(COMMUNITY.id, "c1", "A", "T", "Z")]),
+        (GP, [record(GP.id, "q", "B")]),
+        (ACUTE, [record(ACUTE.id, "x", "B", "T")]),
+    ]
+    kept = LinkageStore(client, scope=f"test-{next(_scopes)}")
+    kept_linker = Linker(kept)
+    fresh_scope = f"test-{next(_scopes)}"
+    for dataset, records in steps:
+        kept_linker.link(dataset, records, batch_id="b")
+        Linker(LinkageStore(client, scope=fresh_scope)).link(dataset, records, batch_id="b")
+    fresh = LinkageStore(client, scope=fresh_scope)
+    conflicts = kept.conflicts()
+    assert [(c.kind, c.record.ref, c.other.ref) for c in conflicts] == [
+        ("key", ref(ACUTE.id, "x"), ref(COMMUNITY.id, "c1"))
+    ]
+    assert fresh.conflicts() == conflicts
+    assert list(fresh.iter_persons()) == list(kept.iter_persons())
+
+
+def test_a_worker_whose_lock_ran_out_cannot_write(client, store: LinkageStore) -> None:
+    Linker(store).link(GP, [record(GP.id, "g", "n")], batch_id="b1")
+    store.acquire()
+    # The lock runs out while this worker is deciding; another worker links meanwhile.
+    client.delete(keyspace.linkage_key(store.scope, keyspace.LINK_LOCK))
+    Linker(LinkageStore(client, scope=store.scope)).link(
+        ACUTE, [record(ACUTE.id, "a", "n")], batch_id="b2"
+    )
+    late = WriteSet(refs={b"\0\1" + bytes(ref(GP.id, "late")): 99})
+    with pytest.raises(LinkageBusyError):
+        store.commit(late)
+    linker = Linker(store)
+    assert linker.report().records == 2
+    assert store.record_number(GP.id, ref(GP.id, "late")) is None
+    assert person(linker, GP, "g") == person(linker, ACUTE, "a")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -118,37 +119,71 @@ def _check_invariants(store: LinkageStore, linker: Linker, model: dict) -> None:
     assert sum(report.links_by_key.values()) + report.persons == report.records
 
 
+def _apply(
+    linker_for: Callable[[], Linker],
+    n: int,
+    kind: str,
+    items: list,
+    model: dict[tuple[int, int], tuple[int | None, ...]],
+) -> None:
+    """Apply one operation per dataset it touches; ``linker_for`` gives each call's linker."""
+    for d in range(len(DATASETS)):
+        if kind == "link":
+            chunk = [
+                IncomingRecord(
+                    _ref(d, local),
+                    tuple(None if v is None else _tok(k, v) for k, v in enumerate(values)),
+                    (),
+                )
+                for dd, local, values in items
+                if dd == d
+            ]
+            if chunk:
+                linker_for().link(DATASETS[d], chunk, batch_id=f"b{n}")
+            model.update({(d, local): values for dd, local, values in items if dd == d})
+        else:
+            refs = [_ref(d, local) for dd, local in items if dd == d]
+            if refs:
+                linker_for().retract(DATASETS[d], refs, batch_id=f"r{n}")
+            for dd, local in items:
+                if dd == d:
+                    model.pop((d, local), None)
+
+
 @SETTINGS
 @given(ops=operations, slice_size=st.integers(1, 4))
 def test_invariants_hold_after_any_operations(client, ops, slice_size) -> None:
     store, linker = _fresh(client, slice_size)
     model: dict[tuple[int, int], tuple[int | None, ...]] = {}
     for n, (kind, items) in enumerate(ops):
-        if kind == "link":
-            for d in range(len(DATASETS)):
-                chunk = [
-                    IncomingRecord(
-                        _ref(d, local),
-                        tuple(None if v is None else _tok(k, v) for k, v in enumerate(values)),
-                        (),
-                    )
-                    for dd, local, values in items
-                    if dd == d
-                ]
-                if chunk:
-                    linker.link(DATASETS[d], chunk, batch_id=f"b{n}")
-                for dd, local, values in items:
-                    if dd == d:
-                        model[(d, local)] = values
-        else:
-            for d in range(len(DATASETS)):
-                refs = [_ref(d, local) for dd, local in items if dd == d]
-                if refs:
-                    linker.retract(DATASETS[d], refs, batch_id=f"r{n}")
-                for dd, local in items:
-                    if dd == d:
-                        model.pop((d, local), None)
+        _apply(lambda: linker, n, kind, items, model)
         _check_invariants(store, linker, model)
+
+
+@SETTINGS
+@given(ops=operations)
+def test_a_worker_reading_the_scope_afresh_decides_as_one_kept_in_step(client, ops) -> None:
+    """The linking worker keeps the scope in memory; a new worker reads it from Redis.
+
+    One scope is linked by a single long-lived linker, the other by a new store and
+    linker for every call (as after a restart, or when another broker linked last):
+    persons, conflicts and the report must come out the same.
+    """
+    kept, linker = _fresh(client)
+    fresh_scope = f"prop-{next(_scopes)}"
+
+    def fresh_linker() -> Linker:
+        return Linker(LinkageStore(client, scope=fresh_scope))
+
+    model_kept: dict[tuple[int, int], tuple[int | None, ...]] = {}
+    model_fresh: dict[tuple[int, int], tuple[int | None, ...]] = {}
+    for n, (kind, items) in enumerate(ops):
+        _apply(lambda: linker, n, kind, items, model_kept)
+        _apply(fresh_linker, n, kind, items, model_fresh)
+    fresh = LinkageStore(client, scope=fresh_scope)
+    assert list(fresh.iter_persons()) == list(kept.iter_persons())
+    assert fresh.conflicts() == kept.conflicts()
+    assert fresh_linker().report() == linker.report()
 
 
 # Entities whose records all carry the entity's own key-0 token: no conflicts possible.
