@@ -435,10 +435,10 @@ class _Session:
 
     def add_tokens(self, record: StoredRecord) -> None:
         """Index ``record``'s tokens; a token turning ambiguous dissolves what it linked."""
-        dsn = record.dsn
+        dsn, rid = record.dsn, record.rid
         opp = self.opp.get(dsn, False)
         held, orig = self.holders, self.orig_holders
-        member = MEMBER.pack(record.rid, dsn)
+        member = MEMBER.pack(rid, dsn)
         for k, token in enumerate(record.tokens):
             if token is None:
                 continue
@@ -446,15 +446,20 @@ class _Session:
             holders = held.get(key, b"")
             if key not in orig:
                 orig[key] = holders
-            if opp and holders:
-                same = [
-                    rid for rid, d in MEMBER.iter_unpack(holders) if d == dsn and rid != record.rid
-                ]
+            if not holders:
+                held[key] = member
+                continue
+            if opp:
+                if len(holders) == MEMBER.size:
+                    other, other_dsn = MEMBER.unpack(holders)
+                    same = [other] if other_dsn == dsn and other != rid else []
+                else:
+                    same = [h for h, d in MEMBER.iter_unpack(holders) if d == dsn and h != rid]
                 if len(same) == 1:
                     self.stats.ambiguous_tokens += 1
                     self.writes.count(f"amb:{dsn}", 1)
                     self._dissolve_if_linked_by(key, same[0])
-            held[key] = _with_member(holders, member, record.rid)
+            held[key] = _with_member(holders, member, rid)
 
     def remove_tokens(self, record: StoredRecord) -> None:
         """Unindex ``record``'s tokens; a token ceasing to be ambiguous re-links its holders."""
@@ -558,14 +563,20 @@ class _Session:
                 continue
             candidates: dict[int, int] = {}
             if n == 12:
+                # The common case: one other holder.
                 other_rid, other_dsn = MEMBER.unpack_from(raw, 0)
                 if other_rid == rid:
                     other_rid, other_dsn = MEMBER.unpack_from(raw, 6)
                 if other_dsn == dsn and own_opp:
                     continue
                 other = records.get(other_rid)
-                if other is not None and other.pid:
-                    candidates[other.pid] = other_rid
+                if other is None or not other.pid:
+                    continue
+                if chosen:
+                    if other.pid != chosen:
+                        conflicts.append((_KEY, chosen_key, k, other_rid))
+                    continue
+                candidates[other.pid] = other_rid
             else:
                 holders = list(MEMBER.iter_unpack(raw))
                 ambiguous = _ambiguous_for(holders, opp)
