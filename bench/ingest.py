@@ -90,6 +90,15 @@ def _process_cpu(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _resident_bytes() -> int:
+    """This process's resident memory; 0 where /proc is missing."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
 def run_engine(n: int) -> dict[str, float]:
     """Link ``n`` GP then ``n`` hospital records through the engine alone."""
     pair = SyntheticPair(n)
@@ -118,6 +127,7 @@ def run_engine(n: int) -> dict[str, float]:
             store.tune_server()
             linker = Linker(store)
             base = int(client.info("memory")["used_memory"])
+            resident = _resident_bytes()
             started, cpu, redis_cpu = time.perf_counter(), time.process_time(), _cpu(client)
             for i in range(0, n, CHUNK):
                 linker.link(gp, gp_records[i : i + CHUNK], batch_id="gp-1")
@@ -131,6 +141,7 @@ def run_engine(n: int) -> dict[str, float]:
             hospital_cpu = time.process_time() - cpu
             hospital_redis = _cpu(client) - redis_cpu
             used = int(client.info("memory")["used_memory"]) - base
+            resident = _resident_bytes() - resident
             report = linker.report()
             client.close()
         finally:
@@ -143,6 +154,9 @@ def run_engine(n: int) -> dict[str, float]:
         "engine_link_python_us_per_record": 1e6 * hospital_cpu / n,
         "engine_link_redis_us_per_record": 1e6 * hospital_redis / n,
         "engine_bytes_per_record": used / (2 * n),
+        # growth of the linking process's resident memory: mostly the worker's mirror of
+        # the scope (records, persons, references and the token index; docs/keyspace.md)
+        "engine_worker_resident_bytes_per_record": resident / (2 * n),
         "engine_linked_fraction": report.linked_persons / n,
         # 1 when the linkage runs as mypyc-compiled extensions (`make setup`), else 0
         "engine_compiled": 0.0 if broker.linkage.__file__.endswith(".py") else 1.0,

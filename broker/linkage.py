@@ -39,6 +39,7 @@ from broker.store.linkage_store import (
     NO_KEY,
     DatasetEntry,
     Fetched,
+    LinkageMirror,
     LinkageStore,
     LinkedRecord,
     PersonId,
@@ -48,6 +49,7 @@ from broker.store.linkage_store import (
     encode_conflicts,
     encode_members,
     next_id,
+    stored_pid,
 )
 from keys.derive import RecordRef, StoredToken
 from keys.errors import BrokerError
@@ -224,6 +226,17 @@ def _record_counters(dsn: int, link_key: int, cflags: int) -> dict[str, int]:
     return out
 
 
+def _tally(totals: dict[str, int], counters: dict[str, int], sign: int) -> None:
+    """Add ``sign`` times ``counters`` to ``totals``."""
+    for name, value in counters.items():
+        totals[name] = totals.get(name, 0) + sign * value
+
+
+def _payload_json(payload: tuple[str | None, ...]) -> bytes:
+    """The stored form of a record's payload values."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _with_member(holders: bytes, member: bytes, rid: int) -> bytes:
     """``holders`` with ``member`` (of record ``rid``) added, kept in record number order.
 
@@ -246,17 +259,6 @@ def _ambiguous_for(holders: Sequence[tuple[int, int]], opp: dict[int, bool]) -> 
         else:
             seen.add(d)
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class _Slice:
-    """Up to 4,096 records of one call, ready to read and link."""
-
-    prefix: bytes
-    latest: dict[bytes, IncomingRecord]
-    index_tokens: dict[bytes, tuple[bytes | None, ...]]
-    wanted: list[bytes]
-    refs: list[bytes]
 
 
 class _Session:
@@ -292,7 +294,6 @@ class _Session:
         self.next_rid = -1
         self.next_pid = -1
         self.next_bseq = -1
-        self.bseq = -1
         self.complete = True
 
     # Reading -----------------------------------------------------------------------------------
@@ -302,35 +303,6 @@ class _Session:
 
     def knows_person(self, pid: int) -> bool:
         return pid in self.persons or pid in self.absent_pids or pid in self.orig_persons
-
-    def inherit(self, previous: _Session) -> None:
-        """Start from what the previous slice of the same call changed and committed.
-
-        The previous slice's read-ahead ran before that slice's commit, so everything the
-        previous slice touched is taken from its memory rather than from the read. The
-        neighbourhood stays complete: a token's holders are the read's (all followed,
-        unless :meth:`absorb` found too many) plus records the previous slice touched,
-        which come with their persons; so no second read is needed unless something
-        is dissolved or a token had too many holders to follow.
-        """
-        for token in previous.orig_holders:
-            self.holders[token] = previous.holders.get(token, b"")
-        for rid in previous.orig_records:
-            record = previous.records.get(rid)
-            if record is None:
-                self.absent_rids.add(rid)
-            else:
-                self.records[rid] = record
-        for pid in list(previous.orig_persons) + previous.reserved:
-            members = previous.persons.get(pid)
-            if members is None:
-                self.absent_pids.add(pid)
-            else:
-                self.persons[pid] = members
-        self.rids.update(previous.rids)
-        self.next_rid, self.next_pid = previous.next_rid, previous.next_pid
-        self.next_bseq = previous.next_bseq
-        self.bseq = previous.bseq
 
     def load(
         self,
@@ -692,9 +664,132 @@ class _Session:
         return writes
 
     def _count(self, counters: dict[str, int], sign: int) -> None:
-        totals = self.writes.counters
-        for name, value in counters.items():
-            totals[name] = totals.get(name, 0) + sign * value
+        _tally(self.writes.counters, counters, sign)
+
+
+class _CleanPath:
+    """Links the records that raise none of the rules' exceptions straight on the mirror.
+
+    A record is *clean* when it is held already with the same tokens, or when it is new
+    and every one of its tokens is held by nobody, or only by records of other datasets
+    that belong to one person — the same person for every key that reaches one — with at
+    most one holder from each one-record-per-person dataset, and that person holds no
+    record of the record's own dataset when that is one record per person. The rules
+    then reduce to "join the person the strongest key reaches, or start one": no token
+    turns ambiguous, no candidate is refused, merged or in conflict, so none of the
+    session's bookkeeping is needed. The decision is the one a slice holding only this
+    record would reach; the records that are not clean go through a session, in order.
+    """
+
+    def __init__(
+        self,
+        mirror: LinkageMirror,
+        entry: DatasetEntry,
+        datasets: dict[int, DatasetEntry],
+        bseq: int,
+        writes: WriteSet,
+        stats: LinkStats,
+    ) -> None:
+        self.mirror = mirror
+        self.dsn = entry.dsn
+        self.own_opp = entry.one_record_per_person
+        self.opp = {d.dsn: d.one_record_per_person for d in datasets.values()}
+        self.prefix = struct.pack(">H", entry.dsn)
+        self.bseq = bseq
+        self.writes = writes
+        self.stats = stats
+
+    def decide(self, ref_key: bytes, tokens: tuple[bytes | None, ...]) -> tuple[int, int] | None:
+        """``(person, link key)`` for a clean new record (person 0: a new one); ``(-1, rid)``
+        for a held record with the same tokens; ``None`` when the record is not clean."""
+        mirror = self.mirror
+        rid = mirror.rids.get(ref_key, 0)
+        if rid:
+            held = mirror.records.get(rid)
+            if held is None or StoredRecord.decode(rid, held).tokens != tokens:
+                return None
+            return -1, rid
+        dsn, opp = self.dsn, self.opp
+        holders, records = mirror.holders, mirror.records
+        chosen, chosen_key = 0, NO_KEY
+        for k, token in enumerate(tokens):
+            if token is None:
+                continue
+            raw = holders.get(_KEY_BYTE[k] + token)
+            if not raw:
+                continue
+            if len(raw) == MEMBER.size:
+                other, other_dsn = MEMBER.unpack(raw)
+                if other_dsn == dsn:
+                    return None
+                pid = stored_pid(records[other])
+            else:
+                seen: set[int] = set()
+                pids: set[int] = set()
+                for other, other_dsn in MEMBER.iter_unpack(raw):
+                    if other_dsn == dsn or (other_dsn in seen and opp.get(other_dsn, False)):
+                        return None
+                    seen.add(other_dsn)
+                    pids.add(stored_pid(records[other]))
+                if len(pids) != 1:
+                    return None
+                pid = pids.pop()
+            if not pid or (chosen and pid != chosen):
+                return None
+            if not chosen:
+                chosen, chosen_key = pid, k
+        if chosen and self.own_opp:
+            if any(d == dsn for _, d in MEMBER.iter_unpack(mirror.persons[chosen])):
+                return None
+        return chosen, chosen_key
+
+    def link(self, ref: bytes, incoming: IncomingRecord, tokens: tuple[bytes | None, ...]) -> bool:
+        """Link the record if it is clean, onto the mirror and into the writes."""
+        ref_key = self.prefix + ref
+        decision = self.decide(ref_key, tokens)
+        if decision is None:
+            return False
+        mirror, writes, stats = self.mirror, self.writes, self.stats
+        pid, link_key = decision
+        if pid < 0:
+            rid = link_key
+            stats.unchanged += 1
+            record = StoredRecord.decode(rid, mirror.records[rid])
+            if record.bseq != self.bseq:
+                record.bseq = self.bseq
+                mirror.records[rid] = writes.records[rid] = record.encode()
+            writes.payloads[rid] = _payload_json(incoming.payload) if incoming.payload else None
+            return True
+        dsn = self.dsn
+        stats.added += 1
+        rid = mirror.next_rid = next_id(mirror.next_rid)
+        member = MEMBER.pack(rid, dsn)
+        holders = mirror.holders
+        for k, token in enumerate(tokens):
+            if token is not None:
+                key = _KEY_BYTE[k] + token
+                holders[key] = writes.holders[key] = _with_member(
+                    holders.get(key, b""), member, rid
+                )
+        counters = writes.counters
+        if pid:
+            before = mirror.persons[pid]
+            dsns = tuple(d for _, d in MEMBER.iter_unpack(before))
+            _tally(counters, _member_counters(dsns), -1)
+            _tally(counters, _member_counters((*dsns, dsn)), 1)
+            mirror.persons[pid] = writes.persons[pid] = before + member
+        else:
+            stats.persons_created += 1
+            pid = mirror.next_pid = next_id(mirror.next_pid)
+            _tally(counters, _member_counters((dsn,)), 1)
+            mirror.persons[pid] = writes.persons[pid] = member
+        _tally(counters, _record_counters(dsn, link_key, 0), 1)
+        record = StoredRecord(rid, dsn, pid, self.bseq, link_key, 0, ref, tokens)
+        mirror.records[rid] = writes.records[rid] = record.encode()
+        mirror.rids[ref_key] = writes.refs[ref_key] = rid
+        if incoming.payload:
+            writes.payloads[rid] = _payload_json(incoming.payload)
+        return True
 
 
 class Linker:
@@ -741,16 +836,16 @@ class Linker:
             known[entry.dsn] = entry
         return entry, known
 
-    def _bseq(self, session: _Session, batch_id: str) -> int:
-        if session.bseq >= 0:
-            return session.bseq
+    def _batch(self, batch_id: str) -> tuple[int, WriteSet]:
+        """The batch's number, and the (staged) writes that register it when it is new."""
+        writes = WriteSet()
         bseq = self._store.batch_number(batch_id)
         if bseq is None:
-            session.next_bseq += 1
-            bseq = session.next_bseq
-            session.writes.batches[batch_id] = bseq
-        session.bseq = bseq
-        return bseq
+            bseq = self._store.mirror.next_bseq + 1
+            writes.batches[batch_id] = bseq
+            writes.meta["bseq"] = bseq
+            self._store.stage(writes)
+        return bseq, writes
 
     # Linking -------------------------------------------------------------------------------
 
@@ -774,98 +869,107 @@ class Linker:
             What the call did.
         """
         stats = LinkStats(received=len(records))
-        self._store.tune_server()
-        token = self._store.acquire(now=self._now)
+        store = self._store
+        store.tune_server()
+        token = store.acquire(now=self._now)
+        committed: Future[None] | None = None
         try:
             entry, known = self._datasets(dataset)
-            starts = range(0, len(records), self._slice)
-            previous: _Session | None = None
-            committed: Future[None] | None = None
+            bseq, writes = self._batch(batch_id)
             with ThreadPoolExecutor(max_workers=1) as pool:
-                piece = self._prepare(entry, records[: self._slice])
-                ahead = pool.submit(self._read_ahead, piece)
-                for i in range(len(starts)):
-                    # The next slice is prepared while this slice's read runs.
-                    following = (
-                        self._prepare(entry, records[starts[i + 1] : starts[i + 1] + self._slice])
-                        if i + 1 < len(starts)
-                        else None
-                    )
-                    got = ahead.result()
+                for start in range(0, len(records), self._slice):
+                    piece = records[start : start + self._slice]
+                    self._link_slice(entry, known, piece, bseq, stats, writes)
                     if committed is not None and committed.done():
                         committed.result()
-                    if following is not None:
-                        ahead = pool.submit(self._read_ahead, following)
-                    previous = self._link_slice(
-                        entry, known, piece, got, previous, batch_id=batch_id, stats=stats
-                    )
-                    committed = pool.submit(self._commit, previous.finish(), committed)
-                    if following is not None:
-                        piece = following
+                    expected = store.next_generation()
+                    committed = pool.submit(self._write, writes, expected, committed)
+                    writes = WriteSet()
                 if committed is not None:
                     committed.result()
+        except BrokerError:
+            # A write that failed in the worker thread is the cause: report it.
+            if committed is not None and committed.done() and committed.exception():
+                committed.result()
+            raise
         finally:
-            self._store.release(token)
+            store.release(token)
         return stats
 
-    def _prepare(self, entry: DatasetEntry, records: Sequence[IncomingRecord]) -> _Slice:
-        """Index tokens and the keys to read for one slice (the last record of a ref wins)."""
+    def _write(self, writes: WriteSet, expected: int, before: Future[None] | None) -> None:
+        """Write one slice to Redis after the previous slice (never after its failure)."""
+        if before is not None:
+            before.result()
+        self._store.write(writes, expected)
+
+    def _link_slice(
+        self,
+        entry: DatasetEntry,
+        known: dict[int, DatasetEntry],
+        records: Sequence[IncomingRecord],
+        bseq: int,
+        stats: LinkStats,
+        writes: WriteSet,
+    ) -> None:
+        """Decide one slice in order onto the mirror, collecting its writes in ``writes``.
+
+        Clean records (see :class:`_CleanPath`) are linked at once; a run of the others
+        goes through one session, which must have decided before the next clean record
+        is checked, since what it decides may make that record unclean.
+        """
         prefix = struct.pack(">H", entry.dsn)
         latest: dict[bytes, IncomingRecord] = {}
         for incoming in records:
             latest[incoming.ref] = incoming
         width = len(entry.key_names)
-        index_tokens: dict[bytes, tuple[bytes | None, ...]] = {}
-        wanted: list[bytes] = []
+        store = self._store
+        clean = _CleanPath(store.mirror, entry, known, bseq, writes, stats)
+        waiting: list[tuple[bytes, IncomingRecord, tuple[bytes | None, ...]]] = []
         for ref, incoming in latest.items():
             tokens = tuple(
                 None if t is None else t[:INDEX_TOKEN_BYTES] for t in incoming.tokens[:width]
             )
             if len(tokens) < width:
                 tokens += (None,) * (width - len(tokens))
-            index_tokens[ref] = tokens
-            for k, t in enumerate(tokens):
-                if t is not None:
-                    wanted.append(_KEY_BYTE[k] + t)
-        return _Slice(prefix, latest, index_tokens, wanted, [prefix + ref for ref in latest])
+            if waiting:
+                if clean.decide(prefix + ref, tokens) is None:
+                    waiting.append((ref, incoming, tokens))
+                    continue
+                self._link_by_session(entry, known, waiting, bseq, stats, writes)
+                waiting = []
+            if not clean.link(ref, incoming, tokens):
+                waiting.append((ref, incoming, tokens))
+        if waiting:
+            self._link_by_session(entry, known, waiting, bseq, stats, writes)
+        mirror = store.mirror
+        writes.meta.update(rid=mirror.next_rid, pid=mirror.next_pid, bseq=mirror.next_bseq)
 
-    def _commit(self, writes: WriteSet, before: Future[None] | None) -> None:
-        """Commit one slice's writes after the previous slice's (never after its failure)."""
-        if before is not None:
-            before.result()
-        self._store.commit(writes)
-
-    def _read_ahead(self, piece: _Slice) -> Fetched:
-        return self._store.fetch(tokens=piece.wanted, refs=piece.refs, chase=_CHASE)
-
-    def _link_slice(
+    def _link_by_session(
         self,
         entry: DatasetEntry,
         known: dict[int, DatasetEntry],
-        piece: _Slice,
-        got: Fetched,
-        previous: _Session | None,
-        *,
-        batch_id: str,
+        items: Sequence[tuple[bytes, IncomingRecord, tuple[bytes | None, ...]]],
+        bseq: int,
         stats: LinkStats,
-    ) -> _Session:
-        """Link one slice from its read (taken while the previous slice was being decided)."""
-        dsn, prefix = entry.dsn, piece.prefix
+        writes: WriteSet,
+    ) -> None:
+        """Link records by the full rules: index all, dissolve what changes touch, decide."""
+        dsn = entry.dsn
+        prefix = struct.pack(">H", dsn)
         session = _Session(self._store, known, stats)
-        if previous is not None:
-            session.inherit(previous)
-        session.absorb(got)
-        bseq = self._bseq(session, batch_id)
-        writes = session.writes
+        session.load(
+            tokens=[_KEY_BYTE[k] + t for _, _, tokens in items for k, t in enumerate(tokens) if t],
+            refs=[prefix + ref for ref, _, _ in items],
+        )
+        changes = session.writes
         old_tokens: list[bytes] = []
-        for ref, tokens in piece.index_tokens.items():
+        for ref, _, tokens in items:
             held = session.records.get(session.rids.get(prefix + ref, 0))
             if held is not None and held.tokens != tokens:
                 old_tokens += [_KEY_BYTE[k] + t for k, t in enumerate(held.tokens) if t is not None]
         if old_tokens:
             session.load(tokens=old_tokens)
-        for ref, incoming in piece.latest.items():
-            tokens = piece.index_tokens[ref]
+        for ref, incoming, tokens in items:
             rid = session.rids.get(prefix + ref, 0)
             record = session.records.get(rid) if rid else None
             was_held = record is not None
@@ -891,17 +995,17 @@ class Linker:
                 session.touch_record(rid)
                 session.records[rid] = record
                 session.rids[prefix + ref] = rid
-                writes.refs[prefix + ref] = rid
+                changes.refs[prefix + ref] = rid
                 session.add_tokens(record)
                 session.queue.add(rid)
             if incoming.payload:
-                writes.payloads[rid] = json.dumps(
-                    incoming.payload, ensure_ascii=False, separators=(",", ":")
-                ).encode()
+                changes.payloads[rid] = _payload_json(incoming.payload)
             elif was_held:
-                writes.payloads[rid] = None
+                changes.payloads[rid] = None
         self._settle(session)
-        return session
+        decided = session.finish()
+        self._store.stage(decided)
+        writes.update(decided)
 
     def _settle(self, session: _Session) -> None:
         """Dissolve what changes touched, read the neighbourhood, decide, in that order."""

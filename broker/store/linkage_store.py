@@ -8,7 +8,7 @@ are small hashes that Redis keeps as listpacks, so a field costs tens of bytes w
 plain key costs about a hundred.
 
 The worker holding a scope's linkage lock reads neighbourhoods from a mirror of the
-scope in its own memory (:class:`_Mirror`): the token index lives only there, rebuilt
+scope in its own memory (:class:`LinkageMirror`): the token index lives only there, rebuilt
 from the records when a worker first links a scope or finds that another worker linked
 it since. Redis stays the one durable copy; the mirror is a cache the lock keeps exact.
 
@@ -58,6 +58,7 @@ __all__ = [
     "DatasetEntry",
     "Fetched",
     "LinkageBusyError",
+    "LinkageMirror",
     "LinkageStore",
     "LinkedRecord",
     "PersonId",
@@ -70,6 +71,7 @@ __all__ = [
     "encode_members",
     "latest_quality_grades",
     "next_id",
+    "stored_pid",
 ]
 
 logger = logging.getLogger(__name__)
@@ -363,6 +365,19 @@ class WriteSet:
         if delta:
             self.counters[name] = self.counters.get(name, 0) + delta
 
+    def update(self, later: WriteSet) -> None:
+        """Take in the changes of ``later`` (decided after these: its values win)."""
+        self.holders.update(later.holders)
+        self.refs.update(later.refs)
+        self.records.update(later.records)
+        self.persons.update(later.persons)
+        self.payloads.update(later.payloads)
+        self.conflicts.update(later.conflicts)
+        self.meta.update(later.meta)
+        self.batches.update(later.batches)
+        for name, delta in later.counters.items():
+            self.count(name, delta)
+
 
 def latest_quality_grades(store: Store, dataset_ids: Iterable[str]) -> dict[str, str | None]:
     """Quality grade of each dataset's newest committed batch that carries one."""
@@ -394,6 +409,11 @@ def drop_stale_locks(client: redis.Redis) -> int:
     pattern = keyspace.linkage_key("*", keyspace.LINK_LOCK)
     keys = list(client.scan_iter(match=pattern, count=1000))
     return int(client.delete(*keys)) if keys else 0
+
+
+def stored_pid(record: bytes) -> int:
+    """The person number inside a stored record (0 while it waits to be re-linked)."""
+    return int(_U32.unpack_from(record, 2)[0])
 
 
 def next_id(last: int) -> int:
@@ -434,8 +454,8 @@ def _sections(items: dict[int, bytes | None]) -> bytes:
     return b"".join(parts)
 
 
-class _Mirror:
-    """The linking worker's copy of one scope's linkage state, in step with Redis.
+class LinkageMirror:
+    """The linking worker's copy of one scope's linkage state, kept exact by the lock.
 
     Linking reads a record's neighbourhood: the holders of each of its tokens, their
     records and persons. Asked of Redis, that is one hash lookup per token, and the
@@ -443,8 +463,12 @@ class _Mirror:
     (docs/keyspace.md). The worker that holds the lock is the only writer, so it keeps
     what it needs in memory: records and persons as stored, the reference map, and the
     token index, which exists only here (rebuilt from the records' own tokens when the
-    mirror is read) — Redis holds no token index at all. ``gen`` is the scope's
-    generation the mirror matches (``None``: unknown, read again before use).
+    mirror is read) — Redis holds no token index at all.
+
+    The worker changes the mirror as it decides (:meth:`LinkageStore.stage`, or the
+    linker's clean-record path directly) and writes Redis behind it, so the mirror may
+    run ahead of Redis by the writes in flight; ``gen`` is the generation Redis will
+    have once they land (``None``: unknown or a write failed — read it again).
     """
 
     __slots__ = (
@@ -530,8 +554,8 @@ class _Mirror:
             self.next_bseq,
         )
 
-    def apply(self, writes: WriteSet, gen: int) -> None:
-        """Apply a committed write set; the mirror is then at generation ``gen``."""
+    def apply(self, writes: WriteSet) -> None:
+        """Take in a write set the worker decided (written to Redis separately)."""
         for token, holders in writes.holders.items():
             if holders:
                 self.holders[token] = holders
@@ -555,7 +579,6 @@ class _Mirror:
         self.next_rid = writes.meta.get("rid", self.next_rid)
         self.next_pid = writes.meta.get("pid", self.next_pid)
         self.next_bseq = writes.meta.get("bseq", self.next_bseq)
-        self.gen = gen
 
 
 class LinkageStore:
@@ -577,7 +600,7 @@ class LinkageStore:
         self._unlock = client.register_script(_LUA_UNLOCK)
         self._tuned: bool | None = None
         self._held: str | None = None
-        self._mirror = _Mirror()
+        self._mirror = LinkageMirror()
 
     # Server tuning and the single-writer lock ---------------------------------------------
 
@@ -649,7 +672,7 @@ class LinkageStore:
         if self._mirror.gen == gen:
             return
         started = time.monotonic()
-        mirror = _Mirror()
+        mirror = LinkageMirror()
         meta = cast(list[bytes | None], self._r.hmget(self._meta, ["rid", "pid", "bseq"]))
         mirror.next_rid, mirror.next_pid, mirror.next_bseq = (int(v or 0) for v in meta)
         for rid, raw_record in self._scan(keyspace.LINK_RECORDS, "rid"):
@@ -742,16 +765,39 @@ class LinkageStore:
         Raises:
             BrokerError: called without holding the linkage lock.
         """
+        return self.mirror.fetch(tokens, refs, rids, pids, chase)
+
+    @property
+    def mirror(self) -> LinkageMirror:
+        """The scope as the worker holding the lock sees it (see :class:`LinkageMirror`).
+
+        Raises:
+            BrokerError: the lock is not held.
+        """
         if self._held is None or self._mirror.gen is None:
-            raise BrokerError("the linkage neighbourhood is read under the linkage lock")
-        return self._mirror.fetch(tokens, refs, rids, pids, chase)
+            raise BrokerError("the linkage is read and written under the linkage lock")
+        return self._mirror
 
-    def commit(self, writes: WriteSet) -> None:
-        """Apply every change of ``writes`` in one atomic script, then to the mirror.
+    def stage(self, writes: WriteSet) -> None:
+        """Apply decided changes to the mirror now; :meth:`write` takes them to Redis."""
+        self.mirror.apply(writes)
 
-        The script refuses to run when the linkage changed since the mirror was read (a
-        worker whose lock expired while another took over), and a failed commit drops
-        the mirror, so the next call reads the scope again.
+    def next_generation(self) -> int:
+        """The generation the next :meth:`write` must find in Redis (reserves it)."""
+        mirror = self.mirror
+        expected = cast(int, mirror.gen)
+        mirror.gen = expected + 1
+        return expected
+
+    def write(self, writes: WriteSet, expected: int) -> None:
+        """Apply every change of ``writes`` to Redis in one atomic script.
+
+        The script refuses to run unless Redis is at generation ``expected`` (so a worker
+        whose lock ran out while another linked cannot write over it), and a failed write
+        drops the mirror, so the next call reads the scope again.
+
+        Raises:
+            LinkageBusyError: Redis moved on without this worker.
         """
         ref_parts = [ref + _U32.pack(rid) for ref, rid in writes.refs.items()]
         hsets: list[bytes | str | int] = []
@@ -759,12 +805,9 @@ class LinkageStore:
             hsets += [keyspace.LINK_META, name, number]
         for batch_id, bseq in writes.batches.items():
             hsets += [keyspace.LINK_BATCHES, batch_id, bseq]
-        mirror = self._mirror
-        if mirror.gen is None:
-            raise BrokerError("the linkage is written under the linkage lock")
         args: list[bytes | str | int] = [
             self._base,
-            mirror.gen,
+            expected,
             b"".join(ref_parts),
             _sections(writes.records),
             _sections(writes.persons),
@@ -777,18 +820,22 @@ class LinkageStore:
             if delta:
                 args += [name, delta]
         try:
-            gen = int(cast(int, self._write(keys=[self._meta], args=args)))
+            self._write(keys=[self._meta], args=args)
         except redis.ResponseError as exc:
-            mirror.gen = None
+            self._mirror.gen = None
             if str(exc).startswith("STALE"):
                 raise LinkageBusyError(
                     "another worker linked this scope after this worker's lock ran out"
                 ) from None
             raise
         except BaseException:
-            mirror.gen = None
+            self._mirror.gen = None
             raise
-        mirror.apply(writes, gen)
+
+    def commit(self, writes: WriteSet) -> None:
+        """:meth:`stage` then :meth:`write`, waiting for it."""
+        self.stage(writes)
+        self.write(writes, self.next_generation())
 
     # Counters ----------------------------------------------------------------------------------
 
