@@ -226,6 +226,17 @@ def _record_counters(dsn: int, link_key: int, cflags: int) -> dict[str, int]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
+def _joining_counters(member_dsns: tuple[int, ...], dsn: int, link_key: int) -> dict[str, int]:
+    """Counter changes when a new record of ``dsn`` joins a person of ``member_dsns``
+    through ``link_key`` (no members: it starts a person) — shared, never changed."""
+    out = dict(_record_counters(dsn, link_key, 0))
+    _tally(out, _member_counters((*member_dsns, dsn)), 1)
+    if member_dsns:
+        _tally(out, _member_counters(member_dsns), -1)
+    return {name: value for name, value in out.items() if value}
+
+
 def _tally(totals: dict[str, int], counters: dict[str, int], sign: int) -> None:
     """Add ``sign`` times ``counters`` to ``totals``."""
     for name, value in counters.items():
@@ -699,23 +710,32 @@ class _CleanPath:
         self.writes = writes
         self.stats = stats
 
-    def decide(self, ref_key: bytes, tokens: tuple[bytes | None, ...]) -> tuple[int, int] | None:
-        """``(person, link key)`` for a clean new record (person 0: a new one); ``(-1, rid)``
-        for a held record with the same tokens; ``None`` when the record is not clean."""
+    def decide(
+        self, ref_key: bytes, tokens: tuple[bytes | None, ...]
+    ) -> tuple[int, int, list[bytes]] | None:
+        """How a clean record links, or ``None`` when it is not clean.
+
+        Returns:
+            ``(person, link key, index tokens)`` for a new record (person 0: a new one);
+            ``(-1, rid, [])`` for a held record with the same tokens.
+        """
         mirror = self.mirror
         rid = mirror.rids.get(ref_key, 0)
         if rid:
             held = mirror.records.get(rid)
             if held is None or StoredRecord.decode(rid, held).tokens != tokens:
                 return None
-            return -1, rid
+            return -1, rid, []
         dsn, opp = self.dsn, self.opp
         holders, records = mirror.holders, mirror.records
         chosen, chosen_key = 0, NO_KEY
+        keys: list[bytes] = []
         for k, token in enumerate(tokens):
             if token is None:
                 continue
-            raw = holders.get(_KEY_BYTE[k] + token)
+            key = _KEY_BYTE[k] + token
+            keys.append(key)
+            raw = holders.get(key)
             if not raw:
                 continue
             if len(raw) == MEMBER.size:
@@ -741,16 +761,19 @@ class _CleanPath:
         if chosen and self.own_opp:
             if any(d == dsn for _, d in MEMBER.iter_unpack(mirror.persons[chosen])):
                 return None
-        return chosen, chosen_key
+        return chosen, chosen_key, keys
 
     def link(self, ref: bytes, incoming: IncomingRecord, tokens: tuple[bytes | None, ...]) -> bool:
-        """Link the record if it is clean, onto the mirror and into the writes."""
+        """Link the record if it is clean, onto the mirror and into the writes.
+
+        The mirror's token index is updated here and nowhere else: Redis keeps none.
+        """
         ref_key = self.prefix + ref
         decision = self.decide(ref_key, tokens)
         if decision is None:
             return False
         mirror, writes, stats = self.mirror, self.writes, self.stats
-        pid, link_key = decision
+        pid, link_key, keys = decision
         if pid < 0:
             rid = link_key
             stats.unchanged += 1
@@ -765,25 +788,19 @@ class _CleanPath:
         rid = mirror.next_rid = next_id(mirror.next_rid)
         member = MEMBER.pack(rid, dsn)
         holders = mirror.holders
-        for k, token in enumerate(tokens):
-            if token is not None:
-                key = _KEY_BYTE[k] + token
-                holders[key] = writes.holders[key] = _with_member(
-                    holders.get(key, b""), member, rid
-                )
-        counters = writes.counters
+        for key in keys:
+            # The newest record number is the largest: appending keeps holders in order.
+            holders[key] = holders.get(key, b"") + member
         if pid:
             before = mirror.persons[pid]
             dsns = tuple(d for _, d in MEMBER.iter_unpack(before))
-            _tally(counters, _member_counters(dsns), -1)
-            _tally(counters, _member_counters((*dsns, dsn)), 1)
             mirror.persons[pid] = writes.persons[pid] = before + member
         else:
             stats.persons_created += 1
+            dsns = ()
             pid = mirror.next_pid = next_id(mirror.next_pid)
-            _tally(counters, _member_counters((dsn,)), 1)
             mirror.persons[pid] = writes.persons[pid] = member
-        _tally(counters, _record_counters(dsn, link_key, 0), 1)
+        _tally(writes.counters, _joining_counters(dsns, dsn, link_key), 1)
         record = StoredRecord(rid, dsn, pid, self.bseq, link_key, 0, ref, tokens)
         mirror.records[rid] = writes.records[rid] = record.encode()
         mirror.rids[ref_key] = writes.refs[ref_key] = rid
