@@ -8,9 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 COMPILED := $(VENV)/.compiled-stamp
 # The hot paths, compiled with mypyc in place: the SDK's reading, normalising and
-# tokenising, and the broker's linkage.
+# tokenising, the token chunk codec, and the broker's linkage.
 HOT_PATH := client_sdk/readers/csv.py client_sdk/pipeline.py client_sdk/tokenise.py \
-	keys/derive.py $(sort $(filter-out %/__init__.py,$(wildcard client_sdk/normalise/*.py))) \
+	keys/derive.py keys/chunk.py $(sort $(filter-out %/__init__.py,$(wildcard client_sdk/normalise/*.py))) \
 	broker/linkage.py broker/store/linkage_store.py
 
 .PHONY: setup test lint typecheck imports pytest demo bench load chromium clean

@@ -15,6 +15,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
+from typing import cast
 
 from broker.audit import append_audit
 from broker.errors import (
@@ -31,14 +32,8 @@ from broker.store.client import Store
 from broker.store.datasets import dataset_id, get_dataset
 from broker.store.identities import Identity
 from broker.store.linkage_store import LinkageStore, drop_stale_locks
-from keys.batch import (
-    BatchFormatError,
-    BatchManifest,
-    TokenChunk,
-    chunk_digest,
-    decode_chunk,
-    encode_chunk,
-)
+from keys.batch import BatchManifest
+from keys.chunk import BatchFormatError, TokenChunk, chunk_digest, decode_chunk, encode_chunk
 from keys.derive import AtRestKeyer, StoredToken, Token
 from keys.wire import (
     BATCH_ID_PATTERN,
@@ -179,8 +174,8 @@ def rekey_chunk(keyer: AtRestKeyer, chunk: TokenChunk) -> TokenChunk:
 
     The result reuses the chunk codec; its token slots hold :class:`StoredToken` values.
     """
-    rekey = keyer.rekey
-    tokens = [tuple(None if t is None else Token(rekey(t)) for t in row) for row in chunk.tokens]
+    # A stored token travels in the chunk codec's token slots: both are 16 bytes.
+    tokens = cast(list[tuple[Token | None, ...]], keyer.rekey_rows(chunk.tokens))
     return TokenChunk(chunk.key_names, chunk.payload_columns, chunk.refs, tokens, chunk.payload)
 
 
@@ -324,16 +319,9 @@ def link_batch(
         if record.mode is BatchMode.RETRACT:
             linker.retract(dataset, chunk.refs, batch_id=batch_id)
         else:
-            incoming = [
-                IncomingRecord(
-                    ref=ref,
-                    tokens=tuple(None if t is None else StoredToken(t) for t in tokens),
-                    payload=payload,
-                )
-                for ref, tokens, payload in zip(
-                    chunk.refs, chunk.tokens, chunk.payload, strict=True
-                )
-            ]
+            # The chunk was stored re-keyed (accept_chunk): its tokens are stored tokens.
+            stored = cast(list[tuple[StoredToken | None, ...]], chunk.tokens)
+            incoming = list(map(IncomingRecord, chunk.refs, stored, chunk.payload))
             linker.link(dataset, incoming, batch_id=batch_id)
         linked_records += len(chunk)
         batch_store.mark_chunk_linked(store, batch_id, index + 1)

@@ -32,12 +32,8 @@ from mypy_extensions import mypyc_attr
 from client_sdk.local_index import LocalIndex
 from client_sdk.normalise.transforms import TRANSFORM_FUNCTIONS
 from client_sdk.record import NormalisedRecord
-from keys.batch import (
-    BatchManifest,
-    BatchWriter,
-    TokenChunk,
-    encode_chunk_columns,
-)
+from keys.batch import BatchManifest, BatchWriter
+from keys.chunk import TokenChunk, encode_chunk_columns
 from keys.derive import (
     DomainKey,
     RecordRef,

@@ -235,6 +235,13 @@ class AtRestKeyer:
         ctx.update(token)
         return StoredToken(ctx.finalize()[:TOKEN_BYTES])
 
+    def rekey_rows(
+        self, rows: Iterable[tuple[Token | None, ...]]
+    ) -> list[tuple[StoredToken | None, ...]]:
+        """The at-rest form of every token of every row (absent tokens stay absent)."""
+        rekey = self.rekey
+        return [tuple(None if t is None else rekey(t) for t in row) for row in rows]
+
 
 def derive_pseudonym(master_secret: bytes, *, agreement_id: str, person_id: str) -> str:
     """Project pseudonym of a person under one agreement.

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from keys.batch import MAX_KEYS
+from keys.chunk import MAX_KEYS
 from keys.errors import SpecError
 
 __all__ = [

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 
 from locust import HttpUser, between, task
 
-from keys.batch import BatchManifest, TokenChunk, chunk_digest, encode_chunk
+from keys.batch import BatchManifest
+from keys.chunk import TokenChunk, chunk_digest, encode_chunk
 from keys.derive import RecordRef, Token
 
 __all__ = ["AUDITOR", "CREDENTIALS", "HealthReader", "OrgUploader", "ReportReader"]

@@ -26,7 +26,8 @@ import httpx
 from broker.config import BrokerSettings
 from broker.runtime import BrokerRuntime, new_credential, utc_now
 from broker.store.identities import create_identity, find_identity, revoke_identity
-from keys.batch import BatchManifest, BatchWriter, TokenChunk
+from keys.batch import BatchManifest, BatchWriter
+from keys.chunk import TokenChunk
 from keys.derive import RecordRef, Token
 from keys.wire import Role
 

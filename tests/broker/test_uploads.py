@@ -10,7 +10,8 @@ from broker.store import keyspace
 from broker.store.linkage_store import LinkageStore
 from client_sdk.client import BrokerClient
 from client_sdk.errors import BrokerCallError
-from keys.batch import BatchReader, decode_chunk
+from keys.batch import BatchReader
+from keys.chunk import decode_chunk
 from keys.derive import RecordRef
 from keys.wire import BatchMode, BatchState, DatasetDeclaration
 from tests.harness import make_batch, random_refs, random_tokens, unique

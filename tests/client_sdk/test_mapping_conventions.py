@@ -30,7 +30,7 @@ from client_sdk.readers.columns import (
 )
 from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import tokenise_records
-from keys.batch import decode_chunk
+from keys.chunk import decode_chunk
 from keys.cliutil import run_cli
 from tests.tokenise_world import fixed_params
 

@@ -13,7 +13,7 @@ from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
 from client_sdk.tokenise import TokeniseParams, Tokeniser, tokenise_records, write_batch
-from keys.batch import TokenChunk, decode_chunk, encode_chunk, encode_chunk_columns
+from keys.chunk import TokenChunk, decode_chunk, encode_chunk, encode_chunk_columns
 from keys.derive import RecordRef, Token
 from keys.spec import default_spec, parse_spec
 from tests.tokenise_world import fixed_params

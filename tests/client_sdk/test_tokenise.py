@@ -16,7 +16,8 @@ from client_sdk.local_index import LocalIndex
 from client_sdk.normalise.names import nickname_key
 from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import TokeniseParams, Tokeniser, tokenise_records, write_batch
-from keys.batch import BatchReader, decode_chunk
+from keys.batch import BatchReader
+from keys.chunk import decode_chunk
 from keys.derive import DomainKey
 from keys.spec import default_spec, parse_spec
 from tests.tokenise_world import fixed_params

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from keys.batch import MAX_KEYS, decode_chunk, encode_chunk_columns
+from keys.chunk import MAX_KEYS, decode_chunk, encode_chunk_columns
 from keys.derive import RecordRef, Token
 
 
