@@ -15,6 +15,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
+from itertools import chain
 from typing import cast
 
 from broker.audit import append_audit
@@ -294,6 +295,11 @@ def _dataset_info(store: Store, record: batch_store.BatchRecord) -> DatasetInfo:
     )
 
 
+_LINK_RECORDS = 50_000
+"""Records linked in one linker call: a few chunks at a time, so the per-call costs (the
+lock, dataset and batch lookups, the last slice's write) are paid per 50,000 records."""
+
+
 def link_batch(
     runtime: BrokerRuntime,
     linker: Linker,
@@ -303,28 +309,35 @@ def link_batch(
 ) -> bool:
     """Link a committed batch from its resume point; True when it is fully linked.
 
-    Each chunk is applied whole by the linker, then the resume point moves on; a chunk
-    applied twice (after a crash between the two) changes nothing.
+    Chunks are applied by the linker a few at a time (:data:`_LINK_RECORDS`), then the
+    resume point moves past them; chunks applied twice (after a crash between the two)
+    change nothing.
     """
     store = runtime.store
     dataset = _dataset_info(store, record)
     batch_id = record.batch_key
     if record.state is BatchState.COMMITTED:
         batch_store.mark_batch(store, batch_id, BatchState.LINKING)
-    linked_records = 0
-    for index in range(record.chunks_linked, record.chunk_count):
+    index = record.chunks_linked
+    while index < record.chunk_count:
         if not keep_going():
             return False
-        chunk = decode_chunk(batch_store.read_chunk(store, batch_id, index))
+        chunks: list[TokenChunk] = []
+        end = index
+        while end < record.chunk_count and sum(map(len, chunks)) < _LINK_RECORDS:
+            chunks.append(decode_chunk(batch_store.read_chunk(store, batch_id, end)))
+            end += 1
+        refs = [ref for chunk in chunks for ref in chunk.refs]
         if record.mode is BatchMode.RETRACT:
-            linker.retract(dataset, chunk.refs, batch_id=batch_id)
+            linker.retract(dataset, refs, batch_id=batch_id)
         else:
-            # The chunk was stored re-keyed (accept_chunk): its tokens are stored tokens.
-            stored = cast(list[tuple[StoredToken | None, ...]], chunk.tokens)
-            incoming = list(map(IncomingRecord, chunk.refs, stored, chunk.payload))
+            # The chunks were stored re-keyed (accept_chunk): their tokens are stored tokens.
+            rows = [cast(list[tuple[StoredToken | None, ...]], c.tokens) for c in chunks]
+            payloads = [c.payload for c in chunks]
+            incoming = list(map(IncomingRecord, refs, chain(*rows), chain(*payloads)))
             linker.link(dataset, incoming, batch_id=batch_id)
-        linked_records += len(chunk)
-        batch_store.mark_chunk_linked(store, batch_id, index + 1)
+        batch_store.mark_chunk_linked(store, batch_id, end)
+        index = end
     if record.mode is BatchMode.REPLACE:
         linker.replace_finish(dataset, batch_id=batch_id)
     # Audited before the batch shows as linked, so whoever sees it linked also finds the
