@@ -350,8 +350,10 @@ def link_batch(
         dataset=record.dataset,
         counts={"chunks": record.chunk_count, "records": record.record_count},
     )
-    batch_store.mark_batch(store, batch_id, BatchState.LINKED)
+    # The chunks go before the batch shows as linked, so a linked batch holds nothing
+    # more (a crash in between finds every chunk linked and only marks the batch).
     batch_store.delete_chunks(store, batch_id)
+    batch_store.mark_batch(store, batch_id, BatchState.LINKED)
     return True
 
 
