@@ -6,7 +6,9 @@ datasets, 95% of tokens present and 80% of the hospital's patients known to the 
 * ``engine_*``: the linkage engine alone (no HTTP) against a private redis-server: ``n``
   GP records are linked first, then ``n`` hospital records are timed as they link
   against them; bytes per record is the growth of Redis's ``used_memory`` over the
-  ``2n`` records, payload excluded (the records carry none).
+  ``2n`` records, payload excluded (the records carry none). It also reports the growth
+  of the linking process's resident memory (the worker's mirror of the scope) and how
+  long a new worker takes to read the scope into its mirror.
 * ``http_*``: the whole path — ``tessera-broker serve`` with its embedded redis-server,
   the SDK's upload client sending batch files in chunks, re-keying, storing, linking —
   with client, broker and Redis sharing this machine. The GP batch is uploaded and linked
@@ -142,6 +144,11 @@ def run_engine(n: int) -> dict[str, float]:
             hospital_redis = _cpu(client) - redis_cpu
             used = int(client.info("memory")["used_memory"]) - base
             resident = _resident_bytes() - resident
+            # A worker that starts, or takes the scope over, reads it whole first.
+            newcomer = LinkageStore(client, scope="bench")
+            read_started = time.perf_counter()
+            newcomer.release(newcomer.acquire())
+            read_seconds = time.perf_counter() - read_started
             report = linker.report()
             client.close()
         finally:
@@ -157,6 +164,7 @@ def run_engine(n: int) -> dict[str, float]:
         # growth of the linking process's resident memory: mostly the worker's mirror of
         # the scope (records, persons, references and the token index; docs/keyspace.md)
         "engine_worker_resident_bytes_per_record": resident / (2 * n),
+        "engine_mirror_read_seconds_per_million_records": 1e6 * read_seconds / (2 * n),
         "engine_linked_fraction": report.linked_persons / n,
         # 1 when the linkage runs as mypyc-compiled extensions (`make setup`), else 0
         "engine_compiled": 0.0 if broker.linkage.__file__.endswith(".py") else 1.0,
