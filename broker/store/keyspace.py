@@ -18,7 +18,6 @@ __all__ = [
     "LINK_PAYLOADS",
     "LINK_PERSONS",
     "LINK_RECORDS",
-    "LINK_REFS",
     "LINK_STATS",
     "PREFIX",
     "agreement",
@@ -185,8 +184,6 @@ def session(session_id: str) -> str:
 # Redis: the linking worker rebuilds it in memory from the records (linkage_store.py).
 # Bucket and per-id keys are built inside the scripts from the same base and letters.
 
-LINK_REFS = "r"
-"""HASH per ``r:<ref[0:2]>``: ``dsn u16 + ref[2:16]`` -> rid u32."""
 LINK_RECORDS = "R"
 """HASH per ``R:<rid[0:3]>``: ``rid[3]`` -> record (dataset, person, ref, tokens)."""
 LINK_PERSONS = "P"
@@ -222,8 +219,7 @@ def linkage_key(scope: str, name: str) -> str:
 def linkage_bucket(scope: str, letter: str, suffix: bytes) -> bytes:
     """A bucket key: ``letter`` is a ``LINK_*`` bucket letter, ``suffix`` its raw bytes.
 
-    Reference buckets end in the first two bytes of the reference;
-    record, person, payload and conflict buckets in the first three bytes of the id
+    Record, person, payload and conflict buckets end in the first three bytes of the id
     (big-endian u32; ids never use a last byte of 128 or more, so a bucket holds 128).
     """
     return f"{linkage_base(scope)}{letter}:".encode() + suffix

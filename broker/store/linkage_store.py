@@ -1,4 +1,4 @@
-"""All Redis access of the linkage: records, persons, references, conflicts and counters.
+"""All Redis access of the linkage: records, persons, payloads, conflicts and counters.
 
 The layout is docs/keyspace.md ("Linkage"). Every key of one linkage scope shares the
 hash tag ``{scope}``, so one Lua script commits a slice's changes atomically (a Lua
@@ -8,17 +8,17 @@ are small hashes that Redis keeps as listpacks, so a field costs tens of bytes w
 plain key costs about a hundred.
 
 The worker holding a scope's linkage lock reads neighbourhoods from a mirror of the
-scope in its own memory (:class:`LinkageMirror`): the token index lives only there, rebuilt
-from the records when a worker first links a scope or finds that another worker linked
-it since. Redis stays the one durable copy; the mirror is a cache the lock keeps exact.
+scope in its own memory (:class:`LinkageMirror`): the token index and the reference map
+live only there, rebuilt from the records (which carry their tokens and reference) when
+a worker first links a scope or finds that another worker linked it since. Redis stays
+the one durable copy; the mirror is a cache the lock keeps exact.
 
 Binary formats (all integers big-endian):
 
 * index token (mirror only): ``k`` (1 byte, match key index) + the first 10 bytes of the
   stored token;
-* reference map: bucket ``ref[0:2]``, field ``dsn u16 + ref[2:16]`` (the whole
-  reference: references are chosen by the uploader, so a prefix could collide), value
-  ``rid u32``;
+* reference map key (mirror only): ``dsn u16 + ref`` (the whole reference: references
+  are chosen by the uploader, so a prefix could collide);
 * holders (value in the mirror's token index): ``(rid u32, dsn u16)`` per record holding
   the token, in record number order;
 * record: ``dsn u16 | pid u32 | bseq u32 | link_key u8 | conflict kinds u8 | ref 16 |``
@@ -99,57 +99,11 @@ _LEN = struct.Struct(">II")
 _SCAN_STEP = 128
 _LOCK_MS = 120_000
 
-_LUA_READ = r"""
-local base = ARGV[1]
-local rq, ridq, pidq = ARGV[2], ARGV[3], ARGV[4]
-local out_r, out_b, out_p = {}, {}, {}
-local seen_r, order_r = {}, {}
-local function want(r)
-  if r ~= '\0\0\0\0' and not seen_r[r] then seen_r[r] = true; order_r[#order_r + 1] = r end
-end
-local rkey = base .. 'r:'
-for i = 1, #rq, 18 do
-  local v = redis.call('HGET', rkey .. string.sub(rq, i + 2, i + 3),
-                       string.sub(rq, i, i + 1) .. string.sub(rq, i + 4, i + 17))
-  if v then out_r[#out_r + 1] = v; want(v) else out_r[#out_r + 1] = '\0\0\0\0' end
-end
-for i = 1, #ridq, 4 do want(string.sub(ridq, i, i + 3)) end
-local seen_p, order_p = {}, {}
-local bkey, pkey = base .. 'R:', base .. 'P:'
-for _, rid in ipairs(order_r) do
-  local v = redis.call('HGET', bkey .. string.sub(rid, 1, 3), string.sub(rid, 4, 4))
-  if v then
-    out_b[#out_b + 1] = rid .. struct.pack('>I4', #v) .. v
-    local pid = string.sub(v, 3, 6)
-    if pid ~= '\0\0\0\0' and not seen_p[pid] then
-      seen_p[pid] = true; order_p[#order_p + 1] = pid
-    end
-  end
-end
-for i = 1, #pidq, 4 do
-  local pid = string.sub(pidq, i, i + 3)
-  if not seen_p[pid] then seen_p[pid] = true; order_p[#order_p + 1] = pid end
-end
-for _, pid in ipairs(order_p) do
-  local v = redis.call('HGET', pkey .. string.sub(pid, 1, 3), string.sub(pid, 4, 4))
-  if v then out_p[#out_p + 1] = pid .. struct.pack('>I4', #v) .. v end
-end
-return {table.concat(out_r), table.concat(out_b), table.concat(out_p)}
-"""
-
 _LUA_WRITE = r"""
 local base = ARGV[1]
 local meta = base .. 'meta'
 if tonumber(redis.call('HGET', meta, 'gen') or '0') ~= tonumber(ARGV[2]) then
   return redis.error_reply('STALE the linkage changed since this worker read it')
-end
-local rw = ARGV[3]
-local rkey = base .. 'r:'
-for j = 1, #rw, 22 do
-  local key = rkey .. string.sub(rw, j + 2, j + 3)
-  local f = string.sub(rw, j, j + 1) .. string.sub(rw, j + 4, j + 17)
-  local v = string.sub(rw, j + 18, j + 21)
-  if v == '\0\0\0\0' then redis.call('HDEL', key, f) else redis.call('HSET', key, f, v) end
 end
 local function by_id(section, letter)
   local prefix = base .. letter .. ':'
@@ -176,12 +130,12 @@ local function by_id(section, letter)
   end
   flush()
 end
-by_id(ARGV[4], 'R')
-by_id(ARGV[5], 'P')
-by_id(ARGV[6], 'Y')
-by_id(ARGV[7], 'C')
-local nh = tonumber(ARGV[8])
-local a = 9
+by_id(ARGV[3], 'R')
+by_id(ARGV[4], 'P')
+by_id(ARGV[5], 'Y')
+by_id(ARGV[6], 'C')
+local nh = tonumber(ARGV[7])
+local a = 8
 for _ = 1, nh do
   redis.call('HSET', base .. ARGV[a], ARGV[a + 1], ARGV[a + 2])
   a = a + 3
@@ -461,9 +415,9 @@ class LinkageMirror:
     records and persons. Asked of Redis, that is one hash lookup per token, and the
     lookups, with the token index they need, were two thirds of Redis's CPU per record
     (docs/keyspace.md). The worker that holds the lock is the only writer, so it keeps
-    what it needs in memory: records and persons as stored, the reference map, and the
-    token index, which exists only here (rebuilt from the records' own tokens when the
-    mirror is read) — Redis holds no token index at all.
+    what it needs in memory: records and persons as stored, the reference map and the
+    token index. The last two exist only here, rebuilt from the records' own references
+    and tokens when the mirror is read: Redis holds neither.
 
     The worker changes the mirror as it decides (:meth:`LinkageStore.stage`, or the
     linker's clean-record path directly) and writes Redis behind it, so the mirror may
@@ -595,7 +549,6 @@ class LinkageStore:
         self.scope = scope
         self._base = keyspace.linkage_base(scope)
         self._meta = keyspace.linkage_key(scope, keyspace.LINK_META)
-        self._read = client.register_script(_LUA_READ)
         self._write = client.register_script(_LUA_WRITE)
         self._unlock = client.register_script(_LUA_UNLOCK)
         self._tuned: bool | None = None
@@ -799,7 +752,6 @@ class LinkageStore:
         Raises:
             LinkageBusyError: Redis moved on without this worker.
         """
-        ref_parts = [ref + _U32.pack(rid) for ref, rid in writes.refs.items()]
         hsets: list[bytes | str | int] = []
         for name, number in writes.meta.items():
             hsets += [keyspace.LINK_META, name, number]
@@ -808,7 +760,6 @@ class LinkageStore:
         args: list[bytes | str | int] = [
             self._base,
             expected,
-            b"".join(ref_parts),
             _sections(writes.records),
             _sections(writes.persons),
             _sections(writes.payloads),
@@ -857,27 +808,26 @@ class LinkageStore:
         key, field_name = self._bucket(letter, ident)
         return cast(bytes | None, self._r.hget(key, field_name))
 
-    def _held_record(self, dataset_id: str, ref: RecordRef) -> tuple[int, StoredRecord | None]:
-        """Record number and stored record of ``(dataset, ref)`` (0 when not held)."""
-        dsn = self.dataset_number(dataset_id)
-        if dsn is None:
-            return 0, None
-        args: list[bytes | str | int] = [self._base, struct.pack(">H", dsn) + ref, b"", b""]
-        out = cast(list[bytes], self._read(keys=[self._meta], args=args))
-        (rid,) = _U32.unpack(out[0])
-        raw = out[1]
-        if not rid or not raw:
-            return rid, None
-        return rid, StoredRecord.decode(rid, raw[8:])
+    def _held_record(self, dataset_id: str, ref: RecordRef) -> StoredRecord | None:
+        """The stored record of ``(dataset, ref)``, or ``None`` when not held.
+
+        Redis keeps no reference map (the linking worker's mirror has one), so this scans
+        the records: for tests and tools, never on a request path.
+        """
+        for records in self.iter_dataset_records(dataset_id):
+            for record in records:
+                if record.ref == ref:
+                    return record
+        return None
 
     def record_number(self, dataset_id: str, ref: RecordRef) -> int | None:
         """The record number of ``(dataset, ref)``, or ``None`` when not held."""
-        rid, _ = self._held_record(dataset_id, ref)
-        return rid or None
+        record = self._held_record(dataset_id, ref)
+        return None if record is None else record.rid
 
     def person_of(self, dataset_id: str, ref: RecordRef) -> PersonId | None:
         """The person of a record, or ``None`` when the record is not held."""
-        _, record = self._held_record(dataset_id, ref)
+        record = self._held_record(dataset_id, ref)
         return PersonId(record.pid) if record is not None and record.pid else None
 
     def records_of_person(self, person: PersonId) -> list[LinkedRecord]:
