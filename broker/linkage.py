@@ -729,6 +729,7 @@ class _CleanPath:
         dsn, opp = self.dsn, self.opp
         holders, records = mirror.holders, mirror.records
         chosen, chosen_key = 0, NO_KEY
+        last_other, last_pid = -1, 0
         keys: list[bytes] = []
         for k, token in enumerate(tokens):
             if token is None:
@@ -742,7 +743,9 @@ class _CleanPath:
                 other, other_dsn = MEMBER.unpack(raw)
                 if other_dsn == dsn:
                     return None
-                pid = stored_pid(records[other])
+                if other != last_other:  # usually one record holds every matching token
+                    last_other, last_pid = other, stored_pid(records[other])
+                pid = last_pid
             else:
                 seen: set[int] = set()
                 pids: set[int] = set()
@@ -944,7 +947,7 @@ class Linker:
         waiting: list[tuple[bytes, IncomingRecord, tuple[bytes | None, ...]]] = []
         for ref, incoming in latest.items():
             tokens = tuple(
-                None if t is None else t[:INDEX_TOKEN_BYTES] for t in incoming.tokens[:width]
+                [None if t is None else t[:INDEX_TOKEN_BYTES] for t in incoming.tokens[:width]]
             )
             if len(tokens) < width:
                 tokens += (None,) * (width - len(tokens))
