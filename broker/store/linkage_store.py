@@ -97,6 +97,7 @@ _U32 = struct.Struct(">I")
 _DSN = struct.Struct(">H")
 _LEN = struct.Struct(">II")
 _SCAN_STEP = 128
+_KEY_BYTES = [bytes((k,)) for k in range(256)]
 _LOCK_MS = 120_000
 
 _LUA_WRITE = r"""
@@ -448,14 +449,16 @@ class LinkageMirror:
 
     def add_record(self, rid: int, raw: bytes) -> None:
         """Take in one stored record, read in record number order (holders stay sorted)."""
-        record = StoredRecord.decode(rid, raw)
+        dsn, _, _, _, _, ref, n, mask = _REC.unpack_from(raw)
         self.records[rid] = raw
-        self.rids[_DSN.pack(record.dsn) + record.ref] = rid
-        member = MEMBER.pack(rid, record.dsn)
+        self.rids[raw[:2] + ref] = rid
+        member = MEMBER.pack(rid, dsn)
         holders = self.holders
-        for k, token in enumerate(record.tokens):
-            if token is not None:
-                key = bytes((k,)) + token
+        pos = _REC.size
+        for k in range(n):
+            if mask >> k & 1:
+                key = _KEY_BYTES[k] + raw[pos : pos + INDEX_TOKEN_BYTES]
+                pos += INDEX_TOKEN_BYTES
                 holders[key] = holders.get(key, b"") + member
 
     def fetch(
