@@ -1,7 +1,7 @@
 """Locust scenarios for the broker: organisations uploading batches, report and health reads.
 
 Run headless by ``loadtests/run.py`` (``make load``), which starts a broker, makes the
-credentials and fills :data:`CREDENTIALS` and :data:`AUDITOR`. Each simulated user is one
+credentials and fills :data:`CREDENTIALS` and :data:`ADMIN`. Each simulated user is one
 organisation with its own dataset: it opens small batches, sends their chunks (sometimes
 one twice, as a retrying client would), asks for the batch status and commits.
 """
@@ -18,12 +18,12 @@ from keys.batch import BatchManifest
 from keys.chunk import TokenChunk, chunk_digest, encode_chunk
 from keys.derive import RecordRef, Token
 
-__all__ = ["AUDITOR", "CREDENTIALS", "HealthReader", "OrgUploader", "ReportReader"]
+__all__ = ["ADMIN", "CREDENTIALS", "HealthReader", "OrgUploader", "ReportReader"]
 
 CREDENTIALS: list[str] = []
 """Organisation credentials, one per uploading user (filled by run.py)."""
-AUDITOR: list[str] = []
-"""An auditor credential for report reads (filled by run.py)."""
+ADMIN: list[str] = []
+"""An administrator credential for report reads (filled by run.py): the report is admin-only."""
 
 DOMAIN = "load-domain"
 SPEC_HASH = "load-spec"
@@ -108,7 +108,7 @@ class OrgUploader(HttpUser):
 
 
 class ReportReader(HttpUser):
-    """An auditor reading the linkage report."""
+    """An administrator reading the linkage report."""
 
     weight = 1
     wait_time = between(0.5, 1.5)
@@ -116,7 +116,7 @@ class ReportReader(HttpUser):
     @task
     def report(self) -> None:
         """GET the linkage report."""
-        headers = {"Authorization": f"Bearer {AUDITOR[0]}"} if AUDITOR else {}
+        headers = {"Authorization": f"Bearer {ADMIN[0]}"} if ADMIN else {}
         self.client.get("/v1/linkage/report", headers=headers, name="linkage report")
 
 

@@ -76,7 +76,7 @@ def _credentials(data_dir: Path, passphrase: str, orgs: int) -> tuple[list[str],
     try:
         for i in range(orgs + 1):
             credential = new_credential()
-            role = Role.AUDITOR if i == orgs else Role.ORG
+            role = Role.ADMIN if i == orgs else Role.ORG
             create_identity(
                 runtime.store,
                 identity_id="id_" + secrets.token_hex(8),
@@ -112,9 +112,9 @@ def main() -> int:
         data_dir = Path(tmp)
         process, url, env = _start_broker(data_dir)
         try:
-            orgs, auditor = _credentials(data_dir, env["TESSERA_BROKER_KEYSTORE_PASSPHRASE"], users)
+            orgs, admin = _credentials(data_dir, env["TESSERA_BROKER_KEYSTORE_PASSPHRASE"], users)
             locustfile.CREDENTIALS[:] = orgs
-            locustfile.AUDITOR[:] = [auditor]
+            locustfile.ADMIN[:] = [admin]
             environment = Environment(
                 user_classes=[
                     locustfile.OrgUploader,
