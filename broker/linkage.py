@@ -816,13 +816,11 @@ class Linker:
     """The incremental linkage engine over one :class:`LinkageStore`.
 
     Args:
-        store: where records, token indexes and persons live.
+        store: where records and persons live (its mirror holds the token index).
         now: clock (seconds), for waiting on the linkage lock.
-        slice_size: records per atomic commit. While one slice is decided, Redis
-            commits the slice before it and reads the slice after it (one worker thread,
-            in that order); what a decided slice changes is carried into the next in
-            memory, so an early read is never stale. A commit runs only after the one
-            before it succeeded.
+        slice_size: records per atomic commit. Slices are decided onto the store's
+            mirror; while one is decided, a worker thread writes the one before it to
+            Redis, and a write runs only after the one before it succeeded.
     """
 
     def __init__(
