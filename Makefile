@@ -17,10 +17,10 @@ HOT_PATH := client_sdk/readers/csv.py client_sdk/pipeline.py client_sdk/tokenise
 
 setup: $(STAMP) $(COMPILED)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml dev-constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	$(BIN)/python -m pip install --quiet -c dev-constraints.txt -e '.[all,dev]'
 	touch $(STAMP)
 
 # mypyc compiles the typed hot paths into C extensions beside the sources (the same code,

@@ -83,7 +83,7 @@ class BrokerProcess:
         """The broker's settings, as the subprocess reads them."""
         return BrokerSettings(
             data_dir=self.data_dir,
-            keystore_passphrase=self.env["TESSERA_BROKER_KEYSTORE_PASSPHRASE"],  # type: ignore[arg-type]
+            keystore_passphrase=self.env["TESSERA_BROKER_KEYSTORE_PASSPHRASE"],
         )
 
     @property
@@ -251,7 +251,7 @@ def make_batch(
     quality: dict[str, object] | None = None,
 ) -> BatchManifest:
     """Write a batch file of the given records in chunks of ``chunk_size``."""
-    rows = list(payload) if payload is not None else [()] * len(refs)
+    rows: list[tuple[str | None, ...]] = list(payload) if payload is not None else [()] * len(refs)
     with BatchWriter(path) as writer:
         for start in range(0, len(refs), chunk_size):
             stop = start + chunk_size

@@ -177,8 +177,8 @@ class Somerset:
             held = by_dataset.get(f"{org.name}/{org.dataset}", [])
             with LocalIndex.open(org.directory, org.dataset) as index:
                 local = index.lookup([RecordRef(ref) for ref, _ in held])
-            for ref, pid in held:
-                found[(org.source, local[RecordRef(ref)])] = pid
+            for ref, person in held:
+                found[(org.source, local[RecordRef(ref)])] = person
         return found
 
     def linkage_errors(self, sources: set[str]) -> int:
@@ -196,8 +196,8 @@ class Somerset:
             spread[truth[key]].add(pid)
         errors = 0
         for key, true_id in truth.items():
-            pid = placed.get(key)
-            if pid is None or len(members[pid]) > 1 or len(spread[true_id]) > 1:
+            placed_pid = placed.get(key)
+            if placed_pid is None or len(members[placed_pid]) > 1 or len(spread[true_id]) > 1:
                 errors += 1
         return errors
 

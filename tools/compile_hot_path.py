@@ -26,7 +26,7 @@ def main(paths: list[str]) -> None:
         groups[path.split("/", 1)[0]].append(path)
     setup(
         name="tessera-hot-path",
-        ext_modules=mypycify(
+        ext_modules=mypycify(  # type: ignore[arg-type]  # distutils Extensions
             sorted(paths),
             separate=[(files, f"{package}.hot_path") for package, files in groups.items()],
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,7 @@ def test_terms_defaults_and_validation(world):
     direct = world.terms(kind="direct_care", researchers=[], organisations=[world.gp])
     assert direct.opt_outs_apply is False
     assert world.terms(opt_outs_apply=False).opt_outs_apply is False
+    bad: dict[str, Any]
     for bad in (
         {"end": today() - timedelta(days=5)},
         {"researchers": []},

@@ -30,7 +30,7 @@ def data_dir(tmp_path_factory):
     runtime = BrokerRuntime.open(
         BrokerSettings(
             data_dir=path,
-            keystore_passphrase=env["TESSERA_BROKER_KEYSTORE_PASSPHRASE"],  # type: ignore[arg-type]
+            keystore_passphrase=env["TESSERA_BROKER_KEYSTORE_PASSPHRASE"],
             durable_writes=False,
         )
     )

@@ -138,7 +138,12 @@ def test_no_suppressed_cell_is_recovered_by_totals_margins_or_differencing(world
 
 def test_the_attack_does_recover_a_cell_when_only_primary_suppression_is_used():
     """The attacker in this file is strong enough: it beats primary-only suppression."""
-    full = {("a", "x"): 3, ("a", "y"): 20, ("b", "x"): 15, ("b", "y"): 25}
+    full: dict[tuple[str, ...], int] = {
+        ("a", "x"): 3,
+        ("a", "y"): 20,
+        ("b", "x"): 15,
+        ("b", "y"): 25,
+    }
     table = protect_table(full, min_cell_size=10)
     naive = {c: (None if 0 < n < 10 else n) for c, n in table.counts.items()}
     assert _attack(naive, 2)[("a", "x")] == 3

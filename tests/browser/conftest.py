@@ -51,7 +51,7 @@ def page(browser, broker_server) -> Iterator[object]:
 
     Records every request the page makes, and every dialog (there must be none).
     """
-    context = browser.new_context(  # type: ignore[attr-defined]
+    context = browser.new_context(
         base_url=broker_server.url.replace("127.0.0.1", "localhost"),
         java_script_enabled=False,
         viewport={"width": 1280, "height": 900},
@@ -74,7 +74,7 @@ def screenshot(page) -> object:
 
     def save(name: str) -> Path:
         path = ARTIFACTS / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+        page.screenshot(path=str(path), full_page=True)
         return path
 
     return save

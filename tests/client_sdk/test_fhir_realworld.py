@@ -10,6 +10,7 @@ import json
 import logging
 import tracemalloc
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,8 @@ def status(code, url=UKCORE_STATUS):
 
 
 def read(path, fields=FIELDS):
-    problems, skipped = [], []
+    problems: list[Any] = []
+    skipped: list[object] = []
     rows = list(
         read_fhir(
             path,
@@ -530,8 +532,8 @@ def test_pretty_printed_resources_without_a_bundle(tmp_path):
 def test_progress_reaches_the_end_of_a_bundle(tmp_path):
     path = tmp_path / "b.json"
     _write(path, 16_400, "minified")  # one report every 16,384 Patients, one at the end
-    seen = []
-    count = sum(1 for _ in read_fhir(path, FIELDS, on_progress=seen.append, today=TODAY))
+    seen: list[int] = []
+    count = len(list(read_fhir(path, FIELDS, on_progress=seen.append, today=TODAY)))
     assert count == 16_400
     assert len(seen) == 2 and seen[0] < seen[1] == path.stat().st_size
 

@@ -9,6 +9,7 @@ workers use, and the mapping check.
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,8 @@ def _mapping(identifiers: dict[str, object], **extra: object) -> dict[str, objec
     return {"source": source, "record": {"id": "ID"}, "identifiers": identifiers, **extra}
 
 
-def _records(path: Path, mapping: dict[str, object]) -> list[NormalisedRecord]:
-    return list(iter_records(path, parse_mapping(mapping), today=TODAY))
+def _records(path: Path, mapping: Mapping[str, Any]) -> list[NormalisedRecord]:
+    return list(iter_records(path, parse_mapping(dict(mapping)), today=TODAY))
 
 
 def _fields(record: NormalisedRecord) -> tuple[object, ...]:
@@ -493,7 +494,7 @@ def test_split_fields_tokenise_in_worker_processes_as_one_column_does(tmp_path):
     )
     got = list(tokenise_records(blocks, params, workers=2))
 
-    def records(chunks: list[Any]) -> list[tuple[object, ...]]:
+    def records(chunks: list[Any]) -> list[tuple[Any, ...]]:
         decoded = [decode_chunk(c.data) for c in chunks]
         return [row for d in decoded for row in zip(d.refs, d.tokens, d.payload, strict=True)]
 

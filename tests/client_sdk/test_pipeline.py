@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from datetime import date
 from pathlib import Path
 
@@ -150,6 +151,7 @@ def test_streaming_is_lazy(tmp_path):
     records = iter_records(path, mapping)
     first = next(records)
     assert first.local_id == "0"
+    assert isinstance(records, Generator)
     records.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,7 +183,8 @@ def test_ndjson_bad_lines_and_other_resources(tmp_path):
         json.dumps({"resourceType": "Patient", "id": "b"}),
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    problems, skipped = [], []
+    problems: list[Any] = []
+    skipped: list[object] = []
     rows = list(
         read_fhir(path, _FIELDS, on_problem=lambda *p: problems.append(p), on_skip=skipped.append)
     )

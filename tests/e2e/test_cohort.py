@@ -102,7 +102,7 @@ def test_cohort_selection_and_parquet(world, tmp_path):
     table = pq.read_table(out)
     assert table.column_names == ["pseudonym", ae]
     values = table.column(ae).to_pylist()
-    assert values and all(int(v) >= 3 for v in values)
+    assert values and all(v is not None and int(v) >= 3 for v in values)
     hospital = _read_cp1252(world.root / "data" / f"{trust.source}.csv")
     opted_out = _persons_in(world, world.orgs["optout"].source)
     truth = {

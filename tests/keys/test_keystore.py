@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -271,6 +272,10 @@ def test_busy_error_in_process(keystore: Keystore):
 _names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True)
 
 
+def _repeat(fill: bytes) -> Callable[[int], bytes]:
+    return lambda k: fill * k
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     secrets=st.dictionaries(_names, st.binary(max_size=64), max_size=4),
@@ -280,7 +285,7 @@ _names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True)
 def test_any_contents_survive_a_seal_round_trip(secrets, meta, domains):
     contents = KeystoreContents(secrets=secrets, meta=meta)
     for n, name in enumerate(domains):
-        version = new_key_version("v1", status="current", rng=lambda k, n=n: bytes([n]) * k)
+        version = new_key_version("v1", status="current", rng=_repeat(bytes([n])))
         contents.domains[name] = Domain(name=name, versions=(version,))
     data = seal_contents(contents, "pw", kind=KeystoreKind.ORG, kdf=FAST)
     assert unseal_contents(data, "pw", kind=KeystoreKind.ORG) == contents

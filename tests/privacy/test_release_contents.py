@@ -22,7 +22,7 @@ def world(broker_server, tmp_path_factory) -> World:
 def _forbidden_strings(world: World) -> set[str]:
     """Every token and reference of the world, in every encoding a leak would take."""
     found: set[str] = set()
-    values = [t for pair in world.tokens.values() for t in pair]
+    values: list[bytes] = [t for pair in world.tokens.values() for t in pair]
     values += list(world.gp_refs.values()) + list(world.hosp_refs.values())
     for value in values:
         found |= {
