@@ -24,6 +24,7 @@ from client_sdk.cli_release import (
     linked_command,
     risk_command,
 )
+from client_sdk.cli_run import run_command
 from client_sdk.cli_synth import synth_command
 from client_sdk.cli_tokenise import spec_group, tokenise_command
 from keys.cliutil import main_wrapper
@@ -52,6 +53,7 @@ for _command in (
     truth_refs_command,
     tokenise_command,
     spec_group,
+    run_command,
 ):
     cli.add_command(_command)
 

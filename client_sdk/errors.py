@@ -6,14 +6,25 @@
     ├── InputError (ValueError)        an input file that cannot be read as mapped
     ├── MappingError (ValueError)      a mapping that does not validate (every problem at once)
     ├── OrgStoreError                  the organisation directory is missing or not initialised
-    └── BrokerCallError                the broker refused or could not be reached
+    ├── BrokerCallError                the broker refused or could not be reached
+    ├── JobConfigError (ValueError)    a `tessera-sdk run` job file that does not validate
+    ├── JobBusyError                   another run of the same job holds its lock
+    └── QualityFloorError              the extract is graded below the job's floor
 """
 
 from __future__ import annotations
 
 from keys.errors import SdkError
 
-__all__ = ["BrokerCallError", "InputError", "MappingError", "OrgStoreError"]
+__all__ = [
+    "BrokerCallError",
+    "InputError",
+    "JobBusyError",
+    "JobConfigError",
+    "MappingError",
+    "OrgStoreError",
+    "QualityFloorError",
+]
 
 
 class InputError(SdkError, ValueError):
@@ -47,3 +58,21 @@ class BrokerCallError(SdkError):
         self.code = code
         self.status = status
         super().__init__(message)
+
+
+class JobConfigError(SdkError, ValueError):
+    """A job file that cannot be read or does not validate; lists every problem at once."""
+
+    exit_code = 15
+
+
+class JobBusyError(SdkError):
+    """Another run of the same job still holds its lock."""
+
+    exit_code = 16
+
+
+class QualityFloorError(SdkError):
+    """The extract's quality grade is below the job's floor: nothing was uploaded."""
+
+    exit_code = 17
