@@ -1,10 +1,11 @@
 """Storage of the hash-chained audit log: a Redis list, a head pointer and checkpoints.
 
-broker/audit.py decides what an entry and a checkpoint hold, how they are hashed and
+broker/audit/ decides what an entry and a checkpoint hold, how they are hashed and
 signed; this module appends entries atomically (WATCH on the head, so two broker workers
-never fork the chain), appends checkpoints in increasing position (WATCH on their list),
-keeps the count of ``release`` entries per agreement in the same transaction as the entry,
-and reads everything back. Every key carries the ``{audit}`` hash tag: one cluster slot.
+never fork the chain), each with its signed checkpoint (the *head checkpoint*, replaced at
+every append) and the count of ``release`` entries per agreement in the same transaction,
+appends the periodic checkpoints in increasing position (WATCH on their list), and reads
+everything back. Every key carries the ``{audit}`` hash tag: one cluster slot.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "read_checkpoints",
     "read_entries",
     "read_head",
+    "read_head_checkpoint",
     "release_counts",
 ]
 
@@ -34,9 +36,14 @@ def read_head(store: Store) -> bytes | None:
     return cast(bytes | None, store.redis.get(keyspace.audit_head()))
 
 
+def read_head_checkpoint(store: Store) -> bytes | None:
+    """The signed checkpoint of the newest entry appended by a process holding the key."""
+    return cast(bytes | None, store.redis.get(keyspace.audit_head_checkpoint()))
+
+
 def append_chained(
     store: Store,
-    build: Callable[[bytes | None], tuple[bytes, bytes]],
+    build: Callable[[bytes | None], tuple[bytes, bytes, bytes | None]],
     *,
     release_of: str = "",
 ) -> bytes:
@@ -44,23 +51,27 @@ def append_chained(
 
     Args:
         store: the broker's store.
-        build: given the current head (or ``None``), returns the entry's bytes and the new
-            head; called again if another writer got in first.
+        build: given the current head (or ``None``), returns the entry's bytes, the new
+            head and the entry's checkpoint (or ``None``: none is signed); called again if
+            another writer got in first.
         release_of: an agreement whose release count goes up with this entry.
 
     Returns:
         The entry as stored.
     """
     log_key, head_key = keyspace.audit_log(), keyspace.audit_head()
+    head_checkpoint_key = keyspace.audit_head_checkpoint()
     with store.redis.pipeline(transaction=True) as pipe:
         while True:
             try:
                 pipe.watch(head_key)  # type: ignore[no-untyped-call]
                 head = cast(bytes | None, pipe.get(head_key))
-                entry, new_head = build(head)
+                entry, new_head, checkpoint = build(head)
                 pipe.multi()
                 pipe.rpush(log_key, entry)
                 pipe.set(head_key, new_head)
+                if checkpoint is not None:
+                    pipe.set(head_checkpoint_key, checkpoint)
                 if release_of:
                     pipe.hincrby(keyspace.audit_releases(), release_of, 1)
                 pipe.execute()

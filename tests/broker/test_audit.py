@@ -22,6 +22,7 @@ from broker.audit import (
     read_audit,
     read_audit_checkpoints,
     releases_by_agreement,
+    use_audit_signing_key,
     verify_audit,
     verify_export,
 )
@@ -67,7 +68,8 @@ def _rewrite(store, raws):
 
 def _set_head(store, entry):
     store.redis.set(
-        keyspace.audit_head(), json.dumps({"seq": entry.seq, "hash": entry.hash}).encode()
+        keyspace.audit_head(),
+        json.dumps({"hash": entry.hash, "seq": entry.seq}, separators=(",", ":")).encode(),
     )
 
 
@@ -261,3 +263,122 @@ def test_an_export_verifies_offline_and_tampering_in_it_is_found(store):
     result = verify_export(text, PUBLIC)
     assert result.first_bad_position == 6
     assert not verify_export(lines, public_key_of(OTHER_SEED)).ok
+
+
+# The exact stored bytes, and the tail (issue 20, point 9) ----------------------------------
+
+
+def _canonical(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _with_extra_field(raw):
+    return _canonical({**json.loads(raw), "note": "looked.innocent"})
+
+
+def _with_duplicate_key(raw):
+    # json keeps the last value of a repeated key: the entry still parses and hashes as before
+    return raw.replace(b'{"action":', b'{"action":"nothing.happened","action":', 1)
+
+
+def _with_seq_as_string(raw):
+    entry = json.loads(raw)
+    return _canonical({**entry, "seq": str(entry["seq"])})
+
+
+def _with_count_as_string(raw):
+    entry = json.loads(raw)
+    return _canonical({**entry, "counts": {k: str(v) for k, v in entry["counts"].items()}})
+
+
+NON_CANONICAL = {
+    "extra field": (_with_extra_field, "a field that is not part of the record"),
+    "duplicate key": (_with_duplicate_key, "'action' appears twice"),
+    "number as string": (_with_seq_as_string, "'seq' is stored as a string, not an integer"),
+    "count as string": (_with_count_as_string, "a value in 'counts' is not stored as an integer"),
+}
+
+
+@pytest.mark.parametrize("tampering", sorted(NON_CANONICAL))
+def test_an_entry_not_stored_in_its_canonical_bytes_is_refused_at_its_position(store, tampering):
+    tamper, reason = NON_CANONICAL[tampering]
+    _fill(store, 20)
+    raws = _raw(store)
+    raws[7] = tamper(raws[7])
+    assert AuditEntry.from_json(raws[7]) == AuditEntry.from_json(_raw(store)[7])  # same fields
+    _rewrite(store, raws)
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 7
+    assert "not stored in its canonical bytes" in result.problems[0].message
+    assert reason in result.problems[0].message
+    export = verify_export(list(export_lines(store)), PUBLIC)
+    assert export.first_bad_position == 7
+
+
+def test_a_checkpoint_not_stored_in_its_canonical_bytes_is_refused(store):
+    _fill(store, 12)
+    ensure_checkpoints(store, SEED, every=5, now=T0)
+    raw = store.redis.lindex(keyspace.audit_checkpoints(), 1)
+    store.redis.lset(keyspace.audit_checkpoints(), 1, _with_extra_field(raw))
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 9
+    assert "checkpoint 1 (position 9) is not stored in its canonical bytes" in (
+        result.problems[0].message
+    )
+
+
+def test_every_entry_is_signed_as_it_is_written(store):
+    use_audit_signing_key(store, SEED)
+    _fill(store, 3)
+    head = Checkpoint.from_json(store.redis.get(keyspace.audit_head_checkpoint()))
+    assert head.position == 2 and head.is_valid(PUBLIC)
+    assert head.head == read_audit(store, start=2, count=1)[0].hash
+    result = verify_audit(store, PUBLIC)
+    assert result.ok and result.signed_head == 2
+    assert "head signed at position 2" in result.summary()
+
+
+def test_a_tail_dropped_with_the_head_moved_back_is_found_at_the_first_removed_position(store):
+    use_audit_signing_key(store, SEED)
+    _fill(store, 20)
+    raws = _raw(store)[:15]
+    _rewrite(store, raws)
+    _set_head(store, AuditEntry.from_json(raws[-1]))  # the chain and the head look whole
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 15
+    assert "entries were removed, from position 15" in result.problems[0].message
+
+
+def test_a_tail_dropped_with_the_head_deleted_is_found_at_the_first_removed_position(store):
+    use_audit_signing_key(store, SEED)
+    _fill(store, 20)
+    _rewrite(store, _raw(store)[:15])
+    store.redis.delete(keyspace.audit_head())
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 15
+    assert all(p.position == 15 for p in result.problems)
+
+
+def test_a_forged_head_checkpoint_is_detected(store):
+    use_audit_signing_key(store, SEED)
+    _fill(store, 5)
+    forged = make_checkpoint(9, "f" * 64, OTHER_SEED, now=T0)
+    store.redis.set(keyspace.audit_head_checkpoint(), forged.to_json())
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 9
+    assert "the head checkpoint (position 9) is not signed by the broker's audit key" in (
+        result.problems[0].message
+    )
+
+
+def test_an_export_ends_with_the_head_checkpoint_so_its_dropped_tail_is_found(store):
+    use_audit_signing_key(store, SEED)
+    _fill(store, 15)
+    checkpoint_now(store, SEED, every=100, now=T0)  # a periodic checkpoint at 14 as well
+    _fill(store, 3, start=15)
+    lines = list(export_lines(store))
+    assert len(lines) == 18 + 2
+    assert verify_export(lines, PUBLIC).ok
+    result = verify_export(lines[:16] + lines[18:], PUBLIC)
+    assert result.first_bad_position == 16
+    assert "entries were removed" in result.problems[0].message
