@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from keys.signing import public_key_of, sign, verify
 
@@ -210,6 +211,12 @@ class Checkpoint:
         return verify(public_key, self.message(), signature)
 
 
+@lru_cache(maxsize=4)
+def _key_id_of_seed(signing_seed: bytes) -> str:
+    # deriving the public key costs as much as a signature: once per key, not per entry
+    return audit_key_id(public_key_of(signing_seed))
+
+
 def make_checkpoint(
     position: int, head: str, signing_seed: bytes, *, now: datetime | None = None
 ) -> Checkpoint:
@@ -225,7 +232,7 @@ def make_checkpoint(
         position=position,
         head=head,
         time=(now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
-        key_id=audit_key_id(public_key_of(signing_seed)),
+        key_id=_key_id_of_seed(signing_seed),
     )
     signature = base64.b64encode(sign(signing_seed, draft.message())).decode()
     return replace(draft, signature=signature)

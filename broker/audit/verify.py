@@ -9,7 +9,7 @@ entry is stored in its exact canonical bytes, check the head pointer, the head c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from broker.audit.records import (
@@ -285,13 +285,14 @@ def _verify(
     entries: int,
     checkpoint_lines: list[bytes],
     head_checkpoint: bytes | None,
+    anchors: Sequence[bytes],
     public_key: bytes,
     head_raw: bytes | None,
     check_head: bool,
 ) -> AuditVerification:
     problems: list[AuditProblem] = []
     watch: set[int] = set()
-    for raw in [*checkpoint_lines, *([head_checkpoint] if head_checkpoint is not None else [])]:
+    for raw in [*checkpoint_lines, *([head_checkpoint] if head_checkpoint else []), *anchors]:
         try:
             watch.add(Checkpoint.from_json(raw).position)
         except ValueError:
@@ -331,6 +332,20 @@ def _verify(
         if problem is not None:
             problems.append(problem)
         signed_head = found.position if found is not None else None
+    for number, raw in enumerate(anchors):
+        _, problem = _checkpoint_problem(
+            f"anchor {number}", raw, public_key=public_key, scan=scan, last_good=last_good
+        )
+        if problem is not None:
+            problems.append(problem)
+    covered_to = max(last_good, signed_head if signed_head is not None else -1)
+    if not problems and covered_to < scan.walked - 1:
+        message = (
+            f"entries {covered_to + 1} to {scan.walked - 1} are covered by no signed "
+            "checkpoint: the broker signs every entry it writes, so the newest entries' "
+            "checkpoint was removed or they were written without the audit key"
+        )
+        problems.append(AuditProblem(covered_to + 1, message))
     problems.sort(key=lambda p: p.position)
     return AuditVerification(
         entries=entries,
@@ -343,12 +358,16 @@ def _verify(
     )
 
 
-def verify_audit(store: Store, public_key: bytes) -> AuditVerification:
+def verify_audit(
+    store: Store, public_key: bytes, *, anchors: Sequence[bytes] = ()
+) -> AuditVerification:
     """Verify the whole log in the store: the chain, the head, and every checkpoint.
 
     Args:
         store: the broker's store.
         public_key: the broker's audit public key (raw 32 bytes).
+        anchors: checkpoints held outside the broker (published, or from an earlier
+            export): each must still match the log, so a rollback past it is found.
 
     Returns:
         The outcome; ``problems[0]`` names the first bad position.
@@ -362,6 +381,7 @@ def verify_audit(store: Store, public_key: bytes) -> AuditVerification:
         entries=entries,
         checkpoint_lines=checkpoint_lines,
         head_checkpoint=head_checkpoint,
+        anchors=anchors,
         public_key=public_key,
         head_raw=head_raw,
         check_head=True,
@@ -391,11 +411,14 @@ def export_lines(store: Store) -> Iterator[bytes]:
         yield EXPORT_CHECKPOINT_PREFIX + raw + b"}"
 
 
-def verify_export(lines: Iterable[bytes | str], public_key: bytes) -> AuditVerification:
+def verify_export(
+    lines: Iterable[bytes | str], public_key: bytes, *, anchors: Sequence[bytes] = ()
+) -> AuditVerification:
     """Verify an export (:func:`export_lines`) offline, with the published public key.
 
-    An export has no head pointer: entries removed from its end are found only by a
-    checkpoint beyond the new end (the export ends with the newest entry's checkpoint).
+    An export has no head pointer: entries removed from its end are found by the
+    checkpoint it ends with (the newest entry's), unless that line went too; ``anchors``
+    (checkpoints held elsewhere) must still match it, as in :func:`verify_audit`.
     """
     entries: list[tuple[int, bytes]] = []
     checkpoint_lines: list[bytes] = []
@@ -413,6 +436,7 @@ def verify_export(lines: Iterable[bytes | str], public_key: bytes) -> AuditVerif
         entries=len(entries),
         checkpoint_lines=checkpoint_lines,
         head_checkpoint=None,
+        anchors=anchors,
         public_key=public_key,
         head_raw=None,
         check_head=False,

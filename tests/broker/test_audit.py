@@ -38,6 +38,8 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 def store(flushed_store):
+    """A store whose appends are signed as a broker's are."""
+    use_audit_signing_key(flushed_store, SEED)
     return flushed_store
 
 
@@ -328,7 +330,6 @@ def test_a_checkpoint_not_stored_in_its_canonical_bytes_is_refused(store):
 
 
 def test_every_entry_is_signed_as_it_is_written(store):
-    use_audit_signing_key(store, SEED)
     _fill(store, 3)
     head = Checkpoint.from_json(store.redis.get(keyspace.audit_head_checkpoint()))
     assert head.position == 2 and head.is_valid(PUBLIC)
@@ -339,7 +340,6 @@ def test_every_entry_is_signed_as_it_is_written(store):
 
 
 def test_a_tail_dropped_with_the_head_moved_back_is_found_at_the_first_removed_position(store):
-    use_audit_signing_key(store, SEED)
     _fill(store, 20)
     raws = _raw(store)[:15]
     _rewrite(store, raws)
@@ -350,7 +350,6 @@ def test_a_tail_dropped_with_the_head_moved_back_is_found_at_the_first_removed_p
 
 
 def test_a_tail_dropped_with_the_head_deleted_is_found_at_the_first_removed_position(store):
-    use_audit_signing_key(store, SEED)
     _fill(store, 20)
     _rewrite(store, _raw(store)[:15])
     store.redis.delete(keyspace.audit_head())
@@ -360,7 +359,6 @@ def test_a_tail_dropped_with_the_head_deleted_is_found_at_the_first_removed_posi
 
 
 def test_a_forged_head_checkpoint_is_detected(store):
-    use_audit_signing_key(store, SEED)
     _fill(store, 5)
     forged = make_checkpoint(9, "f" * 64, OTHER_SEED, now=T0)
     store.redis.set(keyspace.audit_head_checkpoint(), forged.to_json())
@@ -372,7 +370,6 @@ def test_a_forged_head_checkpoint_is_detected(store):
 
 
 def test_an_export_ends_with_the_head_checkpoint_so_its_dropped_tail_is_found(store):
-    use_audit_signing_key(store, SEED)
     _fill(store, 15)
     checkpoint_now(store, SEED, every=100, now=T0)  # a periodic checkpoint at 14 as well
     _fill(store, 3, start=15)
@@ -382,3 +379,42 @@ def test_an_export_ends_with_the_head_checkpoint_so_its_dropped_tail_is_found(st
     result = verify_export(lines[:16] + lines[18:], PUBLIC)
     assert result.first_bad_position == 16
     assert "entries were removed" in result.problems[0].message
+
+
+def test_entries_covered_by_no_signed_checkpoint_fail_verification(flushed_store):
+    _fill(flushed_store, 12)  # appended without the audit key
+    ensure_checkpoints(flushed_store, SEED, every=5, now=T0)
+    result = verify_audit(flushed_store, PUBLIC)
+    assert result.first_bad_position == 10
+    assert "entries 10 to 11 are covered by no signed checkpoint" in result.problems[0].message
+    checkpoint_now(flushed_store, SEED, every=5, now=T0)
+    assert verify_audit(flushed_store, PUBLIC).ok
+
+
+def test_a_tail_dropped_with_the_head_and_its_checkpoint_moved_back_is_found(store):
+    _fill(store, 10)
+    checkpoint_now(store, SEED, every=100, now=T0)  # a periodic checkpoint at 9
+    _fill(store, 10, start=10)
+    raws = _raw(store)[:15]
+    _rewrite(store, raws)
+    _set_head(store, AuditEntry.from_json(raws[-1]))
+    store.redis.delete(keyspace.audit_head_checkpoint())
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 10  # the first entry no signature covers any more
+    assert "covered by no signed checkpoint" in result.problems[0].message
+
+
+def test_a_rollback_to_a_signed_state_is_found_only_against_an_anchor(store):
+    _fill(store, 10)
+    earlier = checkpoint_now(store, SEED, every=100, now=T0)  # published at position 9
+    _fill(store, 10, start=10)
+    anchor = store.redis.get(keyspace.audit_head_checkpoint())  # published at position 19
+    raws = _raw(store)[:10]  # the whole state rolled back to position 9, consistently
+    _rewrite(store, raws)
+    _set_head(store, AuditEntry.from_json(raws[-1]))
+    store.redis.set(keyspace.audit_head_checkpoint(), earlier.to_json())
+    assert verify_audit(store, PUBLIC).ok  # the bound: Redis alone cannot tell
+    result = verify_audit(store, PUBLIC, anchors=[anchor])
+    assert result.first_bad_position == 10
+    assert "anchor 0 (position 19) covers position 19" in result.problems[0].message
+    assert verify_audit(store, PUBLIC, anchors=[earlier.to_json()]).ok

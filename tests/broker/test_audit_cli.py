@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from broker.audit import append_audit, read_audit_checkpoints, verify_audit
+from broker.audit import append_audit, make_checkpoint, read_audit_checkpoints, verify_audit
 from broker.config import BrokerSettings
 from broker.runtime import BrokerRuntime
 from broker.store import keyspace
@@ -195,3 +195,31 @@ def test_verify_refuses_each_tampering_and_names_its_position(tmp_path, tamperin
     assert failed.returncode == 28
     assert "audit log fails verification at position 5" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_a_rollback_is_found_against_an_anchor_kept_outside_the_broker(tmp_path):
+    env = _fresh_log(tmp_path / "broker", 8)
+    anchor = tmp_path / "anchor.json"
+    made = _run(env, "checkpoint", "--out", str(anchor))
+    assert made.returncode == 0, made.stderr
+    runtime = _runtime(tmp_path / "broker", env)
+    try:
+        redis = runtime.store.redis
+        fifth = json.loads(redis.lindex(keyspace.audit_log(), 4))
+        # the state as it was at position 4, head checkpoint included (copied at the time)
+        at_four = make_checkpoint(4, fifth["hash"], runtime.secrets.audit_signing_key)
+        redis.ltrim(keyspace.audit_log(), 0, 4)
+        redis.set(keyspace.audit_head(), _canonical({"hash": fifth["hash"], "seq": 4}))
+        redis.set(keyspace.audit_head_checkpoint(), at_four.to_json())
+        redis.delete(keyspace.audit_checkpoints())
+    finally:
+        runtime.close()
+    assert _run(env, "verify").returncode == 0  # the bound: Redis alone cannot tell
+    failed = _run(env, "verify", "--anchor", str(anchor))
+    assert failed.returncode == 28
+    assert "audit log fails verification at position 5: anchor 0 (position 7)" in failed.stderr
+    not_an_anchor = tmp_path / "empty.json"
+    not_an_anchor.write_text("{}\n")
+    refused = _run(env, "verify", "--anchor", str(not_an_anchor))
+    assert refused.returncode != 0 and "no audit checkpoint in it" in refused.stderr
+    assert "Traceback" not in refused.stderr
