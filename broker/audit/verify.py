@@ -23,13 +23,7 @@ from broker.audit.records import (
     entry_hash,
     stored_form_problem,
 )
-from broker.store.audit_log import (
-    audit_length,
-    read_checkpoints,
-    read_entries,
-    read_head,
-    read_head_checkpoint,
-)
+from broker.store.audit_log import read_entries, read_snapshot
 from broker.store.client import Store
 
 __all__ = [
@@ -372,18 +366,15 @@ def verify_audit(
     Returns:
         The outcome; ``problems[0]`` names the first bad position.
     """
-    checkpoint_lines = read_checkpoints(store)
-    head_checkpoint = read_head_checkpoint(store)
-    head_raw = read_head(store)
-    entries = audit_length(store)
+    snapshot = read_snapshot(store)  # appends made while the walk runs are not walked
     return _verify(
-        iter_stored(store, start=0, stop=None),
-        entries=entries,
-        checkpoint_lines=checkpoint_lines,
-        head_checkpoint=head_checkpoint,
+        iter_stored(store, start=0, stop=snapshot.length),
+        entries=snapshot.length,
+        checkpoint_lines=snapshot.checkpoints,
+        head_checkpoint=snapshot.head_checkpoint,
         anchors=anchors,
         public_key=public_key,
-        head_raw=head_raw,
+        head_raw=snapshot.head,
         check_head=True,
     )
 
@@ -398,14 +389,15 @@ def _position_of(raw: bytes | None) -> int:
 def export_lines(store: Store) -> Iterator[bytes]:
     """The log as JSON lines: every entry as stored, then every checkpoint as
     ``{"checkpoint": {...}}`` (each line without its newline), ending with the head
-    checkpoint when it is newer than the newest periodic one."""
-    checkpoints = read_checkpoints(store)
-    head_checkpoint = read_head_checkpoint(store)
-    for _, raw in iter_stored(store, start=0, stop=None):
+    checkpoint when it is newer than the newest periodic one. The export is the log as of
+    one moment: entries appended while it is written are left for the next."""
+    snapshot = read_snapshot(store)
+    checkpoints = list(snapshot.checkpoints)
+    for _, raw in iter_stored(store, start=0, stop=snapshot.length):
         yield raw
-    if head_checkpoint is not None and _position_of(head_checkpoint) > _position_of(
-        checkpoints[-1] if checkpoints else None
-    ):
+    head_checkpoint = snapshot.head_checkpoint
+    newest = checkpoints[-1] if checkpoints else None
+    if head_checkpoint is not None and _position_of(head_checkpoint) > _position_of(newest):
         checkpoints.append(head_checkpoint)
     for raw in checkpoints:
         yield EXPORT_CHECKPOINT_PREFIX + raw + b"}"

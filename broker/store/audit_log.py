@@ -11,6 +11,7 @@ everything back. Every key carries the ``{audit}`` hash tag: one cluster slot.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 import redis
@@ -19,26 +20,50 @@ from broker.store import keyspace
 from broker.store.client import Store
 
 __all__ = [
+    "AuditSnapshot",
     "append_chained",
     "append_checkpoint",
     "audit_length",
     "last_checkpoint",
     "read_checkpoints",
     "read_entries",
-    "read_head",
-    "read_head_checkpoint",
+    "read_snapshot",
     "release_counts",
 ]
 
 
-def read_head(store: Store) -> bytes | None:
-    """The head record (JSON ``{"seq", "hash"}``) of the newest entry, if any."""
-    return cast(bytes | None, store.redis.get(keyspace.audit_head()))
+@dataclass(frozen=True, slots=True)
+class AuditSnapshot:
+    """The log's pointers, read in one transaction: entries below ``length`` never change
+    under an honest broker (it only appends), so a walk up to it is consistent with them.
+
+    Attributes:
+        length: number of entries.
+        head: the head pointer, if any.
+        head_checkpoint: the newest entry's signed checkpoint, if any.
+        checkpoints: every periodic checkpoint, oldest first.
+    """
+
+    length: int
+    head: bytes | None
+    head_checkpoint: bytes | None
+    checkpoints: list[bytes]
 
 
-def read_head_checkpoint(store: Store) -> bytes | None:
-    """The signed checkpoint of the newest entry appended by a process holding the key."""
-    return cast(bytes | None, store.redis.get(keyspace.audit_head_checkpoint()))
+def read_snapshot(store: Store) -> AuditSnapshot:
+    """The length, head, head checkpoint and checkpoints of the log, as of one moment."""
+    with store.redis.pipeline(transaction=True) as pipe:
+        pipe.llen(keyspace.audit_log())
+        pipe.get(keyspace.audit_head())
+        pipe.get(keyspace.audit_head_checkpoint())
+        pipe.lrange(keyspace.audit_checkpoints(), 0, -1)
+        length, head, head_checkpoint, checkpoints = pipe.execute()
+    return AuditSnapshot(
+        length=int(length),
+        head=cast(bytes | None, head),
+        head_checkpoint=cast(bytes | None, head_checkpoint),
+        checkpoints=cast(list[bytes], checkpoints),
+    )
 
 
 def append_chained(

@@ -418,3 +418,14 @@ def test_a_rollback_to_a_signed_state_is_found_only_against_an_anchor(store):
     assert result.first_bad_position == 10
     assert "anchor 0 (position 19) covers position 19" in result.problems[0].message
     assert verify_audit(store, PUBLIC, anchors=[earlier.to_json()]).ok
+
+
+def test_an_export_is_the_log_as_of_one_moment_while_entries_are_appended(store):
+    _fill(store, 6)
+    lines = export_lines(store)
+    first = next(lines)  # the snapshot is taken here
+    _fill(store, 3, start=6)  # a busy broker goes on writing
+    exported = [first, *lines]
+    assert len(exported) == 6 + 1  # six entries and the head checkpoint at position 5
+    assert verify_export(exported, PUBLIC).ok
+    assert verify_audit(store, PUBLIC).ok
