@@ -33,6 +33,12 @@ from itertools import product
 
 from broker.agreements import Agreement, NotReleasedError, agreement_datasets
 from broker.audit import RELEASE_ACTION, append_audit
+from broker.disclosure import (
+    NEAREST_BASE,
+    CountRounding,
+    DisclosureProfile,
+    profile_of,
+)
 from broker.errors import BadRequestError
 from broker.store.client import Store
 from broker.store.datasets import list_all_datasets
@@ -45,6 +51,7 @@ from keys.wire_release import (
     AggregateControl,
     AggregateOut,
     AggregateRequest,
+    AgreementTerms,
     CohortOut,
     CohortRequest,
     LinkedOut,
@@ -478,7 +485,10 @@ def release_aggregate(
     opt-outs where they apply); a person with no value for a field counts under ``""``.
     The table protected is the cross-classification by *every* released field of the
     agreement, so that all queries read one consistent table; a query returns the
-    entries of its ``by`` fields with the margins over the others.
+    entries of its ``by`` fields with the margins over the others. The agreement's
+    disclosure-control profile (:mod:`broker.disclosure`), if it names one, sets the
+    smallest count shown and rounds what secondary suppression leaves published; the
+    answer names the rule it applied.
 
     Raises:
         NotReleasedError: a ``by`` field is not released by the agreement.
@@ -499,11 +509,13 @@ def release_aggregate(
         persons += 1
     terms = agreement.terms
     control = terms.aggregate_control
-    table = (
-        protect_table(full, min_cell_size=terms.min_cell_size)
-        if control is AggregateControl.SUPPRESS
-        else protect_table(full, min_cell_size=0)
-    )
+    profile = profile_of(terms)
+    if profile is not None:
+        table = protect_table(full, min_cell_size=profile.smallest_shown)
+    elif control is AggregateControl.SUPPRESS:
+        table = protect_table(full, min_cell_size=terms.min_cell_size)
+    else:
+        table = protect_table(full, min_cell_size=0)
     wanted = [labels.index(label) for label in request.by]
     cells: list[AggregateCell] = []
     for cell in sorted(table.counts, key=_order):
@@ -511,24 +523,46 @@ def release_aggregate(
             continue
         values = [cell[i] for i in wanted]
         n = table.counts[cell]
-        if control is AggregateControl.ROUND:
-            cells.append(AggregateCell(values=values, count=round_count(n, terms.rounding_base)))
-        elif cell in table.suppressed:
+        if cell in table.suppressed:
             cells.append(AggregateCell(values=values, count=None, suppressed=True))
+        elif profile is not None:
+            cells.append(AggregateCell(values=values, count=profile.published(n)))
+        elif control is AggregateControl.ROUND:
+            cells.append(AggregateCell(values=values, count=round_count(n, terms.rounding_base)))
         else:
             cells.append(AggregateCell(values=values, count=n))
     counts["persons"] = persons
     counts["cells"] = len(cells)
     counts["suppressed"] = sum(1 for c in cells if c.suppressed)
     _audit(store, identity, agreement, counts, now)
+    if profile is not None:
+        smallest, base, rule = profile.smallest_shown, _rounding_base(profile), profile.rule
+    else:
+        rounded = control is AggregateControl.ROUND
+        smallest, base = terms.min_cell_size, terms.rounding_base if rounded else None
+        rule = _legacy_rule(terms)
     return AggregateOut(
         agreement=agreement.id,
         by=list(request.by),
         control=control,
-        min_cell_size=terms.min_cell_size,
-        rounding_base=terms.rounding_base if control is AggregateControl.ROUND else None,
+        min_cell_size=smallest,
+        rounding_base=base,
+        sdc_profile=profile.name if profile is not None else None,
+        sdc_rule=rule,
         cells=cells,
     )
+
+
+def _rounding_base(profile: DisclosureProfile) -> int | None:
+    """The multiple a profile rounds to, for clients that show it (midpoint 6 is none)."""
+    return NEAREST_BASE if profile.rounding is CountRounding.NEAREST_5 else None
+
+
+def _legacy_rule(terms: AgreementTerms) -> str:
+    """The rule of an agreement that names no profile, in one line."""
+    if terms.aggregate_control is AggregateControl.ROUND:
+        return f"every count rounded to the nearest {terms.rounding_base}, halves up"
+    return f"counts from 1 to {terms.min_cell_size - 1} suppressed, others exact"
 
 
 # Direct care ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Self
 
+from broker.audit import use_audit_signing_key
 from broker.config import BrokerSettings
 from broker.errors import ConfigurationError
 from broker.store.client import Store, open_store
@@ -67,6 +68,7 @@ class BrokerRuntime:
             durable_writes=settings.durable_writes,
             attach=attach,
         )
+        use_audit_signing_key(store, secrets.audit_signing_key)  # every entry signed as written
         return cls(settings, store, secrets, AtRestKeyer(secrets.rekey))
 
     def credential_digest(self, credential: str) -> str:

@@ -34,8 +34,10 @@ __all__ = [
     "DatasetRelease",
     "LinkedOut",
     "LinkedRow",
+    "OpenSafelyRounding",
     "Predicate",
     "PredicateOp",
+    "SdcProfile",
     "field_label",
 ]
 
@@ -95,6 +97,26 @@ class AggregateControl(StrEnum):
     """Every count, margin and total is rounded to a multiple of ``rounding_base``."""
 
 
+class SdcProfile(StrEnum):
+    """A published statistical disclosure control rule for aggregates (broker/disclosure.py)."""
+
+    NHSE_HES = "nhse-hes"
+    """NHS England HES/ECDS below national level: 1-7 suppressed, others to the nearest 5."""
+    OPENSAFELY = "opensafely"
+    """OpenSAFELY: counts of 7 or fewer redacted, the rest rounded (``sdc_rounding``)."""
+    THRESHOLD = "threshold"
+    """Counts below ``sdc_threshold`` suppressed, the rest exact."""
+
+
+class OpenSafelyRounding(StrEnum):
+    """How the ``opensafely`` profile rounds the counts it shows."""
+
+    NEAREST_5 = "nearest-5"
+    """To the nearest multiple of 5 (OpenSAFELY's "Rounding counts")."""
+    MIDPOINT_6 = "midpoint-6"
+    """OpenSAFELY's "midpoint 6": up to a multiple of 6, less 3."""
+
+
 class DatasetRelease(_Wire):
     """One dataset of an agreement and the payload fields released from it."""
 
@@ -127,6 +149,9 @@ class AgreementTerms(_Wire):
     min_cell_size: Annotated[int, Field(ge=2, le=1000)] = 10
     aggregate_control: AggregateControl = AggregateControl.SUPPRESS
     rounding_base: Annotated[int, Field(ge=2, le=1000)] = 5
+    sdc_profile: SdcProfile | None = None
+    sdc_threshold: Annotated[int, Field(ge=2, le=1000)] | None = None
+    sdc_rounding: OpenSafelyRounding = OpenSafelyRounding.NEAREST_5
     opt_outs_apply: bool | None = None
 
     @model_validator(mode="after")
@@ -140,6 +165,7 @@ class AgreementTerms(_Wire):
         for d in self.datasets:
             if len(set(d.fields)) != len(d.fields):
                 problems.append(f"{d.dataset_id}: a field is listed twice")
+        problems += self._sdc_problems()
         if self.kind is AgreementKind.DIRECT_CARE:
             if not self.organisations:
                 problems.append("a direct-care agreement names the receiving organisations")
@@ -153,6 +179,22 @@ class AgreementTerms(_Wire):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _sdc_problems(self) -> list[str]:
+        problems: list[str] = []
+        profile = self.sdc_profile
+        if profile is not None and self.kind is not AgreementKind.RESEARCH_AGGREGATE:
+            problems.append("sdc_profile applies to research_aggregate agreements only")
+        if profile is not None and self.aggregate_control is AggregateControl.ROUND:
+            problems.append("sdc_profile replaces aggregate_control: give one of them")
+        if self.sdc_threshold is not None and profile is not SdcProfile.THRESHOLD:
+            problems.append('sdc_threshold is a parameter of sdc_profile = "threshold"')
+        if (
+            self.sdc_rounding is not OpenSafelyRounding.NEAREST_5
+            and profile is not SdcProfile.OPENSAFELY
+        ):
+            problems.append('sdc_rounding is a parameter of sdc_profile = "opensafely"')
+        return problems
 
     @model_validator(mode="before")
     @classmethod
@@ -261,6 +303,8 @@ class AggregateOut(_Wire):
     control: AggregateControl
     min_cell_size: int
     rounding_base: int | None = None
+    sdc_profile: SdcProfile | None = None
+    sdc_rule: str = ""
     cells: list[AggregateCell]
 
 

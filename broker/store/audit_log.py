@@ -1,15 +1,17 @@
 """Storage of the hash-chained audit log: a Redis list, a head pointer and checkpoints.
 
-broker/audit.py decides what an entry and a checkpoint hold, how they are hashed and
+broker/audit/ decides what an entry and a checkpoint hold, how they are hashed and
 signed; this module appends entries atomically (WATCH on the head, so two broker workers
-never fork the chain), appends checkpoints in increasing position (WATCH on their list),
-keeps the count of ``release`` entries per agreement in the same transaction as the entry,
-and reads everything back. Every key carries the ``{audit}`` hash tag: one cluster slot.
+never fork the chain), each with its signed checkpoint (the *head checkpoint*, replaced at
+every append) and the count of ``release`` entries per agreement in the same transaction,
+appends the periodic checkpoints in increasing position (WATCH on their list), and reads
+everything back. Every key carries the ``{audit}`` hash tag: one cluster slot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 import redis
@@ -18,25 +20,55 @@ from broker.store import keyspace
 from broker.store.client import Store
 
 __all__ = [
+    "AuditSnapshot",
     "append_chained",
     "append_checkpoint",
     "audit_length",
     "last_checkpoint",
     "read_checkpoints",
     "read_entries",
-    "read_head",
+    "read_snapshot",
     "release_counts",
 ]
 
 
-def read_head(store: Store) -> bytes | None:
-    """The head record (JSON ``{"seq", "hash"}``) of the newest entry, if any."""
-    return cast(bytes | None, store.redis.get(keyspace.audit_head()))
+@dataclass(frozen=True, slots=True)
+class AuditSnapshot:
+    """The log's pointers, read in one transaction: entries below ``length`` never change
+    under an honest broker (it only appends), so a walk up to it is consistent with them.
+
+    Attributes:
+        length: number of entries.
+        head: the head pointer, if any.
+        head_checkpoint: the newest entry's signed checkpoint, if any.
+        checkpoints: every periodic checkpoint, oldest first.
+    """
+
+    length: int
+    head: bytes | None
+    head_checkpoint: bytes | None
+    checkpoints: list[bytes]
+
+
+def read_snapshot(store: Store) -> AuditSnapshot:
+    """The length, head, head checkpoint and checkpoints of the log, as of one moment."""
+    with store.redis.pipeline(transaction=True) as pipe:
+        pipe.llen(keyspace.audit_log())
+        pipe.get(keyspace.audit_head())
+        pipe.get(keyspace.audit_head_checkpoint())
+        pipe.lrange(keyspace.audit_checkpoints(), 0, -1)
+        length, head, head_checkpoint, checkpoints = pipe.execute()
+    return AuditSnapshot(
+        length=int(length),
+        head=cast(bytes | None, head),
+        head_checkpoint=cast(bytes | None, head_checkpoint),
+        checkpoints=cast(list[bytes], checkpoints),
+    )
 
 
 def append_chained(
     store: Store,
-    build: Callable[[bytes | None], tuple[bytes, bytes]],
+    build: Callable[[bytes | None], tuple[bytes, bytes, bytes | None]],
     *,
     release_of: str = "",
 ) -> bytes:
@@ -44,23 +76,27 @@ def append_chained(
 
     Args:
         store: the broker's store.
-        build: given the current head (or ``None``), returns the entry's bytes and the new
-            head; called again if another writer got in first.
+        build: given the current head (or ``None``), returns the entry's bytes, the new
+            head and the entry's checkpoint (or ``None``: none is signed); called again if
+            another writer got in first.
         release_of: an agreement whose release count goes up with this entry.
 
     Returns:
         The entry as stored.
     """
     log_key, head_key = keyspace.audit_log(), keyspace.audit_head()
+    head_checkpoint_key = keyspace.audit_head_checkpoint()
     with store.redis.pipeline(transaction=True) as pipe:
         while True:
             try:
                 pipe.watch(head_key)  # type: ignore[no-untyped-call]
                 head = cast(bytes | None, pipe.get(head_key))
-                entry, new_head = build(head)
+                entry, new_head, checkpoint = build(head)
                 pipe.multi()
                 pipe.rpush(log_key, entry)
                 pipe.set(head_key, new_head)
+                if checkpoint is not None:
+                    pipe.set(head_checkpoint_key, checkpoint)
                 if release_of:
                     pipe.hincrby(keyspace.audit_releases(), release_of, 1)
                 pipe.execute()

@@ -24,6 +24,7 @@ __all__ = [
     "agreements_all",
     "audit_checkpoints",
     "audit_head",
+    "audit_head_checkpoint",
     "audit_log",
     "audit_releases",
     "batch",
@@ -158,6 +159,11 @@ def audit_log() -> str:
 def audit_head() -> str:
     """STRING: JSON ``{"seq": n, "hash": hex}`` of the newest audit entry."""
     return f"{PREFIX}:{{audit}}:head"
+
+
+def audit_head_checkpoint() -> str:
+    """STRING: the signed checkpoint of the newest entry, written in the entry's transaction."""
+    return f"{PREFIX}:{{audit}}:head-checkpoint"
 
 
 def audit_checkpoints() -> str:

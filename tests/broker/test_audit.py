@@ -22,6 +22,7 @@ from broker.audit import (
     read_audit,
     read_audit_checkpoints,
     releases_by_agreement,
+    use_audit_signing_key,
     verify_audit,
     verify_export,
 )
@@ -37,6 +38,8 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 def store(flushed_store):
+    """A store whose appends are signed as a broker's are."""
+    use_audit_signing_key(flushed_store, SEED)
     return flushed_store
 
 
@@ -67,7 +70,8 @@ def _rewrite(store, raws):
 
 def _set_head(store, entry):
     store.redis.set(
-        keyspace.audit_head(), json.dumps({"seq": entry.seq, "hash": entry.hash}).encode()
+        keyspace.audit_head(),
+        json.dumps({"hash": entry.hash, "seq": entry.seq}, separators=(",", ":")).encode(),
     )
 
 
@@ -261,3 +265,167 @@ def test_an_export_verifies_offline_and_tampering_in_it_is_found(store):
     result = verify_export(text, PUBLIC)
     assert result.first_bad_position == 6
     assert not verify_export(lines, public_key_of(OTHER_SEED)).ok
+
+
+# The exact stored bytes, and the tail (issue 20, point 9) ----------------------------------
+
+
+def _canonical(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _with_extra_field(raw):
+    return _canonical({**json.loads(raw), "note": "looked.innocent"})
+
+
+def _with_duplicate_key(raw):
+    # json keeps the last value of a repeated key: the entry still parses and hashes as before
+    return raw.replace(b'{"action":', b'{"action":"nothing.happened","action":', 1)
+
+
+def _with_seq_as_string(raw):
+    entry = json.loads(raw)
+    return _canonical({**entry, "seq": str(entry["seq"])})
+
+
+def _with_count_as_string(raw):
+    entry = json.loads(raw)
+    return _canonical({**entry, "counts": {k: str(v) for k, v in entry["counts"].items()}})
+
+
+NON_CANONICAL = {
+    "extra field": (_with_extra_field, "a field that is not part of the record"),
+    "duplicate key": (_with_duplicate_key, "'action' appears twice"),
+    "number as string": (_with_seq_as_string, "'seq' is stored as a string, not an integer"),
+    "count as string": (_with_count_as_string, "a value in 'counts' is not stored as an integer"),
+}
+
+
+@pytest.mark.parametrize("tampering", sorted(NON_CANONICAL))
+def test_an_entry_not_stored_in_its_canonical_bytes_is_refused_at_its_position(store, tampering):
+    tamper, reason = NON_CANONICAL[tampering]
+    _fill(store, 20)
+    raws = _raw(store)
+    raws[7] = tamper(raws[7])
+    assert AuditEntry.from_json(raws[7]) == AuditEntry.from_json(_raw(store)[7])  # same fields
+    _rewrite(store, raws)
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 7
+    assert "not stored in its canonical bytes" in result.problems[0].message
+    assert reason in result.problems[0].message
+    export = verify_export(list(export_lines(store)), PUBLIC)
+    assert export.first_bad_position == 7
+
+
+def test_a_checkpoint_not_stored_in_its_canonical_bytes_is_refused(store):
+    _fill(store, 12)
+    ensure_checkpoints(store, SEED, every=5, now=T0)
+    raw = store.redis.lindex(keyspace.audit_checkpoints(), 1)
+    store.redis.lset(keyspace.audit_checkpoints(), 1, _with_extra_field(raw))
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 9
+    assert "checkpoint 1 (position 9) is not stored in its canonical bytes" in (
+        result.problems[0].message
+    )
+
+
+def test_every_entry_is_signed_as_it_is_written(store):
+    _fill(store, 3)
+    head = Checkpoint.from_json(store.redis.get(keyspace.audit_head_checkpoint()))
+    assert head.position == 2 and head.is_valid(PUBLIC)
+    assert head.head == read_audit(store, start=2, count=1)[0].hash
+    result = verify_audit(store, PUBLIC)
+    assert result.ok and result.signed_head == 2
+    assert "head signed at position 2" in result.summary()
+
+
+def test_a_tail_dropped_with_the_head_moved_back_is_found_at_the_first_removed_position(store):
+    _fill(store, 20)
+    raws = _raw(store)[:15]
+    _rewrite(store, raws)
+    _set_head(store, AuditEntry.from_json(raws[-1]))  # the chain and the head look whole
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 15
+    assert "entries were removed, from position 15" in result.problems[0].message
+
+
+def test_a_tail_dropped_with_the_head_deleted_is_found_at_the_first_removed_position(store):
+    _fill(store, 20)
+    _rewrite(store, _raw(store)[:15])
+    store.redis.delete(keyspace.audit_head())
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 15
+    assert all(p.position == 15 for p in result.problems)
+
+
+def test_a_forged_head_checkpoint_is_detected(store):
+    _fill(store, 5)
+    forged = make_checkpoint(9, "f" * 64, OTHER_SEED, now=T0)
+    store.redis.set(keyspace.audit_head_checkpoint(), forged.to_json())
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 9
+    assert "the head checkpoint (position 9) is not signed by the broker's audit key" in (
+        result.problems[0].message
+    )
+
+
+def test_an_export_ends_with_the_head_checkpoint_so_its_dropped_tail_is_found(store):
+    _fill(store, 15)
+    checkpoint_now(store, SEED, every=100, now=T0)  # a periodic checkpoint at 14 as well
+    _fill(store, 3, start=15)
+    lines = list(export_lines(store))
+    assert len(lines) == 18 + 2
+    assert verify_export(lines, PUBLIC).ok
+    result = verify_export(lines[:16] + lines[18:], PUBLIC)
+    assert result.first_bad_position == 16
+    assert "entries were removed" in result.problems[0].message
+
+
+def test_entries_covered_by_no_signed_checkpoint_fail_verification(flushed_store):
+    _fill(flushed_store, 12)  # appended without the audit key
+    ensure_checkpoints(flushed_store, SEED, every=5, now=T0)
+    result = verify_audit(flushed_store, PUBLIC)
+    assert result.first_bad_position == 10
+    assert "entries 10 to 11 are covered by no signed checkpoint" in result.problems[0].message
+    checkpoint_now(flushed_store, SEED, every=5, now=T0)
+    assert verify_audit(flushed_store, PUBLIC).ok
+
+
+def test_a_tail_dropped_with_the_head_and_its_checkpoint_moved_back_is_found(store):
+    _fill(store, 10)
+    checkpoint_now(store, SEED, every=100, now=T0)  # a periodic checkpoint at 9
+    _fill(store, 10, start=10)
+    raws = _raw(store)[:15]
+    _rewrite(store, raws)
+    _set_head(store, AuditEntry.from_json(raws[-1]))
+    store.redis.delete(keyspace.audit_head_checkpoint())
+    result = verify_audit(store, PUBLIC)
+    assert result.first_bad_position == 10  # the first entry no signature covers any more
+    assert "covered by no signed checkpoint" in result.problems[0].message
+
+
+def test_a_rollback_to_a_signed_state_is_found_only_against_an_anchor(store):
+    _fill(store, 10)
+    earlier = checkpoint_now(store, SEED, every=100, now=T0)  # published at position 9
+    _fill(store, 10, start=10)
+    anchor = store.redis.get(keyspace.audit_head_checkpoint())  # published at position 19
+    raws = _raw(store)[:10]  # the whole state rolled back to position 9, consistently
+    _rewrite(store, raws)
+    _set_head(store, AuditEntry.from_json(raws[-1]))
+    store.redis.set(keyspace.audit_head_checkpoint(), earlier.to_json())
+    assert verify_audit(store, PUBLIC).ok  # the bound: Redis alone cannot tell
+    result = verify_audit(store, PUBLIC, anchors=[anchor])
+    assert result.first_bad_position == 10
+    assert "anchor 0 (position 19) covers position 19" in result.problems[0].message
+    assert verify_audit(store, PUBLIC, anchors=[earlier.to_json()]).ok
+
+
+def test_an_export_is_the_log_as_of_one_moment_while_entries_are_appended(store):
+    _fill(store, 6)
+    lines = export_lines(store)
+    first = next(lines)  # the snapshot is taken here
+    _fill(store, 3, start=6)  # a busy broker goes on writing
+    exported = [first, *lines]
+    assert len(exported) == 6 + 1  # six entries and the head checkpoint at position 5
+    assert verify_export(exported, PUBLIC).ok
+    assert verify_audit(store, PUBLIC).ok

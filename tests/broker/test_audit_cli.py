@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from broker.audit import append_audit, read_audit_checkpoints, verify_audit
+from broker.audit import append_audit, make_checkpoint, read_audit_checkpoints, verify_audit
 from broker.config import BrokerSettings
 from broker.runtime import BrokerRuntime
 from broker.store import keyspace
@@ -119,3 +119,107 @@ def test_a_serving_broker_checkpoints_every_n_entries(tmp_path):
         assert positions == [3, 7]
         key = public_key_of(broker.runtime.secrets.audit_signing_key)
         assert verify_audit(broker.runtime.store, key).ok
+
+
+def _fresh_log(tmp_path, entries):
+    """A data directory whose log the broker wrote (each entry signed as written)."""
+    env = {
+        "TESSERA_BROKER_DATA_DIR": str(tmp_path),
+        "TESSERA_BROKER_KEYSTORE_PASSPHRASE": "test-" + secrets.token_hex(12),
+        "TESSERA_BROKER_DURABLE_WRITES": "0",
+    }
+    runtime = _runtime(tmp_path, env)
+    try:
+        for i in range(entries):
+            append_audit(
+                runtime.store,
+                identity="gp-north",
+                role="org",
+                action="batch.chunk",
+                dataset="gp-north/extract",
+                counts={"records": 10 + i},
+            )
+    finally:
+        runtime.close()
+    return env
+
+
+def _canonical(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _edit_entry(edit):
+    def tamper(redis):
+        raw = redis.lindex(keyspace.audit_log(), 5)
+        redis.lset(keyspace.audit_log(), 5, edit(raw))
+
+    return tamper
+
+
+def _drop_tail(*, delete_head):
+    def tamper(redis):
+        kept = redis.lrange(keyspace.audit_log(), 0, 4)
+        redis.ltrim(keyspace.audit_log(), 0, 4)
+        last = json.loads(kept[-1])
+        if delete_head:
+            redis.delete(keyspace.audit_head())
+        else:
+            redis.set(keyspace.audit_head(), _canonical({"hash": last["hash"], "seq": 4}))
+
+    return tamper
+
+
+TAMPERINGS = {
+    "extra field": _edit_entry(lambda raw: _canonical({**json.loads(raw), "note": "x"})),
+    "duplicate key": _edit_entry(
+        lambda raw: raw.replace(b'{"action":', b'{"action":"x","action":', 1)
+    ),
+    "number as string": _edit_entry(lambda raw: _canonical({**json.loads(raw), "seq": "5"})),
+    "tail truncated": _drop_tail(delete_head=False),
+    "head deleted and tail truncated": _drop_tail(delete_head=True),
+}
+
+
+@pytest.mark.parametrize("tampering", sorted(TAMPERINGS))
+def test_verify_refuses_each_tampering_and_names_its_position(tmp_path, tampering):
+    env = _fresh_log(tmp_path, 8)
+    clean = _run(env, "verify")
+    assert clean.returncode == 0, clean.stderr
+    assert "head signed at position 7" in clean.stdout
+    runtime = _runtime(tmp_path, env)
+    try:
+        TAMPERINGS[tampering](runtime.store.redis)
+    finally:
+        runtime.close()
+    failed = _run(env, "verify")
+    assert failed.returncode == 28
+    assert "audit log fails verification at position 5" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
+def test_a_rollback_is_found_against_an_anchor_kept_outside_the_broker(tmp_path):
+    env = _fresh_log(tmp_path / "broker", 8)
+    anchor = tmp_path / "anchor.json"
+    made = _run(env, "checkpoint", "--out", str(anchor))
+    assert made.returncode == 0, made.stderr
+    runtime = _runtime(tmp_path / "broker", env)
+    try:
+        redis = runtime.store.redis
+        fifth = json.loads(redis.lindex(keyspace.audit_log(), 4))
+        # the state as it was at position 4, head checkpoint included (copied at the time)
+        at_four = make_checkpoint(4, fifth["hash"], runtime.secrets.audit_signing_key)
+        redis.ltrim(keyspace.audit_log(), 0, 4)
+        redis.set(keyspace.audit_head(), _canonical({"hash": fifth["hash"], "seq": 4}))
+        redis.set(keyspace.audit_head_checkpoint(), at_four.to_json())
+        redis.delete(keyspace.audit_checkpoints())
+    finally:
+        runtime.close()
+    assert _run(env, "verify").returncode == 0  # the bound: Redis alone cannot tell
+    failed = _run(env, "verify", "--anchor", str(anchor))
+    assert failed.returncode == 28
+    assert "audit log fails verification at position 5: anchor 0 (position 7)" in failed.stderr
+    not_an_anchor = tmp_path / "empty.json"
+    not_an_anchor.write_text("{}\n")
+    refused = _run(env, "verify", "--anchor", str(not_an_anchor))
+    assert refused.returncode != 0 and "no audit checkpoint in it" in refused.stderr
+    assert "Traceback" not in refused.stderr

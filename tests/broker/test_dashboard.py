@@ -8,7 +8,7 @@ import secrets
 import pytest
 
 from broker.api.pages import _TEMPLATES
-from broker.audit import append_audit
+from broker.audit import append_audit, use_audit_signing_key
 from broker.dashboard import (
     bar_chart,
     build_dashboard,
@@ -80,6 +80,7 @@ def test_sessions_hold_no_credential_and_end_with_revocation(store):
 def test_a_failing_audit_shows_on_the_dashboard_with_its_position(store):
     _identity(store, "ops-2", Role.ADMIN)
     viewer = find_identity(store, "ops-2")
+    use_audit_signing_key(store, SEED)  # as a broker's store does: every entry signed
     for i in range(6):
         append_audit(store, identity="gp-1", role="org", action="batch.chunk", counts={"n": i})
     healthy = build_dashboard(store, audit_public_key=public_key_of(SEED), viewer=viewer)

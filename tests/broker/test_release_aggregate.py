@@ -1,5 +1,6 @@
 """Aggregates: primary and secondary suppression hold against totals, margins and
-differencing of overlapping queries; rounding; opt-outs."""
+differencing of overlapping queries, under every disclosure-control profile; each profile
+cell by cell against its published rule; rounding; opt-outs."""
 
 from __future__ import annotations
 
@@ -11,9 +12,21 @@ import sys
 from fractions import Fraction
 
 import pytest
+from pydantic import ValidationError
 
+from broker.disclosure import DisclosureProfile, profile_of, round_midpoint, round_nearest
 from broker.release import protect_table, round_count
+from keys.wire_release import AgreementTerms
 from tests.release_world import World, ae, age_band, build_world
+
+# Each profile as an agreement names it; "default" names none (aggregate_control applies).
+PROFILES: dict[str, dict] = {
+    "default": {},
+    "nhse-hes": {"sdc_profile": "nhse-hes"},
+    "opensafely": {"sdc_profile": "opensafely"},
+    "opensafely-midpoint-6": {"sdc_profile": "opensafely", "sdc_rounding": "midpoint-6"},
+    "threshold": {"sdc_profile": "threshold", "sdc_threshold": 6},
+}
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +128,9 @@ def test_primary_suppression_and_exact_published_counts(world):
     assert all(n == 0 or n >= 10 for n in published)
 
 
-def test_no_suppressed_cell_is_recovered_by_totals_margins_or_differencing(world):
-    agreement = _aggregate_agreement(world)
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_no_suppressed_cell_is_recovered_by_totals_margins_or_differencing(world, profile):
+    agreement = _aggregate_agreement(world, **PROFILES[profile])
     age, a_e = f"{world.gp}/reg.AGE_BAND", f"{world.hosp}/pas.AE"
     labels = [age, a_e]
     answers = [_aggregate(world, agreement.id, by) for by in ([age], [a_e], [age, a_e], [a_e, age])]
@@ -149,6 +163,50 @@ def test_the_attack_does_recover_a_cell_when_only_primary_suppression_is_used():
     assert _attack(naive, 2)[("a", "x")] == 3
     protected = {c: (None if c in table.suppressed else n) for c, n in table.counts.items()}
     assert not _attack(protected, 2)
+
+
+def _terms(**sdc) -> AgreementTerms:
+    return AgreementTerms.model_validate(
+        {
+            "title": "t",
+            "purpose": "p",
+            "legal_basis": "Section 251 of the NHS Act 2006",
+            "kind": "research_aggregate",
+            "datasets": [{"org": "gp-a", "name": "reg", "fields": ["AGE_BAND"]}],
+            "researchers": ["res-a"],
+            "start": "2026-01-01",
+            "end": "2026-12-31",
+            **sdc,
+        }
+    )
+
+
+def _profile(name: str) -> DisclosureProfile:
+    found = profile_of(_terms(**PROFILES[name]))
+    assert found is not None
+    return found
+
+
+@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("profile", sorted(set(PROFILES) - {"default"}))
+def test_random_tables_are_protected_under_every_profile(seed, profile):
+    rule = _profile(profile)
+    rng = random.Random(seed)
+    dims = rng.choice([1, 2, 3, 4])
+    sizes = [rng.randint(2, 5 if dims < 4 else 3) for _ in range(dims)]
+    full = {
+        coords: rng.choice([0, 1, 2, 5, 7, 8, 9, 12, 30])
+        for coords in itertools.product(*[[f"v{i}" for i in range(s)] for s in sizes])
+    }
+    full = {c: n for c, n in full.items() if n}
+    table = protect_table(full, min_cell_size=rule.smallest_shown)
+    published = {
+        c: (None if c in table.suppressed else rule.published(n)) for c, n in table.counts.items()
+    }
+    for cell, n in table.counts.items():
+        if published[cell] is not None:
+            assert rule.shown(n) == published[cell]  # primary: a shown count obeys the rule
+    assert not _attack(published, dims)
 
 
 @pytest.mark.parametrize("seed", range(16))
@@ -222,3 +280,81 @@ def test_suppression_is_the_same_in_every_broker_process():
         assert result.returncode == 0, result.stderr
         digests.add(result.stdout.strip())
     assert len(digests) == 1
+
+
+# Each profile, cell by cell, against its published rule -----------------------------------
+
+SUPPRESSED = None
+HES_NEAREST_5 = {
+    0: 0, **dict.fromkeys(range(1, 8), SUPPRESSED),
+    8: 10, 9: 10, 10: 10, 11: 10, 12: 10, 13: 15, 17: 15, 18: 20, 22: 20, 23: 25,
+    100: 100, 102: 100, 103: 105,
+}  # fmt: skip
+MIDPOINT_6 = {
+    0: 0, **dict.fromkeys(range(1, 8), SUPPRESSED),
+    8: 9, 12: 9, 13: 15, 18: 15, 19: 21, 24: 21, 25: 27, 600: 597, 601: 603,
+}  # fmt: skip
+THRESHOLD_6 = {0: 0, **dict.fromkeys(range(1, 6), SUPPRESSED), 6: 6, 7: 7, 10: 10, 123: 123}
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        ("nhse-hes", HES_NEAREST_5),  # NHS England: 0 as 0, 1-7 suppressed, nearest 5
+        ("opensafely", HES_NEAREST_5),  # OpenSAFELY: <= 7 redacted, then nearest 5
+        ("opensafely-midpoint-6", MIDPOINT_6),  # <= 7 redacted, then midpoint 6
+        ("threshold", THRESHOLD_6),
+    ],
+)
+def test_each_profile_cell_by_cell(profile, expected):
+    rule = _profile(profile)
+    assert {n: rule.shown(n) for n in expected} == expected
+
+
+def test_the_roundings_as_published():
+    # OpenSAFELY's table for midpoint 6 (roundmid_any): 0, 1-6 -> 3, 7-12 -> 9, 13-18 -> 15
+    assert [round_midpoint(n, 6) for n in range(0, 20)] == (
+        [0] + [3] * 6 + [9] * 6 + [15] * 6 + [21]
+    )
+    # nearest multiple: an integer is never half-way between multiples of 5 (12 -> 10 and
+    # 13 -> 15 are the closest calls); with an even base the half-way case goes up
+    assert [round_nearest(n, 5) for n in (10, 12, 13, 15)] == [10, 10, 15, 15]
+    assert [round_nearest(n, 10) for n in (14, 15, 16, 25)] == [10, 20, 20, 30]
+
+
+def test_the_threshold_profile_defaults_to_the_minimum_cell_size():
+    rule = profile_of(_terms(sdc_profile="threshold", min_cell_size=12))
+    assert rule is not None and rule.smallest_shown == 12
+    assert (rule.shown(11), rule.shown(12)) == (None, 12)
+    assert profile_of(_terms()) is None
+
+
+def test_profile_parameters_are_checked_all_at_once():
+    with pytest.raises(ValidationError) as caught:
+        _terms(sdc_threshold=5, sdc_rounding="midpoint-6", aggregate_control="round")
+    text = str(caught.value)
+    assert 'sdc_threshold is a parameter of sdc_profile = "threshold"' in text
+    assert 'sdc_rounding is a parameter of sdc_profile = "opensafely"' in text
+    with pytest.raises(ValidationError) as caught:
+        _terms(sdc_profile="nhse-hes", aggregate_control="round")
+    assert "sdc_profile replaces aggregate_control" in str(caught.value)
+    with pytest.raises(ValidationError) as caught:
+        _terms(sdc_profile="hes")
+    assert "sdc_profile" in str(caught.value)
+
+
+@pytest.mark.parametrize("profile", sorted(set(PROFILES) - {"default"}))
+def test_an_aggregate_names_the_profile_it_applied_and_obeys_it(world, profile):
+    agreement = _aggregate_agreement(world, **PROFILES[profile])
+    age, a_e = f"{world.gp}/reg.AGE_BAND", f"{world.hosp}/pas.AE"
+    rule = _profile(profile)
+    answer = _aggregate(world, agreement.id, [age, a_e])
+    assert answer["sdc_profile"] == PROFILES[profile]["sdc_profile"]
+    assert answer["sdc_rule"] == rule.rule
+    assert answer["min_cell_size"] == rule.smallest_shown
+    shown = {rule.shown(n) for n in range(0, 61)} - {None}
+    for cell in answer["cells"]:
+        assert cell["suppressed"] == (cell["count"] is None)
+        assert cell["count"] is None or cell["count"] in shown
+    total = next(c for c in answer["cells"] if c["values"] == [None, None])
+    assert total["count"] == rule.shown(60)
