@@ -407,6 +407,7 @@ def test_a_tail_dropped_with_the_head_and_its_checkpoint_moved_back_is_found(sto
 def test_a_rollback_to_a_signed_state_is_found_only_against_an_anchor(store):
     _fill(store, 10)
     earlier = checkpoint_now(store, SEED, every=100, now=T0)  # published at position 9
+    assert earlier is not None
     _fill(store, 10, start=10)
     anchor = store.redis.get(keyspace.audit_head_checkpoint())  # published at position 19
     raws = _raw(store)[:10]  # the whole state rolled back to position 9, consistently
