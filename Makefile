@@ -7,29 +7,30 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 COMPILED := $(VENV)/.compiled-stamp
-# The hot paths, compiled with mypyc in place: the SDK's reading, normalising and
-# tokenising, the token chunk codec, and the broker's linkage.
-HOT_PATH := client_sdk/readers/csv.py client_sdk/pipeline.py client_sdk/tokenise.py \
-	keys/derive.py keys/chunk.py $(sort $(filter-out %/__init__.py,$(wildcard client_sdk/normalise/*.py))) \
-	broker/linkage.py broker/store/linkage_store.py
+# The hot path that setup.py compiles with mypyc (tools/hot_path.py names it), for the
+# rule below to rebuild it when one of its files changes.
+HOT_PATH := $(shell $(PYTHON) tools/hot_path.py)
 
 .PHONY: setup test lint typecheck imports pytest demo bench load chromium clean
 
 setup: $(STAMP) $(COMPILED)
 
+# The editable install builds pure Python; the rule after it compiles the hot path in place.
 $(STAMP): pyproject.toml dev-constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c dev-constraints.txt -e '.[all,dev]'
+	TESSERA_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -c dev-constraints.txt -e '.[all,dev]'
 	touch $(STAMP)
 
-# mypyc compiles the typed hot paths into C extensions beside the sources (the same code,
-# faster: docs/performance.md). Any edit to them rebuilds them; without a C compiler and
-# Python's headers everything runs as plain Python, only slower.
+# The same build as `pip install .` and `pip wheel .`: setup.py compiles the hot path with
+# mypyc into C extensions beside the sources (the same code, faster: docs/performance.md).
+# Any edit to them rebuilds them; without a C compiler and Python's headers setup.py builds
+# nothing and everything runs as plain Python, only slower.
 HOT_SO = $(foreach p,client_sdk keys broker,$(p)/hot_path__mypyc.*.so) $(HOT_PATH:.py=.*.so)
-$(COMPILED): $(STAMP) $(HOT_PATH) tools/compile_hot_path.py Makefile
+$(COMPILED): $(STAMP) $(HOT_PATH) setup.py tools/hot_path.py Makefile
 	@rm -f $(HOT_SO)
-	@if $(BIN)/python tools/compile_hot_path.py $(HOT_PATH) >$(VENV)/mypyc.log 2>&1; then \
+	@if $(BIN)/python setup.py --quiet build_ext --inplace >$(VENV)/mypyc.log 2>&1 \
+	    && ls $(HOT_SO) >/dev/null 2>&1; then \
 	  touch $(HOT_SO) && echo "hot path compiled with mypyc"; \
 	else \
 	  rm -f $(HOT_SO); \

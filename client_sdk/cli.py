@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from client_sdk import pipeline
 from client_sdk.cli_broker import (
     dataset_group,
     fetch_key_command,
@@ -29,7 +30,13 @@ from client_sdk.cli_synth import synth_command
 from client_sdk.cli_tokenise import spec_group, tokenise_command
 from keys.cliutil import main_wrapper
 
-__all__ = ["cli", "main"]
+__all__ = ["build_kind", "cli", "main"]
+
+
+def build_kind() -> str:
+    """Whether this install runs the hot path compiled (mypyc) or as plain Python."""
+    compiled = not pipeline.__file__.endswith(".py")
+    return "compiled with mypyc" if compiled else "plain Python"
 
 
 @click.group(
@@ -37,7 +44,7 @@ __all__ = ["cli", "main"]
     "Secrets come from the environment (TESSERA_SDK_PASSPHRASE, TESSERA_SDK_TOKEN) or a "
     "prompt, never from the command line. Add --debug to any command for a traceback."
 )
-@click.version_option(package_name="tessera")
+@click.version_option(package_name="tessera", message=f"%(prog)s %(version)s ({build_kind()})")
 def cli() -> None:
     """Root command group."""
 
