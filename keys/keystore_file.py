@@ -39,8 +39,10 @@ The payload is UTF-8 JSON with sorted keys and no spaces::
      "meta": {NAME: TEXT},
      "secrets": {NAME: BASE64}}
 
-A lock file ``PATH.lock`` (mode 0600) sits beside the keystore; it is never deleted, since
-deleting a lock file while another process waits on it would let two writers in.
+A lock file ``PATH.lock`` (mode 0600) sits beside the keystore. :mod:`filelock` owns its
+life: on POSIX it stays after release, on Windows it is removed, and either way a waiter
+that opened a file another process just removed notices and retries, so two writers are
+never let in.
 
 Argon2id costs default to RFC 9106's second recommendation (64 MiB, 3 passes, 4 lanes).
 They are stored in the header, so a keystore always reopens with its own costs. Only the
@@ -441,7 +443,7 @@ def exclusive_lock(path: Path, timeout: float) -> Iterator[None]:
     lock_path = path.with_name(path.name + ".lock")
     if not path.parent.is_dir():  # filelock would create the missing folders
         raise KeyManagementError(f"{lock_path}: cannot use the keystore file: no such directory")
-    lock = FileLock(lock_path, timeout=timeout, mode=0o600, preserve_lock_file=True)
+    lock = FileLock(lock_path, timeout=timeout, mode=0o600)
     with os_errors(lock_path):
         try:
             lock.acquire(poll_interval=0.02)
