@@ -9,7 +9,9 @@
       org.keystore.lock          the keystore's lock file
       public-key.json            the public keys, for the custodian (keys/wrapping.py)
 
-The keystore's passphrase comes from ``TESSERA_SDK_PASSPHRASE`` or a prompt.
+The keystore's passphrase comes from ``TESSERA_SDK_PASSPHRASE`` or a prompt. Windows
+cannot express the modes 0700 and 0600: there the directory and keystore take their
+parent folder's access control list, and the keystore is encrypted either way.
 
 Two rules protect the organisation from a domain key chosen by someone else (the broker
 relays the blobs, so it could otherwise wrap a key it knows to this organisation's public
