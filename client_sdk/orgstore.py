@@ -412,8 +412,8 @@ class OrgStore:
             )
             check_name(opened.domain, what="domain")
             parse_version(opened.version)
-            existing = contents.domains.get(opened.domain)
-            versions = existing.versions if existing is not None else ()
+            existing = contents.domains.get(opened.domain) or Domain(opened.domain, ())
+            versions = existing.versions
             accepted_key = _ACCEPTED_META + opened.domain
             for held in versions:
                 if held.version == opened.version:
@@ -422,11 +422,12 @@ class OrgStore:
                             f"domain {opened.domain} {opened.version} is already installed "
                             f"with another key (key id {held.key_id})"
                         )
-                    return _installed(held, opened.domain, contents.meta.get(accepted_key))
-            if not versions:
-                contents.meta[accepted_key] = opened.version
-            elif accepted_key not in contents.meta and existing is not None:
-                contents.meta[accepted_key] = str(_accepted_label(contents, existing))
+                    return _installed(held, opened.domain, _accepted_label(contents, existing))
+            # the first version is accepted at once; a keystore from before acceptance
+            # records its implicit choice (the oldest) before a newer version arrives
+            contents.meta.setdefault(
+                accepted_key, _accepted_label(contents, existing) or opened.version
+            )
             new = KeyVersion(
                 version=opened.version,
                 key_id=opened.key_id,

@@ -212,3 +212,19 @@ def test_truncated_blob_and_missing_keys(custodian: Keystore, north: OrgStore):
     north.install_blob(grant.blob)
     with pytest.raises(OrgStoreError, match="somerset-health v4 is not installed"):
         north.domain_key("somerset-health", "v4")
+
+
+def test_a_keystore_from_before_acceptance_uses_its_oldest_version(
+    custodian: Keystore, north: OrgStore
+):
+    for _ in range(2):
+        north.install_blob(grant_key(custodian, "somerset-health", _public(north)).blob)
+        rotate_domain(custodian, "somerset-health")
+    with north._keystore.transaction() as contents:  # as an older release left it
+        del contents.meta["accepted/somerset-health"]
+    assert north.domain_key("somerset-health")[1] == "v1"
+    assert north.waiting_versions("somerset-health") == ["v2"]
+    assert north.install_blob(grant_key(custodian, "somerset-health", _public(north)).blob).use == (
+        "waiting"
+    )
+    assert north._keystore.read().meta["accepted/somerset-health"] == "v1"
