@@ -28,7 +28,7 @@ from pathlib import Path
 from bench.tokenise import _extract
 from client_sdk.orgstore import OrgStore
 from keys.keystore import Keystore, create_domain
-from keys.rotation import grant_key
+from keys.rotation import custodian_identity, grant_key, new_custodian_contents
 from keys.wrapping import OrgPublicKey
 
 __all__ = ["run"]
@@ -46,9 +46,13 @@ def _install(venv: Path, target: str, *, pure: bool = False) -> None:
 
 
 def _org(root: Path) -> Path:
-    custodian = Keystore.create(root / "custodian.keystore", "bench custodian passphrase")
+    custodian = Keystore.create(
+        root / "custodian.keystore", "bench custodian passphrase", contents=new_custodian_contents()
+    )
     create_domain(custodian, DOMAIN)
-    store = OrgStore.create(root / "org", "bench-gp", PASSPHRASE)
+    store = OrgStore.create(
+        root / "org", "bench-gp", PASSPHRASE, custodian=custodian_identity(custodian)
+    )
     public = OrgPublicKey.from_file_bytes(store.public_key_path.read_bytes())
     store.install_blob(grant_key(custodian, DOMAIN, public).blob)
     return store.directory

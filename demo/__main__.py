@@ -169,8 +169,14 @@ class Demo:
             (self.out / "custodian").mkdir(parents=True)
             self.cli("tessera-keys", "init")
             self.cli("tessera-keys", "domain", "create", DOMAIN)
+            # read out by phone in real life; each organisation pins it and installs only
+            # grants it signed
+            custodian = self.cli("tessera-keys", "identity").strip()
             for org in [*self.orgs, self.optout]:
-                self.cli("tessera-sdk", "init", "--org", org.name, "--dir", org.directory)
+                self.cli(
+                    "tessera-sdk", "init", "--org", org.name, "--dir", org.directory,
+                    "--custodian", custodian,
+                )  # fmt: skip
                 grant = self.out / "custodian" / f"{org.name}.grant"
                 self.cli(
                     "tessera-keys", "grant", DOMAIN, "--org", org.name,
@@ -181,7 +187,10 @@ class Demo:
                 self.cli("tessera-sdk", "register-key", "--dir", org.directory, token=token)
                 self.cli("tessera-broker", "admin", "key-blob", "add", grant, "--org", org.name)
                 self.cli("tessera-sdk", "fetch-key", "--dir", org.directory, token=token)
-            notes.append(f"domain {DOMAIN} v1 granted to {len(self.orgs) + 1} organisations (HPKE)")
+            notes.append(
+                f"domain {DOMAIN} v1 granted to {len(self.orgs) + 1} organisations "
+                f"(HPKE, signed by custodian {custodian})"
+            )
 
     def prepare_and_upload(self) -> None:
         """Each organisation checks, tokenises and uploads its own extract."""

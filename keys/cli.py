@@ -22,7 +22,13 @@ from keys.keystore import (
     create_domain,
     list_domains,
 )
-from keys.rotation import grant_key, retire_version, rotate_domain
+from keys.rotation import (
+    custodian_identity,
+    grant_key,
+    new_custodian_contents,
+    retire_version,
+    rotate_domain,
+)
 from keys.wrapping import Kem, OrgPublicKey
 
 __all__ = ["cli", "main"]
@@ -72,11 +78,35 @@ def cli() -> None:
 @cli.command()
 @_keystore_options
 def init(keystore_path: Path, lock_timeout: float) -> None:
-    """Create a new, empty, encrypted custodian keystore (asks for the passphrase twice)."""
+    """Create a new encrypted custodian keystore and its identity key (asks twice).
+
+    The identity key signs every grant; read its fingerprint out to each organisation.
+    """
     passphrase = read_passphrase(_PASSPHRASE_ENV, what="new keystore passphrase", confirm=True)
     check_new_passphrase(passphrase)
-    Keystore.create(keystore_path, passphrase, lock_timeout=lock_timeout)
+    store = Keystore.create(
+        keystore_path, passphrase, contents=new_custodian_contents(), lock_timeout=lock_timeout
+    )
     click.echo(f"created keystore {keystore_path} (encrypted, mode 0600)")
+    click.echo(
+        f"custodian fingerprint (read it out to every organisation): {custodian_identity(store)}"
+    )
+
+
+@cli.command()
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Make the identity key if this keystore predates signed grants (never replaces one).",
+)
+@_keystore_options
+def identity(create: bool, keystore_path: Path, lock_timeout: float) -> None:
+    """Print the custodian's fingerprint alone, for organisations to pin.
+
+    Every grant is signed with the custodian's identity key; organisations install only
+    blobs signed by the key whose fingerprint they were read out.
+    """
+    click.echo(custodian_identity(_open(keystore_path, lock_timeout), create=create))
 
 
 @cli.command()
@@ -191,7 +221,7 @@ def grant(
     keystore_path: Path,
     lock_timeout: float,
 ) -> None:
-    """Wrap a key version of DOMAIN for one organisation (HPKE); send it the --out file."""
+    """Wrap a key version of DOMAIN for one organisation (HPKE) and sign it; send it --out."""
     recipient = OrgPublicKey.from_file_bytes(public_key.read_bytes(), source=str(public_key))
     if recipient.org != org:
         raise KeyManagementError(
@@ -216,6 +246,7 @@ def grant(
         f"organisation public key fingerprint: {granted.org_fingerprint} "
         "(check it matches what the organisation read out)"
     )
+    click.echo(f"signed by custodian {granted.custodian_fingerprint}")
     click.echo(f"wrote {out} ({granted.kem.value}); send it to {granted.org}")
 
 

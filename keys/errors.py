@@ -10,6 +10,8 @@ Every error Tessera raises on purpose descends from :class:`TesseraError`::
     │   ├── KeystoreBusyError              another process holds the keystore lock
     │   ├── UnknownKeyError                unknown domain, key version or secret name
     │   ├── DuplicateKeyError              a domain or secret that already exists
+    │   ├── GrantRefusedError              a key grant not signed by the pinned custodian, or
+    │   │                                  granted to another organisation or public key
     │   └── SpecError                      a linkage spec that does not validate
     ├── MissingSecretError                 no passphrase in the environment, no terminal
     ├── SdkError                           client_sdk/ extends this branch in client_sdk/errors.py
@@ -25,6 +27,7 @@ __all__ = [
     "BrokerError",
     "DecryptionError",
     "DuplicateKeyError",
+    "GrantRefusedError",
     "KeyManagementError",
     "KeystoreBusyError",
     "KeystoreFormatError",
@@ -81,6 +84,13 @@ class DuplicateKeyError(KeyManagementError):
     """The domain or secret already exists."""
 
     exit_code = 6
+
+
+class GrantRefusedError(KeyManagementError):
+    """A key grant this organisation must not install: unsigned, signed by someone other than
+    the custodian it pinned, or granted to another organisation or another public key."""
+
+    exit_code = 9
 
 
 class SpecError(KeyManagementError, ValueError):

@@ -21,18 +21,37 @@ over the phone) is SHA-256 over ``"tessera/v1/org-public-key"`` and the length-p
 organisation name and both public keys. It is recomputed whenever a file is read: a file
 whose stated fingerprint does not match is refused.
 
-Wrapped key blob, format version 1 (integers big-endian, each text field a 2-byte length
+Custodian identity. The custodian signs every grant with an Ed25519 key kept in the
+custodian keystore; its fingerprint (SHA-256 over ``"tessera/v1/custodian-public-key"`` and
+the 32-byte public key, the same 100-bit five-group form) is read out to each organisation,
+which pins it. An organisation installs only blobs signed by the custodian it pinned, so
+whoever relays the blobs (the broker) cannot plant a domain key it chose: wrapping to an
+organisation's public key needs nothing secret, signing does.
+
+Wrapped key blob, format version 2 (integers big-endian, each text field a 2-byte length
 then UTF-8)::
 
-    b"TSWK"  version (1 byte, 1)  KEM (1 byte: 1 X25519, 2 ML-KEM-768+X25519)
-    domain  version label  organisation  key id  key fingerprint
+    b"TSWK"  version (1 byte, 2)  KEM (1 byte: 1 X25519, 2 ML-KEM-768+X25519)
+    domain  version label  organisation  key id  key fingerprint  recipient fingerprint
+    custodian public key (32 bytes, Ed25519)
     HPKE single-shot output: encapsulated key ‖ AES-256-GCM ciphertext of the 32-byte key
+    signature (64 bytes, Ed25519 by the custodian key above over
+               ``"tessera/v2/key-grant"`` ‖ every byte before the signature)
 
-HPKE suite: the KEM above, HKDF-SHA256, AES-256-GCM; ``info`` is
-``"tessera/v1/wrapped-key"`` followed by every header byte before the HPKE output. The
-HPKE encapsulation draws its randomness inside OpenSSL, so golden vectors pin the header and
-``info`` byte for byte and check that a committed blob opens, rather than rebuilding the
-ciphertext.
+The recipient fingerprint is that of the organisation public key file the blob was wrapped
+to, so a grant names exactly one key pair. The signature covers the whole header (domain,
+version, key id, recipient) and the ciphertext. HPKE suite: the KEM above, HKDF-SHA256,
+AES-256-GCM; ``info`` is ``"tessera/v2/wrapped-key"`` followed by every header byte before
+the HPKE output. Format 1 had no signature and is refused.
+
+Why a signature rather than HPKE's auth mode: the auth mode is defined only for
+Diffie-Hellman KEMs, not for the hybrid ML-KEM-768+X25519 that grants use by default, and
+``cryptography`` offers only the base mode; a signature works with both KEMs, and anyone
+(the broker at deposit, an auditor) can check who made a blob without being able to open it.
+
+The HPKE encapsulation draws its randomness inside OpenSSL, so golden vectors pin the header
+and ``info`` byte for byte, check that a committed blob opens, and rebuild its signature
+(Ed25519 is deterministic) rather than rebuilding the ciphertext.
 """
 
 from __future__ import annotations
@@ -42,6 +61,7 @@ import binascii
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -49,13 +69,15 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from keys import signing
 from keys.derive import DomainKey, fingerprint_key
-from keys.errors import DecryptionError, KeystoreFormatError
+from keys.errors import DecryptionError, GrantRefusedError, KeyManagementError, KeystoreFormatError
 from keys.keystore import DOMAIN_KEY_BYTES, Rng, check_name, parse_version
 
 __all__ = [
     "BLOB_FORMAT_VERSION",
     "BLOB_MAGIC",
+    "GRANT_SIGNATURE_LABEL",
     "PUBLIC_KEY_FORMAT",
     "WRAP_INFO_LABEL",
     "BlobHeader",
@@ -63,16 +85,22 @@ __all__ = [
     "OrgPrivateKeys",
     "OrgPublicKey",
     "UnwrappedKey",
+    "check_fingerprint",
+    "custodian_fingerprint",
     "parse_blob_header",
     "unwrap_key",
+    "verify_grant",
     "wrap_key",
 ]
 
 BLOB_MAGIC = b"TSWK"
-BLOB_FORMAT_VERSION = 1
+BLOB_FORMAT_VERSION = 2
 PUBLIC_KEY_FORMAT = "tessera-org-public-key"
-WRAP_INFO_LABEL = b"tessera/v1/wrapped-key"
+WRAP_INFO_LABEL = b"tessera/v2/wrapped-key"
+GRANT_SIGNATURE_LABEL = b"tessera/v2/key-grant"
 _PUBLIC_FINGERPRINT_LABEL = b"tessera/v1/org-public-key"
+_CUSTODIAN_FINGERPRINT_LABEL = b"tessera/v1/custodian-public-key"
+_FINGERPRINT = re.compile(r"[A-Z2-7]{20}")
 _X25519_BYTES = 32
 _MLKEM768_PUBLIC_BYTES = 1184
 _MLKEM_SEED_BYTES = 64
@@ -126,6 +154,11 @@ def _public_fingerprint(org: str, x25519_public: bytes, hybrid_public: bytes) ->
         + len(hybrid_public).to_bytes(2, "big")
         + hybrid_public
     ).digest()
+    return _short_fingerprint(digest)
+
+
+def _short_fingerprint(digest: bytes) -> str:
+    """100 bits of ``digest`` as five groups of four base32 characters."""
     text = base64.b32encode(digest[:15]).decode()[:20]
     return "-".join(text[i : i + 4] for i in range(0, 20, 4))
 
@@ -284,7 +317,19 @@ class OrgPrivateKeys:
 
 @dataclass(frozen=True, slots=True)
 class BlobHeader:
-    """The clear header of a wrapped key blob; all of it is bound into the HPKE info."""
+    """The clear header of a wrapped key blob; all of it is bound into the HPKE info and
+    covered by the custodian's signature.
+
+    Attributes:
+        kem: the KEM the key is wrapped with.
+        domain: linkage domain.
+        version: key version label.
+        org: the organisation it is granted to.
+        key_id: the version's opaque key id.
+        fingerprint: the domain key version's fingerprint.
+        recipient_fingerprint: fingerprint of the organisation public keys it is wrapped to.
+        custodian_key: the custodian's raw Ed25519 public key (32 bytes) that signs it.
+    """
 
     kem: Kem
     domain: str
@@ -292,22 +337,35 @@ class BlobHeader:
     org: str
     key_id: str
     fingerprint: str
+    recipient_fingerprint: str
+    custodian_key: bytes
 
     def pack(self) -> bytes:
         """The header bytes as the blob starts."""
+        fields = (
+            self.domain,
+            self.version,
+            self.org,
+            self.key_id,
+            self.fingerprint,
+            self.recipient_fingerprint,
+        )
         return (
             BLOB_MAGIC
             + bytes([BLOB_FORMAT_VERSION, self.kem.code])
-            + b"".join(
-                _field(v)
-                for v in (self.domain, self.version, self.org, self.key_id, self.fingerprint)
-            )
+            + b"".join(_field(v) for v in fields)
+            + self.custodian_key
         )
 
     @property
     def info(self) -> bytes:
         """The HPKE ``info`` of a blob with this header."""
         return WRAP_INFO_LABEL + self.pack()
+
+    @property
+    def custodian_fingerprint(self) -> str:
+        """Fingerprint of the custodian key that signs the blob."""
+        return custodian_fingerprint(self.custodian_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,8 +379,26 @@ class UnwrappedKey:
     key: DomainKey = field(repr=False)
 
 
+def custodian_fingerprint(public_key: bytes) -> str:
+    """The short fingerprint of a custodian's Ed25519 public key, to read out by phone."""
+    return _short_fingerprint(hashlib.sha256(_CUSTODIAN_FINGERPRINT_LABEL + public_key).digest())
+
+
+def check_fingerprint(text: str, *, what: str = "custodian fingerprint") -> str:
+    """``text`` as a canonical fingerprint (upper case, dashes), or :class:`KeyManagementError`.
+
+    Spaces and lower case, as people type what they heard, are accepted.
+    """
+    compact = text.replace("-", "").replace(" ", "").upper()
+    if not _FINGERPRINT.fullmatch(compact):
+        raise KeyManagementError(
+            f"a {what} is 20 letters and digits in five groups, like ABCD-EFGH-IJKL-MNOP-QRST"
+        )
+    return "-".join(compact[i : i + 4] for i in range(0, 20, 4))
+
+
 def parse_blob_header(blob: bytes, *, source: str = "key blob") -> tuple[BlobHeader, bytes]:
-    """Split a blob into its header and its HPKE output.
+    """Split a blob into its header and its HPKE output (the signature is not checked here).
 
     Raises:
         KeystoreFormatError: not a blob, an unsupported version, or truncated.
@@ -331,6 +407,11 @@ def parse_blob_header(blob: bytes, *, source: str = "key blob") -> tuple[BlobHea
         raise KeystoreFormatError(f"{source}: truncated or not a Tessera key blob")
     if blob[:4] != BLOB_MAGIC:
         raise KeystoreFormatError(f"{source}: not a Tessera key blob")
+    if blob[4] == 1:
+        raise KeystoreFormatError(
+            f"{source}: an unsigned key blob (format 1), no longer accepted: ask the custodian "
+            "for a new grant"
+        )
     if blob[4] != BLOB_FORMAT_VERSION:
         raise KeystoreFormatError(f"{source}: key blob format version {blob[4]} is not supported")
     if blob[5] not in (1, 2):
@@ -338,7 +419,7 @@ def parse_blob_header(blob: bytes, *, source: str = "key blob") -> tuple[BlobHea
     kem = Kem.X25519 if blob[5] == 1 else Kem.HYBRID
     pos = 6
     fields: list[str] = []
-    for _ in range(5):
+    for _ in range(6):
         if pos + 2 > len(blob):
             raise KeystoreFormatError(f"{source}: truncated key blob")
         size = int.from_bytes(blob[pos : pos + 2], "big")
@@ -350,13 +431,51 @@ def parse_blob_header(blob: bytes, *, source: str = "key blob") -> tuple[BlobHea
         except UnicodeDecodeError:
             raise KeystoreFormatError(f"{source}: key blob header is malformed") from None
         pos += size
-    body = blob[pos:]
-    if len(body) != kem.enc_length() + DOMAIN_KEY_BYTES + _GCM_TAG_BYTES:
+    custodian_key = blob[pos : pos + signing.PUBLIC_KEY_BYTES]
+    body = blob[pos + signing.PUBLIC_KEY_BYTES : len(blob) - signing.SIGNATURE_BYTES]
+    expected = kem.enc_length() + DOMAIN_KEY_BYTES + _GCM_TAG_BYTES
+    if len(custodian_key) != signing.PUBLIC_KEY_BYTES or len(body) != expected:
         raise KeystoreFormatError(f"{source}: truncated key blob")
-    domain, version, org, key_id, fingerprint = fields
+    domain, version, org, key_id, fingerprint, recipient = fields
     header = BlobHeader(
-        kem=kem, domain=domain, version=version, org=org, key_id=key_id, fingerprint=fingerprint
+        kem=kem,
+        domain=domain,
+        version=version,
+        org=org,
+        key_id=key_id,
+        fingerprint=fingerprint,
+        recipient_fingerprint=recipient,
+        custodian_key=custodian_key,
     )
+    return header, body
+
+
+def verify_grant(
+    blob: bytes, *, custodian: str, source: str = "key blob"
+) -> tuple[BlobHeader, bytes]:
+    """Check that ``blob`` is signed by the custodian whose fingerprint is ``custodian``.
+
+    Needs no secret, so the broker or an auditor can run it as well as the organisation.
+
+    Returns:
+        The header and the HPKE output, as :func:`parse_blob_header`.
+
+    Raises:
+        KeystoreFormatError: not a blob, an unsupported (or unsigned) version, or truncated.
+        GrantRefusedError: signed by another key, or the signature does not verify.
+    """
+    header, body = parse_blob_header(blob, source=source)
+    if header.custodian_fingerprint != check_fingerprint(custodian):
+        raise GrantRefusedError(
+            f"{source}: not signed by the key custodian this organisation pinned "
+            f"({custodian}); refused"
+        )
+    signed = blob[: len(blob) - signing.SIGNATURE_BYTES]
+    signature = blob[len(blob) - signing.SIGNATURE_BYTES :]
+    if not signing.verify(header.custodian_key, GRANT_SIGNATURE_LABEL + signed, signature):
+        raise GrantRefusedError(
+            f"{source}: the custodian's signature does not verify (altered or forged); refused"
+        )
     return header, body
 
 
@@ -367,9 +486,10 @@ def wrap_key(
     version: str,
     key_id: str,
     recipient: OrgPublicKey,
+    signing_seed: bytes,
     kem: Kem = Kem.HYBRID,
 ) -> bytes:
-    """Wrap one domain key version for one organisation.
+    """Wrap one domain key version for one organisation and sign the grant.
 
     Args:
         key: the 32-byte domain key.
@@ -377,6 +497,7 @@ def wrap_key(
         version: key version label, e.g. ``"v2"``.
         key_id: the version's opaque key id.
         recipient: the organisation's public keys.
+        signing_seed: the custodian's 32-byte Ed25519 private seed.
         kem: hybrid ML-KEM-768+X25519 (default) or X25519 alone.
 
     Returns:
@@ -393,6 +514,8 @@ def wrap_key(
         org=recipient.org,
         key_id=key_id,
         fingerprint=fingerprint_key(key),
+        recipient_fingerprint=recipient.fingerprint,
+        custodian_key=signing.public_key_of(signing_seed),
     )
     try:
         wrapped = kem.suite().encrypt(key, recipient._hpke_key(kem), info=header.info)
@@ -400,25 +523,42 @@ def wrap_key(
         raise KeystoreFormatError(
             f"the public key of organisation {recipient.org} cannot be used for {kem.value}"
         ) from None
-    return header.pack() + wrapped
+    signed = header.pack() + wrapped
+    return signed + signing.sign(signing_seed, GRANT_SIGNATURE_LABEL + signed)
 
 
 def unwrap_key(
-    blob: bytes, *, org: str, private_keys: OrgPrivateKeys, source: str = "key blob"
+    blob: bytes,
+    *,
+    org: str,
+    private_keys: OrgPrivateKeys,
+    custodian: str,
+    source: str = "key blob",
 ) -> UnwrappedKey:
-    """Open a blob granted to organisation ``org``.
+    """Open a blob granted to organisation ``org`` by the custodian it pinned.
 
-    A blob for another organisation, or one whose header names another domain, version or
-    key than it was wrapped as, fails exactly like a tampered one.
+    The checks run in this order, each with its own one-line error: the blob is well formed,
+    signed by the custodian whose fingerprint is ``custodian`` (nothing else is installed,
+    whoever relayed it), granted to ``org`` and to these very keys; then it is opened. A
+    header relabelled to another domain, version or key fails the signature.
 
     Raises:
-        KeystoreFormatError: not a blob, an unsupported version, or truncated.
-        DecryptionError: not for this organisation, altered, or wrapped under other keys
-            (never says which).
+        KeystoreFormatError: not a blob, an unsupported or unsigned version, or truncated.
+        GrantRefusedError: not signed by the pinned custodian, or granted to another
+            organisation or another public key of this one.
+        DecryptionError: the HPKE output does not open (never says why).
     """
-    header, body = parse_blob_header(blob, source=source)
+    header, body = verify_grant(blob, custodian=custodian, source=source)
     if header.org != org:
-        raise DecryptionError("key blob")
+        raise GrantRefusedError(
+            f"{source}: this key blob was granted to another organisation, not to {org}"
+        )
+    own = private_keys.public(org).fingerprint
+    if header.recipient_fingerprint != own:
+        raise GrantRefusedError(
+            f"{source}: this key blob was wrapped to other public keys of {org} "
+            f"({header.recipient_fingerprint}, not {own}): ask the custodian for a new grant"
+        )
     try:
         key = header.kem.suite().decrypt(body, private_keys._hpke_key(header.kem), info=header.info)
     except Exception:  # HPKE raises InvalidTag, or ValueError on a malformed encapsulation

@@ -224,11 +224,17 @@ def build_somerset(broker: BrokerProcess, root: Path, *, persons: int = 500) -> 
     keystore = ["--keystore", str(root / "custodian.keystore")]
     invoke(keys_cli, ["init", *keystore], env=env, log=world.outputs)
     invoke(keys_cli, ["domain", "create", world.domain, *keystore], env=env, log=world.outputs)
+    custodian = invoke(keys_cli, ["identity", *keystore], env=env, log=world.outputs).strip()
     for ds in summary.datasets:
         org = next(o for o in world.orgs.values() if o.source == ds.name)
         orgdir = str(org.directory)
         blob = str(root / f"{org.name}.tkey")
-        invoke(sdk_cli, ["init", "--org", org.name, "--dir", orgdir], env=env, log=world.outputs)
+        invoke(
+            sdk_cli,
+            ["init", "--org", org.name, "--dir", orgdir, "--custodian", custodian],
+            env=env,
+            log=world.outputs,
+        )
         invoke(
             keys_cli,
             ["grant", world.domain, "--org", org.name,

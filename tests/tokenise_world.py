@@ -16,7 +16,7 @@ from client_sdk.tokenise import TokeniseParams
 from keys.cliutil import run_cli
 from keys.derive import DomainKey
 from keys.keystore import KdfParams, Keystore, create_domain
-from keys.rotation import grant_key
+from keys.rotation import custodian_identity, grant_key, new_custodian_contents
 from keys.spec import default_spec
 from keys.wrapping import Kem, OrgPublicKey
 
@@ -48,11 +48,14 @@ class Org:
 
 def make_orgs(root: Path, names: list[str]) -> dict[str, Org]:
     """A custodian with domain ``DOMAIN`` and one organisation per name, each granted v1."""
-    custodian = Keystore.create(root / "custodian.keystore", "custodian pw", kdf=FAST)
+    custodian = Keystore.create(
+        root / "custodian.keystore", "custodian pw", contents=new_custodian_contents(), kdf=FAST
+    )
     create_domain(custodian, DOMAIN)
+    pinned = custodian_identity(custodian)
     orgs: dict[str, Org] = {}
     for name in names:
-        store = OrgStore.create(root / name, name, PASSPHRASE, kdf=FAST)
+        store = OrgStore.create(root / name, name, PASSPHRASE, custodian=pinned, kdf=FAST)
         public = OrgPublicKey.from_file_bytes(store.public_key_path.read_bytes())
         store.install_blob(grant_key(custodian, DOMAIN, public, kem=Kem.X25519).blob)
         orgs[name] = Org(name, store.directory)

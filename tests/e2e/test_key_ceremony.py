@@ -7,6 +7,7 @@ tests/keys/test_keys_cli.py covers every error path in-process.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 
 from client_sdk.orgstore import OrgStore
 from keys.keystore import Keystore, list_domains
-from keys.wrapping import BlobHeader, parse_blob_header
+from keys.rotation import custodian_identity
+from keys.wrapping import parse_blob_header
 from tests.key_ceremony import (
     CUSTODIAN_PASSPHRASE,
     ORG_PASSPHRASE,
@@ -27,7 +29,7 @@ from tests.key_ceremony import (
 
 pytestmark = pytest.mark.xdist_group("key-ceremony")
 
-OPAQUE_BLOB = "cannot open the key blob: wrong passphrase or key, or the file was altered"
+FORGED = "the custodian's signature does not verify (altered or forged); refused"
 OPAQUE_KEYSTORE = "cannot open the keystore: wrong passphrase or key, or the file was altered"
 
 
@@ -58,13 +60,16 @@ def test_readme_block_covers_the_whole_ceremony():
     for step in (
         "tessera-keys init",
         "tessera-keys domain create",
+        "tessera-keys identity",
         "tessera-sdk init --org north-trust",
         "tessera-sdk init --org south-council",
+        '--custodian "$CUSTODIAN"',
         "tessera-keys grant",
         "tessera-sdk install-key",
         "tessera-keys domain rotate",
         "--version v2",
         "tessera-sdk keys",
+        "--accept v2",
     ):
         assert step in block
     assert "PASSPHRASE=" not in block  # passphrases never appear in commands
@@ -74,7 +79,11 @@ def test_readme_ceremony_runs_and_leaves_the_expected_state(ceremony: Ceremony):
     out = "".join(ceremony.outputs)
     assert "created keystore custodian.keystore" in out
     assert "fingerprint (read it out to the custodian):" in out
+    assert "custodian fingerprint (read it out to every organisation):" in out
     custodian = Keystore.open(ceremony.directory / "custodian.keystore", CUSTODIAN_PASSPHRASE)
+    pinned = custodian_identity(custodian)
+    assert out.count(f"pinned key custodian {pinned}") == 2
+    assert "v2 waits to be accepted" in out
     (domain,) = list_domains(custodian)
     assert [(v.version, v.status) for v in domain.versions] == [
         ("v1", "retired"),
@@ -82,14 +91,15 @@ def test_readme_ceremony_runs_and_leaves_the_expected_state(ceremony: Ceremony):
     ]
     for org in ("north-trust", "south-council"):
         store = OrgStore.open(ceremony.directory / org, ORG_PASSPHRASE)
-        assert store.fingerprint in out
+        assert store.fingerprint in out and store.custodian == pinned
         assert [(k.version, k.fingerprint) for k in store.installed()] == [
             (v.version, v.fingerprint) for v in domain.versions
         ]
         key, version = store.domain_key("somerset-health")
         assert version == "v2" and key == domain.current.key
-    listing = ceremony.run("tessera-sdk keys --dir north-trust").stdout
-    assert "somerset-health" in listing and "v2" in listing
+    listing = ceremony.run("tessera-sdk keys --dir north-trust").stdout.splitlines()
+    rows = [line.split()[:3] for line in listing if line.startswith("somerset-health")]
+    assert rows == [["somerset-health", "v1", "kept"], ["somerset-health", "v2", "in"]]
 
 
 def test_keystore_env_var_replaces_the_option(scratch: Ceremony):
@@ -127,26 +137,26 @@ def test_truncated_keystore_and_tampered_blob(scratch: Ceremony):
     tampered = bytearray(blob.read_bytes())
     tampered[-3] ^= 0x01
     blob.write_bytes(bytes(tampered))
-    _fails(scratch, "tessera-sdk install-key north-trust-v2.tkey --dir north-trust", 3, OPAQUE_BLOB)
+    _fails(scratch, "tessera-sdk install-key north-trust-v2.tkey --dir north-trust", 9, FORGED)
 
 
 def test_a_blob_for_another_org_or_domain_is_refused(scratch: Ceremony):
     err = _fails(
-        scratch, "tessera-sdk install-key north-trust-v2.tkey --dir south-council", 3, OPAQUE_BLOB
+        scratch,
+        "tessera-sdk install-key north-trust-v2.tkey --dir south-council",
+        9,
+        "granted to another organisation",
     )
-    assert err == f"tessera-sdk: error: {OPAQUE_BLOB}"
+    assert err == (
+        "tessera-sdk: error: north-trust-v2.tkey: this key blob was granted to another "
+        "organisation, not to south-council"
+    )
     blob = scratch.directory / "north-trust-v2.tkey"
-    header, body = parse_blob_header(blob.read_bytes())
-    relabelled = BlobHeader(
-        kem=header.kem,
-        domain="other-domain",
-        version=header.version,
-        org=header.org,
-        key_id=header.key_id,
-        fingerprint=header.fingerprint,
-    )
-    blob.write_bytes(relabelled.pack() + body)
-    _fails(scratch, "tessera-sdk install-key north-trust-v2.tkey --dir north-trust", 3, OPAQUE_BLOB)
+    data = blob.read_bytes()
+    header, body = parse_blob_header(data)
+    relabelled = dataclasses.replace(header, domain="other-domain")
+    blob.write_bytes(relabelled.pack() + body + data[-64:])
+    _fails(scratch, "tessera-sdk install-key north-trust-v2.tkey --dir north-trust", 9, FORGED)
 
 
 def test_unknown_domain_and_version(scratch: Ceremony):
@@ -197,3 +207,32 @@ def test_a_held_lock_gives_a_busy_error(scratch: Ceremony):
             "another process is using the keystore",
         )
     scratch.run("tessera-keys domain rotate somerset-health --keystore custodian.keystore")
+
+
+def test_tokenise_keeps_the_accepted_version_while_a_newer_one_waits(scratch: Ceremony):
+    """A newly installed version is not used by default until the organisation accepts it."""
+    data = Path(__file__).resolve().parents[1] / "data"
+    ks = "--keystore custodian.keystore"
+    fingerprint = scratch.run(f"tessera-keys identity {ks}").stdout.strip()
+    scratch.run(f"tessera-sdk init --org east-council --dir east --custodian {fingerprint}")
+    for version in ("v2", "v3"):
+        if version == "v3":
+            scratch.run(f"tessera-keys domain rotate somerset-health {ks}")
+        scratch.run(
+            f"tessera-keys grant somerset-health --version {version} --org east-council "
+            f"--public-key east/public-key.json --out east-{version}.tkey {ks}"
+        )
+        scratch.run(f"tessera-sdk install-key east-{version}.tkey --dir east")
+    tokenise = (
+        f"tessera-sdk tokenise {data / 'messy.csv'} --mapping {data / 'messy.toml'} --dir east "
+        "--domain somerset-health --dataset extract --no-progress --out"
+    )
+    waiting = scratch.run(f"{tokenise} before.batch")
+    assert "domain somerset-health v2" in waiting.stdout
+    assert "somerset-health v3 is installed but waits to be accepted" in waiting.stderr
+    assert "--accept v3" in waiting.stderr
+    named = scratch.run(f"{tokenise} named.batch --key-version v3")
+    assert "domain somerset-health v3" in named.stdout
+    scratch.run("tessera-sdk keys --dir east --accept v3")
+    accepted = scratch.run(f"{tokenise} after.batch")
+    assert "domain somerset-health v3" in accepted.stdout and "waits" not in accepted.stderr

@@ -7,6 +7,7 @@ checks that ``init`` asks for its passphrase twice.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pty
 import select
@@ -23,12 +24,12 @@ from client_sdk.orgstore import OrgStore
 from keys.cli import cli as keys_cli
 from keys.cliutil import run_cli
 from keys.keystore import KdfParams, Keystore, create_domain
-from keys.wrapping import BlobHeader, parse_blob_header
+from keys.rotation import custodian_identity, new_custodian_contents
+from keys.wrapping import parse_blob_header
 
 FAST = KdfParams(memory_cost=64, iterations=1, lanes=1)
 CUSTODIAN_PW = "test-only custodian pw"
 ORG_PW = "test-only organisation pw"
-OPAQUE_BLOB = "cannot open the key blob: wrong passphrase or key, or the file was altered"
 OPAQUE_KEYSTORE = "cannot open the keystore: wrong passphrase or key, or the file was altered"
 
 
@@ -36,6 +37,7 @@ OPAQUE_KEYSTORE = "cannot open the keystore: wrong passphrase or key, or the fil
 class World:
     root: Path
     capsys: pytest.CaptureFixture[str]
+    custodian: str
 
     @property
     def ks(self) -> str:
@@ -71,11 +73,14 @@ def world(tmp_path: Path, capsys, monkeypatch) -> World:
     monkeypatch.setenv("TESSERA_KEYS_PASSPHRASE", CUSTODIAN_PW)
     monkeypatch.setenv("TESSERA_SDK_PASSPHRASE", ORG_PW)
     monkeypatch.delenv("TESSERA_KEYS_KEYSTORE", raising=False)
-    store = Keystore.create(tmp_path / "custodian.keystore", CUSTODIAN_PW, kdf=FAST)
+    store = Keystore.create(
+        tmp_path / "custodian.keystore", CUSTODIAN_PW, contents=new_custodian_contents(), kdf=FAST
+    )
     create_domain(store, "somerset-health")
+    custodian = custodian_identity(store)
     for org in ("north-trust", "south-council"):
-        OrgStore.create(tmp_path / org, org, ORG_PW, kdf=FAST)
-    return World(tmp_path, capsys)
+        OrgStore.create(tmp_path / org, org, ORG_PW, custodian=custodian, kdf=FAST)
+    return World(tmp_path, capsys, custodian)
 
 
 def test_grant_install_rotate_list(world: World):
@@ -89,6 +94,21 @@ def test_grant_install_rotate_list(world: World):
     assert code == 0 and "v2 is current" in out
     code, out, _ = world.grant("south-council", "s2.tkey", "--kem", "x25519")
     assert code == 0 and "somerset-health v2" in out and "(x25519)" in out
+    assert f"signed by custodian {world.custodian}" in out
+    world.grant("north-trust", "n2.tkey")
+    north = str(world.root / "north-trust")
+    code, out, _ = world.sdk("install-key", str(world.root / "n2.tkey"), "--dir", north)
+    assert code == 0 and "v2 waits to be accepted" in out and "--accept v2" in out
+    code, out, _ = world.sdk("keys", "--dir", north)
+    rows = [line.split()[:3] for line in out.splitlines()[3:]]
+    assert rows == [["somerset-health", "v1", "in"], ["somerset-health", "v2", "waiting"]]
+    assert f"key custodian: {world.custodian}" in out
+    code, out, _ = world.sdk("keys", "--dir", north, "--accept", "v2")
+    assert code == 0 and "accepted domain somerset-health v2" in out
+    assert [line.split()[:3] for line in out.splitlines()[4:]] == [
+        ["somerset-health", "v1", "kept"],
+        ["somerset-health", "v2", "in"],
+    ]
     code, out, _ = world.keys("domain", "retire", "somerset-health", "v1", "--keystore", world.ks)
     assert code == 0 and "retired domain somerset-health v1" in out
     code, out, _ = world.keys("domain", "list", "--keystore", world.ks)
@@ -150,24 +170,118 @@ def test_damaged_and_misdirected_blobs(world: World):
     blob = world.root / "n1.tkey"
     data = blob.read_bytes()
     north, south = str(world.root / "north-trust"), str(world.root / "south-council")
-    _one_line(world.sdk("install-key", str(blob), "--dir", south), 3, OPAQUE_BLOB, "tessera-sdk")
+    _one_line(
+        world.sdk("install-key", str(blob), "--dir", south),
+        9,
+        "granted to another organisation, not to south-council",
+        "tessera-sdk",
+    )
     header, body = parse_blob_header(data)
     for change in ({"domain": "other"}, {"version": "v2"}, {"org": "south-council"}):
-        fields = {
-            "kem": header.kem, "domain": header.domain, "version": header.version,
-            "org": header.org, "key_id": header.key_id, "fingerprint": header.fingerprint,
-        } | change  # fmt: skip
-        blob.write_bytes(BlobHeader(**fields).pack() + body)  # type: ignore[arg-type]
+        relabelled = dataclasses.replace(header, **change)  # type: ignore[arg-type]
+        blob.write_bytes(relabelled.pack() + body + data[-64:])
         target = south if "org" in change else north
         _one_line(
-            world.sdk("install-key", str(blob), "--dir", target), 3, OPAQUE_BLOB, "tessera-sdk"
+            world.sdk("install-key", str(blob), "--dir", target),
+            9,
+            "the custodian's signature does not verify",
+            "tessera-sdk",
         )
     blob.write_bytes(data[:-20])
     _one_line(
         world.sdk("install-key", str(blob), "--dir", north), 3, "truncated key blob", "tessera-sdk"
     )
     blob.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    _one_line(world.sdk("install-key", str(blob), "--dir", north), 3, OPAQUE_BLOB, "tessera-sdk")
+    _one_line(
+        world.sdk("install-key", str(blob), "--dir", north), 9, "does not verify", "tessera-sdk"
+    )
+
+
+def test_pinning_the_custodian(world: World, tmp_path: Path):
+    code, out, _ = world.keys("identity", "--keystore", world.ks)
+    assert code == 0 and out == f"{world.custodian}\n"
+    world.grant("north-trust", "n1.tkey")
+    east = str(tmp_path / "east")
+    code, out, _ = world.sdk("init", "--org", "north-trust", "--dir", east)
+    assert code == 0 and "no key custodian pinned yet" in out
+    # east has the org name but other keys; make it a grant of its own
+    public = str(tmp_path / "east" / "public-key.json")
+    world.keys(
+        "grant", "somerset-health", "--org", "north-trust", "--public-key", public,
+        "--out", str(tmp_path / "e1.tkey"), "--keystore", world.ks,
+    )  # fmt: skip
+    e1 = str(tmp_path / "e1.tkey")
+    _one_line(
+        world.sdk("install-key", e1, "--dir", east), 9, "no key custodian is pinned", "tessera-sdk"
+    )
+    _one_line(
+        world.sdk("install-key", e1, "--dir", east, "--custodian", "ABCD"),
+        2,
+        "20 letters and digits",
+        "tessera-sdk",
+    )
+    wrong = "AAAA-BBBB-CCCC-DDDD-EEEE"
+    _one_line(
+        world.sdk("install-key", e1, "--dir", east, "--custodian", wrong),
+        9,
+        f"not signed by the key custodian this organisation pinned ({wrong})",
+        "tessera-sdk",
+    )
+    _one_line(
+        world.sdk("install-key", str(world.root / "n1.tkey"), "--dir", east),
+        9,
+        "no key custodian is pinned",
+        "tessera-sdk",
+    )
+    code, out, _ = world.sdk("keys", "--dir", east, "--custodian", world.custodian.lower())
+    assert code == 0 and f"pinned key custodian {world.custodian}" in out
+    _one_line(
+        world.sdk("install-key", str(world.root / "n1.tkey"), "--dir", east),
+        9,
+        "wrapped to other public keys of north-trust",
+        "tessera-sdk",
+    )
+    code, out, _ = world.sdk("install-key", e1, "--dir", east)
+    assert code == 0 and f"signed by custodian {world.custodian}" in out
+    _one_line(
+        world.sdk("keys", "--dir", east, "--custodian", wrong),
+        9,
+        "already pins key custodian",
+        "tessera-sdk",
+    )
+
+
+def test_identity_of_a_keystore_made_before_signed_grants(world: World, tmp_path: Path):
+    old = tmp_path / "old.keystore"
+    create_domain(Keystore.create(old, CUSTODIAN_PW, kdf=FAST), "somerset-health")
+    _one_line(
+        world.keys("identity", "--keystore", str(old)),
+        5,
+        "no custodian identity key yet",
+        "tessera-keys",
+    )
+    public = str(world.root / "north-trust" / "public-key.json")
+    _one_line(
+        world.keys(
+            "grant",
+            "somerset-health",
+            "--org",
+            "north-trust",
+            "--public-key",
+            public,
+            "--out",
+            str(tmp_path / "o.tkey"),
+            "--keystore",
+            str(old),
+        ),  # fmt: skip
+        5,
+        "tessera-keys identity --create",
+        "tessera-keys",
+    )
+    code, first, _ = world.keys("identity", "--create", "--keystore", str(old))
+    assert code == 0
+    code, again, _ = world.keys("identity", "--create", "--keystore", str(old))
+    assert again == first != f"{world.custodian}\n"
 
 
 def test_unknown_domains_and_versions(world: World):

@@ -2,8 +2,9 @@
 
 keys/vectors/keystore.json and keys/vectors/wrapped_key.json hold TEST-ONLY passphrases
 and keys. Every byte of a keystore file is rebuilt from the vector (randomness is
-injected); a blob's header and HPKE info are rebuilt, and the committed blob must open
-(HPKE draws its own randomness inside OpenSSL, so its ciphertext cannot be rebuilt).
+injected); a blob's header, HPKE info and custodian signature are rebuilt (Ed25519 is
+deterministic), and the committed blob must verify and open (HPKE draws its own
+randomness inside OpenSSL, so its ciphertext cannot be rebuilt).
 
 Changing a format is a deliberate act: regenerate with
 ``.venv/bin/python tests/keys/test_vectors_keys.py --regenerate`` and bump the format
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from keys import signing
 from keys.derive import DomainKey, fingerprint_key
 from keys.keystore import (
     Domain,
@@ -30,12 +32,15 @@ from keys.keystore import (
     unseal_contents,
 )
 from keys.wrapping import (
+    GRANT_SIGNATURE_LABEL,
     BlobHeader,
     Kem,
     OrgPrivateKeys,
     OrgPublicKey,
+    custodian_fingerprint,
     parse_blob_header,
     unwrap_key,
+    verify_grant,
     wrap_key,
 )
 
@@ -191,10 +196,15 @@ def build_keystore_vectors() -> dict:
     }
 
 
+def _custodian_seed() -> bytes:
+    return hashlib.sha256(b"test-only custodian identity seed").digest()
+
+
 def build_wrapped_vectors() -> dict:
     private = _org_private()
     public = private.public("test-org")
     key = DomainKey(_key("v2"))
+    seed = _custodian_seed()
     blobs = []
     for kem in Kem:
         blob = wrap_key(
@@ -203,6 +213,7 @@ def build_wrapped_vectors() -> dict:
             version="v2",
             key_id="kid-0000000000000002",
             recipient=public,
+            signing_seed=seed,
             kem=kem,
         )
         header, _ = parse_blob_header(blob)
@@ -214,8 +225,10 @@ def build_wrapped_vectors() -> dict:
                 "org": header.org,
                 "key_id": header.key_id,
                 "fingerprint": header.fingerprint,
+                "recipient_fingerprint": header.recipient_fingerprint,
                 "header_hex": header.pack().hex(),
                 "info_hex": header.info.hex(),
+                "signature_hex": blob[-signing.SIGNATURE_BYTES :].hex(),
                 "blob_hex": blob.hex(),
             }
         )
@@ -225,6 +238,10 @@ def build_wrapped_vectors() -> dict:
         "org_rng_seed": "test-only org keys",
         "public_key_file": public.to_file_bytes().decode(),
         "public_key_fingerprint": public.fingerprint,
+        "custodian_seed_hex": seed.hex(),
+        "custodian_public_key_hex": signing.public_key_of(seed).hex(),
+        "custodian_fingerprint": custodian_fingerprint(signing.public_key_of(seed)),
+        "signature_input": "'tessera/v2/key-grant' || every blob byte before the signature",
         "domain_key_hex": key.hex(),
         "blobs": blobs,
     }
@@ -289,7 +306,11 @@ def test_committed_blob_header_info_and_key(vector):
         {k: bytes.fromhex(v) for k, v in WRAPPED["org_private_keys_hex"].items()}
     )
     blob = bytes.fromhex(vector["blob_hex"])
-    header, _ = parse_blob_header(blob)
+    seed = bytes.fromhex(WRAPPED["custodian_seed_hex"])
+    custodian = WRAPPED["custodian_fingerprint"]
+    assert signing.public_key_of(seed).hex() == WRAPPED["custodian_public_key_hex"]
+    assert custodian_fingerprint(signing.public_key_of(seed)) == custodian
+    header, _ = verify_grant(blob, custodian=custodian)
     expected = BlobHeader(
         kem=Kem(vector["kem"]),
         domain=vector["domain"],
@@ -297,11 +318,17 @@ def test_committed_blob_header_info_and_key(vector):
         org=vector["org"],
         key_id=vector["key_id"],
         fingerprint=vector["fingerprint"],
+        recipient_fingerprint=vector["recipient_fingerprint"],
+        custodian_key=signing.public_key_of(seed),
     )
     assert header == expected
     assert expected.pack().hex() == vector["header_hex"]
     assert expected.info.hex() == vector["info_hex"]
-    opened = unwrap_key(blob, org="test-org", private_keys=private)
+    assert vector["recipient_fingerprint"] == WRAPPED["public_key_fingerprint"]
+    signed = blob[: -signing.SIGNATURE_BYTES]
+    assert signing.sign(seed, GRANT_SIGNATURE_LABEL + signed).hex() == vector["signature_hex"]
+    assert blob.endswith(bytes.fromhex(vector["signature_hex"]))
+    opened = unwrap_key(blob, org="test-org", private_keys=private, custodian=custodian)
     assert opened.key.hex() == WRAPPED["domain_key_hex"]
     assert (opened.domain, opened.version, opened.key_id) == ("test-domain", "v2", vector["key_id"])
     # a fresh wrap of the same key starts with the same header bytes
@@ -311,6 +338,7 @@ def test_committed_blob_header_info_and_key(vector):
         version="v2",
         key_id=vector["key_id"],
         recipient=private.public("test-org"),
+        signing_seed=seed,
         kem=Kem(vector["kem"]),
     )
     assert fresh.startswith(bytes.fromhex(vector["header_hex"]))
