@@ -6,6 +6,7 @@
     ├── InputError (ValueError)        an input file that cannot be read as mapped
     ├── MappingError (ValueError)      a mapping that does not validate (every problem at once)
     ├── OrgStoreError                  the organisation directory is missing or not initialised
+    ├── OutputError                    an output that would replace an input, or cannot be written
     └── BrokerCallError                the broker refused or could not be reached
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from keys.errors import SdkError
 
-__all__ = ["BrokerCallError", "InputError", "MappingError", "OrgStoreError"]
+__all__ = ["BrokerCallError", "InputError", "MappingError", "OrgStoreError", "OutputError"]
 
 
 class InputError(SdkError, ValueError):
@@ -36,6 +37,12 @@ class OrgStoreError(SdkError):
     """The organisation directory is missing, not initialised, or lacks a key."""
 
     exit_code = 13
+
+
+class OutputError(SdkError):
+    """An output file that would replace an input or an earlier output, or cannot be written."""
+
+    exit_code = 15
 
 
 class BrokerCallError(SdkError):
