@@ -18,7 +18,7 @@ from client_sdk.mapping import load_mapping
 from client_sdk.orgstore import OrgStore
 from client_sdk.output import check_output, private_files, write_failure
 from client_sdk.pipeline import iter_records, record_blocks
-from client_sdk.quality import QualityCollector
+from client_sdk.quality import QualityCollector, QualityReport
 from client_sdk.record import NormalisedRecord
 from client_sdk.speclint import (
     DEFAULT_MIN_DISTINCT,
@@ -125,6 +125,12 @@ def tokenise_command(
     records = RecordBlocks(
         _some_records(blocks.blocks, input_path, collector), blocks.prepare, blocks.absorb
     )
+    reports: list[QualityReport] = []  # built once, for the manifest and the summary
+
+    def quality() -> dict[str, Any]:
+        reports.append(collector.report())
+        return reports[-1].model_dump(mode="json")
+
     try:
         with private_files(), LocalIndex.open(orgdir, dataset) as index:
             summary = write_batch(
@@ -132,7 +138,7 @@ def tokenise_command(
                 params,
                 out=out,
                 index=index,
-                quality=lambda: collector.report().model_dump(mode="json"),
+                quality=quality,
                 workers=workers,
                 chunk_records=chunk_records,
             )
@@ -146,7 +152,7 @@ def tokenise_command(
     for name, count in summary.token_counts.items():
         click.echo(f"  {name:<32} {count:>10} tokens")
     click.echo(f"local index: {index.path} (stays on this machine)")
-    report = collector.report()
+    report = reports[-1]
     formations = key_formation(
         spec, summary.token_counts, records=manifest.record_count, report=report
     )
