@@ -6,12 +6,15 @@ Each test drives the installed ``tessera-sdk check`` or ``tokenise`` as a subpro
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from client_sdk.mapping import parse_mapping
-from client_sdk.pipeline import iter_records
+from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
 from keys.batch import BatchReader
 from tests.client_sdk.sdk_cli import sdk, tokenise_args
@@ -254,3 +257,32 @@ def test_a_doe_with_another_given_name_or_a_middle_name_is_a_person(tmp_path: Pa
     mapping, header, _ = _NAME_LAYOUTS[2]
     assert _names(mapping, header, "1,Mary,Doe", tmp_path) == (0, 0)
     assert _names(mapping, header, "1,John Paul,Doe", tmp_path) == (0, 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ids=st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=30))
+def test_each_local_id_is_used_once_and_every_repeat_names_its_first_line(
+    ids: list[int],
+) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        data = Path(directory) / "x.csv"
+        data.write_text("ID,FAMILY\n" + "".join(f"{i},Smith\n" for i in ids))
+        mapping = parse_mapping(_toml(ID_ONLY))
+        collector = QualityCollector()
+        for_blocks = QualityCollector()
+        used = [r.local_id for r in iter_records(data, mapping, report=collector)]
+        blocks = record_blocks(data, mapping, report=for_blocks, size=3)
+        in_blocks = [line for block in blocks.blocks for line, _ in block]
+    assert used == [str(i) for i in dict.fromkeys(ids)]
+    first: dict[int, int] = {}
+    expected: list[tuple[int, str]] = []
+    for line, i in enumerate(ids, start=2):
+        if first.setdefault(i, line) != line:
+            expected.append((line, f"duplicate local record id: the same as line {first[i]}"))
+    for report in (collector, for_blocks):
+        problems = report.report().problems
+        assert [(p.line, p.reason) for p in problems] == expected
+    assert in_blocks == [line for line, i in enumerate(ids, start=2) if first[i] == line]
+
+
+ID_ONLY = '[source]\nformat = "csv"\n[record]\nid = "ID"\n[identifiers]\nfamily_name = "FAMILY"\n'
