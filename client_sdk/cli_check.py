@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from client_sdk.mapping import load_mapping
+from client_sdk.output import check_output, write_private_text
 from client_sdk.pipeline import iter_records
 from client_sdk.quality import QualityCollector, QualityReport
 
@@ -108,9 +109,12 @@ def render_report(report: QualityReport, console: Console) -> None:
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-    help="Also write the report as JSON to this file ('-' for standard output).",
+    help="Also write the report as JSON to this file ('-' for standard output; mode 0600).",
 )
-def check_command(input_path: Path, mapping_path: Path, json_path: Path | None) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing --json file.")
+def check_command(
+    input_path: Path, mapping_path: Path, json_path: Path | None, *, force: bool
+) -> None:
     """Check an extract's data quality: completeness, validity, placeholders, a grade.
 
     Reads INPUT (CSV, FHIR NDJSON or a FHIR Bundle) as the mapping says, normalises every
@@ -118,13 +122,21 @@ def check_command(input_path: Path, mapping_path: Path, json_path: Path | None) 
     placeholders, duplicate NHS numbers, rejected rows with line numbers, days of the year
     that hold far more dates of birth than the days around them (default dates), and the
     grade (Gold, Silver, Bronze or Not rated; docs/quality.md). Nothing leaves this machine.
+    The --json file is never one of the inputs, and an existing one is replaced only with
+    --force.
     """
+    to_stdout = json_path is not None and str(json_path) == "-"
+    if json_path is not None and not to_stdout:
+        check_output(
+            json_path,
+            inputs=[("the extract", input_path), ("the mapping", mapping_path)],
+            force=force,
+        )
     mapping = load_mapping(mapping_path)
     collector = QualityCollector(source=input_path.name)
     for _ in iter_records(input_path, mapping, report=collector, progress=True):
         pass
     report = collector.report()
-    to_stdout = json_path is not None and str(json_path) == "-"
     console = Console(stderr=to_stdout, highlight=False)
     if not console.is_terminal:
         console = Console(stderr=to_stdout, highlight=False, width=120)
@@ -134,4 +146,4 @@ def check_command(input_path: Path, mapping_path: Path, json_path: Path | None) 
         if to_stdout:
             click.echo(text, nl=False)
         else:
-            json_path.write_text(text, encoding="utf-8")
+            write_private_text(json_path, text)

@@ -94,10 +94,11 @@ def _drop_older_batches(runs: Path, keep: Path) -> None:
 def run_command(ctx: click.Context, config_path: Path) -> None:
     """Run one scheduled job: tokenise, gate on the quality grade, upload, fetch.
 
-    Two runs of one job never overlap (the second exits 16). An extract graded below the
-    job's `min_grade` is not uploaded (exit 17). Any other failure exits with the code of
-    the step that failed, as that command would. Secrets come from TESSERA_SDK_PASSPHRASE
-    and TESSERA_SDK_TOKEN, never from the job file.
+    Two runs of one job never overlap (the second exits 17). An extract graded below the
+    job's `min_grade` is not uploaded (exit 18); a job file that does not validate exits
+    16. Any other failure exits with the code of the step that failed, as that command
+    would. Secrets come from TESSERA_SDK_PASSPHRASE and TESSERA_SDK_TOKEN, never from the
+    job file.
     """
     job = load_job(config_path)
     job.runs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from client_sdk.output import write_failure
 from client_sdk.synth import MAX_PRACTICES, generate
 
 __all__ = ["synth_command"]
@@ -46,7 +47,12 @@ def synth_command(persons: int, seed: int, out_dir: Path, practices: int, opt_ou
     Each file comes with its mapping (mapping_*.toml); truth.csv says which rows are the
     same person and is for evaluation only. See docs/synthetic-data.md.
     """
-    summary = generate(out_dir, persons=persons, seed=seed, practices=practices, opt_out=opt_out)
+    try:
+        summary = generate(
+            out_dir, persons=persons, seed=seed, practices=practices, opt_out=opt_out
+        )
+    except OSError as exc:
+        raise write_failure(exc, out_dir) from None
     click.echo(f"{summary.persons} persons written to {summary.out_dir}")
     for dataset in summary.datasets:
         click.echo(

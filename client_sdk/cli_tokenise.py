@@ -5,7 +5,9 @@ Output names files, counts and match keys, never a value, token, reference or ke
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,10 +16,18 @@ from client_sdk.errors import InputError
 from client_sdk.local_index import LocalIndex
 from client_sdk.mapping import load_mapping
 from client_sdk.orgstore import OrgStore
+from client_sdk.output import check_output, private_files, write_failure
 from client_sdk.pipeline import iter_records, record_blocks
-from client_sdk.quality import QualityCollector
-from client_sdk.speclint import DEFAULT_MIN_DISTINCT, lint_spec
-from client_sdk.tokenise import CHUNK_RECORDS, TokeniseParams, write_batch
+from client_sdk.quality import QualityCollector, QualityReport
+from client_sdk.record import NormalisedRecord
+from client_sdk.speclint import (
+    DEFAULT_MIN_DISTINCT,
+    formation_failure,
+    key_formation,
+    lint_spec,
+    static_problems,
+)
+from client_sdk.tokenise import CHUNK_RECORDS, RecordBlocks, TokeniseParams, write_batch
 from keys.errors import SpecError
 from keys.spec import LinkageSpec, default_spec, load_spec
 
@@ -56,6 +66,7 @@ def _spec(path: Path | None) -> LinkageSpec:
     "--chunk-records", default=CHUNK_RECORDS, show_default=True, type=click.IntRange(1, 1_000_000)
 )
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
+@click.option("--force", is_flag=True, help="Replace an existing batch file.")
 def tokenise_command(
     input_path: Path,
     mapping_path: Path,
@@ -68,18 +79,34 @@ def tokenise_command(
     workers: int,
     chunk_records: int,
     progress: bool,
+    *,
+    force: bool,
 ) -> None:
     """Tokenise INPUT into a token batch, keeping the reference index on this machine.
 
     The batch holds, per record, an opaque reference, one token per match key whose
     fields are all present, and the mapping's payload columns; its manifest carries the
     spec hash, domain, key version, dataset and the quality report. Nothing else leaves.
-    The passphrase comes from TESSERA_SDK_PASSPHRASE or a prompt.
+    The batch is written with mode 0600, never over an input, and over an earlier batch
+    only with --force. A spec the linter refuses without data (tessera-sdk spec lint) is
+    refused; keys that form for few records are named. The passphrase comes from
+    TESSERA_SDK_PASSPHRASE or a prompt.
     """
     spec = _spec(spec_path)
+    _refuse_static(spec)
     mapping = load_mapping(mapping_path)
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: no such directory for the batch file")
+    check_output(
+        out,
+        inputs=[
+            ("the extract", input_path),
+            ("the mapping", mapping_path),
+            ("the spec", spec_path),
+        ],
+        directories=[("a file of the organisation directory", orgdir)] if orgdir.is_dir() else [],
+        force=force,
+    )
     store = OrgStore.open(orgdir, org_passphrase())
     domain_key, version = store.domain_key(domain, key_version)
     params = TokeniseParams(
@@ -92,19 +119,31 @@ def tokenise_command(
         payload_columns=tuple(mapping.payload.columns),
     )
     collector = QualityCollector()
-    records = record_blocks(
+    blocks = record_blocks(
         input_path, mapping, report=collector, progress=progress, size=chunk_records
     )
-    with LocalIndex.open(orgdir, dataset) as index:
-        summary = write_batch(
-            records,
-            params,
-            out=out,
-            index=index,
-            quality=lambda: collector.report().model_dump(mode="json"),
-            workers=workers,
-            chunk_records=chunk_records,
-        )
+    records = RecordBlocks(
+        _some_records(blocks.blocks, input_path, collector), blocks.prepare, blocks.absorb
+    )
+    reports: list[QualityReport] = []  # built once, for the manifest and the summary
+
+    def quality() -> dict[str, Any]:
+        reports.append(collector.report())
+        return reports[-1].model_dump(mode="json")
+
+    try:
+        with private_files(), LocalIndex.open(orgdir, dataset) as index:
+            summary = write_batch(
+                records,
+                params,
+                out=out,
+                index=index,
+                quality=quality,
+                workers=workers,
+                chunk_records=chunk_records,
+            )
+    except OSError as exc:
+        raise write_failure(exc, out) from None
     manifest = summary.manifest
     click.echo(
         f"wrote {out}: {manifest.record_count} records, {len(manifest.chunk_digests)} chunks, "
@@ -113,6 +152,47 @@ def tokenise_command(
     for name, count in summary.token_counts.items():
         click.echo(f"  {name:<32} {count:>10} tokens")
     click.echo(f"local index: {index.path} (stays on this machine)")
+    report = reports[-1]
+    formations = key_formation(
+        spec, summary.token_counts, records=manifest.record_count, report=report
+    )
+    for formation in formations:
+        if formation.rare:
+            click.echo(f"warning: {formation.warning()}", err=True)
+    failure = formation_failure(formations)
+    if failure is not None:
+        click.echo(f"warning: {failure}: few records can link", err=True)
+    click.echo(
+        f"{report.rows_rejected:,} rows rejected of {report.rows_read:,} read "
+        f"(tessera-sdk check lists them); quality grade: {report.grade}"
+    )
+
+
+def _refuse_static(spec: LinkageSpec) -> None:
+    """Refuse a spec the linter refuses without data: one line per problem on stderr."""
+    problems = static_problems(spec)
+    if not problems:
+        return
+    for problem in problems:
+        click.echo(f"refused: {problem}", err=True)
+    raise SpecError(
+        spec.name,
+        [f"the spec linter refuses {len(problems)} match key(s); see tessera-sdk spec lint"],
+    )
+
+
+def _some_records(blocks: Iterable[Any], path: Path, collector: QualityCollector) -> Iterator[Any]:
+    """``blocks``, refusing an extract without a single record before a batch is written."""
+    empty = True
+    for block in blocks:
+        empty = False
+        yield block
+    if empty:
+        raise InputError(
+            f"{path}: no records to tokenise ({collector.rows_rejected:,} rows rejected, "
+            f"{collector.rows_skipped:,} entries that are not patient records skipped; "
+            "tessera-sdk check says why): no batch written"
+        )
 
 
 @click.group("spec")
@@ -160,21 +240,53 @@ def spec_lint(
 ) -> None:
     """Refuse match keys too common to hide, judged on this organisation's own INPUT.
 
-    Exits 7 when a key is refused. Nothing is written and no value is shown.
+    Also names, one line each, the keys that form for fewer than 10% of the
+    records (every field of a key must be present for it to form), and fails when the
+    strongest key or most keys do. Exits 7 when a key is refused or the spec cannot form.
+    Nothing is written and no value is shown.
     """
     spec = _spec(spec_path)
     mapping = load_mapping(mapping_path)
-    verdicts = lint_spec(
-        spec, iter_records(input_path, mapping, progress=False), min_distinct=min_distinct
-    )
+    collector = QualityCollector()
+    records = _Counted(iter_records(input_path, mapping, report=collector, progress=False))
+    verdicts = lint_spec(spec, records, min_distinct=min_distinct)
     for v in verdicts:
         click.echo(
             f"{v.verdict:<9} {v.name:<32} {v.present:>9} records  "
             f"{v.distinct_fraction:7.2%} distinct  {v.reason}"
         )
-    refused = [v for v in verdicts if v.verdict == "refused"]
-    if refused:
-        raise SpecError(
-            spec.name,
-            [f"match key {v.name!r} is too common to hide: {v.reason}" for v in refused],
-        )
+    formations = key_formation(
+        spec,
+        {v.name: v.present for v in verdicts},
+        records=records.count,
+        report=collector.report(),
+    )
+    for formation in formations:
+        if formation.rare:
+            click.echo(f"warning   {formation.warning()}")
+    problems = [
+        f"match key {v.name!r} is too common to hide: {v.reason}"
+        for v in verdicts
+        if v.verdict == "refused"
+    ]
+    failure = formation_failure(formations)
+    if failure is not None:
+        problems.append(f"{failure}: the spec cannot link this extract")
+    if problems:
+        raise SpecError(spec.name, problems)
+
+
+class _Counted:
+    """An iterator of records that counts what was taken from it."""
+
+    def __init__(self, records: Iterator[NormalisedRecord]) -> None:
+        self._records = records
+        self.count = 0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> NormalisedRecord:
+        record = next(self._records)
+        self.count += 1
+        return record

@@ -6,6 +6,7 @@
     ├── InputError (ValueError)        an input file that cannot be read as mapped
     ├── MappingError (ValueError)      a mapping that does not validate (every problem at once)
     ├── OrgStoreError                  the organisation directory is missing or not initialised
+    ├── OutputError                    an output that would replace an input, or cannot be written
     ├── BrokerCallError                the broker refused or could not be reached
     ├── JobConfigError (ValueError)    a `tessera-sdk run` job file that does not validate
     ├── JobBusyError                   another run of the same job holds its lock
@@ -23,6 +24,7 @@ __all__ = [
     "JobConfigError",
     "MappingError",
     "OrgStoreError",
+    "OutputError",
     "QualityFloorError",
 ]
 
@@ -49,6 +51,12 @@ class OrgStoreError(SdkError):
     exit_code = 13
 
 
+class OutputError(SdkError):
+    """An output file that would replace an input or an earlier output, or cannot be written."""
+
+    exit_code = 15
+
+
 class BrokerCallError(SdkError):
     """The broker refused a call (its machine code is kept) or could not be reached."""
 
@@ -63,16 +71,16 @@ class BrokerCallError(SdkError):
 class JobConfigError(SdkError, ValueError):
     """A job file that cannot be read or does not validate; lists every problem at once."""
 
-    exit_code = 15
+    exit_code = 16
 
 
 class JobBusyError(SdkError):
     """Another run of the same job still holds its lock."""
 
-    exit_code = 16
+    exit_code = 17
 
 
 class QualityFloorError(SdkError):
     """The extract's quality grade is below the job's floor: nothing was uploaded."""
 
-    exit_code = 17
+    exit_code = 18

@@ -24,7 +24,8 @@ A mapping is TOML (docs/mapping.md has one full example per input kind)::
 A field spread over several columns is a list (``given_name = ["FORENAME1", "FORENAME2"]``,
 ``postcode = ["PC_OUT", "PC_IN"]``), a date of birth in three columns is
 ``{ day = "…", month = "…", year = "…" }``, and a postcode inside a free-text address is
-``{ column = "ADDRESS", find = true }`` (docs/mapping.md gives the rules).
+``{ column = "ADDRESS", find = true }``, or in the last address line that holds one
+``{ column = ["ADDR1", "ADDR2", "ADDR3"], find = true }`` (docs/mapping.md gives the rules).
 
 Everything the mapping does not name stays on site. For FHIR the identifiers come from
 their standard elements; ``[identifiers]`` may switch fields off (``sex = false``) or
@@ -162,18 +163,25 @@ class DatePartsRef(BaseModel):
     year: str = Field(min_length=1)
 
 
+_Columns = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+"""Several columns of one field, in order."""
+
+
 class PostcodeFindRef(BaseModel):
-    """A free-text address column whose last UK postcode-shaped sequence is the postcode."""
+    """Free-text address columns whose last UK postcode-shaped sequence is the postcode.
+
+    With several columns (the lines of an address), they are searched last to first and
+    the first column holding a postcode gives it: the postcode is usually on the last
+    line that has a value.
+    """
 
     model_config = _STRICT
 
-    column: str = Field(min_length=1)
+    column: Annotated[str, Field(min_length=1)] | _Columns
     find: bool
 
 
 _Plain = str | ColumnRef | bool
-_Columns = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
-"""Several columns of one field, in order."""
 
 
 def _date_form(value: Any) -> str:
@@ -284,7 +292,9 @@ class Mapping(BaseModel):
             return [value]
         if isinstance(value, list):
             return list(value)
-        if isinstance(value, ColumnRef | FullNameRef | PostcodeFindRef):
+        if isinstance(value, PostcodeFindRef):
+            return [value.column] if isinstance(value.column, str) else list(value.column)
+        if isinstance(value, ColumnRef | FullNameRef):
             return [value.column]
         if isinstance(value, DateRef):
             return [value.column] if value.column is not None else []
@@ -357,7 +367,7 @@ _EXPECTED = {
     "date_of_birth": 'a column name, { column = "...", formats = ["%d/%m/%Y"] }, '
     'or { day = "...", month = "...", year = "..." }',
     "postcode": 'a column name, a list of columns (["OUTWARD", "INWARD"]), '
-    'or { column = "ADDRESS", find = true }',
+    '{ column = "ADDRESS", find = true }, or { column = ["LINE1", "LINE2"], find = true }',
     "full_name": '{ column = "...", layout = "FAMILY, GIVEN" }',
     "id": 'a column name ("id" for FHIR), or { system = "..." }',
 }

@@ -3,9 +3,11 @@
 :func:`iter_records` streams the file (one row in memory at a time) and yields one record
 per usable row, with ``None`` for every missing, invalid or placeholder value. Rows that
 cannot be used at all (no local id, a malformed row) are not yielded; they go to the
-:class:`QualityCollector` as problems with their line number and reason. Normalisers are
-pure, and values repeat (names, dates, postcodes), so each field's results are memoised
-in a bounded cache for the run.
+:class:`QualityCollector` as problems with their line number and reason. So does every row
+after the first with the same local id (merged extracts repeat ids): it would get the same
+reference as the first and replace it at the broker, losing a patient. The problem names
+the line of the first. Normalisers are pure, and values repeat (names, dates, postcodes),
+so each field's results are memoised in a bounded cache for the run.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ from client_sdk.normalise.names import (
     split_full_name,
 )
 from client_sdk.normalise.nhs_number import check_nhs_number
-from client_sdk.normalise.placeholders import payload_value
+from client_sdk.normalise.placeholders import (
+    PLACEHOLDER_NAME_PAIR_FAMILIES,
+    is_placeholder_name_pair,
+    payload_value,
+)
 from client_sdk.normalise.postcode import check_postcode
 from client_sdk.normalise.sex import check_sex
 from client_sdk.normalise.text import check_address_line, check_other_id
@@ -40,7 +46,7 @@ from client_sdk.quality import QualityCollector
 from client_sdk.readers.columns import (
     SEPARATOR,
     address_line_text,
-    find_postcode,
+    find_postcode_in_cells,
     joined_text,
     name_text,
 )
@@ -168,10 +174,10 @@ def _checks(mapping: Mapping, dates: DateParser) -> dict[str, Callable[[str], st
     if mapping.finds_postcode:
 
         def found_postcode(raw: str) -> str | Defect:
-            found = find_postcode(raw)
+            found = find_postcode_in_cells(raw)
             if found:
                 return postcode(found)
-            placeholder = check_address_line(raw) is Defect.PLACEHOLDER
+            placeholder = check_address_line(joined_text(raw)) is Defect.PLACEHOLDER
             return Defect.PLACEHOLDER if placeholder else Defect.MISSING
 
         checks["postcode"] = found_postcode
@@ -262,7 +268,10 @@ def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: da
     p_full = positions[_FULL] if layout is not None else -1
     new_record = tuple.__new__
     missing = Defect.MISSING
+    placeholder = Defect.PLACEHOLDER
     nothing: _Value = (None, missing)
+    pair_families = PLACEHOLDER_NAME_PAIR_FAMILIES
+    is_pair = is_placeholder_name_pair
 
     def row(
         line: int, values: Sequence[str], local_id: str, payload: tuple[str | None, ...]
@@ -297,6 +306,10 @@ def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: da
                 middle = f"{middle} {extra}" if middle else extra
         if middle is not None:
             o_middle = 0
+        elif family in pair_families and given is not None and is_pair(given, None, family):
+            # JOHN + DOE is the placeholder "John Doe" in one column: one rule, any layout.
+            given = key = family = None
+            o_given = o_family = placeholder
         if p_dob >= 0:
             raw = values[p_dob]
             dob, o_dob = dob_get(raw) or dob_fill(raw)
@@ -522,10 +535,15 @@ def iter_records(
         payload_start, payload_end = positions[11], positions[12]
         observe = collector.observe if report is not None else None
         cache, fill = _payload_cache()
+        first_lines: dict[str, int] = {}
         for line, values in rows:
             local_id = values[id_position].strip()
             if not local_id:
                 collector.reject(line, source.id_column, "no local record id")
+                continue
+            first = first_lines.setdefault(local_id, line)
+            if first != line:
+                collector.reject(line, source.id_column, _repeated_id(first, collector))
                 continue
             payload = tuple(
                 [cache[v] if v in cache else fill(v) for v in values[payload_start:payload_end]]
@@ -534,6 +552,11 @@ def iter_records(
             if observe is not None:
                 observe(line, outcomes, record.nhs_number, record.date_of_birth)
             yield record
+
+
+def _repeated_id(first: int, collector: QualityCollector) -> str:
+    """Why a row whose local id an earlier row holds is rejected (the id is not quoted)."""
+    return f"duplicate local record id: the same as {collector.position} {first}"
 
 
 _RawBlock = list[tuple[int, Sequence[str]]]
@@ -635,11 +658,17 @@ def record_blocks(
     def blocks() -> Iterator[_RawBlock]:
         id_position = source.positions[_ID]
         block: _RawBlock = []
+        first_lines: dict[str, int] = {}
         with ExitStack() as stack:
             rows = source.rows(stack, path, mapping, report, progress=progress, today=today)
             for line, values in rows:
-                if not values[id_position].strip():
+                local_id = values[id_position].strip()
+                if not local_id:
                     report.reject(line, source.id_column, "no local record id")
+                    continue
+                first = first_lines.setdefault(local_id, line)
+                if first != line:
+                    report.reject(line, source.id_column, _repeated_id(first, report))
                     continue
                 block.append((line, values))
                 if len(block) >= size:

@@ -582,6 +582,7 @@ def _mistype_nhs(number: str, rng: random.Random) -> str:
 
 
 _INWARD_LETTERS: Final = "ABDEFGHJLNPQRSTUWXYZ"
+_POSTCODE_DRAWS: Final = 64  # misses before a full district widens or reuses a postcode
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,23 +607,43 @@ class _PostcodeBook:
         # Per town: open units [postcode, street, next house number, capacity].
         self.open: dict[str, list[list[Any]]] = {}
         self.sectors: dict[str, list[int]] = {}
+        self.units: dict[str, list[str]] = {}  # per district, the postcodes handed out
 
     def _new_unit(self, place: _Place) -> list[Any]:
+        postcode = self._new_postcode(place.district)
+        street = _pick(self.rng, self.lists.streets)
+        return [postcode, street, _between(self.rng, 1, 3), _between(self.rng, 6, 30), place.town]
+
+    def _new_postcode(self, district: str) -> str:
+        """An unused postcode of ``district``; the district widens, then reuses, when full.
+
+        Draws are random, so a district whose sectors fill up takes ever more draws: after
+        :data:`_POSTCODE_DRAWS` misses a sector is added (up to all ten), and once every
+        one of the district's 4,000 units is taken a new street shares a used unit, as
+        real streets do. So any population size finishes.
+        """
         rng = self.rng
-        sectors = self.sectors.get(place.district)
+        sectors = self.sectors.get(district)
         if sectors is None:
             sectors = sorted(rng.sample(range(10), _between(rng, 2, 6)))
-            self.sectors[place.district] = sectors
+            self.sectors[district] = sectors
+        units = self.units.setdefault(district, [])
         while True:
-            inward = (
-                f"{_pick(rng, sectors)}{_pick(rng, _INWARD_LETTERS)}{_pick(rng, _INWARD_LETTERS)}"
-            )
-            postcode = f"{place.district} {inward}"
-            if postcode not in self.used:
-                self.used.add(postcode)
-                break
-        street = _pick(rng, self.lists.streets)
-        return [postcode, street, _between(rng, 1, 3), _between(rng, 6, 30), place.town]
+            for _ in range(_POSTCODE_DRAWS):
+                inward = (
+                    f"{_pick(rng, sectors)}{_pick(rng, _INWARD_LETTERS)}"
+                    f"{_pick(rng, _INWARD_LETTERS)}"
+                )
+                postcode = f"{district} {inward}"
+                if postcode not in self.used:
+                    self.used.add(postcode)
+                    units.append(postcode)
+                    return postcode
+            unused = [d for d in range(10) if d not in sectors]
+            if not unused:
+                return _pick(rng, units)
+            sectors.append(_pick(rng, unused))
+            sectors.sort()
 
     def address(self, town: str) -> _Address:
         rng = self.rng

@@ -12,7 +12,8 @@ them (``%Y%m%d``) must be written at their full width: ``1980111`` could be 1 No
 
 Rejected: impossible dates (31 April, 29 February 1981) and unparseable text as INVALID;
 dates after ``today`` and before 1 January of ``today.year - MAX_AGE_YEARS`` as INVALID;
-the listed default dates (1900-01-01, …) as PLACEHOLDER. Two-digit years (``%y``) are in the
+the listed default dates (1900-01-01, …) and dates written as only zeros (``00000000``,
+``00/00/0000``) as PLACEHOLDER. Two-digit years (``%y``) are in the
 century that puts them at or before ``today``.
 """
 
@@ -24,7 +25,11 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from client_sdk.normalise.defect import Defect
-from client_sdk.normalise.placeholders import PLACEHOLDER_DATES, is_placeholder_generic
+from client_sdk.normalise.placeholders import (
+    PLACEHOLDER_DATES,
+    is_placeholder_date_text,
+    is_placeholder_generic,
+)
 
 __all__ = [
     "MAX_AGE_YEARS",
@@ -197,6 +202,8 @@ class DateParser:
             return iso
         if is_placeholder_generic(" ".join(re.sub(r"[^A-Z0-9]+", " ", text.upper()).split())):
             return Defect.PLACEHOLDER
+        if is_placeholder_date_text(text):
+            return Defect.PLACEHOLDER
         return Defect.INVALID
 
     def __call__(self, raw: str) -> str | None:
@@ -238,6 +245,8 @@ class DateParser:
                 words = " ".join(re.sub(r"[^A-Z0-9]+", " ", cell.upper()).split())
                 if words and is_placeholder_generic(words):
                     return Defect.PLACEHOLDER
+            if is_placeholder_date_text("".join(cells)):
+                return Defect.PLACEHOLDER
             return Defect.INVALID
         if iso in PLACEHOLDER_DATES:
             return Defect.PLACEHOLDER

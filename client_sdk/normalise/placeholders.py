@@ -14,12 +14,16 @@ __all__ = [
     "PLACEHOLDER_DATES",
     "PLACEHOLDER_GENERIC",
     "PLACEHOLDER_NAMES",
+    "PLACEHOLDER_NAME_PAIRS",
+    "PLACEHOLDER_NAME_PAIR_FAMILIES",
     "PLACEHOLDER_NAME_PREFIXES",
     "PLACEHOLDER_NHS_NUMBERS",
     "PLACEHOLDER_PAYLOAD",
     "PLACEHOLDER_POSTCODE_OUTWARD",
+    "is_placeholder_date_text",
     "is_placeholder_generic",
     "is_placeholder_name",
+    "is_placeholder_name_pair",
     "payload_value",
 ]
 
@@ -68,6 +72,41 @@ def is_placeholder_name(tokens: list[str]) -> bool:
     if len(tokens) > 1 and tokens[0] in PLACEHOLDER_NAME_PREFIXES:
         return True
     return all(_one_repeated_letter(t) for t in tokens)
+
+
+def _name_pairs() -> frozenset[tuple[str, str]]:
+    """Two-word placeholder names whose words are not placeholders alone (JOHN DOE)."""
+    pairs: set[tuple[str, str]] = set()
+    for name in PLACEHOLDER_NAMES:
+        words = name.split()
+        if len(words) == 2 and not any(is_placeholder_name([w]) for w in words):
+            pairs.add((words[0], words[1]))
+    return frozenset(pairs)
+
+
+PLACEHOLDER_NAME_PAIRS: frozenset[tuple[str, str]] = _name_pairs()
+"""(given, family) pairs that are a placeholder together (``JOHN DOE``, ``JANE DOE``)."""
+PLACEHOLDER_NAME_PAIR_FAMILIES: frozenset[str] = frozenset(f for _, f in PLACEHOLDER_NAME_PAIRS)
+"""The family names of :data:`PLACEHOLDER_NAME_PAIRS`: a cheap first test per record."""
+
+
+def is_placeholder_name_pair(given: str, middle: str | None, family: str) -> bool:
+    """Whether normalised given, middle and family names together are a placeholder.
+
+    A whole name written in one column (``John Doe``) is a placeholder by
+    :func:`is_placeholder_name`; this says the same of the name in given and family
+    columns, so that both layouts treat one person alike. A middle name makes it a name.
+    """
+    return middle is None and (given, family) in PLACEHOLDER_NAME_PAIRS
+
+
+def is_placeholder_date_text(text: str) -> bool:
+    """Whether a date that does not parse is only zeros (``00000000``, ``00/00/0000``).
+
+    Systems write all zeros for "date not known", as they write 1900-01-01.
+    """
+    digits = _NOT_ALNUM.sub("", text.upper())
+    return bool(digits) and not digits.strip("0")
 
 
 def is_placeholder_generic(words: str) -> bool:

@@ -13,7 +13,8 @@ the text the field's one-column normaliser reads:
   ``High St`` reads as ``12 High St``, as a one-column first line would hold it.
 - postcode in several cells (outward, inward): the cells with a value, joined with a space.
 - postcode in free text: the last UK postcode-shaped sequence of the text (``BA1 1AA``,
-  ``ba11aa``), or nothing.
+  ``ba11aa``), or nothing. In several address cells, the cells are searched last to first
+  and the first that holds one gives it (:func:`find_postcode_in_cells`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "SEPARATOR",
     "address_line_text",
     "find_postcode",
+    "find_postcode_in_cells",
     "joined_text",
     "name_text",
 ]
@@ -111,3 +113,20 @@ def find_postcode(text: str) -> str:
         return ""
     outward, inward = found[-1]
     return f"{outward} {inward}"
+
+
+def find_postcode_in_cells(raw: str) -> str:
+    """The postcode of an address in several cells: searched from the last cell back.
+
+    Args:
+        raw: the cells joined with :data:`SEPARATOR`, e.g. ``"12 High St\x1fBath\x1fBA1 1AA"``
+            (one cell is searched like :func:`find_postcode`).
+
+    Returns:
+        The last postcode-shaped sequence of the last cell that holds one, or ``""``.
+    """
+    for cell in reversed(raw.split(SEPARATOR)):
+        found = find_postcode(cell)
+        if found:
+            return found
+    return ""

@@ -4,8 +4,10 @@ Streaming, one record in memory at a time. Columns are found by header name (exa
 ignoring case and surrounding spaces). The encoding comes from the mapping; a byte-order
 mark at the start of the file wins over it (a UTF-8 BOM means UTF-8, a UTF-16 BOM UTF-16),
 because Excel and Windows tools write one. A row that cannot be used (wrong number of
-fields, bytes that are not valid in the encoding, an unbalanced quote) is reported through
-``on_problem`` with its line number and the reading goes on.
+fields, bytes that are not valid in the encoding, a NUL character in a mapped value, an
+unbalanced quote) is reported through ``on_problem`` with its line number and the reading
+goes on. Columns the mapping does not name are never looked at, however long their values
+(up to :data:`MAX_FIELD_CHARACTERS`).
 
 What database and spreadsheet exports add around the data is not a record, and is passed
 to ``on_skip`` rather than reported as a bad row: Excel's ``sep=;`` first line, a report's
@@ -33,12 +35,15 @@ from typing import TextIO
 from client_sdk.errors import InputError
 
 __all__ = [
+    "MAX_FIELD_CHARACTERS",
     "MAX_PREAMBLE_ROWS",
     "MAX_RECORD_LINES",
+    "NUL_REASON",
     "ProblemSink",
     "has_undecodable",
     "open_text",
     "read_csv",
+    "undecodable_reason",
 ]
 
 logger = logging.getLogger(__name__)
@@ -46,6 +51,13 @@ logger = logging.getLogger(__name__)
 # Lines a report writes above the header (title, run date, population count): the header is
 # the first of this many rows that holds every mapped column.
 MAX_PREAMBLE_ROWS = 30
+
+# A field may be long (free text in a column nobody mapped); a longer one is a malformed
+# row. Python's csv module stops at 131,072 characters by default.
+MAX_FIELD_CHARACTERS = 1 << 26
+
+NUL_REASON = "NUL character in a value (a corrupted export?): the value cannot be trusted"
+"""Why a row holding a NUL character is rejected: it would change the value's tokens."""
 
 # A quoted field may hold line breaks (addresses); a record spanning more lines than this
 # is taken to be an unbalanced quote, reported, and re-read from the line after its start.
@@ -229,6 +241,30 @@ def has_undecodable(values: Sequence[str]) -> bool:
     return False
 
 
+def undecodable_reason(encoding: str) -> str:
+    """Why a row with bytes not valid in ``encoding`` is rejected, with a hint for UTF-8.
+
+    A Windows export read as UTF-8 loses exactly the rows with accented names (é, ñ, ü
+    are single bytes in cp1252), so the reason names the setting that reads them.
+    """
+    reason = f"bytes not valid in {encoding}"
+    try:
+        utf8 = codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+    except LookupError:
+        utf8 = False
+    if utf8:
+        reason += ': a Windows export? try [source] encoding = "cp1252"'
+    return reason
+
+
+def _nul_column(values: Sequence[str], columns: Sequence[str]) -> str | None:
+    """The first mapped column whose value holds a NUL character."""
+    for value, column in zip(values, columns, strict=False):
+        if "\x00" in value:
+            return column
+    return None
+
+
 def _one_column(index: int) -> Callable[[list[str]], Sequence[str]]:
     """Like ``itemgetter(index)`` but always a tuple, as ``itemgetter(i, j, …)`` gives."""
 
@@ -342,6 +378,9 @@ def read_csv(
     """
     sink: ProblemSink = on_problem or (lambda line, column, reason: None)
     skip: Callable[[int], None] = on_skip or (lambda line: None)
+    undecodable = undecodable_reason(encoding)
+    if csv.field_size_limit() < MAX_FIELD_CHARACTERS:
+        csv.field_size_limit(MAX_FIELD_CHARACTERS)
     with open_text(path, encoding) as text:
         lines = _Lines(text)
         _skip_sep_line(lines, path, delimiter)
@@ -411,8 +450,12 @@ def read_csv(
                 sink(start, None, "malformed row: unbalanced quote")
                 continue
             values = pick(row)
-            if has_undecodable(values):
-                sink(start, None, f"bytes not valid in {encoding}")
+            joined = "".join(values)
+            if not joined.isascii() and has_undecodable(values):
+                sink(start, None, undecodable)
+                continue
+            if "\x00" in joined:
+                sink(start, _nul_column(values, columns), NUL_REASON)
                 continue
             yield start, values
             rows += 1

@@ -16,10 +16,14 @@ Everything streams; memory stays flat however many resources the file holds.
   entry read.
 - A file of one or more pretty-printed resources (a saved ``GET Patient/{id}``) is numbered
   by resource, from 1.
+- A Bundle whose ``entry`` is not a list (an object, a string) cannot be read: one-line
+  :class:`InputError`.
 - A file that is none of these is a one-line :class:`InputError`. A UTF-8 byte-order mark
   is allowed; the mapping's encoding applies (FHIR JSON is UTF-8).
 
-Each resource, whatever the container: one without a ``resourceType`` is reported;
+Each resource, whatever the container: one without a ``resourceType`` is reported, and so
+is one whose type looks like a misspelt ``Bundle`` or ``Patient`` (``Bundel``, ``patient``)
+or that holds ``entry`` without being a Bundle;
 resources of other types (Organization, Practitioner, Observation, OperationOutcome, a
 searchset's ``include`` entries) are skipped and counted, never reported; a Patient whose
 ``link`` says it was ``replaced-by`` another (a merged duplicate) is skipped and counted.
@@ -59,6 +63,7 @@ import re
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -66,7 +71,12 @@ import ijson
 
 from client_sdk.errors import InputError
 from client_sdk.mapping import FHIR_NHS_NUMBER_SYSTEM
-from client_sdk.readers.csv import ProblemSink, has_undecodable, open_text
+from client_sdk.readers.csv import (
+    NUL_REASON,
+    ProblemSink,
+    has_undecodable,
+    open_text,
+)
 
 __all__ = ["NHS_NUMBER_SYSTEMS", "FhirFields", "Position", "patient_values", "read_fhir"]
 
@@ -112,6 +122,9 @@ Position = Literal["line", "entry", "resource"]
 """What a reader's positions count: CSV and NDJSON lines, Bundle entries, resources."""
 _POSITIONS: dict[_Kind, Position] = {"ndjson": "line", "bundle": "entry", "resources": "resource"}
 _Resources = Iterator[tuple[int, Any]]
+# Types that hold entries, and the names a misspelt type is compared with (case ignored).
+_CONTAINER_TYPES = frozenset({"Bundle", "Parameters", "List"})
+_MISSPELT = ("bundle", "patient")
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,6 +499,33 @@ def _bundle(path: Path, text: TextIO, sink: ProblemSink, skip: Callable[[int], N
             f"{path}: the Bundle is not valid JSON after entry {number} (a cut-off or "
             f"corrupted file): nothing after it can be read"
         ) from None
+    if number == 0 and _entry_not_a_list(text):
+        raise InputError(f"{path}: Bundle.entry is not a list of entries: nothing can be read")
+
+
+def _entry_not_a_list(text: TextIO) -> bool:
+    """Whether the Bundle's ``entry`` is something other than a list (read again, streaming)."""
+    text.seek(0)
+    try:
+        for prefix, event, _ in ijson.parse(_Utf8Source(text), buf_size=_ITEMS):
+            if prefix == "entry" and event != "map_key":
+                return bool(event != "start_array")
+    except (ijson.JSONError, UnicodeError):
+        return False
+    return False
+
+
+def _misnamed(resource: dict[str, Any], resource_type: str) -> bool:
+    """Whether a resource's type looks like a misspelt ``Bundle`` or ``Patient``.
+
+    Such a file would otherwise be read as one resource of another type, skipped: no
+    rows and no problem. A resource holding ``entry`` that is not a Bundle is one too.
+    """
+    if resource_type in _CONTAINER_TYPES:
+        return False
+    if "entry" in resource:
+        return True
+    return bool(get_close_matches(resource_type.casefold(), _MISSPELT, n=1, cutoff=0.7))
 
 
 def _top_level(path: Path, text: TextIO) -> _Resources:
@@ -545,6 +585,7 @@ def read_fhir(
     skip: Callable[[int], None] = on_skip or (lambda line: None)
     day = (today or date.today()).isoformat()
     plan = _Plan.of(fields)
+    undecodable = f"bytes not valid in {encoding}"  # FHIR JSON is UTF-8: no other to try
     with open_text(path, encoding) as text:
         kind = _kind(path, text)
         text.seek(0)
@@ -566,13 +607,19 @@ def read_fhir(
             if not isinstance(resource_type, str):
                 sink(number, None, "resource without a resourceType")
                 continue
+            if resource_type != "Patient" and _misnamed(resource, resource_type):
+                sink(number, None, "resourceType is not a FHIR type: a misspelt Bundle or Patient?")
+                continue
             if resource_type != "Patient" or ("link" in resource and _replaced(resource)):
                 skip(number)
                 continue
             values, dropped = _values(resource, plan, day)
             untrusted += dropped
             if _undecodable(values):
-                sink(number, None, f"bytes not valid in {encoding}")
+                sink(number, None, undecodable)
+                continue
+            if "\x00" in "".join(values):
+                sink(number, None, NUL_REASON)
                 continue
             yield number, values
             count += 1

@@ -58,6 +58,10 @@ def test_formats(parser, raw, iso):
         ("1901-01-01", Defect.PLACEHOLDER),
         ("1800-01-01", Defect.PLACEHOLDER),
         ("unknown", Defect.PLACEHOLDER),
+        ("00/00/0000", Defect.PLACEHOLDER),  # all zeros: "not known", not a typo
+        ("00000000", Defect.PLACEHOLDER),
+        ("0000-00-00", Defect.PLACEHOLDER),
+        ("00/00/1980", Defect.INVALID),  # a year: a broken date, not a default
     ],
 )
 def test_unusable_dates(parser, raw, defect):
@@ -84,3 +88,10 @@ def test_agrees_with_strptime(day):
         text = day.strftime(fmt)
         expected = datetime.strptime(text, fmt).date().isoformat()
         assert DateParser([fmt], today=TODAY).check(text) == expected
+
+
+def test_a_date_in_three_cells_of_zeros_is_a_placeholder():
+    parser = DateParser(["%Y%m%d"], today=TODAY)
+    assert parser.check("00000000") is Defect.PLACEHOLDER
+    assert parser.check_parts("0", "0", "0000") is Defect.PLACEHOLDER
+    assert parser.check_parts("00", "00", "1980") is Defect.INVALID

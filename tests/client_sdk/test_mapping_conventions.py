@@ -550,3 +550,30 @@ def test_check_stops_with_one_line_naming_the_missing_column(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 11 and err.count("\n") == 1
     assert "'FORNAME2' (closest in the header: 'FORENAME2'" in err
+
+
+def test_the_postcode_is_found_in_the_last_address_line_that_holds_one(tmp_path):
+    # SystmOne-style: five address lines, the postcode on the last one with a value.
+    header = ["ID", "ADDR1", "ADDR2", "ADDR3", "ADDR4", "ADDR5"]
+    rows = [
+        ["1", "12 High St", "Widcombe", "Bath", "BA2 4AA", ""],
+        ["2", "Flat 3", "Rose Court", "Frome", "Somerset", "ba11 1ab"],
+        ["3", "The Old Rectory", "BA1 1AA (old)", "Wells", "BA5 2PA", ""],
+        ["4", "no postcode", "here", "", "", ""],
+        ["5", "NULL", "", "", "", ""],
+    ]
+    path = _write(tmp_path, header, rows)
+    mapping = _mapping(
+        {
+            "postcode": {"column": header[1:], "find": True},
+            "address_line": ["ADDR1", "ADDR2"],
+        }
+    )
+    parsed = parse_mapping(mapping)
+    assert parsed.column_of("postcode") == "ADDR1 + ADDR2 + ADDR3 + ADDR4 + ADDR5"
+    records = _records(path, mapping)
+    assert [r.postcode for r in records] == ["BA2 4AA", "BA11 1AB", "BA5 2PA", None, None]
+    collector = QualityCollector()
+    list(iter_records(path, parsed, today=TODAY, report=collector))
+    postcode = collector.report().field("postcode")
+    assert (postcode.valid, postcode.missing, postcode.placeholder) == (3, 1, 1)

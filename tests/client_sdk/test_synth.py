@@ -290,3 +290,19 @@ def test_cli_writes_the_files(tmp_path: Path) -> None:
     assert (tmp_path / "hospital.csv").exists()
     assert not (tmp_path / "optout.csv").exists()
     assert "hospital" in result.output
+
+
+def test_a_district_whose_postcodes_run_out_widens_then_shares_units() -> None:
+    # `synth --persons 200000` used to loop for ever once a district's sectors were full.
+    # One district, drawn far past its 10 sectors × 400 units, must keep answering.
+    import random
+
+    from client_sdk.synth import _Lists, _PostcodeBook
+
+    lists = _Lists()
+    book = _PostcodeBook(random.Random(7), lists)
+    district = lists.places[0].district
+    postcodes = [book._new_postcode(district) for _ in range(4_500)]
+    assert len(set(postcodes)) == 4_000  # every unit of the district is handed out once
+    assert len(book.sectors[district]) == 10  # the district widened to every sector
+    assert all(p.startswith(f"{district} ") for p in postcodes)

@@ -91,13 +91,13 @@ def test_a_nightly_run_tokenises_uploads_and_logs_no_identifier(world, tmp_path)
     assert not leaked
 
 
-def test_a_second_run_while_one_holds_the_lock_exits_16(world, tmp_path):
+def test_a_second_run_while_one_holds_the_lock_exits_17(world, tmp_path):
     job = _job(world, tmp_path)
     lock_path = load_job(job).lock_path
     lock_path.parent.mkdir(parents=True)
     with FileLock(lock_path, timeout=0):
         busy = _run(world, job)
-    assert busy.returncode == 16
+    assert busy.returncode == 17
     assert "another run of this job" in busy.stderr and busy.stderr.count("\n") == 1
     assert not list(lock_path.parent.glob("*.tsb"))
 
@@ -118,7 +118,7 @@ def test_an_extract_below_the_quality_floor_is_not_uploaded(world, tmp_path):
         csv.writer(handle).writerows(rows)
     before = world.broker_persons()
     refused = _run(world, _job(world, tmp_path, extract=degraded, min_grade="Silver"))
-    assert refused.returncode == 17, refused.stderr
+    assert refused.returncode == 18, refused.stderr
     assert "below the job's floor Silver: not uploaded" in refused.stderr
     assert "upload: refused" in (tmp_path / "runs" / "run.log").read_text()
     assert world.broker_persons() == before
@@ -130,7 +130,7 @@ def test_grades_order_best_first():
     assert all(grade_meets(g, "Not rated") for g in GRADE_ORDER)
 
 
-def test_a_job_file_lists_every_problem_and_exits_15(tmp_path):
+def test_a_job_file_lists_every_problem_and_exits_16(tmp_path):
     job = tmp_path / "job.toml"
     job.write_text('[job]\norg_dir = "o"\n[extract]\ninput = "a.csv"\n[tokenise]\ndomain = ""\n')
     result = subprocess.run(
@@ -139,7 +139,7 @@ def test_a_job_file_lists_every_problem_and_exits_15(tmp_path):
         text=True,
         timeout=60,
     )
-    assert result.returncode == 15
+    assert result.returncode == 16
     for problem in ("extract.mapping", "tokenise.domain", "tokenise.dataset"):
         assert problem in result.stderr
     assert result.stderr.count("\n") == 1
