@@ -104,6 +104,7 @@ def tokenise_command(
             quality=lambda: collector.report().model_dump(mode="json"),
             workers=workers,
             chunk_records=chunk_records,
+            org=store.org,
         )
     manifest = summary.manifest
     click.echo(

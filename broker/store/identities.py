@@ -23,13 +23,25 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Someone the broker knows: an organisation, researcher, auditor or admin."""
+    """Someone the broker knows: an organisation, researcher, auditor or admin.
+
+    ``display_name`` and ``ods_code`` (an organisation's NHS ODS code, e.g. ``L85540``) are
+    optional, for people reading the register and dashboard; ``label`` shows them.
+    """
 
     id: str
     name: str
     role: Role
     created_at: str
     revoked: bool
+    display_name: str = ""
+    ods_code: str = ""
+
+    @property
+    def label(self) -> str:
+        """``Display name (ODS code)`` when given, else the name."""
+        title = self.display_name or self.name
+        return f"{title} ({self.ods_code})" if self.ods_code else title
 
 
 def _decode(fields: dict[bytes, bytes]) -> Identity:
@@ -39,6 +51,8 @@ def _decode(fields: dict[bytes, bytes]) -> Identity:
         role=Role(fields[b"role"].decode()),
         created_at=fields[b"created_at"].decode(),
         revoked=fields.get(b"revoked", b"0") == b"1",
+        display_name=fields.get(b"display_name", b"").decode(),
+        ods_code=fields.get(b"ods_code", b"").decode(),
     )
 
 
@@ -48,7 +62,15 @@ def _load(store: Store, identity_id: str) -> Identity | None:
 
 
 def create_identity(
-    store: Store, *, identity_id: str, name: str, role: Role, digest: str, now: str
+    store: Store,
+    *,
+    identity_id: str,
+    name: str,
+    role: Role,
+    digest: str,
+    now: str,
+    display_name: str = "",
+    ods_code: str = "",
 ) -> Identity:
     """Store a new identity with the digest of its first credential.
 
@@ -67,12 +89,16 @@ def create_identity(
             "created_at": now,
             "revoked": "0",
             "digest": digest,
+            "display_name": display_name,
+            "ods_code": ods_code,
         },
     )
     pipe.set(keyspace.credential(digest), identity_id)
     pipe.sadd(keyspace.identities_all(), identity_id)
     pipe.execute()
-    return Identity(identity_id, name, role, now, revoked=False)
+    return Identity(
+        identity_id, name, role, now, revoked=False, display_name=display_name, ods_code=ods_code
+    )
 
 
 def identity_for_credential(store: Store, digest: str) -> Identity | None:
