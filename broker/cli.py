@@ -33,6 +33,7 @@ from broker.store.identities import (
     list_identities,
     replace_credential,
     revoke_identity,
+    set_identity_labels,
 )
 from broker.store.keyblobs import check_blob, get_public_key, put_blob
 from keys.cliutil import main_wrapper
@@ -224,6 +225,26 @@ admin.add_command(org_group)
 admin.add_command(_identity_group(Role.RESEARCHER, "researcher"))
 admin.add_command(_identity_group(Role.AUDITOR, "auditor"))
 admin.add_command(_identity_group(Role.ADMIN, "administrator"))
+
+
+@org_group.command(name="describe")
+@click.argument("org")
+@click.option("--name", "display_name", default="", help="Name for people, e.g. 'Riverside'.")
+@click.option("--ods", "ods_code", default="", help="NHS ODS code, e.g. L85540.")
+@data_dir_option
+def org_describe(org: str, display_name: str, ods_code: str, data_dir: Path | None) -> None:
+    """Set the display name and ODS code the register and dashboard show for ORG."""
+    if len(display_name) > 200:
+        raise click.BadParameter("--name: at most 200 characters")
+    code = _check_ods(ods_code) if ods_code else ""
+    with operator_runtime(data_dir) as runtime:
+        identity = find_identity(runtime.store, org)
+        if identity.role is not Role.ORG:
+            raise NotFoundOrForbiddenError(f"{org!r} is not an organisation")
+        described = set_identity_labels(
+            runtime.store, identity, display_name=display_name.strip(), ods_code=code
+        )
+    click.echo(f"{described.name} is shown as {described.label}", err=True)
 
 
 @org_group.command(name="public-key")

@@ -18,6 +18,7 @@ __all__ = [
     "list_identities",
     "replace_credential",
     "revoke_identity",
+    "set_identity_labels",
 ]
 
 
@@ -39,9 +40,9 @@ class Identity:
 
     @property
     def label(self) -> str:
-        """``Display name (ODS code)`` when given, else the name."""
+        """``Riverside Surgery (ODS L85540)`` as far as given, else the name."""
         title = self.display_name or self.name
-        return f"{title} ({self.ods_code})" if self.ods_code else title
+        return f"{title} (ODS {self.ods_code})" if self.ods_code else title
 
 
 def _decode(fields: dict[bytes, bytes]) -> Identity:
@@ -153,3 +154,22 @@ def replace_credential(store: Store, identity: Identity, digest: str) -> None:
     pipe.hset(key, mapping={"digest": digest, "revoked": "0"})
     pipe.set(keyspace.credential(digest), identity.id)
     pipe.execute()
+
+
+def set_identity_labels(
+    store: Store, identity: Identity, *, display_name: str, ods_code: str
+) -> Identity:
+    """Give an identity (an organisation registered earlier) a display name and ODS code."""
+    store.redis.hset(
+        keyspace.identity(identity.id),
+        mapping={"display_name": display_name, "ods_code": ods_code},
+    )
+    return Identity(
+        identity.id,
+        identity.name,
+        identity.role,
+        identity.created_at,
+        identity.revoked,
+        display_name=display_name,
+        ods_code=ods_code,
+    )
