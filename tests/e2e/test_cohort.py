@@ -8,6 +8,7 @@ import csv
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 
@@ -112,6 +113,35 @@ def test_cohort_selection_and_parquet(world, tmp_path):
     } - opted_out
     errors = world.linkage_errors({trust.source, world.orgs["optout"].source})
     assert abs(len(values) - len(truth)) <= errors
+
+
+def _releases(world: Somerset, agreement: str) -> int:
+    body = httpx.get(world.broker.url + "/register.json", timeout=30).json()
+    return next(a["releases"] for a in body["agreements"] if a["agreement"] == agreement)
+
+
+def test_a_predicate_that_cannot_parse_is_refused_before_any_release(world, tmp_path):
+    """`ge abc` would match nobody: an empty cohort counted as a release. Refused first."""
+    trust = world.orgs["hospital"]
+    agreement = world.create_agreement(
+        _toml(world, "research_record_level", '"AGE_BAND"', '"AE_ATTENDANCES_12M"')
+    )
+    ae = f"{trust.name}/{trust.dataset}.AE_ATTENDANCES_12M"
+    ok = tmp_path / "ok.csv"
+    world.sdk(world.researcher_credential, "cohort", "--agreement", agreement,
+              "--out", str(ok), "--where", f"{ae} ge 3")  # fmt: skip
+    before = _releases(world, agreement)
+    assert before == 1
+    for where in (f"{ae} ge abc", f"{ae} lt", f"{ae} in ,", f"{ae} gt 3 4"):
+        out = tmp_path / "refused.csv"
+        refused = world.sdk(world.researcher_credential, "cohort", "--agreement", agreement,
+                            "--out", str(out), "--where", where, check=False)  # fmt: skip
+        assert refused.returncode == 2, (where, refused.stderr)
+        assert "Traceback" not in refused.stderr and where in refused.stderr
+        assert not out.exists()
+        if where.endswith("abc"):
+            assert "ge compares with a number or a date (YYYY-MM-DD), not 'abc'" in refused.stderr
+    assert _releases(world, agreement) == before
 
 
 def _read_cp1252(path: Path) -> list[dict[str, str]]:
