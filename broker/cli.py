@@ -278,7 +278,7 @@ def identity_group() -> None:
 @identity_group.command(name="list")
 @data_dir_option
 def identity_list(data_dir: Path | None) -> None:
-    """Every identity: id, role, name, and whether revoked."""
+    """Every identity: id, role, name, whether revoked, and how the pages show it."""
     with operator_runtime(data_dir) as runtime:
         for identity in list_identities(runtime.store):
             state = "revoked" if identity.revoked else "active"

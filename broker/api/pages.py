@@ -46,6 +46,9 @@ _TEMPLATES = Jinja2Templates(
     )
 )
 
+# Pages rendered without organisation names (tests render templates directly) show ids.
+_TEMPLATES.env.globals["labels"] = Labels()
+
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "

@@ -12,6 +12,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
+from keys.batch import BatchReader
 from tests.somerset_world import Somerset, shared_somerset
 
 pytestmark = pytest.mark.xdist_group("somerset")
@@ -193,3 +194,10 @@ def test_no_credential_or_nhs_number_in_any_output_or_log(world):
             numbers |= {r["NHS_NO"] for r in _read(world.root / "data" / f"{org.source}.csv")}
     numbers.discard("")
     assert numbers and not any(n in outputs for n in numbers)
+
+
+def test_tokenise_binds_each_batch_to_its_organisation(world):
+    """Each batch `tessera-sdk tokenise` wrote names the organisation directory's org."""
+    for org in world.orgs.values():
+        manifest = BatchReader(world.root / f"{org.name}.tsb").manifest
+        assert (manifest.org, manifest.dataset) == (org.name, org.dataset)
