@@ -14,10 +14,17 @@ broker/app.py turns them into :class:`keys.wire.ErrorBody`. ::
     ├── BadRequestError (ValueError)          400 bad_request
     │   ├── ValidationFailedError             422 validation_failed
     │   ├── ChunkError                        422 bad_chunk
+    │   ├── WeakMatchKeyError                 422 weak_match_key: a batch's own token
+    │   │                                         counts show a key that cannot tell
+    │   │                                         people apart (broker/upload_checks.py)
     │   └── PayloadTooLargeError              413 too_large
     ├── ConflictError                         409 conflict
     │   ├── DatasetMismatchError              409 dataset_mismatch: spec hash, domain, key
-    │   │                                         version or match keys differ
+    │   │   │                                     version or match keys differ
+    │   │   └── BatchOrgMismatchError         409 batch_org_mismatch: the batch was made
+    │   │                                         by another organisation
+    │   ├── ReplaceNotConfirmedError          409 replace_not_confirmed: a replace would
+    │   │                                         remove more than the share allowed
     │   ├── BatchStateError                   409 batch_state
     │   └── IncompleteBatchError              409 batch_incomplete
     └── RedisUnavailableError                 503 store_unavailable (broker/store/embedded.py)
@@ -31,6 +38,7 @@ __all__ = [
     "NOT_FOUND_OR_FORBIDDEN_MESSAGE",
     "AuditTamperedError",
     "BadRequestError",
+    "BatchOrgMismatchError",
     "BatchStateError",
     "ChunkError",
     "ConfigurationError",
@@ -39,9 +47,11 @@ __all__ = [
     "IncompleteBatchError",
     "NotFoundOrForbiddenError",
     "PayloadTooLargeError",
+    "ReplaceNotConfirmedError",
     "RoleError",
     "UnauthorisedError",
     "ValidationFailedError",
+    "WeakMatchKeyError",
 ]
 
 NOT_FOUND_OR_FORBIDDEN_MESSAGE = "no such resource, or not yours"
@@ -148,3 +158,22 @@ class IncompleteBatchError(ConflictError):
     """Commit of a batch that still lacks chunks."""
 
     code = "batch_incomplete"
+
+
+class WeakMatchKeyError(BadRequestError):
+    """A match key of the batch has too few distinct tokens to tell people apart."""
+
+    status_code = 422
+    code = "weak_match_key"
+
+
+class BatchOrgMismatchError(DatasetMismatchError):
+    """The batch's manifest names another organisation than the caller."""
+
+    code = "batch_org_mismatch"
+
+
+class ReplaceNotConfirmedError(ConflictError):
+    """A replace would remove more records than allowed without confirmation."""
+
+    code = "replace_not_confirmed"

@@ -33,6 +33,7 @@ from broker.store.client import Store
 from broker.store.datasets import dataset_id, get_dataset
 from broker.store.identities import Identity
 from broker.store.linkage_store import LinkageStore, drop_stale_locks
+from broker.upload_checks import check_batch_org, check_key_strength, check_replace_share
 from keys.batch import BatchManifest
 from keys.chunk import BatchFormatError, TokenChunk, chunk_digest, decode_chunk, encode_chunk
 from keys.derive import AtRestKeyer, StoredToken, Token
@@ -141,6 +142,7 @@ def open_upload(
     settings = runtime.settings
     dataset = get_dataset(runtime.store, org=caller.name, name=dataset_name)
     manifest = request.manifest
+    check_batch_org(manifest, caller=caller.name)
     check_manifest(dataset, manifest, request.mode)
     count = len(manifest.chunk_digests)
     if count == 0 or count > settings.max_batch_chunks:
@@ -248,16 +250,25 @@ def commit_upload(
     dataset_name: str,
     batch_id: str,
     notify: Callable[[], None] | None = None,
+    confirm_replace: bool = False,
 ) -> BatchStatus:
     """Commit a complete batch: from now on it is visible to linkage, and queued.
+
+    Before the first commit the batch must pass broker/upload_checks.py: keys strong
+    enough, and a replace that removes more than its share confirmed.
 
     Raises:
         NotFoundOrForbiddenError: not the caller's batch.
         IncompleteBatchError: chunks are missing.
+        WeakMatchKeyError: a match key cannot tell people apart.
+        ReplaceNotConfirmedError: an unconfirmed replace would remove too much.
     """
     record = find_batch(
         runtime.store, org=caller.name, dataset_name=dataset_name, batch_id=batch_id
     )
+    if record.state is BatchState.RECEIVING and record.records_received == record.record_count:
+        check_key_strength(runtime.store, record)
+        check_replace_share(runtime.store, record, confirmed=confirm_replace)
     newly = batch_store.commit_batch(
         runtime.store, batch_key=record.batch_key, dataset=record.dataset, now=utc_now()
     )

@@ -32,6 +32,7 @@ __all__ = [
     "KeyBlobInfo",
     "Name",
     "PublicKeyRegistration",
+    "ReplacePreview",
     "Role",
 ]
 
@@ -176,6 +177,22 @@ class BatchStatus(_Wire):
     records_received: int
     chunks_linked: int
     error: str = ""
+
+
+class ReplacePreview(_Wire):
+    """What committing a ``replace`` batch would do to its dataset, before it is committed.
+
+    ``removed`` is ``held - incoming`` (never below 0): the records the new snapshot is
+    short of. A commit whose ``removed_share`` is above ``confirm_above`` is refused
+    unless it is confirmed (``?confirm_replace=true``; ``--confirm-replace`` in the SDK).
+    """
+
+    held: int
+    incoming: int
+    removed: int
+    removed_share: float
+    confirm_above: float
+    needs_confirmation: bool
 
 
 class ChunkReceipt(_Wire):

@@ -25,9 +25,10 @@ from broker.audit import append_audit, checkpoint_now
 from broker.dashboard import Session, build_dashboard, end_session, load_session, start_session
 from broker.deps import RuntimeDep
 from broker.errors import AuditTamperedError, NotFoundOrForbiddenError
+from broker.labels import Labels
 from broker.register import build_register, register_csv
 from broker.runtime import BrokerRuntime, utc_now
-from broker.store.identities import find_identity, revoke_identity
+from broker.store.identities import find_identity, list_identities, revoke_identity
 from keys.signing import public_key_of
 
 __all__ = ["LOGIN_COOKIE", "SESSION_COOKIE", "router"]
@@ -44,6 +45,9 @@ _TEMPLATES = Jinja2Templates(
         undefined=jinja2.StrictUndefined,
     )
 )
+
+# Pages rendered without organisation names (tests render templates directly) show ids.
+_TEMPLATES.env.globals["labels"] = Labels()
 
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -105,7 +109,11 @@ def register_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
     return _page(
         request,
         "register.html",
-        {"entries": entries, "generated_at": utc_now()[:16].replace("T", " ")},
+        {
+            "entries": entries,
+            "labels": Labels.of(list_identities(runtime.store)),
+            "generated_at": utc_now()[:16].replace("T", " "),
+        },
     )
 
 
@@ -228,8 +236,10 @@ async def dashboard(request: Request, runtime: RuntimeDep, notice: str = "") -> 
             viewer=session.identity,
         )
     )
+    labels = await run_in_threadpool(lambda: Labels.of(list_identities(runtime.store)))
     context = {
         "d": content,
+        "labels": labels,
         "csrf": session.csrf,
         "viewer": session.identity.name,
         "notice": _NOTICES.get(notice, ""),
@@ -243,8 +253,13 @@ def revoke_credential(
     runtime: RuntimeDep,
     name: Annotated[str, Form(max_length=128)] = "",
     csrf: Annotated[str, Form(max_length=128)] = "",
+    confirm: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
-    """Revoke an identity's credential (refused from the next request on)."""
+    """Revoke an identity's credential (refused from the next request on).
+
+    The dashboard's Revoke button first shows what will happen and asks again (no
+    JavaScript, so the question is a page); only ``confirm=yes`` revokes.
+    """
     session = _session(request, runtime)
     if session is None:
         return _see_other("/dashboard/login")
@@ -254,6 +269,14 @@ def revoke_credential(
         identity = find_identity(runtime.store, name)
     except NotFoundOrForbiddenError:
         return _see_other("/dashboard?notice=not-found#credentials")
+    if confirm != "yes":
+        labels = Labels.of([identity])
+        context = {
+            "identity": identity,
+            "label": labels.org(identity.name),
+            "csrf": session.csrf,
+        }
+        return _private(_page(request, "revoke.html", context))
     revoke_identity(runtime.store, identity)
     append_audit(
         runtime.store,

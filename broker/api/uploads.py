@@ -12,9 +12,10 @@ from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from broker.deps import OrgCaller, RuntimeDep
-from broker.errors import PayloadTooLargeError
+from broker.errors import BadRequestError, PayloadTooLargeError
 from broker.ingest import accept_chunk, batch_status, commit_upload, find_batch, open_upload
-from keys.wire import BatchOpen, BatchStatus, ChunkReceipt, Name
+from broker.upload_checks import replace_preview
+from keys.wire import BatchMode, BatchOpen, BatchStatus, ChunkReceipt, Name, ReplacePreview
 
 __all__ = ["router"]
 
@@ -45,6 +46,18 @@ def get_batch_status(
     """Where a batch stands: chunks held (to resume), state, linkage progress."""
     record = find_batch(runtime.store, org=caller.name, dataset_name=name, batch_id=batch_id)
     return batch_status(runtime.store, record, batch_id)
+
+
+@router.get("/datasets/{name}/batches/{batch_id}/replace-preview", response_model=ReplacePreview)
+def get_replace_preview(
+    name: Name, batch_id: BatchId, caller: OrgCaller, runtime: RuntimeDep
+) -> ReplacePreview:
+    """What committing this ``replace`` batch would remove: records held now, records in
+    the batch, records removed, and whether the commit needs ``confirm_replace``."""
+    record = find_batch(runtime.store, org=caller.name, dataset_name=name, batch_id=batch_id)
+    if record.mode is not BatchMode.REPLACE:
+        raise BadRequestError("only a replace batch has a replace preview")
+    return replace_preview(runtime.store, record)
 
 
 @router.put(
@@ -93,10 +106,16 @@ async def put_chunk(
 
 @router.post("/datasets/{name}/batches/{batch_id}/commit", response_model=BatchStatus)
 def commit(
-    name: Name, batch_id: BatchId, caller: OrgCaller, runtime: RuntimeDep, request: Request
+    name: Name,
+    batch_id: BatchId,
+    caller: OrgCaller,
+    runtime: RuntimeDep,
+    request: Request,
+    confirm_replace: bool = False,
 ) -> BatchStatus:
     """Commit a complete batch: it becomes visible to linkage and is linked in the
-    background (poll the batch until ``linked``)."""
+    background (poll the batch until ``linked``). A replace that would remove more than
+    the documented share of the records held needs ``confirm_replace=true``."""
     worker = request.app.state.link_worker
     return commit_upload(
         runtime,
@@ -104,4 +123,5 @@ def commit(
         dataset_name=name,
         batch_id=batch_id,
         notify=worker.notify if worker is not None else None,
+        confirm_replace=confirm_replace,
     )

@@ -147,8 +147,14 @@ def open_batch(
         pipe.expire(key, ttl)
         pipe.execute()
     existing = get_batch(store, batch_key)
-    if existing is None or existing.manifest_json != manifest_json or existing.mode != mode:
-        raise ConflictError("a batch with this id exists with another manifest or mode")
+    if existing is not None and existing.manifest_json == manifest_json and existing.mode != mode:
+        was = existing.mode.value
+        raise ConflictError(
+            f"this batch was first sent in mode {was!r}, not {mode.value!r}: send it again "
+            f"in mode {was!r} (tessera-sdk upload --mode {was})"
+        )
+    if existing is None or existing.manifest_json != manifest_json:
+        raise ConflictError("a batch with this id exists with another manifest")
     return existing
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -157,9 +160,13 @@ def test_revoke_needs_the_csrf_token_and_is_audited(broker_server, t):
     refused = client.post("/dashboard/credentials/revoke", data={"name": t.victim, "csrf": "x"})
     assert refused.headers["location"] == "/dashboard?notice=expired"
     assert not find_identity(store, t.victim).revoked
-    done = client.post(
-        "/dashboard/credentials/revoke", data={"name": t.victim, "csrf": _csrf(page.text)}
-    )
+    form = {"name": t.victim, "csrf": _csrf(page.text)}
+    asked = client.post("/dashboard/credentials/revoke", data=form)
+    assert asked.status_code == 200
+    assert f"Revoke the credential of {t.victim}?" in asked.text
+    assert 'name="confirm" value="yes"' in asked.text and "No, go back" in asked.text
+    assert not find_identity(store, t.victim).revoked
+    done = client.post("/dashboard/credentials/revoke", data={**form, "confirm": "yes"})
     assert done.status_code == 303
     assert find_identity(store, t.victim).revoked
     entries = read_audit(store, start=0, count=100_000)
@@ -197,3 +204,31 @@ def test_the_auditor_reads_the_audit_and_nothing_else(broker_server, t):
     assert org.get("/v1/audit/entries").status_code == 403
     for c in (auditor, admin, org):
         c.close()
+
+
+def test_pages_label_codes_for_people(broker_server, t):
+    """Organisations by display name and ODS code, fields, audit actions, counters and
+    chart labels in words, each code still beside its label where it may be looked up."""
+    described = subprocess.run(
+        [str(Path(sys.executable).parent / "tessera-broker"), "admin", "org", "describe",
+         t.world.gp, "--name", "Riverside Surgery", "--ods", "l85540"],
+        env=broker_server.admin_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert described.returncode == 0, described.stderr
+    assert "Riverside Surgery (ODS L85540)" in described.stderr
+    shown = "Riverside Surgery (ODS L85540)"
+    register = httpx.get(broker_server.url + "/register").text
+    assert f"<dd>{shown}" in register or f", {shown}" in register
+    assert f"<td>{shown}</td>" in register
+    assert "Age band <code" in register and ">AGE_BAND</code>" in register
+
+    client, _ = _login(broker_server, t.admin_cred)
+    html = client.get("/dashboard").text
+    client.close()
+    assert "Signed in to the dashboard <code" in html and ">dashboard.login</code>" in html
+    assert re.search(r"Upload completed \(records added\)", html)
+    assert re.search(r"\d+ records</td>", html) and "records 1" not in html
+    assert f"registrations, {shown}" in html or f", {shown}" in html
+    titles = re.findall(r"<title id=\"[^\"]+\">([^<]*)</title>", html)
+    assert titles and not any("|" in title for title in titles)
+    assert any(" and " in title for title in titles if title.startswith("Persons by"))
