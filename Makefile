@@ -8,10 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 COMPILED := $(VENV)/.compiled-stamp
 # The hot paths, compiled with mypyc in place: the SDK's reading, normalising and
-# tokenising, the token chunk codec, and the broker's linkage.
+# tokenising, the token chunk codec, and the broker's linkage (every module of
+# broker/linkage/ but its __init__, which mypyc does not compile, and the store's codec,
+# mirror and Redis I/O of the linkage).
 HOT_PATH := client_sdk/readers/csv.py client_sdk/pipeline.py client_sdk/tokenise.py \
 	keys/derive.py keys/chunk.py $(sort $(filter-out %/__init__.py,$(wildcard client_sdk/normalise/*.py))) \
-	broker/linkage.py broker/store/linkage_store.py
+	$(sort $(filter-out %/__init__.py,$(wildcard broker/linkage/*.py))) \
+	broker/store/linkage_codec.py broker/store/linkage_mirror.py broker/store/linkage_store.py
 
 .PHONY: setup test lint typecheck imports pytest demo bench load chromium clean
 
