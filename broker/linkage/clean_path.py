@@ -26,10 +26,8 @@ from broker.linkage.rules import Decision, Neighbourhood, decide
 from broker.store.linkage_codec import (
     StoredRecord,
     encode_payload,
-    holder_at,
-    holder_count,
-    index_key,
-    iter_holders,
+    held_by_dataset,
+    index_keys,
     member_dsns,
     next_id,
     pack_member,
@@ -104,16 +102,18 @@ class CleanPath(Neighbourhood):
         self._last_rid = -1
         dsn = self.dsn
         holders = self.mirror.holders
+        keys = index_keys(tokens)
         held: list[bytes] = []
-        for k, token in enumerate(tokens):
-            raw = b"" if token is None else holders.get(index_key(k, token), b"")
-            if raw:
-                # The precondition: no holder of the record's own dataset.
-                if holder_count(raw) == 1:
-                    if holder_at(raw, 0)[1] == dsn:
-                        return None
-                elif any(d == dsn for _, d in iter_holders(raw)):
-                    return None
+        present = 0
+        for token in tokens:
+            if token is None:
+                held.append(b"")
+                continue
+            raw = holders.get(keys[present], b"")
+            present += 1
+            # The precondition: no holder of the record's own dataset.
+            if raw and held_by_dataset(raw, dsn):
+                return None
             held.append(raw)
         decision = decide(next_id(self.mirror.next_rid), dsn, held, self)
         return decision if decision.is_plain() else None
@@ -143,11 +143,9 @@ class CleanPath(Neighbourhood):
         rid = mirror.next_rid = next_id(mirror.next_rid)
         member = pack_member(rid, dsn)
         holders = mirror.holders
-        for k, token in enumerate(tokens):
-            if token is not None:
-                key = index_key(k, token)
-                # The newest record number is the largest: appending keeps holders in order.
-                holders[key] = holders.get(key, b"") + member
+        for key in index_keys(tokens):
+            # The newest record number is the largest: appending keeps holders in order.
+            holders[key] = holders.get(key, b"") + member
         pid, link_key = decision.pid, decision.link_key
         if pid:
             before = mirror.persons[pid]

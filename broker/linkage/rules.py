@@ -23,7 +23,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from broker.store.linkage_codec import holder_at, holder_count, iter_holders
+from broker.store.linkage_codec import (
+    holder_at,
+    holder_count,
+    iter_holders,
+    only_other_holder,
+)
 
 __all__ = [
     "CONFLICT_KINDS",
@@ -184,31 +189,23 @@ def decide(rid: int, dsn: int, held: Sequence[bytes], hood: Neighbourhood) -> De
     for k, raw in enumerate(held):
         if not raw:
             continue
-        candidates: dict[int, int] = {}
-        count = holder_count(raw)
-        other_rid = -1
-        other_dsn = 0
-        if count == 1:
-            other_rid, other_dsn = holder_at(raw, 0)
-            if other_rid == rid:
-                continue
-        elif count == 2:
-            # The common case of a session: the record itself and one other holder.
-            first_rid, first_dsn = holder_at(raw, 0)
-            second_rid, second_dsn = holder_at(raw, 1)
-            if first_rid == rid:
-                other_rid, other_dsn = second_rid, second_dsn
-            elif second_rid == rid:
-                other_rid, other_dsn = first_rid, first_dsn
-        if other_rid >= 0:
-            # One other holder: ambiguous for this record's dataset only if it is of it.
-            if other_dsn == dsn and own_opp:
+        other = only_other_holder(raw, rid)
+        if other is not None:
+            # One other holder (the common case): ambiguous for this record's dataset
+            # only if it is of it.
+            other_rid, other_dsn = other
+            if not other_rid or (other_dsn == dsn and own_opp):
                 continue
             pid = hood.person_of(other_rid)
             if not pid:
                 continue
-            candidates[pid] = other_rid
+            if chosen:  # rule 5, as below
+                if pid != chosen and pid not in merged:
+                    conflicts.append((KEY_CONFLICT, chosen_key, k, other_rid))
+                continue
+            candidates = {pid: other_rid}
         else:
+            candidates = {}
             holders = list(iter_holders(raw))
             ambiguous = ambiguous_for(holders, opp)
             if dsn in ambiguous:

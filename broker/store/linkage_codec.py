@@ -43,6 +43,7 @@ __all__ = [
     "encode_members",
     "encode_payload",
     "encode_sections",
+    "held_by_dataset",
     "holder_at",
     "holder_count",
     "index_key",
@@ -53,6 +54,7 @@ __all__ = [
     "last_holder_rid",
     "member_dsns",
     "next_id",
+    "only_other_holder",
     "pack_member",
     "record_index",
     "ref_prefix",
@@ -134,6 +136,30 @@ def holder_at(holders: bytes, i: int) -> tuple[int, int]:
     """The ``i``-th ``(rid, dsn)`` of ``holders``."""
     rid, dsn = MEMBER.unpack_from(holders, i * MEMBER_BYTES)
     return rid, dsn
+
+
+def only_other_holder(holders: bytes, rid: int) -> tuple[int, int] | None:
+    """The one ``(rid, dsn)`` of ``holders`` other than record ``rid``: ``(0, 0)`` when
+    ``rid`` is the only holder, ``None`` when there are several others (or none at all)."""
+    n = len(holders)
+    if n == MEMBER_BYTES:
+        only: tuple[int, int] = MEMBER.unpack(holders)
+        return (0, 0) if only[0] == rid else only
+    if n == 2 * MEMBER_BYTES:
+        first: tuple[int, int] = MEMBER.unpack_from(holders, 0)
+        second: tuple[int, int] = MEMBER.unpack_from(holders, MEMBER_BYTES)
+        if first[0] == rid:
+            return second
+        if second[0] == rid:
+            return first
+    return None
+
+
+def held_by_dataset(holders: bytes, dsn: int) -> bool:
+    """Whether a record of dataset ``dsn`` is among ``holders``."""
+    if len(holders) == MEMBER_BYTES:
+        return bool(MEMBER.unpack(holders)[1] == dsn)
+    return any(d == dsn for _, d in MEMBER.iter_unpack(holders))
 
 
 def iter_holders(holders: bytes) -> Iterator[tuple[int, int]]:
