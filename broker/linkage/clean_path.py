@@ -75,6 +75,9 @@ class CleanPath(Neighbourhood):
     def person_dsns(self, pid: int) -> tuple[int, ...]:
         return member_dsns(self.mirror.persons[pid])
 
+    def person_holds(self, pid: int, dsn: int) -> bool:
+        return held_by_dataset(self.mirror.persons[pid], dsn)
+
     # The check ---------------------------------------------------------------------------------
 
     def held_unchanged(self, ref: bytes, tokens: tuple[bytes | None, ...]) -> int:
@@ -99,10 +102,13 @@ class CleanPath(Neighbourhood):
         held_rid = self.held_unchanged(ref, tokens)
         if held_rid:
             return held_rid if held_rid > 0 else None
+        return self._decide_new(tokens, index_keys(tokens))
+
+    def _decide_new(self, tokens: tuple[bytes | None, ...], keys: list[bytes]) -> Decision | None:
+        """The precondition, then the rules, for a new record with index keys ``keys``."""
         self._last_rid = -1
         dsn = self.dsn
         holders = self.mirror.holders
-        keys = index_keys(tokens)
         held: list[bytes] = []
         present = 0
         for token in tokens:
@@ -125,12 +131,12 @@ class CleanPath(Neighbourhood):
 
         The mirror's token index is updated here and nowhere else: Redis keeps none.
         """
-        decision = self.decide(ref, tokens)
-        if decision is None:
+        held_rid = self.held_unchanged(ref, tokens)
+        if held_rid < 0:
             return False
         mirror, writes, stats = self.mirror, self.writes, self.stats
-        if isinstance(decision, int):
-            rid = decision
+        if held_rid:
+            rid = held_rid
             stats.unchanged += 1
             record = StoredRecord.decode(rid, mirror.records[rid])
             if record.bseq != self.bseq:
@@ -138,12 +144,16 @@ class CleanPath(Neighbourhood):
                 mirror.records[rid] = writes.records[rid] = record.encode()
             writes.payloads[rid] = encode_payload(incoming.payload) if incoming.payload else None
             return True
+        keys = index_keys(tokens)
+        decision = self._decide_new(tokens, keys)
+        if decision is None:
+            return False
         dsn = self.dsn
         stats.added += 1
         rid = mirror.next_rid = next_id(mirror.next_rid)
         member = pack_member(rid, dsn)
         holders = mirror.holders
-        for key in index_keys(tokens):
+        for key in keys:
             # The newest record number is the largest: appending keeps holders in order.
             holders[key] = holders.get(key, b"") + member
         pid, link_key = decision.pid, decision.link_key

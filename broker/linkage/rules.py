@@ -79,6 +79,10 @@ class Neighbourhood:
         """The dataset number of each record of person ``pid``."""
         raise NotImplementedError
 
+    def person_holds(self, pid: int, dsn: int) -> bool:
+        """Whether person ``pid`` holds a record of dataset ``dsn``."""
+        raise NotImplementedError
+
 
 class Decision:
     """What the rules decided for one record (nothing is applied yet).
@@ -142,9 +146,10 @@ def stays_ambiguous(remaining: Sequence[tuple[int, int]], dsn: int) -> bool:
 # Rules 3 and 4: the twin guard and merge compatibility --------------------------------------
 
 
-def twin_guarded(dsns: Iterable[int], dsn: int) -> bool:
-    """The twin guard: a person holding a record of ``dsn`` (one per person) is refused."""
-    return any(d == dsn for d in dsns)
+def twin_guarded(hood: Neighbourhood, pid: int, dsn: int, own_opp: bool) -> bool:
+    """The twin guard: for a record of a one-per-person ``dsn``, a person already holding
+    a record of ``dsn`` is refused."""
+    return own_opp and hood.person_holds(pid, dsn)
 
 
 def compatible(left: set[int], right: Iterable[int], opp: dict[int, bool]) -> bool:
@@ -202,8 +207,12 @@ def decide(rid: int, dsn: int, held: Sequence[bytes], hood: Neighbourhood) -> De
             if chosen:  # rule 5, as below
                 if pid != chosen and pid not in merged:
                     conflicts.append((KEY_CONFLICT, chosen_key, k, other_rid))
-                continue
-            candidates = {pid: other_rid}
+            elif twin_guarded(hood, pid, dsn, own_opp):  # rule 3, as below
+                conflicts.append((TWIN_CONFLICT, k, k, other_rid))
+                twins += 1
+            else:  # rule 4 with one candidate
+                chosen, chosen_key = pid, k
+            continue
         else:
             candidates = {}
             holders = list(iter_holders(raw))
@@ -226,7 +235,7 @@ def decide(rid: int, dsn: int, held: Sequence[bytes], hood: Neighbourhood) -> De
             continue
         usable: list[int] = []
         for pid in sorted(candidates):
-            if own_opp and twin_guarded(hood.person_dsns(pid), dsn):
+            if twin_guarded(hood, pid, dsn, own_opp):
                 conflicts.append((TWIN_CONFLICT, k, k, candidates[pid]))
                 twins += 1
             else:

@@ -91,6 +91,9 @@ class Session(Neighbourhood):
     def person_dsns(self, pid: int) -> Iterator[int]:
         return (d for _, d in self.persons[pid])
 
+    def person_holds(self, pid: int, dsn: int) -> bool:
+        return any(d == dsn for _, d in self.persons[pid])
+
     # Reading -----------------------------------------------------------------------------------
 
     def knows_record(self, rid: int) -> bool:

@@ -86,6 +86,7 @@ _U32 = struct.Struct(">I")
 _DSN = struct.Struct(">H")
 _SECTION = struct.Struct(">II")
 _PID_OFFSET = 2  # the person number follows the dataset number in a record
+_MEMBER_DSN_OFFSET = 4  # a member's dataset number follows its record number
 _KEY_BYTES = [bytes((k,)) for k in range(256)]
 
 
@@ -138,28 +139,39 @@ def holder_at(holders: bytes, i: int) -> tuple[int, int]:
     return rid, dsn
 
 
+def _member_rid(data: bytes, at: int) -> int:
+    return data[at] << 24 | data[at + 1] << 16 | data[at + 2] << 8 | data[at + 3]
+
+
+def _member_dsn(data: bytes, at: int) -> int:
+    return data[at + _MEMBER_DSN_OFFSET] << 8 | data[at + _MEMBER_DSN_OFFSET + 1]
+
+
 def only_other_holder(holders: bytes, rid: int) -> tuple[int, int] | None:
     """The one ``(rid, dsn)`` of ``holders`` other than record ``rid``: ``(0, 0)`` when
-    ``rid`` is the only holder, ``None`` when there are several others (or none at all)."""
+    ``rid`` is the only holder, ``None`` when there are several others (or none at all).
+
+    The linkage asks this of nearly every token, so it reads the bytes in place.
+    """
     n = len(holders)
     if n == MEMBER_BYTES:
-        only: tuple[int, int] = MEMBER.unpack(holders)
-        return (0, 0) if only[0] == rid else only
+        if _member_rid(holders, 0) == rid:
+            return 0, 0
+        return _member_rid(holders, 0), _member_dsn(holders, 0)
     if n == 2 * MEMBER_BYTES:
-        first: tuple[int, int] = MEMBER.unpack_from(holders, 0)
-        second: tuple[int, int] = MEMBER.unpack_from(holders, MEMBER_BYTES)
-        if first[0] == rid:
-            return second
-        if second[0] == rid:
-            return first
+        if _member_rid(holders, 0) == rid:
+            return _member_rid(holders, MEMBER_BYTES), _member_dsn(holders, MEMBER_BYTES)
+        if _member_rid(holders, MEMBER_BYTES) == rid:
+            return _member_rid(holders, 0), _member_dsn(holders, 0)
     return None
 
 
 def held_by_dataset(holders: bytes, dsn: int) -> bool:
-    """Whether a record of dataset ``dsn`` is among ``holders``."""
-    if len(holders) == MEMBER_BYTES:
-        return bool(MEMBER.unpack(holders)[1] == dsn)
-    return any(d == dsn for _, d in MEMBER.iter_unpack(holders))
+    """Whether a record of dataset ``dsn`` is among ``holders`` (or a person's members)."""
+    for at in range(0, len(holders), MEMBER_BYTES):
+        if _member_dsn(holders, at) == dsn:
+            return True
+    return False
 
 
 def iter_holders(holders: bytes) -> Iterator[tuple[int, int]]:
