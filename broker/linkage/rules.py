@@ -169,7 +169,7 @@ def conflict_flags(conflicts: Iterable[Conflict]) -> int:
 # The decision --------------------------------------------------------------------------------
 
 
-def decide(rid: int, dsn: int, held: Sequence[bytes], hood: Neighbourhood) -> Decision:
+def decide(rid: int, dsn: int, held: list[bytes], hood: Neighbourhood) -> Decision:
     """Join record ``rid`` of ``dsn`` to the person of its strongest usable key, or start one.
 
     Args:

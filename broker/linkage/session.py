@@ -11,6 +11,7 @@ updated by difference when it finishes (:mod:`broker.linkage.counters`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Final
 
 from broker.linkage.counters import person_counters, record_counters, tally
 from broker.linkage.model import LinkStats
@@ -40,9 +41,9 @@ from keys.errors import BrokerError
 
 __all__ = ["CHASE", "MAX_ROUNDS", "Session"]
 
-CHASE = 64
+CHASE: Final = 64
 """A first read follows tokens with at most this many holders (the rest: a further round)."""
-MAX_ROUNDS = 32
+MAX_ROUNDS: Final = 32
 """Reads a session may take to close a neighbourhood before it gives up."""
 
 

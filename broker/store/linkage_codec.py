@@ -26,6 +26,7 @@ import json
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
     "CONFLICT_CODES",
@@ -65,29 +66,29 @@ __all__ = [
     "without_member",
 ]
 
-INDEX_TOKEN_BYTES = 10
+INDEX_TOKEN_BYTES: Final = 10
 """Bytes of a stored token the index keeps (80 bits)."""
-INDEX_KEY_BYTES = 1 + INDEX_TOKEN_BYTES
+INDEX_KEY_BYTES: Final = 1 + INDEX_TOKEN_BYTES
 """An index key: the match key's index byte, then the index token."""
-MEMBER = struct.Struct(">IH")
+MEMBER: Final = struct.Struct(">IH")
 """One token holder or person member: ``rid u32, dsn u16``."""
-MEMBER_BYTES = MEMBER.size
+MEMBER_BYTES: Final = MEMBER.size
 """Bytes of one :data:`MEMBER`."""
-REF_PREFIX_BYTES = 2
+REF_PREFIX_BYTES: Final = 2
 """Bytes before the reference in a reference key (the dataset number)."""
 CONFLICT_CODES: tuple[str, ...] = ("key", "twin", "merge")
 """The name each stored conflict kind code is listed under (append only: stored conflicts
 keep their code). The rules define the kinds (:data:`broker.linkage.rules.CONFLICT_KINDS`);
 a test holds the two equal, so this table only names what is already stored."""
 
-_RECORD = struct.Struct(">HIIBB16sBI")
-_CONFLICT = struct.Struct(">BBBI")
-_U32 = struct.Struct(">I")
-_DSN = struct.Struct(">H")
-_SECTION = struct.Struct(">II")
-_PID_OFFSET = 2  # the person number follows the dataset number in a record
-_MEMBER_DSN_OFFSET = 4  # a member's dataset number follows its record number
-_KEY_BYTES = [bytes((k,)) for k in range(256)]
+_RECORD: Final = struct.Struct(">HIIBB16sBI")
+_CONFLICT: Final = struct.Struct(">BBBI")
+_U32: Final = struct.Struct(">I")
+_DSN: Final = struct.Struct(">H")
+_SECTION: Final = struct.Struct(">II")
+_PID_OFFSET: Final = 2  # the person number follows the dataset number in a record
+_MEMBER_DSN_OFFSET: Final = 4  # a member's dataset number follows its record number
+_KEY_BYTES: Final = [bytes((k,)) for k in range(256)]
 
 
 # Index keys and reference keys -------------------------------------------------------------
@@ -139,8 +140,13 @@ def holder_at(holders: bytes, i: int) -> tuple[int, int]:
     return rid, dsn
 
 
-def _member_rid(data: bytes, at: int) -> int:
+def _u32_at(data: bytes, at: int) -> int:
+    """The big-endian u32 at ``at`` (read in place: no struct call, nothing allocated)."""
     return data[at] << 24 | data[at + 1] << 16 | data[at + 2] << 8 | data[at + 3]
+
+
+def _member_rid(data: bytes, at: int) -> int:
+    return _u32_at(data, at)
 
 
 def _member_dsn(data: bytes, at: int) -> int:
@@ -168,9 +174,14 @@ def only_other_holder(holders: bytes, rid: int) -> tuple[int, int] | None:
 
 def held_by_dataset(holders: bytes, dsn: int) -> bool:
     """Whether a record of dataset ``dsn`` is among ``holders`` (or a person's members)."""
-    for at in range(0, len(holders), MEMBER_BYTES):
+    n = len(holders)
+    if n == MEMBER_BYTES:
+        return _member_dsn(holders, 0) == dsn
+    at = 0
+    while at < n:
         if _member_dsn(holders, at) == dsn:
             return True
+        at += MEMBER_BYTES
     return False
 
 
@@ -281,7 +292,7 @@ def encode_sections(items: dict[int, bytes | None]) -> bytes:
 
 def stored_pid(record: bytes) -> int:
     """The person number inside a stored record (0 while it waits to be re-linked)."""
-    return int(_U32.unpack_from(record, _PID_OFFSET)[0])
+    return _u32_at(record, _PID_OFFSET)
 
 
 def stored_dsn(record: bytes) -> int:
