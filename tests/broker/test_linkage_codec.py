@@ -25,6 +25,8 @@ from broker.store.linkage_codec import (
     record_index,
     ref_prefix,
     split_id,
+    stored_dsn,
+    stored_pid,
     with_member,
     without_member,
 )
@@ -52,6 +54,7 @@ def test_a_record_reads_back_and_is_indexed_by_its_own_tokens(
     record = StoredRecord(rid, dsn, pid, bseq, link_key, cflags, ref, tokens)
     raw = record.encode()
     assert StoredRecord.decode(rid, raw) == record
+    assert (stored_dsn(raw), stored_pid(raw)) == (dsn, pid)
     member, ref_key, keys = record_index(rid, raw)
     assert decode_members(member) == [(rid, dsn)]
     assert ref_key == record.ref_key() == ref_prefix(dsn) + ref
