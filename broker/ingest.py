@@ -11,6 +11,7 @@ broker restarted mid-batch carries on (linking a chunk twice changes nothing).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import uuid
@@ -258,24 +259,45 @@ def commit_upload(
     record = find_batch(
         runtime.store, org=caller.name, dataset_name=dataset_name, batch_id=batch_id
     )
-    newly = batch_store.commit_batch(
-        runtime.store, batch_key=record.batch_key, dataset=record.dataset, now=utc_now()
+    batch_store.commit_batch(
+        runtime.store,
+        batch_key=record.batch_key,
+        now=utc_now(),
+        after_queue=lambda: _fault(runtime, "commit.queued"),
     )
-    if newly:
-        append_audit(
-            runtime.store,
-            identity=caller.name,
-            role=caller.role.value,
-            action=f"batch.commit.{record.mode.value}",
-            dataset=record.dataset,
-            counts={"chunks": record.chunk_count, "records": record.record_count},
-        )
-    if notify is not None:
-        notify()
+    _fault(runtime, "commit.committed")
     updated = find_batch(
         runtime.store, org=caller.name, dataset_name=dataset_name, batch_id=batch_id
     )
+    if updated.commit_audit_owed:
+        # Owed by this commit, or by an earlier one that crashed before writing it.
+        _audit_commit(runtime.store, updated, identity=caller.name, role=caller.role.value)
+    if notify is not None:
+        notify()
     return batch_status(runtime.store, updated, batch_id)
+
+
+def _audit_commit(
+    store: Store, record: batch_store.BatchRecord, *, identity: str, role: str
+) -> None:
+    """Write the commit's audit entry, then mark it written (so: at least once)."""
+    append_audit(
+        store,
+        identity=identity,
+        role=role,
+        action=f"batch.commit.{record.mode.value}",
+        dataset=record.dataset,
+        counts={"chunks": record.chunk_count, "records": record.record_count},
+    )
+    batch_store.commit_audited(store, record.batch_key)
+
+
+def _fault(runtime: BrokerRuntime, point: str) -> None:
+    """Exit at once at ``point`` if the settings name it (crash tests, development only)."""
+    settings = runtime.settings
+    if settings.development and settings.fault_point == point:
+        logger.error("fault point %s reached: exiting as a crash would", point)
+        os._exit(70)
 
 
 def _domain_of(store: Store, record: batch_store.BatchRecord) -> str:
@@ -294,6 +316,10 @@ def _dataset_info(store: Store, record: batch_store.BatchRecord) -> DatasetInfo:
         key_names=tuple(declared.match_keys),
     )
 
+
+_QUEUE_WINDOW = 100
+"""Queued batches the worker looks at to find the oldest committed one: a batch whose
+commit crashed after queueing stays ``receiving`` at the head until retried or expired."""
 
 _LINK_RECORDS = 50_000
 """Records linked in one linker call: a few chunks at a time, so the per-call costs (the
@@ -317,6 +343,7 @@ def link_batch(
     dataset = _dataset_info(store, record)
     batch_id = record.batch_key
     if record.state is BatchState.COMMITTED:
+        batch_store.list_in_dataset(store, record)  # in case the commit crashed before
         batch_store.mark_batch(store, batch_id, BatchState.LINKING)
     index = record.chunks_linked
     while index < record.chunk_count:
@@ -401,7 +428,21 @@ class LinkWorker:
             for batch_key in batch_store.queued_batches(store, limit=1000):
                 batch_store.release_batch(store, batch_key, done=False)
             drop_stale_locks(store.redis)
+        self._audit_owed_commits()
         self._thread.start()
+
+    def _audit_owed_commits(self) -> None:
+        """Write the audit entry of each commit a crash left unaudited.
+
+        Every committed batch is queued until linked (commits queue first), so the queue
+        is where to look. A request committing at this very moment on another broker may
+        write its entry too: an entry may repeat, never go missing.
+        """
+        store = self._runtime.store
+        for batch_key in batch_store.queued_batches(store, limit=10_000):
+            record = batch_store.get_batch(store, batch_key)
+            if record is not None and record.commit_audit_owed:
+                _audit_commit(store, record, identity=record.org, role="org")
 
     def notify(self) -> None:
         """Wake the worker: a batch was committed."""
@@ -425,43 +466,55 @@ class LinkWorker:
                 self._wake.wait(self._poll)
                 self._wake.clear()
 
-    def _drain(self) -> bool:
+    def _next_batch(self) -> str | None:
+        """The oldest queued batch that is committed; finished or vanished ones leave."""
         store = self._runtime.store
-        for batch_key in batch_store.queued_batches(store, limit=1):
-            if not batch_store.claim_batch(store, batch_key, owner=self._owner, ttl=self._lease):
-                return False
+        for batch_key in batch_store.queued_batches(store, limit=_QUEUE_WINDOW):
             record = batch_store.get_batch(store, batch_key)
             if record is None or record.state in (BatchState.LINKED, BatchState.FAILED):
                 batch_store.release_batch(store, batch_key, done=True)
-                return True
-            done = False
-            try:
-                done = link_batch(
-                    self._runtime,
-                    self._linker_for(record),
-                    record,
-                    keep_going=self._keep_going(batch_key),
-                )
-            except (BatchFormatError, DatasetMismatchError, NotFoundOrForbiddenError) as exc:
-                logger.error("batch failed to link: %s", type(exc).__name__)
-                batch_store.mark_batch(store, batch_key, BatchState.FAILED, error=str(exc))
-                done = True
-            except Exception:
-                if not store.ping():
-                    raise
-                failures = self._failures.get(batch_key, 0) + 1
-                self._failures[batch_key] = failures
-                if failures < self._max_failures:
-                    raise
-                logger.exception("batch failed to link %d times; marked failed", failures)
-                batch_store.mark_batch(
-                    store, batch_key, BatchState.FAILED, error="linkage error; see the broker log"
-                )
-                done = True
-            finally:
-                batch_store.release_batch(store, batch_key, done=done)
+            elif record.state is not BatchState.RECEIVING:
+                return batch_key
+        return None
+
+    def _drain(self) -> bool:
+        store = self._runtime.store
+        batch_key = self._next_batch()
+        if batch_key is None:
+            return False
+        if not batch_store.claim_batch(store, batch_key, owner=self._owner, ttl=self._lease):
+            return False
+        record = batch_store.get_batch(store, batch_key)
+        if record is None or record.state in (BatchState.LINKED, BatchState.FAILED):
+            batch_store.release_batch(store, batch_key, done=True)
             return True
-        return False
+        done = False
+        try:
+            done = link_batch(
+                self._runtime,
+                self._linker_for(record),
+                record,
+                keep_going=self._keep_going(batch_key),
+            )
+        except (BatchFormatError, DatasetMismatchError, NotFoundOrForbiddenError) as exc:
+            logger.error("batch failed to link: %s", type(exc).__name__)
+            batch_store.mark_batch(store, batch_key, BatchState.FAILED, error=str(exc))
+            done = True
+        except Exception:
+            if not store.ping():
+                raise
+            failures = self._failures.get(batch_key, 0) + 1
+            self._failures[batch_key] = failures
+            if failures < self._max_failures:
+                raise
+            logger.exception("batch failed to link %d times; marked failed", failures)
+            batch_store.mark_batch(
+                store, batch_key, BatchState.FAILED, error="linkage error; see the broker log"
+            )
+            done = True
+        finally:
+            batch_store.release_batch(store, batch_key, done=done)
+        return True
 
     def _linker_for(self, record: batch_store.BatchRecord) -> Linker:
         """One linker per linkage domain: persons never span two domains."""

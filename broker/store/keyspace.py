@@ -45,6 +45,7 @@ __all__ = [
     "org_datasets",
     "org_public_key",
     "session",
+    "sign_in_failures",
 ]
 
 PREFIX = "ts"
@@ -173,9 +174,17 @@ def audit_releases() -> str:
 # Operator dashboard sessions -----------------------------------------------------------------
 
 
-def session(session_id: str) -> str:
-    """STRING with TTL: a dashboard session (identity id, CSRF token) by its random id."""
-    return f"{PREFIX}:session:{session_id}"
+def session(session_digest: str) -> str:
+    """STRING with TTL: a dashboard session (identity, credential digest, CSRF token).
+
+    Named by the keyed digest of the session id, never the id the browser holds.
+    """
+    return f"{PREFIX}:session:{session_digest}"
+
+
+def sign_in_failures(client: str) -> str:
+    """STRING counter with TTL: failed dashboard sign-ins from one client address."""
+    return f"{PREFIX}:signin:{client}"
 
 
 # Linkage (broker/store/linkage_store.py) -----------------------------------------------------
