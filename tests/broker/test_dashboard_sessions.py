@@ -75,7 +75,9 @@ def test_rotating_a_credential_ends_its_sessions_and_their_forms(broker):
 
     rotated = new_credential()
     store = broker.runtime.store
-    replace_credential(store, find_identity(store, admin), broker.runtime.credential_digest(rotated))
+    replace_credential(
+        store, find_identity(store, admin), broker.runtime.credential_digest(rotated)
+    )
 
     for client in (first, second):
         answer = client.get("/dashboard")
