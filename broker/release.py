@@ -18,8 +18,8 @@ have several records there (a dataset of episodes, or duplicates), the distinct 
 sorted and joined with ``;``. A person with no record there has no value (``None``).
 
 Opt-outs: where the agreement says they apply, a person linked to any record of an
-opt-out register (a dataset declared with kind ``opt_out`` in the same linkage domain)
-is left out of every release.
+opt-out register (a dataset of the same linkage domain the operator designated, see
+:mod:`broker.opt_out_registers`) is left out of every release.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from broker.agreements import Agreement, NotReleasedError, agreement_datasets
 from broker.audit import RELEASE_ACTION, append_audit
 from broker.errors import BadRequestError
 from broker.store.client import Store
-from broker.store.datasets import list_all_datasets
+from broker.store.datasets import list_all_datasets, list_opt_out_registers
 from broker.store.identities import Identity
 from broker.store.linkage_store import LinkageStore, LinkedRecord
 from keys.derive import derive_pseudonym
-from keys.wire import DatasetInfoOut, DatasetKind
+from keys.wire import DatasetInfoOut
 from keys.wire_release import (
     AggregateCell,
     AggregateControl,
@@ -103,10 +103,12 @@ def _source(store: Store, agreement: Agreement) -> _Source:
             columns[label] = _Column(label, release.dataset_id, info.payload_columns.index(name))
     opt_out: frozenset[str] = frozenset()
     if agreement.opt_outs_apply:
+        # Only the registers the operator designated (never a kind an organisation set).
+        designated = {r.dataset for r in list_opt_out_registers(store)}
         opt_out = frozenset(
             f"{d.org}/{d.name}"
             for d in list_all_datasets(store)
-            if d.kind is DatasetKind.OPT_OUT and d.domain == domain
+            if f"{d.org}/{d.name}" in designated and d.domain == domain
         )
     return _Source(LinkageStore(store.redis, scope=domain), domain, declared, columns, opt_out)
 

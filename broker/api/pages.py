@@ -27,6 +27,7 @@ from broker.deps import RuntimeDep
 from broker.errors import AuditTamperedError, NotFoundOrForbiddenError
 from broker.register import build_register, register_csv
 from broker.runtime import BrokerRuntime, utc_now
+from broker.store.datasets import list_opt_out_registers
 from broker.store.identities import find_identity, revoke_identity
 from keys.signing import public_key_of
 
@@ -102,18 +103,27 @@ def _csrf_ok(session: Session, token: str) -> bool:
 def register_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
     """Every agreement ever active, for everyone."""
     entries = build_register(runtime.store)
-    return _page(
-        request,
-        "register.html",
-        {"entries": entries, "generated_at": utc_now()[:16].replace("T", " ")},
-    )
+    context = {
+        "entries": entries,
+        "opt_out_registers": list_opt_out_registers(runtime.store),
+        "generated_at": utc_now()[:16].replace("T", " "),
+    }
+    return _page(request, "register.html", context)
 
 
 @router.get("/register.json")
 def register_json(runtime: RuntimeDep) -> JSONResponse:
     """The register as JSON."""
     entries = build_register(runtime.store)
-    body = {"generated_at": utc_now(), "agreements": [e.to_dict() for e in entries]}
+    registers = [
+        {"dataset": r.dataset, "body": r.body, "since": r.since}
+        for r in list_opt_out_registers(runtime.store)
+    ]
+    body = {
+        "generated_at": utc_now(),
+        "agreements": [e.to_dict() for e in entries],
+        "opt_out_registers": registers,
+    }
     return JSONResponse(body, headers={"Access-Control-Allow-Origin": "*"})
 
 
