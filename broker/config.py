@@ -16,7 +16,7 @@ PLACEHOLDER_PASSPHRASES = frozenset(
 MIN_PASSPHRASE_LENGTH = 16
 """Shortest keystore passphrase accepted outside development mode (characters)."""
 
-FaultPoint = Literal["", "commit.queued", "commit.committed"]
+FaultPoint = Literal["", "commit.queued", "commit.committed", "link.paused"]
 
 
 class BrokerSettings(BaseSettings):
@@ -54,8 +54,11 @@ class BrokerSettings(BaseSettings):
         sign_in_max_failures: failed dashboard sign-ins from one client address before
             it is locked out.
         sign_in_lockout_seconds: how long failures count, and how long a lockout lasts.
+        link_slice_records: records the link worker applies in one atomic slice.
         fault_point: tests only, and only with ``development``: the process exits at
-            once at this point of a commit, as a crash would.
+            once at this point of a commit, as a crash would (``commit.*``), or the link
+            worker pauses after a batch's first slice until it is stopped
+            (``link.paused``).
     """
 
     model_config = SettingsConfigDict(env_prefix="TESSERA_BROKER_", extra="ignore")
@@ -81,6 +84,7 @@ class BrokerSettings(BaseSettings):
     redis_maxmemory_mb: int | None = Field(default=None, ge=16)
     sign_in_max_failures: int = Field(default=5, ge=1)
     sign_in_lockout_seconds: int = Field(default=900, ge=1)
+    link_slice_records: int = Field(default=50_000, ge=1)
     fault_point: FaultPoint = ""
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from itertools import chain
@@ -28,10 +29,11 @@ from broker.errors import (
     PayloadTooLargeError,
 )
 from broker.linkage import DatasetInfo, IncomingRecord, Linker
+from broker.linkage_report import remember_domain_report
 from broker.runtime import BrokerRuntime, utc_now
 from broker.store import batches as batch_store
 from broker.store.client import Store
-from broker.store.datasets import dataset_id, get_dataset
+from broker.store.datasets import dataset_id, get_dataset, list_all_datasets
 from broker.store.identities import Identity
 from broker.store.linkage_store import LinkageStore, drop_stale_locks
 from keys.batch import BatchManifest
@@ -292,10 +294,15 @@ def _audit_commit(
     batch_store.commit_audited(store, record.batch_key)
 
 
-def _fault(runtime: BrokerRuntime, point: str) -> None:
-    """Exit at once at ``point`` if the settings name it (crash tests, development only)."""
+def _at_fault(runtime: BrokerRuntime, point: str) -> bool:
+    """Whether the settings name fault ``point`` (crash tests, development only)."""
     settings = runtime.settings
-    if settings.development and settings.fault_point == point:
+    return settings.development and settings.fault_point == point
+
+
+def _fault(runtime: BrokerRuntime, point: str) -> None:
+    """Exit at once at ``point`` if the settings name it, as a crash would."""
+    if _at_fault(runtime, point):
         logger.error("fault point %s reached: exiting as a crash would", point)
         os._exit(70)
 
@@ -321,10 +328,6 @@ _QUEUE_WINDOW = 100
 """Queued batches the worker looks at to find the oldest committed one: a batch whose
 commit crashed after queueing stays ``receiving`` at the head until retried or expired."""
 
-_LINK_RECORDS = 50_000
-"""Records linked in one linker call: a few chunks at a time, so the per-call costs (the
-lock, dataset and batch lookups, the last slice's write) are paid per 50,000 records."""
-
 
 def link_batch(
     runtime: BrokerRuntime,
@@ -335,9 +338,10 @@ def link_batch(
 ) -> bool:
     """Link a committed batch from its resume point; True when it is fully linked.
 
-    Chunks are applied by the linker a few at a time (:data:`_LINK_RECORDS`), then the
-    resume point moves past them; chunks applied twice (after a crash between the two)
-    change nothing.
+    Chunks are applied by the linker a few at a time (``link_slice_records``, 50,000 by
+    default, so the per-call costs — the lock, dataset and batch lookups, the last slice's
+    write — are paid per 50,000 records), then the resume point moves past them; chunks
+    applied twice (after a crash between the two) change nothing.
     """
     store = runtime.store
     dataset = _dataset_info(store, record)
@@ -346,12 +350,13 @@ def link_batch(
         batch_store.list_in_dataset(store, record)  # in case the commit crashed before
         batch_store.mark_batch(store, batch_id, BatchState.LINKING)
     index = record.chunks_linked
+    slice_records = runtime.settings.link_slice_records
     while index < record.chunk_count:
         if not keep_going():
             return False
         chunks: list[TokenChunk] = []
         end = index
-        while end < record.chunk_count and sum(map(len, chunks)) < _LINK_RECORDS:
+        while end < record.chunk_count and sum(map(len, chunks)) < slice_records:
             chunks.append(decode_chunk(batch_store.read_chunk(store, batch_id, end)))
             end += 1
         refs = [ref for chunk in chunks for ref in chunk.refs]
@@ -365,6 +370,10 @@ def link_batch(
             linker.link(dataset, incoming, batch_id=batch_id)
         batch_store.mark_chunk_linked(store, batch_id, end)
         index = end
+        if _at_fault(runtime, "link.paused"):
+            while keep_going():  # half the batch written, held there until stopped
+                time.sleep(0.05)
+            return False
     if record.mode is BatchMode.REPLACE:
         linker.replace_finish(dataset, batch_id=batch_id)
     # Audited before the batch shows as linked, so whoever sees it linked also finds the
@@ -381,6 +390,8 @@ def link_batch(
     # more (a crash in between finds every chunk linked and only marks the batch).
     batch_store.delete_chunks(store, batch_id)
     batch_store.mark_batch(store, batch_id, BatchState.LINKED)
+    # What the linkage report shows while the domain's next batch links.
+    remember_domain_report(store, _domain_of(store, record))
     return True
 
 
@@ -429,6 +440,8 @@ class LinkWorker:
                 batch_store.release_batch(store, batch_key, done=False)
             drop_stale_locks(store.redis)
         self._audit_owed_commits()
+        for domain in sorted({d.domain for d in list_all_datasets(store)}):
+            remember_domain_report(store, domain)
         self._thread.start()
 
     def _audit_owed_commits(self) -> None:

@@ -33,7 +33,10 @@ __all__ = [
     "delete_chunks",
     "get_batch",
     "held_chunks",
+    "linkage_generation",
+    "linking_dataset_ids",
     "list_in_dataset",
+    "load_report_snapshot",
     "mark_batch",
     "mark_chunk_linked",
     "open_batch",
@@ -41,6 +44,7 @@ __all__ = [
     "queued_batches",
     "read_chunk",
     "release_batch",
+    "save_report_snapshot",
 ]
 
 _PUT_CHUNK = """
@@ -325,3 +329,32 @@ def mark_chunk_linked(store: Store, batch_key: str, chunks_linked: int) -> None:
 def delete_chunks(store: Store, batch_key: str) -> None:
     """Drop a linked batch's chunks: linkage now holds what they carried."""
     store.redis.delete(keyspace.batch_chunks(batch_key))
+
+
+# Visibility: readers see a batch whole or not at all (broker/visibility.py) ---------------
+
+
+def linkage_generation(store: Store, scope: str) -> int:
+    """The linkage scope's write generation: every slice written moves it on by one."""
+    raw = store.redis.hget(keyspace.linkage_key(scope, keyspace.LINK_META), "gen")
+    return int(cast(bytes | None, raw) or 0)
+
+
+def linking_dataset_ids(store: Store, *, limit: int = 100) -> set[str]:
+    """Datasets with a batch being linked now (some of its slices may be written)."""
+    found: set[str] = set()
+    for batch_key in queued_batches(store, limit=limit):
+        record = get_batch(store, batch_key)
+        if record is not None and record.state is BatchState.LINKING:
+            found.add(record.dataset)
+    return found
+
+
+def save_report_snapshot(store: Store, scope: str, data: bytes) -> None:
+    """Keep the scope's linkage report as of its last whole batch."""
+    store.redis.set(keyspace.linkage_report_snapshot(scope), data)
+
+
+def load_report_snapshot(store: Store, scope: str) -> bytes | None:
+    """The scope's linkage report as of its last whole batch, if one was kept."""
+    return cast(bytes | None, store.redis.get(keyspace.linkage_report_snapshot(scope)))

@@ -41,6 +41,7 @@ __all__ = [
     "linkage_base",
     "linkage_bucket",
     "linkage_key",
+    "linkage_report_snapshot",
     "org_blobs",
     "org_datasets",
     "org_public_key",
@@ -133,6 +134,11 @@ def batch_sequence() -> str:
 def link_queue() -> str:
     """ZSET: committed batches waiting to be linked, scored by commit order."""
     return f"{PREFIX}:linkq"
+
+
+def linkage_report_snapshot(scope: str) -> str:
+    """STRING: JSON of the scope's linkage report as of its last whole batch."""
+    return f"{PREFIX}:lkreport:{{{scope}}}"
 
 
 # Data-sharing agreements (broker/store/agreements_store.py) --------------------------------
