@@ -342,12 +342,12 @@ def linkage_generation(store: Store, scope: str) -> int:
 
 def linking_dataset_ids(store: Store, *, limit: int = 100) -> set[str]:
     """Datasets with a batch being linked now (some of its slices may be written)."""
-    found: set[str] = set()
+    pipe = store.redis.pipeline(transaction=False)
     for batch_key in queued_batches(store, limit=limit):
-        record = get_batch(store, batch_key)
-        if record is not None and record.state is BatchState.LINKING:
-            found.add(record.dataset)
-    return found
+        pipe.hmget(keyspace.batch(batch_key), ["state", "dataset"])
+    linking = BatchState.LINKING.value.encode()
+    rows = cast(list[list[bytes | None]], pipe.execute())
+    return {dataset.decode() for state, dataset in rows if state == linking and dataset}
 
 
 def save_report_snapshot(store: Store, scope: str, data: bytes) -> None:

@@ -79,15 +79,17 @@ def default_maxmemory() -> int:
         return 4 * 1024**3
 
 
-def _is_our_server(pid: int, data_dir: Path, socket_path: Path) -> bool:
+def _is_our_server(
+    pid: int, data_dir: Path, socket_path: Path, *, proc_root: Path = Path("/proc")
+) -> bool:
     """Whether ``pid`` is a redis-server working in ``data_dir``.
 
     Where ``/proc`` exists: its executable is named redis-server and its working directory
     (``--dir`` makes the server chdir there) is ``data_dir``. Elsewhere: the server on our
     socket reports ``pid`` as its own process id. Anything unproven counts as not ours.
     """
-    proc = Path("/proc") / str(pid)
-    if Path("/proc/self").exists():
+    proc = proc_root / str(pid)
+    if (proc_root / "self").exists():
         try:
             exe = Path(os.readlink(proc / "exe")).name
             cwd = Path(os.readlink(proc / "cwd"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from broker.store.embedded import EmbeddedRedis, find_redis_server
+from broker.store.embedded import EmbeddedRedis, _is_our_server, find_redis_server
 from tests.harness import running_broker
 
 
@@ -139,3 +139,23 @@ def test_serve_runs_redis_without_its_passphrase_with_private_files(tmp_path) ->
         for name in ("appendonly.aof", "redis.log"):
             assert stat.S_IMODE((redis_dir / name).stat().st_mode) == 0o600, name
         assert stat.S_IMODE(redis_dir.stat().st_mode) == 0o700
+
+
+def test_without_proc_only_the_server_on_our_socket_counts_as_ours(fresh_redis_dir) -> None:
+    server = EmbeddedRedis(fresh_redis_dir).start()
+    bystander = _unrelated_process()
+    no_proc = fresh_redis_dir.parent / "no-proc"
+    try:
+        assert server.pid is not None
+        for proc_root in (Path("/proc"), no_proc):
+            ours = _is_our_server(
+                server.pid, server.data_dir, server.socket_path, proc_root=proc_root
+            )
+            theirs = _is_our_server(
+                bystander.pid, server.data_dir, server.socket_path, proc_root=proc_root
+            )
+            assert ours and not theirs, proc_root
+    finally:
+        bystander.kill()
+        bystander.wait()
+        server.stop()
