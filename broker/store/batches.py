@@ -61,7 +61,7 @@ return added
 _COMPLETE = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return -2 end
-if state ~= 'receiving' then return 1 end
+if state ~= 'receiving' then return 2 end
 local held = redis.call('HLEN', KEYS[2])
 local want = tonumber(redis.call('HGET', KEYS[1], 'chunk_count'))
 local records = tonumber(redis.call('HGET', KEYS[1], 'records_received'))
@@ -245,13 +245,16 @@ def commit_batch(
     """
     keys = [keyspace.batch(batch_key), keyspace.batch_chunks(batch_key)]
     # Complete now means complete at the commit: chunks are only ever added while receiving.
-    _raise_for(int(store.redis.register_script(_COMPLETE)(keys=keys)))
-    seq = store.redis.incr(keyspace.batch_sequence())
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.zadd(keyspace.link_queue(), {batch_key: seq}, nx=True)
-    pipe.zscore(keyspace.link_queue(), batch_key)
-    queued_at = int(pipe.execute()[1] or seq)
-    after_queue()
+    complete = int(store.redis.register_script(_COMPLETE)(keys=keys))
+    _raise_for(complete)
+    queued_at = 0
+    if complete == 1:  # still receiving: queue it first (2: committed already)
+        seq = store.redis.incr(keyspace.batch_sequence())
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.zadd(keyspace.link_queue(), {batch_key: seq}, nx=True)
+        pipe.zscore(keyspace.link_queue(), batch_key)
+        queued_at = int(pipe.execute()[1] or seq)
+        after_queue()
     result = int(store.redis.register_script(_COMMIT)(keys=keys, args=[queued_at, now]))
     _raise_for(result)
     batch = get_batch(store, batch_key)
