@@ -22,6 +22,7 @@ from broker.audit import append_audit
 from broker.cli_agreement import agreement_group
 from broker.cli_audit import audit_group
 from broker.cli_evaluate import evaluate_command
+from broker.cli_opt_out import opt_out_group
 from broker.cli_report import report_command
 from broker.config import BrokerSettings
 from broker.errors import ConfigurationError, NotFoundOrForbiddenError
@@ -361,5 +362,6 @@ cli.add_command(report_command)
 cli.add_command(evaluate_command)
 cli.add_command(audit_group)
 admin.add_command(agreement_group)
+admin.add_command(opt_out_group)
 
 main = main_wrapper(cli, "tessera-broker")

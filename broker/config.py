@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["PLACEHOLDER_PASSPHRASES", "BrokerSettings"]
+__all__ = ["MIN_PASSPHRASE_LENGTH", "PLACEHOLDER_PASSPHRASES", "BrokerSettings"]
 
 PLACEHOLDER_PASSPHRASES = frozenset(
     {"", "changeme", "change-me", "changethis", "password", "secret", "tessera", "example"}
 )
+MIN_PASSPHRASE_LENGTH = 16
+"""Shortest keystore passphrase accepted outside development mode (characters)."""
+
+FaultPoint = Literal["", "commit.queued", "commit.committed", "link.paused"]
 
 
 class BrokerSettings(BaseSettings):
@@ -40,6 +44,21 @@ class BrokerSettings(BaseSettings):
         audit_checkpoint_max_age_seconds: also checkpoint the newest audit entry when an
             entry has waited this long for a checkpoint.
         session_ttl_seconds: idle lifetime of an operator dashboard session.
+
+    State, processes and secrets at rest (these four belong together):
+
+    Attributes:
+        redis_maxmemory_mb: memory the embedded redis-server may hold before it refuses
+            writes (``noeviction``: linkage data is never evicted); default half the
+            machine's memory.
+        sign_in_max_failures: failed dashboard sign-ins from one client address before
+            it is locked out.
+        sign_in_lockout_seconds: how long failures count, and how long a lockout lasts.
+        link_slice_records: records the link worker applies in one atomic slice.
+        fault_point: tests only, and only with ``development``: the process exits at
+            once at this point of a commit, as a crash would (``commit.*``), or the link
+            worker pauses after a batch's first slice until it is stopped
+            (``link.paused``).
     """
 
     model_config = SettingsConfigDict(env_prefix="TESSERA_BROKER_", extra="ignore")
@@ -61,6 +80,13 @@ class BrokerSettings(BaseSettings):
     audit_checkpoint_max_age_seconds: int = Field(default=3600, ge=1)
     session_ttl_seconds: int = Field(default=1800, ge=60)
 
+    # State, processes and secrets at rest ----------------------------------------------
+    redis_maxmemory_mb: int | None = Field(default=None, ge=16)
+    sign_in_max_failures: int = Field(default=5, ge=1)
+    sign_in_lockout_seconds: int = Field(default=900, ge=1)
+    link_slice_records: int = Field(default=50_000, ge=1)
+    fault_point: FaultPoint = ""
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
         secret = self.keystore_passphrase
@@ -70,12 +96,22 @@ class BrokerSettings(BaseSettings):
                 "TESSERA_BROKER_KEYSTORE_PASSPHRASE is missing or a placeholder; set a real "
                 "passphrase (or TESSERA_BROKER_DEVELOPMENT=1 on a test machine)"
             )
+        if not self.development and len(value) < MIN_PASSPHRASE_LENGTH:
+            raise ValueError(
+                "TESSERA_BROKER_KEYSTORE_PASSPHRASE is shorter than "
+                f"{MIN_PASSPHRASE_LENGTH} characters; use a longer one"
+            )
         return self
 
     @property
     def resolved_keystore_path(self) -> Path:
         """The keystore path, defaulting to ``data_dir/broker.tks``."""
         return self.keystore_path or self.data_dir / "broker.tks"
+
+    @property
+    def redis_maxmemory(self) -> int | None:
+        """``redis_maxmemory_mb`` in bytes (``None``: the embedded server's default)."""
+        return self.redis_maxmemory_mb * 1024 * 1024 if self.redis_maxmemory_mb else None
 
     @property
     def redis_dir(self) -> Path:

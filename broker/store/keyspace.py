@@ -42,10 +42,12 @@ __all__ = [
     "linkage_base",
     "linkage_bucket",
     "linkage_key",
+    "linkage_report_snapshot",
     "org_blobs",
     "org_datasets",
     "org_public_key",
     "session",
+    "sign_in_failures",
 ]
 
 PREFIX = "ts"
@@ -135,6 +137,11 @@ def link_queue() -> str:
     return f"{PREFIX}:linkq"
 
 
+def linkage_report_snapshot(scope: str) -> str:
+    """STRING: JSON of the scope's linkage report as of its last whole batch."""
+    return f"{PREFIX}:lkreport:{{{scope}}}"
+
+
 # Data-sharing agreements (broker/store/agreements_store.py) --------------------------------
 
 
@@ -179,9 +186,17 @@ def audit_releases() -> str:
 # Operator dashboard sessions -----------------------------------------------------------------
 
 
-def session(session_id: str) -> str:
-    """STRING with TTL: a dashboard session (identity id, CSRF token) by its random id."""
-    return f"{PREFIX}:session:{session_id}"
+def session(session_digest: str) -> str:
+    """STRING with TTL: a dashboard session (identity, credential digest, CSRF token).
+
+    Named by the keyed digest of the session id, never the id the browser holds.
+    """
+    return f"{PREFIX}:session:{session_digest}"
+
+
+def sign_in_failures(client: str) -> str:
+    """STRING counter with TTL: failed dashboard sign-ins from one client address."""
+    return f"{PREFIX}:signin:{client}"
 
 
 # Linkage (broker/store/linkage_store.py) -----------------------------------------------------

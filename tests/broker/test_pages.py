@@ -16,6 +16,7 @@ from broker.api.pages import LOGIN_COOKIE, SESSION_COOKIE
 from broker.audit import read_audit
 from broker.store import keyspace
 from broker.store.identities import find_identity
+from keys.derive import digest_session_id
 from tests.transparency_world import HOSTILE_TITLE, build_transparency
 
 
@@ -126,14 +127,16 @@ def test_login_sets_a_strict_http_only_session_cookie_holding_no_credential(brok
     session_id = answer.cookies[SESSION_COOKIE]
     assert t.admin_cred not in cookie
     store = broker_server.runtime.store
-    stored = store.redis.get(keyspace.session(session_id))
+    key = keyspace.session(digest_session_id(broker_server.runtime.session_secret, session_id))
+    stored = store.redis.get(key)
     assert stored is not None and t.admin_cred.encode() not in stored
-    assert 0 < store.redis.ttl(keyspace.session(session_id)) <= 1800
+    assert store.redis.get(keyspace.session(session_id)) is None  # only its digest is kept
+    assert 0 < store.redis.ttl(key) <= 1800
     client.headers["Cookie"] = f"{SESSION_COOKIE}={session_id}"
     page = client.get("/dashboard")
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
     client.post("/dashboard/logout", data={"csrf": _csrf(page.text)})
-    assert store.redis.get(keyspace.session(session_id)) is None
+    assert store.redis.get(key) is None
     assert client.get("/dashboard").status_code == 303
     client.close()
 
