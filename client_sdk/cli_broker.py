@@ -169,12 +169,6 @@ def dataset_group() -> None:
     help="Whether the dataset holds at most one record per person.",
 )
 @click.option("--description", default="", help="What the dataset is, for people.")
-@click.option(
-    "--opt-out-register",
-    is_flag=True,
-    help="The dataset is an opt-out register (tokens only): its persons leave releases "
-    "of agreements where opt-outs apply.",
-)
 def declare_command(
     name: str,
     broker_url: str | None,
@@ -186,9 +180,12 @@ def declare_command(
     payload_columns: tuple[str, ...],
     one_record_per_person: bool,
     description: str,
-    opt_out_register: bool,
 ) -> None:
-    """Declare dataset NAME (declaring the same again is harmless)."""
+    """Declare dataset NAME (declaring the same again is harmless).
+
+    An opt-out register is declared like any tokens-only dataset; only the broker's
+    operator can then designate it as one (docs/agreements.md, "Opt-outs").
+    """
     fields: dict[str, object] = {}
     batch_org: str | None = None
     if from_batch is not None:
@@ -225,7 +222,7 @@ def declare_command(
             "name": name,
             "description": description,
             "one_record_per_person": one_record_per_person,
-            "kind": DatasetKind.OPT_OUT if opt_out_register else DatasetKind.RECORDS,
+            "kind": DatasetKind.RECORDS,
         }
     )
     with _client(broker_url) as client:
