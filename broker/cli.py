@@ -10,6 +10,7 @@ Other modules add their commands to :data:`cli` or :data:`admin` (``report``, ``
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import secrets as _random
 from pathlib import Path
@@ -61,26 +62,18 @@ def cli() -> None:
 @click.option("--port", type=int, default=None, help="Port to bind (default 8470).")
 @data_dir_option
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
-    """Serve the HTTP API (OpenAPI at /docs) until Ctrl-C or SIGTERM.
+    """Serve the HTTP API (OpenAPI at /openapi.json) until Ctrl-C or SIGTERM.
 
     Without TESSERA_BROKER_REDIS_URL the broker starts its own redis-server under the data
-    directory and stops it on exit.
+    directory and stops it on exit. With --debug (or TESSERA_BROKER_DEBUG=1) it logs at
+    DEBUG level with full tracebacks.
     """
-    import uvicorn
-
     from broker.app import configure_json_logging, create_app
+    from broker.server import run_server
 
     settings = load_settings(host=host, port=port, data_dir=data_dir)
-    configure_json_logging()
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    configure_json_logging(logging.DEBUG if settings.debug else None)
+    run_server(create_app(settings), settings)
 
 
 @cli.group()

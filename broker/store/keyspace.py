@@ -26,6 +26,8 @@ __all__ = [
     "audit_head",
     "audit_log",
     "audit_releases",
+    "auth_failures_address",
+    "auth_failures_credential",
     "batch",
     "batch_chunks",
     "batch_lock",
@@ -43,6 +45,7 @@ __all__ = [
     "linkage_key",
     "org_blobs",
     "org_datasets",
+    "org_open_batches",
     "org_public_key",
     "session",
 ]
@@ -176,6 +179,24 @@ def audit_releases() -> str:
 def session(session_id: str) -> str:
     """STRING with TTL: a dashboard session (identity id, CSRF token) by its random id."""
     return f"{PREFIX}:session:{session_id}"
+
+
+# Limits of the HTTP edge (broker/store/limits.py) ------------------------------------------
+
+
+def auth_failures_address(address: str) -> str:
+    """STRING with TTL: bearer-credential failures from one client address in this window."""
+    return f"{PREFIX}:authfail:addr:{address}"
+
+
+def auth_failures_credential(digest: str) -> str:
+    """STRING with TTL: failures of one presented credential (by its keyed digest)."""
+    return f"{PREFIX}:authfail:cred:{digest}"
+
+
+def org_open_batches(org: str) -> str:
+    """ZSET: an organisation's batch keys opened and not yet committed, scored by expiry."""
+    return f"{PREFIX}:org:{{{org}}}:openbatches"
 
 
 # Linkage (broker/store/linkage_store.py) -----------------------------------------------------
