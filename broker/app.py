@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import traceback
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -25,7 +26,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from broker.api import (
     agreements,
@@ -157,14 +157,17 @@ _HTTP_MESSAGES = {
 }
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method some route takes at this path (``Allow`` of a 405)."""
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the OpenAPI document lists at this path (``Allow`` of a 405)."""
+    path = request.url.path
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": ""})
-        if match is not Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {m.upper() for m in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods)) if methods else None
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -172,8 +175,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code
     message = _HTTP_MESSAGES.get(status, str(exc.detail))
     headers = dict(exc.headers or {})
-    if status == 405:
-        headers["Allow"] = _allowed_methods(request)
+    allowed = _allowed_methods(request) if status == 405 else None
+    if allowed is not None:
+        headers["Allow"] = allowed  # all of them: the router names only one route's
     return _error(status, _HTTP_CODES.get(status, "http_error"), message, headers)
 
 

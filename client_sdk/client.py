@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -48,6 +49,36 @@ __all__ = ["BrokerClient", "UploadProgress"]
 _M = TypeVar("_M", bound=BaseModel)
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _FINAL_STATES = frozenset({BatchState.LINKED, BatchState.FAILED})
+_CREDENTIAL = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+"""What a bearer credential may hold (RFC 6750's b64token; the broker's are URL-safe)."""
+
+
+def _bearer(credential: str) -> str:
+    """The ``Authorization`` value for ``credential``, without its surrounding whitespace.
+
+    A credential copied from a file saved on Windows or read with ``$(cat file)`` often
+    ends in a space, CR or newline; those are dropped. Anything else a credential never
+    holds is refused here in one line that says what is wrong, never the credential.
+
+    Raises:
+        BrokerCallError: the credential is empty or holds such a character.
+    """
+    value = credential.strip()
+    if _CREDENTIAL.fullmatch(value):
+        return f"Bearer {value}"
+    if not value:
+        problem = "it is empty (or only whitespace)"
+    elif not value.isascii():
+        problem = "it holds a non-ASCII character (a typographic quote or dash?)"
+    elif any(ch.isspace() or not ch.isprintable() for ch in value):
+        problem = "it holds a space or control character inside it"
+    else:
+        problem = "it holds a character no credential has (letters, digits, - . _ ~ + / =)"
+    raise BrokerCallError(
+        f"the broker credential (TESSERA_SDK_TOKEN) is malformed: {problem}; "
+        "copy it again from where the broker operator gave it",
+        code="bad_credential",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +125,7 @@ class BrokerClient:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {secret}", "User-Agent": "tessera-sdk"},
+            headers={"Authorization": _bearer(secret), "User-Agent": "tessera-sdk"},
             timeout=timeout,
             transport=transport,
         )
