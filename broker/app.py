@@ -109,6 +109,7 @@ def configure_json_logging(level: int | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     for noisy in ("asyncio", "multipart", "python_multipart"):
         logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    logger.debug("debug logging on: unexpected errors are logged with their traceback")
 
 
 def _env_debug() -> bool:

@@ -10,6 +10,8 @@ import hashlib
 import json
 import socket
 import struct
+import subprocess
+import sys
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ import httpx
 import pytest
 
 from keys.wire import ErrorBody, Role
-from tests.harness import BrokerProcess, start_broker, unique
+from tests.harness import BrokerProcess, free_port, start_broker, unique
 
 MIB = 1024 * 1024
 
@@ -28,12 +30,14 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module")
 def edge_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     """A broker of this module's own, so that its peak memory is this module's doing, with
-    small quotas."""
+    small quotas and short read timeouts."""
     broker = start_broker(
         tmp_path_factory.mktemp("edge-broker"),
         TESSERA_BROKER_MAX_OPEN_BATCHES_PER_ORG="2",
         TESSERA_BROKER_MAX_DATASETS_PER_ORG="2",
         TESSERA_BROKER_MAX_DOMAINS_PER_ORG="1",
+        TESSERA_BROKER_HEADER_READ_TIMEOUT_SECONDS="3",
+        TESSERA_BROKER_BODY_READ_TIMEOUT_SECONDS="3",
     )
     yield broker
     broker.stop()
@@ -352,3 +356,67 @@ def test_an_address_is_locked_out_after_its_failures_and_logged(broker_server):
         assert http.get("/v1/whoami").status_code == 200
     lines = [json.loads(x) for x in broker_server.log_text().splitlines() if x.startswith("{")]
     assert any(x.get("client") == "127.0.0.4" and "refused" in x["message"] for x in lines)
+
+
+def _raw(broker: BrokerProcess, data: bytes) -> bytes:
+    """Send ``data`` and read until the broker closes the connection (or 20 s pass)."""
+    host, port = broker.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed(edge_broker):
+    answer = _raw(edge_broker, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    assert answer == b""  # closed by the broker, not by the test's own timeout
+
+
+def test_a_body_that_never_finishes_gets_408(edge_broker):
+    _, credential = edge_broker.add_org()
+    head = (
+        "POST /v1/datasets HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {credential}\r\nContent-Length: 100\r\n\r\n"
+    )
+    status, headers, body = _parse_response(_raw(edge_broker, head.encode() + b'{"name"'))
+    assert status == 408
+    assert ErrorBody.model_validate_json(body).code == "request_timeout"
+    assert headers["x-request-id"]
+
+
+def test_serve_debug_logs_at_debug_level(tmp_path):
+    broker = BrokerProcess(
+        url="",
+        data_dir=tmp_path,
+        env={},
+        log_path=tmp_path / "broker.log",
+    )
+    port = free_port()
+    broker.url = f"http://127.0.0.1:{port}"
+    broker.env = {
+        "TESSERA_BROKER_DATA_DIR": str(tmp_path),
+        "TESSERA_BROKER_PORT": str(port),
+        "TESSERA_BROKER_KEYSTORE_PASSPHRASE": "test-" + uuid.uuid4().hex,
+    }
+    with broker.log_path.open("ab") as log:
+        broker.process = subprocess.Popen(
+            [sys.executable, "-c", "from broker.cli import main; main()", "serve", "--debug"],
+            env=broker.admin_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        broker.wait_ready()
+    finally:
+        broker.stop()
+    lines = [json.loads(x) for x in broker.log_text().splitlines() if x.startswith("{")]
+    assert any(x["level"] == "DEBUG" and "traceback" in x["message"] for x in lines)
+
+
+def test_serve_without_debug_logs_no_debug_lines(broker_server):
+    lines = [json.loads(x) for x in broker_server.log_text().splitlines() if x.startswith("{")]
+    assert lines
+    assert not any(x["level"] == "DEBUG" for x in lines)
