@@ -7,8 +7,8 @@ For every request it:
 - authenticates a ``/v1`` request that carries a body or a credential **before reading
   any of its body** (:func:`broker.deps.authenticate`), so an unauthenticated caller can
   make the broker hold nothing but its headers;
-- refuses a body that is not JSON (or, for a chunk, ``application/octet-stream``) with
-  415, reads the body itself counting the bytes *as they arrive*, whatever the framing
+- refuses a body that is not JSON (or, for a chunk, ``application/octet-stream`` or
+  untyped) with 415, reads the body itself counting the bytes *as they arrive*, whatever the framing
   (``Content-Length`` or ``Transfer-Encoding: chunked``), answers 413 at the limit and
   408 when the body does not arrive whole within ``body_read_timeout_seconds``, and
   hands the route the bytes it read;
@@ -227,7 +227,9 @@ class EdgeMiddleware:
         if is_api and method in _BODY_METHODS:
             media_type = _media_type(scope)
             wanted = "application/octet-stream" if is_chunk else "application/json"
-            if not (media_type == wanted if is_chunk else _is_json(media_type)):
+            # a chunk may come without a Content-Type; JSON must say it is JSON
+            fits = media_type in (wanted, "") if is_chunk else _is_json(media_type)
+            if not fits:
                 raise UnsupportedMediaTypeError(f"send the body as {wanted}")
         body = await self._read_body(receive, limit)
         return _replay(body, receive)
