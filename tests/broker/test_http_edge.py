@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -20,7 +22,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 
+from broker.app import create_app
+from broker.config import BrokerSettings
 from keys.wire import ErrorBody, Role
 from tests.harness import BrokerProcess, free_port, start_broker, unique
 
@@ -420,3 +426,42 @@ def test_serve_without_debug_logs_no_debug_lines(broker_server):
     lines = [json.loads(x) for x in broker_server.log_text().splitlines() if x.startswith("{")]
     assert lines
     assert not any(x["level"] == "DEBUG" for x in lines)
+
+
+def test_an_unhandled_error_is_a_500_error_body_with_a_request_id(tmp_path, caplog):
+    """A route that fails unexpectedly (added through ``create_app``'s hooks, as modules
+    outside app.py add theirs), served by uvicorn over real HTTP."""
+
+    def failing_route() -> None:
+        raise RuntimeError("a bug that never reaches the client")
+
+    def add_failing_route(app: FastAPI) -> None:
+        app.add_api_route("/v1/failing", failing_route, methods=["GET"])
+
+    settings = BrokerSettings(
+        data_dir=tmp_path,
+        keystore_passphrase="test-" + uuid.uuid4().hex,  # type: ignore[arg-type]
+        port=free_port(),
+    )
+    app = create_app(settings, hooks=(add_failing_route,), link_worker=False)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_config=None)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive(), "the server did not start"
+            thread.join(0.05)
+        with caplog.at_level(logging.ERROR, logger="broker.http"):
+            response = httpx.get(f"http://127.0.0.1:{settings.port}/v1/failing", timeout=30)
+    finally:
+        server.should_exit = True
+        thread.join(60)
+    assert response.status_code == 500
+    body = ErrorBody.model_validate(response.json())
+    assert body.code == "internal_error"
+    assert "never reaches the client" not in response.text
+    assert response.headers["x-request-id"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert any(r.exc_info and r.exc_info[0] is RuntimeError for r in caplog.records)
