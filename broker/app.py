@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
 import traceback
 from collections.abc import AsyncIterator, Callable, MutableMapping
@@ -91,13 +90,12 @@ def configure_json_logging(level: int | None = None) -> None:
     """Send the root logger's records to stderr as JSON lines (``serve`` calls this).
 
     Without ``level``: DEBUG (with tracebacks) when the command line asked for it
-    (``--debug`` makes :func:`keys.cliutil.run_cli` set the root logger to DEBUG) or
-    ``TESSERA_BROKER_DEBUG`` is set, else INFO.
+    (``--debug`` makes :func:`keys.cliutil.run_cli` set the root logger to DEBUG), else
+    INFO; ``serve`` passes DEBUG itself when ``TESSERA_BROKER_DEBUG`` is set.
     """
     root = logging.getLogger()
     if level is None:
-        wanted = root.level == logging.DEBUG or _env_debug()
-        level = logging.DEBUG if wanted else logging.INFO
+        level = logging.DEBUG if root.level == logging.DEBUG else logging.INFO
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter(debug=level <= logging.DEBUG))
     root.handlers[:] = [handler]
@@ -110,10 +108,6 @@ def configure_json_logging(level: int | None = None) -> None:
     for noisy in ("asyncio", "multipart", "python_multipart"):
         logging.getLogger(noisy).setLevel(max(level, logging.INFO))
     logger.debug("debug logging on: unexpected errors are logged with their traceback")
-
-
-def _env_debug() -> bool:
-    return os.environ.get("TESSERA_BROKER_DEBUG", "").strip().lower() in {"1", "true", "yes"}
 
 
 def _error(
