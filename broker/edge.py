@@ -179,6 +179,8 @@ class EdgeMiddleware:
         except _Disconnected:
             status = status or 499
         except BrokerError as exc:
+            if exc.status_code >= 500:
+                logger.error("%s: %s", type(exc).__name__, exc)
             if status == 0:
                 await self._answer(send_with_headers, exc)
         except Exception:
@@ -193,8 +195,6 @@ class EdgeMiddleware:
                 var.reset(token)
 
     async def _answer(self, send: _Send, exc: BrokerError) -> None:
-        if exc.status_code >= 500:
-            logger.error("%s: %s", type(exc).__name__, exc)
         body, headers = _error_response(exc.status_code, exc.code, str(exc))
         if isinstance(exc, RateLimitedError):
             headers.append((b"retry-after", str(exc.retry_after).encode()))
