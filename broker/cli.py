@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import logging
 import re
 import secrets as _random
 import socket
@@ -120,30 +121,22 @@ def _check_listen(host: str, port: int) -> None:
 )
 @data_dir_option
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
-    """Serve the HTTP API (OpenAPI at /docs) until Ctrl-C or SIGTERM.
+    """Serve the HTTP API (OpenAPI at /openapi.json) until Ctrl-C or SIGTERM.
 
     Creates the data directory and keystore on first start. Without
     TESSERA_BROKER_REDIS_URL the broker starts its own redis-server under the data
     directory and stops it on exit. A keystore that does not open, or a port in use, stops
-    it at once with one line on stderr and a non-zero exit.
+    it at once with one line on stderr and a non-zero exit. With --debug (or
+    TESSERA_BROKER_DEBUG=1) it logs at DEBUG level with full tracebacks.
     """
-    import uvicorn
-
     from broker.app import configure_json_logging, create_app
+    from broker.server import run_server
 
     settings = load_settings(host=host, port=port, data_dir=data_dir)
     _check_listen(settings.host, settings.port)
     _open_keystore(settings)
-    configure_json_logging()
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    configure_json_logging(logging.DEBUG if settings.debug else None)
+    run_server(create_app(settings), settings)
 
 
 @cli.command()

@@ -44,6 +44,26 @@ class BrokerSettings(BaseSettings):
         audit_checkpoint_max_age_seconds: also checkpoint the newest audit entry when an
             entry has waited this long for a checkpoint.
         session_ttl_seconds: idle lifetime of an operator dashboard session.
+        debug: log at DEBUG level with full tracebacks (``serve --debug`` sets it too).
+        api_docs: serve Swagger UI at ``/docs`` and ReDoc at ``/redoc`` (they load their
+            scripts from a CDN); off unless ``development`` is set. ``/openapi.json`` is
+            always served.
+        header_read_timeout_seconds: a connection must send a request's headers within
+            this long (slow-header clients are disconnected).
+        body_read_timeout_seconds: a request body must arrive whole within this long
+            (else 408).
+        keep_alive_timeout_seconds: an idle keep-alive connection is closed after this.
+        max_connections: connections (and requests in flight) one process serves at
+            once; beyond it uvicorn answers 503.
+        auth_failure_window_seconds: the window over which bearer-credential failures
+            are counted.
+        max_auth_failures_per_address: failures from one client address in a window
+            before it is locked out (429) until the window ends.
+        max_auth_failures_per_credential: failures of one presented credential in a
+            window before it is locked out.
+        max_open_batches_per_org: batches an organisation may hold open (not committed).
+        max_datasets_per_org: datasets an organisation may declare.
+        max_domains_per_org: distinct linkage domains an organisation's datasets use.
 
     State, processes and secrets at rest (these four belong together):
 
@@ -79,6 +99,18 @@ class BrokerSettings(BaseSettings):
     audit_checkpoint_every: int = Field(default=1000, ge=1)
     audit_checkpoint_max_age_seconds: int = Field(default=3600, ge=1)
     session_ttl_seconds: int = Field(default=1800, ge=60)
+    debug: bool = False
+    api_docs: bool | None = None
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_read_timeout_seconds: float = Field(default=120.0, gt=0)
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=256, ge=1)
+    auth_failure_window_seconds: int = Field(default=300, ge=1)
+    max_auth_failures_per_address: int = Field(default=100, ge=1)
+    max_auth_failures_per_credential: int = Field(default=10, ge=1)
+    max_open_batches_per_org: int = Field(default=50, ge=1)
+    max_datasets_per_org: int = Field(default=200, ge=1)
+    max_domains_per_org: int = Field(default=16, ge=1)
 
     # State, processes and secrets at rest ----------------------------------------------
     redis_maxmemory_mb: int | None = Field(default=None, ge=16)
@@ -102,6 +134,11 @@ class BrokerSettings(BaseSettings):
                 f"{MIN_PASSPHRASE_LENGTH} characters; use a longer one"
             )
         return self
+
+    @property
+    def serves_api_docs(self) -> bool:
+        """Whether ``/docs`` and ``/redoc`` are served (default: in development only)."""
+        return self.development if self.api_docs is None else self.api_docs
 
     @property
     def resolved_keystore_path(self) -> Path:

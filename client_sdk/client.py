@@ -72,6 +72,38 @@ def _checked_url(base_url: str) -> str:
     return str(url).rstrip("/")
 
 
+_CREDENTIAL = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+"""What a bearer credential may hold (RFC 6750's b64token; the broker's are URL-safe)."""
+
+
+def _bearer(credential: str) -> str:
+    """The ``Authorization`` value for ``credential``, without its surrounding whitespace.
+
+    A credential copied from a file saved on Windows or read with ``$(cat file)`` often
+    ends in a space, CR or newline; those are dropped. Anything else a credential never
+    holds is refused here in one line that says what is wrong, never the credential.
+
+    Raises:
+        BrokerCallError: the credential is empty or holds such a character.
+    """
+    value = credential.strip()
+    if _CREDENTIAL.fullmatch(value):
+        return f"Bearer {value}"
+    if not value:
+        problem = "it is empty (or only whitespace)"
+    elif not value.isascii():
+        problem = "it holds a non-ASCII character (a typographic quote or dash?)"
+    elif any(ch.isspace() or not ch.isprintable() for ch in value):
+        problem = "it holds a space or control character inside it"
+    else:
+        problem = "it holds a character no credential has (letters, digits, - . _ ~ + / =)"
+    raise BrokerCallError(
+        f"the broker credential (TESSERA_SDK_TOKEN) is malformed: {problem}; "
+        "copy it again from where the broker operator gave it",
+        code="bad_credential",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class UploadProgress:
     """One step of an upload, for a progress display.
@@ -116,7 +148,7 @@ class BrokerClient:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         self._http = httpx.Client(
             base_url=_checked_url(base_url),
-            headers={"Authorization": f"Bearer {secret}", "User-Agent": "tessera-sdk"},
+            headers={"Authorization": _bearer(secret), "User-Agent": "tessera-sdk"},
             timeout=timeout,
             transport=transport,
         )

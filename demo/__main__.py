@@ -427,7 +427,7 @@ class Demo:
             self.print_summary()
             if self.keep:
                 print(f"\nThe broker is still running: {self.url}/register (public register),")
-                print(f"{self.url}/dashboard (operator dashboard), {self.url}/docs (API).")
+                print(f"{self.url}/dashboard (operator dashboard), {self.url}/openapi.json (API).")
                 print("Press Ctrl-C to stop everything.", flush=True)
                 try:
                     while self.broker is not None and self.broker.poll() is None:

@@ -27,6 +27,8 @@ __all__ = [
     "audit_head_checkpoint",
     "audit_log",
     "audit_releases",
+    "auth_failures_address",
+    "auth_failures_credential",
     "batch",
     "batch_chunks",
     "batch_lock",
@@ -45,6 +47,7 @@ __all__ = [
     "linkage_report_snapshot",
     "org_blobs",
     "org_datasets",
+    "org_open_batches",
     "org_public_key",
     "session",
     "sign_in_failures",
@@ -197,6 +200,24 @@ def session(session_digest: str) -> str:
 def sign_in_failures(client: str) -> str:
     """STRING counter with TTL: failed dashboard sign-ins from one client address."""
     return f"{PREFIX}:signin:{client}"
+
+
+# Limits of the HTTP edge (broker/store/limits.py) ------------------------------------------
+
+
+def auth_failures_address(address: str) -> str:
+    """STRING with TTL: bearer-credential failures from one client address in this window."""
+    return f"{PREFIX}:authfail:addr:{address}"
+
+
+def auth_failures_credential(digest: str) -> str:
+    """STRING with TTL: failures of one presented credential (by its keyed digest)."""
+    return f"{PREFIX}:authfail:cred:{digest}"
+
+
+def org_open_batches(org: str) -> str:
+    """ZSET: an organisation's batch keys opened and not yet committed, scored by expiry."""
+    return f"{PREFIX}:org:{{{org}}}:openbatches"
 
 
 # Linkage (broker/store/linkage_store.py) -----------------------------------------------------
