@@ -153,7 +153,7 @@ _LEVEL_ALLOWED: dict[str, frozenset[str]] = {
     "initial": _NAME_FIELDS,
     "part": _NAME_FIELDS,
     "swap": frozenset({"date_of_birth"}),
-    "one_digit": frozenset({"date_of_birth", "nhs_number", "other_id"}),
+    "one_digit": frozenset({"date_of_birth", "nhs_number", "other_id", "postcode"}),
     "year_month": frozenset({"date_of_birth"}),
     "year": frozenset({"date_of_birth"}),
     "sector": frozenset({"postcode"}),
