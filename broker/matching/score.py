@@ -215,7 +215,7 @@ def score_pairs(
 
 
 def model_threshold(
-    pairs: Iterable[ScoredPair], *, false_link_rate: float = 0.001, floor: float = 0.5
+    pairs: Iterable[ScoredPair], *, false_link_rate: float = 0.001, floor: float = 0.9
 ) -> float:
     """The lowest link threshold at which the model itself expects few wrong links.
 
