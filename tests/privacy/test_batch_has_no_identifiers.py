@@ -6,8 +6,9 @@ local record ids, as written and as normalised — is searched for in the raw ba
 and in every decompressed chunk, in UTF-8, cp1252, UTF-16 (both byte orders) and
 lower/upper case. Values shorter than five bytes are skipped, because they occur by chance
 in random bytes. Inside the batch's own tokens and references (random bytes, where a
-five-byte needle turns up by chance about once in a thousand runs) only values of eight
-bytes or more are searched; everywhere else, all of five or more.
+five-byte needle turns up by chance about once in a thousand runs; the block tokens and the
+run of comparison tokens of the probabilistic stage count among them) only values of
+eight bytes or more are searched; everywhere else, all of five or more.
 """
 
 from __future__ import annotations
@@ -105,6 +106,13 @@ def test_batch_contains_none_of_the_inputs_identifiers(
         for token in tokens
         if token is not None and len(token) >= MIN_BYTES
     }
+    evidence = [chunk.evidence for chunk in reader.chunks()]
+    assert all(e is not None for e in evidence), "the batch carries the probabilistic evidence"
+    random_parts |= {
+        token for e in evidence if e is not None for row in e.blocks for token in row if token
+    }
+    # comparison tokens are 4 bytes each, stored back to back: the whole run is random
+    random_parts |= {e.tokens for e in evidence if e is not None and e.tokens}
     assert len(random_parts) > reader.manifest.record_count, "the tokens are cut out"
     for haystack in haystacks:
         for part in random_parts:
