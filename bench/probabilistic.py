@@ -53,7 +53,7 @@ from client_sdk.tokenise import TokeniseParams, Tokeniser
 from keys.derive import DomainKey
 from keys.spec import LinkageSpec, default_spec, parse_spec
 
-__all__ = ["FEBRL_SPEC", "evaluate", "febrl4", "main", "run"]
+__all__ = ["FEBRL_SPEC", "evaluate", "febrl4", "main", "run", "run_all"]
 
 _Datasets = dict[str, list[NormalisedRecord]]
 _Truth = dict[tuple[str, str], int]
@@ -328,7 +328,22 @@ def _scenarios(
     return out
 
 
-def run(
+def run(n: int = 20_000, *, seed: int = 7) -> dict[str, float]:
+    """``bench/run.py`` entry point: precision and recall in % per data set, both stages.
+
+    Splink runs too when it is installed (``pip install splink``, bench-only).
+    """
+    numbers: dict[str, float] = {}
+    for report in run_all(n, seed=seed):
+        for stage in ("cascade", "probabilistic", "splink"):
+            rates = report.get(stage)
+            if isinstance(rates, dict):
+                numbers[f"{report['data']} {stage} precision %"] = rates["precision"] * 100
+                numbers[f"{report['data']} {stage} recall %"] = rates["recall"] * 100
+    return numbers
+
+
+def run_all(
     people: int = 20_000, *, seed: int = 7, only: Sequence[str] = (), splink: bool = True
 ) -> list[dict[str, Any]]:
     """Every data set: the cascade, the probabilistic stage and Splink, one report each."""
@@ -376,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "| Splink P / R |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    reports = run(args.people, seed=args.seed, only=args.only, splink=not args.no_splink)
+    reports = run_all(args.people, seed=args.seed, only=args.only, splink=not args.no_splink)
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))
     return 0

@@ -31,6 +31,7 @@ BENCHMARKS: list[tuple[str, dict[str, int]]] = [
     ("tokenise", {"n": 1_000_000, "workers": 2}),
     ("ingest", {"n": 1_000_000}),
     ("populations", {"n": 30_000}),  # the default spec on other population structures
+    ("probabilistic", {"n": 20_000}),  # cascade vs + probabilistic stage vs Splink
 ]
 
 

@@ -160,9 +160,11 @@ def _level_values(level: str, value: str) -> list[str]:
     if level == "nickname":
         return [value]  # WILLIAM and ZOE are their own name group
     if level == "nysiis":
-        return [{"WILLIAM": "WALAN", "ZOE": "Z", "OBRIEN": "OBRAN", "SMITHJONES": "SNATJAN"}[
-            value.replace(" ", "")
-        ]]
+        return [
+            {"WILLIAM": "WALAN", "ZOE": "Z", "OBRIEN": "OBRAN", "SMITHJONES": "SNATJAN"}[
+                value.replace(" ", "")
+            ]
+        ]
     raise AssertionError(f"no documented values for level {level}")
 
 
