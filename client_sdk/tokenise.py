@@ -338,7 +338,7 @@ class Tokeniser:
         if deriver is None:
             return None
         comparisons, under, zeros = self._comparisons, self._under, self._zero_counts
-        block_token, block_secret = deriver.block_token, deriver.block_secret
+        block_token_and_secret = deriver.block_token_and_secret
         n_blocks = len(self.block_names)
         blocks: list[tuple[Token | None, ...]] = []
         counts: list[bytes] = []
@@ -356,11 +356,12 @@ class Tokeniser:
                     record_blocks.append(None)
                     counts.append(zeros[j])
                     continue
-                record_blocks.append(block_token(j, encoded))
+                token, secret = block_token_and_secret(j, encoded)
+                record_blocks.append(token)
                 joined = b"".join([per_comparison[c][0] for c in under[j]])
                 counts.append(b"".join([per_comparison[c][1] for c in under[j]]))
                 digests.append(joined)
-                secrets.append(block_secret(j, encoded) * (len(joined) >> 4))
+                secrets.append(secret * (len(joined) >> 4))
             blocks.append(tuple(record_blocks))
         return ChunkEvidence(
             block_names=self.block_names,

@@ -12,8 +12,8 @@ token              domain key vN                               domain, version, 
                                                                match key name, values…
 block token        domain key vN                               domain, version, spec hash,
                                                                blocking key name, values…
-comparison token   domain key vN (block secret, AES key)       domain, version, spec hash,
-                                                               blocking key name, block
+comparison token   domain key vN (the block token's HMAC,     domain, version, spec hash,
+                   and an AES key)                             blocking key name, block
                                                                values…; then comparison,
                                                                level, value (see
                                                                :class:`EvidenceDeriver`)
@@ -44,7 +44,6 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 __all__ = [
     "BLOCK_LABEL",
     "COMPARISON_KEY_LABEL",
-    "COMPARISON_LABEL",
     "COMPARISON_TOKEN_BYTES",
     "CREDENTIAL_LABEL",
     "FINGERPRINT_LABEL",
@@ -92,7 +91,6 @@ PSEUDONYM_LABEL = b"tessera/v1/pseudonym"
 CREDENTIAL_LABEL = b"tessera/v1/credential"
 FINGERPRINT_LABEL = b"tessera/v1/fingerprint"
 BLOCK_LABEL = b"tessera/v1/block"
-COMPARISON_LABEL = b"tessera/v1/comparison"
 COMPARISON_KEY_LABEL = b"tessera/v1/comparison-key"
 
 
@@ -227,8 +225,9 @@ class EvidenceDeriver:
     comparison, level, value), built so that a record's eighty-odd tokens cost one AES
     call per chunk rather than eighty HMACs:
 
-    - the block secret ``S = HMAC(key, COMPARISON_LABEL ‖ domain ‖ version ‖ spec hash ‖
-      blocking key name ‖ block values…)[:16]`` (one per record and block, never emitted);
+    - the block secret ``S``: the second half of the block token's HMAC (bytes 16 to 32,
+      never emitted; the first half, the block token, says nothing about it), so a
+      record's block costs one HMAC for both;
     - the level digest ``D = BLAKE2b-128(comparison ‖ level ‖ value)`` (unkeyed, cached:
       names and dates repeat);
     - the token ``AES-256(K_c, S ⊕ D)[:4]``, where ``K_c = HMAC(key,
@@ -247,7 +246,7 @@ class EvidenceDeriver:
         block_names: the spec's blocking key names, in order.
     """
 
-    __slots__ = ("_blocks", "_cipher", "_secrets")
+    __slots__ = ("_blocks", "_cipher")
 
     def __init__(
         self,
@@ -261,30 +260,28 @@ class EvidenceDeriver:
         head = _field(domain.encode()) + _field(version.encode()) + _field(spec_hash.encode())
         block_base = _keyed(key, BLOCK_LABEL)
         block_base.update(head)
-        secret_base = _keyed(key, COMPARISON_LABEL)
-        secret_base.update(head)
         cipher_key = _keyed(key, COMPARISON_KEY_LABEL)
         cipher_key.update(head)
         self._cipher = Cipher(algorithms.AES(cipher_key.finalize()), modes.ECB())
         self._blocks: list[hmac.HMAC] = []
-        self._secrets: list[hmac.HMAC] = []
         for name in block_names:
-            for base, out in ((block_base, self._blocks), (secret_base, self._secrets)):
-                ctx = base.copy()
-                ctx.update(_field(name.encode()))
-                out.append(ctx)
+            ctx = block_base.copy()
+            ctx.update(_field(name.encode()))
+            self._blocks.append(ctx)
 
     def block_token(self, block: int, encoded: bytes) -> Token:
         """Block token of blocking key ``block`` over values joined by :func:`encode_value`."""
+        return self.block_token_and_secret(block, encoded)[0]
+
+    def block_token_and_secret(self, block: int, encoded: bytes) -> tuple[Token, bytes]:
+        """The block token and the block secret ``S`` (16 bytes, never leaves the SDK).
+
+        Both from one HMAC: the token is its first 16 bytes, the secret the last 16.
+        """
         ctx = self._blocks[block].copy()
         ctx.update(encoded)
-        return Token(ctx.finalize()[:TOKEN_BYTES])
-
-    def block_secret(self, block: int, encoded: bytes) -> bytes:
-        """The block secret ``S`` (16 bytes) of block values; never leaves the SDK."""
-        ctx = self._secrets[block].copy()
-        ctx.update(encoded)
-        return ctx.finalize()[:_DIGEST_BYTES]
+        digest = ctx.finalize()
+        return Token(digest[:TOKEN_BYTES]), digest[TOKEN_BYTES : TOKEN_BYTES + _DIGEST_BYTES]
 
     @staticmethod
     def level_prefix(comparison: str, level: str) -> bytes:
