@@ -111,7 +111,7 @@ def _link_two(
             cl.PostcodeComparison("postcode")
             if has_nhs
             else cl.LevenshteinAtThresholds("postcode", [1]),
-            cl.ExactMatch("sex" if has_nhs else "address_line"),
+            *([cl.ExactMatch("sex")] if has_nhs else []),
             cl.LevenshteinAtThresholds(id_column, [1, 2]),
         ],
         blocking_rules_to_generate_predictions=[
