@@ -65,6 +65,7 @@ demo: setup
 	$(BIN)/python -m demo
 
 bench: setup
+	$(BIN)/python -m pip install --quiet -c dev-constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench.run
 
 load: setup

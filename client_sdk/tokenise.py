@@ -8,6 +8,11 @@ reference to the local record id and the mapping's payload columns. Tokens come 
 :class:`keys.derive.TokenDeriver` and references from :class:`keys.derive.ReferenceDeriver`;
 this module picks no algorithm or label. The exact recipe is in docs/token-format.md.
 
+A spec with blocking keys and comparisons adds each record's *evidence*: one block token
+per blocking key whose fields are all present, and under each such block one short
+comparison token per value of each comparison level
+(:class:`keys.derive.EvidenceDeriver`, docs/probabilistic.md).
+
 Work is done in blocks of rows (one block = one chunk of the batch), so ``workers > 1``
 spreads blocks over processes: each worker derives the tokens and references of a block
 and encodes its chunk, and the parent writes chunks in input order.
@@ -30,12 +35,14 @@ from typing import Any
 from mypy_extensions import mypyc_attr
 
 from client_sdk.local_index import LocalIndex
-from client_sdk.normalise.transforms import TRANSFORM_FUNCTIONS
+from client_sdk.normalise.transforms import LEVEL_FUNCTIONS, TRANSFORM_FUNCTIONS
 from client_sdk.record import NormalisedRecord
 from keys.batch import BatchManifest, BatchWriter
-from keys.chunk import TokenChunk, encode_chunk_columns
+from keys.chunk import ChunkEvidence, TokenChunk, encode_chunk_columns
 from keys.derive import (
+    ComparisonToken,
     DomainKey,
+    EvidenceDeriver,
     RecordRef,
     ReferenceDeriver,
     Token,
@@ -49,6 +56,7 @@ __all__ = [
     "CHUNK_RECORDS",
     "BatchSummary",
     "EncodedChunk",
+    "Evidence",
     "RecordBlocks",
     "TokeniseParams",
     "Tokeniser",
@@ -67,6 +75,9 @@ _Row = tuple[Any, ...]
 # A match key's layout over the encoded (field, transform) columns: per key field, the
 # column's index, or the indices of an unordered group's parts.
 _Layout = tuple[int | tuple[int, ...], ...]
+# One record's evidence: a block token (or None) per blocking key, and per evidence column
+# the record's comparison tokens.
+Evidence = tuple[tuple[Token | None, ...], tuple[tuple[ComparisonToken, ...], ...]]
 
 
 # Sent to the workers: pickling a frozen native (compiled) class fails, so this stays a
@@ -120,13 +131,21 @@ class Tokeniser:
     """Derives the tokens and references of records under one spec, domain key and dataset."""
 
     __slots__ = (
+        "_block_columns",
+        "_block_parts",
         "_columns",
+        "_comparisons",
         "_deriver",
+        "_evidence",
+        "_evidence_columns",
         "_groups",
         "_key_columns",
         "_getter",
         "_parts",
         "_refs",
+        "_under",
+        "_zero_counts",
+        "block_names",
         "key_names",
         "params",
     )
@@ -143,11 +162,26 @@ class Tokeniser:
             key_names=self.key_names,
         )
         self._refs = ReferenceDeriver(params.reference_secret, dataset=params.dataset)
+        self.block_names = tuple(b.name for b in spec.blocking_keys)
+        self._evidence = (
+            EvidenceDeriver(
+                params.domain_key,
+                domain=params.domain,
+                version=params.key_version,
+                spec_hash=spec.content_hash,
+                block_names=self.block_names,
+            )
+            if spec.blocking_keys
+            else None
+        )
         used: list[str] = []
-        for key in spec.match_keys:
+        for key in (*spec.match_keys, *spec.blocking_keys):
             for f in key.leaves:
                 if f.field not in used:
                     used.append(f.field)
+        for comparison in spec.comparisons:
+            if comparison.field not in used:
+                used.append(comparison.field)
         self._getter: Callable[[NormalisedRecord], _Row] = operator.attrgetter(
             "local_id", "payload", *used
         )
@@ -155,7 +189,7 @@ class Tokeniser:
         # repeat; NHS numbers and other ids do not), which yields the encoded value under
         # every transform the spec applies to that field.
         transforms: dict[str, list[str | None]] = {name: [] for name in used}
-        for key in spec.match_keys:
+        for key in (*spec.match_keys, *spec.blocking_keys):
             for f in key.leaves:
                 if f.transform not in transforms[f.field]:
                     transforms[f.field].append(f.transform)
@@ -191,6 +225,35 @@ class Tokeniser:
             for position, name in enumerate(used)
         )
         self._key_columns = tuple(layouts)
+        block_layouts: list[_Layout] = [
+            tuple(
+                tuple(map(column, f.unordered)) if isinstance(f, UnorderedFields) else column(f)
+                for f in block.fields
+            )
+            for block in spec.blocking_keys
+        ]
+        self._block_columns = tuple(block_layouts)
+        self._block_parts = tuple(_parts_getter(layout) for layout in block_layouts)
+        self._comparisons = tuple(
+            (
+                2 + used.index(c.field),
+                _level_encoder(c.name, c.levels, cached=c.field not in _UNIQUE_FIELDS),
+                (b"", bytes(len(c.levels))),
+            )
+            for c in spec.comparisons
+        )
+        self._under = tuple(spec.comparisons_under(j) for j in range(len(spec.blocking_keys)))
+        self._zero_counts = tuple(
+            bytes(sum(len(spec.comparisons[c].levels) for c in under)) for under in self._under
+        )
+        self._evidence_columns = tuple(
+            (
+                col.block,
+                spec.comparisons[col.comparison].name,
+                spec.comparisons[col.comparison].levels[col.level],
+            )
+            for col in spec.evidence_columns
+        )
 
     def row(self, record: NormalisedRecord) -> _Row:
         """The compact row a worker needs: local id, payload, then the fields the spec uses."""
@@ -219,6 +282,95 @@ class Tokeniser:
         """One token (or ``None``) per match key of ``record``, strongest first."""
         return self.tokens_of_row(self.row(record))
 
+    def block_values_of_row(self, row: _Row) -> list[bytes | None]:
+        """Each blocking key's encoded values (the block token's input), or ``None``.
+
+        Never leaves the process: the linter counts block sizes with these.
+        """
+        encoded: tuple[bytes | None, ...] = ()
+        for position, encode, empty in self._groups:
+            value = row[position]
+            encoded += encode(value) if value else empty
+        out: list[bytes | None] = []
+        for parts in self._block_parts:
+            chosen = parts(encoded)
+            out.append(None if None in chosen else b"".join(chosen))  # type: ignore[arg-type]
+        return out
+
+    def evidence(self, record: NormalisedRecord) -> Evidence:
+        """``record``'s block tokens and comparison tokens (empty without blocking keys)."""
+        row = self.row(record)
+        chunk = self._chunk_evidence([row], [[v] for v in self.block_values_of_row(row)])
+        if chunk is None:
+            return (), ()
+        return chunk.blocks[0], chunk.cells()[0]
+
+    def comparison_digests_of_row(self, row: _Row, block: int) -> list[tuple[int, bytes]]:
+        """Per comparison value under ``block``: its column there and its level digest.
+
+        For the linter, which counts how many records share a comparison value inside a
+        block; digests never leave the process.
+        """
+        column = sum(len(self._comparisons[c][2][1]) for j in range(block) for c in self._under[j])
+        out: list[tuple[int, bytes]] = []
+        for c in self._under[block]:
+            position, levels, empty = self._comparisons[c]
+            value = row[position]
+            digests, counts = levels(value) if value else empty
+            at = 0
+            for k, count in enumerate(counts):
+                for _ in range(count):
+                    out.append((column + k, digests[at : at + 16]))
+                    at += 16
+            column += len(counts)
+        return out
+
+    def _chunk_evidence(
+        self, rows: Sequence[_Row], block_values: Sequence[Sequence[bytes | None]]
+    ) -> ChunkEvidence | None:
+        """The chunk evidence of ``rows``; ``block_values[j][i]`` is row i's block j input.
+
+        Each record's level digests are looked up once (cached per value) and reused under
+        every block; the block secrets and digests of the whole chunk then go to
+        :meth:`keys.derive.EvidenceDeriver.comparison_tokens` in one call.
+        """
+        deriver = self._evidence
+        if deriver is None:
+            return None
+        comparisons, under, zeros = self._comparisons, self._under, self._zero_counts
+        block_token_and_secret = deriver.block_token_and_secret
+        n_blocks = len(self.block_names)
+        blocks: list[tuple[Token | None, ...]] = []
+        counts: list[bytes] = []
+        secrets: list[bytes] = []
+        digests: list[bytes] = []
+        for i, row in enumerate(rows):
+            per_comparison = [
+                levels(row[position]) if row[position] else empty
+                for position, levels, empty in comparisons
+            ]
+            record_blocks: list[Token | None] = []
+            for j in range(n_blocks):
+                encoded = block_values[j][i]
+                if encoded is None:
+                    record_blocks.append(None)
+                    counts.append(zeros[j])
+                    continue
+                token, secret = block_token_and_secret(j, encoded)
+                record_blocks.append(token)
+                joined = b"".join([per_comparison[c][0] for c in under[j]])
+                counts.append(b"".join([per_comparison[c][1] for c in under[j]]))
+                digests.append(joined)
+                secrets.append(secret * (len(joined) >> 4))
+            blocks.append(tuple(record_blocks))
+        return ChunkEvidence(
+            block_names=self.block_names,
+            columns=self._evidence_columns,
+            blocks=blocks,
+            counts=b"".join(counts),
+            tokens=deriver.comparison_tokens(b"".join(secrets), b"".join(digests)),
+        )
+
     def reference(self, local_id: str) -> RecordRef:
         """The opaque reference of a local record id."""
         return self._refs.derive(local_id)
@@ -227,6 +379,8 @@ class Tokeniser:
         """A token chunk of ``rows`` (as :meth:`row` makes them)."""
         derive_ref = self._refs.derive
         tokens_of_row = self.tokens_of_row
+        per_row = [self.block_values_of_row(r) for r in rows]
+        block_values = [[values[j] for values in per_row] for j in range(len(self.block_names))]
         return TokenChunk(
             key_names=self.key_names,
             payload_columns=self.params.payload_columns,
@@ -235,6 +389,7 @@ class Tokeniser:
             payload=[tuple(r[1]) for r in rows]
             if self.params.payload_columns
             else [()] * len(rows),
+            evidence=self._chunk_evidence(rows, block_values),
         )
 
     def encode_rows(self, rows: Sequence[_Row]) -> EncodedChunk:
@@ -246,7 +401,9 @@ class Tokeniser:
         tokens are derived in one loop (:meth:`keys.derive.TokenDeriver.derive_column`).
         """
         if not rows:
-            return self._encode_chunk(rows, [], [[] for _ in self.key_names])
+            return self._encode_chunk(
+                rows, [], [[] for _ in self.key_names], self._chunk_evidence(rows, [])
+            )
         flat: list[Sequence[bytes | None]] = []
         for column in self._columns:
             position = column.position
@@ -259,13 +416,26 @@ class Tokeniser:
                 for i in layout
             ]
             tokens.append(derive(k, _join_columns(columns)))
-        return self._encode_chunk(rows, [r[0] for r in rows], tokens)
+        evidence = None
+        if self._evidence is not None:
+            block_values = [
+                _join_columns(
+                    [
+                        flat[i] if isinstance(i, int) else _unordered_column([flat[j] for j in i])
+                        for i in layout
+                    ]
+                )
+                for layout in self._block_columns
+            ]
+            evidence = self._chunk_evidence(rows, block_values)
+        return self._encode_chunk(rows, [r[0] for r in rows], tokens, evidence)
 
     def _encode_chunk(
         self,
         rows: Sequence[_Row],
         local_ids: Sequence[Any],
         tokens: list[list[Token | None]],
+        evidence: ChunkEvidence | None = None,
     ) -> EncodedChunk:
         """The chunk of ``rows`` given their local ids and each match key's token column."""
         refs = self._refs.derive_many(map(str, local_ids))
@@ -275,6 +445,7 @@ class Tokeniser:
             refs=refs,
             token_columns=tokens,
             payload=[r[1] for r in rows] if self.params.payload_columns else [],
+            evidence=evidence,
         )
         return EncodedChunk(
             data=data,
@@ -337,6 +508,32 @@ def _encoder(
             transformed = value if function is None else function(value)
             out.append(encode_value(transformed) if transformed else None)
         return tuple(out)
+
+    return lru_cache(maxsize=_CACHE_SIZE)(encode) if cached else encode
+
+
+def _level_encoder(
+    comparison: str, levels: Sequence[str], *, cached: bool
+) -> Callable[[str], tuple[bytes, bytes]]:
+    """Value → its level digests joined (16 bytes each), and how many per level (a byte each).
+
+    Digests are :meth:`keys.derive.EvidenceDeriver.level_digests` of each level's values,
+    strongest level first (docs/token-format.md#comparison-tokens).
+    """
+    functions = tuple(
+        (EvidenceDeriver.level_prefix(comparison, level), LEVEL_FUNCTIONS[level])
+        for level in levels
+    )
+    digests = EvidenceDeriver.level_digests
+
+    def encode(value: str) -> tuple[bytes, bytes]:
+        parts: list[bytes] = []
+        counts: list[int] = []
+        for prefix, function in functions:
+            values = function(value)
+            parts.append(digests(prefix, values))
+            counts.append(len(values))
+        return b"".join(parts), bytes(counts)
 
     return lru_cache(maxsize=_CACHE_SIZE)(encode) if cached else encode
 

@@ -13,6 +13,21 @@ Chunk (then one zlib stream: the references and tokens stored, the payload Huffm
 All integers are big-endian. A chunk with ``n_keys == 0`` carries references only
 (used to retract). Batch files (:mod:`keys.batch`) are sequences of chunks.
 
+A chunk that carries the probabilistic stage's evidence (a spec with blocking keys and
+comparisons) starts ``b"TSC2"`` instead, and between the match-key tokens and the payload
+holds::
+
+    u32 len | JSON {"blocks": [...], "columns": [[block, comparison, level], ...]}
+    n_records x u32                             block presence mask: bit j = block token j
+    for each record, 16 bytes per present block token, in blocking-key order
+    u32 n_comparison_tokens
+    n_comparison_tokens x 4 bytes               comparison tokens, record by record, then
+                                                column by column
+    n_records x n_columns x u8                  comparison tokens per record and column
+                                                (Huffman-coded, with the payload)
+
+A ``TSC1`` chunk is exactly what it was before; a reader takes both.
+
 Every upload decodes its chunks on the broker and every linking pass decodes them again,
 so this module is on the hot path and compiled with mypyc (``make setup``); it imports
 nothing that mypyc cannot compile.
@@ -32,12 +47,14 @@ from typing import cast
 
 from mypy_extensions import mypyc_attr
 
-from keys.derive import TOKEN_BYTES, RecordRef, Token
+from keys.derive import COMPARISON_TOKEN_BYTES, TOKEN_BYTES, ComparisonToken, RecordRef, Token
 from keys.errors import KeyManagementError
 
 __all__ = [
+    "MAX_EVIDENCE_COLUMNS",
     "MAX_KEYS",
     "BatchFormatError",
+    "ChunkEvidence",
     "TokenChunk",
     "chunk_digest",
     "decode_chunk",
@@ -46,7 +63,10 @@ __all__ = [
 ]
 
 MAX_KEYS = 32
+MAX_EVIDENCE_COLUMNS = 1024
+_MAX_BLOCKS = 32
 _CHUNK_MAGIC = b"TSC1"
+_EVIDENCE_MAGIC = b"TSC2"
 _HEAD = struct.Struct(">IHH")
 _U32 = struct.Struct(">I")
 
@@ -60,6 +80,47 @@ class BatchFormatError(KeyManagementError, ValueError):
 
 @mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
+class ChunkEvidence:
+    """The probabilistic stage's tokens of a chunk's records (docs/probabilistic.md).
+
+    Kept packed, as the tokeniser makes them and the chunk carries them; :meth:`cells`
+    unpacks them.
+
+    Attributes:
+        block_names: the spec's blocking key names, in order.
+        columns: per comparison token column, ``(block index, comparison, level)``.
+        blocks: per record, one block token (or ``None``) per blocking key.
+        counts: per record, per column, how many comparison tokens it has (one byte each:
+            often one; a ``one_digit`` or ``part`` level carries several; none when absent).
+        tokens: every comparison token, record by record, column by column, 4 bytes each.
+    """
+
+    block_names: tuple[str, ...]
+    columns: tuple[tuple[int, str, str], ...]
+    blocks: list[tuple[Token | None, ...]]
+    counts: bytes
+    tokens: bytes
+
+    def cells(self) -> list[tuple[tuple[ComparisonToken, ...], ...]]:
+        """Per record, per column, the record's comparison tokens."""
+        n_columns, width = len(self.columns), COMPARISON_TOKEN_BYTES
+        counts, raw = self.counts, self.tokens
+        out: list[tuple[tuple[ComparisonToken, ...], ...]] = []
+        at = 0
+        for start in range(0, len(counts), n_columns):
+            row: list[tuple[ComparisonToken, ...]] = []
+            for k in counts[start : start + n_columns]:
+                end = at + k * width
+                row.append(
+                    tuple(ComparisonToken(raw[p : p + width]) for p in range(at, end, width))
+                )
+                at = end
+            out.append(tuple(row))
+        return out
+
+
+@mypyc_attr(native_class=False)
+@dataclass(frozen=True, slots=True)
 class TokenChunk:
     """Up to a few tens of thousands of token records, column names included."""
 
@@ -68,6 +129,7 @@ class TokenChunk:
     refs: list[RecordRef]
     tokens: list[tuple[Token | None, ...]]
     payload: list[tuple[str | None, ...]]
+    evidence: ChunkEvidence | None = None
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -85,6 +147,7 @@ def encode_chunk(chunk: TokenChunk) -> bytes:
         refs=chunk.refs,
         token_columns=columns,
         payload=chunk.payload,
+        evidence=chunk.evidence,
     )
 
 
@@ -95,11 +158,13 @@ def encode_chunk_columns(
     refs: Sequence[RecordRef],
     token_columns: Sequence[Sequence[Token | None]],
     payload: Sequence[Sequence[str | None]],
+    evidence: ChunkEvidence | None = None,
 ) -> bytes:
     """The bytes :func:`encode_chunk` gives, from one token column per match key.
 
     ``token_columns[k][i]`` is record ``i``'s token for match key ``k`` (or ``None``); a
     tokeniser that works key by key hands its columns over without building rows.
+    ``evidence`` (one entry per record) makes a ``TSC2`` chunk.
     """
     n, n_keys, n_payload = len(refs), len(key_names), len(payload_columns)
     if n_keys > MAX_KEYS:
@@ -107,7 +172,8 @@ def encode_chunk_columns(
     if len(token_columns) != n_keys or any(len(c) != n for c in token_columns):
         raise ValueError("one token column per match key, one token per record")
     names = json.dumps({"keys": tuple(key_names), "payload": tuple(payload_columns)}).encode()
-    parts: list[bytes] = [_CHUNK_MAGIC, _HEAD.pack(n, n_keys, n_payload), _U32.pack(len(names))]
+    magic = _CHUNK_MAGIC if evidence is None else _EVIDENCE_MAGIC
+    parts: list[bytes] = [magic, _HEAD.pack(n, n_keys, n_payload), _U32.pack(len(names))]
     parts.append(names)
     parts.append(b"".join(refs))
     if n_keys:
@@ -116,11 +182,40 @@ def encode_chunk_columns(
         parts.append(b"".join(filter(None, chain.from_iterable(zip(*token_columns, strict=True)))))
     else:
         parts += [b"", b""]
+    counts = b""
+    if evidence is not None:
+        evidence_parts, counts = _encode_evidence(n, evidence)
+        parts += evidence_parts
     rows = b""
     if n_payload:
         text = json.dumps(list(payload), ensure_ascii=False, separators=(",", ":")).encode()
         rows = _U32.pack(len(text)) + text
-    return _deflate(b"".join(parts), rows)
+    return _deflate(b"".join(parts), counts + rows)
+
+
+def _encode_evidence(n: int, evidence: ChunkEvidence) -> tuple[list[bytes], bytes]:
+    """The evidence section's stored parts, and its per-column counts (Huffman-coded)."""
+    n_blocks, n_columns = len(evidence.block_names), len(evidence.columns)
+    if n_blocks > _MAX_BLOCKS or n_columns > MAX_EVIDENCE_COLUMNS:
+        raise BatchFormatError("too many blocking keys or comparison columns per chunk")
+    if len(evidence.blocks) != n or any(len(row) != n_blocks for row in evidence.blocks):
+        raise ValueError("one block token per blocking key and record")
+    head = json.dumps({"blocks": evidence.block_names, "columns": evidence.columns}).encode()
+    block_columns = [[row[j] for row in evidence.blocks] for j in range(n_blocks)]
+    counts = evidence.counts
+    if len(counts) != n * n_columns:
+        raise ValueError("one count per record and column")
+    if len(evidence.tokens) != COMPARISON_TOKEN_BYTES * sum(counts):
+        raise ValueError("the comparison tokens do not match their counts")
+    stored = [
+        _U32.pack(len(head)),
+        head,
+        _presence_masks(n, block_columns) if n_blocks else b"\0\0\0\0" * n,
+        b"".join(filter(None, chain.from_iterable(evidence.blocks))),
+        _U32.pack(sum(counts)),
+        evidence.tokens,
+    ]
+    return stored, counts
 
 
 _ZLIB_HEADER = b"\x78\x01"  # RFC 1950: deflate, 32 KiB window, fastest; a multiple of 31
@@ -184,7 +279,7 @@ def _inflate(data: bytes, *, max_records: int) -> bytes:
     """
     inflater = zlib.decompressobj()
     head = inflater.decompress(data, _PREFIX_BYTES)
-    if len(head) < _PREFIX_BYTES or head[:4] != _CHUNK_MAGIC:
+    if len(head) < _PREFIX_BYTES or head[:4] not in (_CHUNK_MAGIC, _EVIDENCE_MAGIC):
         raise BatchFormatError("not a token chunk, or an unknown chunk version")
     n, n_keys, n_payload = _HEAD.unpack_from(head, 4)
     (names_len,) = _U32.unpack_from(head, 4 + _HEAD.size)
@@ -195,6 +290,10 @@ def _inflate(data: bytes, *, max_records: int) -> bytes:
         bound += n * (4 + n_keys * TOKEN_BYTES)
     if n_payload:
         bound += _U32.size + _PAYLOAD_INFLATION * len(data)
+    if head[:4] == _EVIDENCE_MAGIC:
+        # the evidence's tokens are stored (never smaller than they are) and its counts
+        # Huffman-coded like the payload text
+        bound += len(data) + _PAYLOAD_INFLATION * len(data)
     rest = inflater.decompress(inflater.unconsumed_tail, bound - _PREFIX_BYTES + 1)
     if len(rest) > bound - _PREFIX_BYTES or inflater.unconsumed_tail:
         raise BatchFormatError("chunk inflates beyond what its header declares")
@@ -207,6 +306,7 @@ def decode_chunk(data: bytes, *, max_records: int = 1_000_000) -> TokenChunk:
     """Parse a chunk; raises :class:`BatchFormatError` on anything malformed."""
     try:
         raw = _inflate(data, max_records=max_records)
+        magic = raw[:4]
         n, n_keys, n_payload = _HEAD.unpack_from(raw, 4)
         pos = 4 + _HEAD.size
         (names_len,) = _U32.unpack_from(raw, pos)
@@ -244,6 +344,9 @@ def decode_chunk(data: bytes, *, max_records: int = 1_000_000) -> TokenChunk:
         else:
             token_rows = [()] * n
         tokens = cast(list[tuple[Token | None, ...]], token_rows)
+        evidence: ChunkEvidence | None = None
+        if magic == _EVIDENCE_MAGIC:
+            evidence, pos = _decode_evidence(raw, pos, n)
         payload: list[tuple[str | None, ...]] = [()] * n
         if n_payload:
             (rows_len,) = _U32.unpack_from(raw, pos)
@@ -259,7 +362,46 @@ def decode_chunk(data: bytes, *, max_records: int = 1_000_000) -> TokenChunk:
         raise
     except (zlib.error, struct.error, ValueError, KeyError, TypeError) as exc:
         raise BatchFormatError("corrupt token chunk") from exc
-    return TokenChunk(key_names, payload_columns, refs, tokens, payload)
+    return TokenChunk(key_names, payload_columns, refs, tokens, payload, evidence)
+
+
+def _decode_evidence(raw: bytes, pos: int, n: int) -> tuple[ChunkEvidence, int]:
+    """The evidence section at ``pos`` of a ``TSC2`` chunk, and the position after it."""
+    (head_len,) = _U32.unpack_from(raw, pos)
+    pos += 4
+    head = json.loads(raw[pos : pos + head_len])
+    pos += head_len
+    block_names = tuple(str(x) for x in head["blocks"])
+    columns = tuple((int(b), str(c), str(lv)) for b, c, lv in head["columns"])
+    n_blocks, n_columns = len(block_names), len(columns)
+    if n_blocks > _MAX_BLOCKS or n_columns > MAX_EVIDENCE_COLUMNS:
+        raise BatchFormatError("chunk too large")
+    if any(not 0 <= b < n_blocks for b, _, _ in columns):
+        raise BatchFormatError("chunk evidence names a blocking key it does not have")
+    masks = struct.unpack_from(f">{n}I", raw, pos)
+    pos += 4 * n
+    blocks: list[tuple[Token | None, ...]] = []
+    for mask in masks:
+        if mask >> n_blocks:
+            raise BatchFormatError("chunk evidence mask names a blocking key it does not have")
+        row: list[Token | None] = []
+        for j in range(n_blocks):
+            if mask >> j & 1:
+                row.append(Token(raw[pos : pos + TOKEN_BYTES]))
+                pos += TOKEN_BYTES
+            else:
+                row.append(None)
+        blocks.append(tuple(row))
+    (n_tokens,) = _U32.unpack_from(raw, pos)
+    pos += 4
+    tokens_at = pos
+    pos += n_tokens * COMPARISON_TOKEN_BYTES
+    counts = raw[pos : pos + n * n_columns]
+    pos += n * n_columns
+    if len(counts) != n * n_columns or sum(counts) != n_tokens:
+        raise BatchFormatError("chunk evidence counts do not match its tokens")
+    tokens = raw[tokens_at : tokens_at + n_tokens * COMPARISON_TOKEN_BYTES]
+    return ChunkEvidence(block_names, columns, blocks, counts, tokens), pos
 
 
 def chunk_digest(data: bytes) -> str:

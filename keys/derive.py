@@ -10,6 +10,13 @@ recipe             key                                         input after the l
 =================  ==========================================  ===========================
 token              domain key vN                               domain, version, spec hash,
                                                                match key name, values…
+block token        domain key vN                               domain, version, spec hash,
+                                                               blocking key name, values…
+comparison token   domain key vN (the block token's HMAC,     domain, version, spec hash,
+                   and an AES key)                             blocking key name, block
+                                                               values…; then comparison,
+                                                               level, value (see
+                                                               :class:`EvidenceDeriver`)
 reference          org-local reference secret                  dataset, local record id
 at-rest re-keying  broker re-keying secret                     token
 project pseudonym  per-agreement key (from the master secret)  person id
@@ -17,19 +24,27 @@ credential digest  broker credential secret                    credential
 key fingerprint    the key itself                              (nothing)
 =================  ==========================================  ===========================
 
-Tokens, references and re-keyed tokens are truncated to 128 bits.
+Tokens, block tokens, references and re-keyed tokens are truncated to 128 bits;
+comparison tokens to 32 bits (``COMPARISON_TOKEN_BYTES``), because they are only ever
+compared inside one block: docs/probabilistic.md argues the width.
 """
 
 from __future__ import annotations
 
+import array
 import base64
+import hashlib
 from collections.abc import Iterable, Sequence
 from typing import NewType, cast
 
 from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 __all__ = [
+    "BLOCK_LABEL",
+    "COMPARISON_KEY_LABEL",
+    "COMPARISON_TOKEN_BYTES",
     "CREDENTIAL_LABEL",
     "FINGERPRINT_LABEL",
     "PSEUDONYM_LABEL",
@@ -39,7 +54,9 @@ __all__ = [
     "TOKEN_BYTES",
     "TOKEN_LABEL",
     "AtRestKeyer",
+    "ComparisonToken",
     "DomainKey",
+    "EvidenceDeriver",
     "RecordRef",
     "ReferenceDeriver",
     "StoredToken",
@@ -61,8 +78,13 @@ RecordRef = NewType("RecordRef", bytes)
 """An opaque record reference: a keyed hash of a local record id, 16 bytes."""
 DomainKey = NewType("DomainKey", bytes)
 """A linkage domain key version: 32 random bytes."""
+ComparisonToken = NewType("ComparisonToken", bytes)
+"""A comparison level token, keyed under one block: 4 bytes, compared only inside it."""
 
 TOKEN_BYTES = 16
+COMPARISON_TOKEN_BYTES = 4
+_DIGEST_BYTES = 16
+_WORD = next(code for code in "IL" if array.array(code).itemsize == COMPARISON_TOKEN_BYTES)
 
 TOKEN_LABEL = b"tessera/v1/token"
 REFERENCE_LABEL = b"tessera/v1/reference"
@@ -71,6 +93,8 @@ PSEUDONYM_LABEL = b"tessera/v1/pseudonym"
 CREDENTIAL_LABEL = b"tessera/v1/credential"
 FINGERPRINT_LABEL = b"tessera/v1/fingerprint"
 SESSION_LABEL = b"tessera/v1/session"
+BLOCK_LABEL = b"tessera/v1/block"
+COMPARISON_KEY_LABEL = b"tessera/v1/comparison-key"
 
 
 _LENGTH_PREFIXES = tuple(n.to_bytes(2, "big") for n in range(256))
@@ -192,6 +216,111 @@ class TokenDeriver:
                 ctx.update(data)
                 append(ctx.finalize()[:TOKEN_BYTES])
         return cast("list[Token | None]", out)
+
+
+class EvidenceDeriver:
+    """Derives the block tokens and comparison tokens of one domain, key version and spec.
+
+    A *block token* is ``HMAC(key, BLOCK_LABEL ‖ domain ‖ version ‖ spec hash ‖ blocking
+    key name ‖ values…)`` truncated to 16 bytes, a match-key token under its own label.
+
+    A *comparison token* is a pseudorandom function of (blocking key, block values,
+    comparison, level, value), built so that a record's eighty-odd tokens cost one AES
+    call per chunk rather than eighty HMACs:
+
+    - the block secret ``S``: the second half of the block token's HMAC (bytes 16 to 32,
+      never emitted; the first half, the block token, says nothing about it), so a
+      record's block costs one HMAC for both;
+    - the level digest ``D = BLAKE2b-128(comparison ‖ level ‖ value)`` (unkeyed, cached:
+      names and dates repeat);
+    - the token ``AES-256(K_c, S ⊕ D)[:4]``, where ``K_c = HMAC(key,
+      COMPARISON_KEY_LABEL ‖ domain ‖ version ‖ spec hash)``.
+
+    AES is a pseudorandom permutation and ``S`` is secret and differs per block, so the
+    same value gives unrelated tokens in two blocks and nothing without the domain key
+    relates them (docs/probabilistic.md argues it). ECB mode is only the API that applies
+    the permutation to many independent 16-byte inputs in one call.
+
+    Args:
+        key: the domain key version.
+        domain: linkage domain name.
+        version: key version label.
+        spec_hash: content hash of the linkage spec.
+        block_names: the spec's blocking key names, in order.
+    """
+
+    __slots__ = ("_blocks", "_cipher")
+
+    def __init__(
+        self,
+        key: DomainKey,
+        *,
+        domain: str,
+        version: str,
+        spec_hash: str,
+        block_names: Sequence[str],
+    ) -> None:
+        head = _field(domain.encode()) + _field(version.encode()) + _field(spec_hash.encode())
+        block_base = _keyed(key, BLOCK_LABEL)
+        block_base.update(head)
+        cipher_key = _keyed(key, COMPARISON_KEY_LABEL)
+        cipher_key.update(head)
+        self._cipher = Cipher(algorithms.AES(cipher_key.finalize()), modes.ECB())
+        self._blocks: list[hmac.HMAC] = []
+        for name in block_names:
+            ctx = block_base.copy()
+            ctx.update(_field(name.encode()))
+            self._blocks.append(ctx)
+
+    def block_token(self, block: int, encoded: bytes) -> Token:
+        """Block token of blocking key ``block`` over values joined by :func:`encode_value`."""
+        return self.block_token_and_secret(block, encoded)[0]
+
+    def block_token_and_secret(self, block: int, encoded: bytes) -> tuple[Token, bytes]:
+        """The block token and the block secret ``S`` (16 bytes, never leaves the SDK).
+
+        Both from one HMAC: the token is its first 16 bytes, the secret the last 16.
+        """
+        ctx = self._blocks[block].copy()
+        ctx.update(encoded)
+        digest = ctx.finalize()
+        return Token(digest[:TOKEN_BYTES]), digest[TOKEN_BYTES : TOKEN_BYTES + _DIGEST_BYTES]
+
+    @staticmethod
+    def level_prefix(comparison: str, level: str) -> bytes:
+        """The part of a level digest's input before the value: comparison and level."""
+        return encode_value(comparison) + encode_value(level)
+
+    @staticmethod
+    def level_digests(prefix: bytes, values: Iterable[str]) -> bytes:
+        """The level digests ``D`` (16 bytes each, joined) of one level's values.
+
+        ``D = BLAKE2b-128(encode_value(comparison) ‖ encode_value(level) ‖
+        encode_value(value))``, unkeyed; ``prefix`` is :meth:`level_prefix`.
+        """
+        blake2b = hashlib.blake2b
+        return b"".join(
+            [blake2b(prefix + encode_value(v), digest_size=_DIGEST_BYTES).digest() for v in values]
+        )
+
+    def comparison_tokens(self, secrets: bytes, digests: bytes) -> bytes:
+        """Comparison tokens of many inputs at once, joined (4 bytes each).
+
+        ``secrets`` and ``digests`` are 16 bytes per token, in the same order: the block
+        secret of each token's block (repeated) and its level digest.
+        """
+        if len(secrets) != len(digests) or len(secrets) % _DIGEST_BYTES:
+            raise ValueError("one 16-byte secret and digest per comparison token")
+        if not secrets:
+            return b""
+        size = len(secrets)
+        mixed = (int.from_bytes(secrets, "big") ^ int.from_bytes(digests, "big")).to_bytes(
+            size, "big"
+        )
+        encryptor = self._cipher.encryptor()
+        out = encryptor.update(mixed) + encryptor.finalize()
+        words = array.array(_WORD, out)  # four 4-byte words per output: keep the first
+        return words[::4].tobytes()
 
 
 class ReferenceDeriver:

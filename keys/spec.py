@@ -17,6 +17,15 @@ A spec is TOML::
     name = "names_unordered_dob_postcode"
     fields = ["{given_name, family_name}", "date_of_birth", "postcode"]
 
+    [[blocking_keys]]
+    name = "dob"
+    fields = ["date_of_birth"]
+
+    [[comparisons]]
+    name = "given"
+    field = "given_name"
+    levels = ["exact", "nickname", "nysiis", "initial"]
+
 Each field is a canonical identifier of the normalised record, optionally followed by one
 transform (``field:transform`` or a table). An *unordered group* of two or more fields
 (``"{a, b}"`` or ``{ unordered = ["a", "b"] }``, each part with its own optional
@@ -25,8 +34,20 @@ they are joined, so a record with the values the other way round (given and fami
 swapped between fields) has the same token. Match keys are listed strongest first: the
 broker prefers the earliest key when two disagree.
 
+*Blocking keys* and *comparisons* are the evidence of the probabilistic stage
+(docs/probabilistic.md): a blocking key is written like a match key but is too weak to
+link on; it only makes two records that share its token a *candidate pair*. A comparison
+names one field and its *levels*, strongest first (``exact``, then coarser agreements such
+as ``nickname``, ``nysiis``, ``initial``, ``part``, ``swap``, ``one_digit``,
+``year_month``, ``year``, ``sector``, ``district``). The SDK derives one short token per
+comparison level *under each blocking key* (the block's values are inside the HMAC), so
+two records can compare a field only inside a block they share. A comparison on a field
+that a blocking key holds untransformed is not derived under that key (inside the block
+it always agrees).
+
 The *content hash* identifies a spec: SHA-256 over the canonical JSON of the match keys
-(names, fields and transforms, in order). The name and description are labels and do not
+(names, fields and transforms, in order), and of the blocking keys and comparisons when
+the spec has any. The name and description are labels and do not
 change it, so renaming a spec does not invalidate a domain's tokens; any change to a key
 does, and the broker refuses a batch tokenised under another spec than its dataset's.
 """
@@ -37,6 +58,7 @@ import hashlib
 import json
 import re
 import tomllib
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -49,9 +71,18 @@ from keys.errors import SpecError
 __all__ = [
     "DEFAULT_SPEC_NAME",
     "FIELD_NAMES",
+    "LEVELS",
+    "MAX_BLOCKING_KEYS",
+    "MAX_COMPARISONS",
+    "MAX_LEVELS",
+    "PROBABILISTIC_SPEC_NAME",
     "TRANSFORMS",
+    "BlockingKey",
+    "Comparison",
+    "EvidenceColumn",
     "FieldName",
     "KeyField",
+    "LevelName",
     "LinkageSpec",
     "MatchKey",
     "TransformName",
@@ -62,6 +93,8 @@ __all__ = [
 ]
 
 DEFAULT_SPEC_NAME = "uk-health"
+PROBABILISTIC_SPEC_NAME = "uk-health-probabilistic"
+"""The shipped spec that adds the probabilistic stage's blocking keys and comparisons."""
 
 FieldName = Literal[
     "nhs_number",
@@ -96,6 +129,42 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "sector": frozenset({"postcode"}),
 }
 _KEY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+LevelName = Literal[
+    "exact",
+    "nickname",
+    "soundex",
+    "nysiis",
+    "metaphone",
+    "initial",
+    "part",
+    "swap",
+    "one_digit",
+    "year_month",
+    "year",
+    "sector",
+    "district",
+]
+LEVELS: tuple[str, ...] = LevelName.__args__  # type: ignore[attr-defined]
+# Which comparison levels make sense on which fields: anything else is a spec error.
+_LEVEL_ALLOWED: dict[str, frozenset[str]] = {
+    "exact": frozenset(FIELD_NAMES),
+    "nickname": _NAME_FIELDS,
+    "soundex": _NAME_FIELDS,
+    "nysiis": _NAME_FIELDS,
+    "metaphone": _NAME_FIELDS,
+    "initial": _NAME_FIELDS,
+    "part": _NAME_FIELDS,
+    "swap": frozenset({"date_of_birth"}),
+    "one_digit": frozenset({"date_of_birth", "nhs_number", "other_id", "postcode"}),
+    "year_month": frozenset({"date_of_birth"}),
+    "year": frozenset({"date_of_birth"}),
+    "sector": frozenset({"postcode"}),
+    "district": frozenset({"postcode"}),
+}
+MAX_BLOCKING_KEYS = 8
+MAX_COMPARISONS = 16
+MAX_LEVELS = 8
 
 
 class KeyField(BaseModel):
@@ -153,14 +222,69 @@ class MatchKey(BaseModel):
         return tuple(out)
 
 
+class BlockingKey(MatchKey):
+    """A key that makes candidate pairs for the probabilistic stage, never a link by itself."""
+
+
+class Comparison(BaseModel):
+    """One field compared at ordered levels, strongest first (``exact`` usually leads)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    field: FieldName
+    levels: tuple[LevelName, ...]
+    description: str = ""
+
+    def canonical(self) -> dict[str, Any]:
+        """The comparison as the content hash covers it."""
+        return {"name": self.name, "field": self.field, "levels": list(self.levels)}
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceColumn:
+    """One comparison level under one blocking key: a column of comparison tokens.
+
+    Attributes:
+        block: index of the blocking key in the spec.
+        comparison: index of the comparison in the spec.
+        level: index of the level in the comparison (0 = strongest).
+    """
+
+    block: int
+    comparison: int
+    level: int
+
+
 class LinkageSpec(BaseModel):
-    """An ordered cascade of match keys, strongest first."""
+    """An ordered cascade of match keys, strongest first, and the probabilistic evidence."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     description: str = ""
     match_keys: tuple[MatchKey, ...]
+    blocking_keys: tuple[BlockingKey, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()
+
+    def comparisons_under(self, block: int) -> tuple[int, ...]:
+        """Indices of the comparisons derived under blocking key ``block``.
+
+        A comparison whose field the blocking key holds untransformed always agrees
+        exactly inside the block, so it is left out (it would only cost tokens).
+        """
+        fixed = {f.field for f in self.blocking_keys[block].leaves if f.transform is None}
+        return tuple(i for i, c in enumerate(self.comparisons) if c.field not in fixed)
+
+    @property
+    def evidence_columns(self) -> tuple[EvidenceColumn, ...]:
+        """Every comparison token column, by blocking key, then comparison, then level."""
+        return tuple(
+            EvidenceColumn(block, c, level)
+            for block in range(len(self.blocking_keys))
+            for c in self.comparisons_under(block)
+            for level in range(len(self.comparisons[c].levels))
+        )
 
     @property
     def key_names(self) -> list[str]:
@@ -168,17 +292,26 @@ class LinkageSpec(BaseModel):
         return [k.name for k in self.match_keys]
 
     def canonical(self) -> dict[str, Any]:
-        """The content that the hash covers: match keys, fields and transforms, in order."""
-        return {
+        """The content that the hash covers: match keys, fields and transforms, in order.
+
+        A spec with blocking keys and comparisons is format 2 and adds them; a spec
+        without keeps format 1 and the hash it always had.
+        """
+        out: dict[str, Any] = {
             "format": 1,
             "match_keys": [
-                {
-                    "name": k.name,
-                    "fields": [f.canonical() for f in k.fields],
-                }
+                {"name": k.name, "fields": [f.canonical() for f in k.fields]}
                 for k in self.match_keys
             ],
         }
+        if self.blocking_keys or self.comparisons:
+            out["format"] = 2
+            out["blocking_keys"] = [
+                {"name": k.name, "fields": [f.canonical() for f in k.fields]}
+                for k in self.blocking_keys
+            ]
+            out["comparisons"] = [c.canonical() for c in self.comparisons]
+        return out
 
     @property
     def content_hash(self) -> str:
@@ -197,6 +330,18 @@ class LinkageSpec(BaseModel):
             lines.append(f"fields = [{fields}]")
             if key.description:
                 lines.append(f"description = {json.dumps(key.description)}")
+        for block in self.blocking_keys:
+            lines += ["", "[[blocking_keys]]", f"name = {json.dumps(block.name)}"]
+            fields = ", ".join(json.dumps(f.label()) for f in block.fields)
+            lines.append(f"fields = [{fields}]")
+            if block.description:
+                lines.append(f"description = {json.dumps(block.description)}")
+        for comparison in self.comparisons:
+            lines += ["", "[[comparisons]]", f"name = {json.dumps(comparison.name)}"]
+            lines.append(f"field = {json.dumps(comparison.field)}")
+            lines.append(f"levels = {json.dumps(list(comparison.levels))}")
+            if comparison.description:
+                lines.append(f"description = {json.dumps(comparison.description)}")
         return "\n".join(lines) + "\n"
 
 
@@ -269,33 +414,15 @@ def _parse_field(raw: Any, where: str, problems: list[str]) -> KeyField | Unorde
     return UnorderedFields(unordered=tuple(ordered))
 
 
-def parse_spec(data: dict[str, Any], *, source: str = "<spec>") -> LinkageSpec:
-    """Validate a spec from its TOML table, collecting every problem before raising.
-
-    Raises:
-        SpecError: listing every problem found, by match key position and name.
-    """
-    problems: list[str] = []
-    unknown = set(data) - {"name", "description", "match_keys"}
-    if unknown:
-        problems.append(f"unknown top-level entries {sorted(unknown)}")
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        problems.append("'name' is required (a non-empty string)")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        problems.append("'description' must be a string")
-    raw_keys = data.get("match_keys")
+def _parse_keys(
+    raw_keys: list[Any], kind: str, problems: list[str], *, blocking: bool
+) -> list[MatchKey]:
+    """The ``[[match_keys]]`` or ``[[blocking_keys]]`` tables, every problem collected."""
     keys: list[MatchKey] = []
-    if not isinstance(raw_keys, list) or not raw_keys:
-        problems.append("at least one [[match_keys]] table is required")
-        raw_keys = []
-    if len(raw_keys) > MAX_KEYS:
-        problems.append(f"at most {MAX_KEYS} match keys (found {len(raw_keys)})")
     seen_names: set[str] = set()
     seen_fields: dict[tuple[KeyField | UnorderedFields, ...], str] = {}
     for i, raw in enumerate(raw_keys, start=1):
-        where = f"match key {i}"
+        where = f"{kind} {i}"
         if not isinstance(raw, dict):
             problems.append(f"{where}: must be a table")
             continue
@@ -307,7 +434,7 @@ def parse_spec(data: dict[str, Any], *, source: str = "<spec>") -> LinkageSpec:
             )
             key_name = None
         else:
-            where = f"match key {i} ({key_name})"
+            where = f"{kind} {i} ({key_name})"
             if key_name in seen_names:
                 problems.append(f"{where}: duplicate name")
             seen_names.add(key_name)
@@ -341,11 +468,128 @@ def parse_spec(data: dict[str, Any], *, source: str = "<spec>") -> LinkageSpec:
             problems.append(f"{where}: same fields as {seen_fields[canon]}")
         if key_name is not None:
             seen_fields[canon] = key_name
-            keys.append(MatchKey(name=key_name, fields=canon, description=key_description))
+            model = BlockingKey if blocking else MatchKey
+            keys.append(model(name=key_name, fields=canon, description=key_description))
+    return keys
+
+
+def _parse_comparisons(raw_list: list[Any], problems: list[str]) -> list[Comparison]:
+    """The ``[[comparisons]]`` tables, every problem collected."""
+    out: list[Comparison] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_list, start=1):
+        where = f"comparison {i}"
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        name = raw.get("name")
+        ok = True
+        if not isinstance(name, str) or not _KEY_NAME.match(name):
+            problems.append(
+                f"{where}: 'name' must be lower-case letters, digits and _ "
+                "(starting with a letter, at most 48)"
+            )
+            ok = False
+        else:
+            where = f"comparison {i} ({name})"
+            if name in seen:
+                problems.append(f"{where}: duplicate name")
+                ok = False
+            seen.add(name)
+        extra = set(raw) - {"name", "field", "levels", "description"}
+        if extra:
+            problems.append(f"{where}: unknown entries {sorted(extra)}")
+            ok = False
+        field_name = raw.get("field")
+        if field_name not in FIELD_NAMES:
+            problems.append(
+                f"{where}: unknown field {field_name!r} (one of {', '.join(FIELD_NAMES)})"
+            )
+            ok = False
+        levels = raw.get("levels")
+        if not isinstance(levels, list) or not 1 <= len(levels) <= MAX_LEVELS:
+            problems.append(f"{where}: 'levels' must be a list of 1 to {MAX_LEVELS} levels")
+            levels = []
+            ok = False
+        for level in levels:
+            if level not in LEVELS:
+                problems.append(f"{where}: unknown level {level!r} (one of {', '.join(LEVELS)})")
+                ok = False
+            elif field_name in FIELD_NAMES and field_name not in _LEVEL_ALLOWED[level]:
+                problems.append(f"{where}: level {level!r} does not apply to {field_name!r}")
+                ok = False
+        if len(set(map(str, levels))) != len(levels):
+            problems.append(f"{where}: a level is listed twice")
+            ok = False
+        description = raw.get("description", "")
+        if not isinstance(description, str):
+            problems.append(f"{where}: 'description' must be a string")
+            ok = False
+        if ok:
+            out.append(
+                Comparison(
+                    name=str(name),
+                    field=field_name,
+                    levels=tuple(levels),
+                    description=str(description),
+                )
+            )
+    return out
+
+
+def parse_spec(data: dict[str, Any], *, source: str = "<spec>") -> LinkageSpec:
+    """Validate a spec from its TOML table, collecting every problem before raising.
+
+    Raises:
+        SpecError: listing every problem found, by match key position and name.
+    """
+    problems: list[str] = []
+    unknown = set(data) - {"name", "description", "match_keys", "blocking_keys", "comparisons"}
+    if unknown:
+        problems.append(f"unknown top-level entries {sorted(unknown)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.append("'name' is required (a non-empty string)")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        problems.append("'description' must be a string")
+    raw_keys = data.get("match_keys")
+    if not isinstance(raw_keys, list) or not raw_keys:
+        problems.append("at least one [[match_keys]] table is required")
+        raw_keys = []
+    if len(raw_keys) > MAX_KEYS:
+        problems.append(f"at most {MAX_KEYS} match keys (found {len(raw_keys)})")
+    keys = _parse_keys(raw_keys, "match key", problems, blocking=False)
+    raw_blocks = data.get("blocking_keys", [])
+    raw_comparisons = data.get("comparisons", [])
+    if not isinstance(raw_blocks, list):
+        problems.append("'blocking_keys' must be a list of [[blocking_keys]] tables")
+        raw_blocks = []
+    if not isinstance(raw_comparisons, list):
+        problems.append("'comparisons' must be a list of [[comparisons]] tables")
+        raw_comparisons = []
+    if len(raw_blocks) > MAX_BLOCKING_KEYS:
+        problems.append(f"at most {MAX_BLOCKING_KEYS} blocking keys (found {len(raw_blocks)})")
+    if len(raw_comparisons) > MAX_COMPARISONS:
+        problems.append(f"at most {MAX_COMPARISONS} comparisons (found {len(raw_comparisons)})")
+    if bool(raw_blocks) != bool(raw_comparisons):
+        problems.append("blocking keys and comparisons come together: a spec has both or neither")
+    blocks = _parse_keys(raw_blocks, "blocking key", problems, blocking=True)
+    comparisons = _parse_comparisons(raw_comparisons, problems)
+    key_names = {k.name for k in keys}
+    for block in blocks:
+        if block.name in key_names:
+            problems.append(f"blocking key {block.name}: a match key has the same name")
     if problems:
         raise SpecError(source, problems)
     try:
-        return LinkageSpec(name=str(name), description=str(description), match_keys=tuple(keys))
+        return LinkageSpec(
+            name=str(name),
+            description=str(description),
+            match_keys=tuple(keys),
+            blocking_keys=tuple(b for b in blocks if isinstance(b, BlockingKey)),
+            comparisons=tuple(comparisons),
+        )
     except ValidationError as exc:  # pragma: no cover - the checks above are complete
         raise SpecError(source, [str(e["msg"]) for e in exc.errors()]) from exc
 

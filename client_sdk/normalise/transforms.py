@@ -28,6 +28,33 @@ sector       postcode                         outward code, space, first inward
 
 Phonetic codes come from ``jellyfish`` and are cached: names repeat, so most calls are a
 dictionary hit.
+
+*Comparison levels* (``LEVEL_FUNCTIONS``) are the probabilistic stage's counterpart: each
+maps a canonical value to the values of one level of a comparison, a tuple because a level
+may carry several (docs/token-format.md#comparison-tokens):
+
+===========  ===============================  ==================================
+level        applies to                       values
+===========  ===============================  ==================================
+exact        any field                        the value itself
+nickname,    names                            the transform of the same name
+soundex,                                      (one value)
+nysiis,
+metaphone,
+initial
+part         names                            each distinct space-separated part,
+                                              sorted: ``"SMITH JONES"`` →
+                                              ``("JONES", "SMITH")``
+swap         date_of_birth                    as the ``swap`` transform
+one_digit    date_of_birth, nhs_number,       one variant per digit position, that
+             other_id                         digit replaced by ``*``: two values
+                                              share a variant iff they differ in at
+                                              most one digit (same length)
+year_month   date_of_birth                    ``"1984-07"``
+year         date_of_birth                    ``"1984"``
+sector,      postcode                         as the transforms of the same name
+district
+===========  ===============================  ==================================
 """
 
 from __future__ import annotations
@@ -41,17 +68,22 @@ from client_sdk.normalise.names import nickname_key
 from client_sdk.normalise.postcode import postcode_district, postcode_sector
 
 __all__ = [
+    "LEVEL_FUNCTIONS",
     "TRANSFORM_FUNCTIONS",
     "day_month_unordered",
     "initial",
     "metaphone",
+    "name_parts",
     "nickname",
     "nysiis",
+    "one_digit_variants",
     "soundex",
     "year",
+    "year_month",
 ]
 
 _CACHE = 1 << 16
+_MAX_DIGIT_VARIANTS = 24
 
 
 def _letters(name: str) -> str:
@@ -124,3 +156,55 @@ TRANSFORM_FUNCTIONS: dict[str, Callable[[str], str | None]] = {
     "sector": postcode_sector,
 }
 """Transform name in a linkage spec → function."""
+
+
+def name_parts(name: str) -> tuple[str, ...]:
+    """Each distinct space-separated part of a canonical name, sorted (one part: itself)."""
+    return tuple(sorted(set(name.split())))
+
+
+def one_digit_variants(value: str) -> tuple[str, ...]:
+    """The value once per digit position with that digit masked as ``*``.
+
+    Two values of one length share a variant exactly when they differ in at most one
+    digit and nowhere else (Hamming distance ≤ 1 over the digits). A value longer than 24
+    characters gets none (the chunk carries at most 255 tokens per level and record).
+    """
+    if len(value) > _MAX_DIGIT_VARIANTS:
+        return ()
+    return tuple(value[:i] + "*" + value[i + 1 :] for i, ch in enumerate(value) if ch.isdigit())
+
+
+def year_month(date: str) -> str | None:
+    """Year and month of an ISO date: ``"1984-07"``."""
+    return date[:7] if len(date) == 10 else None
+
+
+def _single(function: Callable[[str], str | None]) -> Callable[[str], tuple[str, ...]]:
+    def level(value: str) -> tuple[str, ...]:
+        out = function(value)
+        return (out,) if out else ()
+
+    return level
+
+
+def _exact(value: str) -> tuple[str, ...]:
+    return (value,)
+
+
+LEVEL_FUNCTIONS: dict[str, Callable[[str], tuple[str, ...]]] = {
+    "exact": _exact,
+    "nickname": _single(nickname),
+    "soundex": _single(soundex),
+    "nysiis": _single(nysiis),
+    "metaphone": _single(metaphone),
+    "initial": _single(initial),
+    "part": name_parts,
+    "swap": _single(day_month_unordered),
+    "one_digit": one_digit_variants,
+    "year_month": _single(year_month),
+    "year": _single(year),
+    "sector": _single(postcode_sector),
+    "district": _single(postcode_district),
+}
+"""Comparison level in a linkage spec → function (value → the level's values)."""

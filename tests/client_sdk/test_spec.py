@@ -13,7 +13,14 @@ from client_sdk.record import NormalisedRecord
 from client_sdk.speclint import lint_spec
 from keys.cliutil import run_cli
 from keys.errors import SpecError
-from keys.spec import LinkageSpec, UnorderedFields, default_spec, load_spec, parse_spec
+from keys.spec import (
+    PROBABILISTIC_SPEC_NAME,
+    LinkageSpec,
+    UnorderedFields,
+    default_spec,
+    load_spec,
+    parse_spec,
+)
 
 # Pinned: changing the shipped spec changes every token of every domain that uses it.
 DEFAULT_HASH = "sha256:185193686ea793fe31201a07b84099a907ac2bf7f7f01c0a3cf199d48bce5e67"
@@ -296,3 +303,91 @@ def test_cli_spec_lint_refuses_a_common_key_on_the_orgs_own_data(
         ["spec", "lint", str(data), "--mapping", str(mapping), "--spec", str(names_only)],
     )
     assert ok == 0, capsys.readouterr()
+
+
+# --- blocking keys and comparisons (the probabilistic stage) ---------------------------
+
+
+def _evidence_spec(**extra: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "name": "t",
+        "match_keys": [{"name": "nhs_dob", "fields": ["nhs_number", "date_of_birth"]}],
+        "blocking_keys": [{"name": "dob", "fields": ["date_of_birth"]}],
+        "comparisons": [
+            {"name": "given", "field": "given_name", "levels": ["exact", "nysiis", "initial"]},
+            {"name": "dob", "field": "date_of_birth", "levels": ["exact", "one_digit"]},
+        ],
+    }
+    data.update(extra)
+    return data
+
+
+def test_blocking_keys_and_comparisons_parse_and_round_trip() -> None:
+    spec = parse_spec(_evidence_spec())
+    assert [b.name for b in spec.blocking_keys] == ["dob"]
+    assert spec.comparisons[0].levels == ("exact", "nysiis", "initial")
+    # the date of birth comparison is not derived under the date of birth block
+    assert spec.comparisons_under(0) == (0,)
+    assert [(c.block, c.comparison, c.level) for c in spec.evidence_columns] == [
+        (0, 0, 0),
+        (0, 0, 1),
+        (0, 0, 2),
+    ]
+    assert parse_spec(tomllib.loads(spec.to_toml())) == spec
+
+
+def test_the_hash_covers_blocking_keys_and_comparisons_but_not_their_descriptions() -> None:
+    base = parse_spec(_evidence_spec())
+    without = parse_spec(
+        {k: v for k, v in _evidence_spec().items() if k not in ("blocking_keys", "comparisons")}
+    )
+    assert without.canonical()["format"] == 1  # a spec without evidence keeps its old hash
+    assert base.content_hash != without.content_hash
+    levels = _evidence_spec(
+        comparisons=[{"name": "given", "field": "given_name", "levels": ["exact", "initial"]}]
+    )
+    assert parse_spec(levels).content_hash != base.content_hash
+    described = _evidence_spec(
+        blocking_keys=[{"name": "dob", "fields": ["date_of_birth"], "description": "x"}]
+    )
+    assert parse_spec(described).content_hash == base.content_hash
+
+
+def test_bad_comparisons_are_all_reported_at_once() -> None:
+    data = _evidence_spec(
+        comparisons=[
+            {"name": "given", "field": "given_name", "levels": ["exact", "sector"]},
+            {"name": "given", "field": "postcode", "levels": ["exact"]},
+            {"name": "x", "field": "nhs_number", "levels": []},
+            {"name": "y", "field": "shoe_size", "levels": ["exact", "exact"]},
+        ]
+    )
+    with pytest.raises(SpecError) as info:
+        parse_spec(data)
+    text = str(info.value)
+    assert "level 'sector' does not apply to 'given_name'" in text
+    assert "duplicate name" in text
+    assert "'levels' must be a list" in text
+    assert "unknown field 'shoe_size'" in text
+    assert "a level is listed twice" in text
+
+
+def test_blocking_keys_need_comparisons_and_their_own_names() -> None:
+    with pytest.raises(SpecError, match="come together"):
+        parse_spec(_evidence_spec(comparisons=[]))
+    with pytest.raises(SpecError, match="a match key has the same name"):
+        parse_spec(_evidence_spec(blocking_keys=[{"name": "nhs_dob", "fields": ["sex"]}]))
+
+
+def test_the_shipped_spec_has_the_probabilistic_evidence() -> None:
+    assert not default_spec().blocking_keys and not default_spec().comparisons  # opt-in
+    spec = default_spec(PROBABILISTIC_SPEC_NAME)
+    assert [b.name for b in spec.blocking_keys] == ["dob", "nhs", "names_phonetic"]
+    assert [c.name for c in spec.comparisons] == [
+        "given",
+        "family",
+        "dob",
+        "postcode",
+        "sex",
+        "nhs",
+    ]

@@ -19,7 +19,7 @@ from client_sdk.tokenise import TokeniseParams, Tokeniser, tokenise_records, wri
 from keys.batch import BatchReader
 from keys.chunk import decode_chunk
 from keys.derive import DomainKey
-from keys.spec import default_spec, parse_spec
+from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec, parse_spec
 from tests.tokenise_world import fixed_params
 
 SPEC = default_spec()
@@ -288,3 +288,36 @@ def test_a_failed_batch_leaves_no_file_and_no_index_rows(tmp_path: Path) -> None
     assert not list(tmp_path.glob("*.partial"))
     with LocalIndex.open(orgdir, "gp-a") as index:
         assert len(index) == 0
+
+
+def test_evidence_is_the_same_row_by_row_and_column_by_column_and_survives_the_chunk() -> None:
+    params = _params(spec=default_spec(PROBABILISTIC_SPEC_NAME))
+    tokeniser = Tokeniser(params)
+    records = _people(60)
+    records[3] = _with(records[3], nhs_number=None, postcode=None)  # some blocks absent
+    rows = [tokeniser.row(r) for r in records]
+    by_row = tokeniser.chunk_of_rows(rows).evidence
+    decoded = decode_chunk(tokeniser.encode_rows(rows).data).evidence
+    assert by_row is not None and decoded is not None
+    assert decoded == by_row
+    assert decoded.blocks[3][1] is None  # no NHS number: no `nhs` block
+    cells = decoded.cells()
+    assert len(cells) == 60 and all(len(c) == len(params.spec.evidence_columns) for c in cells)
+    assert tokeniser.evidence(records[5]) == (decoded.blocks[5], cells[5])
+
+
+def test_a_spec_without_blocking_keys_writes_the_old_chunk_format() -> None:
+    spec = default_spec(PROBABILISTIC_SPEC_NAME).model_copy(
+        update={"blocking_keys": (), "comparisons": ()}
+    )
+    tokeniser = Tokeniser(_params(spec=spec))
+    data = tokeniser.encode_rows([tokeniser.row(r) for r in _people(5)]).data
+    chunk = decode_chunk(data)
+    assert chunk.evidence is None
+    assert tokeniser.evidence(_people(1)[0]) == ((), ())
+
+
+def test_the_default_spec_emits_no_evidence_until_the_broker_links_on_it() -> None:
+    tokeniser = Tokeniser(_params())
+    chunk = decode_chunk(tokeniser.encode_rows([tokeniser.row(r) for r in _people(5)]).data)
+    assert chunk.evidence is None

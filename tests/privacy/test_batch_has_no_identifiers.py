@@ -6,8 +6,9 @@ local record ids, as written and as normalised — is searched for in the raw ba
 and in every decompressed chunk, in UTF-8, cp1252, UTF-16 (both byte orders) and
 lower/upper case. Values shorter than five bytes are skipped, because they occur by chance
 in random bytes. Inside the batch's own tokens and references (random bytes, where a
-five-byte needle turns up by chance about once in a thousand runs) only values of eight
-bytes or more are searched; everywhere else, all of five or more.
+five-byte needle turns up by chance about once in a thousand runs; the block tokens and the
+run of comparison tokens of the probabilistic stage count among them) only values of
+eight bytes or more are searched; everywhere else, all of five or more.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
+import keys
 from client_sdk.synth import generate
 from keys.batch import BatchReader
+from keys.spec import PROBABILISTIC_SPEC_NAME
 from tests.tokenise_world import make_orgs, tokenise
 
 MIN_BYTES = 5
@@ -86,7 +89,12 @@ def test_batch_contains_none_of_the_inputs_identifiers(
     dataset = next(d for d in summary.datasets if d.kind == kind)  # type: ignore[attr-defined]
     org = world["orgs"]["acute-trust" if kind == "hospital" else "gp-practice"]  # type: ignore[index]
     out = world["root"] / f"{kind}.batch"  # type: ignore[operator]
-    assert tokenise(monkeypatch, org, dataset.path, dataset.mapping, out, dataset=kind) == 0
+    # the spec with the probabilistic evidence: every token the SDK can emit
+    spec = ["--spec", str(Path(keys.__file__).parent / "specs" / f"{PROBABILISTIC_SPEC_NAME}.toml")]
+    assert (
+        tokenise(monkeypatch, org, dataset.path, dataset.mapping, out, dataset=kind, extra=spec)
+        == 0
+    )
 
     needles = _needles(dataset.path, dataset.mapping)
     assert len(needles) > 1000, "the search must cover the input's identifiers"
@@ -96,7 +104,7 @@ def test_batch_contains_none_of_the_inputs_identifiers(
     reader = BatchReader(out)
     assert reader.manifest.record_count > 50
     haystacks = [raw] + [zlib.decompress(chunk) for chunk in reader.raw_chunks()]
-    random_parts = {
+    random_parts: set[bytes] = {
         value for chunk in reader.chunks() for value in chunk.refs if len(value) >= MIN_BYTES
     } | {
         token
@@ -105,6 +113,13 @@ def test_batch_contains_none_of_the_inputs_identifiers(
         for token in tokens
         if token is not None and len(token) >= MIN_BYTES
     }
+    evidence = [chunk.evidence for chunk in reader.chunks()]
+    assert all(e is not None for e in evidence), "the batch carries the probabilistic evidence"
+    random_parts |= {
+        token for e in evidence if e is not None for row in e.blocks for token in row if token
+    }
+    # comparison tokens are 4 bytes each, stored back to back: the whole run is random
+    random_parts |= {e.tokens for e in evidence if e is not None and e.tokens}
     assert len(random_parts) > reader.manifest.record_count, "the tokens are cut out"
     for haystack in haystacks:
         for part in random_parts:

