@@ -33,6 +33,8 @@ broker/app.py turns them into :class:`keys.wire.ErrorBody`. ::
     │   │                                         remove more than the share allowed
     │   ├── BatchStateError                   409 batch_state
     │   └── IncompleteBatchError              409 batch_incomplete
+    ├── LinkageBusyError                      503 linkage_busy: a domain's linkage is busy
+    │                                             (its lock, or a release waiting on a batch)
     └── RedisUnavailableError                 503 store_unavailable (broker/store/embedded.py)
 """
 
@@ -51,6 +53,7 @@ __all__ = [
     "ConflictError",
     "DatasetMismatchError",
     "IncompleteBatchError",
+    "LinkageBusyError",
     "NotFoundOrForbiddenError",
     "PayloadTooLargeError",
     "QuotaExceededError",
@@ -221,3 +224,16 @@ class QuotaExceededError(ConflictError):
     """An organisation is at one of its documented limits (docs/api.md, Limits)."""
 
     code = "quota_exceeded"
+
+
+class LinkageBusyError(BrokerError):
+    """The linkage of a domain is busy: another worker holds its lock, or a release waited
+    its time for a linking batch to finish (readers see whole batches only).
+
+    Defined here, not in the compiled linkage store: a mypyc-compiled subclass would not
+    keep these class attributes, and the error would reach a client as a 500.
+    """
+
+    exit_code = 27
+    status_code = 503
+    code = "linkage_busy"

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from typing import TypeVar, cast
 
+from broker.errors import LinkageBusyError
 from broker.store import batches as batch_store
 from broker.store.client import Store
 from broker.store.datasets import get_dataset
-from broker.store.linkage_store import LinkageBusyError
 
 __all__ = ["RELEASE_WAIT_SECONDS", "read_whole", "read_whole_once"]
 

@@ -27,6 +27,7 @@ from typing import Any, NewType, cast
 
 import redis
 
+from broker.errors import LinkageBusyError
 from broker.store import keyspace
 from broker.store.batches import get_batch
 from broker.store.client import Store
@@ -51,7 +52,6 @@ __all__ = [
     "ConflictEntry",
     "DatasetEntry",
     "Fetched",
-    "LinkageBusyError",
     "LinkageMirror",
     "LinkageStore",
     "LinkedRecord",
@@ -125,14 +125,6 @@ _LUA_UNLOCK = r"""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-class LinkageBusyError(BrokerError):
-    """Another worker holds the linkage lock of this scope."""
-
-    exit_code = 27
-    status_code = 503
-    code = "linkage_busy"
 
 
 @dataclass(frozen=True, slots=True)

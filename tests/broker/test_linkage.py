@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from broker.errors import LinkageBusyError
 from broker.linkage import DatasetInfo, IncomingRecord, Linker
 from broker.store import keyspace
 from broker.store.linkage_store import (
-    LinkageBusyError,
     LinkageStore,
     PersonId,
     WriteSet,
