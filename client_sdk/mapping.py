@@ -26,6 +26,8 @@ A field spread over several columns is a list (``given_name = ["FORENAME1", "FOR
 ``{ day = "…", month = "…", year = "…" }``, and a postcode inside a free-text address is
 ``{ column = "ADDRESS", find = true }``, or in the last address line that holds one
 ``{ column = ["ADDR1", "ADDR2", "ADDR3"], find = true }`` (docs/mapping.md gives the rules).
+An ``address_line`` of several columns joins its lines; ``locality`` (suburb, town) and
+``region`` (state, county) are one column each, CSV only.
 
 Everything the mapping does not name stays on site. For FHIR the identifiers come from
 their standard elements; ``[identifiers]`` may switch fields off (``sex = false``) or
