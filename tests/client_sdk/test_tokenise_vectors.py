@@ -107,19 +107,24 @@ PLACES_FIELDS = (
     "locality",
     "region",
 )
-_FEBRL_PERSON = {
-    "given_name": "MICHAELA",
-    "given_name_key": "MICHAELA",
-    "family_name": "NEUMANN",
-    "postcode": "4223",
-    "address_line": "8 STANLEY STREET MIAMI",
-    "locality": "WINSTON HILLS",
-    "region": "NSW",
-}
+_FEBRL_PERSON = NormalisedRecord(
+    line=2,
+    local_id="AU000001",
+    given_name="MICHAELA",
+    given_name_key="MICHAELA",
+    family_name="NEUMANN",
+    date_of_birth="1915-11-11",
+    postcode="4223",
+    address_line="8 STANLEY STREET MIAMI",
+    locality="WINSTON HILLS",
+    region="NSW",
+)
 PLACES_RECORDS = [
-    NormalisedRecord(line=2, local_id="AU000001", date_of_birth="1915-11-11", **_FEBRL_PERSON),
+    _FEBRL_PERSON,
     # The same person with a date of birth that does not exist (31 November).
-    NormalisedRecord(line=3, local_id="AU000002", date_of_birth_raw="19151131", **_FEBRL_PERSON),
+    _FEBRL_PERSON._replace(
+        line=3, local_id="AU000002", date_of_birth=None, date_of_birth_raw="19151131"
+    ),
     # A UK postcode has no prefix: use its district and sector.
     NormalisedRecord(
         line=4,
@@ -157,7 +162,7 @@ def _cases(
     spec: LinkageSpec, records: list[NormalisedRecord], fields: tuple[str, ...]
 ) -> list[dict[str, object]]:
     tokeniser = _tokeniser(spec)
-    cases = []
+    cases: list[dict[str, object]] = []
     for record in records:
         row = tokeniser.row(record)
         inputs = tokeniser.key_values_of_row(row)
