@@ -292,3 +292,19 @@ def test_febrl4_sample_tokenises_with_places(org: Org, tmp_path: Path) -> None:
         assert formed[name] >= 0.8 * records, (name, formed)
     assert formed["phonetic_dob_prefix3"] >= 0.8 * records
     assert 0 < formed["names_rawdob_locality"] < 0.1 * records
+
+
+_DIGITS8 = st.text(alphabet="0123456789", min_size=8, max_size=8)
+
+
+@given(_DIGITS8)
+def test_raw_digits_only_for_an_impossible_date_never_a_placeholder(raw):
+    parser = DateParser(["%Y%m%d"], today=TODAY)
+    digits = parser.raw_digits(raw)
+    checked = parser.check(raw)
+    if digits is None:
+        return
+    assert checked is Defect.INVALID  # never a valid date, a placeholder or missing
+    assert digits == raw  # the digits as written, in YYYYMMDD order
+    year, month, day = int(raw[:4]), int(raw[4:6]), int(raw[6:])
+    assert TODAY.year - 125 <= year <= TODAY.year and month > 0 and day > 0
