@@ -29,7 +29,7 @@ from pathlib import Path
 
 import redis
 
-import broker.linkage
+import broker.linkage.engine
 from broker.linkage import DatasetInfo, IncomingRecord, Linker
 from broker.store.embedded import EmbeddedRedis
 from broker.store.linkage_store import LinkageStore
@@ -167,7 +167,7 @@ def run_engine(n: int) -> dict[str, float]:
         "engine_mirror_read_seconds_per_million_records": 1e6 * read_seconds / (2 * n),
         "engine_linked_fraction": report.linked_persons / n,
         # 1 when the linkage runs as mypyc-compiled extensions (`make setup`), else 0
-        "engine_compiled": 0.0 if broker.linkage.__file__.endswith(".py") else 1.0,
+        "engine_compiled": 0.0 if broker.linkage.engine.__file__.endswith(".py") else 1.0,
     }
 
 

@@ -1,28 +1,30 @@
 """The broker's FastAPI application: ``create_app(settings)``.
 
-Routers, one error handler that turns every :class:`~keys.errors.BrokerError` into an
-:class:`~keys.wire.ErrorBody`, request ids, JSON log lines, and a lifespan that opens the
-runtime (keystore, store) and the linkage worker, and closes them again.
+Routers, error handlers that turn every :class:`~keys.errors.BrokerError`, validation
+failure and HTTP error into an :class:`~keys.wire.ErrorBody`, the HTTP edge
+(broker/edge.py: request ids, authentication before any body is read, body limits,
+security headers), JSON log lines, and a lifespan that opens the runtime (keystore,
+store) and the linkage worker, and closes them again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import json
 import logging
-import time
+import re
 import traceback
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.api import (
     agreements,
@@ -36,8 +38,11 @@ from broker.api import (
     releases,
     uploads,
 )
+from broker.api.responses import COMMON_RESPONSES
 from broker.audit import AuditCheckpointer
 from broker.config import BrokerSettings
+from broker.deps import authenticate
+from broker.edge import EdgeMiddleware, client_address, request_id
 from broker.ingest import LinkWorker
 from broker.runtime import BrokerRuntime
 from keys.errors import BrokerError
@@ -47,20 +52,20 @@ __all__ = ["JsonLogFormatter", "RouterHook", "configure_json_logging", "create_a
 
 logger = logging.getLogger(__name__)
 
-_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
 RouterHook = Callable[[FastAPI], None]
 """A function that adds routers to the app (later modules register theirs this way)."""
 
-_Scope = MutableMapping[str, Any]
-_Message = MutableMapping[str, Any]
-_Receive = Callable[[], Awaitable[_Message]]
-_Send = Callable[[_Message], Awaitable[None]]
-_Asgi = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
-
 
 class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id."""
+    """One JSON object per line: time, level, logger, message, request id, client address.
+
+    With ``debug`` an exception's whole traceback is included (``traceback``); without,
+    only its type and the frames' file:line (``where``), which name no value.
+    """
+
+    def __init__(self, *, debug: bool = False) -> None:
+        super().__init__()
+        self._debug = debug
 
     def format(self, record: logging.LogRecord) -> str:
         """Format ``record`` as a JSON line."""
@@ -69,20 +74,30 @@ class JsonLogFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": _request_id.get(),
+            "request_id": request_id(),
+            "client": client_address(),
         }
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = record.exc_info[0].__name__
             trace = traceback.extract_tb(record.exc_info[2])
             entry["where"] = [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in trace]
+            if self._debug:
+                entry["traceback"] = "".join(traceback.format_exception(*record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_json_logging(level: int = logging.INFO) -> None:
-    """Send the root logger's records to stderr as JSON lines (``serve`` calls this)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonLogFormatter())
+def configure_json_logging(level: int | None = None) -> None:
+    """Send the root logger's records to stderr as JSON lines (``serve`` calls this).
+
+    Without ``level``: DEBUG (with tracebacks) when the command line asked for it
+    (``--debug`` makes :func:`keys.cliutil.run_cli` set the root logger to DEBUG), else
+    INFO; ``serve`` passes DEBUG itself when ``TESSERA_BROKER_DEBUG`` is set.
+    """
     root = logging.getLogger()
+    if level is None:
+        level = logging.DEBUG if root.level == logging.DEBUG else logging.INFO
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter(debug=level <= logging.DEBUG))
     root.handlers[:] = [handler]
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error"):
@@ -90,71 +105,18 @@ def configure_json_logging(level: int = logging.INFO) -> None:
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("asyncio", "multipart", "python_multipart"):
+        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    logger.debug("debug logging on: unexpected errors are logged with their traceback")
 
 
-def _declared_length(scope: _Scope) -> int:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            return int(value) if value.isdigit() else 0
-    return 0
-
-
-def _request_ids(app: _Asgi, *, max_body: int, max_chunk: int) -> _Asgi:
-    """Give every request an id (echoed in ``X-Request-Id``) and log one line per request.
-
-    The line names the route template (``/v1/datasets/{name}``), never the concrete path.
-    A declared body over the limit (``max_chunk`` for chunk uploads, which also check the
-    bytes they read, ``max_body`` for anything else) is refused with 413 before it is read.
-    """
-
-    async def middleware(scope: _Scope, receive: _Receive, send: _Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        request_id = uuid.uuid4().hex[:16]
-        token = _request_id.set(request_id)
-        started = time.perf_counter()
-        status = 500
-        is_chunk = scope.get("method") == "PUT" and "/chunks/" in str(scope.get("path", ""))
-        handler = app
-        if _declared_length(scope) > (max_chunk if is_chunk else max_body):
-            handler = _too_large
-
-        async def send_with_id(message: _Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
-            await send(message)
-
-        try:
-            await handler(scope, receive, send_with_id)
-        finally:
-            template = str(getattr(scope.get("route"), "path", "(unrouted)"))
-            if str(scope.get("path", "")).startswith("/v1/") and not template.startswith("/v1"):
-                template = "/v1" + template  # routers are mounted under /v1
-            logger.info(
-                "%s %s %d %.1fms",
-                scope.get("method", "-"),
-                template,
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
-            _request_id.reset(token)
-
-    return middleware
-
-
-async def _too_large(scope: _Scope, receive: _Receive, send: _Send) -> None:
-    response = _error(413, "too_large", "the request body is over the broker's size limit")
-    await response(scope, receive, send)
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
-        status_code=status, content=ErrorBody(code=code, message=message).model_dump()
+        status_code=status,
+        content=ErrorBody(code=code, message=message).model_dump(),
+        headers=headers,
     )
 
 
@@ -169,23 +131,58 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = []
     for err in exc.errors()[:20]:
+        if err.get("type") == "json_invalid":
+            problems.append("body: not valid JSON")
+            continue
         where = ".".join(str(part) for part in err.get("loc", ()))
         problems.append(f"{where}: {err.get('msg', 'invalid')}")
     return _error(422, "validation_failed", "; ".join(problems) or "invalid request")
 
 
-_HTTP_CODES = {404: "no_such_endpoint", 405: "method_not_allowed", 413: "too_large"}
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "no_such_endpoint",
+    405: "method_not_allowed",
+    413: "too_large",
+}
+_HTTP_MESSAGES = {
+    400: "the body is not valid JSON, or is nested too deeply",
+    404: "no such endpoint",
+    405: "this endpoint does not take that method",
+}
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the OpenAPI document lists at this path (``Allow`` of a 405)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {m.upper() for m in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods)) if methods else None
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    status = int(getattr(exc, "status_code", 500))
-    detail = str(getattr(exc, "detail", "error"))
-    return _error(status, _HTTP_CODES.get(status, "http_error"), detail)
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    message = _HTTP_MESSAGES.get(status, str(exc.detail))
+    headers = dict(exc.headers or {})
+    allowed = _allowed_methods(request) if status == 405 else None
+    if allowed is not None:
+        headers["Allow"] = allowed  # all of them: the router names only one route's
+    return _error(status, _HTTP_CODES.get(status, "http_error"), message, headers)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("unexpected %s", type(exc).__name__, exc_info=exc)
-    return _error(500, "internal_error", "internal error; see the broker log")
+async def _authenticate_at_edge(
+    scope: MutableMapping[str, Any], header: str | None, address: str
+) -> None:
+    """The edge's authenticator: :func:`broker.deps.authenticate` in a worker thread."""
+    runtime: BrokerRuntime = scope["app"].state.runtime
+    identity = await run_in_threadpool(authenticate, runtime, header, address=address)
+    scope.setdefault("state", {})["identity"] = identity
 
 
 async def _supervise(runtime: BrokerRuntime, *, every: float = 1.0) -> None:
@@ -236,22 +233,20 @@ def create_app(
                 worker.stop()
             runtime.close()
 
+    docs = settings.serves_api_docs
     app = FastAPI(
         title="Tessera broker",
         version="0.1.0",
         summary="Privacy-preserving pseudonymised record linkage",
         lifespan=lifespan,
-        responses={
-            401: {"model": ErrorBody, "description": "missing, unknown or revoked credential"},
-            403: {"model": ErrorBody, "description": "wrong role, or not found or not yours"},
-        },
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        responses=COMMON_RESPONSES,
     )
     app.state.settings = settings
     app.add_exception_handler(BrokerError, _broker_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for status in _HTTP_CODES:
-        app.add_exception_handler(status, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(health.router)
     for module in (identities, keyblobs, datasets, uploads, linkage):
         app.include_router(module.router, prefix="/v1")
@@ -261,19 +256,5 @@ def create_app(
     app.include_router(pages.router)
     for hook in hooks:
         hook(app)
-    app.add_middleware(
-        _RequestIdMiddleware,
-        max_body=settings.max_json_bytes,
-        max_chunk=settings.max_chunk_bytes,
-    )
+    app.add_middleware(EdgeMiddleware, settings=settings, authenticate=_authenticate_at_edge)
     return app
-
-
-class _RequestIdMiddleware:
-    """Starlette-style class wrapper around :func:`_request_ids`."""
-
-    def __init__(self, app: _Asgi, *, max_body: int, max_chunk: int) -> None:
-        self._inner = _request_ids(app, max_body=max_body, max_chunk=max_chunk)
-
-    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
-        await self._inner(scope, receive, send)

@@ -10,8 +10,11 @@ Other modules add their commands to :data:`cli` or :data:`admin` (``report``, ``
 from __future__ import annotations
 
 import base64
+import errno
+import logging
 import re
 import secrets as _random
+import socket
 from pathlib import Path
 
 import click
@@ -20,8 +23,10 @@ from broker.audit import append_audit
 from broker.cli_agreement import agreement_group
 from broker.cli_audit import audit_group
 from broker.cli_evaluate import evaluate_command
+from broker.cli_opt_out import opt_out_group
 from broker.cli_report import report_command
-from broker.errors import NotFoundOrForbiddenError
+from broker.config import BrokerSettings
+from broker.errors import ConfigurationError, NotFoundOrForbiddenError
 from broker.operator import data_dir_option, load_settings, operator_runtime
 from broker.runtime import new_credential, utc_now
 from broker.store.identities import (
@@ -30,14 +35,19 @@ from broker.store.identities import (
     list_identities,
     replace_credential,
     revoke_identity,
+    set_identity_labels,
 )
 from broker.store.keyblobs import check_blob, get_public_key, put_blob
 from keys.cliutil import main_wrapper
+from keys.errors import DecryptionError
+from keys.keystore import open_service_secrets
 from keys.wire import NAME_PATTERN, Role
 
 __all__ = ["admin", "cli", "main"]
 
 _NAME_HELP = "letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit"
+_ODS_PATTERN = r"[A-Z0-9]{3,10}"
+"""An NHS ODS organisation code (e.g. L85540 for a practice, RBA for a trust)."""
 
 
 def _check_name(name: str) -> str:
@@ -56,31 +66,92 @@ def cli() -> None:
     """Root command group."""
 
 
+def _open_keystore(settings: BrokerSettings) -> None:
+    """Create the data directory and keystore, or check that the keystore opens.
+
+    Raises:
+        ConfigurationError: no passphrase, or the keystore does not open with it.
+    """
+    passphrase = settings.keystore_passphrase
+    if passphrase is None:
+        raise ConfigurationError("set TESSERA_BROKER_KEYSTORE_PASSPHRASE")
+    path = settings.resolved_keystore_path
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        open_service_secrets(path, passphrase.get_secret_value())
+    except DecryptionError:
+        raise ConfigurationError(
+            f"the broker keystore {path.absolute()} does not open with "
+            "TESSERA_BROKER_KEYSTORE_PASSPHRASE (a wrong passphrase, or the data of an "
+            "earlier run: give its passphrase, or another TESSERA_BROKER_DATA_DIR)"
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the broker data at {settings.data_dir.absolute()}: "
+            f"{exc.strerror or type(exc).__name__}"
+        ) from None
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Refuse a port out of range or already taken, before anything starts.
+
+    Raises:
+        ConfigurationError: one line naming the address.
+    """
+    if not 1 <= port <= 65535:
+        raise ConfigurationError(f"port {port} is out of range (1 to 65535)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise ConfigurationError(f"cannot listen on {host!r}: no such address") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror or "refused"
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
 @cli.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port to bind (default 8470).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Port to bind (default 8470)."
+)
 @data_dir_option
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
-    """Serve the HTTP API (OpenAPI at /docs) until Ctrl-C or SIGTERM.
+    """Serve the HTTP API (OpenAPI at /openapi.json) until Ctrl-C or SIGTERM.
 
-    Without TESSERA_BROKER_REDIS_URL the broker starts its own redis-server under the data
-    directory and stops it on exit.
+    Creates the data directory and keystore on first start. Without
+    TESSERA_BROKER_REDIS_URL the broker starts its own redis-server under the data
+    directory and stops it on exit. A keystore that does not open, or a port in use, stops
+    it at once with one line on stderr and a non-zero exit. With --debug (or
+    TESSERA_BROKER_DEBUG=1) it logs at DEBUG level with full tracebacks.
     """
-    import uvicorn
-
     from broker.app import configure_json_logging, create_app
+    from broker.server import run_server
 
     settings = load_settings(host=host, port=port, data_dir=data_dir)
-    configure_json_logging()
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    _check_listen(settings.host, settings.port)
+    _open_keystore(settings)
+    configure_json_logging(logging.DEBUG if settings.debug else None)
+    run_server(create_app(settings), settings)
+
+
+@cli.command()
+@data_dir_option
+def init(data_dir: Path | None) -> None:
+    """Create the broker's data directory and keystore without serving.
+
+    The other operator commands (admin, report, audit, evaluate) need the data that
+    `serve` or `init` created; they never create it.
+    """
+    settings = load_settings(data_dir=data_dir)
+    existed = settings.resolved_keystore_path.is_file()
+    _open_keystore(settings)
+    state = "already holds broker data" if existed else "initialised"
+    click.echo(f"{settings.data_dir.absolute()}: {state}", err=True)
 
 
 @cli.group()
@@ -88,8 +159,19 @@ def admin() -> None:
     """Identities, credentials and key blobs (run on the broker host)."""
 
 
-def _add_identity(role: Role, name: str, data_dir: Path | None) -> None:
+def _check_ods(code: str) -> str:
+    upper = code.strip().upper()
+    if not re.fullmatch(_ODS_PATTERN, upper):
+        raise click.BadParameter(f"{code!r}: an ODS code is 3 to 10 letters or digits")
+    return upper
+
+
+def _add_identity(
+    role: Role, name: str, data_dir: Path | None, *, display_name: str = "", ods_code: str = ""
+) -> None:
     _check_name(name)
+    if len(display_name) > 200:
+        raise click.BadParameter("--name: at most 200 characters")
     credential = new_credential()
     with operator_runtime(data_dir) as runtime:
         identity = create_identity(
@@ -99,11 +181,13 @@ def _add_identity(role: Role, name: str, data_dir: Path | None) -> None:
             role=role,
             digest=runtime.credential_digest(credential),
             now=utc_now(),
+            display_name=display_name.strip(),
+            ods_code=_check_ods(ods_code) if ods_code else "",
         )
         append_audit(
             runtime.store, identity="operator", role="operator", action=f"identity.add.{role}"
         )
-    click.echo(f"created {role.value} {identity.name} ({identity.id})", err=True)
+    click.echo(f"created {role.value} {identity.label} ({identity.name}, {identity.id})", err=True)
     click.echo("credential (shown once; give it to them over a secure channel):", err=True)
     click.echo(credential)
 
@@ -115,10 +199,18 @@ def _identity_group(role: Role, noun: str) -> click.Group:
 
     @group.command(name="add", help=f"Create a {noun} identity and print its credential once.")
     @click.argument("name")
+    @click.option(
+        "--name",
+        "display_name",
+        default="",
+        help="Name for people on the register and dashboard, e.g. 'Riverside Surgery'.",
+    )
     @data_dir_option
-    def add(name: str, data_dir: Path | None) -> None:
-        _add_identity(role, name, data_dir)
+    def add(name: str, display_name: str, data_dir: Path | None, ods_code: str = "") -> None:
+        _add_identity(role, name, data_dir, display_name=display_name, ods_code=ods_code)
 
+    if role is Role.ORG:
+        click.option("--ods", "ods_code", default="", help="NHS ODS code, e.g. L85540.")(add)
     return group
 
 
@@ -127,6 +219,26 @@ admin.add_command(org_group)
 admin.add_command(_identity_group(Role.RESEARCHER, "researcher"))
 admin.add_command(_identity_group(Role.AUDITOR, "auditor"))
 admin.add_command(_identity_group(Role.ADMIN, "administrator"))
+
+
+@org_group.command(name="describe")
+@click.argument("org")
+@click.option("--name", "display_name", default="", help="Name for people, e.g. 'Riverside'.")
+@click.option("--ods", "ods_code", default="", help="NHS ODS code, e.g. L85540.")
+@data_dir_option
+def org_describe(org: str, display_name: str, ods_code: str, data_dir: Path | None) -> None:
+    """Set the display name and ODS code the register and dashboard show for ORG."""
+    if len(display_name) > 200:
+        raise click.BadParameter("--name: at most 200 characters")
+    code = _check_ods(ods_code) if ods_code else ""
+    with operator_runtime(data_dir) as runtime:
+        identity = find_identity(runtime.store, org)
+        if identity.role is not Role.ORG:
+            raise NotFoundOrForbiddenError(f"{org!r} is not an organisation")
+        described = set_identity_labels(
+            runtime.store, identity, display_name=display_name.strip(), ods_code=code
+        )
+    click.echo(f"{described.name} is shown as {described.label}", err=True)
 
 
 @org_group.command(name="public-key")
@@ -160,11 +272,13 @@ def identity_group() -> None:
 @identity_group.command(name="list")
 @data_dir_option
 def identity_list(data_dir: Path | None) -> None:
-    """Every identity: id, role, name, and whether revoked."""
+    """Every identity: id, role, name, whether revoked, and how the pages show it."""
     with operator_runtime(data_dir) as runtime:
         for identity in list_identities(runtime.store):
             state = "revoked" if identity.revoked else "active"
-            click.echo(f"{identity.id}\t{identity.role.value}\t{identity.name}\t{state}")
+            click.echo(
+                f"{identity.id}\t{identity.role.value}\t{identity.name}\t{state}\t{identity.label}"
+            )
 
 
 @admin.group(name="credential")
@@ -241,5 +355,6 @@ cli.add_command(report_command)
 cli.add_command(evaluate_command)
 cli.add_command(audit_group)
 admin.add_command(agreement_group)
+admin.add_command(opt_out_group)
 
 main = main_wrapper(cli, "tessera-broker")

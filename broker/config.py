@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["PLACEHOLDER_PASSPHRASES", "BrokerSettings"]
+__all__ = ["MIN_PASSPHRASE_LENGTH", "PLACEHOLDER_PASSPHRASES", "BrokerSettings"]
 
 PLACEHOLDER_PASSPHRASES = frozenset(
     {"", "changeme", "change-me", "changethis", "password", "secret", "tessera", "example"}
 )
+MIN_PASSPHRASE_LENGTH = 16
+"""Shortest keystore passphrase accepted outside development mode (characters)."""
+
+FaultPoint = Literal["", "commit.queued", "commit.committed", "link.paused"]
 
 
 class BrokerSettings(BaseSettings):
@@ -40,6 +44,41 @@ class BrokerSettings(BaseSettings):
         audit_checkpoint_max_age_seconds: also checkpoint the newest audit entry when an
             entry has waited this long for a checkpoint.
         session_ttl_seconds: idle lifetime of an operator dashboard session.
+        debug: log at DEBUG level with full tracebacks (``serve --debug`` sets it too).
+        api_docs: serve Swagger UI at ``/docs`` and ReDoc at ``/redoc`` (they load their
+            scripts from a CDN); off unless ``development`` is set. ``/openapi.json`` is
+            always served.
+        header_read_timeout_seconds: a connection must send a request's headers within
+            this long (slow-header clients are disconnected).
+        body_read_timeout_seconds: a request body must arrive whole within this long
+            (else 408).
+        keep_alive_timeout_seconds: an idle keep-alive connection is closed after this.
+        max_connections: connections (and requests in flight) one process serves at
+            once; beyond it uvicorn answers 503.
+        auth_failure_window_seconds: the window over which bearer-credential failures
+            are counted.
+        max_auth_failures_per_address: failures from one client address in a window
+            before it is locked out (429) until the window ends.
+        max_auth_failures_per_credential: failures of one presented credential in a
+            window before it is locked out.
+        max_open_batches_per_org: batches an organisation may hold open (not committed).
+        max_datasets_per_org: datasets an organisation may declare.
+        max_domains_per_org: distinct linkage domains an organisation's datasets use.
+
+    State, processes and secrets at rest (these four belong together):
+
+    Attributes:
+        redis_maxmemory_mb: memory the embedded redis-server may hold before it refuses
+            writes (``noeviction``: linkage data is never evicted); default half the
+            machine's memory.
+        sign_in_max_failures: failed dashboard sign-ins from one client address before
+            it is locked out.
+        sign_in_lockout_seconds: how long failures count, and how long a lockout lasts.
+        link_slice_records: records the link worker applies in one atomic slice.
+        fault_point: tests only, and only with ``development``: the process exits at
+            once at this point of a commit, as a crash would (``commit.*``), or the link
+            worker pauses after a batch's first slice until it is stopped
+            (``link.paused``).
     """
 
     model_config = SettingsConfigDict(env_prefix="TESSERA_BROKER_", extra="ignore")
@@ -60,6 +99,25 @@ class BrokerSettings(BaseSettings):
     audit_checkpoint_every: int = Field(default=1000, ge=1)
     audit_checkpoint_max_age_seconds: int = Field(default=3600, ge=1)
     session_ttl_seconds: int = Field(default=1800, ge=60)
+    debug: bool = False
+    api_docs: bool | None = None
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_read_timeout_seconds: float = Field(default=120.0, gt=0)
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=256, ge=1)
+    auth_failure_window_seconds: int = Field(default=300, ge=1)
+    max_auth_failures_per_address: int = Field(default=100, ge=1)
+    max_auth_failures_per_credential: int = Field(default=10, ge=1)
+    max_open_batches_per_org: int = Field(default=50, ge=1)
+    max_datasets_per_org: int = Field(default=200, ge=1)
+    max_domains_per_org: int = Field(default=16, ge=1)
+
+    # State, processes and secrets at rest ----------------------------------------------
+    redis_maxmemory_mb: int | None = Field(default=None, ge=16)
+    sign_in_max_failures: int = Field(default=5, ge=1)
+    sign_in_lockout_seconds: int = Field(default=900, ge=1)
+    link_slice_records: int = Field(default=50_000, ge=1)
+    fault_point: FaultPoint = ""
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
@@ -70,12 +128,27 @@ class BrokerSettings(BaseSettings):
                 "TESSERA_BROKER_KEYSTORE_PASSPHRASE is missing or a placeholder; set a real "
                 "passphrase (or TESSERA_BROKER_DEVELOPMENT=1 on a test machine)"
             )
+        if not self.development and len(value) < MIN_PASSPHRASE_LENGTH:
+            raise ValueError(
+                "TESSERA_BROKER_KEYSTORE_PASSPHRASE is shorter than "
+                f"{MIN_PASSPHRASE_LENGTH} characters; use a longer one"
+            )
         return self
+
+    @property
+    def serves_api_docs(self) -> bool:
+        """Whether ``/docs`` and ``/redoc`` are served (default: in development only)."""
+        return self.development if self.api_docs is None else self.api_docs
 
     @property
     def resolved_keystore_path(self) -> Path:
         """The keystore path, defaulting to ``data_dir/broker.tks``."""
         return self.keystore_path or self.data_dir / "broker.tks"
+
+    @property
+    def redis_maxmemory(self) -> int | None:
+        """``redis_maxmemory_mb`` in bytes (``None``: the embedded server's default)."""
+        return self.redis_maxmemory_mb * 1024 * 1024 if self.redis_maxmemory_mb else None
 
     @property
     def redis_dir(self) -> Path:

@@ -6,33 +6,38 @@ credentials (names, roles, status), and the audit tail with the verification sta
 of it is counts, names and terms: never an identifier, token or reference.
 
 Sessions: logging in with an admin credential creates a random session id (the only thing
-the browser keeps, in a cookie) that maps in Redis, with an idle expiry, to the identity
-and a CSRF token for the page's forms. Every request re-checks that the identity is still
-a live admin, so revoking its credential ends its sessions at once.
+the browser keeps, in a cookie). Redis keeps, under the keyed digest of that id (so a copy
+of the AOF holds no usable session), the identity, the keyed digest of the credential it
+logged in with and a CSRF token for the page's forms, with an idle expiry. Every request
+re-checks that this credential is still the identity's live admin credential, so rotating
+or revoking it ends all of its sessions at once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from broker.agreements import list_agreements
-from broker.audit import AuditEntry, audit_count, read_audit, verify_audit
+from broker.audit import AuditEntry, append_audit, audit_count, read_audit, verify_audit
 from broker.linkage_report import build_linkage_report
 from broker.register import KIND_TEXT
 from broker.store.client import Store
 from broker.store.dataset_quality import GradeAt, grade_history
 from broker.store.datasets import dataset_id, list_all_datasets
-from broker.store.identities import (
-    Identity,
-    find_identity,
-    identity_for_credential,
-    list_identities,
+from broker.store.identities import Identity, identity_for_credential, list_identities
+from broker.store.sessions import (
+    clear_sign_in_failures,
+    count_sign_in_failure,
+    delete_session,
+    put_session,
+    sign_in_failures,
+    touch_session,
 )
-from broker.store.sessions import delete_session, put_session, touch_session
-from keys.errors import BrokerError
+from keys.derive import digest_session_id
 from keys.wire import Role
 from keys.wire_release import AgreementStatus
 
@@ -48,13 +53,17 @@ __all__ = [
     "DomainLinkage",
     "PendingAgreement",
     "Session",
+    "SignIn",
     "bar_chart",
     "build_dashboard",
     "end_session",
     "grade_trend",
     "load_session",
+    "sign_in",
     "start_session",
 ]
+
+logger = logging.getLogger(__name__)
 
 GRADE_ORDER = {"Not rated": 0, "Bronze": 1, "Silver": 2, "Gold": 3}
 """Quality grades from worst to best."""
@@ -342,44 +351,112 @@ class Session:
     csrf: str
 
 
-def start_session(store: Store, *, credential_digest: str, ttl: int) -> Session | None:
+def start_session(
+    store: Store, *, credential_digest: str, secret: bytes, ttl: int
+) -> Session | None:
     """Log in: a new session for the live admin the credential belongs to, else ``None``.
 
     Args:
         store: the broker's store.
-        credential_digest: the keyed digest of the credential typed in (never stored here).
+        credential_digest: the keyed digest of the credential typed in (never the credential).
+        secret: keys the stored digest of the session id (the broker's credential secret).
         ttl: idle lifetime in seconds.
     """
     identity = identity_for_credential(store, credential_digest)
     if identity is None or identity.role is not Role.ADMIN:
         return None
     session = Session(secrets.token_urlsafe(32), identity, secrets.token_urlsafe(32))
-    data = json.dumps({"identity": identity.id, "csrf": session.csrf}).encode()
-    put_session(store, session.session_id, data, ttl=ttl)
+    data = json.dumps(
+        {"identity": identity.id, "credential": credential_digest, "csrf": session.csrf}
+    ).encode()
+    put_session(store, digest_session_id(secret, session.session_id), data, ttl=ttl)
     return session
 
 
-def load_session(store: Store, session_id: str, *, ttl: int) -> Session | None:
+def load_session(store: Store, session_id: str, *, secret: bytes, ttl: int) -> Session | None:
     """The live session ``session_id`` (its expiry pushed on), or ``None``.
 
-    ``None`` too when the identity was revoked or is no longer an admin.
+    ``None`` too (and the session is dropped) when the credential it was opened with was
+    rotated or revoked, or its identity is no longer an admin.
     """
     if not session_id or len(session_id) > 128:
         return None
-    raw = touch_session(store, session_id, ttl=ttl)
+    key = digest_session_id(secret, session_id)
+    raw = touch_session(store, key, ttl=ttl)
     if raw is None:
         return None
     data = json.loads(raw)
-    try:
-        identity = find_identity(store, str(data["identity"]))
-    except BrokerError:
-        return None
-    if identity.revoked or identity.role is not Role.ADMIN:
-        delete_session(store, session_id)
+    identity = identity_for_credential(store, str(data.get("credential", "")))
+    if identity is None or identity.id != data.get("identity") or identity.role is not Role.ADMIN:
+        delete_session(store, key)
         return None
     return Session(session_id, identity, str(data["csrf"]))
 
 
-def end_session(store: Store, session_id: str) -> None:
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """The outcome of a sign-in: a session, or none (``locked``: not even checked)."""
+
+    session: Session | None
+    locked: bool
+
+
+def sign_in(
+    store: Store,
+    *,
+    credential_digest: str | None,
+    client: str,
+    secret: bytes,
+    ttl: int,
+    max_failures: int,
+    lockout: int,
+) -> SignIn:
+    """Sign in to the dashboard, with failures audited and rate-limited per client address.
+
+    After ``max_failures`` failures from ``client`` (each restarting a ``lockout``-second
+    window) the address is locked out: its attempts are refused unchecked and unaudited
+    (so a flood cannot fill the audit log) until it has been quiet for ``lockout`` seconds.
+    Credentials are 256 random bits, so the limit is against noise and floods more than
+    guessing; it is per address because a failed attempt names no account.
+
+    Args:
+        store: the broker's store.
+        credential_digest: the keyed digest of the credential typed in, ``None`` if empty.
+        client: the client's address (logged, and the key of the failure count).
+        secret: keys the stored digest of the session id.
+        ttl: the session's idle lifetime in seconds.
+        max_failures: failures that lock an address out.
+        lockout: seconds failures count for, and a lockout lasts.
+    """
+    if sign_in_failures(store, client) >= max_failures:
+        logger.warning("dashboard sign-in from %s refused: locked out", client)
+        return SignIn(None, locked=True)
+    session = None
+    if credential_digest is not None:
+        session = start_session(store, credential_digest=credential_digest, secret=secret, ttl=ttl)
+    if session is None:
+        failures = count_sign_in_failure(store, client, window=lockout)
+        holder = identity_for_credential(store, credential_digest) if credential_digest else None
+        append_audit(
+            store,
+            identity=holder.name if holder else "unknown",
+            role=holder.role.value if holder else "anonymous",
+            action="dashboard.login.failed",
+            counts={"failures": failures},
+        )
+        logger.warning("failed dashboard sign-in from %s (%d in a row)", client, failures)
+        return SignIn(None, locked=failures >= max_failures)
+    clear_sign_in_failures(store, client)
+    append_audit(
+        store,
+        identity=session.identity.name,
+        role=session.identity.role.value,
+        action="dashboard.login",
+    )
+    logger.info("dashboard sign-in of %s from %s", session.identity.name, client)
+    return SignIn(session, locked=False)
+
+
+def end_session(store: Store, session_id: str, *, secret: bytes) -> None:
     """Log out."""
-    delete_session(store, session_id)
+    delete_session(store, digest_session_id(secret, session_id))

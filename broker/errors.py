@@ -11,13 +11,26 @@ broker/app.py turns them into :class:`keys.wire.ErrorBody`. ::
     ├── NotFoundOrForbiddenError              403 not_found_or_forbidden: one message for
     │                                             "does not exist" and "not yours"
     ├── RoleError                             403 wrong_role
+    ├── RateLimitedError                      429 rate_limited: too many credential
+    │                                             failures; ``retry_after`` seconds
     ├── BadRequestError (ValueError)          400 bad_request
     │   ├── ValidationFailedError             422 validation_failed
     │   ├── ChunkError                        422 bad_chunk
-    │   └── PayloadTooLargeError              413 too_large
+    │   ├── WeakMatchKeyError                 422 weak_match_key: a batch's own token
+    │   │                                         counts show a key that cannot tell
+    │   │                                         people apart (broker/upload_checks.py)
+    │   ├── PayloadTooLargeError              413 too_large
+    │   ├── RequestTimeoutError               408 request_timeout: the body came too slowly
+    │   └── UnsupportedMediaTypeError         415 unsupported_media_type
     ├── ConflictError                         409 conflict
+    │   ├── QuotaExceededError                409 quota_exceeded: an organisation's limit
+    │   │                                         on open batches, datasets or domains
     │   ├── DatasetMismatchError              409 dataset_mismatch: spec hash, domain, key
-    │   │                                         version or match keys differ
+    │   │   │                                     version or match keys differ
+    │   │   └── BatchOrgMismatchError         409 batch_org_mismatch: the batch was made
+    │   │                                         by another organisation
+    │   ├── ReplaceNotConfirmedError          409 replace_not_confirmed: a replace would
+    │   │                                         remove more than the share allowed
     │   ├── BatchStateError                   409 batch_state
     │   └── IncompleteBatchError              409 batch_incomplete
     └── RedisUnavailableError                 503 store_unavailable (broker/store/embedded.py)
@@ -31,6 +44,7 @@ __all__ = [
     "NOT_FOUND_OR_FORBIDDEN_MESSAGE",
     "AuditTamperedError",
     "BadRequestError",
+    "BatchOrgMismatchError",
     "BatchStateError",
     "ChunkError",
     "ConfigurationError",
@@ -39,9 +53,15 @@ __all__ = [
     "IncompleteBatchError",
     "NotFoundOrForbiddenError",
     "PayloadTooLargeError",
+    "QuotaExceededError",
+    "RateLimitedError",
+    "ReplaceNotConfirmedError",
+    "RequestTimeoutError",
     "RoleError",
     "UnauthorisedError",
+    "UnsupportedMediaTypeError",
     "ValidationFailedError",
+    "WeakMatchKeyError",
 ]
 
 NOT_FOUND_OR_FORBIDDEN_MESSAGE = "no such resource, or not yours"
@@ -124,6 +144,34 @@ class PayloadTooLargeError(BadRequestError):
     code = "too_large"
 
 
+class RequestTimeoutError(BadRequestError):
+    """A request body that did not arrive whole within the broker's read timeout."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
+class UnsupportedMediaTypeError(BadRequestError):
+    """A body that is not JSON (or, for a chunk, not ``application/octet-stream``)."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class RateLimitedError(BrokerError):
+    """Too many credential failures from this address, or for this credential."""
+
+    exit_code = 25
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many failed credentials; try again in {retry_after} s (docs/api.md, Limits)"
+        )
+        self.retry_after = retry_after
+
+
 class ConflictError(BrokerError):
     """The request conflicts with what the broker holds."""
 
@@ -148,3 +196,28 @@ class IncompleteBatchError(ConflictError):
     """Commit of a batch that still lacks chunks."""
 
     code = "batch_incomplete"
+
+
+class WeakMatchKeyError(BadRequestError):
+    """A match key of the batch has too few distinct tokens to tell people apart."""
+
+    status_code = 422
+    code = "weak_match_key"
+
+
+class BatchOrgMismatchError(DatasetMismatchError):
+    """The batch's manifest names another organisation than the caller."""
+
+    code = "batch_org_mismatch"
+
+
+class ReplaceNotConfirmedError(ConflictError):
+    """A replace would remove more records than allowed without confirmation."""
+
+    code = "replace_not_confirmed"
+
+
+class QuotaExceededError(ConflictError):
+    """An organisation is at one of its documented limits (docs/api.md, Limits)."""
+
+    code = "quota_exceeded"

@@ -11,8 +11,10 @@ broker restarted mid-batch carries on (linking a chunk twice changes nothing).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from itertools import chain
@@ -27,12 +29,14 @@ from broker.errors import (
     PayloadTooLargeError,
 )
 from broker.linkage import DatasetInfo, IncomingRecord, Linker
+from broker.linkage_report import remember_domain_report
 from broker.runtime import BrokerRuntime, utc_now
 from broker.store import batches as batch_store
 from broker.store.client import Store
-from broker.store.datasets import dataset_id, get_dataset
+from broker.store.datasets import dataset_id, get_dataset, list_all_datasets
 from broker.store.identities import Identity
 from broker.store.linkage_store import LinkageStore, drop_stale_locks
+from broker.upload_checks import check_batch_org, check_key_strength, check_replace_share
 from keys.batch import BatchManifest
 from keys.chunk import BatchFormatError, TokenChunk, chunk_digest, decode_chunk, encode_chunk
 from keys.derive import AtRestKeyer, StoredToken, Token
@@ -141,6 +145,7 @@ def open_upload(
     settings = runtime.settings
     dataset = get_dataset(runtime.store, org=caller.name, name=dataset_name)
     manifest = request.manifest
+    check_batch_org(manifest, caller=caller.name)
     check_manifest(dataset, manifest, request.mode)
     count = len(manifest.chunk_digests)
     if count == 0 or count > settings.max_batch_chunks:
@@ -248,34 +253,69 @@ def commit_upload(
     dataset_name: str,
     batch_id: str,
     notify: Callable[[], None] | None = None,
+    confirm_replace: bool = False,
 ) -> BatchStatus:
     """Commit a complete batch: from now on it is visible to linkage, and queued.
+
+    Before the first commit the batch must pass broker/upload_checks.py: keys strong
+    enough, and a replace that removes more than its share confirmed.
 
     Raises:
         NotFoundOrForbiddenError: not the caller's batch.
         IncompleteBatchError: chunks are missing.
+        WeakMatchKeyError: a match key cannot tell people apart.
+        ReplaceNotConfirmedError: an unconfirmed replace would remove too much.
     """
     record = find_batch(
         runtime.store, org=caller.name, dataset_name=dataset_name, batch_id=batch_id
     )
-    newly = batch_store.commit_batch(
-        runtime.store, batch_key=record.batch_key, dataset=record.dataset, now=utc_now()
+    if record.state is BatchState.RECEIVING and record.records_received == record.record_count:
+        check_key_strength(runtime.store, record)
+        check_replace_share(runtime.store, record, confirmed=confirm_replace)
+    batch_store.commit_batch(
+        runtime.store,
+        batch_key=record.batch_key,
+        now=utc_now(),
+        after_queue=lambda: _fault(runtime, "commit.queued"),
     )
-    if newly:
-        append_audit(
-            runtime.store,
-            identity=caller.name,
-            role=caller.role.value,
-            action=f"batch.commit.{record.mode.value}",
-            dataset=record.dataset,
-            counts={"chunks": record.chunk_count, "records": record.record_count},
-        )
-    if notify is not None:
-        notify()
+    _fault(runtime, "commit.committed")
     updated = find_batch(
         runtime.store, org=caller.name, dataset_name=dataset_name, batch_id=batch_id
     )
+    if updated.commit_audit_owed:
+        # Owed by this commit, or by an earlier one that crashed before writing it.
+        _audit_commit(runtime.store, updated, identity=caller.name, role=caller.role.value)
+    if notify is not None:
+        notify()
     return batch_status(runtime.store, updated, batch_id)
+
+
+def _audit_commit(
+    store: Store, record: batch_store.BatchRecord, *, identity: str, role: str
+) -> None:
+    """Write the commit's audit entry, then mark it written (so: at least once)."""
+    append_audit(
+        store,
+        identity=identity,
+        role=role,
+        action=f"batch.commit.{record.mode.value}",
+        dataset=record.dataset,
+        counts={"chunks": record.chunk_count, "records": record.record_count},
+    )
+    batch_store.commit_audited(store, record.batch_key)
+
+
+def _at_fault(runtime: BrokerRuntime, point: str) -> bool:
+    """Whether the settings name fault ``point`` (crash tests, development only)."""
+    settings = runtime.settings
+    return settings.development and settings.fault_point == point
+
+
+def _fault(runtime: BrokerRuntime, point: str) -> None:
+    """Exit at once at ``point`` if the settings name it, as a crash would."""
+    if _at_fault(runtime, point):
+        logger.error("fault point %s reached: exiting as a crash would", point)
+        os._exit(70)
 
 
 def _domain_of(store: Store, record: batch_store.BatchRecord) -> str:
@@ -295,9 +335,9 @@ def _dataset_info(store: Store, record: batch_store.BatchRecord) -> DatasetInfo:
     )
 
 
-_LINK_RECORDS = 50_000
-"""Records linked in one linker call: a few chunks at a time, so the per-call costs (the
-lock, dataset and batch lookups, the last slice's write) are paid per 50,000 records."""
+_QUEUE_WINDOW = 100
+"""Queued batches the worker looks at to find the oldest committed one: a batch whose
+commit crashed after queueing stays ``receiving`` at the head until retried or expired."""
 
 
 def link_batch(
@@ -309,22 +349,25 @@ def link_batch(
 ) -> bool:
     """Link a committed batch from its resume point; True when it is fully linked.
 
-    Chunks are applied by the linker a few at a time (:data:`_LINK_RECORDS`), then the
-    resume point moves past them; chunks applied twice (after a crash between the two)
-    change nothing.
+    Chunks are applied by the linker a few at a time (``link_slice_records``, 50,000 by
+    default, so the per-call costs — the lock, dataset and batch lookups, the last slice's
+    write — are paid per 50,000 records), then the resume point moves past them; chunks
+    applied twice (after a crash between the two) change nothing.
     """
     store = runtime.store
     dataset = _dataset_info(store, record)
     batch_id = record.batch_key
     if record.state is BatchState.COMMITTED:
+        batch_store.list_in_dataset(store, record)  # in case the commit crashed before
         batch_store.mark_batch(store, batch_id, BatchState.LINKING)
     index = record.chunks_linked
+    slice_records = runtime.settings.link_slice_records
     while index < record.chunk_count:
         if not keep_going():
             return False
         chunks: list[TokenChunk] = []
         end = index
-        while end < record.chunk_count and sum(map(len, chunks)) < _LINK_RECORDS:
+        while end < record.chunk_count and sum(map(len, chunks)) < slice_records:
             chunks.append(decode_chunk(batch_store.read_chunk(store, batch_id, end)))
             end += 1
         refs = [ref for chunk in chunks for ref in chunk.refs]
@@ -338,6 +381,10 @@ def link_batch(
             linker.link(dataset, incoming, batch_id=batch_id)
         batch_store.mark_chunk_linked(store, batch_id, end)
         index = end
+        if _at_fault(runtime, "link.paused"):
+            while keep_going():  # half the batch written, held there until stopped
+                time.sleep(0.05)
+            return False
     if record.mode is BatchMode.REPLACE:
         linker.replace_finish(dataset, batch_id=batch_id)
     # Audited before the batch shows as linked, so whoever sees it linked also finds the
@@ -354,6 +401,8 @@ def link_batch(
     # more (a crash in between finds every chunk linked and only marks the batch).
     batch_store.delete_chunks(store, batch_id)
     batch_store.mark_batch(store, batch_id, BatchState.LINKED)
+    # What the linkage report shows while the domain's next batch links.
+    remember_domain_report(store, _domain_of(store, record))
     return True
 
 
@@ -401,7 +450,23 @@ class LinkWorker:
             for batch_key in batch_store.queued_batches(store, limit=1000):
                 batch_store.release_batch(store, batch_key, done=False)
             drop_stale_locks(store.redis)
+        self._audit_owed_commits()
+        for domain in sorted({d.domain for d in list_all_datasets(store)}):
+            remember_domain_report(store, domain)
         self._thread.start()
+
+    def _audit_owed_commits(self) -> None:
+        """Write the audit entry of each commit a crash left unaudited.
+
+        Every committed batch is queued until linked (commits queue first), so the queue
+        is where to look. A request committing at this very moment on another broker may
+        write its entry too: an entry may repeat, never go missing.
+        """
+        store = self._runtime.store
+        for batch_key in batch_store.queued_batches(store, limit=10_000):
+            record = batch_store.get_batch(store, batch_key)
+            if record is not None and record.commit_audit_owed:
+                _audit_commit(store, record, identity=record.org, role="org")
 
     def notify(self) -> None:
         """Wake the worker: a batch was committed."""
@@ -425,43 +490,55 @@ class LinkWorker:
                 self._wake.wait(self._poll)
                 self._wake.clear()
 
-    def _drain(self) -> bool:
+    def _next_batch(self) -> str | None:
+        """The oldest queued batch that is committed; finished or vanished ones leave."""
         store = self._runtime.store
-        for batch_key in batch_store.queued_batches(store, limit=1):
-            if not batch_store.claim_batch(store, batch_key, owner=self._owner, ttl=self._lease):
-                return False
+        for batch_key in batch_store.queued_batches(store, limit=_QUEUE_WINDOW):
             record = batch_store.get_batch(store, batch_key)
             if record is None or record.state in (BatchState.LINKED, BatchState.FAILED):
                 batch_store.release_batch(store, batch_key, done=True)
-                return True
-            done = False
-            try:
-                done = link_batch(
-                    self._runtime,
-                    self._linker_for(record),
-                    record,
-                    keep_going=self._keep_going(batch_key),
-                )
-            except (BatchFormatError, DatasetMismatchError, NotFoundOrForbiddenError) as exc:
-                logger.error("batch failed to link: %s", type(exc).__name__)
-                batch_store.mark_batch(store, batch_key, BatchState.FAILED, error=str(exc))
-                done = True
-            except Exception:
-                if not store.ping():
-                    raise
-                failures = self._failures.get(batch_key, 0) + 1
-                self._failures[batch_key] = failures
-                if failures < self._max_failures:
-                    raise
-                logger.exception("batch failed to link %d times; marked failed", failures)
-                batch_store.mark_batch(
-                    store, batch_key, BatchState.FAILED, error="linkage error; see the broker log"
-                )
-                done = True
-            finally:
-                batch_store.release_batch(store, batch_key, done=done)
+            elif record.state is not BatchState.RECEIVING:
+                return batch_key
+        return None
+
+    def _drain(self) -> bool:
+        store = self._runtime.store
+        batch_key = self._next_batch()
+        if batch_key is None:
+            return False
+        if not batch_store.claim_batch(store, batch_key, owner=self._owner, ttl=self._lease):
+            return False
+        record = batch_store.get_batch(store, batch_key)
+        if record is None or record.state in (BatchState.LINKED, BatchState.FAILED):
+            batch_store.release_batch(store, batch_key, done=True)
             return True
-        return False
+        done = False
+        try:
+            done = link_batch(
+                self._runtime,
+                self._linker_for(record),
+                record,
+                keep_going=self._keep_going(batch_key),
+            )
+        except (BatchFormatError, DatasetMismatchError, NotFoundOrForbiddenError) as exc:
+            logger.error("batch failed to link: %s", type(exc).__name__)
+            batch_store.mark_batch(store, batch_key, BatchState.FAILED, error=str(exc))
+            done = True
+        except Exception:
+            if not store.ping():
+                raise
+            failures = self._failures.get(batch_key, 0) + 1
+            self._failures[batch_key] = failures
+            if failures < self._max_failures:
+                raise
+            logger.exception("batch failed to link %d times; marked failed", failures)
+            batch_store.mark_batch(
+                store, batch_key, BatchState.FAILED, error="linkage error; see the broker log"
+            )
+            done = True
+        finally:
+            batch_store.release_batch(store, batch_key, done=done)
+        return True
 
     def _linker_for(self, record: batch_store.BatchRecord) -> Linker:
         """One linker per linkage domain: persons never span two domains."""

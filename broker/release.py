@@ -18,8 +18,8 @@ have several records there (a dataset of episodes, or duplicates), the distinct 
 sorted and joined with ``;``. A person with no record there has no value (``None``).
 
 Opt-outs: where the agreement says they apply, a person linked to any record of an
-opt-out register (a dataset declared with kind ``opt_out`` in the same linkage domain)
-is left out of every release.
+opt-out register (a dataset of the same linkage domain the operator designated, see
+:mod:`broker.opt_out_registers`) is left out of every release.
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ from broker.disclosure import (
 )
 from broker.errors import BadRequestError
 from broker.store.client import Store
-from broker.store.datasets import list_all_datasets
+from broker.store.datasets import list_all_datasets, list_opt_out_registers
 from broker.store.identities import Identity
 from broker.store.linkage_store import LinkageStore, LinkedRecord
+from broker.visibility import read_whole
 from keys.derive import derive_pseudonym
-from keys.wire import DatasetInfoOut, DatasetKind
+from keys.wire import DatasetInfoOut
 from keys.wire_release import (
     AggregateCell,
     AggregateControl,
@@ -110,10 +111,12 @@ def _source(store: Store, agreement: Agreement) -> _Source:
             columns[label] = _Column(label, release.dataset_id, info.payload_columns.index(name))
     opt_out: frozenset[str] = frozenset()
     if agreement.opt_outs_apply:
+        # Only the registers the operator designated (never a kind an organisation set).
+        designated = {r.dataset for r in list_opt_out_registers(store)}
         opt_out = frozenset(
             f"{d.org}/{d.name}"
             for d in list_all_datasets(store)
-            if d.kind is DatasetKind.OPT_OUT and d.domain == domain
+            if f"{d.org}/{d.name}" in designated and d.domain == domain
         )
     return _Source(LinkageStore(store.redis, scope=domain), domain, declared, columns, opt_out)
 
@@ -261,18 +264,26 @@ def release_cohort(
         raise NotReleasedError("not in this agreement: dataset " + ", ".join(sorted(outside)))
     select = request.select if request.select is not None else list(source.columns)
     _check_labels([*select, *(p.field for p in request.where)], source)
-    counts: dict[str, int] = {}
-    rows: list[list[str | None]] = []
-    for person in _persons(source, counts):
-        if not all(d in person.by_dataset for d in require):
-            continue
-        records = [r for d in source.datasets for r in person.by_dataset.get(d, [])]
-        if not all(_matches(p, _value(records, source.columns[p.field])) for p in request.where):
-            continue
-        pseudonym = derive_pseudonym(
-            pseudonym_master, agreement_id=agreement.id, person_id=f"{source.domain}:{person.pid}"
-        )
-        rows.append([pseudonym, *(_value(records, source.columns[c]) for c in select)])
+
+    def read() -> tuple[list[list[str | None]], dict[str, int]]:
+        counts: dict[str, int] = {}
+        rows: list[list[str | None]] = []
+        for person in _persons(source, counts):
+            if not all(d in person.by_dataset for d in require):
+                continue
+            records = [r for d in source.datasets for r in person.by_dataset.get(d, [])]
+            columns = source.columns
+            if not all(_matches(p, _value(records, columns[p.field])) for p in request.where):
+                continue
+            pseudonym = derive_pseudonym(
+                pseudonym_master,
+                agreement_id=agreement.id,
+                person_id=f"{source.domain}:{person.pid}",
+            )
+            rows.append([pseudonym, *(_value(records, source.columns[c]) for c in select)])
+        return rows, counts
+
+    rows, counts = read_whole(store, source.domain, read)
     (rng or secrets.SystemRandom()).shuffle(rows)
     counts["rows"] = len(rows)
     counts["fields"] = len(select)
@@ -499,14 +510,18 @@ def release_aggregate(
     if len(set(request.by)) != len(request.by):
         raise BadRequestError("a field is named twice in by")
     labels = list(source.columns)
-    counts: dict[str, int] = {}
-    full: dict[tuple[str, ...], int] = {}
-    persons = 0
-    for person in _persons(source, counts):
-        records = [r for d in source.datasets for r in person.by_dataset.get(d, [])]
-        key = tuple(_value(records, source.columns[label]) or "" for label in labels)
-        full[key] = full.get(key, 0) + 1
-        persons += 1
+
+    def read() -> tuple[dict[tuple[str, ...], int], dict[str, int]]:
+        counts: dict[str, int] = {}
+        full: dict[tuple[str, ...], int] = {}
+        for person in _persons(source, counts):
+            records = [r for d in source.datasets for r in person.by_dataset.get(d, [])]
+            key = tuple(_value(records, source.columns[label]) or "" for label in labels)
+            full[key] = full.get(key, 0) + 1
+        return full, counts
+
+    full, counts = read_whole(store, source.domain, read)
+    persons = sum(full.values())
     terms = agreement.terms
     control = terms.aggregate_control
     profile = profile_of(terms)
@@ -590,29 +605,32 @@ def release_linked(
         raise NotReleasedError("this agreement holds no dataset of yours")
     labels = list(source.columns)
     own_ids = {release.dataset_id: release.name for release in own}
-    counts: dict[str, int] = {}
-    rows: list[LinkedRow] = []
-    linked_rows = 0
-    for _, records in source.linkage.iter_persons():
-        mine_all = [r for r in records if r.dataset in own_ids]
-        if not mine_all:
-            continue
-        if any(r.dataset in source.opt_out for r in records):
-            counts["opted_out"] = counts.get("opted_out", 0) + len(mine_all)
-            continue
-        for record in mine_all:
-            others = [r for r in records if r.dataset != record.dataset]
-            values: list[str | None] = []
-            for label in labels:
-                column = source.columns[label]
-                held = [record] if column.dataset == record.dataset else others
-                values.append(_value(held, column))
-            if any(r.dataset in source.datasets for r in others):
-                linked_rows += 1
-            name = own_ids[record.dataset]
-            rows.append(LinkedRow(dataset=name, ref=bytes(record.ref).hex(), values=values))
+
+    def read() -> tuple[list[LinkedRow], dict[str, int]]:
+        counts: dict[str, int] = {"linked_rows": 0}
+        rows: list[LinkedRow] = []
+        for _, records in source.linkage.iter_persons():
+            mine_all = [r for r in records if r.dataset in own_ids]
+            if not mine_all:
+                continue
+            if any(r.dataset in source.opt_out for r in records):
+                counts["opted_out"] = counts.get("opted_out", 0) + len(mine_all)
+                continue
+            for record in mine_all:
+                others = [r for r in records if r.dataset != record.dataset]
+                values: list[str | None] = []
+                for label in labels:
+                    column = source.columns[label]
+                    held = [record] if column.dataset == record.dataset else others
+                    values.append(_value(held, column))
+                if any(r.dataset in source.datasets for r in others):
+                    counts["linked_rows"] += 1
+                name = own_ids[record.dataset]
+                rows.append(LinkedRow(dataset=name, ref=bytes(record.ref).hex(), values=values))
+        return rows, counts
+
+    rows, counts = read_whole(store, source.domain, read)
     rows.sort(key=lambda row: row.ref)  # no grouping by person
     counts["rows"] = len(rows)
-    counts["linked_rows"] = linked_rows
     _audit(store, identity, agreement, counts, now)
     return LinkedOut(agreement=agreement.id, columns=labels, rows=rows)

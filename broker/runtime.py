@@ -67,9 +67,15 @@ class BrokerRuntime:
             redis_dir=settings.redis_dir,
             durable_writes=settings.durable_writes,
             attach=attach,
+            maxmemory=settings.redis_maxmemory,
         )
         use_audit_signing_key(store, secrets.audit_signing_key)  # every entry signed as written
         return cls(settings, store, secrets, AtRestKeyer(secrets.rekey))
+
+    @property
+    def session_secret(self) -> bytes:
+        """Keys the stored digests of dashboard session ids (:mod:`broker.dashboard`)."""
+        return self.secrets.credential
 
     def credential_digest(self, credential: str) -> str:
         """The keyed digest under which a credential is stored."""

@@ -17,7 +17,7 @@ import click
 
 from client_sdk.client import BrokerClient, UploadProgress
 from client_sdk.config import broker_target, org_passphrase
-from client_sdk.errors import BrokerCallError
+from client_sdk.errors import BrokerCallError, InputError
 from client_sdk.orgstore import PUBLIC_KEY_FILE, OrgStore, public_key_fingerprint
 from keys.batch import BatchReader
 from keys.wire import (
@@ -26,6 +26,7 @@ from keys.wire import (
     DatasetDeclaration,
     DatasetKind,
     PublicKeyRegistration,
+    ReplacePreview,
 )
 
 __all__ = [
@@ -92,6 +93,12 @@ def _progress_display(enabled: bool) -> Iterator[Callable[[UploadProgress], None
     show_default=True,
     help="append records, replace the dataset with this full snapshot, or retract references.",
 )
+@click.option(
+    "--confirm-replace",
+    is_flag=True,
+    help="Let a replace remove more than 10% of the records held (the broker refuses it "
+    "otherwise).",
+)
 @click.option("--wait/--no-wait", default=True, help="Wait until the broker has linked it.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 def upload_command(
@@ -99,24 +106,41 @@ def upload_command(
     broker_url: str | None,
     dataset: str | None,
     mode: str,
+    confirm_replace: bool,
     wait: bool,
     progress: bool,
 ) -> None:
     """Upload a token BATCH (from `tessera-sdk tokenise`) to the broker.
 
-    Run it again after an interruption: chunks the broker already holds are not sent
-    again, and a batch is visible to linkage only once it is complete.
+    Run it again after an interruption, with the same --mode: chunks the broker already
+    holds are not sent again, and a batch is visible to linkage only once it is complete.
+    A replace first prints what it will remove; above 10% of the records held it needs
+    --confirm-replace.
     """
     reader = BatchReader(batch)
     with _client(broker_url) as client, _progress_display(progress) as show:
         status = client.upload(
-            reader, dataset=dataset, mode=BatchMode(mode), wait=wait, on_progress=show
+            reader,
+            dataset=dataset,
+            mode=BatchMode(mode),
+            wait=wait,
+            on_progress=show,
+            confirm_replace=confirm_replace,
+            on_replace_preview=_show_replace_preview,
         )
     if status.state is BatchState.FAILED:
         raise BrokerCallError(f"the broker could not link the batch: {status.error}", code="failed")
     click.echo(
         f"batch {status.batch_id}: {status.record_count} records, {status.chunk_count} chunks, "
         f"{status.state.value}"
+    )
+
+
+def _show_replace_preview(preview: ReplacePreview) -> None:
+    click.echo(
+        f"replace: {preview.held:,} records held now, {preview.incoming:,} in this batch, "
+        f"{preview.removed:,} removed ({preview.removed_share:.0%})",
+        err=True,
     )
 
 
@@ -145,12 +169,6 @@ def dataset_group() -> None:
     help="Whether the dataset holds at most one record per person.",
 )
 @click.option("--description", default="", help="What the dataset is, for people.")
-@click.option(
-    "--opt-out-register",
-    is_flag=True,
-    help="The dataset is an opt-out register (tokens only): its persons leave releases "
-    "of agreements where opt-outs apply.",
-)
 def declare_command(
     name: str,
     broker_url: str | None,
@@ -162,12 +180,22 @@ def declare_command(
     payload_columns: tuple[str, ...],
     one_record_per_person: bool,
     description: str,
-    opt_out_register: bool,
 ) -> None:
-    """Declare dataset NAME (declaring the same again is harmless)."""
+    """Declare dataset NAME (declaring the same again is harmless).
+
+    An opt-out register is declared like any tokens-only dataset; only the broker's
+    operator can then designate it as one (docs/agreements.md, "Opt-outs").
+    """
     fields: dict[str, object] = {}
+    batch_org: str | None = None
     if from_batch is not None:
         manifest = BatchReader(from_batch).manifest
+        if manifest.dataset != name:
+            raise InputError(
+                f"{from_batch}: the batch was made for dataset {manifest.dataset!r}, not "
+                f"{name!r}; declare {manifest.dataset!r} or tokenise with --dataset {name}"
+            )
+        batch_org = manifest.org
         fields = {
             "domain": manifest.domain,
             "key_version": manifest.key_version,
@@ -194,10 +222,17 @@ def declare_command(
             "name": name,
             "description": description,
             "one_record_per_person": one_record_per_person,
-            "kind": DatasetKind.OPT_OUT if opt_out_register else DatasetKind.RECORDS,
+            "kind": DatasetKind.RECORDS,
         }
     )
     with _client(broker_url) as client:
+        if batch_org is not None:
+            caller = client.whoami().name
+            if caller != batch_org:
+                raise InputError(
+                    f"{from_batch}: the batch was made by organisation {batch_org!r}, but "
+                    f"TESSERA_SDK_TOKEN is the credential of {caller!r}"
+                )
         info = client.declare_dataset(declaration)
     click.echo(
         f"dataset {info.name}: domain {info.domain} {info.key_version}, spec {info.spec_hash}"

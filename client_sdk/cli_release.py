@@ -7,6 +7,7 @@ spreadsheet formulas neutralised (client_sdk/export.py).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -43,11 +44,28 @@ def _client(broker_url: str | None) -> ReleaseClient:
     return ReleaseClient(*broker_target(broker_url))
 
 
+_ORDERING = ("lt", "le", "gt", "ge")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _orderable(value: str) -> bool:
+    """A value ``lt``/``le``/``gt``/``ge`` can compare: a number or an ISO date.
+
+    Anything else matches no released value, so a typo would give an empty release.
+    """
+    try:
+        float(value)
+    except ValueError:
+        return bool(_ISO_DATE.fullmatch(value))
+    return True
+
+
 def parse_where(text: str) -> Predicate:
     """``"FIELD OP [VALUE]"`` as a predicate; ``in`` takes comma-separated values.
 
     Examples: ``"gp-a/registrations.LTC_COUNT ge 2"``, ``"trust/pas.AE in 3,4,5"``,
-    ``"trust/pas.AE present"``.
+    ``"trust/pas.AE present"``. Refused before any release is asked for when it does not
+    parse: ``lt``, ``le``, ``gt`` and ``ge`` take a number or a date (YYYY-MM-DD).
     """
     parts = text.split()
     at = next((i for i, p in enumerate(parts) if i > 0 and p in _OPS), None)
@@ -59,8 +77,14 @@ def parse_where(text: str) -> Predicate:
         value = None
     elif op == "in":
         value = [v.strip() for v in rest.split(",") if v.strip()]
+        if not value:
+            raise click.BadParameter(f"{text!r}: in takes comma-separated values")
     else:
         value = rest
+        if op in _ORDERING and not _orderable(rest):
+            raise click.BadParameter(
+                f"{text!r}: {op} compares with a number or a date (YYYY-MM-DD), not {rest!r}"
+            )
     try:
         return Predicate(field=field, op=op, value=value)
     except ValueError as exc:

@@ -141,6 +141,7 @@ def tokenise_command(
                 quality=quality,
                 workers=workers,
                 chunk_records=chunk_records,
+                org=store.org,
             )
     except OSError as exc:
         raise write_failure(exc, out) from None

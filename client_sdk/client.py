@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -26,7 +27,7 @@ from typing import Any, Self, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
-from client_sdk.errors import BrokerCallError
+from client_sdk.errors import BrokerCallError, InputError
 from keys.batch import BatchManifest, BatchReader
 from keys.wire import (
     BatchMode,
@@ -41,6 +42,7 @@ from keys.wire import (
     KeyBlob,
     KeyBlobInfo,
     PublicKeyRegistration,
+    ReplacePreview,
 )
 
 __all__ = ["BrokerClient", "UploadProgress"]
@@ -48,6 +50,58 @@ __all__ = ["BrokerClient", "UploadProgress"]
 _M = TypeVar("_M", bound=BaseModel)
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _FINAL_STATES = frozenset({BatchState.LINKED, BatchState.FAILED})
+_HOST = re.compile(r"[A-Za-z0-9.:-]+")
+
+
+def _checked_url(base_url: str) -> str:
+    """The broker URL, refused unless it is ``http(s)://HOST[:PORT][/PATH]``.
+
+    Raises:
+        InputError: no scheme, another scheme, no host or a malformed one (the URL itself
+            is not repeated: it may carry a user name).
+    """
+    hint = "the broker URL must look like https://broker.example.nhs.uk[:PORT]"
+    try:
+        url = httpx.URL(base_url.strip())
+    except httpx.InvalidURL:
+        raise InputError(f"{hint} (it does not parse)") from None
+    if url.scheme not in ("http", "https"):
+        raise InputError(f"{hint}: it must start with http:// or https://")
+    if not url.host or not _HOST.fullmatch(url.host):
+        raise InputError(f"{hint}: it names no valid host")
+    return str(url).rstrip("/")
+
+
+_CREDENTIAL = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+"""What a bearer credential may hold (RFC 6750's b64token; the broker's are URL-safe)."""
+
+
+def _bearer(credential: str) -> str:
+    """The ``Authorization`` value for ``credential``, without its surrounding whitespace.
+
+    A credential copied from a file saved on Windows or read with ``$(cat file)`` often
+    ends in a space, CR or newline; those are dropped. Anything else a credential never
+    holds is refused here in one line that says what is wrong, never the credential.
+
+    Raises:
+        BrokerCallError: the credential is empty or holds such a character.
+    """
+    value = credential.strip()
+    if _CREDENTIAL.fullmatch(value):
+        return f"Bearer {value}"
+    if not value:
+        problem = "it is empty (or only whitespace)"
+    elif not value.isascii():
+        problem = "it holds a non-ASCII character (a typographic quote or dash?)"
+    elif any(ch.isspace() or not ch.isprintable() for ch in value):
+        problem = "it holds a space or control character inside it"
+    else:
+        problem = "it holds a character no credential has (letters, digits, - . _ ~ + / =)"
+    raise BrokerCallError(
+        f"the broker credential (TESSERA_SDK_TOKEN) is malformed: {problem}; "
+        "copy it again from where the broker operator gave it",
+        code="bad_credential",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +147,8 @@ class BrokerClient:
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {secret}", "User-Agent": "tessera-sdk"},
+            base_url=_checked_url(base_url),
+            headers={"Authorization": _bearer(secret), "User-Agent": "tessera-sdk"},
             timeout=timeout,
             transport=transport,
         )
@@ -193,9 +247,22 @@ class BrokerClient:
         )
         return _parse(response, ChunkReceipt)
 
-    def commit(self, dataset: str, batch_id: str) -> BatchStatus:
-        """Commit a complete batch (safe to repeat)."""
-        response = self._request("POST", f"/v1/datasets/{dataset}/batches/{batch_id}/commit")
+    def replace_preview(self, dataset: str, batch_id: str) -> ReplacePreview:
+        """What committing a ``replace`` batch (all chunks sent) would remove."""
+        path = f"/v1/datasets/{dataset}/batches/{batch_id}/replace-preview"
+        return self._get(path, ReplacePreview)
+
+    def commit(self, dataset: str, batch_id: str, *, confirm_replace: bool = False) -> BatchStatus:
+        """Commit a complete batch (safe to repeat).
+
+        Args:
+            confirm_replace: confirm a replace that removes more than the broker allows
+                unconfirmed.
+        """
+        params = {"confirm_replace": "true"} if confirm_replace else None
+        response = self._request(
+            "POST", f"/v1/datasets/{dataset}/batches/{batch_id}/commit", params=params
+        )
         return _parse(response, BatchStatus)
 
     def upload(
@@ -209,6 +276,8 @@ class BrokerClient:
         poll: float = 0.2,
         on_progress: Callable[[UploadProgress], None] | None = None,
         concurrency: int = 2,
+        confirm_replace: bool = False,
+        on_replace_preview: Callable[[ReplacePreview], None] | None = None,
     ) -> BatchStatus:
         """Upload a batch file, resuming where an earlier attempt stopped.
 
@@ -222,13 +291,19 @@ class BrokerClient:
             on_progress: called after each chunk and each linkage poll.
             concurrency: chunks in flight at once (at most twice this many are read
                 ahead of the network).
+            confirm_replace: commit a replace even when it removes more than the
+                broker's share (see :class:`~keys.wire.ReplacePreview`).
+            on_replace_preview: called with what a replace will remove, before it is
+                committed.
 
         Returns:
             The batch's final status (``linked``, ``failed``) or, without ``wait``, as
             committed.
 
         Raises:
-            BrokerCallError: the broker refused, or could not be reached after retries.
+            BrokerCallError: the broker refused, or could not be reached after retries;
+                code ``replace_not_confirmed`` when a replace needs ``confirm_replace``
+                (nothing is committed; the chunks stay held for the next attempt).
         """
         reader = batch if isinstance(batch, BatchReader) else BatchReader(batch)
         manifest = reader.manifest
@@ -262,7 +337,19 @@ class BrokerClient:
                         settle(finished)
                 for future in futures.as_completed(inflight):
                     settle({future})
-            status = self.commit(name, manifest.batch_id)
+            if mode is BatchMode.REPLACE:
+                preview = self.replace_preview(name, manifest.batch_id)
+                if on_replace_preview is not None:
+                    on_replace_preview(preview)
+                if preview.needs_confirmation and not confirm_replace:
+                    raise BrokerCallError(
+                        f"this replace would remove {preview.removed:,} of the "
+                        f"{preview.held:,} records held ({preview.removed_share:.0%}), more "
+                        f"than {preview.confirm_above:.0%}: nothing was changed; if the batch "
+                        "is the whole dataset now, run the upload again with --confirm-replace",
+                        code="replace_not_confirmed",
+                    )
+            status = self.commit(name, manifest.batch_id, confirm_replace=confirm_replace)
         else:
             _report(on_progress, UploadProgress("upload", total, total, manifest.record_count))
         if not wait:

@@ -551,6 +551,7 @@ def write_batch(
     workers: int = 1,
     chunk_records: int = CHUNK_RECORDS,
     batch_id: str | None = None,
+    org: str | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BatchSummary:
     """Tokenise ``records`` into the batch file ``out`` and the local index.
@@ -568,6 +569,7 @@ def write_batch(
         workers: processes to derive tokens in.
         chunk_records: records per chunk.
         batch_id: the batch's id (a random UUID by default).
+        org: the organisation the batch is made for (the broker refuses it from others).
         now: clock for the manifest's creation time.
 
     Returns:
@@ -588,6 +590,7 @@ def write_batch(
         manifest = BatchManifest(
             batch_id=batch_id,
             dataset=params.dataset,
+            org=org,
             domain=params.domain,
             key_version=params.key_version,
             spec_hash=params.spec.content_hash,

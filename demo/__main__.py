@@ -217,13 +217,15 @@ class Demo:
                     "tessera-sdk", "dataset", "declare", org.dataset, "--from-batch", batch,
                     "--one-record-per-person" if org.one_record_per_person
                     else "--many-records-per-person", "--description", org.description,
-                    *(["--opt-out-register"] if org is self.optout else []),
                     token=org.credential,
                 )  # fmt: skip
                 started = time.perf_counter()
                 self.cli("tessera-sdk", "upload", batch, "--dataset", org.dataset, "--wait",
                          "--no-progress", token=org.credential)  # fmt: skip
                 uploaded = time.perf_counter() - started
+                if org is self.optout:  # only the operator makes a dataset a register
+                    self.cli("tessera-broker", "admin", "opt-out-register", "declare",
+                             f"{org.name}/{org.dataset}", "--body", org.description)  # fmt: skip
                 notes.append(
                     f"grade {quality['grade']}, {org.records:,} records, tokenised at "
                     f"{org.records / tokenised:,.0f}/s, uploaded and linked at "
@@ -425,7 +427,7 @@ class Demo:
             self.print_summary()
             if self.keep:
                 print(f"\nThe broker is still running: {self.url}/register (public register),")
-                print(f"{self.url}/dashboard (operator dashboard), {self.url}/docs (API).")
+                print(f"{self.url}/dashboard (operator dashboard), {self.url}/openapi.json (API).")
                 print("Press Ctrl-C to stop everything.", flush=True)
                 try:
                     while self.broker is not None and self.broker.poll() is None:

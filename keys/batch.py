@@ -38,13 +38,19 @@ _U32 = struct.Struct(">I")
 
 
 class BatchManifest(BaseModel):
-    """What a batch file says about itself; travels with the upload."""
+    """What a batch file says about itself; travels with the upload.
+
+    ``org`` is the organisation the SDK made the batch for (its organisation directory's
+    name): the broker refuses the batch from any other organisation's credential. A batch
+    written before the field existed has none and is judged by its dataset alone.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     format_version: int = BATCH_FORMAT_VERSION
     batch_id: str
     dataset: str
+    org: str | None = None
     domain: str
     key_version: str
     spec_hash: str

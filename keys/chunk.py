@@ -166,15 +166,48 @@ def _presence_masks(n: int, token_columns: Sequence[Sequence[Token | None]]) -> 
     return bytes(out)
 
 
+_PREFIX_BYTES = 4 + _HEAD.size + _U32.size  # magic, counts, length of the column names
+_MAX_NAMES_BYTES = 1024 * 1024
+_PAYLOAD_INFLATION = 16
+"""How many times its compressed size a chunk's payload text may inflate to: the encoder
+Huffman-codes it, which shrinks text at most eightfold; twice that leaves room."""
+
+
+def _inflate(data: bytes, *, max_records: int) -> bytes:
+    """The chunk's bytes, inflated no further than its header allows.
+
+    The first bytes give the record, key and payload column counts and the length of the
+    column names; from them the size of references, masks and tokens is known exactly,
+    and the payload text may take at most :data:`_PAYLOAD_INFLATION` times the chunk's
+    compressed size. A stream that inflates beyond that (a zlib bomb) is refused as soon
+    as it passes the bound, having used no more memory than the bound.
+    """
+    inflater = zlib.decompressobj()
+    head = inflater.decompress(data, _PREFIX_BYTES)
+    if len(head) < _PREFIX_BYTES or head[:4] != _CHUNK_MAGIC:
+        raise BatchFormatError("not a token chunk, or an unknown chunk version")
+    n, n_keys, n_payload = _HEAD.unpack_from(head, 4)
+    (names_len,) = _U32.unpack_from(head, 4 + _HEAD.size)
+    if n > max_records or n_keys > MAX_KEYS or names_len > _MAX_NAMES_BYTES:
+        raise BatchFormatError("chunk too large")
+    bound = _PREFIX_BYTES + names_len + n * TOKEN_BYTES
+    if n_keys:
+        bound += n * (4 + n_keys * TOKEN_BYTES)
+    if n_payload:
+        bound += _U32.size + _PAYLOAD_INFLATION * len(data)
+    rest = inflater.decompress(inflater.unconsumed_tail, bound - _PREFIX_BYTES + 1)
+    if len(rest) > bound - _PREFIX_BYTES or inflater.unconsumed_tail:
+        raise BatchFormatError("chunk inflates beyond what its header declares")
+    if not inflater.eof:
+        raise BatchFormatError("corrupt token chunk: the compressed stream is truncated")
+    return head + rest
+
+
 def decode_chunk(data: bytes, *, max_records: int = 1_000_000) -> TokenChunk:
     """Parse a chunk; raises :class:`BatchFormatError` on anything malformed."""
     try:
-        raw = zlib.decompress(data)
-        if raw[:4] != _CHUNK_MAGIC:
-            raise BatchFormatError("not a token chunk, or an unknown chunk version")
+        raw = _inflate(data, max_records=max_records)
         n, n_keys, n_payload = _HEAD.unpack_from(raw, 4)
-        if n > max_records or n_keys > MAX_KEYS:
-            raise BatchFormatError("chunk too large")
         pos = 4 + _HEAD.size
         (names_len,) = _U32.unpack_from(raw, pos)
         pos += 4

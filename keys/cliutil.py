@@ -14,6 +14,9 @@ from keys.errors import MissingSecretError, TesseraError
 
 __all__ = ["main_wrapper", "read_passphrase", "run_cli"]
 
+_IO_ERROR_EXIT = 74
+"""sysexits.h EX_IOERR: a file could not be read or written."""
+
 
 def read_passphrase(env_var: str, *, what: str, confirm: bool = False) -> str:
     """A passphrase from ``env_var`` or, on a terminal, a hidden prompt; never from argv."""
@@ -30,6 +33,9 @@ def read_passphrase(env_var: str, *, what: str, confirm: bool = False) -> str:
 
 def run_cli(group: click.Group, prog_name: str, argv: list[str] | None = None) -> int:
     """Run ``group``; a :class:`TesseraError` becomes one line on stderr and its exit code.
+
+    An ``OSError`` no command turned into a :class:`TesseraError` (a read-only or full
+    disk, a missing directory) becomes one line naming the file, exit 74.
 
     ``--debug`` anywhere on the command line keeps the traceback (and DEBUG logging).
     """
@@ -58,6 +64,13 @@ def run_cli(group: click.Group, prog_name: str, argv: list[str] | None = None) -
     except KeyboardInterrupt:
         click.echo(f"{prog_name}: interrupted", err=True)
         return 130
+    except OSError as exc:
+        # A file a command reads or writes (read-only, full, missing directory): one line.
+        if debug:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        click.echo(f"{prog_name}: error: cannot use{where}: {exc.strerror or exc}", err=True)
+        return _IO_ERROR_EXIT
     return result if isinstance(result, int) else 0
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "PSEUDONYM_LABEL",
     "REFERENCE_LABEL",
     "REKEY_LABEL",
+    "SESSION_LABEL",
     "TOKEN_BYTES",
     "TOKEN_LABEL",
     "AtRestKeyer",
@@ -46,6 +47,7 @@ __all__ = [
     "TokenDeriver",
     "derive_pseudonym",
     "digest_credential",
+    "digest_session_id",
     "encode_value",
     "encode_values",
     "fingerprint_key",
@@ -68,6 +70,7 @@ REKEY_LABEL = b"tessera/v1/rekey"
 PSEUDONYM_LABEL = b"tessera/v1/pseudonym"
 CREDENTIAL_LABEL = b"tessera/v1/credential"
 FINGERPRINT_LABEL = b"tessera/v1/fingerprint"
+SESSION_LABEL = b"tessera/v1/session"
 
 
 _LENGTH_PREFIXES = tuple(n.to_bytes(2, "big") for n in range(256))
@@ -265,6 +268,17 @@ def digest_credential(secret: bytes, credential: str) -> str:
     """Keyed digest under which the broker stores a credential (hex)."""
     ctx = _keyed(secret, CREDENTIAL_LABEL)
     ctx.update(_field(credential.encode()))
+    return ctx.finalize().hex()
+
+
+def digest_session_id(secret: bytes, session_id: str) -> str:
+    """Keyed digest under which the broker stores a dashboard session (hex).
+
+    The store holds only this digest, so a copy of Redis (its AOF or a backup) names no
+    session a browser could present.
+    """
+    ctx = _keyed(secret, SESSION_LABEL)
+    ctx.update(_field(session_id.encode()))
     return ctx.finalize().hex()
 
 

@@ -7,15 +7,18 @@ datasets, organisations and match keys, hashes, counts and opaque wrapped blobs.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from keys.batch import BatchManifest
+from keys.batch import BATCH_FORMAT_VERSION, BatchManifest
 
 __all__ = [
     "BATCH_ID_PATTERN",
+    "MAX_QUALITY_BYTES",
+    "MAX_QUALITY_DEPTH",
     "NAME_PATTERN",
     "BatchMode",
     "BatchOpen",
@@ -32,6 +35,7 @@ __all__ = [
     "KeyBlobInfo",
     "Name",
     "PublicKeyRegistration",
+    "ReplacePreview",
     "Role",
 ]
 
@@ -40,6 +44,11 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 BATCH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+MAX_QUALITY_BYTES = 1024 * 1024
+"""Largest quality report a manifest may carry, as compact JSON (docs/api.md, Limits)."""
+MAX_QUALITY_DEPTH = 16
+"""Deepest nesting of a manifest's quality report (the SDK's is four levels deep)."""
 
 
 class _Wire(BaseModel):
@@ -157,10 +166,42 @@ class BatchState(StrEnum):
 
 
 class BatchOpen(_Wire):
-    """Opens (or, with the same manifest, re-opens) an upload batch."""
+    """Opens (or, with the same manifest, re-opens) an upload batch.
+
+    The manifest must be of the batch format this code reads, name at least one record
+    and carry a quality report within :data:`MAX_QUALITY_BYTES` and
+    :data:`MAX_QUALITY_DEPTH` (it is stored with the batch).
+    """
 
     manifest: BatchManifest
     mode: BatchMode = BatchMode.APPEND
+
+    @model_validator(mode="after")
+    def _check_manifest(self) -> Self:
+        manifest = self.manifest
+        if manifest.format_version != BATCH_FORMAT_VERSION:
+            raise ValueError(
+                f"manifest.format_version: this broker reads batch format {BATCH_FORMAT_VERSION}"
+            )
+        if manifest.record_count < 1:
+            raise ValueError("manifest.record_count: a batch holds at least one record")
+        if _depth(manifest.quality) > MAX_QUALITY_DEPTH:
+            raise ValueError(f"manifest.quality: nested deeper than {MAX_QUALITY_DEPTH} levels")
+        size = len(json.dumps(manifest.quality, separators=(",", ":")).encode())
+        if size > MAX_QUALITY_BYTES:
+            raise ValueError(f"manifest.quality: over {MAX_QUALITY_BYTES} bytes as JSON")
+        return self
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    """How deep ``value`` nests (0 for a scalar), stopping just past the limit."""
+    if level > MAX_QUALITY_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
 
 
 class BatchStatus(_Wire):
@@ -176,6 +217,22 @@ class BatchStatus(_Wire):
     records_received: int
     chunks_linked: int
     error: str = ""
+
+
+class ReplacePreview(_Wire):
+    """What committing a ``replace`` batch would do to its dataset, before it is committed.
+
+    ``removed`` is ``held - incoming`` (never below 0): the records the new snapshot is
+    short of. A commit whose ``removed_share`` is above ``confirm_above`` is refused
+    unless it is confirmed (``?confirm_replace=true``; ``--confirm-replace`` in the SDK).
+    """
+
+    held: int
+    incoming: int
+    removed: int
+    removed_share: float
+    confirm_above: float
+    needs_confirmation: bool
 
 
 class ChunkReceipt(_Wire):

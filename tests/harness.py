@@ -249,6 +249,7 @@ def make_batch(
     payload_columns: Sequence[str] = (),
     batch_id: str | None = None,
     quality: dict[str, object] | None = None,
+    org: str | None = None,
 ) -> BatchManifest:
     """Write a batch file of the given records in chunks of ``chunk_size``."""
     rows: list[tuple[str | None, ...]] = list(payload) if payload is not None else [()] * len(refs)
@@ -267,6 +268,7 @@ def make_batch(
         manifest = BatchManifest(
             batch_id=batch_id or uuid.uuid4().hex,
             dataset=dataset,
+            org=org,
             domain=domain,
             key_version=key_version,
             spec_hash=spec_hash,

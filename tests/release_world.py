@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from broker.agreements import Agreement, approve_agreement, create_agreement
+from broker.opt_out_registers import declare_opt_out_register
+from broker.runtime import utc_now
 from broker.store.identities import find_identity
 from client_sdk.client import BrokerClient
 from keys.derive import RecordRef, Token
@@ -155,8 +157,14 @@ class World:
         return agreement
 
 
-def build_world(broker: BrokerProcess, tmp: Path, *, seed: int = 7) -> World:
-    """Declare the three datasets and upload the GP and hospital records."""
+def build_world(
+    broker: BrokerProcess, tmp: Path, *, seed: int = 7, designate_register: bool = True
+) -> World:
+    """Declare the three datasets and upload the GP and hospital records.
+
+    Args:
+        designate_register: have the operator make ``ndop/register`` an opt-out register.
+    """
     gp, gp_cred = broker.add_org(unique("gp"))
     hosp, hosp_cred = broker.add_org(unique("hosp"))
     ndop, ndop_cred = broker.add_org(unique("ndop"))
@@ -173,7 +181,15 @@ def build_world(broker: BrokerProcess, tmp: Path, *, seed: int = 7) -> World:
         world.hosp_refs[i] = RecordRef(rng.randbytes(16))
     world.declare(gp_cred, "reg", ["AGE_BAND", "LTC", "SECRET"], DatasetKind.RECORDS)
     world.declare(hosp_cred, "pas", ["AE", "ADM"], DatasetKind.RECORDS)
-    world.declare(ndop_cred, "register", [], DatasetKind.OPT_OUT)
+    world.declare(ndop_cred, "register", [], DatasetKind.RECORDS)
+    if designate_register:
+        # Only the operator makes a dataset an opt-out register (broker/opt_out_registers.py).
+        declare_opt_out_register(
+            broker.runtime.store,
+            dataset=f"{ndop}/register",
+            body="NHS England: National Data Opt-out",
+            now=utc_now(),
+        )
     gp_people = list(GP_PERSONS)
     world.upload(
         gp_cred,

@@ -261,8 +261,6 @@ def build_somerset(broker: BrokerProcess, root: Path, *, persons: int = 500) -> 
         )  # fmt: skip
         declare = ["dataset", "declare", org.dataset, "--from-batch", batch]
         declare.append("--one-record-per-person")
-        if ds.kind == "optout":
-            declare.append("--opt-out-register")
         with_broker = {
             **env,
             "TESSERA_SDK_TOKEN": org.credential,
@@ -270,6 +268,11 @@ def build_somerset(broker: BrokerProcess, root: Path, *, persons: int = 500) -> 
         }
         invoke(sdk_cli, declare, env=with_broker, log=world.outputs)
         invoke(sdk_cli, ["upload", batch, "--no-progress"], env=with_broker, log=world.outputs)
+        if ds.kind == "optout":
+            # Only the operator makes a dataset an opt-out register, for a named body.
+            register = ["admin", "opt-out-register", "declare", f"{org.name}/{org.dataset}"]
+            register += ["--body", "NHS England: National Data Opt-out"]
+            invoke(broker_cli, register, env=admin_env, log=world.outputs)
     world.researcher = unique("researcher")
     world.researcher_credential = invoke(
         broker_cli,

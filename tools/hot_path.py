@@ -3,7 +3,11 @@
 ``setup.py`` (so ``pip install .``, ``pip wheel .`` and the Makefile's editable install)
 and ``tools/compile_hot_path.py`` both take their list and their extensions from here:
 the SDK's reading, normalising and tokenising, the token chunk codec, and the broker's
-linkage. Each top-level package gets its own compilation group, so its shared library
+linkage. Package ``__init__`` modules are never compiled: they only gather names, and a
+compiled one hides its submodules. Compiled classes cannot be subclassed by plain Python
+classes and pickle only with help, so the hot path keeps to classes nobody outside it
+extends or pickles (the SDK's pickled ones stay Python classes: ``mypyc_attr``). Each
+top-level package gets its own compilation group, so its shared library
 lives inside the package (``client_sdk/hot_path__mypyc…so``, ``keys/…``, ``broker/…``):
 ``keys`` needs nothing of the SDK, and a CLI started from any directory imports it.
 """
@@ -29,7 +33,15 @@ HOT_PATH: tuple[str, ...] = (
         for p in (ROOT / "client_sdk" / "normalise").glob("*.py")
         if p.name != "__init__.py"  # a compiled package __init__ hides its submodules
     ),
-    "broker/linkage.py",
+    # every module of broker/linkage/ but its __init__, and the store's linkage codec,
+    # mirror and Redis I/O
+    *sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "broker" / "linkage").glob("*.py")
+        if p.name != "__init__.py"
+    ),
+    "broker/store/linkage_codec.py",
+    "broker/store/linkage_mirror.py",
     "broker/store/linkage_store.py",
 )
 

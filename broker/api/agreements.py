@@ -15,6 +15,7 @@ from broker.agreements import (
     may_see,
     revoke_agreement,
 )
+from broker.api.responses import conflict
 from broker.deps import AdminCaller, AnyCaller, OrgCaller, StoreDep
 from broker.errors import NotFoundOrForbiddenError
 from keys.wire import Role
@@ -49,7 +50,11 @@ def show(agreement_id: AgreementId, caller: AnyCaller, store: StoreDep) -> Agree
     return agreement.to_wire()
 
 
-@router.post("/agreements/{agreement_id}/approve", response_model=AgreementOut)
+@router.post(
+    "/agreements/{agreement_id}/approve",
+    response_model=AgreementOut,
+    responses=conflict("the agreement is revoked or expired: it cannot be approved"),
+)
 def approve(agreement_id: AgreementId, caller: OrgCaller, store: StoreDep) -> AgreementOut:
     """Approve as a contributing organisation (with the organisation's own credential)."""
     return approve_agreement(store, agreement_id, org=caller).to_wire()

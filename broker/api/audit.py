@@ -42,6 +42,9 @@ __all__ = [
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
+MAX_AUDIT_POSITION = 2**53 - 1
+"""Largest ``start`` accepted: far beyond any log, and exact in every JSON reader."""
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -124,7 +127,7 @@ class AuditVerificationOut(_Out):
 def entries(
     caller: AuditorCaller,
     runtime: RuntimeDep,
-    start: Annotated[int, Query(ge=0)] = 0,
+    start: Annotated[int, Query(ge=0, le=MAX_AUDIT_POSITION)] = 0,
     count: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPageOut:
     """Entries from position ``start``, oldest first."""

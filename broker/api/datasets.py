@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
+from broker.api.responses import conflict
 from broker.audit import append_audit
 from broker.deps import OrgCaller, RuntimeDep
 from broker.runtime import utc_now
 from broker.store.datasets import dataset_id, declare_dataset, get_dataset, list_datasets
+from broker.store.limits import check_dataset_quota
 from keys.wire import DatasetDeclaration, DatasetInfoOut, Name
 
 __all__ = ["router"]
@@ -19,12 +21,16 @@ router = APIRouter(tags=["datasets"])
     "/datasets",
     response_model=DatasetInfoOut,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": DatasetInfoOut, "description": "already declared alike"}},
+    responses={
+        200: {"model": DatasetInfoOut, "description": "already declared alike"},
+        **conflict("declared before differently (`conflict`), or over a quota (`quota_exceeded`)"),
+    },
 )
 def declare(
     body: DatasetDeclaration, caller: OrgCaller, runtime: RuntimeDep, response: Response
 ) -> DatasetInfoOut:
     """Declare a dataset (declaring the same again answers 200; differently, 409)."""
+    check_dataset_quota(runtime.store, runtime.settings, org=caller.name, declaration=body)
     info, new = declare_dataset(runtime.store, org=caller.name, declaration=body, now=utc_now())
     if new:
         append_audit(

@@ -10,7 +10,7 @@ from broker.errors import NotFoundOrForbiddenError
 from broker.runtime import utc_now
 from broker.store.identities import find_identity
 from broker.store.keyblobs import get_public_key, set_public_key
-from keys.wire import IdentityOut, PublicKeyRegistration, Role
+from keys.wire import IdentityOut, Name, PublicKeyRegistration, Role
 
 __all__ = ["router"]
 
@@ -39,9 +39,12 @@ def my_public_key(caller: OrgCaller, runtime: RuntimeDep) -> PublicKeyRegistrati
 
 
 @router.get("/orgs/{org}/public-key", response_model=PublicKeyRegistration)
-def org_public_key(org: str, caller: AdminCaller, runtime: RuntimeDep) -> PublicKeyRegistration:
+def org_public_key(org: Name, caller: AdminCaller, runtime: RuntimeDep) -> PublicKeyRegistration:
     """An organisation's public key, for the custodian to wrap domain keys to (admin only)."""
-    identity = find_identity(runtime.store, org)
+    try:
+        identity = find_identity(runtime.store, org)
+    except NotFoundOrForbiddenError:
+        raise NotFoundOrForbiddenError() from None  # its message would name the input
     if identity.role is not Role.ORG:
         raise NotFoundOrForbiddenError()
     return get_public_key(runtime.store, org=org)

@@ -45,7 +45,10 @@ def my_blob(domain: Name, key_version: Name, caller: OrgCaller, runtime: Runtime
 @router.post("/orgs/{org}/key-blobs", status_code=status.HTTP_204_NO_CONTENT)
 def deposit_blob(org: Name, body: KeyBlob, caller: AdminCaller, runtime: RuntimeDep) -> None:
     """Deposit a blob the custodian wrapped for ``org`` (admin only)."""
-    identity = find_identity(runtime.store, org)
+    try:
+        identity = find_identity(runtime.store, org)
+    except NotFoundOrForbiddenError:
+        raise NotFoundOrForbiddenError() from None  # its message would name the input
     if identity.role is not Role.ORG:
         raise NotFoundOrForbiddenError()
     try:

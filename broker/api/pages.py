@@ -22,12 +22,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from fastapi.templating import Jinja2Templates
 
 from broker.audit import append_audit, checkpoint_now
-from broker.dashboard import Session, build_dashboard, end_session, load_session, start_session
+from broker.dashboard import Session, build_dashboard, end_session, load_session, sign_in
 from broker.deps import RuntimeDep
 from broker.errors import AuditTamperedError, NotFoundOrForbiddenError
+from broker.labels import Labels
 from broker.register import build_register, register_csv
 from broker.runtime import BrokerRuntime, utc_now
-from broker.store.identities import find_identity, revoke_identity
+from broker.store.datasets import list_opt_out_registers
+from broker.store.identities import find_identity, list_identities, revoke_identity
 from keys.signing import public_key_of
 
 __all__ = ["LOGIN_COOKIE", "SESSION_COOKIE", "router"]
@@ -44,6 +46,9 @@ _TEMPLATES = Jinja2Templates(
         undefined=jinja2.StrictUndefined,
     )
 )
+
+# Pages rendered without organisation names (tests render templates directly) show ids.
+_TEMPLATES.env.globals["labels"] = Labels()
 
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -88,7 +93,7 @@ def _see_other(url: str) -> Response:
 def _session(request: Request, runtime: BrokerRuntime) -> Session | None:
     session_id = request.cookies.get(SESSION_COOKIE, "")
     ttl = runtime.settings.session_ttl_seconds
-    return load_session(runtime.store, session_id, ttl=ttl)
+    return load_session(runtime.store, session_id, secret=runtime.session_secret, ttl=ttl)
 
 
 def _csrf_ok(session: Session, token: str) -> bool:
@@ -102,18 +107,28 @@ def _csrf_ok(session: Session, token: str) -> bool:
 def register_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
     """Every agreement ever active, for everyone."""
     entries = build_register(runtime.store)
-    return _page(
-        request,
-        "register.html",
-        {"entries": entries, "generated_at": utc_now()[:16].replace("T", " ")},
-    )
+    context = {
+        "entries": entries,
+        "labels": Labels.of(list_identities(runtime.store)),
+        "opt_out_registers": list_opt_out_registers(runtime.store),
+        "generated_at": utc_now()[:16].replace("T", " "),
+    }
+    return _page(request, "register.html", context)
 
 
 @router.get("/register.json")
 def register_json(runtime: RuntimeDep) -> JSONResponse:
     """The register as JSON."""
     entries = build_register(runtime.store)
-    body = {"generated_at": utc_now(), "agreements": [e.to_dict() for e in entries]}
+    registers = [
+        {"dataset": r.dataset, "body": r.body, "since": r.since}
+        for r in list_opt_out_registers(runtime.store)
+    ]
+    body = {
+        "generated_at": utc_now(),
+        "agreements": [e.to_dict() for e in entries],
+        "opt_out_registers": registers,
+    }
     return JSONResponse(body, headers={"Access-Control-Allow-Origin": "*"})
 
 
@@ -169,26 +184,31 @@ def login(
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not secrets.compare_digest(expected.encode(), csrf.encode()):
         return _see_other("/dashboard/login?notice=expired")
-    session = (
-        start_session(
-            runtime.store,
-            credential_digest=runtime.credential_digest(credential.strip()),
-            ttl=runtime.settings.session_ttl_seconds,
-        )
-        if credential.strip()
-        else None
+    settings = runtime.settings
+    typed = credential.strip()
+    outcome = sign_in(
+        runtime.store,
+        credential_digest=runtime.credential_digest(typed) if typed else None,
+        client=request.client.host if request.client else "unknown",
+        secret=runtime.session_secret,
+        ttl=settings.session_ttl_seconds,
+        max_failures=settings.sign_in_max_failures,
+        lockout=settings.sign_in_lockout_seconds,
     )
+    session = outcome.session
     if session is None:
         error = "That is not a live administrator credential."
-        return _private(
-            _page(request, "login.html", {"csrf": expected, "error": error}, status_code=401)
+        status_code = 401
+        if outcome.locked:
+            minutes = -(-settings.sign_in_lockout_seconds // 60)
+            error = f"Too many failed sign-ins from this address: try again in {minutes} min."
+            status_code = 429
+        page = _page(
+            request, "login.html", {"csrf": expected, "error": error}, status_code=status_code
         )
-    append_audit(
-        runtime.store,
-        identity=session.identity.name,
-        role=session.identity.role.value,
-        action="dashboard.login",
-    )
+        if outcome.locked:
+            page.headers["Retry-After"] = str(settings.sign_in_lockout_seconds)
+        return _private(page)
     response = _see_other("/dashboard")
     response.set_cookie(
         SESSION_COOKIE,
@@ -209,7 +229,7 @@ def logout(
     """End the session."""
     session = _session(request, runtime)
     if session is not None and _csrf_ok(session, csrf):
-        end_session(runtime.store, session.session_id)
+        end_session(runtime.store, session.session_id, secret=runtime.session_secret)
     response = _see_other("/dashboard/login")
     response.delete_cookie(SESSION_COOKIE, path="/dashboard")
     return response
@@ -228,8 +248,10 @@ async def dashboard(request: Request, runtime: RuntimeDep, notice: str = "") -> 
             viewer=session.identity,
         )
     )
+    labels = await run_in_threadpool(lambda: Labels.of(list_identities(runtime.store)))
     context = {
         "d": content,
+        "labels": labels,
         "csrf": session.csrf,
         "viewer": session.identity.name,
         "notice": _NOTICES.get(notice, ""),
@@ -243,8 +265,13 @@ def revoke_credential(
     runtime: RuntimeDep,
     name: Annotated[str, Form(max_length=128)] = "",
     csrf: Annotated[str, Form(max_length=128)] = "",
+    confirm: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
-    """Revoke an identity's credential (refused from the next request on)."""
+    """Revoke an identity's credential (refused from the next request on).
+
+    The dashboard's Revoke button first shows what will happen and asks again (no
+    JavaScript, so the question is a page); only ``confirm=yes`` revokes.
+    """
     session = _session(request, runtime)
     if session is None:
         return _see_other("/dashboard/login")
@@ -254,6 +281,14 @@ def revoke_credential(
         identity = find_identity(runtime.store, name)
     except NotFoundOrForbiddenError:
         return _see_other("/dashboard?notice=not-found#credentials")
+    if confirm != "yes":
+        labels = Labels.of([identity])
+        context = {
+            "identity": identity,
+            "label": labels.org(identity.name),
+            "csrf": session.csrf,
+        }
+        return _private(_page(request, "revoke.html", context))
     revoke_identity(runtime.store, identity)
     append_audit(
         runtime.store,

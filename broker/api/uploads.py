@@ -11,10 +11,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
+from broker.api.responses import conflict
 from broker.deps import OrgCaller, RuntimeDep
-from broker.errors import PayloadTooLargeError
+from broker.errors import BadRequestError
 from broker.ingest import accept_chunk, batch_status, commit_upload, find_batch, open_upload
-from keys.wire import BatchOpen, BatchStatus, ChunkReceipt, Name
+from broker.store.datasets import dataset_id
+from broker.store.limits import check_open_batch_quota, note_open_batch
+from broker.upload_checks import replace_preview
+from keys.wire import BatchMode, BatchOpen, BatchStatus, ChunkReceipt, Name, ReplacePreview
 
 __all__ = ["router"]
 
@@ -27,12 +31,24 @@ BatchId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
     "/datasets/{name}/batches",
     response_model=BatchStatus,
     status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": BatchStatus, "description": "re-opened: the same manifest again"},
+        **conflict(
+            "the batch does not fit its dataset (`dataset_mismatch`), its id is taken by "
+            "another manifest (`conflict`), or the open-batch quota is reached "
+            "(`quota_exceeded`)"
+        ),
+    },
 )
 def open_batch(
     name: Name, body: BatchOpen, caller: OrgCaller, runtime: RuntimeDep, response: Response
 ) -> BatchStatus:
     """Open a batch from its manifest; the same manifest again re-opens it (to resume)."""
+    batch_key = f"{dataset_id(caller.name, name)}/{body.manifest.batch_id}"
+    check_open_batch_quota(runtime.store, runtime.settings, org=caller.name, batch_key=batch_key)
     result = open_upload(runtime, caller, name, body)
+    if result.state.value == "receiving":
+        note_open_batch(runtime.store, runtime.settings, org=caller.name, batch_key=batch_key)
     if result.received or result.state.value != "receiving":
         response.status_code = status.HTTP_200_OK
     return result
@@ -47,9 +63,22 @@ def get_batch_status(
     return batch_status(runtime.store, record, batch_id)
 
 
+@router.get("/datasets/{name}/batches/{batch_id}/replace-preview", response_model=ReplacePreview)
+def get_replace_preview(
+    name: Name, batch_id: BatchId, caller: OrgCaller, runtime: RuntimeDep
+) -> ReplacePreview:
+    """What committing this ``replace`` batch would remove: records held now, records in
+    the batch, records removed, and whether the commit needs ``confirm_replace``."""
+    record = find_batch(runtime.store, org=caller.name, dataset_name=name, batch_id=batch_id)
+    if record.mode is not BatchMode.REPLACE:
+        raise BadRequestError("only a replace batch has a replace preview")
+    return replace_preview(runtime.store, record)
+
+
 @router.put(
     "/datasets/{name}/batches/{batch_id}/chunks/{index}",
     response_model=ChunkReceipt,
+    responses=conflict("the batch is committed, expired or was never opened (`batch_state`)"),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -68,18 +97,9 @@ async def put_chunk(
     runtime: RuntimeDep,
 ) -> ChunkReceipt:
     """Upload chunk ``index`` (raw bytes as in the batch file); a resend is stored once."""
-    limit = runtime.settings.max_chunk_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"a chunk is at most {limit} bytes")
-    parts: list[bytes] = []
-    size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise PayloadTooLargeError(f"a chunk is at most {limit} bytes")
-        parts.append(part)
-    body = b"".join(parts)
+    # the HTTP edge has authenticated the caller, then read the body within
+    # TESSERA_BROKER_MAX_CHUNK_BYTES whatever its framing (broker/edge.py)
+    body = await request.body()
     return await run_in_threadpool(
         accept_chunk,
         runtime,
@@ -91,12 +111,22 @@ async def put_chunk(
     )
 
 
-@router.post("/datasets/{name}/batches/{batch_id}/commit", response_model=BatchStatus)
+@router.post(
+    "/datasets/{name}/batches/{batch_id}/commit",
+    response_model=BatchStatus,
+    responses=conflict("chunks or records are missing (`batch_incomplete`), or it expired"),
+)
 def commit(
-    name: Name, batch_id: BatchId, caller: OrgCaller, runtime: RuntimeDep, request: Request
+    name: Name,
+    batch_id: BatchId,
+    caller: OrgCaller,
+    runtime: RuntimeDep,
+    request: Request,
+    confirm_replace: bool = False,
 ) -> BatchStatus:
     """Commit a complete batch: it becomes visible to linkage and is linked in the
-    background (poll the batch until ``linked``)."""
+    background (poll the batch until ``linked``). A replace that would remove more than
+    the documented share of the records held needs ``confirm_replace=true``."""
     worker = request.app.state.link_worker
     return commit_upload(
         runtime,
@@ -104,4 +134,5 @@ def commit(
         dataset_name=name,
         batch_id=batch_id,
         notify=worker.notify if worker is not None else None,
+        confirm_replace=confirm_replace,
     )

@@ -4,10 +4,18 @@ A batch lives in two keys on one cluster slot: its hash (state, manifest, counte
 its chunks hash (index -> chunk re-keyed at rest). Chunk writes and the commit are Lua
 scripts, so a chunk is stored at most once and a commit sees a complete batch or none.
 Until commit a batch expires after the receiving TTL; from commit on it is persistent.
+
+A commit queues the batch *before* its commit script runs (the queue is on another cluster
+slot, so one script cannot do both): a crash between the two leaves a queued batch still
+``receiving``, which the worker skips until the client's retried commit completes it or it
+expires, and never a committed batch that no worker will find. The commit script also
+marks the commit's audit entry as owed (``commit_audit``), so whoever finds it owed after a
+crash writes it (:func:`broker.ingest.commit_upload`, and the link worker at start).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -20,10 +28,15 @@ __all__ = [
     "BatchRecord",
     "ChunkWrite",
     "claim_batch",
+    "commit_audited",
     "commit_batch",
     "delete_chunks",
     "get_batch",
     "held_chunks",
+    "linkage_generation",
+    "linking_dataset_ids",
+    "list_in_dataset",
+    "load_report_snapshot",
     "mark_batch",
     "mark_chunk_linked",
     "open_batch",
@@ -31,6 +44,7 @@ __all__ = [
     "queued_batches",
     "read_chunk",
     "release_batch",
+    "save_report_snapshot",
 ]
 
 _PUT_CHUNK = """
@@ -44,6 +58,18 @@ redis.call('EXPIRE', KEYS[2], ARGV[4])
 return added
 """
 
+_COMPLETE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -2 end
+if state ~= 'receiving' then return 2 end
+local held = redis.call('HLEN', KEYS[2])
+local want = tonumber(redis.call('HGET', KEYS[1], 'chunk_count'))
+local records = tonumber(redis.call('HGET', KEYS[1], 'records_received'))
+local want_records = tonumber(redis.call('HGET', KEYS[1], 'record_count'))
+if held ~= want or records ~= want_records then return -3 end
+return 1
+"""
+
 _COMMIT = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return -2 end
@@ -53,7 +79,8 @@ local want = tonumber(redis.call('HGET', KEYS[1], 'chunk_count'))
 local records = tonumber(redis.call('HGET', KEYS[1], 'records_received'))
 local want_records = tonumber(redis.call('HGET', KEYS[1], 'record_count'))
 if held ~= want or records ~= want_records then return -3 end
-redis.call('HSET', KEYS[1], 'state', 'committed', 'seq', ARGV[1], 'committed_at', ARGV[2])
+redis.call('HSET', KEYS[1], 'state', 'committed', 'seq', ARGV[1], 'committed_at', ARGV[2],
+  'commit_audit', 'owed')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])
 return 1
@@ -76,6 +103,8 @@ class BatchRecord:
     chunks_linked: int
     seq: int
     error: str
+    commit_audit_owed: bool
+    """The commit is done but its audit entry not yet written (a crash came between)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +129,7 @@ def _decode(batch_key: str, f: dict[bytes, bytes]) -> BatchRecord:
         chunks_linked=int(f.get(b"chunks_linked", b"0")),
         seq=int(f.get(b"seq", b"0")),
         error=f.get(b"error", b"").decode(),
+        commit_audit_owed=f.get(b"commit_audit") == b"owed",
     )
 
 
@@ -147,8 +177,14 @@ def open_batch(
         pipe.expire(key, ttl)
         pipe.execute()
     existing = get_batch(store, batch_key)
-    if existing is None or existing.manifest_json != manifest_json or existing.mode != mode:
-        raise ConflictError("a batch with this id exists with another manifest or mode")
+    if existing is not None and existing.manifest_json == manifest_json and existing.mode != mode:
+        was = existing.mode.value
+        raise ConflictError(
+            f"this batch was first sent in mode {was!r}, not {mode.value!r}: send it again "
+            f"in mode {was!r} (tessera-sdk upload --mode {was})"
+        )
+    if existing is None or existing.manifest_json != manifest_json:
+        raise ConflictError("a batch with this id exists with another manifest")
     return existing
 
 
@@ -180,11 +216,31 @@ def held_chunks(store: Store, batch_key: str) -> list[int]:
     return sorted(int(f) for f in fields)
 
 
-def commit_batch(store: Store, *, batch_key: str, dataset: str, now: str) -> bool:
+def _raise_for(result: int) -> None:
+    if result == -2:
+        raise BatchStateError("the batch expired or was never opened; open it again")
+    if result == -3:
+        raise IncompleteBatchError("the batch lacks chunks or records; upload them first")
+
+
+def commit_batch(
+    store: Store,
+    *,
+    batch_key: str,
+    now: str,
+    after_queue: Callable[[], None] = lambda: None,
+) -> bool:
     """Commit a complete batch and queue it for linkage.
 
-    A commit of a batch already committed queues it again (idempotent), so a client that
-    lost the answer can simply retry.
+    The batch is queued first, then committed (see the module docstring). A commit of a
+    batch already committed queues it again (idempotent), so a client that lost the answer
+    can simply retry.
+
+    Args:
+        store: the broker's store.
+        batch_key: the batch.
+        now: the commit time.
+        after_queue: called between queueing and committing (the crash tests' fault point).
 
     Returns:
         True if this call committed the batch.
@@ -193,27 +249,45 @@ def commit_batch(store: Store, *, batch_key: str, dataset: str, now: str) -> boo
         IncompleteBatchError: chunks or records are missing.
         BatchStateError: the batch expired.
     """
-    seq = store.redis.incr(keyspace.batch_sequence())
-    script = store.redis.register_script(_COMMIT)
     keys = [keyspace.batch(batch_key), keyspace.batch_chunks(batch_key)]
-    result = int(script(keys=keys, args=[seq, now]))
-    if result == -2:
-        raise BatchStateError("the batch expired or was never opened; open it again")
-    if result == -3:
-        raise IncompleteBatchError("the batch lacks chunks or records; upload them first")
+    # Complete now means complete at the commit: chunks are only ever added while receiving.
+    complete = int(store.redis.register_script(_COMPLETE)(keys=keys))
+    _raise_for(complete)
+    queued_at = 0
+    if complete == 1:  # still receiving: queue it first (2: committed already)
+        seq = store.redis.incr(keyspace.batch_sequence())
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.zadd(keyspace.link_queue(), {batch_key: seq}, nx=True)
+        pipe.zscore(keyspace.link_queue(), batch_key)
+        queued_at = int(pipe.execute()[1] or seq)
+        after_queue()
+    result = int(store.redis.register_script(_COMMIT)(keys=keys, args=[queued_at, now]))
+    _raise_for(result)
     batch = get_batch(store, batch_key)
     if batch is None:
         raise BatchStateError("the batch vanished during commit")
     if batch.state in (BatchState.COMMITTED, BatchState.LINKING):
-        pipe = store.redis.pipeline(transaction=False)
-        pipe.zadd(keyspace.link_queue(), {batch_key: batch.seq}, nx=True)
-        pipe.zadd(keyspace.dataset_batches(dataset), {batch_key: batch.seq}, nx=True)
-        pipe.execute()
+        store.redis.zadd(keyspace.link_queue(), {batch_key: batch.seq}, nx=True)
+        list_in_dataset(store, batch)
     return result == 1
 
 
+def list_in_dataset(store: Store, batch: BatchRecord) -> None:
+    """List a committed batch among its dataset's batches (idempotent)."""
+    store.redis.zadd(keyspace.dataset_batches(batch.dataset), {batch.batch_key: batch.seq}, nx=True)
+
+
+def commit_audited(store: Store, batch_key: str) -> None:
+    """Mark the commit's audit entry written (it is written first: at least once)."""
+    store.redis.hdel(keyspace.batch(batch_key), "commit_audit")
+
+
 def queued_batches(store: Store, *, limit: int = 10) -> list[str]:
-    """Batch keys waiting for linkage, oldest commit first."""
+    """Batch keys waiting for linkage, oldest commit first.
+
+    A batch queued by a commit that crashed before its commit script is still
+    ``receiving``: the worker skips it (see the module docstring).
+    """
     raw = cast(list[bytes], store.redis.zrange(keyspace.link_queue(), 0, limit - 1))
     return [r.decode() for r in raw]
 
@@ -264,3 +338,32 @@ def mark_chunk_linked(store: Store, batch_key: str, chunks_linked: int) -> None:
 def delete_chunks(store: Store, batch_key: str) -> None:
     """Drop a linked batch's chunks: linkage now holds what they carried."""
     store.redis.delete(keyspace.batch_chunks(batch_key))
+
+
+# Visibility: readers see a batch whole or not at all (broker/visibility.py) ---------------
+
+
+def linkage_generation(store: Store, scope: str) -> int:
+    """The linkage scope's write generation: every slice written moves it on by one."""
+    raw = store.redis.hget(keyspace.linkage_key(scope, keyspace.LINK_META), "gen")
+    return int(cast(bytes | None, raw) or 0)
+
+
+def linking_dataset_ids(store: Store, *, limit: int = 100) -> set[str]:
+    """Datasets with a batch being linked now (some of its slices may be written)."""
+    pipe = store.redis.pipeline(transaction=False)
+    for batch_key in queued_batches(store, limit=limit):
+        pipe.hmget(keyspace.batch(batch_key), ["state", "dataset"])
+    linking = BatchState.LINKING.value.encode()
+    rows = cast(list[list[bytes | None]], pipe.execute())
+    return {dataset.decode() for state, dataset in rows if state == linking and dataset}
+
+
+def save_report_snapshot(store: Store, scope: str, data: bytes) -> None:
+    """Keep the scope's linkage report as of its last whole batch."""
+    store.redis.set(keyspace.linkage_report_snapshot(scope), data)
+
+
+def load_report_snapshot(store: Store, scope: str) -> bytes | None:
+    """The scope's linkage report as of its last whole batch, if one was kept."""
+    return cast(bytes | None, store.redis.get(keyspace.linkage_report_snapshot(scope)))

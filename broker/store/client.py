@@ -119,6 +119,7 @@ def open_store(
     durable_writes: bool = True,
     attach: bool = False,
     attach_wait: float = 10.0,
+    maxmemory: int | None = None,
 ) -> Store:
     """Connect to ``redis_url``, or start the embedded redis-server under ``redis_dir``.
 
@@ -129,6 +130,7 @@ def open_store(
             :meth:`Store.require_durable_writes`).
         attach: when an embedded server is already running under ``redis_dir`` (a
             broker is serving), use it rather than start one (the admin commands do).
+        maxmemory: the embedded server's ``maxmemory`` in bytes (default: its own).
 
     Raises:
         RedisUnavailableError: the server cannot be reached or started.
@@ -150,7 +152,7 @@ def open_store(
                 )
             url = probe.url
     if url is None:
-        embedded = EmbeddedRedis(redis_dir).start()
+        embedded = EmbeddedRedis(redis_dir, maxmemory=maxmemory).start()
         url = embedded.url
     store = Store(url, embedded=embedded)
     if not store.ping():

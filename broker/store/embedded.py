@@ -5,8 +5,15 @@ One place finds and starts it, for the broker and for the tests. The binary is t
 wheel, so a pip-only install needs nothing else. It runs with its own data directory,
 AOF on (``appendfsync everysec``), listening only on a unix socket in that directory and
 on no TCP port; its PID is kept in the directory, a server left behind by a crashed
-owner is stopped before a new one starts, and :meth:`EmbeddedRedis.stop` (also run at
-interpreter exit) shuts it down with a final fsync.
+owner is stopped before a new one starts (only once the PID is confirmed to be a
+redis-server working in this directory: a stale PID file never gets another process
+signalled), and :meth:`EmbeddedRedis.stop` (also run at interpreter exit) shuts it down
+with a final fsync.
+
+Secrets at rest: the directory is 0700 and the server runs with umask 077, so its AOF,
+RDB and log are 0600; it gets a minimal environment (never the broker's, which holds the
+keystore passphrase). Memory: ``maxmemory`` with ``noeviction``, so a full server refuses
+writes (the request fails with 503) and never silently evicts linkage data.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Self
 
 from keys.errors import BrokerError
 
-__all__ = ["EmbeddedRedis", "RedisUnavailableError", "find_redis_server"]
+__all__ = ["EmbeddedRedis", "RedisUnavailableError", "default_maxmemory", "find_redis_server"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +65,78 @@ def find_redis_server() -> Path:
     )
 
 
-def _stop_stale(pid_file: Path) -> None:
-    """Stop a server a crashed owner left behind on the same data directory."""
+_CHILD_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ")
+"""The only variables the redis-server child inherits (never ``TESSERA_*``)."""
+
+_PRIVATE_FILES = ("appendonly.aof", "appendonlydir", "dump.rdb", "redis.log", _PID_NAME)
+
+
+def default_maxmemory() -> int:
+    """Half of the machine's physical memory, in bytes (the default ``maxmemory``)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError):
+        return 4 * 1024**3
+
+
+def _is_our_server(
+    pid: int, data_dir: Path, socket_path: Path, *, proc_root: Path = Path("/proc")
+) -> bool:
+    """Whether ``pid`` is a redis-server working in ``data_dir``.
+
+    Where ``/proc`` exists: its executable is named redis-server and its working directory
+    (``--dir`` makes the server chdir there) is ``data_dir``. Elsewhere: the server on our
+    socket reports ``pid`` as its own process id. Anything unproven counts as not ours.
+    """
+    proc = proc_root / str(pid)
+    if (proc_root / "self").exists():
+        try:
+            exe = Path(os.readlink(proc / "exe")).name
+            cwd = Path(os.readlink(proc / "cwd"))
+        except OSError:
+            return False
+        return exe.startswith("redis-server") and cwd == data_dir
+    return _socket_reports_pid(socket_path) == pid
+
+
+def _socket_reports_pid(socket_path: Path) -> int | None:
+    """The ``process_id`` the server on ``socket_path`` reports, if one answers."""
+    with contextlib.closing(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(socket_path))
+            sock.sendall(b"INFO server\r\n")
+            reply = b""
+            while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+                part = sock.recv(65536)
+                if not part:
+                    break
+                reply += part
+        except OSError:
+            return None
+    for line in reply.decode(errors="replace").splitlines():
+        if line.startswith("process_id:"):
+            return int(line.partition(":")[2])
+    return None
+
+
+def _stop_stale(pid_file: Path, data_dir: Path, socket_path: Path) -> None:
+    """Stop a server a crashed owner left behind on the same data directory.
+
+    The PID file may be stale (the server died, and the PID now belongs to an unrelated
+    process): nothing is signalled unless it is proven to be our redis-server.
+    """
     try:
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         return
+    if pid <= 1 or pid == os.getpid() or not _is_our_server(pid, data_dir, socket_path):
+        logger.warning("stale %s names no redis-server of this directory; ignored", _PID_NAME)
+        pid_file.unlink(missing_ok=True)
+        return
     try:
         os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    except PermissionError:
+    except (ProcessLookupError, PermissionError):
         return
     for _ in range(100):
         try:
@@ -78,15 +146,37 @@ def _stop_stale(pid_file: Path) -> None:
         time.sleep(0.05)
 
 
+def _make_private(data_dir: Path) -> None:
+    """The directory 0700 and the server's files 0600 (also those of an older broker)."""
+    data_dir.chmod(0o700)
+    for name in _PRIVATE_FILES:
+        path = data_dir / name
+        if path.is_dir():
+            path.chmod(0o700)
+            for inner in path.iterdir():
+                inner.chmod(0o600)
+        elif path.exists():
+            path.chmod(0o600)
+
+
 class EmbeddedRedis:
     """A private redis-server on a unix socket under ``data_dir``.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
+
+    Args:
+        data_dir: the server's own directory (made 0700).
+        binary: the redis-server to run (default :func:`find_redis_server`).
+        maxmemory: bytes the server may hold before it refuses writes (default
+            :func:`default_maxmemory`).
     """
 
-    def __init__(self, data_dir: Path, *, binary: Path | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, binary: Path | None = None, maxmemory: int | None = None
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self._binary = binary
+        self._maxmemory = maxmemory or default_maxmemory()
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -114,7 +204,8 @@ class EmbeddedRedis:
         binary = self._binary or find_redis_server()
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         pid_file = self.data_dir / _PID_NAME
-        _stop_stale(pid_file)
+        _stop_stale(pid_file, self.data_dir, self.socket_path)
+        _make_private(self.data_dir)
         self.socket_path.unlink(missing_ok=True)
         args = [
             str(binary),
@@ -124,13 +215,21 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir),
             "--appendonly", "yes",
             "--appendfsync", "everysec",
+            "--maxmemory", str(self._maxmemory),
+            "--maxmemory-policy", "noeviction",
             "--save", "",
             "--daemonize", "no",
             "--pidfile", str(pid_file),
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
+        environment = {k: os.environ[k] for k in _CHILD_ENVIRONMENT if k in os.environ}
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=environment,
+            umask=0o077,
         )
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout

@@ -18,18 +18,31 @@ __all__ = [
     "list_identities",
     "replace_credential",
     "revoke_identity",
+    "set_identity_labels",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Someone the broker knows: an organisation, researcher, auditor or admin."""
+    """Someone the broker knows: an organisation, researcher, auditor or admin.
+
+    ``display_name`` and ``ods_code`` (an organisation's NHS ODS code, e.g. ``L85540``) are
+    optional, for people reading the register and dashboard; ``label`` shows them.
+    """
 
     id: str
     name: str
     role: Role
     created_at: str
     revoked: bool
+    display_name: str = ""
+    ods_code: str = ""
+
+    @property
+    def label(self) -> str:
+        """``Riverside Surgery (ODS L85540)`` as far as given, else the name."""
+        title = self.display_name or self.name
+        return f"{title} (ODS {self.ods_code})" if self.ods_code else title
 
 
 def _decode(fields: dict[bytes, bytes]) -> Identity:
@@ -39,6 +52,8 @@ def _decode(fields: dict[bytes, bytes]) -> Identity:
         role=Role(fields[b"role"].decode()),
         created_at=fields[b"created_at"].decode(),
         revoked=fields.get(b"revoked", b"0") == b"1",
+        display_name=fields.get(b"display_name", b"").decode(),
+        ods_code=fields.get(b"ods_code", b"").decode(),
     )
 
 
@@ -48,7 +63,15 @@ def _load(store: Store, identity_id: str) -> Identity | None:
 
 
 def create_identity(
-    store: Store, *, identity_id: str, name: str, role: Role, digest: str, now: str
+    store: Store,
+    *,
+    identity_id: str,
+    name: str,
+    role: Role,
+    digest: str,
+    now: str,
+    display_name: str = "",
+    ods_code: str = "",
 ) -> Identity:
     """Store a new identity with the digest of its first credential.
 
@@ -67,12 +90,16 @@ def create_identity(
             "created_at": now,
             "revoked": "0",
             "digest": digest,
+            "display_name": display_name,
+            "ods_code": ods_code,
         },
     )
     pipe.set(keyspace.credential(digest), identity_id)
     pipe.sadd(keyspace.identities_all(), identity_id)
     pipe.execute()
-    return Identity(identity_id, name, role, now, revoked=False)
+    return Identity(
+        identity_id, name, role, now, revoked=False, display_name=display_name, ods_code=ods_code
+    )
 
 
 def identity_for_credential(store: Store, digest: str) -> Identity | None:
@@ -127,3 +154,22 @@ def replace_credential(store: Store, identity: Identity, digest: str) -> None:
     pipe.hset(key, mapping={"digest": digest, "revoked": "0"})
     pipe.set(keyspace.credential(digest), identity.id)
     pipe.execute()
+
+
+def set_identity_labels(
+    store: Store, identity: Identity, *, display_name: str, ods_code: str
+) -> Identity:
+    """Give an identity (an organisation registered earlier) a display name and ODS code."""
+    store.redis.hset(
+        keyspace.identity(identity.id),
+        mapping={"display_name": display_name, "ods_code": ods_code},
+    )
+    return Identity(
+        identity.id,
+        identity.name,
+        identity.role,
+        identity.created_at,
+        identity.revoked,
+        display_name=display_name,
+        ods_code=ods_code,
+    )

@@ -27,6 +27,8 @@ __all__ = [
     "audit_head_checkpoint",
     "audit_log",
     "audit_releases",
+    "auth_failures_address",
+    "auth_failures_credential",
     "batch",
     "batch_chunks",
     "batch_lock",
@@ -42,10 +44,13 @@ __all__ = [
     "linkage_base",
     "linkage_bucket",
     "linkage_key",
+    "linkage_report_snapshot",
     "org_blobs",
     "org_datasets",
+    "org_open_batches",
     "org_public_key",
     "session",
+    "sign_in_failures",
 ]
 
 PREFIX = "ts"
@@ -135,6 +140,11 @@ def link_queue() -> str:
     return f"{PREFIX}:linkq"
 
 
+def linkage_report_snapshot(scope: str) -> str:
+    """STRING: JSON of the scope's linkage report as of its last whole batch."""
+    return f"{PREFIX}:lkreport:{{{scope}}}"
+
+
 # Data-sharing agreements (broker/store/agreements_store.py) --------------------------------
 
 
@@ -179,9 +189,35 @@ def audit_releases() -> str:
 # Operator dashboard sessions -----------------------------------------------------------------
 
 
-def session(session_id: str) -> str:
-    """STRING with TTL: a dashboard session (identity id, CSRF token) by its random id."""
-    return f"{PREFIX}:session:{session_id}"
+def session(session_digest: str) -> str:
+    """STRING with TTL: a dashboard session (identity, credential digest, CSRF token).
+
+    Named by the keyed digest of the session id, never the id the browser holds.
+    """
+    return f"{PREFIX}:session:{session_digest}"
+
+
+def sign_in_failures(client: str) -> str:
+    """STRING counter with TTL: failed dashboard sign-ins from one client address."""
+    return f"{PREFIX}:signin:{client}"
+
+
+# Limits of the HTTP edge (broker/store/limits.py) ------------------------------------------
+
+
+def auth_failures_address(address: str) -> str:
+    """STRING with TTL: bearer-credential failures from one client address in this window."""
+    return f"{PREFIX}:authfail:addr:{address}"
+
+
+def auth_failures_credential(digest: str) -> str:
+    """STRING with TTL: failures of one presented credential (by its keyed digest)."""
+    return f"{PREFIX}:authfail:cred:{digest}"
+
+
+def org_open_batches(org: str) -> str:
+    """ZSET: an organisation's batch keys opened and not yet committed, scored by expiry."""
+    return f"{PREFIX}:org:{{{org}}}:openbatches"
 
 
 # Linkage (broker/store/linkage_store.py) -----------------------------------------------------

@@ -7,27 +7,12 @@ block). Internally records and persons are small integers (``rid``, ``pid``); bu
 are small hashes that Redis keeps as listpacks, so a field costs tens of bytes where a
 plain key costs about a hundred.
 
-The worker holding a scope's linkage lock reads neighbourhoods from a mirror of the
-scope in its own memory (:class:`LinkageMirror`): the token index and the reference map
-live only there, rebuilt from the records (which carry their tokens and reference) when
-a worker first links a scope or finds that another worker linked it since. Redis stays
-the one durable copy; the mirror is a cache the lock keeps exact.
-
-Binary formats (all integers big-endian):
-
-* index token (mirror only): ``k`` (1 byte, match key index) + the first 10 bytes of the
-  stored token;
-* reference map key (mirror only): ``dsn u16 + ref`` (the whole reference: references
-  are chosen by the uploader, so a prefix could collide);
-* holders (value in the mirror's token index): ``(rid u32, dsn u16)`` per record holding
-  the token, in record number order;
-* record: ``dsn u16 | pid u32 | bseq u32 | link_key u8 | conflict kinds u8 | ref 16 |``
-  ``n u8 | mask u32 |``
-  then 10 bytes per present token;
-* person: ``(rid u32, dsn u16)`` per member, in the order they joined;
-* conflicts: ``(kind u8, strong key u8, weak key u8, other rid u32)`` per conflict.
-
-This module knows formats and Redis; it decides nothing (broker/linkage.py does).
+The store is three modules: :mod:`~broker.store.linkage_codec` knows the byte layout,
+:mod:`~broker.store.linkage_mirror` holds the linking worker's copy of the scope
+(:class:`LinkageMirror`, with the token index and reference map that exist only there),
+and this one reads and writes Redis. Together they know formats and Redis and decide
+nothing (:mod:`broker.linkage` does). The names importers have always taken from here
+(``StoredRecord``, ``WriteSet``, ``next_id``…) are still here.
 """
 
 from __future__ import annotations
@@ -35,10 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NewType, cast
 
 import redis
@@ -46,14 +30,24 @@ import redis
 from broker.store import keyspace
 from broker.store.batches import get_batch
 from broker.store.client import Store
+from broker.store.linkage_codec import (
+    CONFLICT_CODES,
+    StoredRecord,
+    bucket_name,
+    bucket_number,
+    decode_conflicts,
+    decode_members,
+    encode_sections,
+    join_id,
+    next_id,
+    split_id,
+    stored_dsn,
+)
+from broker.store.linkage_mirror import Fetched, LinkageMirror, WriteSet
 from keys.derive import RecordRef
 from keys.errors import BrokerError
 
 __all__ = [
-    "CONFLICT_KINDS",
-    "INDEX_TOKEN_BYTES",
-    "MEMBER",
-    "NO_KEY",
     "ConflictEntry",
     "DatasetEntry",
     "Fetched",
@@ -64,14 +58,9 @@ __all__ = [
     "PersonId",
     "StoredRecord",
     "WriteSet",
-    "decode_conflicts",
-    "decode_members",
     "drop_stale_locks",
-    "encode_conflicts",
-    "encode_members",
     "latest_quality_grades",
     "next_id",
-    "stored_pid",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,25 +68,9 @@ logger = logging.getLogger(__name__)
 PersonId = NewType("PersonId", int)
 """A person: a stable small integer, never reused for another person."""
 
-INDEX_TOKEN_BYTES = 10
-"""Bytes of a stored token the index keeps (80 bits: 16 in the bucket, 64 in the field)."""
-NO_KEY = 255
-"""``link_key`` of a record that started its person rather than joining one."""
-CONFLICT_KINDS: tuple[str, ...] = ("key", "twin", "merge")
-"""Conflict kinds by code: a weaker key reached another person; the twin guard refused a
-candidate; the strongest key reached persons that could not be merged."""
-
 # The ziplist names: Redis 7 and later keep them as aliases of the listpack settings.
 _LISTPACK_TUNING = {"hash-max-ziplist-entries": 512, "hash-max-ziplist-value": 256}
-_REC = struct.Struct(">HIIBB16sBI")
-MEMBER = struct.Struct(">IH")
-"""One token holder or person member: ``rid u32, dsn u16``."""
-_CONFLICT = struct.Struct(">BBBI")
-_U32 = struct.Struct(">I")
-_DSN = struct.Struct(">H")
-_LEN = struct.Struct(">II")
 _SCAN_STEP = 128
-_KEY_BYTES = [bytes((k,)) for k in range(256)]
 _LOCK_MS = 120_000
 
 _LUA_WRITE = r"""
@@ -173,71 +146,12 @@ class DatasetEntry:
     key_names: tuple[str, ...]
 
 
-@dataclass(slots=True)
-class StoredRecord:
-    """The engine's working copy of one record.
-
-    Attributes:
-        rid: record number.
-        dsn: dataset number.
-        pid: person number (0 while the record waits to be re-linked).
-        bseq: number of the last batch that carried the record.
-        link_key: match key through which it joined its person, or :data:`NO_KEY`.
-        cflags: bit ``c`` set when a conflict of kind ``CONFLICT_KINDS[c]`` is recorded.
-        ref: its reference.
-        tokens: index tokens (10 bytes) per match key, ``None`` where absent.
-    """
-
-    rid: int
-    dsn: int
-    pid: int
-    bseq: int
-    link_key: int
-    cflags: int
-    ref: bytes
-    tokens: tuple[bytes | None, ...]
-
-    def encode(self) -> bytes:
-        """The stored form."""
-        mask = 0
-        present: list[bytes] = []
-        for k, token in enumerate(self.tokens):
-            if token is not None:
-                mask |= 1 << k
-                present.append(token)
-        head = _REC.pack(
-            self.dsn,
-            self.pid,
-            self.bseq,
-            self.link_key,
-            self.cflags,
-            self.ref,
-            len(self.tokens),
-            mask,
-        )
-        return head + b"".join(present)
-
-    @classmethod
-    def decode(cls, rid: int, data: bytes) -> StoredRecord:
-        """Parse the stored form."""
-        dsn, pid, bseq, link_key, cflags, ref, n, mask = _REC.unpack_from(data)
-        pos = _REC.size
-        tokens: list[bytes | None] = []
-        for k in range(n):
-            if mask >> k & 1:
-                tokens.append(data[pos : pos + INDEX_TOKEN_BYTES])
-                pos += INDEX_TOKEN_BYTES
-            else:
-                tokens.append(None)
-        return cls(rid, dsn, pid, bseq, link_key, cflags, ref, tuple(tokens))
-
-
 @dataclass(frozen=True, slots=True)
 class ConflictEntry:
     """One recorded conflict, for review.
 
     Attributes:
-        kind: one of :data:`CONFLICT_KINDS`.
+        kind: one of the rules' conflict kinds (``key``, ``twin``, ``merge``).
         strong_key: index of the key the record followed.
         weak_key: index of the key that pointed elsewhere.
         record: the record that was decided.
@@ -264,74 +178,6 @@ class LinkedRecord:
     dataset: str
     ref: RecordRef
     payload: tuple[str | None, ...]
-
-
-@dataclass(slots=True)
-class Fetched:
-    """What one bulk read returned.
-
-    Attributes:
-        holders: index token -> packed holders (empty when nobody holds it).
-        rids: ``dsn u16 + ref`` -> record number (0 when not held).
-        records: record number -> stored record.
-        persons: person number -> packed members.
-        next_rid: last record number allocated.
-        next_pid: last person number allocated.
-        next_bseq: last batch number allocated.
-    """
-
-    holders: dict[bytes, bytes]
-    rids: dict[bytes, int]
-    records: dict[int, StoredRecord]
-    persons: dict[int, bytes]
-    next_rid: int
-    next_pid: int
-    next_bseq: int
-
-
-@dataclass(slots=True)
-class WriteSet:
-    """Every change of one call, committed atomically by :meth:`LinkageStore.commit`.
-
-    Attributes:
-        holders: index token -> packed holders (``b""`` deletes the field).
-        refs: ``dsn u16 + ref`` -> record number (0 deletes).
-        records: record number -> encoded record (``None`` deletes).
-        persons: person number -> packed members (``None`` deletes).
-        payloads: record number -> JSON payload (``None`` deletes).
-        conflicts: record number -> packed conflicts (``None`` deletes).
-        meta: counters to set (``rid``, ``pid``, ``bseq``).
-        batches: batch id -> batch number to register.
-        counters: statistics field -> increment.
-    """
-
-    holders: dict[bytes, bytes] = field(default_factory=dict)
-    refs: dict[bytes, int] = field(default_factory=dict)
-    records: dict[int, bytes | None] = field(default_factory=dict)
-    persons: dict[int, bytes | None] = field(default_factory=dict)
-    payloads: dict[int, bytes | None] = field(default_factory=dict)
-    conflicts: dict[int, bytes | None] = field(default_factory=dict)
-    meta: dict[str, int] = field(default_factory=dict)
-    batches: dict[str, int] = field(default_factory=dict)
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def count(self, name: str, delta: int) -> None:
-        """Add ``delta`` to statistics field ``name``."""
-        if delta:
-            self.counters[name] = self.counters.get(name, 0) + delta
-
-    def update(self, later: WriteSet) -> None:
-        """Take in the changes of ``later`` (decided after these: its values win)."""
-        self.holders.update(later.holders)
-        self.refs.update(later.refs)
-        self.records.update(later.records)
-        self.persons.update(later.persons)
-        self.payloads.update(later.payloads)
-        self.conflicts.update(later.conflicts)
-        self.meta.update(later.meta)
-        self.batches.update(later.batches)
-        for name, delta in later.counters.items():
-            self.count(name, delta)
 
 
 def latest_quality_grades(store: Store, dataset_ids: Iterable[str]) -> dict[str, str | None]:
@@ -364,178 +210,6 @@ def drop_stale_locks(client: redis.Redis) -> int:
     pattern = keyspace.linkage_key("*", keyspace.LINK_LOCK)
     keys = list(client.scan_iter(match=pattern, count=1000))
     return int(client.delete(*keys)) if keys else 0
-
-
-def stored_pid(record: bytes) -> int:
-    """The person number inside a stored record (0 while it waits to be re-linked)."""
-    return int(_U32.unpack_from(record, 2)[0])
-
-
-def next_id(last: int) -> int:
-    """The id after ``last``: ids never end in a byte of 128 or more (128 per bucket)."""
-    following = last + 1
-    if following & 0xFF >= 128:
-        following = (following | 0xFF) + 1
-    return following
-
-
-def encode_members(members: Iterable[tuple[int, int]]) -> bytes:
-    """Packed ``(rid, dsn)`` pairs (person members, or token holders)."""
-    return b"".join(MEMBER.pack(rid, dsn) for rid, dsn in members)
-
-
-def decode_members(data: bytes) -> list[tuple[int, int]]:
-    """Inverse of :func:`encode_members`."""
-    return list(MEMBER.iter_unpack(data)) if data else []
-
-
-def encode_conflicts(conflicts: Iterable[tuple[int, int, int, int]]) -> bytes:
-    """Packed ``(kind, strong key, weak key, other rid)`` conflicts."""
-    return b"".join(_CONFLICT.pack(*c) for c in conflicts)
-
-
-def decode_conflicts(data: bytes) -> list[tuple[int, int, int, int]]:
-    """Inverse of :func:`encode_conflicts`."""
-    return list(_CONFLICT.iter_unpack(data)) if data else []
-
-
-def _sections(items: dict[int, bytes | None]) -> bytes:
-    """Per-id changes in id order, so the script writes each bucket with one command."""
-    parts: list[bytes] = []
-    for ident, value in sorted(items.items()):
-        data = value or b""
-        parts.append(_LEN.pack(ident, len(data)))
-        parts.append(data)
-    return b"".join(parts)
-
-
-class LinkageMirror:
-    """The linking worker's copy of one scope's linkage state, kept exact by the lock.
-
-    Linking reads a record's neighbourhood: the holders of each of its tokens, their
-    records and persons. Asked of Redis, that is one hash lookup per token, and the
-    lookups, with the token index they need, were two thirds of Redis's CPU per record
-    (docs/keyspace.md). The worker that holds the lock is the only writer, so it keeps
-    what it needs in memory: records and persons as stored, the reference map and the
-    token index. The last two exist only here, rebuilt from the records' own references
-    and tokens when the mirror is read: Redis holds neither.
-
-    The worker changes the mirror as it decides (:meth:`LinkageStore.stage`, or the
-    linker's clean-record path directly) and writes Redis behind it, so the mirror may
-    run ahead of Redis by the writes in flight; ``gen`` is the generation Redis will
-    have once they land (``None``: unknown or a write failed — read it again).
-    """
-
-    __slots__ = (
-        "gen",
-        "holders",
-        "next_bseq",
-        "next_pid",
-        "next_rid",
-        "persons",
-        "records",
-        "rids",
-    )
-
-    def __init__(self) -> None:
-        self.gen: int | None = None
-        self.holders: dict[bytes, bytes] = {}
-        self.rids: dict[bytes, int] = {}
-        self.records: dict[int, bytes] = {}
-        self.persons: dict[int, bytes] = {}
-        self.next_rid = 0
-        self.next_pid = 0
-        self.next_bseq = 0
-
-    def add_record(self, rid: int, raw: bytes) -> None:
-        """Take in one stored record, read in record number order (holders stay sorted)."""
-        dsn, _, _, _, _, ref, n, mask = _REC.unpack_from(raw)
-        self.records[rid] = raw
-        self.rids[raw[:2] + ref] = rid
-        member = MEMBER.pack(rid, dsn)
-        holders = self.holders
-        pos = _REC.size
-        for k in range(n):
-            if mask >> k & 1:
-                key = _KEY_BYTES[k] + raw[pos : pos + INDEX_TOKEN_BYTES]
-                pos += INDEX_TOKEN_BYTES
-                holders[key] = holders.get(key, b"") + member
-
-    def fetch(
-        self,
-        tokens: Iterable[bytes],
-        refs: Iterable[bytes],
-        rids: Iterable[int],
-        pids: Iterable[int],
-        chase: int,
-    ) -> Fetched:
-        """The neighbourhood, as :meth:`LinkageStore.fetch` documents it."""
-        limit = chase * MEMBER.size
-        held, records, persons = self.holders, self.records, self.persons
-        wanted: dict[int, None] = {}
-        out_holders: dict[bytes, bytes] = {}
-        for token in tokens:
-            raw = held.get(token, b"")
-            out_holders[token] = raw
-            if len(raw) <= limit:
-                for rid, _ in MEMBER.iter_unpack(raw):
-                    wanted[rid] = None
-        out_rids: dict[bytes, int] = {}
-        for ref in refs:
-            rid = self.rids.get(ref, 0)
-            out_rids[ref] = rid
-            if rid:
-                wanted[rid] = None
-        for rid in rids:
-            if rid:
-                wanted[rid] = None
-        out_records: dict[int, StoredRecord] = {}
-        people: dict[int, None] = {}
-        for rid in wanted:
-            stored = records.get(rid)
-            if stored is not None:
-                record = StoredRecord.decode(rid, stored)
-                out_records[rid] = record
-                if record.pid:
-                    people[record.pid] = None
-        for pid in pids:
-            people[pid] = None
-        out_persons = {pid: persons[pid] for pid in people if pid in persons}
-        return Fetched(
-            out_holders,
-            out_rids,
-            out_records,
-            out_persons,
-            self.next_rid,
-            self.next_pid,
-            self.next_bseq,
-        )
-
-    def apply(self, writes: WriteSet) -> None:
-        """Take in a write set the worker decided (written to Redis separately)."""
-        for token, holders in writes.holders.items():
-            if holders:
-                self.holders[token] = holders
-            else:
-                self.holders.pop(token, None)
-        for ref, rid in writes.refs.items():
-            if rid:
-                self.rids[ref] = rid
-            else:
-                self.rids.pop(ref, None)
-        for rid, raw in writes.records.items():
-            if raw is None:
-                self.records.pop(rid, None)
-            else:
-                self.records[rid] = raw
-        for pid, members in writes.persons.items():
-            if members is None:
-                self.persons.pop(pid, None)
-            else:
-                self.persons[pid] = members
-        self.next_rid = writes.meta.get("rid", self.next_rid)
-        self.next_pid = writes.meta.get("pid", self.next_pid)
-        self.next_bseq = writes.meta.get("bseq", self.next_bseq)
 
 
 class LinkageStore:
@@ -763,10 +437,10 @@ class LinkageStore:
         args: list[bytes | str | int] = [
             self._base,
             expected,
-            _sections(writes.records),
-            _sections(writes.persons),
-            _sections(writes.payloads),
-            _sections(writes.conflicts),
+            encode_sections(writes.records),
+            encode_sections(writes.persons),
+            encode_sections(writes.payloads),
+            encode_sections(writes.conflicts),
             len(hsets) // 3,
             *hsets,
         ]
@@ -804,8 +478,8 @@ class LinkageStore:
     # Read side for releases -------------------------------------------------------------------
 
     def _bucket(self, letter: str, ident: int) -> tuple[bytes, bytes]:
-        packed = _U32.pack(ident)
-        return keyspace.linkage_bucket(self.scope, letter, packed[:3]), packed[3:]
+        bucket, field_name = split_id(ident)
+        return keyspace.linkage_bucket(self.scope, letter, bucket), field_name
 
     def _bucket_get(self, letter: str, ident: int) -> bytes | None:
         key, field_name = self._bucket(letter, ident)
@@ -865,15 +539,15 @@ class LinkageStore:
     def _scan(self, letter: str, counter: str) -> Iterator[tuple[int, bytes]]:
         """Every ``(id, value)`` of the per-id buckets ``letter``, in id order."""
         top = int(cast(bytes | None, self._r.hget(self._meta, counter)) or 0)
-        last = top >> 8
+        last = bucket_number(top)
         for start in range(0, last + 1, _SCAN_STEP):
             pipe = self._r.pipeline(transaction=False)
             buckets = range(start, min(start + _SCAN_STEP, last + 1))
             for bucket in buckets:
-                pipe.hgetall(keyspace.linkage_bucket(self.scope, letter, _U32.pack(bucket)[1:]))
+                pipe.hgetall(keyspace.linkage_bucket(self.scope, letter, bucket_name(bucket)))
             for bucket, raw in zip(buckets, pipe.execute(), strict=True):
                 for low, value in sorted(cast(dict[bytes, bytes], raw).items()):
-                    yield (bucket << 8) | low[0], value
+                    yield join_id(bucket, low), value
 
     def iter_persons(self, *, batch: int = 2048) -> Iterator[tuple[PersonId, list[LinkedRecord]]]:
         """Every person with its records, in person number order.
@@ -911,7 +585,7 @@ class LinkageStore:
             return
         batch: list[StoredRecord] = []
         for rid, raw in self._scan(keyspace.LINK_RECORDS, "rid"):
-            if _DSN.unpack_from(raw)[0] == dsn:
+            if stored_dsn(raw) == dsn:
                 batch.append(StoredRecord.decode(rid, raw))
                 if len(batch) >= step:
                     yield batch
@@ -926,7 +600,7 @@ class LinkageStore:
             for kind, strong, weak, other in decode_conflicts(raw):
                 linked = self._linked([rid, other])
                 if len(linked) == 2:
-                    out.append(ConflictEntry(CONFLICT_KINDS[kind], strong, weak, *linked))
+                    out.append(ConflictEntry(CONFLICT_CODES[kind], strong, weak, *linked))
             if len(out) >= limit:
                 return out[:limit]
         return out

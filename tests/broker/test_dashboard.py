@@ -19,7 +19,13 @@ from broker.dashboard import (
 )
 from broker.store import keyspace
 from broker.store.dataset_quality import GradeAt
-from broker.store.identities import create_identity, find_identity, revoke_identity
+from broker.store.identities import (
+    create_identity,
+    find_identity,
+    replace_credential,
+    revoke_identity,
+)
+from keys.derive import digest_session_id
 from keys.signing import public_key_of
 from keys.wire import Role
 
@@ -63,18 +69,35 @@ def test_grade_trend_reads_the_last_two_batches():
 def test_sessions_hold_no_credential_and_end_with_revocation(store):
     digest = _identity(store, "ops-1", Role.ADMIN)
     org_digest = _identity(store, "gp-1", Role.ORG)
-    assert start_session(store, credential_digest=org_digest, ttl=600) is None
-    assert start_session(store, credential_digest="unknown", ttl=600) is None
-    session = start_session(store, credential_digest=digest, ttl=600)
+    assert start_session(store, credential_digest=org_digest, secret=SEED, ttl=600) is None
+    assert start_session(store, credential_digest="unknown", secret=SEED, ttl=600) is None
+    session = start_session(store, credential_digest=digest, secret=SEED, ttl=600)
     assert session is not None and session.identity.name == "ops-1"
-    raw = store.redis.get(keyspace.session(session.session_id))
-    assert digest.encode() not in raw and set(json.loads(raw)) == {"identity", "csrf"}
-    assert load_session(store, session.session_id, ttl=600) == session
-    assert load_session(store, "x" * 200, ttl=600) is None
-    revoke_identity(store, find_identity(store, "ops-1"))
-    assert load_session(store, session.session_id, ttl=600) is None
+    key = keyspace.session(digest_session_id(SEED, session.session_id))
     assert store.redis.get(keyspace.session(session.session_id)) is None
-    end_session(store, session.session_id)
+    raw = store.redis.get(key)
+    assert set(json.loads(raw)) == {"identity", "credential", "csrf"}
+    assert load_session(store, session.session_id, secret=SEED, ttl=600) == session
+    assert load_session(store, session.session_id, secret=bytes(32), ttl=600) is None
+    assert load_session(store, "x" * 200, secret=SEED, ttl=600) is None
+    revoke_identity(store, find_identity(store, "ops-1"))
+    assert load_session(store, session.session_id, secret=SEED, ttl=600) is None
+    assert store.redis.get(key) is None
+    end_session(store, session.session_id, secret=SEED)
+
+
+def test_a_rotated_credential_ends_its_sessions(store):
+    digest = _identity(store, "ops-2", Role.ADMIN)
+    first = start_session(store, credential_digest=digest, secret=SEED, ttl=600)
+    second = start_session(store, credential_digest=digest, secret=SEED, ttl=600)
+    assert first is not None and second is not None
+    new_digest = secrets.token_hex(16)
+    replace_credential(store, find_identity(store, "ops-2"), new_digest)
+    assert load_session(store, first.session_id, secret=SEED, ttl=600) is None
+    assert load_session(store, second.session_id, secret=SEED, ttl=600) is None
+    fresh = start_session(store, credential_digest=new_digest, secret=SEED, ttl=600)
+    assert fresh is not None
+    assert load_session(store, fresh.session_id, secret=SEED, ttl=600) == fresh
 
 
 def test_a_failing_audit_shows_on_the_dashboard_with_its_position(store):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +16,7 @@ from broker.api.pages import LOGIN_COOKIE, SESSION_COOKIE
 from broker.audit import read_audit
 from broker.store import keyspace
 from broker.store.identities import find_identity
+from keys.derive import digest_session_id
 from tests.transparency_world import HOSTILE_TITLE, build_transparency
 
 
@@ -123,14 +127,16 @@ def test_login_sets_a_strict_http_only_session_cookie_holding_no_credential(brok
     session_id = answer.cookies[SESSION_COOKIE]
     assert t.admin_cred not in cookie
     store = broker_server.runtime.store
-    stored = store.redis.get(keyspace.session(session_id))
+    key = keyspace.session(digest_session_id(broker_server.runtime.session_secret, session_id))
+    stored = store.redis.get(key)
     assert stored is not None and t.admin_cred.encode() not in stored
-    assert 0 < store.redis.ttl(keyspace.session(session_id)) <= 1800
+    assert store.redis.get(keyspace.session(session_id)) is None  # only its digest is kept
+    assert 0 < store.redis.ttl(key) <= 1800
     client.headers["Cookie"] = f"{SESSION_COOKIE}={session_id}"
     page = client.get("/dashboard")
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
     client.post("/dashboard/logout", data={"csrf": _csrf(page.text)})
-    assert store.redis.get(keyspace.session(session_id)) is None
+    assert store.redis.get(key) is None
     assert client.get("/dashboard").status_code == 303
     client.close()
 
@@ -157,9 +163,13 @@ def test_revoke_needs_the_csrf_token_and_is_audited(broker_server, t):
     refused = client.post("/dashboard/credentials/revoke", data={"name": t.victim, "csrf": "x"})
     assert refused.headers["location"] == "/dashboard?notice=expired"
     assert not find_identity(store, t.victim).revoked
-    done = client.post(
-        "/dashboard/credentials/revoke", data={"name": t.victim, "csrf": _csrf(page.text)}
-    )
+    form = {"name": t.victim, "csrf": _csrf(page.text)}
+    asked = client.post("/dashboard/credentials/revoke", data=form)
+    assert asked.status_code == 200
+    assert f"Revoke the credential of {t.victim}?" in asked.text
+    assert 'name="confirm" value="yes"' in asked.text and "No, go back" in asked.text
+    assert not find_identity(store, t.victim).revoked
+    done = client.post("/dashboard/credentials/revoke", data={**form, "confirm": "yes"})
     assert done.status_code == 303
     assert find_identity(store, t.victim).revoked
     entries = read_audit(store, start=0, count=100_000)
@@ -197,3 +207,31 @@ def test_the_auditor_reads_the_audit_and_nothing_else(broker_server, t):
     assert org.get("/v1/audit/entries").status_code == 403
     for c in (auditor, admin, org):
         c.close()
+
+
+def test_pages_label_codes_for_people(broker_server, t):
+    """Organisations by display name and ODS code, fields, audit actions, counters and
+    chart labels in words, each code still beside its label where it may be looked up."""
+    described = subprocess.run(
+        [str(Path(sys.executable).parent / "tessera-broker"), "admin", "org", "describe",
+         t.world.gp, "--name", "Riverside Surgery", "--ods", "l85540"],
+        env=broker_server.admin_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert described.returncode == 0, described.stderr
+    assert "Riverside Surgery (ODS L85540)" in described.stderr
+    shown = "Riverside Surgery (ODS L85540)"
+    register = httpx.get(broker_server.url + "/register").text
+    assert f"<dd>{shown}" in register or f", {shown}" in register
+    assert f"<td>{shown}</td>" in register
+    assert "Age band <code" in register and ">AGE_BAND</code>" in register
+
+    client, _ = _login(broker_server, t.admin_cred)
+    html = client.get("/dashboard").text
+    client.close()
+    assert "Signed in to the dashboard <code" in html and ">dashboard.login</code>" in html
+    assert re.search(r"Upload completed \(records added\)", html)
+    assert re.search(r"\d+ records</td>", html) and "records 1" not in html
+    assert f"registrations, {shown}" in html or f", {shown}" in html
+    titles = re.findall(r"<title id=\"[^\"]+\">([^<]*)</title>", html)
+    assert titles and not any("|" in title for title in titles)
+    assert any(" and " in title for title in titles if title.startswith("Persons by"))

@@ -178,7 +178,9 @@ def test_retract_and_replace_modes(broker_server, org_dataset, tmp_path):
     assert done.state is BatchState.LINKED
     assert _held(broker_server, dataset_id) == 40
     snapshot, _ = _batch(tmp_path, name, n=30, seed=4)
-    assert client.upload(snapshot, mode=BatchMode.REPLACE, poll=0.05).state is BatchState.LINKED
+    # 10 of 40 removed is over the 10% a replace may remove unconfirmed.
+    replaced = client.upload(snapshot, mode=BatchMode.REPLACE, poll=0.05, confirm_replace=True)
+    assert replaced.state is BatchState.LINKED
     assert _held(broker_server, dataset_id) == 30
 
 

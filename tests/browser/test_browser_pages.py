@@ -7,15 +7,22 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from broker.store.identities import find_identity
+from broker.store.identities import find_identity, set_identity_labels
 from tests.transparency_world import HOSTILE_TITLE, build_transparency
 
 pytestmark = pytest.mark.xdist_group("browser")
 
 
+SURGERY = "Riverside Surgery (ODS L85540)"
+
+
 @pytest.fixture(scope="module")
 def t(broker_server, tmp_path_factory):
-    return build_transparency(broker_server, tmp_path_factory.mktemp("browser"))
+    world = build_transparency(broker_server, tmp_path_factory.mktemp("browser"))
+    store = broker_server.runtime.store
+    gp = find_identity(store, world.world.gp)
+    set_identity_labels(store, gp, display_name="Riverside Surgery", ods_code="L85540")
+    return world
 
 
 def _only_from_the_broker(page) -> None:
@@ -41,7 +48,13 @@ def test_the_public_reads_the_register_and_how_data_is_protected(page, screensho
     expect(hostile).to_be_visible()
     expect(article.get_by_text("Section 251 of the NHS Act 2006")).to_be_visible()
     expect(article.locator("dt:text-is('Releases made') + dd")).to_have_text("2")
-    expect(article.get_by_role("cell", name="AGE_BAND, LTC")).to_be_visible()
+    fields = article.get_by_role("listitem")
+    expect(fields.filter(has_text="Age band")).to_contain_text("AGE_BAND")
+    expect(fields.filter(has_text="Long-term conditions")).to_contain_text("LTC")
+    expect(article.locator("dt:text-is('Organisations providing data') + dd")).to_contain_text(
+        SURGERY
+    )
+    expect(article.get_by_role("cell", name=SURGERY, exact=True).first).to_be_visible()
     withdrawn = page.locator("article", has_text=f"Agreement {t.revoked.id}")
     expect(withdrawn.get_by_role("heading", name="Withdrawn study of falls")).to_be_visible()
     expect(withdrawn.get_by_text("Revoked", exact=True)).to_be_visible()
@@ -86,6 +99,10 @@ def test_the_operator_logs_in_checkpoints_revokes_and_logs_out(page, screenshot,
     audit = page.locator("section", has=page.get_by_role("heading", name="Audit log"))
     expect(audit.get_by_text("Verified", exact=True)).to_be_visible()
     expect(audit.get_by_role("cell", name="dashboard.login").first).to_be_visible()
+    expect(
+        audit.get_by_role("cell", name="Signed in to the dashboard dashboard.login").first
+    ).to_be_visible()
+    expect(audit.get_by_role("cell", name=SURGERY).first).to_be_visible()
     datasets = page.get_by_role("table", name=re.compile("Datasets with their latest"))
     graded = datasets.get_by_role("row", name=t.graded_dataset)
     expect(graded).to_contain_text("Silver")
@@ -95,8 +112,10 @@ def test_the_operator_logs_in_checkpoints_revokes_and_logs_out(page, screenshot,
     expect(by_key).to_be_visible()
     by_pair = page.get_by_role("img", name=re.compile(f"Persons by dataset pair, {domain}"))
     expect(by_pair).to_be_visible()
+    surgery = re.escape(SURGERY)
+    expect(by_pair).to_have_accessible_name(re.compile(f"{surgery} and | and .*{surgery}"))
     pending = page.get_by_role("table", name=re.compile("Drafts"))
-    waiting = pending.get_by_role("row", name="Diabetes outcomes draft").filter(has_text=t.world.gp)
+    waiting = pending.get_by_role("row", name="Diabetes outcomes draft").filter(has_text=SURGERY)
     expect(waiting).to_contain_text(t.world.hosp)
     _no_secrets(page, t)
     assert page.dialogs == []
@@ -110,6 +129,16 @@ def test_the_operator_logs_in_checkpoints_revokes_and_logs_out(page, screenshot,
     credentials = page.get_by_role("table", name=re.compile("Identities, their roles"))
     victim = credentials.get_by_role("row", name=t.victim)
     victim.get_by_role("button", name=f"Revoke the credential of {t.victim}").click()
+    # Asked first, on a page of its own: going back revokes nothing.
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        f"Revoke the credential of {t.victim}?"
+    )
+    screenshot("revoke-confirmation")
+    page.get_by_role("link", name="No, go back").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Operator dashboard")
+    assert not find_identity(broker_server.runtime.store, t.victim).revoked
+    victim.get_by_role("button", name=f"Revoke the credential of {t.victim}").click()
+    page.get_by_role("button", name="Yes, revoke the credential").click()
     expect(page.get_by_role("status")).to_contain_text("The credential was revoked")
     expect(victim).to_contain_text("revoked")
     assert find_identity(broker_server.runtime.store, t.victim).revoked

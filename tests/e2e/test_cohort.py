@@ -8,9 +8,11 @@ import csv
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 
+from keys.batch import BatchReader
 from tests.somerset_world import Somerset, shared_somerset
 
 pytestmark = pytest.mark.xdist_group("somerset")
@@ -114,6 +116,35 @@ def test_cohort_selection_and_parquet(world, tmp_path):
     assert abs(len(values) - len(truth)) <= errors
 
 
+def _releases(world: Somerset, agreement: str) -> int:
+    body = httpx.get(world.broker.url + "/register.json", timeout=30).json()
+    return next(a["releases"] for a in body["agreements"] if a["agreement"] == agreement)
+
+
+def test_a_predicate_that_cannot_parse_is_refused_before_any_release(world, tmp_path):
+    """`ge abc` would match nobody: an empty cohort counted as a release. Refused first."""
+    trust = world.orgs["hospital"]
+    agreement = world.create_agreement(
+        _toml(world, "research_record_level", '"AGE_BAND"', '"AE_ATTENDANCES_12M"')
+    )
+    ae = f"{trust.name}/{trust.dataset}.AE_ATTENDANCES_12M"
+    ok = tmp_path / "ok.csv"
+    world.sdk(world.researcher_credential, "cohort", "--agreement", agreement,
+              "--out", str(ok), "--where", f"{ae} ge 3")  # fmt: skip
+    before = _releases(world, agreement)
+    assert before == 1
+    for where in (f"{ae} ge abc", f"{ae} lt", f"{ae} in ,", f"{ae} gt 3 4"):
+        out = tmp_path / "refused.csv"
+        refused = world.sdk(world.researcher_credential, "cohort", "--agreement", agreement,
+                            "--out", str(out), "--where", where, check=False)  # fmt: skip
+        assert refused.returncode == 2, (where, refused.stderr)
+        assert "Traceback" not in refused.stderr and where in refused.stderr
+        assert not out.exists()
+        if where.endswith("abc"):
+            assert "ge compares with a number or a date (YYYY-MM-DD), not 'abc'" in refused.stderr
+    assert _releases(world, agreement) == before
+
+
 def _read_cp1252(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="cp1252", newline="") as handle:
         return list(csv.DictReader(handle))
@@ -163,3 +194,10 @@ def test_no_credential_or_nhs_number_in_any_output_or_log(world):
             numbers |= {r["NHS_NO"] for r in _read(world.root / "data" / f"{org.source}.csv")}
     numbers.discard("")
     assert numbers and not any(n in outputs for n in numbers)
+
+
+def test_tokenise_binds_each_batch_to_its_organisation(world):
+    """Each batch `tessera-sdk tokenise` wrote names the organisation directory's org."""
+    for org in world.orgs.values():
+        manifest = BatchReader(world.root / f"{org.name}.tsb").manifest
+        assert (manifest.org, manifest.dataset) == (org.name, org.dataset)

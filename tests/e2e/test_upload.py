@@ -126,3 +126,116 @@ def test_revoke_and_reissue_through_the_admin_cli(broker_server):
     assert org in listed and fresh not in listed and credential not in listed
     assert fresh not in reissued.stderr
     assert credential not in broker_server.log_text() and fresh not in broker_server.log_text()
+
+
+def _declare(env, dataset: str, batch: Path, *flags: str, check: bool = True):
+    return run("tessera-sdk", "dataset", "declare", dataset, "--from-batch", str(batch),
+               "--one-record-per-person", *flags, env=env, check=check)  # fmt: skip
+
+
+def test_a_short_replace_is_shown_and_refused_until_confirmed(broker_server, tmp_path):
+    org, domain, dataset = unique("gp"), unique("dom"), unique("regs")
+    credential = admin_org(broker_server, org)
+    env = broker_server.sdk_env(credential)
+    full, short, nearly = tmp_path / "full.tsb", tmp_path / "short.tsb", tmp_path / "nearly.tsb"
+    refs, tokens = random_refs(200, seed=3), random_tokens(200, 2, seed=3)
+    make_batch(full, dataset=dataset, refs=refs, tokens=tokens, domain=domain)
+    short_manifest = make_batch(
+        short, dataset=dataset, refs=refs[:50], tokens=tokens[:50], domain=domain
+    )
+    make_batch(nearly, dataset=dataset, refs=refs[:185], tokens=tokens[:185], domain=domain)
+    _declare(env, dataset, full)
+    run("tessera-sdk", "upload", str(full), env=env)
+    ds_id = f"{org}/{dataset}"
+
+    refused = run("tessera-sdk", "upload", str(short), "--mode", "replace", env=env, check=False)
+    assert refused.returncode == 14
+    assert "replace: 200 records held now, 50 in this batch, 150 removed (75%)" in refused.stderr
+    assert "--confirm-replace" in refused.stderr and "nothing was changed" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert records_held(broker_server, domain, ds_id) == 200
+
+    # A script on the HTTP API meets the same rule: the commit itself is refused.
+    path = f"/v1/datasets/{dataset}/batches/{short_manifest.batch_id}"
+    with broker_server.client(credential) as http:
+        preview = http.get(path + "/replace-preview").json()
+        assert (preview["held"], preview["incoming"], preview["removed"]) == (200, 50, 150)
+        assert preview["needs_confirmation"] is True
+        answer = http.post(path + "/commit")
+        assert answer.status_code == 409
+        assert answer.json()["code"] == "replace_not_confirmed"
+        assert http.get(path).json()["state"] == "receiving"
+    assert records_held(broker_server, domain, ds_id) == 200
+
+    # Run again without the mode it was first sent in: the message names the mode.
+    again = run("tessera-sdk", "upload", str(short), env=env, check=False)
+    assert again.returncode == 14
+    assert "first sent in mode 'replace'" in again.stderr and "--mode replace" in again.stderr
+
+    confirmed = run("tessera-sdk", "upload", str(short), "--mode", "replace",
+                    "--confirm-replace", env=env)  # fmt: skip
+    assert "150 removed" in confirmed.stderr and "linked" in confirmed.stdout
+    assert records_held(broker_server, domain, ds_id) == 50
+
+    # Back to 200 (a new batch), then a replace that removes 15 of 200 (7.5%) goes through.
+    again_full = tmp_path / "full-again.tsb"
+    make_batch(again_full, dataset=dataset, refs=refs, tokens=tokens, domain=domain)
+    run("tessera-sdk", "upload", str(again_full), "--mode", "replace", env=env)
+    assert records_held(broker_server, domain, ds_id) == 200
+    small = run("tessera-sdk", "upload", str(nearly), "--mode", "replace", env=env)
+    assert "200 records held now, 185 in this batch, 15 removed (8%)" in small.stderr
+    assert records_held(broker_server, domain, ds_id) == 185
+
+
+def test_a_batch_made_for_another_organisation_is_refused(broker_server, tmp_path):
+    gp, hospital, domain = unique("gp"), unique("hospital"), unique("dom")
+    gp_env = broker_server.sdk_env(admin_org(broker_server, gp))
+    hospital_env = broker_server.sdk_env(admin_org(broker_server, hospital))
+    batch = tmp_path / "gp.tsb"
+    n = 60
+    make_batch(batch, dataset="registered", refs=random_refs(n, seed=5),
+               tokens=random_tokens(n, 2, seed=5), domain=domain, org=gp)  # fmt: skip
+
+    declared = _declare(hospital_env, "registered", batch, check=False)
+    assert declared.returncode == 11
+    assert f"made by organisation {gp!r}" in declared.stderr and hospital in declared.stderr
+    # Declared by hand, the upload still meets the broker's own check.
+    manifest = BatchReader(batch).manifest
+    run("tessera-sdk", "dataset", "declare", "registered", "--domain", domain,
+        "--key-version", manifest.key_version, "--spec-hash", manifest.spec_hash,
+        "--match-key", "nhs", "--match-key", "name_dob", "--one-record-per-person",
+        env=hospital_env)  # fmt: skip
+    refused = run("tessera-sdk", "upload", str(batch), env=hospital_env, check=False)
+    assert refused.returncode == 14 and "batch_org_mismatch" in refused.stderr
+    assert records_held(broker_server, domain, f"{hospital}/registered") == 0
+
+    # A batch made for another dataset name cannot be declared under this one.
+    other = _declare(gp_env, "pas", batch, check=False)
+    assert other.returncode == 11 and "made for dataset 'registered', not 'pas'" in other.stderr
+    # Its own organisation declares and uploads it.
+    _declare(gp_env, "registered", batch)
+    assert "linked" in run("tessera-sdk", "upload", str(batch), env=gp_env).stdout
+    assert records_held(broker_server, domain, f"{gp}/registered") == n
+
+
+def test_a_key_too_weak_to_tell_people_apart_is_refused(broker_server, tmp_path):
+    """1,780 records with 2 distinct tokens for one key: a key of sex alone."""
+    org, domain, dataset = unique("gp"), unique("dom"), unique("regs")
+    env = broker_server.sdk_env(admin_org(broker_server, org))
+    n = 1780
+    strong = random_tokens(n, 1, seed=9)
+    sexes = random_tokens(2, 1, seed=10)
+    tokens = [(strong[i][0], sexes[i % 2][0]) for i in range(n)]
+    weak = tmp_path / "weak.tsb"
+    make_batch(weak, dataset=dataset, refs=random_refs(n, seed=9), tokens=tokens,
+               domain=domain, match_keys=("nhs_dob", "sex_only"), chunk_size=500)  # fmt: skip
+    _declare(env, dataset, weak)
+    refused = run("tessera-sdk", "upload", str(weak), env=env, check=False)
+    assert refused.returncode == 14 and "weak_match_key" in refused.stderr
+    assert "'sex_only' has 2 distinct tokens for 1,780 records" in refused.stderr
+    assert records_held(broker_server, domain, f"{org}/{dataset}") == 0
+    fine = tmp_path / "fine.tsb"
+    make_batch(fine, dataset=dataset, refs=random_refs(n, seed=11),
+               tokens=random_tokens(n, 2, seed=11), domain=domain,
+               match_keys=("nhs_dob", "sex_only"), chunk_size=500)  # fmt: skip
+    assert "linked" in run("tessera-sdk", "upload", str(fine), env=env).stdout

@@ -12,9 +12,11 @@ import time
 import httpx
 import pytest
 
+from broker.audit import read_audit
 from broker.linkage import Linker
 from broker.store.linkage_store import LinkageStore
 from client_sdk.client import BrokerClient
+from client_sdk.errors import BrokerCallError
 from keys.batch import BatchReader
 from keys.wire import BatchState, DatasetDeclaration
 from tests.harness import make_batch, random_refs, random_tokens, start_broker, unique
@@ -115,3 +117,63 @@ def test_redis_killed_loses_nothing_acknowledged(own_broker, tmp_path):
         final = client.upload(path, poll=0.05)
     assert final.state is BatchState.LINKED
     assert _held(own_broker, domain, f"{org}/{dataset}") == 120
+
+
+def _crash_at_commit(broker, point, credential, dataset, path):
+    """Restart ``broker`` with the fault point set, upload, and wait for it to die there."""
+    broker.stop()
+    broker.env.update({"TESSERA_BROKER_DEVELOPMENT": "1", "TESSERA_BROKER_FAULT_POINT": point})
+    broker.start()
+    with (
+        BrokerClient(broker.url, credential, retries=0) as client,
+        pytest.raises(BrokerCallError),
+    ):
+        client.upload(path, wait=False)
+    assert broker.process is not None
+    assert broker.process.wait(30) == 70  # it died at the fault point, as a crash would
+    broker.close_runtime()
+    broker.process = None
+    del broker.env["TESSERA_BROKER_FAULT_POINT"]
+    broker.start()
+
+
+def _commit_entries(broker, dataset_id):
+    entries = read_audit(broker.runtime.store, start=0, count=100_000)
+    return [e for e in entries if e.action == "batch.commit.append" and e.dataset == dataset_id]
+
+
+def test_a_crash_right_after_the_commit_script_still_links_and_audits(own_broker, tmp_path):
+    org, credential, domain, dataset, path, manifest = _setup(own_broker, tmp_path)
+    _crash_at_commit(own_broker, "commit.committed", credential, dataset, path)
+    with BrokerClient(own_broker.url, credential) as client:
+        # No retry from the client: the restarted broker finds the batch on its own.
+        final = client.wait_linked(dataset, manifest.batch_id, timeout=60, poll=0.05)
+    assert final.state is BatchState.LINKED
+    assert _held(own_broker, domain, f"{org}/{dataset}") == 120
+    assert len(_commit_entries(own_broker, f"{org}/{dataset}")) == 1
+
+
+def test_a_crash_between_queue_and_commit_leaves_a_batch_the_retry_commits(own_broker, tmp_path):
+    org, credential, domain, dataset, path, manifest = _setup(own_broker, tmp_path)
+    _crash_at_commit(own_broker, "commit.queued", credential, dataset, path)
+    with BrokerClient(own_broker.url, credential) as client:
+        status = client.batch_status(dataset, manifest.batch_id)
+        assert status.state is BatchState.RECEIVING  # nothing of it committed
+        assert _held(own_broker, domain, f"{org}/{dataset}") == 0
+        # Another batch behind it in the queue is not held up by it.
+        other = tmp_path / "other.tsb"
+        second = make_batch(
+            other,
+            dataset=dataset,
+            refs=random_refs(30, seed=12),
+            tokens=random_tokens(30, 2, seed=12),
+            chunk_size=10,
+            domain=domain,
+        )
+        assert client.upload(other, poll=0.05).state is BatchState.LINKED
+        assert _held(own_broker, domain, f"{org}/{dataset}") == 30
+        final = client.upload(path, poll=0.05)  # the SDK's rerun: commit again
+        assert final.state is BatchState.LINKED
+        assert second.batch_id != manifest.batch_id
+    assert _held(own_broker, domain, f"{org}/{dataset}") == 150
+    assert len(_commit_entries(own_broker, f"{org}/{dataset}")) == 2

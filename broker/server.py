@@ -1,0 +1,95 @@
+"""Running the app under uvicorn with the broker's connection limits (``serve``).
+
+uvicorn bounds idle keep-alive connections and, with ``limit_concurrency``, how many
+connections and requests one process holds (503 beyond), but it waits for a request's
+headers for ever: a client that sends a byte now and then holds a connection open at no
+cost to itself. :class:`HeaderTimeoutProtocol` closes a connection whose request headers
+are not complete within ``header_read_timeout_seconds`` of the connection opening or the
+previous response ending. The body's own read timeout is the HTTP edge's
+(broker/edge.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from broker.config import BrokerSettings
+
+__all__ = ["HeaderTimeoutProtocol", "run_server"]
+
+logger = logging.getLogger(__name__)
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request's headers."""
+
+    header_timeout: float = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def _arm_header_timer(self) -> None:
+        self._disarm_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and not self.transport.is_closing():
+            logger.warning("closed a connection whose request headers came too slowly")
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the first request's header deadline."""
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def handle_events(self) -> None:
+        """Stop the deadline once a request's headers are complete (a new cycle starts)."""
+        before = self.cycle
+        super().handle_events()
+        if self.cycle is not before:
+            self._disarm_header_timer()
+
+    def on_response_complete(self) -> None:
+        """Start the next request's header deadline."""
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Drop the deadline with the connection."""
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+
+def run_server(app: Any, settings: BrokerSettings) -> None:
+    """Serve ``app`` on the configured address until SIGINT or SIGTERM."""
+    protocol = type(
+        "BrokerHttpProtocol",
+        (HeaderTimeoutProtocol,),
+        {"header_timeout": settings.header_read_timeout_seconds},
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=protocol,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=32 * 1024,
+    )

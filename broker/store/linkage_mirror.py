@@ -1,0 +1,215 @@
+"""The linking worker's copy of one scope, and the write sets that change it.
+
+The worker holding a scope's linkage lock reads neighbourhoods from a mirror of the
+scope in its own memory (:class:`LinkageMirror`): the token index and the reference map
+live only there, rebuilt from the records (which carry their tokens and reference) when
+a worker first links a scope or finds that another worker linked it since. Redis stays
+the one durable copy (:class:`~broker.store.linkage_store.LinkageStore`); the mirror is a
+cache the lock keeps exact. The byte layout is :mod:`broker.store.linkage_codec`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from broker.store.linkage_codec import (
+    MEMBER_BYTES,
+    StoredRecord,
+    iter_holders,
+    record_index,
+)
+
+__all__ = ["Fetched", "LinkageMirror", "WriteSet"]
+
+
+@dataclass(slots=True)
+class Fetched:
+    """What one bulk read returned.
+
+    Attributes:
+        holders: index key -> packed holders (empty when nobody holds it).
+        rids: reference key -> record number (0 when not held).
+        records: record number -> stored record.
+        persons: person number -> packed members.
+        next_rid: last record number allocated.
+        next_pid: last person number allocated.
+        next_bseq: last batch number allocated.
+    """
+
+    holders: dict[bytes, bytes]
+    rids: dict[bytes, int]
+    records: dict[int, StoredRecord]
+    persons: dict[int, bytes]
+    next_rid: int
+    next_pid: int
+    next_bseq: int
+
+
+@dataclass(slots=True)
+class WriteSet:
+    """Every change of one call, committed atomically by ``LinkageStore.commit``.
+
+    Attributes:
+        holders: index key -> packed holders (``b""`` deletes the field).
+        refs: reference key -> record number (0 deletes).
+        records: record number -> encoded record (``None`` deletes).
+        persons: person number -> packed members (``None`` deletes).
+        payloads: record number -> JSON payload (``None`` deletes).
+        conflicts: record number -> packed conflicts (``None`` deletes).
+        meta: counters to set (``rid``, ``pid``, ``bseq``).
+        batches: batch id -> batch number to register.
+        counters: statistics field -> increment.
+    """
+
+    holders: dict[bytes, bytes] = field(default_factory=dict)
+    refs: dict[bytes, int] = field(default_factory=dict)
+    records: dict[int, bytes | None] = field(default_factory=dict)
+    persons: dict[int, bytes | None] = field(default_factory=dict)
+    payloads: dict[int, bytes | None] = field(default_factory=dict)
+    conflicts: dict[int, bytes | None] = field(default_factory=dict)
+    meta: dict[str, int] = field(default_factory=dict)
+    batches: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str, delta: int) -> None:
+        """Add ``delta`` to statistics field ``name``."""
+        if delta:
+            self.counters[name] = self.counters.get(name, 0) + delta
+
+    def update(self, later: WriteSet) -> None:
+        """Take in the changes of ``later`` (decided after these: its values win)."""
+        self.holders.update(later.holders)
+        self.refs.update(later.refs)
+        self.records.update(later.records)
+        self.persons.update(later.persons)
+        self.payloads.update(later.payloads)
+        self.conflicts.update(later.conflicts)
+        self.meta.update(later.meta)
+        self.batches.update(later.batches)
+        for name, delta in later.counters.items():
+            self.count(name, delta)
+
+
+class LinkageMirror:
+    """The linking worker's copy of one scope's linkage state, kept exact by the lock.
+
+    Linking reads a record's neighbourhood: the holders of each of its tokens, their
+    records and persons. Asked of Redis, that is one hash lookup per token, and the
+    lookups, with the token index they need, were two thirds of Redis's CPU per record
+    (docs/keyspace.md). The worker that holds the lock is the only writer, so it keeps
+    what it needs in memory: records and persons as stored, the reference map and the
+    token index. The last two exist only here, rebuilt from the records' own references
+    and tokens when the mirror is read: Redis holds neither.
+
+    The worker changes the mirror as it decides (``LinkageStore.stage``, or the linker's
+    clean path directly) and writes Redis behind it, so the mirror may run ahead of
+    Redis by the writes in flight; ``gen`` is the generation Redis will have once they
+    land (``None``: unknown or a write failed — read it again).
+    """
+
+    __slots__ = (
+        "gen",
+        "holders",
+        "next_bseq",
+        "next_pid",
+        "next_rid",
+        "persons",
+        "records",
+        "rids",
+    )
+
+    def __init__(self) -> None:
+        self.gen: int | None = None
+        self.holders: dict[bytes, bytes] = {}
+        self.rids: dict[bytes, int] = {}
+        self.records: dict[int, bytes] = {}
+        self.persons: dict[int, bytes] = {}
+        self.next_rid = 0
+        self.next_pid = 0
+        self.next_bseq = 0
+
+    def add_record(self, rid: int, raw: bytes) -> None:
+        """Take in one stored record, read in record number order (holders stay sorted)."""
+        member, ref_key, keys = record_index(rid, raw)
+        self.records[rid] = raw
+        self.rids[ref_key] = rid
+        holders = self.holders
+        for key in keys:
+            holders[key] = holders.get(key, b"") + member
+
+    def fetch(
+        self,
+        tokens: Iterable[bytes],
+        refs: Iterable[bytes],
+        rids: Iterable[int],
+        pids: Iterable[int],
+        chase: int,
+    ) -> Fetched:
+        """The neighbourhood, as ``LinkageStore.fetch`` documents it."""
+        limit = chase * MEMBER_BYTES
+        held, records, persons = self.holders, self.records, self.persons
+        wanted: dict[int, None] = {}
+        out_holders: dict[bytes, bytes] = {}
+        for token in tokens:
+            raw = held.get(token, b"")
+            out_holders[token] = raw
+            if len(raw) <= limit:
+                for rid, _ in iter_holders(raw):
+                    wanted[rid] = None
+        out_rids: dict[bytes, int] = {}
+        for ref in refs:
+            rid = self.rids.get(ref, 0)
+            out_rids[ref] = rid
+            if rid:
+                wanted[rid] = None
+        for rid in rids:
+            if rid:
+                wanted[rid] = None
+        out_records: dict[int, StoredRecord] = {}
+        people: dict[int, None] = {}
+        for rid in wanted:
+            stored = records.get(rid)
+            if stored is not None:
+                record = StoredRecord.decode(rid, stored)
+                out_records[rid] = record
+                if record.pid:
+                    people[record.pid] = None
+        for pid in pids:
+            people[pid] = None
+        out_persons = {pid: persons[pid] for pid in people if pid in persons}
+        return Fetched(
+            out_holders,
+            out_rids,
+            out_records,
+            out_persons,
+            self.next_rid,
+            self.next_pid,
+            self.next_bseq,
+        )
+
+    def apply(self, writes: WriteSet) -> None:
+        """Take in a write set the worker decided (written to Redis separately)."""
+        for token, holders in writes.holders.items():
+            if holders:
+                self.holders[token] = holders
+            else:
+                self.holders.pop(token, None)
+        for ref, rid in writes.refs.items():
+            if rid:
+                self.rids[ref] = rid
+            else:
+                self.rids.pop(ref, None)
+        for rid, raw in writes.records.items():
+            if raw is None:
+                self.records.pop(rid, None)
+            else:
+                self.records[rid] = raw
+        for pid, members in writes.persons.items():
+            if members is None:
+                self.persons.pop(pid, None)
+            else:
+                self.persons[pid] = members
+        self.next_rid = writes.meta.get("rid", self.next_rid)
+        self.next_pid = writes.meta.get("pid", self.next_pid)
+        self.next_bseq = writes.meta.get("bseq", self.next_bseq)
