@@ -248,26 +248,41 @@ def linked_command(agreement_id: str, orgdir: Path, out: Path, broker_url: str |
     for i, row in enumerate(linked.rows):
         by_dataset.setdefault(row.dataset, []).append(i)
     rows: list[list[str | int | None]] = []
-    unknown = 0
+    unknown = with_facts = 0
     for dataset, positions in sorted(by_dataset.items()):
         refs = [RecordRef(bytes.fromhex(linked.rows[i].ref)) for i in positions]
         with LocalIndex.open(orgdir, dataset) as index:
             local = index.lookup(refs)
+        # Columns of another dataset hold linked facts; this dataset's own are the record's.
+        linked_columns = [
+            k for k, label in enumerate(linked.columns) if not _own_column(label, dataset)
+        ]
         for i, ref in zip(positions, refs, strict=True):
             local_id = local.get(ref)
             if local_id is None:
                 unknown += 1
                 continue
-            rows.append([local_id, dataset, *linked.rows[i].values])
+            values = linked.rows[i].values
+            with_facts += any(values[k] not in (None, "") for k in linked_columns)
+            rows.append([local_id, dataset, *values])
     rows.sort(key=lambda r: (str(r[1]), str(r[0])))
     write_table(out, ["local_id", "dataset", *linked.columns], rows)
-    click.echo(f"wrote {len(rows)} patients to {out}", err=True)
+    click.echo(
+        f"wrote {len(rows)} patients to {out}: {with_facts} with linked facts, "
+        f"{len(rows) - with_facts} with none",
+        err=True,
+    )
     if unknown:
         click.echo(
             f"warning: {unknown} references are not in this directory's local index "
             "(tokenised elsewhere, or the index was replaced)",
             err=True,
         )
+
+
+def _own_column(label: str, dataset: str) -> bool:
+    """Whether column ``ORG/DATASET.FIELD`` is of the organisation's own ``dataset``."""
+    return label.partition("/")[2].startswith(f"{dataset}.")
 
 
 @click.command(name="risk")

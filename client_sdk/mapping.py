@@ -26,6 +26,8 @@ A field spread over several columns is a list (``given_name = ["FORENAME1", "FOR
 ``{ day = "…", month = "…", year = "…" }``, and a postcode inside a free-text address is
 ``{ column = "ADDRESS", find = true }``, or in the last address line that holds one
 ``{ column = ["ADDR1", "ADDR2", "ADDR3"], find = true }`` (docs/mapping.md gives the rules).
+An ``address_line`` of several columns joins its lines; ``locality`` (suburb, town) and
+``region`` (state, county) are one column each, CSV only.
 
 Everything the mapping does not name stays on site. For FHIR the identifiers come from
 their standard elements; ``[identifiers]`` may switch fields off (``sex = false``) or
@@ -86,10 +88,15 @@ IDENTIFIER_FIELDS = (
     "postcode",
     "address_line",
     "other_id",
+    "locality",
+    "region",
 )
 
 MULTI_COLUMN_FIELDS = ("given_name", "middle_names", "family_name", "postcode", "address_line")
 """Fields that may be spread over several columns, given as a list of column names."""
+
+_NOT_FROM_FHIR = frozenset({"locality", "region"})
+"""Fields only a CSV mapping reads (FHIR ``address.city`` and ``state`` are not read yet)."""
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -232,6 +239,8 @@ class Identifiers(BaseModel):
     postcode: _Postcode | None = None
     address_line: _Plain | _Columns | None = None
     other_id: _Plain | SystemRef | None = None
+    locality: _Plain | None = None
+    region: _Plain | None = None
 
 
 class RecordSection(BaseModel):
@@ -319,6 +328,8 @@ class Mapping(BaseModel):
         value = getattr(self.identifiers, name)
         if name == "other_id":
             return isinstance(value, SystemRef)
+        if name in _NOT_FROM_FHIR:
+            return False
         return value is not False
 
     def fhir_system(self, name: str) -> str | None:
@@ -429,6 +440,11 @@ def _semantic_problems(mapping: Mapping) -> list[str]:
                 )
             if isinstance(value, DateRef) and value.column is not None:
                 problems.append(f"identifiers.{name}: FHIR dates are ISO; give no column")
+        problems.extend(
+            f"identifiers.{name}: not read from FHIR yet (CSV only)"
+            for name in sorted(_NOT_FROM_FHIR)
+            if getattr(ids, name)
+        )
         if isinstance(mapping.record.id, str) and mapping.record.id != "id":
             problems.append('record.id: for FHIR use "id" or { system = "..." }')
     if len(set(mapping.payload.columns)) != len(mapping.payload.columns):

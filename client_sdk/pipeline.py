@@ -39,13 +39,13 @@ from client_sdk.normalise.placeholders import (
     is_placeholder_name_pair,
     payload_value,
 )
+from client_sdk.normalise.places import check_locality, check_region
 from client_sdk.normalise.postcode import check_postcode
 from client_sdk.normalise.sex import check_sex
-from client_sdk.normalise.text import check_address_line, check_other_id
+from client_sdk.normalise.text import check_address_line, check_address_lines, check_other_id
 from client_sdk.quality import QualityCollector
 from client_sdk.readers.columns import (
     SEPARATOR,
-    address_line_text,
     find_postcode_in_cells,
     joined_text,
     name_text,
@@ -60,19 +60,23 @@ __all__ = ["CACHE_LIMIT", "iter_records", "record_blocks"]
 CACHE_LIMIT = 1 << 17
 """Entries per field cache; a full cache is emptied and refilled (memory stays bounded)."""
 
-# Slot order shared by both readers' value lists.
+# Slot order shared by both readers' value lists: the id, ten fields, the payload's start
+# and end, then the fields added since (the FHIR reader's values stop at the payload).
 _ID, _NHS, _GIVEN, _MIDDLE, _FAMILY, _FULL, _DOB, _SEX, _POSTCODE, _ADDRESS, _OTHER = range(11)
+_PAYLOAD_START, _PAYLOAD_END, _LOCALITY, _REGION = range(11, 15)
 _SLOT_FIELDS = (
-    "nhs_number",
-    "given_name",
-    "middle_names",
-    "family_name",
-    "full_name",
-    "date_of_birth",
-    "sex",
-    "postcode",
-    "address_line",
-    "other_id",
+    (_NHS, "nhs_number"),
+    (_GIVEN, "given_name"),
+    (_MIDDLE, "middle_names"),
+    (_FAMILY, "family_name"),
+    (_FULL, "full_name"),
+    (_DOB, "date_of_birth"),
+    (_SEX, "sex"),
+    (_POSTCODE, "postcode"),
+    (_ADDRESS, "address_line"),
+    (_OTHER, "other_id"),
+    (_LOCALITY, "locality"),
+    (_REGION, "region"),
 )
 
 _T = TypeVar("_T")
@@ -106,6 +110,8 @@ def _payload_cache() -> _PayloadCache:
 
 _Value = tuple[str | None, int]
 """A normalised value or ``None``, and its outcome (0 or a :class:`Defect`)."""
+_Date = tuple[str | None, int, str | None]
+"""A normalised date or ``None``, its outcome, and the digits of a date that does not exist."""
 _Given = tuple[str | None, str | None, str | None, int]
 """Given name, middle names, nickname key, outcome."""
 _Names = tuple[str | None, str | None, str | None, int, str | None, int]
@@ -149,9 +155,10 @@ def _checks(mapping: Mapping, dates: DateParser) -> dict[str, Callable[[str], st
     checks: dict[str, Callable[[str], str | Defect]] = {
         "middle_names": check_middle_names,
         "family_name": check_family_name,
-        "date_of_birth": dates.check,
         "postcode": postcode,
         "address_line": check_address_line,
+        "locality": check_locality,
+        "region": check_region,
     }
     if mapping.source.format != "csv":
         return checks
@@ -159,18 +166,16 @@ def _checks(mapping: Mapping, dates: DateParser) -> dict[str, Callable[[str], st
         "middle_names": name_text,
         "family_name": name_text,
         "postcode": joined_text,
-        "address_line": address_line_text,
     }
     for name, text in texts.items():
         if mapping.joins_columns(name):
             checks[name] = _after(text, checks[name])
-    if mapping.joins_columns("date_of_birth"):
+    if mapping.joins_columns("address_line"):
 
-        def date_parts(raw: str) -> str | Defect:
-            parts = raw.split(SEPARATOR)
-            return dates.check_parts(*parts) if len(parts) == 3 else Defect.INVALID
+        def address_lines(raw: str) -> str | Defect:
+            return check_address_lines(raw.split(SEPARATOR))
 
-        checks["date_of_birth"] = date_parts
+        checks["address_line"] = address_lines
     if mapping.finds_postcode:
 
         def found_postcode(raw: str) -> str | Defect:
@@ -182,6 +187,35 @@ def _checks(mapping: Mapping, dates: DateParser) -> dict[str, Callable[[str], st
 
         checks["postcode"] = found_postcode
     return checks
+
+
+def _date_check(mapping: Mapping, dates: DateParser) -> Callable[[str], _Date]:
+    """The date of birth's value and outcome, with the digits of a date that does not exist.
+
+    The digits (``date_of_birth_raw``) are worked out only for an invalid date, so a
+    valid extract pays nothing for them.
+    """
+    if mapping.source.format == "csv" and mapping.joins_columns("date_of_birth"):
+
+        def date_parts(raw: str) -> _Date:
+            parts = raw.split(SEPARATOR)
+            if len(parts) != 3:
+                return None, Defect.INVALID, None
+            result = dates.check_parts(*parts)
+            if isinstance(result, str):
+                return result, 0, None
+            raw_digits = dates.raw_parts_digits(*parts) if result is Defect.INVALID else None
+            return None, result, raw_digits
+
+        return date_parts
+
+    def one_cell(raw: str) -> _Date:
+        result = dates.check(raw)
+        if isinstance(result, str):
+            return result, 0, None
+        return None, result, dates.raw_digits(raw) if result is Defect.INVALID else None
+
+    return one_cell
 
 
 def _after(text: Callable[[str], str], check: Callable[[str], _T]) -> Callable[[str], _T]:
@@ -257,19 +291,23 @@ def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: da
     given_get, given_fill = cached(given_names)
     middle_get, middle_fill = cached(_value(checks["middle_names"]))
     family_get, family_fill = cached(_value(checks["family_name"]))
-    dob_get, dob_fill = cached(_value(checks["date_of_birth"]))
+    dob_get, dob_fill = cached(_date_check(mapping, dates))
     sex_get, sex_fill = cached(_value(check_sex))
     postcode_get, postcode_fill = cached(_value(checks["postcode"]))
     address_get, address_fill = cached(_value(checks["address_line"]))
     other_get, other_fill = cached(_value(check_other_id))
+    locality_get, locality_fill = cached(_value(checks["locality"]))
+    region_get, region_fill = cached(_value(checks["region"]))
     p_nhs, p_given, p_middle = positions[_NHS], positions[_GIVEN], positions[_MIDDLE]
     p_family, p_dob, p_sex = positions[_FAMILY], positions[_DOB], positions[_SEX]
     p_postcode, p_address, p_other = positions[_POSTCODE], positions[_ADDRESS], positions[_OTHER]
+    p_locality, p_region = positions[_LOCALITY], positions[_REGION]
     p_full = positions[_FULL] if layout is not None else -1
     new_record = tuple.__new__
     missing = Defect.MISSING
     placeholder = Defect.PLACEHOLDER
     nothing: _Value = (None, missing)
+    no_date: _Date = (None, missing, None)
     pair_families = PLACEHOLDER_NAME_PAIR_FAMILIES
     is_pair = is_placeholder_name_pair
 
@@ -312,9 +350,9 @@ def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: da
             o_given = o_family = placeholder
         if p_dob >= 0:
             raw = values[p_dob]
-            dob, o_dob = dob_get(raw) or dob_fill(raw)
+            dob, o_dob, dob_raw = dob_get(raw) or dob_fill(raw)
         else:
-            dob, o_dob = nothing
+            dob, o_dob, dob_raw = no_date
         if p_sex >= 0:
             raw = values[p_sex]
             sex, o_sex = sex_get(raw) or sex_fill(raw)
@@ -335,6 +373,16 @@ def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: da
             other, o_other = other_get(raw) or other_fill(raw)
         else:
             other, o_other = nothing
+        if p_locality >= 0:
+            raw = values[p_locality]
+            locality, o_locality = locality_get(raw) or locality_fill(raw)
+        else:
+            locality, o_locality = nothing
+        if p_region >= 0:
+            raw = values[p_region]
+            region, o_region = region_get(raw) or region_fill(raw)
+        else:
+            region, o_region = nothing
         record: NormalisedRecord = new_record(
             NormalisedRecord,
             (
@@ -350,6 +398,9 @@ def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: da
                 post,
                 address,
                 other,
+                locality,
+                region,
+                dob_raw,
                 payload,
             ),
         )
@@ -363,6 +414,8 @@ def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: da
             o_post,
             o_address,
             o_other,
+            o_locality,
+            o_region,
         )
 
     return row
@@ -380,9 +433,9 @@ def _csv_plan(mapping: Mapping) -> _Plan:
     """
     assert isinstance(mapping.record.id, str)
     wanted = [mapping.record.id]
-    positions = [0] + [-1] * 10
+    positions = [0] + [-1] * _REGION
     several: list[tuple[int, list[str]]] = []
-    for slot, name in enumerate(_SLOT_FIELDS, start=1):
+    for slot, name in _SLOT_FIELDS:
         cells = mapping.columns_of(name)
         if mapping.joins_columns(name):
             several.append((slot, cells))
@@ -399,9 +452,9 @@ def _csv_plan(mapping: Mapping) -> _Plan:
     columns: dict[str, str | None] = {
         name: mapping.column_of(name) or fallback.get(name) for name in mapping.mapped_fields()
     }
-    positions.append(len(wanted))  # payload start
+    positions[_PAYLOAD_START] = len(wanted)
     wanted.extend(mapping.payload_columns)
-    positions.append(len(wanted))  # payload end
+    positions[_PAYLOAD_END] = len(wanted)
     joins: list[tuple[int, ...]] = []
     for _, cells in several:
         joins.append(tuple(range(len(wanted), len(wanted) + len(cells))))
@@ -452,7 +505,8 @@ class _Source:
             self.columns: dict[str, str | None] = {
                 name: _FHIR_ELEMENTS[name] for name in mapping.mapped_fields()
             }
-            self.positions = [*range(12), 11 + len(mapping.payload_columns)]
+            # Locality and region are not read from FHIR (yet): no slot.
+            self.positions = [*range(12), 11 + len(mapping.payload_columns), -1, -1]
             self.joins: tuple[tuple[int, ...], ...] = ()
         else:
             assert isinstance(mapping.record.id, str)
@@ -532,7 +586,7 @@ def iter_records(
     with ExitStack() as stack:
         rows = source.rows(stack, path, mapping, collector, progress=progress, today=today)
         id_position = positions[_ID]
-        payload_start, payload_end = positions[11], positions[12]
+        payload_start, payload_end = positions[_PAYLOAD_START], positions[_PAYLOAD_END]
         observe = collector.observe if report is not None else None
         cache, fill = _payload_cache()
         first_lines: dict[str, int] = {}
@@ -606,7 +660,8 @@ class _BlockNormaliser:
         collector = QualityCollector(max_problems=max_problems)
         collector.begin(source="", format=mapping.source.format, columns=columns)
         observe = collector.observe
-        id_position, payload_start, payload_end = positions[_ID], positions[11], positions[12]
+        id_position = positions[_ID]
+        payload_start, payload_end = positions[_PAYLOAD_START], positions[_PAYLOAD_END]
         records: list[NormalisedRecord] = []
         append = records.append
         for line, values in block:

@@ -57,6 +57,8 @@ FIELDS = (
     "postcode",
     "address_line",
     "other_id",
+    "locality",
+    "region",
 )
 """The fields counted, in the order of the outcomes passed to :meth:`QualityCollector.observe`."""
 

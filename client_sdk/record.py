@@ -31,8 +31,13 @@ class NormalisedRecord(NamedTuple):
         date_of_birth: ISO ``YYYY-MM-DD``.
         sex: ``"M"`` or ``"F"`` (unknown and indeterminate codes are missing).
         postcode: canonical UK form ``"BA1 1AA"`` (or the country's canonical form).
-        address_line: first address line, canonical.
+        address_line: the address lines, canonical, joined with a space.
         other_id: another identifier the mapping names, canonical.
+        locality: suburb, town or village, canonical (``"SAINT KILDA"``).
+        region: state, county or province, canonical (``"NSW"``, ``"HAMPSHIRE"``).
+        date_of_birth_raw: only when the date of birth is a date that does not exist
+            (not a placeholder), its ``YYYYMMDD`` digits (``"19870231"``); for the
+            opt-in spec field of that name.
         payload: released columns, as text, in the mapping's order.
     """
 
@@ -48,4 +53,7 @@ class NormalisedRecord(NamedTuple):
     postcode: str | None = None
     address_line: str | None = None
     other_id: str | None = None
+    locality: str | None = None
+    region: str | None = None
+    date_of_birth_raw: str | None = None
     payload: tuple[str | None, ...] = ()

@@ -107,26 +107,42 @@ FieldName = Literal[
     "postcode",
     "address_line",
     "other_id",
+    "locality",
+    "region",
+    "date_of_birth_raw",
 ]
 FIELD_NAMES: tuple[str, ...] = FieldName.__args__  # type: ignore[attr-defined]
 
 TransformName = Literal[
-    "initial", "soundex", "nysiis", "metaphone", "nickname", "year", "swap", "district", "sector"
+    "initial",
+    "soundex",
+    "nysiis",
+    "metaphone",
+    "nickname",
+    "year",
+    "swap",
+    "district",
+    "sector",
+    "prefix2",
+    "prefix3",
 ]
 TRANSFORMS: tuple[str, ...] = TransformName.__args__  # type: ignore[attr-defined]
 
 # Which transforms make sense on which fields: anything else is a spec error.
 _NAME_FIELDS = frozenset({"given_name", "given_name_key", "middle_names", "family_name"})
+_SPOKEN_FIELDS = _NAME_FIELDS | {"locality"}  # phonetic codes: names and place names
 _ALLOWED: dict[str, frozenset[str]] = {
     "initial": _NAME_FIELDS,
-    "soundex": _NAME_FIELDS,
-    "nysiis": _NAME_FIELDS,
-    "metaphone": _NAME_FIELDS,
+    "soundex": _SPOKEN_FIELDS,
+    "nysiis": _SPOKEN_FIELDS,
+    "metaphone": _SPOKEN_FIELDS,
     "nickname": _NAME_FIELDS,
     "year": frozenset({"date_of_birth"}),
     "swap": frozenset({"date_of_birth"}),
     "district": frozenset({"postcode"}),
     "sector": frozenset({"postcode"}),
+    "prefix2": frozenset({"postcode"}),
+    "prefix3": frozenset({"postcode"}),
 }
 _KEY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 

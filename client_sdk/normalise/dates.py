@@ -15,6 +15,10 @@ dates after ``today`` and before 1 January of ``today.year - MAX_AGE_YEARS`` as 
 the listed default dates (1900-01-01, …) and dates written as only zeros (``00000000``,
 ``00/00/0000``) as PLACEHOLDER. Two-digit years (``%y``) are in the
 century that puts them at or before ``today``.
+
+:meth:`DateParser.raw_digits` gives the ``YYYYMMDD`` digits of a date that does not exist
+(31 April, month 54) for the opt-in ``date_of_birth_raw`` field, when the rest of it is
+plausible.
 """
 
 from __future__ import annotations
@@ -205,6 +209,51 @@ class DateParser:
         if is_placeholder_date_text(text):
             return Defect.PLACEHOLDER
         return Defect.INVALID
+
+    def raw_digits(self, raw: str) -> str | None:
+        """The digits of a date that fails validation, as ``YYYYMMDD``, when it is plausible.
+
+        For the opt-in ``date_of_birth_raw`` field (docs/normalisation.md): two records
+        that carry the same impossible date (``1987-02-31``, a FEBRL-style ``19450493``)
+        can still share a weak key. Only a date :meth:`check` finds INVALID qualifies (never
+        a placeholder), written in one of the mapping's formats with a numeric month and a
+        four-digit year, that is not a calendar date (a real date refused as future or too
+        old does not qualify), whose year is in the accepted range and whose day and month
+        are not ``00`` (a zero day or month means "not known", not a typing slip).
+
+        Args:
+            raw: the date as written in the source.
+
+        Returns:
+            e.g. ``"19870231"``, or ``None`` (a valid, missing, placeholder or implausible
+            value).
+        """
+        if self.check(raw) is not Defect.INVALID:
+            return None
+        text = raw.strip()
+        for pattern, two_digit in self._patterns:
+            match = pattern.fullmatch(text)
+            if match is None or two_digit or "b" in match.groupdict():
+                continue
+            return self._plausible_digits(match["Y"], match["m"], match["d"])
+        return None
+
+    def raw_parts_digits(self, day: str, month: str, year: str) -> str | None:
+        """:meth:`raw_digits` of a date written in three cells (numeric cells only)."""
+        if self.check_parts(day, month, year) is not Defect.INVALID:
+            return None
+        cells = [_whole(cell.strip()) for cell in (year, month, day)]
+        if not all(cells) or len(cells[0]) != 4 or len(cells[1]) > 2 or len(cells[2]) > 2:
+            return None
+        return self._plausible_digits(*cells)
+
+    def _plausible_digits(self, year: str, month: str, day: str) -> str | None:
+        y, m, d = int(year), int(month), int(day)
+        if m == 0 or d == 0 or _iso_date(y, m, d) is not None:
+            return None  # "not known" parts, or a real date refused for its range
+        if not int(self._earliest[:4]) <= y <= self.today.year:
+            return None
+        return f"{year}{m:02d}{d:02d}"
 
     def __call__(self, raw: str) -> str | None:
         """``YYYY-MM-DD``, or ``None`` when missing, invalid or a placeholder."""

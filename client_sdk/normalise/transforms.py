@@ -24,6 +24,10 @@ district     postcode                         outward code: ``"BA1"`` (a non-UK
                                               postcode, with no space, whole)
 sector       postcode                         outward code, space, first inward
                                               character: ``"BA1 1"`` (non-UK: whole)
+prefix2      postcode (non-UK)                first 2 characters: ``"2000"`` →
+                                              ``"20"``; a UK postcode gives none
+prefix3      postcode (non-UK)                first 3 characters: ``"D02X285"`` →
+                                              ``"D02"``; a UK postcode gives none
 ===========  ===============================  ==================================
 
 Phonetic codes come from ``jellyfish`` and are cached: names repeat, so most calls are a
@@ -77,6 +81,8 @@ __all__ = [
     "nickname",
     "nysiis",
     "one_digit_variants",
+    "postcode_prefix2",
+    "postcode_prefix3",
     "soundex",
     "year",
     "year_month",
@@ -144,6 +150,34 @@ def day_month_unordered(date: str) -> str | None:
     return date
 
 
+# Places and non-UK postcodes (issue 17) --------------------------------------------------
+
+
+def _postcode_prefix(canonical: str, size: int) -> str | None:
+    """The first ``size`` characters of a canonical non-UK postcode.
+
+    A canonical UK postcode (it has a space: ``BA1 1AA``) gives ``None``: its prefixes cut
+    across districts (``B1 1AA`` and ``B11 1AA`` share ``B11``), and its ``district`` and
+    ``sector`` are the areas to use. A postcode shorter than ``size`` gives ``None``.
+    """
+    if " " in canonical or len(canonical) < size:
+        return None
+    return canonical[:size]
+
+
+def postcode_prefix2(canonical: str) -> str | None:
+    """First 2 characters of a non-UK postcode (``"2000"`` → ``"20"``), ``None`` for a UK one."""
+    return _postcode_prefix(canonical, 2)
+
+
+def postcode_prefix3(canonical: str) -> str | None:
+    """First 3 characters of a non-UK postcode (``"D02X285"`` → ``"D02"``), ``None`` for UK."""
+    return _postcode_prefix(canonical, 3)
+
+
+# -------------------------------------------------------------------------------------------
+
+
 TRANSFORM_FUNCTIONS: dict[str, Callable[[str], str | None]] = {
     "initial": initial,
     "soundex": soundex,
@@ -154,6 +188,8 @@ TRANSFORM_FUNCTIONS: dict[str, Callable[[str], str | None]] = {
     "swap": day_month_unordered,
     "district": postcode_district,
     "sector": postcode_sector,
+    "prefix2": postcode_prefix2,
+    "prefix3": postcode_prefix3,
 }
 """Transform name in a linkage spec → function."""
 

@@ -8,9 +8,8 @@ the text the field's one-column normaliser reads:
   database null markers (``NULL``, ``N/A``) are skipped, and so is a cell after the first
   that is on its own a placeholder name (``NOT KNOWN``): an unknown middle name must not
   become a word of the name.
-- address line: the first cell with a value. A cell holding only a house number
-  (``12``, ``12A``, ``12-14``) is joined with the next cell with a value, so ``12`` |
-  ``High St`` reads as ``12 High St``, as a one-column first line would hold it.
+- address line: not joined here; each line is cleaned, then the lines joined
+  (``client_sdk.normalise.text.check_address_lines``).
 - postcode in several cells (outward, inward): the cells with a value, joined with a space.
 - postcode in free text: the last UK postcode-shaped sequence of the text (``BA1 1AA``,
   ``ba11aa``), or nothing. In several address cells, the cells are searched last to first
@@ -26,7 +25,6 @@ from client_sdk.normalise.placeholders import is_placeholder_name, payload_value
 
 __all__ = [
     "SEPARATOR",
-    "address_line_text",
     "find_postcode",
     "find_postcode_in_cells",
     "joined_text",
@@ -36,7 +34,6 @@ __all__ = [
 SEPARATOR = "\x1f"
 """Between a field's cells (ASCII unit separator: not found in exported text)."""
 
-_HOUSE_NUMBER = re.compile(r"\d+[A-Za-z]?(?:\s*[-/]\s*\d+[A-Za-z]?)?")
 # Outward code (letters, a digit, maybe a digit or letter), optional spaces, inward code
 # (a digit, two letters), not inside a longer word. check_postcode then applies the
 # Royal Mail format.
@@ -75,23 +72,6 @@ def name_text(raw: str) -> str:
     kept = values[:1]
     kept.extend(v for v in values[1:] if not is_placeholder_name(name_words(v)))
     return " ".join(kept)
-
-
-def address_line_text(raw: str) -> str:
-    """The first address line of several address cells: the first with a value.
-
-    Args:
-        raw: the cells joined with :data:`SEPARATOR`, e.g. ``"\\x1f12\\x1fHigh St"``.
-
-    Returns:
-        e.g. ``"12 High St"`` (a house number alone takes the next value with it).
-    """
-    values = _values(raw)
-    if not values:
-        return _no_value(raw)
-    if len(values) > 1 and _HOUSE_NUMBER.fullmatch(values[0]):
-        return f"{values[0]} {values[1]}"
-    return values[0]
 
 
 def joined_text(raw: str) -> str:

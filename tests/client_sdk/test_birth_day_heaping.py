@@ -102,10 +102,10 @@ def test_collector_counts_dates_and_blocks_absorb():
     dates = [d.isoformat() for d in _spread(3_000) + _on(1, 1, 120)]
     single, first, second = _collector(), _collector(), _collector()
     for line, born in enumerate(dates):
-        single.observe(line, (0,) * 9, None, born)
-        (first if line < 1_500 else second).observe(line, (0,) * 9, None, born)
-    single.observe(0, (0,) * 9, None, None)
-    first.observe(0, (0,) * 9, None, None)
+        single.observe(line, (0,) * len(FIELDS), None, born)
+        (first if line < 1_500 else second).observe(line, (0,) * len(FIELDS), None, born)
+    single.observe(0, (0,) * len(FIELDS), None, None)
+    first.observe(0, (0,) * len(FIELDS), None, None)
     first.absorb(second)
     report = single.report()
     assert [(h.month, h.day) for h in report.date_of_birth_heaping] == [(1, 1)]

@@ -21,11 +21,11 @@ from client_sdk.errors import InputError, MappingError
 from client_sdk.mapping import parse_mapping
 from client_sdk.normalise.dates import DateParser
 from client_sdk.normalise.defect import Defect
+from client_sdk.normalise.text import check_address_lines
 from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
 from client_sdk.readers.columns import (
     SEPARATOR,
-    address_line_text,
     find_postcode,
     name_text,
 )
@@ -253,26 +253,28 @@ def test_name_text_rules():
 @pytest.mark.parametrize(
     ("cells", "line"),
     [
-        (["12 High St", "Bath"], "12 HIGH STREET"),
-        (["", "12 High St", "Bath"], "12 HIGH STREET"),  # the first with a value
-        (["12", "High St", "Bath"], "12 HIGH STREET"),  # a house number takes the street
+        (["12 High St", "Bath"], "12 HIGH STREET BATH"),  # every line, in order
+        (["", "12 High St", "Bath"], "12 HIGH STREET BATH"),  # an empty line is skipped
+        (["12", "High St", "Bath"], "12 HIGH STREET BATH"),
         (["12a", "", "High St"], "12A HIGH STREET"),
         (["12-14", "High St"], "12 14 HIGH STREET"),
-        (["Rose Cottage", "High St"], "ROSE COTTAGE"),  # a house name is the first line
-        (["Flat 3", "12 High St"], "FLAT 3"),
+        (["Rose Cottage", "High St"], "ROSE COTTAGE HIGH STREET"),  # address_2 is kept
+        (["Flat 3", "12 High St Rd"], "FLAT 3 12 HIGH ST ROAD"),  # each line's last word
+        (["12 High St", "Flat 3"], "12 HIGH STREET FLAT 3"),
         (["N/A", "12 High St"], "12 HIGH STREET"),  # a null marker is an empty cell
     ],
 )
-def test_address_line_over_several_columns(tmp_path, cells, line):
+def test_address_line_over_several_columns_joins_them(tmp_path, cells, line):
     header = ["ID", "ADDR1", "ADDR2", "ADDR3"][: len(cells) + 1]
     path = _write(tmp_path, header, [["1", *cells]])
     (record,) = _records(path, _mapping({"address_line": header[1:]}))
     assert record.address_line == line
 
 
-def test_address_line_text_keeps_placeholders_and_blanks():
-    assert address_line_text(SEPARATOR.join(["No fixed abode", "Bath"])) == "No fixed abode"
-    assert address_line_text(SEPARATOR.join(["", " "])) == ""
+def test_address_lines_not_known_line_and_blanks():
+    assert check_address_lines(["No fixed abode", "Bath"]) is Defect.PLACEHOLDER
+    assert check_address_lines(["NULL", "(null)"]) is Defect.PLACEHOLDER
+    assert check_address_lines(["", " "]) is Defect.MISSING
 
 
 # --- dates of birth in three columns -------------------------------------------------------

@@ -20,10 +20,10 @@ def _collector(columns=FIELDS):
 
 def test_counts_per_field_and_json():
     collector = _collector()
-    valid = (0,) * 9
+    valid = (0,) * len(FIELDS)
     collector.observe(2, valid, "9990079196")
-    collector.observe(3, (Defect.PLACEHOLDER, Defect.MISSING) + (0,) * 7, None)
-    collector.observe(4, (Defect.INVALID,) + (0,) * 8, None)
+    collector.observe(3, (Defect.PLACEHOLDER, Defect.MISSING) + (0,) * (len(FIELDS) - 2), None)
+    collector.observe(4, (Defect.INVALID,) + (0,) * (len(FIELDS) - 1), None)
     collector.reject(5, None, "malformed row: 3 fields, header has 8")
     report = collector.report()
     assert report.source == "x.csv"
@@ -40,7 +40,7 @@ def test_counts_per_field_and_json():
 def test_duplicate_nhs_numbers_are_counted_not_listed():
     collector = _collector()
     for number in ["9990079196", "9990237573", "9990079196", "9990079196", "4000079190"]:
-        collector.observe(1, (0,) * 9, number)
+        collector.observe(1, (0,) * len(FIELDS), number)
     report = collector.report()
     assert report.duplicate_nhs_numbers == 2
     assert "9990079196" not in report.model_dump_json()
@@ -58,7 +58,7 @@ def test_problem_lists_are_capped_but_counted():
 
 def test_unmapped_fields_are_not_counted():
     collector = _collector(columns=["family_name", "date_of_birth"])
-    collector.observe(2, (Defect.MISSING,) * 9, None)
+    collector.observe(2, (Defect.MISSING,) * len(FIELDS), None)
     report = collector.report()
     assert not report.field("nhs_number").mapped
     assert report.field("nhs_number").missing == 0

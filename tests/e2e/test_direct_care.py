@@ -69,13 +69,20 @@ def test_each_practice_gets_exactly_its_own_patients_linked_facts(world, index, 
     gp, trust = world.orgs[practice], world.orgs["hospital"]
     agreement = world.create_agreement(_direct_care_toml(world, practice), subprocess=index == 0)
     out = tmp_path / "linked.csv"
-    world.sdk(gp.credential, "linked", "--agreement", agreement, "--dir", str(gp.directory),
-              "--out", str(out))  # fmt: skip
+    result = world.sdk(gp.credential, "linked", "--agreement", agreement, "--dir",
+                       str(gp.directory), "--out", str(out))  # fmt: skip
     rows = _read(out)
     ae, adm = (
         f"{trust.name}/{trust.dataset}.AE_ATTENDANCES_12M",
         (f"{trust.name}/{trust.dataset}.EMERGENCY_ADMISSIONS_12M"),
     )
+    # The summary tells linked patients from those with nothing linked (issue 17.5).
+    with_facts = sum(1 for r in rows if r[ae] or r[adm])
+    assert 0 < with_facts < len(rows)
+    assert (
+        f"wrote {len(rows)} patients to {out}: {with_facts} with linked facts, "
+        f"{len(rows) - with_facts} with none"
+    ) in result.stderr
     extract = {r["PATIENT_ID"]: r for r in _read(world.root / "data" / f"{gp.source}.csv")}
     # Every patient of this practice, and nobody else's.
     assert sorted(r["local_id"] for r in rows) == sorted(extract)
