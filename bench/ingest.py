@@ -176,7 +176,7 @@ def run_http(n: int) -> dict[str, float]:
     from client_sdk.client import BrokerClient, UploadProgress
     from keys.derive import Token
     from keys.wire import BatchState, DatasetDeclaration, Role
-    from tests.harness import make_batch, start_broker
+    from tests.support.harness import make_batch, start_broker
 
     pair = SyntheticPair(n)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """What a running broker holds: settings, the store, and its secrets from its keystore.
 
-The HTTP app (broker/app.py) and the operator commands (broker/cli.py) build one
+The HTTP app (broker/app.py) and the operator commands (broker/cli/__init__.py) build one
 :class:`BrokerRuntime` each from the same :class:`~broker.config.BrokerSettings`.
 """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from broker.store.embedded import EmbeddedRedis
-from tests.harness import BrokerProcess, start_broker
+from tests.support.harness import BrokerProcess, start_broker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,13 +53,13 @@ def broker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerPr
 
     ``tessera-broker serve`` runs as a subprocess on a free port, with its own data
     directory, keystore and embedded redis-server. The yielded
-    :class:`tests.harness.BrokerProcess` gives ``.url``, ``.redis_url``, ``.runtime`` (an
+    :class:`tests.support.harness.BrokerProcess` gives ``.url``, ``.redis_url``, ``.runtime`` (an
     in-process runtime on the same store), ``.add_org()`` / ``.add_identity(role, name)``
     (credentials made directly in the store), ``.revoke(name)``, ``.client(credential)``
     (httpx), ``.sdk_env(credential)`` and ``.admin_env()`` (environments for the CLIs).
     Tests share it: give every org, dataset and researcher a fresh name
-    (:func:`tests.harness.unique`), and never stop or kill it (start your own broker
-    with :func:`tests.harness.start_broker` for that).
+    (:func:`tests.support.harness.unique`), and never stop or kill it (start your own broker
+    with :func:`tests.support.harness.start_broker` for that).
     """
     broker = start_broker(tmp_path_factory.mktemp("broker"))
     yield broker

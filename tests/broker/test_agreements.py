@@ -23,8 +23,8 @@ from broker.errors import BadRequestError, ConflictError, NotFoundOrForbiddenErr
 from broker.store.identities import find_identity
 from keys.wire import Role
 from keys.wire_release import AgreementKind, AgreementStatus, AgreementTerms
-from tests.harness import unique
-from tests.release_world import World, build_world, today
+from tests.support.harness import unique
+from tests.support.release_world import World, build_world, today
 
 RECORD_LEVEL = (AgreementKind.RESEARCH_RECORD_LEVEL,)
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from broker.cli import cli as broker_cli
 from client_sdk.cli import cli as sdk_cli
-from tests.release_world import World, build_world, today
+from tests.support.release_world import World, build_world, today
 
 BIN = Path(sys.executable).parent
 

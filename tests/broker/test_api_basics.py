@@ -8,7 +8,7 @@ import pytest
 
 from broker.store.keyblobs import put_blob
 from keys.wire import DatasetDeclaration, ErrorBody, Role
-from tests.harness import unique
+from tests.support.harness import unique
 
 
 def _declaration(name: str, **overrides) -> dict:

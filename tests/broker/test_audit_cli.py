@@ -16,7 +16,7 @@ from broker.config import BrokerSettings
 from broker.runtime import BrokerRuntime
 from broker.store import keyspace
 from keys.signing import public_key_of
-from tests.harness import running_broker
+from tests.support.harness import running_broker
 
 
 @pytest.fixture(scope="module")

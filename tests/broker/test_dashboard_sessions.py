@@ -18,7 +18,7 @@ from broker.store.identities import find_identity, replace_credential, revoke_id
 from broker.store.sessions import clear_sign_in_failures
 from keys.derive import digest_session_id
 from keys.wire import Role
-from tests.harness import start_broker, unique
+from tests.support.harness import start_broker, unique
 
 
 @pytest.fixture(scope="module")

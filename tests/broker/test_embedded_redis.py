@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from broker.store.embedded import EmbeddedRedis, _is_our_server, find_redis_server
-from tests.harness import running_broker
+from tests.support.harness import running_broker
 
 
 def _ping(path: str) -> bytes:

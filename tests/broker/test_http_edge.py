@@ -29,7 +29,7 @@ from fastapi import FastAPI
 from broker.app import create_app
 from broker.config import BrokerSettings
 from keys.wire import ErrorBody, Role
-from tests.harness import BrokerProcess, free_port, start_broker, unique
+from tests.support.harness import BrokerProcess, free_port, start_broker, unique
 
 MIB = 1024 * 1024
 

@@ -10,7 +10,7 @@ import sys
 from client_sdk.client import BrokerClient
 from keys.derive import Token
 from keys.wire import BatchState, DatasetDeclaration, Role
-from tests.harness import make_batch, random_refs, unique
+from tests.support.harness import make_batch, random_refs, unique
 
 
 def _declare(broker_server, domain: str):

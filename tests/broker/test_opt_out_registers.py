@@ -9,7 +9,7 @@ import httpx
 
 from broker.audit import read_audit
 from keys.wire import DatasetDeclaration, DatasetKind
-from tests.release_world import GP_PERSONS, HOSPITAL_PERSONS, World, build_world
+from tests.support.release_world import GP_PERSONS, HOSPITAL_PERSONS, World, build_world
 
 BOTH = sorted(set(GP_PERSONS) & set(HOSPITAL_PERSONS))
 

@@ -17,7 +17,7 @@ from broker.audit import read_audit
 from broker.store import keyspace
 from broker.store.identities import find_identity
 from keys.derive import digest_session_id
-from tests.transparency_world import HOSTILE_TITLE, build_transparency
+from tests.support.transparency_world import HOSTILE_TITLE, build_transparency
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from broker.audit import read_audit
 from keys.wire import BatchMode
-from tests.release_world import (
+from tests.support.release_world import (
     GP_PERSONS,
     HOSPITAL_PERSONS,
     World,

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from broker.disclosure import DisclosureProfile, profile_of, round_midpoint, round_nearest
 from broker.release import protect_table, round_count
 from keys.wire_release import AgreementTerms
-from tests.release_world import World, ae, age_band, build_world
+from tests.support.release_world import World, ae, age_band, build_world
 
 # Each profile as an agreement names it; "default" names none (aggregate_control applies).
 PROFILES: dict[str, dict] = {

@@ -22,7 +22,7 @@ from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import status_code_conformance
 
 from keys.wire import Role
-from tests.harness import BrokerProcess, start_broker, unique
+from tests.support.harness import BrokerProcess, start_broker, unique
 
 EXAMPLES_PER_OPERATION = 12
 

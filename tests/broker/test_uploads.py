@@ -16,7 +16,7 @@ from keys.batch import BatchReader
 from keys.chunk import decode_chunk
 from keys.derive import RecordRef
 from keys.wire import BatchMode, BatchState, DatasetDeclaration
-from tests.harness import make_batch, random_refs, random_tokens, unique
+from tests.support.harness import make_batch, random_refs, random_tokens, unique
 
 DOMAIN = unique("dom")
 

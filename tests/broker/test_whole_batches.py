@@ -15,8 +15,8 @@ import pytest
 from client_sdk.client import BrokerClient
 from keys.derive import RecordRef, Token
 from keys.wire import BatchState, Role
-from tests.harness import make_batch, start_broker
-from tests.release_world import HOSPITAL_PERSONS, World, build_world
+from tests.support.harness import make_batch, start_broker
+from tests.support.release_world import HOSPITAL_PERSONS, World, build_world
 
 NEW = 300
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from broker.store.identities import find_identity, set_identity_labels
-from tests.transparency_world import HOSTILE_TITLE, build_transparency
+from tests.support.transparency_world import HOSTILE_TITLE, build_transparency
 
 pytestmark = pytest.mark.xdist_group("browser")
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.tokenise_world import DOMAIN, PASSPHRASE, Org
+from tests.support.tokenise_world import DOMAIN, PASSPHRASE, Org
 
 SDK = str(Path(sys.executable).with_name("tessera-sdk"))
 

@@ -17,7 +17,7 @@ import pytest
 
 from keys.batch import BatchReader
 from tests.client_sdk.sdk_cli import sdk, tokenise_args
-from tests.tokenise_world import Org, make_orgs
+from tests.support.tokenise_world import Org, make_orgs
 
 CSV = (
     "PATIENT_ID,FORENAME,SURNAME,DOB,SEX,POSTCODE\n"

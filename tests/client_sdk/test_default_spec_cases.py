@@ -15,7 +15,7 @@ from bench.spec_eval import link
 from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import Tokeniser
 from keys.spec import default_spec
-from tests.tokenise_world import fixed_params
+from tests.support.tokenise_world import fixed_params
 
 SPEC = default_spec()
 

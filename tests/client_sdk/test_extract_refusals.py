@@ -18,7 +18,7 @@ from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
 from keys.batch import BatchReader
 from tests.client_sdk.sdk_cli import sdk, tokenise_args
-from tests.tokenise_world import Org, make_orgs
+from tests.support.tokenise_world import Org, make_orgs
 
 MAPPING = """
 [source]

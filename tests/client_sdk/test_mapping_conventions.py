@@ -33,7 +33,7 @@ from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import tokenise_records
 from keys.chunk import decode_chunk
 from keys.cliutil import run_cli
-from tests.tokenise_world import fixed_params
+from tests.support.tokenise_world import fixed_params
 
 TODAY = date(2026, 11, 24)
 MISSING, INVALID, PLACEHOLDER = Defect.MISSING, Defect.INVALID, Defect.PLACEHOLDER

@@ -27,7 +27,7 @@ from keys.batch import BatchReader
 from keys.errors import SpecError
 from keys.spec import default_spec, parse_spec
 from tests.client_sdk.sdk_cli import sdk, tokenise_args
-from tests.tokenise_world import Org, make_orgs
+from tests.support.tokenise_world import Org, make_orgs
 
 ROOT = Path(__file__).resolve().parents[2]
 TODAY = date(2026, 6, 1)

@@ -27,7 +27,7 @@ from client_sdk.quality import QualityCollector, QualityReport
 from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import Tokeniser
 from keys.cliutil import run_cli
-from tests.tokenise_world import fixed_params
+from tests.support.tokenise_world import fixed_params
 
 TODAY = date(2026, 11, 24)
 MISSING, INVALID, PLACEHOLDER = Defect.MISSING, Defect.INVALID, Defect.PLACEHOLDER

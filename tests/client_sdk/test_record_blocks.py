@@ -16,7 +16,7 @@ from client_sdk.tokenise import TokeniseParams, Tokeniser, tokenise_records, wri
 from keys.chunk import TokenChunk, decode_chunk, encode_chunk, encode_chunk_columns
 from keys.derive import RecordRef, Token
 from keys.spec import default_spec, parse_spec
-from tests.tokenise_world import fixed_params
+from tests.support.tokenise_world import fixed_params
 
 DATA = Path(__file__).parent.parent / "data"
 TODAY = date(2026, 11, 24)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from client_sdk.cli_release import parse_where
+from client_sdk.cli.release import parse_where
 from client_sdk.errors import InputError
 from client_sdk.export import neutralise, write_table
 from client_sdk.risk import load_rules, score_patients

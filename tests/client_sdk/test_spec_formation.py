@@ -18,7 +18,7 @@ from client_sdk.speclint import (
 )
 from keys.spec import default_spec, parse_spec
 from tests.client_sdk.sdk_cli import sdk, tokenise_args
-from tests.tokenise_world import Org, make_orgs
+from tests.support.tokenise_world import Org, make_orgs
 
 MAPPING = """
 [source]

@@ -20,7 +20,7 @@ from keys.batch import BatchReader
 from keys.chunk import decode_chunk
 from keys.derive import DomainKey
 from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec, parse_spec
-from tests.tokenise_world import fixed_params
+from tests.support.tokenise_world import fixed_params
 
 SPEC = default_spec()
 KEY = DomainKey(b"\x11" * 32)

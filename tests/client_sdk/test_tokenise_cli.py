@@ -10,7 +10,7 @@ from client_sdk.local_index import LocalIndex
 from keys.batch import BatchReader
 from keys.derive import Token
 from keys.spec import default_spec
-from tests.tokenise_world import DOMAIN, Org, make_orgs, tokenise
+from tests.support.tokenise_world import DOMAIN, Org, make_orgs, tokenise
 
 HOSPITAL_CSV = (
     "HOSP_NO,PATIENT NAME,D.O.B,GENDER,NHS NUMBER,POST CODE,AE_ATTENDANCES_12M\r\n"

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from keys.batch import BatchReader
-from tests.somerset_world import Somerset, shared_somerset
+from tests.support.somerset_world import Somerset, shared_somerset
 
 pytestmark = pytest.mark.xdist_group("somerset")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from client_sdk.risk import load_rules, score_patients
-from tests.somerset_world import Somerset, shared_somerset
+from tests.support.somerset_world import Somerset, shared_somerset
 
 pytestmark = pytest.mark.xdist_group("somerset")
 

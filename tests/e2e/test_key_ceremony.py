@@ -18,7 +18,7 @@ from client_sdk.orgstore import OrgStore
 from keys.keystore import Keystore, list_domains
 from keys.rotation import custodian_identity
 from keys.wrapping import parse_blob_header
-from tests.key_ceremony import (
+from tests.support.key_ceremony import (
     CUSTODIAN_PASSPHRASE,
     ORG_PASSPHRASE,
     Ceremony,

@@ -13,7 +13,7 @@ from pathlib import Path
 from keys.derive import DomainKey
 from keys.wire import Role
 from keys.wrapping import OrgPublicKey, wrap_key
-from tests.harness import unique
+from tests.support.harness import unique
 
 BIN = Path(sys.executable).parent
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import free_port
+from tests.support.harness import free_port
 
 BIN = Path(sys.executable).parent
 

@@ -12,7 +12,7 @@ from filelock import FileLock
 
 from client_sdk.job import GRADE_ORDER, grade_meets, load_job
 from keys.batch import BatchReader
-from tests.somerset_world import Org, Somerset, shared_somerset
+from tests.support.somerset_world import Org, Somerset, shared_somerset
 
 pytestmark = pytest.mark.xdist_group("somerset")
 

@@ -10,7 +10,7 @@ from broker.linkage import Linker
 from broker.store.linkage_store import LinkageStore
 from client_sdk.client import BrokerClient
 from keys.batch import BatchReader
-from tests.harness import make_batch, random_refs, random_tokens, unique
+from tests.support.harness import make_batch, random_refs, random_tokens, unique
 
 BIN = Path(sys.executable).parent
 

@@ -19,7 +19,7 @@ from client_sdk.client import BrokerClient
 from client_sdk.errors import BrokerCallError
 from keys.batch import BatchReader
 from keys.wire import BatchState, DatasetDeclaration
-from tests.harness import make_batch, random_refs, random_tokens, start_broker, unique
+from tests.support.harness import make_batch, random_refs, random_tokens, start_broker, unique
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import keys
 from client_sdk.synth import generate
 from keys.batch import BatchReader
 from keys.spec import PROBABILISTIC_SPEC_NAME
-from tests.tokenise_world import make_orgs, tokenise
+from tests.support.tokenise_world import make_orgs, tokenise
 
 MIN_BYTES = 5
 MIN_BYTES_IN_TOKENS = 8

@@ -16,7 +16,7 @@ import pytest
 
 from client_sdk.orgstore import OrgStore
 from keys.keystore import Keystore
-from tests.key_ceremony import (
+from tests.support.key_ceremony import (
     CUSTODIAN_PASSPHRASE,
     ORG_PASSPHRASE,
     Ceremony,

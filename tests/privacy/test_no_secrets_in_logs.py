@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from keys.batch import BatchReader
-from tests.harness import make_batch, random_refs, random_tokens, unique
+from tests.support.harness import make_batch, random_refs, random_tokens, unique
 
 BIN = Path(sys.executable).parent
 

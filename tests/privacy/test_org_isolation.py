@@ -12,7 +12,7 @@ from broker.store.keyblobs import put_blob
 from client_sdk.client import BrokerClient
 from keys.batch import BatchReader
 from keys.wire import DatasetDeclaration, Role
-from tests.harness import make_batch, random_refs, random_tokens, unique
+from tests.support.harness import make_batch, random_refs, random_tokens, unique
 
 
 @pytest.fixture(scope="module")

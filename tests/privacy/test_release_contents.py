@@ -10,8 +10,8 @@ import pytest
 
 from broker.agreements import revoke_agreement
 from keys.wire import Role
-from tests.harness import unique
-from tests.release_world import GP_PERSONS, World, build_world
+from tests.support.harness import unique
+from tests.support.release_world import GP_PERSONS, World, build_world
 
 
 @pytest.fixture(scope="module")

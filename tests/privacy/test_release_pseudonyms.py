@@ -9,7 +9,7 @@ import pytest
 
 from broker.release import PSEUDONYM_COLUMN
 from keys.derive import derive_pseudonym
-from tests.release_world import GP_PERSONS, HOSPITAL_PERSONS, World, build_world
+from tests.support.release_world import GP_PERSONS, HOSPITAL_PERSONS, World, build_world
 
 BOTH = sorted(set(GP_PERSONS) & set(HOSPITAL_PERSONS))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from keys.wire import Role
-from tests.harness import unique
+from tests.support.harness import unique
 
 
 def test_revocation_takes_effect_at_once_for_every_role(broker_server):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from broker.cli.operator import operator_runtime
 from broker.evaluation import evaluate_linkage, read_truth_refs
-from broker.operator import operator_runtime
 from broker.store.linkage_store import LinkageStore
 
 __all__ = ["evaluate_command"]

@@ -8,26 +8,26 @@ from __future__ import annotations
 import click
 
 from client_sdk import pipeline
-from client_sdk.cli_broker import (
+from client_sdk.cli.broker import (
     dataset_group,
     fetch_key_command,
     register_key_command,
     upload_command,
     whoami_command,
 )
-from client_sdk.cli_check import check_command
-from client_sdk.cli_evaluate import truth_refs_command
-from client_sdk.cli_keys import register_key_commands
-from client_sdk.cli_release import (
+from client_sdk.cli.check import check_command
+from client_sdk.cli.evaluate import truth_refs_command
+from client_sdk.cli.org_keys import register_key_commands
+from client_sdk.cli.release import (
     aggregate_command,
     agreement_group,
     cohort_command,
     linked_command,
     risk_command,
 )
-from client_sdk.cli_run import run_command
-from client_sdk.cli_synth import synth_command
-from client_sdk.cli_tokenise import spec_group, tokenise_command
+from client_sdk.cli.run import run_command
+from client_sdk.cli.synth import synth_command
+from client_sdk.cli.tokenise import spec_group, tokenise_command
 from keys.cliutil import main_wrapper
 
 __all__ = ["build_kind", "cli", "main"]

@@ -20,14 +20,14 @@ from pathlib import Path
 import click
 
 from broker.audit import append_audit
-from broker.cli_agreement import agreement_group
-from broker.cli_audit import audit_group
-from broker.cli_evaluate import evaluate_command
-from broker.cli_opt_out import opt_out_group
-from broker.cli_report import report_command
+from broker.cli.agreement import agreement_group
+from broker.cli.audit import audit_group
+from broker.cli.evaluate import evaluate_command
+from broker.cli.operator import data_dir_option, load_settings, operator_runtime
+from broker.cli.opt_out import opt_out_group
+from broker.cli.report import report_command
 from broker.config import BrokerSettings
 from broker.errors import ConfigurationError, NotFoundOrForbiddenError
-from broker.operator import data_dir_option, load_settings, operator_runtime
 from broker.runtime import new_credential, utc_now
 from broker.store.identities import (
     create_identity,

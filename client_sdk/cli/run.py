@@ -19,9 +19,9 @@ from typing import Any
 import click
 from filelock import FileLock, Timeout
 
-from client_sdk.cli_broker import upload_command
-from client_sdk.cli_release import linked_command, risk_command
-from client_sdk.cli_tokenise import tokenise_command
+from client_sdk.cli.broker import upload_command
+from client_sdk.cli.release import linked_command, risk_command
+from client_sdk.cli.tokenise import tokenise_command
 from client_sdk.errors import JobBusyError, QualityFloorError
 from client_sdk.job import Job, grade_meets, load_job
 from keys.batch import BatchReader

@@ -20,7 +20,7 @@ from client_sdk.client import BrokerClient
 from keys.derive import RecordRef, Token
 from keys.wire import BatchMode, BatchState, DatasetDeclaration, DatasetKind, Role
 from keys.wire_release import AgreementTerms
-from tests.harness import BrokerProcess, make_batch, unique
+from tests.support.harness import BrokerProcess, make_batch, unique
 
 __all__ = ["GP_PERSONS", "HOSPITAL_PERSONS", "World", "build_world", "today"]
 

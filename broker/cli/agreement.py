@@ -36,8 +36,8 @@ from broker.agreements import (
     list_agreements,
     revoke_agreement,
 )
+from broker.cli.operator import operator_runtime
 from broker.errors import ValidationFailedError
-from broker.operator import operator_runtime
 from keys.wire_release import LEGAL_BASES, AgreementTerms
 
 __all__ = ["agreement_group", "load_terms"]

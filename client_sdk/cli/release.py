@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from client_sdk.cli_broker import broker_option
+from client_sdk.cli.broker import broker_option
 from client_sdk.config import broker_target
 from client_sdk.export import ExportFormat, write_table
 from client_sdk.local_index import LocalIndex

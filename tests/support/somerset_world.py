@@ -30,7 +30,7 @@ from client_sdk.local_index import LocalIndex
 from client_sdk.synth import generate
 from keys.cli import cli as keys_cli
 from keys.derive import RecordRef
-from tests.harness import BrokerProcess, unique
+from tests.support.harness import BrokerProcess, unique
 
 __all__ = ["Org", "Somerset", "build_somerset", "run", "shared_somerset"]
 

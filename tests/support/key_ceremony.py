@@ -23,7 +23,7 @@ __all__ = [
     "shared_ceremony",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CUSTODIAN_PASSPHRASE = "test-only custodian passphrase"
 ORG_PASSPHRASE = "test-only organisation passphrase"

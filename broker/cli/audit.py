@@ -24,8 +24,8 @@ from broker.audit import (
     verify_audit,
     verify_export,
 )
+from broker.cli.operator import operator_runtime
 from broker.errors import AuditTamperedError, ConfigurationError
-from broker.operator import operator_runtime
 from keys.signing import PUBLIC_KEY_BYTES, public_key_of
 
 __all__ = ["audit_group"]

@@ -1,6 +1,6 @@
 """A broker with something to show on the register and the dashboard.
 
-On top of tests/release_world.py's linked GP and hospital: an active agreement with a
+On top of tests/support/release_world.py's linked GP and hospital: an active agreement with a
 hostile title that has been released under twice, a revoked one, a draft awaiting the
 hospital's approval, a dataset whose quality grade rose from Bronze to Silver, an admin
 and an auditor.
@@ -18,8 +18,8 @@ from broker.store.identities import find_identity
 from client_sdk.client import BrokerClient
 from keys.wire import DatasetDeclaration, DatasetKind, Role
 from keys.wire_release import CohortRequest
-from tests.harness import BrokerProcess, make_batch, random_refs, random_tokens, unique
-from tests.release_world import World, build_world, today
+from tests.support.harness import BrokerProcess, make_batch, random_refs, random_tokens, unique
+from tests.support.release_world import World, build_world, today
 
 __all__ = ["HOSTILE_TITLE", "Transparency", "build_transparency"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from broker.operator import data_dir_option, operator_runtime
+from broker.cli.operator import data_dir_option, operator_runtime
 from broker.opt_out_registers import declare_opt_out_register
 from broker.runtime import utc_now
 from broker.store.datasets import list_opt_out_registers

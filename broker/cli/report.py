@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from broker.cli.operator import operator_runtime
 from broker.linkage_report import LinkageReportOut, build_linkage_report
-from broker.operator import operator_runtime
 
 __all__ = ["format_report", "report_command"]
 

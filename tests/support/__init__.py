@@ -1,0 +1,1 @@
+"""Shared test harness: brokers, worlds, ceremonies (imported by tests, never collected)."""
