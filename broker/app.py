@@ -32,6 +32,7 @@ from broker.api import (
     identities,
     keyblobs,
     linkage,
+    metrics,
     pages,
     releases,
     uploads,
@@ -39,6 +40,7 @@ from broker.api import (
 from broker.audit import AuditCheckpointer
 from broker.config import BrokerSettings
 from broker.ingest import LinkWorker
+from broker.metrics import MetricsMiddleware
 from broker.runtime import BrokerRuntime
 from keys.errors import BrokerError
 from keys.wire import ErrorBody
@@ -253,6 +255,7 @@ def create_app(
         app.add_exception_handler(status, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     for module in (identities, keyblobs, datasets, uploads, linkage):
         app.include_router(module.router, prefix="/v1")
     app.include_router(agreements.router, prefix="/v1")
@@ -266,6 +269,7 @@ def create_app(
         max_body=settings.max_json_bytes,
         max_chunk=settings.max_chunk_bytes,
     )
+    app.add_middleware(MetricsMiddleware)
     return app
 
 

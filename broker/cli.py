@@ -80,6 +80,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        **settings.uvicorn_tls_options(),
     )
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,12 @@ class BrokerSettings(BaseSettings):
         audit_checkpoint_max_age_seconds: also checkpoint the newest audit entry when an
             entry has waited this long for a checkpoint.
         session_ttl_seconds: idle lifetime of an operator dashboard session.
+        tls_cert: PEM certificate chain ``serve`` presents (HTTPS); with ``tls_key``.
+        tls_key: PEM private key of ``tls_cert`` (a file only the broker's user reads).
+        tls_client_ca: PEM CA bundle; when set, every client must present a certificate
+            it signed (mutual TLS, as on the HSCN).
+        metrics_token: a bearer token that may read ``/metrics`` (for a Prometheus
+            scraper); without it only an administrator's credential may.
     """
 
     model_config = SettingsConfigDict(env_prefix="TESSERA_BROKER_", extra="ignore")
@@ -60,6 +67,11 @@ class BrokerSettings(BaseSettings):
     audit_checkpoint_every: int = Field(default=1000, ge=1)
     audit_checkpoint_max_age_seconds: int = Field(default=3600, ge=1)
     session_ttl_seconds: int = Field(default=1800, ge=60)
+    # Transport and monitoring (docs/deploy.md) --------------------------------------------
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    metrics_token: SecretStr | None = None
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
@@ -72,6 +84,41 @@ class BrokerSettings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_tls_files(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(
+                "set both TESSERA_BROKER_TLS_CERT and TESSERA_BROKER_TLS_KEY, or neither"
+            )
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("TESSERA_BROKER_TLS_CLIENT_CA needs TESSERA_BROKER_TLS_CERT and _KEY")
+        for name, path in (
+            ("TLS_CERT", self.tls_cert),
+            ("TLS_KEY", self.tls_key),
+            ("TLS_CLIENT_CA", self.tls_client_ca),
+        ):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TESSERA_BROKER_{name}: {path} is not a readable file")
+        if self.tls_cert is not None and self.tls_key is not None:
+            _check_key_pair(self.tls_cert, self.tls_key, self.tls_client_ca)
+        token = self.metrics_token.get_secret_value() if self.metrics_token is not None else None
+        if token is not None and len(token) < 24:
+            raise ValueError("TESSERA_BROKER_METRICS_TOKEN must be at least 24 characters")
+        return self
+
+    def uvicorn_tls_options(self) -> dict[str, Any]:
+        """The ``uvicorn.run`` keywords that serve HTTPS (empty for plain HTTP)."""
+        if self.tls_cert is None or self.tls_key is None:
+            return {}
+        options: dict[str, Any] = {
+            "ssl_certfile": str(self.tls_cert),
+            "ssl_keyfile": str(self.tls_key),
+        }
+        if self.tls_client_ca is not None:
+            options["ssl_ca_certs"] = str(self.tls_client_ca)
+            options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        return options
+
     @property
     def resolved_keystore_path(self) -> Path:
         """The keystore path, defaulting to ``data_dir/broker.tks``."""
@@ -81,3 +128,21 @@ class BrokerSettings(BaseSettings):
     def redis_dir(self) -> Path:
         """Where the embedded redis-server keeps its data."""
         return self.data_dir / "redis"
+
+
+def _check_key_pair(cert: Path, key: Path, client_ca: Path | None) -> None:
+    """Load the certificate, key and client CA as uvicorn will, for a one-line error now."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise ValueError(
+            f"TESSERA_BROKER_TLS_CERT/_KEY: cannot load the certificate and key ({reason})"
+        ) from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            raise ValueError(f"TESSERA_BROKER_TLS_CLIENT_CA: cannot load it ({reason})") from None

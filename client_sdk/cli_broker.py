@@ -12,11 +12,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from client_sdk.client import BrokerClient, UploadProgress
-from client_sdk.config import broker_target, org_passphrase
+from client_sdk.config import broker_target, insecure_http_option, org_passphrase, transport_options
 from client_sdk.errors import BrokerCallError
 from client_sdk.orgstore import PUBLIC_KEY_FILE, OrgStore, public_key_fingerprint
 from keys.batch import BatchReader
@@ -38,7 +39,9 @@ __all__ = [
 
 PUBLIC_KEY_ALGORITHM = "tessera-org-public-key-v1"
 
-broker_option = click.option(
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+_broker_url_option = click.option(
     "--broker",
     "broker_url",
     default=None,
@@ -47,8 +50,13 @@ broker_option = click.option(
 )
 
 
+def broker_option(command: _Command) -> _Command:
+    """``--broker URL`` and ``--insecure-http`` for a command that talks to the broker."""
+    return _broker_url_option(insecure_http_option(command))
+
+
 def _client(broker_url: str | None) -> BrokerClient:
-    return BrokerClient(*broker_target(broker_url))
+    return BrokerClient(*broker_target(broker_url), **transport_options())
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from client_sdk.cli_broker import broker_option
-from client_sdk.config import broker_target
+from client_sdk.config import broker_target, transport_options
 from client_sdk.export import ExportFormat, write_table
 from client_sdk.local_index import LocalIndex
 from client_sdk.release_client import ReleaseClient
@@ -40,7 +40,7 @@ out_option = click.option(
 
 
 def _client(broker_url: str | None) -> ReleaseClient:
-    return ReleaseClient(*broker_target(broker_url))
+    return ReleaseClient(*broker_target(broker_url), **transport_options())
 
 
 def parse_where(text: str) -> Predicate:
