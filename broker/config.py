@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 from typing import Any, Self
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
-__all__ = ["PLACEHOLDER_PASSPHRASES", "BrokerSettings"]
+from broker.errors import ConfigurationError
+
+__all__ = ["PLACEHOLDER_PASSPHRASES", "SECRETS_DIR_VARIABLE", "BrokerSettings"]
+
+SECRETS_DIR_VARIABLE = "TESSERA_BROKER_SECRETS_DIR"
+"""A directory of one file per setting (its variable's name, lower case), read after the
+environment: Docker/Kubernetes secrets or systemd credentials."""
 
 PLACEHOLDER_PASSPHRASES = frozenset(
     {"", "changeme", "change-me", "changethis", "password", "secret", "tessera", "example"}
@@ -83,6 +95,28 @@ class BrokerSettings(BaseSettings):
                 "passphrase (or TESSERA_BROKER_DEVELOPMENT=1 on a test machine)"
             )
         return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then files under ``TESSERA_BROKER_SECRETS_DIR``.
+
+        A file there named like the variable (``tessera_broker_keystore_passphrase``) holds
+        that setting, as Docker and Kubernetes secrets and systemd's ``LoadCredential=``
+        provide them, so no secret need sit in an environment block (docs/deploy.md).
+        """
+        directory = os.environ.get(SECRETS_DIR_VARIABLE)
+        if not directory:
+            return (init_settings, env_settings)
+        if not Path(directory).is_dir():
+            raise ConfigurationError(f"{SECRETS_DIR_VARIABLE}: {directory} is not a directory")
+        return (init_settings, env_settings, SecretsSettingsSource(settings_cls, directory))
 
     @model_validator(mode="after")
     def _check_tls_files(self) -> Self:
