@@ -8,6 +8,8 @@ from its URL, and a transport that records every request proves nothing was sent
 
 from __future__ import annotations
 
+import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +24,7 @@ from hypothesis import strategies as st
 from client_sdk.client import BrokerClient
 from client_sdk.config import insecure_http_option, transport_options
 from client_sdk.errors import BrokerCallError
-from tests.harness import make_batch, random_refs, random_tokens, unique
+from tests.harness import free_port, make_batch, random_refs, random_tokens, unique
 from tests.tls_material import TlsMaterial, make_tls_material, tls_broker, without_tessera_env
 
 BIN = Path(sys.executable).parent
@@ -220,3 +222,33 @@ def test_serve_refuses_bad_tls_settings_in_one_line(tmp_path, tls, env_of, messa
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def _deploying_block() -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("## Deploying") : text.index("## Configuration")]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    return block
+
+
+def test_the_readme_deploying_block_runs_as_written(tmp_path, tls):
+    port = free_port()
+    script = (
+        _deploying_block()
+        .replace("/etc/tessera/tls/broker.pem", str(tls.server_cert))
+        .replace("/etc/tessera/tls/broker.key", str(tls.server_key))
+        .replace("/etc/tessera/tls/ca.pem", str(tls.ca_cert))
+        .replace("broker.example.nhs.uk", "localhost")
+        .replace("--host 0.0.0.0", "--host 127.0.0.1")  # never listen beyond this machine
+        .replace("8470", str(port))
+    )
+    env = without_tessera_env()
+    env["PATH"] = f"{BIN}:{env['PATH']}"
+    env["TESSERA_BROKER_DATA_DIR"] = str(tmp_path / "data")
+    env["TESSERA_BROKER_KEYSTORE_PASSPHRASE"] = "readme-" + secrets.token_hex(12)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script + "\nkill %1\nwait %1 || true\n"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + (tmp_path / "broker.log").read_text()
+    assert "gp-b" in result.stdout and "org" in result.stdout
