@@ -45,10 +45,16 @@ __all__ = [
     "org_blobs",
     "org_datasets",
     "org_public_key",
+    "schema_version",
     "session",
 ]
 
 PREFIX = "ts"
+
+
+def schema_version() -> str:
+    """STRING: the keyspace layout's version (broker/store/schema.py)."""
+    return f"{PREFIX}:schema"
 
 
 # Identities and credentials --------------------------------------------------------------
