@@ -30,6 +30,7 @@ from keys.wire import (
 )
 
 __all__ = [
+    "broker_option",
     "dataset_group",
     "fetch_key_command",
     "register_key_command",
