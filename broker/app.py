@@ -34,6 +34,7 @@ from broker.api import (
     identities,
     keyblobs,
     linkage,
+    metrics,
     pages,
     releases,
     uploads,
@@ -44,6 +45,7 @@ from broker.config import BrokerSettings
 from broker.deps import authenticate
 from broker.edge import EdgeMiddleware, client_address, request_id
 from broker.ingest import LinkWorker
+from broker.metrics import MetricsMiddleware
 from broker.runtime import BrokerRuntime
 from keys.errors import BrokerError
 from keys.wire import ErrorBody
@@ -248,6 +250,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     for module in (identities, keyblobs, datasets, uploads, linkage):
         app.include_router(module.router, prefix="/v1")
     app.include_router(agreements.router, prefix="/v1")
@@ -257,4 +260,5 @@ def create_app(
     for hook in hooks:
         hook(app)
     app.add_middleware(EdgeMiddleware, settings=settings, authenticate=_authenticate_at_edge)
+    app.add_middleware(MetricsMiddleware)
     return app

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import ssl
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
-__all__ = ["MIN_PASSPHRASE_LENGTH", "PLACEHOLDER_PASSPHRASES", "BrokerSettings"]
+from broker.errors import ConfigurationError
+
+__all__ = [
+    "MIN_PASSPHRASE_LENGTH",
+    "PLACEHOLDER_PASSPHRASES",
+    "SECRETS_DIR_VARIABLE",
+    "BrokerSettings",
+]
+
+SECRETS_DIR_VARIABLE = "TESSERA_BROKER_SECRETS_DIR"
+"""A directory of one file per setting (its variable's name, lower case), read after the
+environment: Docker/Kubernetes secrets or systemd credentials."""
 
 PLACEHOLDER_PASSPHRASES = frozenset(
     {"", "changeme", "change-me", "changethis", "password", "secret", "tessera", "example"}
@@ -65,6 +83,13 @@ class BrokerSettings(BaseSettings):
         max_datasets_per_org: datasets an organisation may declare.
         max_domains_per_org: distinct linkage domains an organisation's datasets use.
 
+        tls_cert: PEM certificate chain ``serve`` presents (HTTPS); with ``tls_key``.
+        tls_key: PEM private key of ``tls_cert`` (a file only the broker's user reads).
+        tls_client_ca: PEM CA bundle; when set, every client must present a certificate
+            it signed (mutual TLS, as on the HSCN).
+        metrics_token: a bearer token that may read ``/metrics`` (for a Prometheus
+            scraper); without it only an administrator's credential may.
+
     State, processes and secrets at rest (these four belong together):
 
     Attributes:
@@ -119,6 +144,12 @@ class BrokerSettings(BaseSettings):
     link_slice_records: int = Field(default=50_000, ge=1)
     fault_point: FaultPoint = ""
 
+    # Transport and monitoring (docs/deploy.md) --------------------------------------------
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    metrics_token: SecretStr | None = None
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
         secret = self.keystore_passphrase
@@ -134,6 +165,63 @@ class BrokerSettings(BaseSettings):
                 f"{MIN_PASSPHRASE_LENGTH} characters; use a longer one"
             )
         return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then files under ``TESSERA_BROKER_SECRETS_DIR``.
+
+        A file there named like the variable (``tessera_broker_keystore_passphrase``) holds
+        that setting, as Docker and Kubernetes secrets and systemd's ``LoadCredential=``
+        provide them, so no secret need sit in an environment block (docs/deploy.md).
+        """
+        directory = os.environ.get(SECRETS_DIR_VARIABLE)
+        if not directory:
+            return (init_settings, env_settings)
+        if not Path(directory).is_dir():
+            raise ConfigurationError(f"{SECRETS_DIR_VARIABLE}: {directory} is not a directory")
+        return (init_settings, env_settings, SecretsSettingsSource(settings_cls, directory))
+
+    @model_validator(mode="after")
+    def _check_tls_files(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(
+                "set both TESSERA_BROKER_TLS_CERT and TESSERA_BROKER_TLS_KEY, or neither"
+            )
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("TESSERA_BROKER_TLS_CLIENT_CA needs TESSERA_BROKER_TLS_CERT and _KEY")
+        for name, path in (
+            ("TLS_CERT", self.tls_cert),
+            ("TLS_KEY", self.tls_key),
+            ("TLS_CLIENT_CA", self.tls_client_ca),
+        ):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TESSERA_BROKER_{name}: {path} is not a readable file")
+        if self.tls_cert is not None and self.tls_key is not None:
+            _check_key_pair(self.tls_cert, self.tls_key, self.tls_client_ca)
+        token = self.metrics_token.get_secret_value() if self.metrics_token is not None else None
+        if token is not None and len(token) < 24:
+            raise ValueError("TESSERA_BROKER_METRICS_TOKEN must be at least 24 characters")
+        return self
+
+    def uvicorn_tls_options(self) -> dict[str, Any]:
+        """The ``uvicorn.run`` keywords that serve HTTPS (empty for plain HTTP)."""
+        if self.tls_cert is None or self.tls_key is None:
+            return {}
+        options: dict[str, Any] = {
+            "ssl_certfile": str(self.tls_cert),
+            "ssl_keyfile": str(self.tls_key),
+        }
+        if self.tls_client_ca is not None:
+            options["ssl_ca_certs"] = str(self.tls_client_ca)
+            options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        return options
 
     @property
     def serves_api_docs(self) -> bool:
@@ -154,3 +242,21 @@ class BrokerSettings(BaseSettings):
     def redis_dir(self) -> Path:
         """Where the embedded redis-server keeps its data."""
         return self.data_dir / "redis"
+
+
+def _check_key_pair(cert: Path, key: Path, client_ca: Path | None) -> None:
+    """Load the certificate, key and client CA as uvicorn will, for a one-line error now."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise ValueError(
+            f"TESSERA_BROKER_TLS_CERT/_KEY: cannot load the certificate and key ({reason})"
+        ) from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            raise ValueError(f"TESSERA_BROKER_TLS_CLIENT_CA: cannot load it ({reason})") from None

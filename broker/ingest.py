@@ -20,6 +20,7 @@ from collections.abc import Callable
 from itertools import chain
 from typing import cast
 
+from broker import metrics
 from broker.audit import append_audit
 from broker.errors import (
     BadRequestError,
@@ -235,6 +236,9 @@ def accept_chunk(
         records=len(chunk),
         ttl=settings.receiving_ttl_seconds,
     )
+    if write.stored:
+        metrics.CHUNKS_RECEIVED.inc()
+        metrics.RECORDS_RECEIVED.inc(len(chunk))
     append_audit(
         runtime.store,
         identity=caller.name,
@@ -520,6 +524,8 @@ class LinkWorker:
                 record,
                 keep_going=self._keep_going(batch_key),
             )
+            if done:
+                metrics.RECORDS_LINKED.inc(record.record_count)
         except (BatchFormatError, DatasetMismatchError, NotFoundOrForbiddenError) as exc:
             logger.error("batch failed to link: %s", type(exc).__name__)
             batch_store.mark_batch(store, batch_key, BatchState.FAILED, error=str(exc))

@@ -15,6 +15,7 @@ from broker.audit import use_audit_signing_key
 from broker.config import BrokerSettings
 from broker.errors import ConfigurationError
 from broker.store.client import Store, open_store
+from broker.store.schema import ensure_schema_version
 from keys.derive import AtRestKeyer, digest_credential
 from keys.keystore import ServiceSecrets, open_service_secrets
 
@@ -69,6 +70,11 @@ class BrokerRuntime:
             attach=attach,
             maxmemory=settings.redis_maxmemory,
         )
+        try:
+            ensure_schema_version(store)
+        except BaseException:
+            store.close()
+            raise
         use_audit_signing_key(store, secrets.audit_signing_key)  # every entry signed as written
         return cls(settings, store, secrets, AtRestKeyer(secrets.rekey))
 

@@ -92,4 +92,5 @@ def run_server(app: Any, settings: BrokerSettings) -> None:
         timeout_keep_alive=settings.keep_alive_timeout_seconds,
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=32 * 1024,
+        **settings.uvicorn_tls_options(),
     )

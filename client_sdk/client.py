@@ -13,8 +13,10 @@ This module never sees an identifier: it imports no reader, normaliser or tokeni
 from __future__ import annotations
 
 import base64
+import ipaddress
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -132,6 +134,16 @@ class BrokerClient:
         backoff: first retry delay in seconds; doubles each time, with jitter.
         transport: an httpx transport (tests).
         sleep: the sleep function (tests).
+        ca_bundle: PEM file of the CAs that may sign the broker's certificate (default:
+            the certifi bundle httpx ships); ``TESSERA_SDK_CA_BUNDLE`` on the command line.
+        client_cert: ``(certificate, key)`` PEM files to present, for a broker that asks
+            for mutual TLS.
+        insecure_http: allow a plain ``http://`` URL to a host other than loopback, which
+            sends the credential in clear; refused otherwise before any connection.
+
+    Raises:
+        BrokerCallError: a plain ``http://`` URL to a remote host without
+            ``insecure_http``, or a CA bundle or client certificate that cannot be read.
     """
 
     def __init__(
@@ -144,13 +156,19 @@ class BrokerClient:
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        ca_bundle: Path | None = None,
+        client_cert: tuple[Path, Path] | None = None,
+        insecure_http: bool = False,
     ) -> None:
+        _refuse_clear_text(base_url, insecure_http=insecure_http)
+        verify = _tls_context(ca_bundle, client_cert)
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         self._http = httpx.Client(
             base_url=_checked_url(base_url),
             headers={"Authorization": _bearer(secret), "User-Agent": "tessera-sdk"},
             timeout=timeout,
             transport=transport,
+            verify=verify,
         )
         self._retries = retries
         self._backoff = backoff
@@ -164,6 +182,13 @@ class BrokerClient:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
+                untrusted = _certificate_problem(exc)
+                if untrusted is not None:
+                    raise BrokerCallError(
+                        f"the broker's TLS certificate is not trusted ({untrusted}); set "
+                        "TESSERA_SDK_CA_BUNDLE to the CA that signed it",
+                        code="untrusted_certificate",
+                    ) from None
                 if attempt >= self._retries:
                     raise BrokerCallError(
                         f"cannot reach the broker ({type(exc).__name__})"
@@ -399,6 +424,79 @@ class BrokerClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _refuse_clear_text(base_url: str, *, insecure_http: bool) -> None:
+    """Refuse to send a credential over plain HTTP to anything but this machine.
+
+    Decided from the URL alone, before any connection: a name other than ``localhost``
+    is not resolved (it could resolve anywhere), so only loopback addresses and
+    ``localhost`` pass.
+    """
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL:
+        raise BrokerCallError(f"not a broker URL: {base_url!r}", code="bad_url") from None
+    if url.scheme == "https":
+        return
+    if url.scheme != "http" or not url.host:
+        raise BrokerCallError(
+            f"the broker URL must start with https:// (got {url.scheme or 'no'} scheme)",
+            code="bad_url",
+        )
+    if insecure_http or _is_loopback(url.host):
+        return
+    raise BrokerCallError(
+        f"refusing to send a credential over plain http:// to {url.host}; use https:// "
+        "(or --insecure-http / TESSERA_SDK_INSECURE_HTTP=1 on a network you trust)",
+        code="insecure_transport",
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _tls_context(ca_bundle: Path | None, client_cert: tuple[Path, Path] | None) -> ssl.SSLContext:
+    """Certificate verification always on: the given CA bundle, else httpx's default."""
+    try:
+        if ca_bundle is None:
+            context = httpx.create_ssl_context()
+        else:
+            context = ssl.create_default_context(cafile=str(ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerCallError(
+            f"cannot read the CA bundle {ca_bundle} ({_ssl_reason(exc)})", code="bad_tls_config"
+        ) from None
+    if client_cert is not None:
+        certificate, key = client_cert
+        try:
+            context.load_cert_chain(str(certificate), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerCallError(
+                f"cannot read the client certificate {certificate} ({_ssl_reason(exc)})",
+                code="bad_tls_config",
+            ) from None
+    return context
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__)
+
+
+def _certificate_problem(exc: BaseException) -> str | None:
+    """The reason a TLS handshake refused the broker's certificate, if that is the error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or seen.reason or "verification failed")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _report(callback: Callable[[UploadProgress], None] | None, event: UploadProgress) -> None:

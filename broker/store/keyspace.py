@@ -49,11 +49,17 @@ __all__ = [
     "org_datasets",
     "org_open_batches",
     "org_public_key",
+    "schema_version",
     "session",
     "sign_in_failures",
 ]
 
 PREFIX = "ts"
+
+
+def schema_version() -> str:
+    """STRING: the keyspace layout's version (broker/store/schema.py)."""
+    return f"{PREFIX}:schema"
 
 
 # Identities and credentials --------------------------------------------------------------

@@ -12,11 +12,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from client_sdk.client import BrokerClient, UploadProgress
-from client_sdk.config import broker_target, org_passphrase
+from client_sdk.config import broker_target, org_passphrase, transport_options
 from client_sdk.errors import BrokerCallError, InputError
 from client_sdk.orgstore import PUBLIC_KEY_FILE, OrgStore, public_key_fingerprint
 from keys.batch import BatchReader
@@ -30,8 +31,12 @@ from keys.wire import (
 )
 
 __all__ = [
+    "INSECURE_HTTP_META",
+    "broker_option",
+    "cli_transport_options",
     "dataset_group",
     "fetch_key_command",
+    "insecure_http_option",
     "register_key_command",
     "upload_command",
     "whoami_command",
@@ -39,7 +44,36 @@ __all__ = [
 
 PUBLIC_KEY_ALGORITHM = "tessera-org-public-key-v1"
 
-broker_option = click.option(
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+INSECURE_HTTP_META = "tessera.insecure_http"
+"""Where ``--insecure-http`` leaves its value in the click context's ``meta``."""
+
+
+def _remember_insecure_http(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[INSECURE_HTTP_META] = True
+    return value
+
+
+insecure_http_option = click.option(
+    "--insecure-http",
+    is_flag=True,
+    expose_value=False,
+    callback=_remember_insecure_http,
+    help="Allow plain http:// to a remote broker (sends the credential in clear).",
+)
+"""Add ``--insecure-http`` to a command that talks to the broker."""
+
+
+def cli_transport_options() -> dict[str, Any]:
+    """:func:`client_sdk.config.transport_options` with this command line's ``--insecure-http``."""
+    ctx = click.get_current_context(silent=True)
+    flag = bool(ctx is not None and ctx.meta.get(INSECURE_HTTP_META))
+    return transport_options(insecure_http=flag)
+
+
+_broker_url_option = click.option(
     "--broker",
     "broker_url",
     default=None,
@@ -48,8 +82,13 @@ broker_option = click.option(
 )
 
 
+def broker_option(command: _Command) -> _Command:
+    """``--broker URL`` and ``--insecure-http`` for a command that talks to the broker."""
+    return _broker_url_option(insecure_http_option(command))
+
+
 def _client(broker_url: str | None) -> BrokerClient:
-    return BrokerClient(*broker_target(broker_url))
+    return BrokerClient(*broker_target(broker_url), **cli_transport_options())
 
 
 @contextmanager

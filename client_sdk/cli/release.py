@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from client_sdk.cli.broker import broker_option
+from client_sdk.cli.broker import broker_option, cli_transport_options
 from client_sdk.config import broker_target
 from client_sdk.export import ExportFormat, write_table
 from client_sdk.local_index import LocalIndex
@@ -41,7 +41,7 @@ out_option = click.option(
 
 
 def _client(broker_url: str | None) -> ReleaseClient:
-    return ReleaseClient(*broker_target(broker_url))
+    return ReleaseClient(*broker_target(broker_url), **cli_transport_options())
 
 
 _ORDERING = ("lt", "le", "gt", "ge")
