@@ -1,0 +1,171 @@
+"""The broker on a real Redis Cluster and over Sentinel, beside the embedded single node.
+
+Each end-to-end case runs twice: on the session's broker (embedded redis-server) and on
+a broker whose ``TESSERA_BROKER_REDIS_URL`` names a node of a six-node local cluster with
+``TESSERA_BROKER_REDIS_CLUSTER=true``. A store operation that crossed slots would fail
+there with CROSSSLOT.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker.linkage import Linker
+from broker.store.linkage_store import LinkageStore
+from tests.cluster_support import (
+    ExternalRedisBroker,
+    RedisClusterSet,
+    SentinelSet,
+    start_external_broker,
+)
+from tests.harness import BrokerProcess, make_batch, random_refs, random_tokens, unique
+from tests.release_world import GP_PERSONS, HOSPITAL_PERSONS, build_world
+
+BIN = Path(sys.executable).parent
+BOTH = set(GP_PERSONS) & set(HOSPITAL_PERSONS)
+
+
+@pytest.fixture(scope="module")
+def cluster_broker(
+    redis_cluster: RedisClusterSet, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExternalRedisBroker]:
+    broker = start_external_broker(
+        tmp_path_factory.mktemp("cluster-broker"),
+        TESSERA_BROKER_REDIS_URL=redis_cluster.url,
+        TESSERA_BROKER_REDIS_CLUSTER="true",
+    )
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(params=["single", "cluster"])
+def broker(request: pytest.FixtureRequest) -> BrokerProcess:
+    name = "broker_server" if request.param == "single" else "cluster_broker"
+    return request.getfixturevalue(name)
+
+
+def _run(tool: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / tool), *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def _records_held(broker: BrokerProcess, domain: str, dataset_id: str) -> int:
+    report = Linker(LinkageStore(broker.runtime.store.redis, scope=domain)).report()
+    return next((d.records for d in report.datasets if d.id == dataset_id), 0)
+
+
+def _upload_and_link(broker: BrokerProcess, tmp_path: Path) -> None:
+    org, credential = broker.add_org()
+    domain, dataset = unique("dom"), unique("regs")
+    env = broker.sdk_env(credential)
+    batch = tmp_path / "gp.tsb"
+    refs = random_refs(90, seed=3)
+    make_batch(
+        batch, dataset=dataset, refs=refs, tokens=random_tokens(90, 2, seed=3), domain=domain
+    )
+    declared = _run(
+        "tessera-sdk", "dataset", "declare", dataset, "--from-batch", str(batch),
+        "--one-record-per-person", env=env,
+    )  # fmt: skip
+    assert declared.returncode == 0, declared.stderr
+    uploaded = _run("tessera-sdk", "upload", str(batch), "--dataset", dataset, env=env)
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert "90 records" in uploaded.stdout and "linked" in uploaded.stdout
+    again = _run("tessera-sdk", "upload", str(batch), env=env)
+    assert again.returncode == 0, again.stderr
+    assert _records_held(broker, domain, f"{org}/{dataset}") == 90
+
+
+def test_upload_and_link_through_the_sdk(broker, tmp_path):
+    _upload_and_link(broker, tmp_path)
+
+
+def test_a_cohort_release_is_the_persons_in_both_datasets(broker, tmp_path):
+    world = build_world(broker, tmp_path)
+    agreement = world.agreement()
+    with broker.client(world.researcher_cred) as http:
+        answer = http.post(f"/v1/agreements/{agreement.id}/cohort", json={})
+    assert answer.status_code == 200, answer.text
+    cohort = answer.json()
+    assert cohort["columns"][0] == "pseudonym"
+    assert len(cohort["rows"]) == len(BOTH)
+    assert len({row[0] for row in cohort["rows"]}) == len(BOTH)
+
+
+def test_the_audit_log_verifies(broker, tmp_path):
+    _upload_and_link(broker, tmp_path)
+    verified = _run("tessera-broker", "audit", "verify", env=broker.admin_env())
+    assert verified.returncode == 0, verified.stderr
+
+
+def test_the_cluster_brokers_keys_spread_over_every_master(cluster_broker, redis_cluster):
+    _ = cluster_broker.runtime  # the broker has written identities, datasets and audit
+    sizes = []
+    for node in redis_cluster.nodes:
+        with node.client() as client:
+            if client.info("replication")["role"] == "master":
+                sizes.append(client.dbsize())
+    assert len(sizes) == 3
+    assert all(size > 0 for size in sizes), sizes
+
+
+def test_a_broker_over_sentinel_uploads_and_links(
+    redis_sentinel: SentinelSet, tmp_path_factory: pytest.TempPathFactory
+):
+    broker = start_external_broker(
+        tmp_path_factory.mktemp("sentinel-broker"),
+        TESSERA_BROKER_REDIS_SENTINEL=redis_sentinel.sentinel_addresses,
+        TESSERA_BROKER_REDIS_SENTINEL_MASTER=redis_sentinel.master_name,
+    )
+    try:
+        _upload_and_link(broker, tmp_path_factory.mktemp("sentinel-batch"))
+        assert redis_sentinel.master is not None
+        with redis_sentinel.master.client() as master:
+            assert master.dbsize() > 0  # the sentinels named this master
+    finally:
+        broker.stop()
+
+
+_URL, _CLUSTER = "TESSERA_BROKER_REDIS_URL", "TESSERA_BROKER_REDIS_CLUSTER"
+_SENTINEL, _MASTER = "TESSERA_BROKER_REDIS_SENTINEL", "TESSERA_BROKER_REDIS_SENTINEL_MASTER"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {_URL: "redis://127.0.0.1:1", _CLUSTER: "1", _SENTINEL: "127.0.0.1:2", _MASTER: "m"},
+            "not both",
+        ),
+        ({_URL: "http://127.0.0.1:1"}, "must start with redis://"),
+        ({_CLUSTER: "1"}, "REDIS_CLUSTER needs"),
+        ({_URL: "unix:///tmp/redis.sock", _CLUSTER: "1"}, "REDIS_CLUSTER needs"),
+        ({_SENTINEL: "127.0.0.1"}, "is not host:port"),
+        ({_SENTINEL: "127.0.0.1:26379"}, "needs TESSERA_BROKER_REDIS_SENTINEL_MASTER"),
+        ({_MASTER: "m"}, "SENTINEL_MASTER needs"),
+        ({_SENTINEL: "127.0.0.1:26379", _MASTER: "m", _URL: "redis://h:1"}, "leave"),
+        ({_URL: "redis://h:1", "TESSERA_BROKER_REDIS_CA": "/nonexistent"}, "needs a rediss://"),
+        ({_URL: "rediss://h:1", "TESSERA_BROKER_REDIS_CA": "/nonexistent"}, "no file at"),
+    ],
+)
+def test_redis_settings_that_cannot_work_are_refused_in_one_line(env, message, tmp_path):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    full.update(
+        {
+            "TESSERA_BROKER_DATA_DIR": str(tmp_path),
+            "TESSERA_BROKER_KEYSTORE_PASSPHRASE": "test-passphrase-long-enough",
+            **env,
+        }
+    )
+    result = _run("tessera-broker", "serve", env=full)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
