@@ -61,15 +61,13 @@ def _records_held(broker: BrokerProcess, domain: str, dataset_id: str) -> int:
     return next((d.records for d in report.datasets if d.id == dataset_id), 0)
 
 
-def _upload_and_link(broker: BrokerProcess, tmp_path: Path) -> None:
+def _upload_and_link(broker: BrokerProcess, tmp_path: Path, n: int = 300) -> None:
     org, credential = broker.add_org()
     domain, dataset = unique("dom"), unique("regs")
     env = broker.sdk_env(credential)
     batch = tmp_path / "gp.tsb"
-    refs = random_refs(90, seed=3)
-    make_batch(
-        batch, dataset=dataset, refs=refs, tokens=random_tokens(90, 2, seed=3), domain=domain
-    )
+    refs = random_refs(n, seed=3)  # 300: three record buckets of 128, keys of one script
+    make_batch(batch, dataset=dataset, refs=refs, tokens=random_tokens(n, 2, seed=3), domain=domain)
     declared = _run(
         "tessera-sdk", "dataset", "declare", dataset, "--from-batch", str(batch),
         "--one-record-per-person", env=env,
@@ -77,10 +75,10 @@ def _upload_and_link(broker: BrokerProcess, tmp_path: Path) -> None:
     assert declared.returncode == 0, declared.stderr
     uploaded = _run("tessera-sdk", "upload", str(batch), "--dataset", dataset, env=env)
     assert uploaded.returncode == 0, uploaded.stderr
-    assert "90 records" in uploaded.stdout and "linked" in uploaded.stdout
+    assert f"{n} records" in uploaded.stdout and "linked" in uploaded.stdout
     again = _run("tessera-sdk", "upload", str(batch), env=env)
     assert again.returncode == 0, again.stderr
-    assert _records_held(broker, domain, f"{org}/{dataset}") == 90
+    assert _records_held(broker, domain, f"{org}/{dataset}") == n
 
 
 def test_upload_and_link_through_the_sdk(broker, tmp_path):
@@ -100,7 +98,7 @@ def test_a_cohort_release_is_the_persons_in_both_datasets(broker, tmp_path):
 
 
 def test_the_audit_log_verifies(broker, tmp_path):
-    _upload_and_link(broker, tmp_path)
+    _upload_and_link(broker, tmp_path, n=40)
     verified = _run("tessera-broker", "audit", "verify", env=broker.admin_env())
     assert verified.returncode == 0, verified.stderr
 
@@ -125,7 +123,7 @@ def test_a_broker_over_sentinel_uploads_and_links(
         TESSERA_BROKER_REDIS_SENTINEL_MASTER=redis_sentinel.master_name,
     )
     try:
-        _upload_and_link(broker, tmp_path_factory.mktemp("sentinel-batch"))
+        _upload_and_link(broker, tmp_path_factory.mktemp("sentinel-batch"), n=40)
         assert redis_sentinel.master is not None
         with redis_sentinel.master.client() as master:
             assert master.dbsize() > 0  # the sentinels named this master
