@@ -16,15 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from broker.errors import ConfigurationError
 from broker.linkage import Linker
+from broker.operator import load_settings
 from broker.store.linkage_store import LinkageStore
 from tests.cluster_support import (
     ExternalRedisBroker,
     RedisClusterSet,
     SentinelSet,
+    TlsRedisProxy,
     start_external_broker,
+    write_self_signed,
 )
-from tests.harness import BrokerProcess, make_batch, random_refs, random_tokens, unique
+from tests.harness import BrokerProcess, free_port, make_batch, random_refs, random_tokens, unique
 from tests.release_world import GP_PERSONS, HOSPITAL_PERSONS, build_world
 
 BIN = Path(sys.executable).parent
@@ -131,6 +135,39 @@ def test_a_broker_over_sentinel_uploads_and_links(
         broker.stop()
 
 
+def test_a_broker_over_rediss_verifies_the_servers_certificate(private_redis, tmp_path):
+    cert, key = write_self_signed(tmp_path)
+    proxy = TlsRedisProxy(private_redis.socket_path, cert, key).start()
+    url = f"rediss://127.0.0.1:{proxy.port}"
+    try:
+        untrusting = _serve_env(tmp_path / "untrusting", {_URL: url})
+        refused = _run("tessera-broker", "serve", env=untrusting)
+        assert refused.returncode != 0  # the certificate is not trusted: no connection
+        assert "Redis does not answer" in refused.stderr
+        broker = start_external_broker(
+            tmp_path / "trusting", TESSERA_BROKER_REDIS_URL=url, TESSERA_BROKER_REDIS_CA=str(cert)
+        )
+        try:
+            _upload_and_link(broker, tmp_path, n=40)
+        finally:
+            broker.stop()
+    finally:
+        proxy.stop()
+
+
+def _serve_env(data_dir: Path, redis_env: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env.update(
+        {
+            "TESSERA_BROKER_DATA_DIR": str(data_dir),
+            "TESSERA_BROKER_KEYSTORE_PASSPHRASE": "test-passphrase-long-enough",
+            "TESSERA_BROKER_PORT": str(free_port()),
+            **redis_env,
+        }
+    )
+    return env
+
+
 _URL, _CLUSTER = "TESSERA_BROKER_REDIS_URL", "TESSERA_BROKER_REDIS_CLUSTER"
 _SENTINEL, _MASTER = "TESSERA_BROKER_REDIS_SENTINEL", "TESSERA_BROKER_REDIS_SENTINEL_MASTER"
 
@@ -153,17 +190,18 @@ _SENTINEL, _MASTER = "TESSERA_BROKER_REDIS_SENTINEL", "TESSERA_BROKER_REDIS_SENT
         ({_URL: "rediss://h:1", "TESSERA_BROKER_REDIS_CA": "/nonexistent"}, "no file at"),
     ],
 )
-def test_redis_settings_that_cannot_work_are_refused_in_one_line(env, message, tmp_path):
-    full = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    full.update(
-        {
-            "TESSERA_BROKER_DATA_DIR": str(tmp_path),
-            "TESSERA_BROKER_KEYSTORE_PASSPHRASE": "test-passphrase-long-enough",
-            **env,
-        }
-    )
-    result = _run("tessera-broker", "serve", env=full)
+def test_redis_settings_that_cannot_work_are_refused_in_one_line(env, message, monkeypatch):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(keystore_passphrase="test-passphrase-long-enough")
+    assert message in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_serve_refuses_cluster_and_sentinel_together_in_one_line(tmp_path):
+    both = {_URL: "redis://127.0.0.1:1", _CLUSTER: "1", _SENTINEL: "127.0.0.1:2", _MASTER: "m"}
+    result = _run("tessera-broker", "serve", env=_serve_env(tmp_path, both))
     assert result.returncode != 0
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "not both" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
