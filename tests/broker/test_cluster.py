@@ -32,6 +32,7 @@ from tests.harness import BrokerProcess, free_port, make_batch, random_refs, ran
 from tests.release_world import GP_PERSONS, HOSPITAL_PERSONS, build_world
 
 BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.xdist_group("redis-cluster")  # one cluster and one Sentinel set
 BOTH = set(GP_PERSONS) & set(HOSPITAL_PERSONS)
 
 
