@@ -108,6 +108,23 @@ def test_the_audit_log_verifies(broker, tmp_path):
     assert verified.returncode == 0, verified.stderr
 
 
+def test_revoke_and_reissue_a_credential_through_the_admin_cli(broker):
+    org, credential = broker.add_org()
+    with broker.client(credential) as http:
+        assert http.get("/v1/whoami").status_code == 200
+    revoke = _run("tessera-broker", "admin", "credential", "revoke", org, env=broker.admin_env())
+    assert revoke.returncode == 0, revoke.stderr
+    with broker.client(credential) as http:
+        assert http.get("/v1/whoami").status_code == 401
+    issued = _run("tessera-broker", "admin", "credential", "issue", org, env=broker.admin_env())
+    assert issued.returncode == 0, issued.stderr
+    fresh = issued.stdout.strip()
+    with broker.client(fresh) as http:
+        assert http.get("/v1/whoami").status_code == 200
+    with broker.client(credential) as http:
+        assert http.get("/v1/whoami").status_code == 401
+
+
 def test_the_cluster_brokers_keys_spread_over_every_master(cluster_broker, redis_cluster):
     _ = cluster_broker.runtime  # the broker has written identities, datasets and audit
     sizes = []
