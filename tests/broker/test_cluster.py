@@ -29,7 +29,7 @@ from tests.cluster_support import (
     write_self_signed,
 )
 from tests.harness import BrokerProcess, free_port, make_batch, random_refs, random_tokens, unique
-from tests.release_world import GP_PERSONS, HOSPITAL_PERSONS, build_world
+from tests.release_world import GP_PERSONS, HOSPITAL_PERSONS, ae, age_band, build_world, ltc
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.xdist_group("redis-cluster")  # one cluster and one Sentinel set
@@ -97,8 +97,14 @@ def test_a_cohort_release_is_the_persons_in_both_datasets(broker, tmp_path):
         answer = http.post(f"/v1/agreements/{agreement.id}/cohort", json={})
     assert answer.status_code == 200, answer.text
     cohort = answer.json()
-    assert cohort["columns"][0] == "pseudonym"
-    assert len(cohort["rows"]) == len(BOTH)
+    assert cohort["columns"] == [
+        "pseudonym",
+        f"{world.gp}/reg.AGE_BAND",
+        f"{world.gp}/reg.LTC",
+        f"{world.hosp}/pas.AE",
+    ]
+    expected = sorted((age_band(i), ltc(i), ae(i)) for i in BOTH)
+    assert sorted(tuple(row[1:]) for row in cohort["rows"]) == expected
     assert len({row[0] for row in cohort["rows"]}) == len(BOTH)
 
 
@@ -126,7 +132,8 @@ def test_revoke_and_reissue_a_credential_through_the_admin_cli(broker):
 
 
 def test_the_cluster_brokers_keys_spread_over_every_master(cluster_broker, redis_cluster):
-    _ = cluster_broker.runtime  # the broker has written identities, datasets and audit
+    for _ in range(10):  # 30 keys (credential, identity, name) of random slots
+        cluster_broker.add_org()
     sizes = []
     for node in redis_cluster.nodes:
         with node.client() as client:
