@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from broker.errors import ConfigurationError
+from broker.redis_target import REDIS_SCHEMES, RedisTarget, parse_sentinels
 
 __all__ = [
     "MIN_PASSPHRASE_LENGTH",
@@ -41,8 +42,9 @@ class BrokerSettings(BaseSettings):
     """Everything ``tessera-broker`` reads from its environment.
 
     Attributes:
-        redis_url: an external Redis (``redis://`` or ``unix://``); ``None`` starts the
-            embedded redis-server under ``data_dir``.
+        redis_url: an external Redis (``redis://``, ``rediss://`` or ``unix://``; any
+            node of a cluster); ``None`` starts the embedded redis-server under
+            ``data_dir``. See "Redis" below for TLS, Cluster and Sentinel.
         data_dir: the broker's own directory (embedded Redis data, keystore).
         host: address uvicorn binds.
         port: port uvicorn binds.
@@ -104,6 +106,15 @@ class BrokerSettings(BaseSettings):
             once at this point of a commit, as a crash would (``commit.*``), or the link
             worker pauses after a batch's first slice until it is stopped
             (``link.paused``).
+
+    Redis (docs/keyspace.md, "Running on a Redis Cluster"; broker/store/connect.py):
+
+    Attributes:
+        redis_ca: CA bundle that signs the Redis server's certificate (``rediss://``).
+        redis_cluster: ``redis_url`` is a node of a Redis Cluster.
+        redis_sentinel: ``host:port,host:port`` of the Sentinels that watch the master
+            (``redis_url`` is then left unset).
+        redis_sentinel_master: the master's name the Sentinels monitor.
     """
 
     model_config = SettingsConfigDict(env_prefix="TESSERA_BROKER_", extra="ignore")
@@ -149,6 +160,12 @@ class BrokerSettings(BaseSettings):
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     metrics_token: SecretStr | None = None
+
+    # Redis: TLS, Cluster, Sentinel ----------------------------------------------------------
+    redis_ca: Path | None = None
+    redis_cluster: bool = False
+    redis_sentinel: str = ""
+    redis_sentinel_master: str = ""
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
@@ -222,6 +239,55 @@ class BrokerSettings(BaseSettings):
             options["ssl_ca_certs"] = str(self.tls_client_ca)
             options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
         return options
+
+    @model_validator(mode="after")
+    def _check_redis(self) -> Self:
+        url, scheme = self.redis_url, (self.redis_url or "").partition("://")[0]
+        if url is not None and scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                "TESSERA_BROKER_REDIS_URL must start with redis://, rediss:// or unix://"
+            )
+        if self.redis_ca is not None and scheme != "rediss":
+            raise ValueError("TESSERA_BROKER_REDIS_CA needs a rediss:// TESSERA_BROKER_REDIS_URL")
+        if self.redis_ca is not None and not self.redis_ca.is_file():
+            raise ValueError(f"TESSERA_BROKER_REDIS_CA: no file at {self.redis_ca}")
+        if self.redis_cluster and self.redis_sentinel:
+            raise ValueError(
+                "set TESSERA_BROKER_REDIS_CLUSTER or TESSERA_BROKER_REDIS_SENTINEL, not both"
+            )
+        if self.redis_cluster and scheme not in ("redis", "rediss"):
+            raise ValueError(
+                "TESSERA_BROKER_REDIS_CLUSTER needs TESSERA_BROKER_REDIS_URL=redis://host:port "
+                "(or rediss://) of one cluster node"
+            )
+        if self.redis_sentinel:
+            parse_sentinels(self.redis_sentinel)
+            if not self.redis_sentinel_master:
+                raise ValueError(
+                    "TESSERA_BROKER_REDIS_SENTINEL needs TESSERA_BROKER_REDIS_SENTINEL_MASTER"
+                )
+            if url is not None:
+                raise ValueError(
+                    "with TESSERA_BROKER_REDIS_SENTINEL leave TESSERA_BROKER_REDIS_URL unset: "
+                    "the sentinels name the master"
+                )
+        elif self.redis_sentinel_master:
+            raise ValueError(
+                "TESSERA_BROKER_REDIS_SENTINEL_MASTER needs TESSERA_BROKER_REDIS_SENTINEL"
+            )
+        return self
+
+    @property
+    def redis_target(self) -> RedisTarget | None:
+        """How to reach an external Redis; ``None`` for the embedded redis-server."""
+        if self.redis_sentinel:
+            return RedisTarget(
+                sentinels=parse_sentinels(self.redis_sentinel),
+                sentinel_master=self.redis_sentinel_master,
+            )
+        if self.redis_url is None:
+            return None
+        return RedisTarget(self.redis_url, ca_file=self.redis_ca, cluster=self.redis_cluster)
 
     @property
     def serves_api_docs(self) -> bool:

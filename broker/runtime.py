@@ -64,7 +64,7 @@ class BrokerRuntime:
             settings.resolved_keystore_path, passphrase.get_secret_value()
         )
         store = open_store(
-            settings.redis_url,
+            settings.redis_target,
             redis_dir=settings.redis_dir,
             durable_writes=settings.durable_writes,
             attach=attach,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from broker.store.embedded import EmbeddedRedis
+from tests.support.cluster_support import RedisClusterSet, SentinelSet
 from tests.support.harness import BrokerProcess, start_broker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,3 +65,24 @@ def broker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerPr
     broker = start_broker(tmp_path_factory.mktemp("broker"))
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterSet]:
+    """A Redis Cluster of six loopback nodes (three masters, three replicas), once per
+    session (and xdist worker), from the same redis-server binary as ``redis_server``."""
+    cluster = RedisClusterSet(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """A master, its replica and three Sentinels on loopback, once per session."""
+    sentinels = SentinelSet(tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield sentinels.start()
+    finally:
+        sentinels.stop()

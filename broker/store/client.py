@@ -14,6 +14,8 @@ from typing import Any, Self
 
 import redis
 
+from broker.redis_target import RedisTarget
+from broker.store.connect import connect
 from broker.store.embedded import EmbeddedRedis, RedisUnavailableError
 
 __all__ = ["Store", "open_store"]
@@ -25,20 +27,24 @@ class Store:
     """A Redis connection pool, with the embedded server it owns (if any).
 
     Args:
-        url: redis-py URL (``redis://``, ``rediss://`` or ``unix://``).
+        url: redis-py URL (``redis://``, ``rediss://`` or ``unix://``), or a
+            :class:`~broker.redis_target.RedisTarget` (TLS, Cluster, Sentinel).
         embedded: the embedded server this store started and stops on :meth:`close`.
         socket_timeout: seconds a command may take before the connection gives up.
     """
 
     def __init__(
-        self, url: str, *, embedded: EmbeddedRedis | None = None, socket_timeout: float = 30.0
+        self,
+        url: str | RedisTarget,
+        *,
+        embedded: EmbeddedRedis | None = None,
+        socket_timeout: float = 30.0,
     ) -> None:
-        self.url = url
+        self.target = url if isinstance(url, RedisTarget) else RedisTarget(url)
+        self.url = self.target.url
         self.embedded = embedded
         self.durable = False
-        self.redis: redis.Redis = redis.Redis.from_url(
-            url, decode_responses=False, health_check_interval=30, socket_timeout=socket_timeout
-        )
+        self.redis: redis.Redis = connect(self.target, socket_timeout=socket_timeout)
 
     def ping(self) -> bool:
         """True when Redis answers."""
@@ -51,7 +57,9 @@ class Store:
         """Make every acknowledged write reach the disk before Redis answers.
 
         Sets ``appendonly yes`` and ``appendfsync always``: Redis fsyncs once per event
-        loop, so concurrent and pipelined writes share one fsync (group commit).
+        loop, so concurrent and pipelined writes share one fsync (group commit). On a
+        cluster redis-py sends ``CONFIG SET`` to every node; through Sentinel it reaches
+        the current master only (configure the replicas on the servers).
         """
         try:
             self.redis.config_set("appendonly", "yes")
@@ -113,7 +121,7 @@ def _answers_within(store: Store, *, seconds: float) -> bool:
 
 
 def open_store(
-    redis_url: str | None,
+    redis_url: str | RedisTarget | None,
     *,
     redis_dir: Path,
     durable_writes: bool = True,
@@ -124,7 +132,8 @@ def open_store(
     """Connect to ``redis_url``, or start the embedded redis-server under ``redis_dir``.
 
     Args:
-        redis_url: an external server, or ``None`` for the embedded one.
+        redis_url: an external server (a URL, or a target for TLS, Cluster or Sentinel),
+            or ``None`` for the embedded one.
         redis_dir: data directory of the embedded server.
         durable_writes: switch the server to ``appendfsync always`` (see
             :meth:`Store.require_durable_writes`).
@@ -136,7 +145,7 @@ def open_store(
         RedisUnavailableError: the server cannot be reached or started.
     """
     embedded: EmbeddedRedis | None = None
-    url = redis_url
+    url: str | RedisTarget | None = redis_url
     if url is None and attach:
         probe = EmbeddedRedis(redis_dir)
         if probe.socket_path.exists():

@@ -137,23 +137,25 @@ def revoke_identity(store: Store, identity: Identity) -> None:
     """Revoke the identity's credential: refused from the next request on."""
     key = keyspace.identity(identity.id)
     digest = cast(bytes | None, store.redis.hget(key, "digest"))
-    pipe = store.redis.pipeline(transaction=True)
-    pipe.hset(key, "revoked", "1")
+    # The identity and its credential key lie on two cluster slots, so two writes; the
+    # revoked flag first: it alone refuses the credential (identity_for_credential).
+    store.redis.hset(key, "revoked", "1")
     if digest:
-        pipe.delete(keyspace.credential(digest.decode()))
-    pipe.execute()
+        store.redis.delete(keyspace.credential(digest.decode()))
 
 
 def replace_credential(store: Store, identity: Identity, digest: str) -> None:
     """Give the identity a new credential (the old one stops working), un-revoking it."""
     key = keyspace.identity(identity.id)
     old = cast(bytes | None, store.redis.hget(key, "digest"))
-    pipe = store.redis.pipeline(transaction=True)
+    # Two cluster slots, so three writes in an order a crash cannot exploit: the old
+    # credential stops first, and the new one works only once the identity names it (so a
+    # later revoke deletes it). A crash between them leaves no working credential; running
+    # the command again finishes it.
     if old:
-        pipe.delete(keyspace.credential(old.decode()))
-    pipe.hset(key, mapping={"digest": digest, "revoked": "0"})
-    pipe.set(keyspace.credential(digest), identity.id)
-    pipe.execute()
+        store.redis.delete(keyspace.credential(old.decode()))
+    store.redis.hset(key, mapping={"digest": digest, "revoked": "0"})
+    store.redis.set(keyspace.credential(digest), identity.id)
 
 
 def set_identity_labels(

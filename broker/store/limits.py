@@ -47,7 +47,10 @@ def check_lockout(
     """
     keys = _counter_keys(address, digest)
     limits = [settings.max_auth_failures_per_address, settings.max_auth_failures_per_credential]
-    counts = cast(list[bytes | None], store.redis.mget(keys))
+    with store.redis.pipeline(transaction=False) as pipe:  # two slots on a cluster: no MGET
+        for key in keys:
+            pipe.get(key)
+        counts = cast(list[bytes | None], pipe.execute())
     for key, count, limit in zip(keys, counts, limits, strict=False):
         if count is not None and int(count) >= limit:
             ttl = int(store.redis.ttl(key))

@@ -440,7 +440,7 @@ class LinkageStore:
             if delta:
                 args += [name, delta]
         try:
-            self._write(keys=[self._meta], args=args)
+            self._write(keys=self._keys_written(writes), args=args)
         except redis.ResponseError as exc:
             self._mirror.gen = None
             if str(exc).startswith("STALE"):
@@ -451,6 +451,27 @@ class LinkageStore:
         except BaseException:
             self._mirror.gen = None
             raise
+
+    def _keys_written(self, writes: WriteSet) -> list[bytes | str]:
+        """Every key the write script touches, as its ``KEYS`` (meta first).
+
+        The script builds the same keys from the scope's base; declaring them lets Redis
+        Cluster (and redis-py, which refuses keys of two slots) check they share a slot.
+        """
+        keys: list[bytes | str] = [self._meta]
+        for letter, items in (
+            (keyspace.LINK_RECORDS, writes.records),
+            (keyspace.LINK_PERSONS, writes.persons),
+            (keyspace.LINK_PAYLOADS, writes.payloads),
+            (keyspace.LINK_CONFLICTS, writes.conflicts),
+        ):
+            for bucket in sorted({split_id(ident)[0] for ident in items}):
+                keys.append(keyspace.linkage_bucket(self.scope, letter, bucket))
+        if writes.batches:
+            keys.append(keyspace.linkage_key(self.scope, keyspace.LINK_BATCHES))
+        if any(writes.counters.values()):
+            keys.append(keyspace.linkage_key(self.scope, keyspace.LINK_STATS))
+        return keys
 
     def commit(self, writes: WriteSet) -> None:
         """:meth:`stage` then :meth:`write`, waiting for it."""
