@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from filelock import FileLock
 
@@ -57,13 +57,12 @@ _REF_BYTES = 16
 def _schema() -> pa.Schema:
     import pyarrow as pa
 
-    return pa.schema(
-        [
-            pa.field("ref", pa.binary(_REF_BYTES)),
-            pa.field("local_id", pa.string()),
-            pa.field("batch_id", pa.dictionary(pa.int32(), pa.string())),
-        ]
-    )
+    fields: list[pa.Field[Any]] = [
+        pa.field("ref", pa.binary(_REF_BYTES)),
+        pa.field("local_id", pa.string()),
+        pa.field("batch_id", pa.dictionary(pa.int32(), pa.string())),
+    ]
+    return pa.schema(fields)
 
 
 class LocalIndex:
@@ -148,8 +147,9 @@ class LocalIndex:
             return {}
         value_set = pa.array(wanted, pa.binary(_REF_BYTES))
         hits = table.filter(pc.is_in(table["ref"], value_set=value_set))
-        refs_found: list[bytes] = hits["ref"].to_pylist()
-        local_ids: list[str] = hits["local_id"].to_pylist()
+        refs_found: list[bytes] = hits["ref"].to_pylist()  # type: ignore[assignment]
+        local_ids: list[str] = hits["local_id"].to_pylist()  # type: ignore[assignment]
+        # the schema has no nulls: every row holds both
         return {RecordRef(r): i for r, i in zip(refs_found, local_ids, strict=True)}
 
     def __len__(self) -> int:
