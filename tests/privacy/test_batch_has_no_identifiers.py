@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from client_sdk.synth import generate
 from keys.batch import BatchReader
+from tessera_synth import generate
 from tests.tokenise_world import make_orgs, tokenise
 
 MIN_BYTES = 5
