@@ -179,7 +179,8 @@ class LocalIndex:
 
         if not self.path.exists():
             return None
-        with pa.memory_map(str(self.path)) as source:
+        # read into memory, not memory-mapped: Windows cannot rename over a mapped file
+        with pa.OSFile(str(self.path), "rb") as source:
             return ipc.open_file(source).read_all()
 
     def _replace(self, table: pa.Table) -> None:
