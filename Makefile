@@ -16,10 +16,13 @@ HOT_PATH := $(shell $(PYTHON) tools/hot_path.py)
 setup: $(STAMP) $(COMPILED)
 
 # The editable install builds pure Python; the rule after it compiles the hot path in place.
-$(STAMP): pyproject.toml dev-constraints.txt
+# ./synth is the synthetic data generator (its own distribution, tessera-synth, which the
+# SDK an organisation installs does not carry), for the demo, the tests and the benchmarks.
+$(STAMP): pyproject.toml synth/pyproject.toml dev-constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	TESSERA_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -c dev-constraints.txt -e '.[all,dev]'
+	TESSERA_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -c dev-constraints.txt \
+	    -e '.[all,dev]' -e ./synth
 	touch $(STAMP)
 
 # The same build as `pip install .` and `pip wheel .`: setup.py compiles the hot path with

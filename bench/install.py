@@ -61,7 +61,7 @@ def _org(root: Path) -> Path:
 def _tokenise(venv: Path, extract: Path, mapping: Path, org: Path, *extra: str) -> float:
     out = org.parent / "bench.tsb"
     out.unlink(missing_ok=True)
-    for index in org.rglob("bench.sqlite*"):
+    for index in org.rglob("bench.arrow*"):
         index.unlink()
     command = [str(venv / "bin" / "tessera-sdk"), "tokenise", str(extract)]
     command += ["--mapping", str(mapping), "--dir", str(org), "--domain", DOMAIN]

@@ -5,7 +5,7 @@
 
 Each scenario is a population with ground truth, written for this module (its own name
 lists, household and address model and error rates; nothing is taken from
-``client_sdk/synth.py``), rendered as two extracts the way real systems write them:
+``synth/tessera_synth/generator.py``), rendered as two extracts the way real systems write them:
 
 - ``gp``: a practice list, split name columns, ``DD/MM/YYYY`` dates, sex ``M``/``F``;
 - ``hospital``: a PAS export, one ``SURNAME, Forename Middle`` column, NHS numbers with

@@ -44,10 +44,10 @@ from typing import Any
 from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records
 from client_sdk.record import NormalisedRecord
-from client_sdk.synth import generate as synth_generate
 from client_sdk.tokenise import TokeniseParams, Tokeniser
 from keys.derive import DomainKey, RecordRef, StoredToken
 from keys.spec import LinkageSpec, default_spec, load_spec
+from tessera_synth import generate as synth_generate
 
 __all__ = ["LinkResult", "Rates", "evaluate", "generate", "link", "load_synth", "main"]
 

@@ -45,10 +45,10 @@ from client_sdk.local_index import LocalIndex
 from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
-from client_sdk.synth import generate
 from client_sdk.tokenise import TokeniseParams, tokenise_records, write_batch
 from keys.derive import DomainKey
 from keys.spec import default_spec
+from tessera_synth import generate
 
 __all__ = ["run"]
 

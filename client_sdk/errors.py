@@ -10,7 +10,8 @@
     ├── BrokerCallError                the broker refused or could not be reached
     ├── JobConfigError (ValueError)    a `tessera-sdk run` job file that does not validate
     ├── JobBusyError                   another run of the same job holds its lock
-    └── QualityFloorError              the extract is graded below the job's floor
+    ├── QualityFloorError              the extract is graded below the job's floor
+    └── ExtraMissingError (ImportError) a command whose optional distribution is not installed
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from keys.errors import SdkError
 
 __all__ = [
     "BrokerCallError",
+    "ExtraMissingError",
     "InputError",
     "JobBusyError",
     "JobConfigError",
@@ -84,3 +86,9 @@ class QualityFloorError(SdkError):
     """The extract's quality grade is below the job's floor: nothing was uploaded."""
 
     exit_code = 18
+
+
+class ExtraMissingError(SdkError, ImportError):
+    """A command whose optional distribution (e.g. the synthetic generator) is missing."""
+
+    exit_code = 19

@@ -52,6 +52,7 @@ class TokeniseStep(_Section):
     dataset: str = Field(min_length=1)
     key_version: str | None = None
     workers: int | None = Field(default=None, ge=1, le=256)
+    """Processes to tokenise in; unset, the CPUs available to the process (as tokenise)."""
 
 
 class UploadStep(_Section):

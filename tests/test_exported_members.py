@@ -1,4 +1,4 @@
-"""Every module of keys, client_sdk and broker declares a complete ``__all__``.
+"""Every module of keys, client_sdk, broker and tessera_synth declares a complete ``__all__``.
 
 Sorting is ruff's job (RUF022, isort-style); this test checks that every name listed
 exists, and that every public function and class a module defines is listed. Package
@@ -18,11 +18,12 @@ import pytest
 import broker
 import client_sdk
 import keys
+import tessera_synth
 
 
 def _modules() -> list[str]:
     names: list[str] = []
-    for package in (keys, client_sdk, broker):
+    for package in (keys, client_sdk, broker, tessera_synth):
         names.append(package.__name__)
         prefix = package.__name__ + "."
         names += [

@@ -26,7 +26,7 @@ from client_sdk.cli.release import (
     risk_command,
 )
 from client_sdk.cli.run import run_command
-from client_sdk.cli.synth import synth_command
+from client_sdk.cli.synth import SdkGroup, synth_command
 from client_sdk.cli.tokenise import spec_group, tokenise_command
 from keys.cliutil import main_wrapper
 
@@ -40,9 +40,10 @@ def build_kind() -> str:
 
 
 @click.group(
+    cls=SdkGroup,
     help="Tessera client SDK: prepare, check, tokenise and upload an organisation's extract.\n\n"
     "Secrets come from the environment (TESSERA_SDK_PASSPHRASE, TESSERA_SDK_TOKEN) or a "
-    "prompt, never from the command line. Add --debug to any command for a traceback."
+    "prompt, never from the command line. Add --debug to any command for a traceback.",
 )
 @click.version_option(package_name="tessera", message=f"%(prog)s %(version)s ({build_kind()})")
 def cli() -> None:

@@ -1,63 +1,60 @@
-"""``tessera-sdk synth``: write a synthetic Somerset population's extracts and ground truth.
+"""``tessera-sdk synth``: the synthetic data generator's command, when it is installed.
 
-The data is invented (docs/synthetic-data.md), so unlike every other command this one may
-print counts freely; it still prints no identifier.
+The generator is not part of the SDK an organisation installs: it is the ``tessera-synth``
+distribution (``synth/`` in the repository), which registers its command in the
+``tessera.sdk_commands`` entry-point group. :class:`SdkGroup` (the ``tessera-sdk`` group)
+gives that command for ``synth`` when it is installed, loading it only when ``synth`` is
+asked for; otherwise ``synth`` is :data:`synth_command`, which says in one line how to
+install it (exit 19). The SDK never imports the generator.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.metadata import entry_points
 
 import click
 
-from client_sdk.output import write_failure
-from client_sdk.synth import MAX_PRACTICES, generate
+from client_sdk.errors import ExtraMissingError
 
-__all__ = ["synth_command"]
+__all__ = ["COMMANDS_GROUP", "SYNTH_INSTALL_HINT", "SdkGroup", "synth_command"]
+
+COMMANDS_GROUP = "tessera.sdk_commands"
+SYNTH_INSTALL_HINT = (
+    "the synthetic data generator is not installed: from a Tessera checkout run "
+    "`pip install ./synth` (or `make setup`); organisations do not need it"
+)
 
 
-@click.command("synth")
-@click.option(
-    "--persons", required=True, type=click.IntRange(min=1), help="Distinct persons to invent."
-)
-@click.option("--seed", required=True, type=int, help="Seed: the same seed gives the same files.")
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Output directory (created if missing).",
-)
-@click.option(
-    "--practices",
-    default=3,
-    show_default=True,
-    type=click.IntRange(1, MAX_PRACTICES),
-    help="GP practices.",
-)
-@click.option(
-    "--opt-out/--no-opt-out",
-    default=True,
-    show_default=True,
-    help="Also write the national opt-out register (optout.csv).",
-)
-def synth_command(persons: int, seed: int, out_dir: Path, practices: int, opt_out: bool) -> None:
-    """Invent GP, hospital and opt-out extracts of one population, with the ground truth.
+def _installed(name: str) -> click.Command | None:
+    """The command ``name`` that an installed distribution registers, if it loads."""
+    for entry in entry_points(group=COMMANDS_GROUP, name=name):
+        try:
+            command = entry.load()
+        except ImportError:  # its metadata left behind, its package gone
+            return None
+        if isinstance(command, click.Command):
+            return command
+    return None
 
-    Each file comes with its mapping (mapping_*.toml); truth.csv says which rows are the
-    same person and is for evaluation only. See docs/synthetic-data.md.
-    """
-    try:
-        summary = generate(
-            out_dir, persons=persons, seed=seed, practices=practices, opt_out=opt_out
-        )
-    except OSError as exc:
-        raise write_failure(exc, out_dir) from None
-    click.echo(f"{summary.persons} persons written to {summary.out_dir}")
-    for dataset in summary.datasets:
-        click.echo(
-            f"  {dataset.name:<12} {dataset.rows:>9} rows  {dataset.path.name} "
-            f"({dataset.encoding}), mapping {dataset.mapping.name}"
-        )
-    click.echo(f"  ground truth: {summary.truth.name}, {summary.truth_errors.name}, "
-               f"{summary.truth_persons.name}")  # fmt: skip
+
+@click.command(
+    "synth",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def synth_command(args: tuple[str, ...]) -> None:
+    """Invent extracts with ground truth (needs tessera-synth: pip install ./synth)."""
+    del args  # whatever they were, the generator is not there to take them
+    raise ExtraMissingError(SYNTH_INSTALL_HINT)
+
+
+class SdkGroup(click.Group):
+    """``tessera-sdk``'s group: ``synth`` is the generator's own command when installed."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == synth_command.name:
+            installed = _installed(cmd_name)
+            if installed is not None:
+                return installed
+        return super().get_command(ctx, cmd_name)

@@ -5,6 +5,7 @@ Output names files, counts and match keys, never a value, token, reference or ke
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,20 @@ from client_sdk.tokenise import CHUNK_RECORDS, RecordBlocks, TokeniseParams, wri
 from keys.errors import SpecError
 from keys.spec import LinkageSpec, default_spec, load_spec
 
-__all__ = ["spec_group", "tokenise_command"]
+__all__ = ["available_cpus", "spec_group", "tokenise_command"]
 
 _SPEC_HELP = "Linkage spec TOML (default: the shipped UK health spec)."
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: the default number of tokenise workers.
+
+    ``os.sched_getaffinity`` honours a container's or ``taskset``'s CPU set (Linux); where it
+    does not exist (Windows, macOS) ``os.cpu_count`` counts the machine's.
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def _spec(path: Path | None) -> LinkageSpec:
@@ -61,7 +73,13 @@ def _spec(path: Path | None) -> LinkageSpec:
 @click.option(
     "--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="Batch file."
 )
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--workers",
+    default=available_cpus,
+    show_default="the CPUs available to this process",
+    type=click.IntRange(1, 256),
+    help="Processes to tokenise in; 1 works in this process.",
+)
 @click.option(
     "--chunk-records", default=CHUNK_RECORDS, show_default=True, type=click.IntRange(1, 1_000_000)
 )
@@ -148,7 +166,8 @@ def tokenise_command(
     manifest = summary.manifest
     click.echo(
         f"wrote {out}: {manifest.record_count} records, {len(manifest.chunk_digests)} chunks, "
-        f"domain {domain} {version}, spec {spec.name} {spec.content_hash[:19]}"
+        f"domain {domain} {version}, spec {spec.name} {spec.content_hash[:19]}, "
+        f"{workers} worker{'s' if workers > 1 else ''}"
     )
     for name, count in summary.token_counts.items():
         click.echo(f"  {name:<32} {count:>10} tokens")

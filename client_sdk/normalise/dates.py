@@ -13,8 +13,13 @@ them (``%Y%m%d``) must be written at their full width: ``1980111`` could be 1 No
 Rejected: impossible dates (31 April, 29 February 1981) and unparseable text as INVALID;
 dates after ``today`` and before 1 January of ``today.year - MAX_AGE_YEARS`` as INVALID;
 the listed default dates (1900-01-01, …) and dates written as only zeros (``00000000``,
-``00/00/0000``) as PLACEHOLDER. Two-digit years (``%y``) are in the
-century that puts them at or before ``today``.
+``00/00/0000``) as PLACEHOLDER. ``%b`` and ``%B`` each take an English month abbreviation
+or full name in any case (``JAN``, ``jan``, ``Jan.``, ``Sept``, ``January``). Two-digit years
+(``%y``) pivot on ``today``: a date is put in the latest century that keeps it at or before
+``today`` (on 24 November 2026, ``24/11/26`` is 2026-11-24, ``25/11/26`` is 1926-11-25 and
+``01/01/27`` is 1927-01-01), so a date of birth is never in the future; a person over 100
+written with two digits cannot be told from a child, which is why a four-digit format should
+come first in the mapping when the extract has one.
 
 :meth:`DateParser.raw_digits` gives the ``YYYYMMDD`` digits of a date that does not exist
 (31 April, month 54) for the opt-in ``date_of_birth_raw`` field, when the rest of it is
@@ -70,8 +75,10 @@ _DIRECTIVES = {
     "m": r"(?P<m>\d{1,2})",
     "Y": r"(?P<Y>\d{4})",
     "y": r"(?P<y>\d{2})",
-    "b": r"(?P<b>[A-Za-z]{3,4})",
-    "B": r"(?P<b>[A-Za-z]{3,9})",
+    # Either directive takes an English month abbreviation or full name, in any case and
+    # with or without a full stop (JAN, jan, Jan., Sept, January): exports mix them.
+    "b": r"(?P<b>[A-Za-z]{3,9}\.?)",
+    "B": r"(?P<b>[A-Za-z]{3,9}\.?)",
     "H": r"\d{1,2}",
     "M": r"\d{1,2}",
     "S": r"\d{1,2}",
@@ -307,16 +314,19 @@ class DateParser:
         groups = match.groupdict()
         day = int(groups["d"])
         if "b" in groups:
-            month = _MONTH_NUMBER.get(groups["b"].upper(), 0)
+            month = _MONTH_NUMBER.get(groups["b"].upper().rstrip("."), 0)
         else:
             month = int(groups["m"])
-        if two_digit:
-            year = 2000 + int(groups["y"])
-            if year > self.today.year:
-                year -= 100
-        else:
-            year = int(groups["Y"])
-        return _iso_date(year, month, day)
+        if not two_digit:
+            return _iso_date(int(groups["Y"]), month, day)
+        # The pivot: the latest such date at or before today, so a date of birth written
+        # with two digits is never in the future (on 24/11/2026, 24/11/26 is 2026 and
+        # 25/11/26 is 1926).
+        year = self.today.year // 100 * 100 + int(groups["y"])
+        iso = _iso_date(year, month, day)
+        if iso is not None and iso <= self._latest:
+            return iso
+        return _iso_date(year - 100, month, day)
 
 
 _SPREADSHEET_WHOLE = re.compile(r"(\d{1,4})(?:\.0+)?")

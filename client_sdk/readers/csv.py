@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import logging
 import re
 from collections import deque
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import TextIO
 
 from client_sdk.errors import InputError
+from client_sdk.readers.compressed import bytes_read, open_binary
 
 __all__ = [
     "MAX_FIELD_CHARACTERS",
@@ -95,7 +97,7 @@ def _codec(path: Path, encoding: str) -> str:
     except LookupError:
         raise InputError(f"{path}: unknown encoding {encoding!r}") from None
     try:
-        with path.open("rb") as raw:
+        with open_binary(path) as raw:
             start = raw.read(4)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
@@ -118,7 +120,7 @@ def _looks_like_utf8(path: Path) -> bool:
     Text in a single-byte Windows or Latin encoding with accented letters is almost never
     valid UTF-8, so such a sample means the file is UTF-8 whatever the mapping says.
     """
-    with path.open("rb") as raw:
+    with open_binary(path) as raw:
         sample = raw.read(_SNIFF_BYTES)
     if sample.isascii():
         return False
@@ -133,14 +135,15 @@ def _looks_like_utf8(path: Path) -> bool:
 def open_text(path: Path, encoding: str) -> TextIO:
     """Open ``path`` for streaming text in ``encoding`` (BOM-aware; bad bytes kept escaped).
 
+    A gzip-compressed file (told by its magic number, whatever its name) is decompressed
+    as it is read (:mod:`client_sdk.readers.compressed`).
+
     Raises:
         InputError: the encoding is unknown or the file cannot be opened.
     """
     codec = _codec(path, encoding)
-    try:
-        return path.open(encoding=codec, errors="surrogateescape", newline="")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    raw = open_binary(path)
+    return io.TextIOWrapper(raw, encoding=codec, errors="surrogateescape", newline="")
 
 
 def _read_header(
@@ -460,9 +463,9 @@ def read_csv(
             yield start, values
             rows += 1
             if on_progress is not None and not rows & 0x3FFF:
-                on_progress(text.buffer.tell())
+                on_progress(bytes_read(text))
         _report_held(held, rows, sink, width)
         for trailer, _ in held:
             skip(trailer)
         if on_progress is not None:
-            on_progress(text.buffer.tell())
+            on_progress(bytes_read(text))

@@ -14,6 +14,12 @@ Everything streams; memory stays flat however many resources the file holds.
   ``DELETE``, a history's deletion), and reported otherwise. JSON that breaks mid-Bundle
   (a cut-off download) cannot be read past: one-line :class:`InputError` naming the last
   entry read.
+- Several Bundles in one file, one after another (concatenated, or one a line as some
+  exporters page a search) are read as one extract: entries are numbered through the
+  file, across the Bundles (the second Bundle's first entry follows the first Bundle's
+  last). Several Bundle *files* make one extract by concatenating them
+  (``cat page-*.json > extract.json``): one run makes one batch with one quality report.
+- Any of these may be gzip-compressed (told by the magic number, whatever the name).
 - A file of one or more pretty-printed resources (a saved ``GET Patient/{id}``) is numbered
   by resource, from 1.
 - A Bundle whose ``entry`` is not a list (an object, a string) cannot be read: one-line
@@ -71,6 +77,7 @@ import ijson
 
 from client_sdk.errors import InputError
 from client_sdk.mapping import FHIR_NHS_NUMBER_SYSTEM
+from client_sdk.readers.compressed import bytes_read
 from client_sdk.readers.csv import (
     NUL_REASON,
     ProblemSink,
@@ -480,7 +487,9 @@ def _ndjson(text: TextIO, sink: ProblemSink) -> _Resources:
 
 def _bundle(path: Path, text: TextIO, sink: ProblemSink, skip: Callable[[int], None]) -> _Resources:
     number = 0
-    entries = ijson.items(_Utf8Source(text), "entry.item", buf_size=_ITEMS, use_float=True)
+    entries = ijson.items(
+        _Utf8Source(text), "entry.item", buf_size=_ITEMS, use_float=True, multiple_values=True
+    )
     try:
         for number, entry in enumerate(entries, start=1):
             if not isinstance(entry, dict):
@@ -507,7 +516,8 @@ def _entry_not_a_list(text: TextIO) -> bool:
     """Whether the Bundle's ``entry`` is something other than a list (read again, streaming)."""
     text.seek(0)
     try:
-        for prefix, event, _ in ijson.parse(_Utf8Source(text), buf_size=_ITEMS):
+        events = ijson.parse(_Utf8Source(text), buf_size=_ITEMS, multiple_values=True)
+        for prefix, event, _ in events:
             if prefix == "entry" and event != "map_key":
                 return bool(event != "start_array")
     except (ijson.JSONError, UnicodeError):
@@ -624,7 +634,7 @@ def read_fhir(
             yield number, values
             count += 1
             if on_progress is not None and not count & _PROGRESS_EVERY:
-                on_progress(text.buffer.tell())
+                on_progress(bytes_read(text))
         if untrusted:
             logger.info(
                 "%s: %d NHS numbers not used: their verification status says the trace "

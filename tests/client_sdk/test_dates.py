@@ -95,3 +95,63 @@ def test_a_date_in_three_cells_of_zeros_is_a_placeholder():
     assert parser.check("00000000") is Defect.PLACEHOLDER
     assert parser.check_parts("0", "0", "0000") is Defect.PLACEHOLDER
     assert parser.check_parts("00", "00", "1980") is Defect.INVALID
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["12-MAR-1975", "12-mar-1975", "12-Mar-1975", "12-March-1975", "12-MARCH-1975",
+     "12-march-1975", "12-Mar.-1975"],
+)  # fmt: skip
+def test_month_names_in_any_case_abbreviated_or_not(raw):
+    for fmt in ("%d-%b-%Y", "%d-%B-%Y"):
+        assert DateParser([fmt], today=TODAY).check(raw) == "1975-03-12"
+
+
+@pytest.mark.parametrize(
+    ("raw", "iso"), [("01 jan 1980", "1980-01-01"), ("1 Sept 1980", "1980-09-01")]
+)
+def test_month_names_with_spaces(raw, iso):
+    assert DateParser(["%d %b %Y"], today=TODAY).check(raw) == iso
+
+
+def test_an_unknown_month_name_is_invalid():
+    assert DateParser(["%d-%b-%Y"], today=TODAY).check("12-Smarch-1975") is Defect.INVALID
+
+
+@pytest.mark.parametrize(
+    ("raw", "iso"),
+    [
+        ("24/11/26", "2026-11-24"),  # today
+        ("25/11/26", "1926-11-25"),  # tomorrow in 2026, so a century earlier
+        ("31/12/26", "1926-12-31"),
+        ("01/01/00", "2000-01-01"),
+        ("29/02/28", "1928-02-29"),
+    ],
+)
+def test_two_digit_years_pivot_on_today(raw, iso):
+    assert DateParser(["%d/%m/%y"], today=TODAY).check(raw) == iso
+
+
+@given(
+    day=st.dates(min_value=date(1902, 1, 1), max_value=date(2099, 12, 31)),
+    today=st.dates(min_value=date(2000, 1, 1), max_value=date(2099, 12, 31)),
+)
+def test_a_two_digit_year_is_the_latest_reading_not_after_today(day, today):
+    text = day.strftime("%d/%m/%y")
+    result = DateParser(["%d/%m/%y"], today=today).check(text)
+    candidates = [
+        d for c in (today.year // 100 * 100 - 100, today.year // 100 * 100)
+        if (d := _real(c + day.year % 100, day.month, day.day)) is not None and d <= today
+    ]  # fmt: skip
+    best = max(candidates, default=None)
+    if best is None or best.year < today.year - 125 or best.isoformat() in PLACEHOLDER_DATES:
+        assert not isinstance(result, str)
+    else:
+        assert result == best.isoformat()
+
+
+def _real(year, month, day):
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None

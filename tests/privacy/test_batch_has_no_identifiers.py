@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 import keys
-from client_sdk.synth import generate
 from keys.batch import BatchReader
 from keys.spec import PROBABILISTIC_SPEC_NAME
+from tessera_synth import generate
 from tests.support.tokenise_world import make_orgs, tokenise
 
 MIN_BYTES = 5

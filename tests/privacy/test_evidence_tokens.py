@@ -22,10 +22,10 @@ from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records
 from client_sdk.record import NormalisedRecord
 from client_sdk.speclint_evidence import DEFAULT_MAX_SHARED, lint_evidence
-from client_sdk.synth import generate
 from client_sdk.tokenise import TokeniseParams, Tokeniser
 from keys.derive import DomainKey
 from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec, parse_spec
+from tessera_synth import generate
 
 SPEC = default_spec(PROBABILISTIC_SPEC_NAME)
 

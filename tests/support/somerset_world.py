@@ -27,9 +27,9 @@ from broker.cli import cli as broker_cli
 from broker.store.linkage_store import LinkageStore
 from client_sdk.cli import cli as sdk_cli
 from client_sdk.local_index import LocalIndex
-from client_sdk.synth import generate
 from keys.cli import cli as keys_cli
 from keys.derive import RecordRef
+from tessera_synth import generate
 from tests.support.harness import BrokerProcess, unique
 
 __all__ = ["Org", "Somerset", "build_somerset", "run", "shared_somerset"]

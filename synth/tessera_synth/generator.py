@@ -11,7 +11,7 @@ their files through a small shuffle buffer so that memory stays flat and the row
 one file says nothing about another's.
 
 Nothing here is real: names come from lists written for the project
-(``client_sdk/data/synth_*.txt``) and NHS numbers, postcodes and addresses are drawn in the
+(``tessera_synth/data/synth_*.txt``) and NHS numbers, postcodes and addresses are drawn in the
 valid shape but at random.
 """
 
@@ -322,7 +322,7 @@ def _zipf(items: Sequence[str], offset: float) -> _Weighted:
 
 
 def _sections(name: str) -> dict[str, list[str]]:
-    text = resources.files("client_sdk").joinpath("data", name).read_text(encoding="utf-8")
+    text = resources.files("tessera_synth").joinpath("data", name).read_text(encoding="utf-8")
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
     for raw in text.splitlines():
@@ -337,7 +337,7 @@ def _sections(name: str) -> dict[str, list[str]]:
 
 
 def _lines(name: str) -> list[str]:
-    text = resources.files("client_sdk").joinpath("data", name).read_text(encoding="utf-8")
+    text = resources.files("tessera_synth").joinpath("data", name).read_text(encoding="utf-8")
     return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
 
 
