@@ -48,18 +48,25 @@ def available_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+_input_argument = click.argument(
+    "input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False)
+)
+_mapping_option = click.option(
+    "--mapping", "mapping_path", required=True, type=click.Path(path_type=Path, dir_okay=False)
+)
+_spec_option = click.option(
+    "--spec", "spec_path", type=click.Path(path_type=Path, dir_okay=False), help=_SPEC_HELP
+)
+
+
 def _spec(path: Path | None) -> LinkageSpec:
     return default_spec() if path is None else load_spec(path)
 
 
 @click.command("tokenise")
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--mapping", "mapping_path", required=True, type=click.Path(path_type=Path, dir_okay=False)
-)
-@click.option(
-    "--spec", "spec_path", type=click.Path(path_type=Path, dir_okay=False), help=_SPEC_HELP
-)
+@_input_argument
+@_mapping_option
+@_spec_option
 @click.option(
     "--dir",
     "orgdir",
@@ -221,9 +228,7 @@ def spec_group() -> None:
 
 
 @spec_group.command("show")
-@click.option(
-    "--spec", "spec_path", type=click.Path(path_type=Path, dir_okay=False), help=_SPEC_HELP
-)
+@_spec_option
 def spec_show(spec_path: Path | None) -> None:
     """Print the spec as TOML with its content hash."""
     spec = _spec(spec_path)
@@ -232,22 +237,16 @@ def spec_show(spec_path: Path | None) -> None:
 
 
 @spec_group.command("hash")
-@click.option(
-    "--spec", "spec_path", type=click.Path(path_type=Path, dir_okay=False), help=_SPEC_HELP
-)
+@_spec_option
 def spec_hash(spec_path: Path | None) -> None:
     """Print the spec's content hash (what a dataset declares and the broker checks)."""
     click.echo(_spec(spec_path).content_hash)
 
 
 @spec_group.command("lint")
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--mapping", "mapping_path", required=True, type=click.Path(path_type=Path, dir_okay=False)
-)
-@click.option(
-    "--spec", "spec_path", type=click.Path(path_type=Path, dir_okay=False), help=_SPEC_HELP
-)
+@_input_argument
+@_mapping_option
+@_spec_option
 @click.option(
     "--min-distinct",
     default=DEFAULT_MIN_DISTINCT,

@@ -31,3 +31,23 @@ def tokenise_args(org: Org, data: Path, mapping: Path, out: Path, *, dataset: st
         "tokenise", str(data), "--mapping", str(mapping), "--dir", str(org.directory),
         "--domain", DOMAIN, "--dataset", dataset, "--out", str(out), "--no-progress",
     ]  # fmt: skip
+
+
+# Two people, and the mapping that reads them: the smallest extract that tokenises.
+CSV = (
+    "PATIENT_ID,FORENAME,SURNAME,DOB,SEX,POSTCODE\n"
+    "1,Alice,Archer,1950-01-02,F,BA1 1AA\n"
+    "2,Bob,Baker,1960-03-04,M,BA2 2BB\n"
+)
+MAPPING = """
+[source]
+format = "csv"
+[record]
+id = "PATIENT_ID"
+[identifiers]
+given_name = "FORENAME"
+family_name = "SURNAME"
+date_of_birth = { column = "DOB", formats = ["%Y-%m-%d"] }
+sex = "SEX"
+postcode = "POSTCODE"
+"""

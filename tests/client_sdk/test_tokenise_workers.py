@@ -12,26 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.client_sdk.sdk_cli import SDK, tokenise_args
+from tests.client_sdk.sdk_cli import CSV, MAPPING, SDK, tokenise_args
 from tests.support.tokenise_world import PASSPHRASE, Org, make_orgs
-
-CSV = (
-    "PATIENT_ID,FORENAME,SURNAME,DOB,SEX,POSTCODE\n"
-    "1,Alice,Archer,1950-01-02,F,BA1 1AA\n"
-    "2,Bob,Baker,1960-03-04,M,BA2 2BB\n"
-)
-MAPPING = """
-[source]
-format = "csv"
-[record]
-id = "PATIENT_ID"
-[identifiers]
-given_name = "FORENAME"
-family_name = "SURNAME"
-date_of_birth = { column = "DOB", formats = ["%Y-%m-%d"] }
-sex = "SEX"
-postcode = "POSTCODE"
-"""
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU sets are Linux's")
 
