@@ -32,7 +32,7 @@ from client_sdk.pipeline import iter_records
 from client_sdk.record import NormalisedRecord
 from keys.spec import default_spec
 
-__all__ = ["FEBRL_MAPPING", "FEBRL_SPEC_NAME", "febrl4", "main", "run", "write_febrl4"]
+__all__ = ["FEBRL_MAPPING", "FEBRL_SPEC_NAME", "febrl4", "main", "measure", "run", "write_febrl4"]
 
 FEBRL_SPEC_NAME = "febrl"
 """The shipped spec (``keys/specs/febrl.toml``) that uses the places."""
@@ -129,7 +129,13 @@ def febrl4(work: Path, *, partial: bool = False, seed: int = 7) -> tuple[_Datase
     return datasets, truth
 
 
-def run(*, spec_name: str = FEBRL_SPEC_NAME, partial: bool = False) -> dict[str, Any]:
+def run(partial: int = 0) -> dict[str, float]:
+    """``make bench``: the cascade's precision and recall on FEBRL4 (or FEBRL4-partial)."""
+    report = measure(partial=bool(partial))
+    return {"precision": float(report["precision"]), "recall": float(report["recall"])}
+
+
+def measure(*, spec_name: str = FEBRL_SPEC_NAME, partial: bool = False) -> dict[str, Any]:
     """The cascade's precision and recall on FEBRL4 (:func:`bench.spec_eval.evaluate`)."""
     with tempfile.TemporaryDirectory(prefix="tessera-febrl-") as tmp:
         datasets, truth = febrl4(Path(tmp), partial=partial)
@@ -145,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--partial", action="store_true", help="FEBRL4-partial")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
-    report = run(spec_name=args.spec, partial=args.partial)
+    report = measure(spec_name=args.spec, partial=args.partial)
     out = sys.stdout
     out.write(
         f"{report['data']} under {args.spec}: precision {report['precision']:.4f}, "

@@ -33,6 +33,8 @@ BENCHMARKS: list[tuple[str, dict[str, int]]] = [
     ("ingest", {"n": 1_000_000}),
     ("populations", {"n": 30_000}),  # the default spec on other population structures
     ("audit", {"n": 20_000}),  # the cost per entry of signing every audit entry
+    ("febrl", {"partial": 0}),  # FEBRL4 under the febrl spec (locality, region, addresses)
+    ("febrl", {"partial": 1}),  # FEBRL4-partial
     ("probabilistic", {"n": 20_000}),  # cascade vs + probabilistic stage vs Splink
 ]
 

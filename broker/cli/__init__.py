@@ -3,8 +3,9 @@
 ``serve`` runs the HTTP API (with its own embedded redis-server unless
 ``TESSERA_BROKER_REDIS_URL`` is set); ``admin …`` manages identities, credentials and
 wrapped key blobs by talking to the store directly, with the same settings as ``serve``.
-Other modules add their commands to :data:`cli` or :data:`admin` (``report``, ``audit``,
-``admin agreement``) and are registered at the bottom of this file with one line each.
+The other modules of this package define their commands (``report``, ``audit``,
+``evaluate``, ``admin agreement``, ``admin opt-out-register``); :data:`COMMANDS` at the
+bottom of this file is the one table that places each in its group.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from keys.errors import DecryptionError
 from keys.keystore import open_service_secrets
 from keys.wire import NAME_PATTERN, Role
 
-__all__ = ["admin", "cli", "main"]
+__all__ = ["COMMANDS", "admin", "cli", "main"]
 
 _NAME_HELP = "letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit"
 _ODS_PATTERN = r"[A-Z0-9]{3,10}"
@@ -351,10 +352,16 @@ def key_blob_add(files: tuple[Path, ...], org: str | None, data_dir: Path | None
             )
 
 
-cli.add_command(report_command)
-cli.add_command(evaluate_command)
-cli.add_command(audit_group)
-admin.add_command(agreement_group)
-admin.add_command(opt_out_group)
+COMMANDS: tuple[tuple[click.Group, click.Command], ...] = (
+    (cli, report_command),
+    (cli, evaluate_command),
+    (cli, audit_group),
+    (admin, agreement_group),
+    (admin, opt_out_group),
+)
+"""The command table: each command another ``cli`` module defines, and the group it joins."""
+
+for _group, _command in COMMANDS:
+    _group.add_command(_command)
 
 main = main_wrapper(cli, "tessera-broker")

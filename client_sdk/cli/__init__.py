@@ -30,7 +30,7 @@ from client_sdk.cli.synth import SdkGroup, synth_command
 from client_sdk.cli.tokenise import spec_group, tokenise_command
 from keys.cliutil import main_wrapper
 
-__all__ = ["build_kind", "cli", "main"]
+__all__ = ["COMMANDS", "build_kind", "cli", "main"]
 
 
 def build_kind() -> str:
@@ -50,7 +50,7 @@ def cli() -> None:
     """Root command group."""
 
 
-for _command in (
+COMMANDS: tuple[click.Command, ...] = (
     upload_command,
     dataset_group,
     register_key_command,
@@ -62,11 +62,17 @@ for _command in (
     tokenise_command,
     spec_group,
     run_command,
-):
-    cli.add_command(_command)
+    agreement_group,
+    cohort_command,
+    aggregate_command,
+    linked_command,
+    risk_command,
+)
+"""The command table: every ``tessera-sdk`` command a ``cli`` module defines (the key
+commands ``init``, ``install-key`` and ``keys`` are added by :func:`register_key_commands`)."""
 
-register_key_commands(cli)
-for _command in (agreement_group, cohort_command, aggregate_command, linked_command, risk_command):
+for _command in COMMANDS:
     cli.add_command(_command)
+register_key_commands(cli)
 
 main = main_wrapper(cli, "tessera-sdk")
