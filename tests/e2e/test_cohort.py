@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from keys.batch import BatchReader
+from tests.governance_terms import governance_toml
 from tests.somerset_world import Somerset, shared_somerset
 
 pytestmark = pytest.mark.xdist_group("somerset")
@@ -38,7 +39,7 @@ kind = "{kind}"
 researchers = ["{world.researcher}"]
 start = {today - timedelta(days=1)}
 end = {today + timedelta(days=90)}
-
+{governance_toml(start=today - timedelta(days=1), end=today + timedelta(days=90))}
 [[datasets]]
 org = "{gp.name}"
 name = "{gp.dataset}"
