@@ -1,4 +1,4 @@
-"""``tessera-broker admin agreement create|list|show|revoke``: the operator's agreement commands.
+"""``tessera-broker admin agreement create|list|show|revoke|dpia``: the operator's commands.
 
 An agreement is written as TOML (see docs/agreements.md)::
 
@@ -16,7 +16,8 @@ An agreement is written as TOML (see docs/agreements.md)::
     fields = ["AGE_BAND", "LTC_COUNT"]
 
 ``create`` prints the new agreement id on stdout; each contributing organisation then
-approves it with ``tessera-sdk agreement approve ID`` under its own credential.
+approves it with ``tessera-sdk agreement approve ID`` under its own credential. ``dpia``
+writes the agreement's DPIA pack (broker/dpia.py) for the information governance lead.
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ import pydantic
 
 from broker.agreements import (
     AGREEMENT_ID_PATTERN,
+    agreement_datasets,
     create_agreement,
     get_agreement,
     list_agreements,
     revoke_agreement,
 )
-from broker.errors import ValidationFailedError
+from broker.dpia import DpiaFormat, deployment_facts, render_dpia
+from broker.errors import BadRequestError, ValidationFailedError
+from broker.labels import Labels
 from broker.operator import operator_runtime
+from broker.store.identities import list_identities
 from keys.wire_release import LEGAL_BASES, AgreementTerms
 
 __all__ = ["agreement_group", "load_terms"]
@@ -148,3 +153,49 @@ def revoke_command(agreement_id: str, data_dir: Path | None) -> None:
     with operator_runtime(data_dir) as runtime:
         agreement = revoke_agreement(runtime.store, agreement_id, by="operator", role="operator")
     click.echo(f"agreement {agreement.id} is {agreement.status().value}", err=True)
+
+
+def _dpia_format(chosen: str | None, out: Path) -> DpiaFormat:
+    if chosen is not None:
+        return DpiaFormat(chosen)
+    return DpiaFormat.HTML if out.suffix.lower() in (".html", ".htm") else DpiaFormat.MARKDOWN
+
+
+@agreement_group.command(name="dpia")
+@click.argument("agreement_id", callback=lambda _c, _p, v: _agreement_id(v))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Where to write the pack (.md, or .html for HTML).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice([f.value for f in DpiaFormat]),
+    default=None,
+    help="markdown or html (default: from the file's extension, else markdown).",
+)
+@_data_dir
+def dpia_command(agreement_id: str, out: Path, fmt: str | None, data_dir: Path | None) -> None:
+    """Write the agreement's DPIA pack: data flows, who sees what, tokens, retention, risks.
+
+    Built from the agreement, its datasets and this broker's settings (docs/dpia.md),
+    for an information governance lead to take into their organisation's DPIA template.
+    """
+    with operator_runtime(data_dir) as runtime:
+        agreement = get_agreement(runtime.store, agreement_id)
+        try:
+            datasets = agreement_datasets(runtime.store, agreement.terms)
+        except BadRequestError:
+            datasets = {}
+        labels = Labels.of(list_identities(runtime.store))
+        facts = deployment_facts(runtime.settings)
+    text = render_dpia(
+        agreement, datasets=datasets, facts=facts, fmt=_dpia_format(fmt, out), labels=labels
+    )
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ValidationFailedError(f"{out}: cannot write the DPIA pack ({exc.strerror})") from None
+    click.echo(f"wrote the DPIA pack of {agreement_id} to {out}", err=True)

@@ -257,7 +257,10 @@ class Demo:
             )  # fmt: skip
 
     def agreement(self, name: str, toml: str) -> str:
-        """The operator creates an agreement; every contributing organisation approves it."""
+        """The operator creates an agreement; every contributing organisation approves it.
+
+        The operator also writes its DPIA pack, Markdown and HTML, beside the TOML.
+        """
         path = self.out / "agreements" / f"{name}.toml"
         path.parent.mkdir(exist_ok=True)
         path.write_text(toml)
@@ -269,6 +272,11 @@ class Demo:
         for org in self.orgs:
             if org.name in contributors:
                 self.cli("tessera-sdk", "agreement", "approve", agreement_id, token=org.credential)
+        for suffix in (".md", ".html"):
+            pack = path.with_name(f"{name}-dpia{suffix}")
+            self.cli("tessera-broker", "admin", "agreement", "dpia", agreement_id, "--out", pack)
+        if not any(label == "DPIA packs" for label, _ in self.summary.facts):
+            self.summary.facts.append(("DPIA packs", str(path.parent)))
         return agreement_id
 
     def _dates(self, *, care: bool = False) -> str:
