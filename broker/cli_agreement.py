@@ -9,6 +9,9 @@ An agreement is written as TOML (see docs/agreements.md)::
     researchers = ["a-researcher"]
     start = 2026-04-01
     end = 2027-03-31
+    # ... and the governance fields the ICO data sharing code lists: objective,
+    # article_6, article_9, confidentiality_basis, controllers, dpia_reference,
+    # individual_rights, quality_checks, retention_until, secure_deletion, review_dates
 
     [[datasets]]
     org = "gp-a"
@@ -43,7 +46,7 @@ from broker.errors import BadRequestError, ValidationFailedError
 from broker.labels import Labels
 from broker.operator import operator_runtime
 from broker.store.identities import list_identities
-from keys.wire_release import LEGAL_BASES, AgreementTerms
+from keys.wire_release import LEGAL_BASES, REQUIRED_GOVERNANCE_FIELDS, AgreementTerms
 
 __all__ = ["agreement_group", "load_terms"]
 
@@ -89,7 +92,9 @@ def agreement_group() -> None:
 _CREATE_HELP = (
     "Create an agreement in draft and print its id.\n\n"
     "Every organisation whose dataset it uses must then approve it with its own credential "
-    "(`tessera-sdk agreement approve ID`). legal_basis is free text; the common UK "
+    "(`tessera-sdk agreement approve ID`). The governance fields of the ICO data sharing "
+    "code are required: " + ", ".join(REQUIRED_GOVERNANCE_FIELDS) + " (docs/agreements.md). "
+    "legal_basis is free text; the common UK "
     "gateways are: " + "; ".join(f'"{basis}"' for basis in LEGAL_BASES) + "."
 )
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +15,8 @@ from broker.errors import BadRequestError
 from broker.store.agreements_store import insert_agreement
 from keys.wire_release import REQUIRED_GOVERNANCE_FIELDS, AgreementTerms
 from tests.release_world import World, build_world, today
+
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +92,21 @@ def test_an_agreement_stored_before_the_fields_existed_still_loads(world):
 def test_governance_fields_are_validated(world, change, message):
     with pytest.raises(ValueError, match=message):
         world.terms(**change)
+
+
+def test_an_old_style_toml_is_refused_by_the_cli_in_one_line_naming_each_field(world, tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text(
+        'title = "Frailty"\npurpose = "To learn."\n'
+        'legal_basis = "Section 251 of the NHS Act 2006"\n'
+        f'kind = "research_record_level"\nresearchers = ["{world.researcher}"]\n'
+        f"start = {today()}\nend = {today() + timedelta(days=5)}\n\n"
+        f'[[datasets]]\norg = "{world.gp}"\nname = "reg"\nfields = ["LTC"]\n'
+    )
+    result = subprocess.run(
+        [str(BIN / "tessera-broker"), "admin", "agreement", "create", "--file", str(path)],
+        env=world.broker.admin_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    err = result.stderr.strip()
+    assert result.returncode != 0 and "\n" not in err and "Traceback" not in err
+    assert all(f"{name} is required" in err for name in REQUIRED_GOVERNANCE_FIELDS)
