@@ -144,6 +144,14 @@ class RegisterEntry:
     """(UTC month ``YYYY-MM``, releases that month), oldest first."""
     revoked_on: date | None
 
+    @property
+    def months_text(self) -> tuple[tuple[str, int], ...]:
+        """:attr:`releases_by_month` with each month in words (``December 2026``)."""
+        return tuple(
+            (datetime.strptime(month, "%Y-%m").strftime("%B %Y"), count)
+            for month, count in self.releases_by_month
+        )
+
     def to_dict(self) -> dict[str, object]:
         """The entry as JSON-able data."""
         return {
