@@ -130,18 +130,18 @@ def _flows(agreement: Agreement) -> tuple[str, ...]:
         AgreementKind.RESEARCH_RECORD_LEVEL: (
             "Under this agreement, while it is active, the named researchers receive a "
             "pseudonymised cohort: one row per person, keyed by a project pseudonym that is "
-            "different in every agreement, with only the fields listed below."
+            "different in every agreement, with only the fields under Data items."
         ),
         AgreementKind.RESEARCH_AGGREGATE: (
             "Under this agreement, while it is active, the named researchers receive only "
-            "counts over at most four released fields, protected by the small-number rule "
-            "below, with secondary suppression so that no withheld count can be worked out "
+            "counts over at most four released fields, protected by the rule under Small "
+            "numbers, with secondary suppression so that no withheld count can be worked out "
             "from the margins and totals."
         ),
         AgreementKind.DIRECT_CARE: (
             "Under this agreement, while it is active, each named organisation receives, for "
-            "its own patients only, the fields listed below from the linked records of the "
-            "other organisations, keyed by its own references, which only its local index "
+            "its own patients only, the fields under Data items from the linked records of "
+            "the other organisations, keyed by its own references, which only its local index "
             "turns back into its local ids."
         ),
     }[terms.kind]
