@@ -180,12 +180,16 @@ def agreement_datasets(store: Store, terms: AgreementTerms) -> dict[str, Dataset
 
 
 def _check_terms(store: Store, terms: AgreementTerms) -> None:
-    """Check the terms against what the broker holds; every problem at once."""
-    problems: list[str] = []
+    """Check the terms against what the broker holds; every problem at once.
+
+    The governance fields the ICO data sharing code lists are required of a new agreement
+    here rather than in the model, so that agreements stored before them still load.
+    """
+    problems = [f"{name} is required" for name in terms.missing_governance()]
     try:
         declared = agreement_datasets(store, terms)
     except BadRequestError as exc:
-        raise BadRequestError(f"agreement: {exc}") from None
+        raise BadRequestError("agreement: " + "; ".join([*problems, str(exc)])) from None
     domains = {d.domain for d in declared.values()}
     if len(domains) > 1:
         problems.append("the datasets are in different linkage domains: " + ", ".join(domains))

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 
 from broker.store.identities import Identity
 
-__all__ = ["ACTION_TEXT", "COUNT_TEXT", "FIELD_TEXT", "KEY_PART_TEXT", "Labels"]
+__all__ = [
+    "ACTION_TEXT",
+    "CONFIDENTIALITY_TEXT",
+    "COUNT_TEXT",
+    "FIELD_TEXT",
+    "KEY_PART_TEXT",
+    "Labels",
+]
 
 FIELD_TEXT: dict[str, str] = {
     "AE_ATTENDANCES_12M": "A&E attendances in the last 12 months",
@@ -76,6 +83,17 @@ COUNT_TEXT: dict[str, tuple[str, str]] = {
     "fields": ("field", "fields"),
 }
 """Audit counters as (singular, plural) nouns."""
+
+CONFIDENTIALITY_TEXT: dict[str, str] = {
+    "s251": "Section 251 support (NHS Act 2006), on the advice of the Confidentiality "
+    "Advisory Group",
+    "consent": "Each person's explicit consent",
+    "direct_care": "Implied consent for individual care",
+    "statutory": "A statutory gateway or legal requirement",
+    "public_interest": "An overriding public interest",
+    "not_confidential": "Not confidential patient information",
+}
+"""How an agreement meets the common-law duty of confidentiality (``confidentiality_basis``)."""
 
 KEY_PART_TEXT: dict[str, str] = {
     "nhs": "NHS number",

@@ -1,8 +1,14 @@
 """The public register: every agreement that was ever active, in words anyone can read.
 
-For each agreement: its title, purpose, legal basis, kind, the organisations whose data
-it uses and the recipients, the datasets and the fields released from each, its dates,
-its status today, and how many releases were made under it (counted from the audit log).
+For each agreement, the columns of NHS England's Data Release Register and the ICO data
+sharing code: its title, purpose and objective, legal basis (the UK GDPR Article 6 basis
+and Article 9 condition, and what meets the common-law duty of confidentiality), kind and
+access method (a record-level cohort, counts under a named disclosure-control rule, or a
+direct-care return), whether opt-outs were applied, whether sublicensing is allowed, the
+controllers, processors, organisations whose data it uses and the recipients, the datasets
+and the fields released from each (the data items), the DPIA reference, its dates,
+retention and review dates, its status today, and how many releases were made under it,
+in all and per month (counted from the audit log).
 The same rows are served as HTML, JSON and CSV (``broker/api/pages.py``). Everything here
 is public by design: agreement terms, never a record, identifier, token or reference.
 """
@@ -15,16 +21,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from broker.agreements import Agreement, list_agreements
-from broker.audit import releases_by_agreement
+from broker.audit import releases_by_agreement, releases_by_month
+from broker.disclosure import profile_of
+from broker.labels import CONFIDENTIALITY_TEXT
 from broker.store.client import Store
-from keys.wire_release import AgreementKind, AgreementStatus
+from keys.wire_release import AggregateControl, AgreementKind, AgreementStatus, AgreementTerms
 
 __all__ = [
+    "ACCESS_TEXT",
     "CSV_COLUMNS",
     "KIND_TEXT",
     "STATUS_TEXT",
     "RegisterDataset",
     "RegisterEntry",
+    "aggregate_rule",
     "build_register",
     "ever_active",
     "register_csv",
@@ -36,6 +46,13 @@ KIND_TEXT: dict[AgreementKind, str] = {
     AgreementKind.DIRECT_CARE: "Direct care: back to the organisations caring for patients",
 }
 """Plain-English names of the agreement kinds."""
+
+ACCESS_TEXT: dict[AgreementKind, str] = {
+    AgreementKind.RESEARCH_RECORD_LEVEL: "Record-level: a pseudonymised cohort, one row a person",
+    AgreementKind.RESEARCH_AGGREGATE: "Aggregate: counts only, under a small-number rule",
+    AgreementKind.DIRECT_CARE: "Direct-care return: each organisation's own patients only",
+}
+"""How the recipients access the data, in the words of NHS England's release register."""
 
 STATUS_TEXT: dict[AgreementStatus, str] = {
     AgreementStatus.DRAFT: "Draft",
@@ -50,17 +67,31 @@ CSV_COLUMNS = (
     "agreement",
     "title",
     "purpose",
+    "objective",
     "legal_basis",
+    "article_6",
+    "article_9",
+    "confidentiality_basis",
     "kind",
+    "access_method",
+    "sdc_profile",
+    "sdc_rule",
     "status",
     "start",
     "end",
+    "controllers",
+    "processors",
     "organisations",
     "recipients",
     "datasets_and_fields",
     "opt_outs_apply",
+    "sublicensing",
+    "dpia_reference",
+    "retention_until",
+    "review_dates",
     "min_cell_size",
     "releases",
+    "releases_by_month",
     "revoked_on",
 )
 
@@ -81,20 +112,45 @@ class RegisterEntry:
     agreement: str
     title: str
     purpose: str
+    objective: str
     legal_basis: str
+    article_6: str
+    article_9: str
+    confidentiality_basis: str
+    confidentiality_text: str
     kind: str
     kind_text: str
+    access_text: str
+    sdc_profile: str
+    """The named profile, ``suppress`` or ``round`` (no profile), or empty (no counts)."""
+    sdc_rule: str
     status: str
     status_text: str
     start: date
     end: date
+    controllers: tuple[str, ...]
+    processors: tuple[str, ...]
     organisations: tuple[str, ...]
     recipients: tuple[str, ...]
     datasets: tuple[RegisterDataset, ...]
     opt_outs_apply: bool
+    sublicensing: bool
+    dpia_reference: str
+    retention_until: date | None
+    review_dates: tuple[date, ...]
     min_cell_size: int
     releases: int
+    releases_by_month: tuple[tuple[str, int], ...]
+    """(UTC month ``YYYY-MM``, releases that month), oldest first."""
     revoked_on: date | None
+
+    @property
+    def months_text(self) -> tuple[tuple[str, int], ...]:
+        """:attr:`releases_by_month` with each month in words (``December 2026``)."""
+        return tuple(
+            (datetime.strptime(month, "%Y-%m").strftime("%B %Y"), count)
+            for month, count in self.releases_by_month
+        )
 
     def to_dict(self) -> dict[str, object]:
         """The entry as JSON-able data."""
@@ -102,11 +158,20 @@ class RegisterEntry:
             "agreement": self.agreement,
             "title": self.title,
             "purpose": self.purpose,
+            "objective": self.objective,
             "legal_basis": self.legal_basis,
+            "article_6": self.article_6,
+            "article_9": self.article_9,
+            "confidentiality_basis": self.confidentiality_basis,
             "kind": self.kind,
+            "access_method": self.access_text,
+            "sdc_profile": self.sdc_profile,
+            "sdc_rule": self.sdc_rule,
             "status": self.status,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
+            "controllers": list(self.controllers),
+            "processors": list(self.processors),
             "organisations": list(self.organisations),
             "recipients": list(self.recipients),
             "datasets": [
@@ -114,14 +179,36 @@ class RegisterEntry:
                 for d in self.datasets
             ],
             "opt_outs_apply": self.opt_outs_apply,
+            "sublicensing": self.sublicensing,
+            "dpia_reference": self.dpia_reference,
+            "retention_until": self.retention_until.isoformat() if self.retention_until else None,
+            "review_dates": [d.isoformat() for d in self.review_dates],
             "min_cell_size": self.min_cell_size,
             "releases": self.releases,
+            "releases_by_month": dict(self.releases_by_month),
             "revoked_on": self.revoked_on.isoformat() if self.revoked_on else None,
         }
 
 
 def _day(iso: str) -> date:
     return datetime.fromisoformat(iso).astimezone(UTC).date()
+
+
+def aggregate_rule(terms: AgreementTerms) -> tuple[str, str]:
+    """The small-number rule of an aggregate agreement: (profile name, rule in one line).
+
+    Both are empty for agreements that release no counts.
+    """
+    if terms.kind is not AgreementKind.RESEARCH_AGGREGATE:
+        return "", ""
+    profile = profile_of(terms)
+    if profile is not None and terms.sdc_profile is not None:
+        return terms.sdc_profile.value, profile.rule
+    if terms.aggregate_control is AggregateControl.ROUND:
+        rule = f"every count rounded to the nearest {terms.rounding_base}, halves up"
+    else:
+        rule = f"counts from 1 to {terms.min_cell_size - 1} suppressed, others exact"
+    return terms.aggregate_control.value, rule
 
 
 def ever_active(agreement: Agreement, *, today: date) -> bool:
@@ -151,6 +238,7 @@ def build_register(store: Store, *, now: datetime | None = None) -> list[Registe
     moment = now or datetime.now(UTC)
     today = moment.astimezone(UTC).date()
     releases = releases_by_agreement(store)
+    monthly = releases_by_month(store)
     entries: list[RegisterEntry] = []
     for agreement in list_agreements(store):
         if not ever_active(agreement, today=today):
@@ -158,18 +246,30 @@ def build_register(store: Store, *, now: datetime | None = None) -> list[Registe
         terms = agreement.terms
         status = agreement.status(moment)
         recipients = terms.researchers if terms.researchers else terms.organisations
+        basis = terms.confidentiality_basis.value if terms.confidentiality_basis else ""
+        sdc_profile, sdc_rule = aggregate_rule(terms)
         entries.append(
             RegisterEntry(
                 agreement=agreement.id,
                 title=terms.title,
                 purpose=terms.purpose,
+                objective=terms.objective or "",
                 legal_basis=terms.legal_basis,
+                article_6=terms.article_6 or "",
+                article_9=terms.article_9 or "",
+                confidentiality_basis=basis,
+                confidentiality_text=CONFIDENTIALITY_TEXT.get(basis, ""),
                 kind=terms.kind.value,
                 kind_text=KIND_TEXT[terms.kind],
+                access_text=ACCESS_TEXT[terms.kind],
+                sdc_profile=sdc_profile,
+                sdc_rule=sdc_rule,
                 status=status.value,
                 status_text=STATUS_TEXT[status],
                 start=terms.start,
                 end=terms.end,
+                controllers=tuple(terms.controllers),
+                processors=tuple(terms.processors),
                 organisations=tuple(agreement.contributors),
                 recipients=tuple(recipients),
                 datasets=tuple(
@@ -177,8 +277,13 @@ def build_register(store: Store, *, now: datetime | None = None) -> list[Registe
                     for d in terms.datasets
                 ),
                 opt_outs_apply=agreement.opt_outs_apply,
+                sublicensing=terms.sublicensing,
+                dpia_reference=terms.dpia_reference or "",
+                retention_until=terms.retention_until,
+                review_dates=tuple(terms.review_dates),
                 min_cell_size=terms.min_cell_size,
                 releases=releases.get(agreement.id, 0),
+                releases_by_month=tuple(sorted(monthly.get(agreement.id, {}).items())),
                 revoked_on=_day(agreement.revoked_at) if agreement.revoked_at else None,
             )
         )
@@ -204,17 +309,31 @@ def register_csv(entries: list[RegisterEntry]) -> str:
             e.agreement,
             e.title,
             e.purpose,
+            e.objective,
             e.legal_basis,
+            e.article_6,
+            e.article_9,
+            e.confidentiality_basis,
             e.kind,
+            e.access_text,
+            e.sdc_profile,
+            e.sdc_rule,
             e.status,
             e.start.isoformat(),
             e.end.isoformat(),
+            "; ".join(e.controllers),
+            "; ".join(e.processors),
             " ".join(e.organisations),
             " ".join(e.recipients),
             datasets,
             "yes" if e.opt_outs_apply else "no",
+            "yes" if e.sublicensing else "no",
+            e.dpia_reference,
+            e.retention_until.isoformat() if e.retention_until else "",
+            " ".join(d.isoformat() for d in e.review_dates),
             str(e.min_cell_size),
             str(e.releases),
+            "; ".join(f"{month}: {count}" for month, count in e.releases_by_month),
             e.revoked_on.isoformat() if e.revoked_on else "",
         ]
         writer.writerow([_cell(value) for value in row])

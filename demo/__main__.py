@@ -257,7 +257,10 @@ class Demo:
             )  # fmt: skip
 
     def agreement(self, name: str, toml: str) -> str:
-        """The operator creates an agreement; every contributing organisation approves it."""
+        """The operator creates an agreement; every contributing organisation approves it.
+
+        The operator also writes its DPIA pack, Markdown and HTML, beside the TOML.
+        """
         path = self.out / "agreements" / f"{name}.toml"
         path.parent.mkdir(exist_ok=True)
         path.write_text(toml)
@@ -269,11 +272,48 @@ class Demo:
         for org in self.orgs:
             if org.name in contributors:
                 self.cli("tessera-sdk", "agreement", "approve", agreement_id, token=org.credential)
+        for suffix in (".md", ".html"):
+            pack = path.with_name(f"{name}-dpia{suffix}")
+            self.cli("tessera-broker", "admin", "agreement", "dpia", agreement_id, "--out", pack)
+        if not any(label == "DPIA packs" for label, _ in self.summary.facts):
+            self.summary.facts.append(("DPIA packs", str(path.parent)))
         return agreement_id
 
-    def _dates(self) -> str:
+    def _dates(self, *, care: bool = False) -> str:
+        """The dates and the governance fields the ICO data sharing code asks for."""
         today = date.today()
-        return f"start = {today - timedelta(days=1)}\nend = {today + timedelta(days=365)}\n"
+        start, end = today - timedelta(days=1), today + timedelta(days=365)
+        if care:
+            basis = (
+                'article_6 = "Art 6(1)(e) public task"\n'
+                'article_9 = "Art 9(2)(h) health or social care"\n'
+                'confidentiality_basis = "direct_care"\n'
+                'controllers = ["The Somerset GP practices", "Somerset NHS Foundation Trust"]\n'
+                'objective = "Practices offer a care review to patients at risk of emergency '
+                'admission."\n'
+            )
+        else:
+            basis = (
+                'article_6 = "Art 6(1)(e) public task"\n'
+                'article_9 = "Art 9(2)(j) archiving, research and statistics"\n'
+                'confidentiality_basis = "s251"\n'
+                'controllers = ["Somerset Integrated Care Board"]\n'
+                'objective = "Evidence for where to put community frailty services."\n'
+            )
+        return (
+            f"start = {start}\nend = {end}\n"
+            + basis
+            + 'processors = ["Tessera broker operator (demo)"]\n'
+            'dpia_reference = "DEMO-DPIA-001"\n'
+            'individual_rights = "Practice and trust privacy notices; the National Data '
+            "Opt-out is applied where it applies; requests go to each controller's DPO.\"\n"
+            'quality_checks = "Each organisation reviews its SDK quality report before upload; '
+            'the broker reports linkage rates."\n'
+            f"retention_until = {end + timedelta(days=365)}\n"
+            'secure_deletion = "Recipients delete released files within 30 days of the '
+            'retention date and confirm in writing to the controllers."\n'
+            f"review_dates = [{start + timedelta(days=182)}, {end}]\n"
+        )
 
     def direct_care(self) -> None:
         with self.step("Direct care: each practice's patients at risk") as notes:
@@ -291,7 +331,7 @@ class Demo:
                 'legal_basis = "UK GDPR Art 6(1)(e) with Art 9(2)(h)"\n'
                 'kind = "direct_care"\n'
                 f"organisations = {json.dumps([o.name for o in practices])}\n"
-                + self._dates()
+                + self._dates(care=True)
                 + "\n"
                 + blocks
                 + f'[[datasets]]\norg = "{hospital.name}"\nname = "{hospital.dataset}"\n'

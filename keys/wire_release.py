@@ -21,6 +21,7 @@ from keys.wire import Name
 
 __all__ = [
     "LEGAL_BASES",
+    "REQUIRED_GOVERNANCE_FIELDS",
     "AggregateCell",
     "AggregateControl",
     "AggregateOut",
@@ -31,6 +32,7 @@ __all__ = [
     "AgreementTerms",
     "CohortOut",
     "CohortRequest",
+    "ConfidentialityBasis",
     "DatasetRelease",
     "LinkedOut",
     "LinkedRow",
@@ -53,6 +55,8 @@ LEGAL_BASES: tuple[str, ...] = (
 _Text = Annotated[str, Field(min_length=1, max_length=5000)]
 _Field = Annotated[str, Field(min_length=1, max_length=64)]
 _Label = Annotated[str, Field(min_length=1, max_length=200)]
+_Short = Annotated[str, Field(min_length=1, max_length=500)]
+_Party = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def field_label(org: str, dataset: str, field: str) -> str:
@@ -117,6 +121,41 @@ class OpenSafelyRounding(StrEnum):
     """OpenSAFELY's "midpoint 6": up to a multiple of 6, less 3."""
 
 
+class ConfidentialityBasis(StrEnum):
+    """What sets aside the common-law duty of confidentiality for the sharing."""
+
+    SECTION_251 = "s251"
+    """Support under section 251 of the NHS Act 2006 (Confidentiality Advisory Group)."""
+    CONSENT = "consent"
+    """Each person's explicit consent."""
+    DIRECT_CARE = "direct_care"
+    """Implied consent for individual care."""
+    STATUTORY = "statutory"
+    """A statutory gateway or legal requirement (an Act, a court order, a direction)."""
+    OVERRIDING_PUBLIC_INTEREST = "public_interest"
+    """An overriding public interest, decided case by case."""
+    NOT_CONFIDENTIAL = "not_confidential"
+    """The released data is not confidential patient information (e.g. anonymised)."""
+
+
+REQUIRED_GOVERNANCE_FIELDS: tuple[str, ...] = (
+    "objective",
+    "article_6",
+    "article_9",
+    "confidentiality_basis",
+    "controllers",
+    "dpia_reference",
+    "individual_rights",
+    "quality_checks",
+    "retention_until",
+    "secure_deletion",
+    "review_dates",
+)
+"""What the ICO data sharing code asks an agreement to record: a new agreement lacking any
+of these is refused (broker/agreements.py). They are optional in the model only so that
+agreements stored before they existed still load."""
+
+
 class DatasetRelease(_Wire):
     """One dataset of an agreement and the payload fields released from it."""
 
@@ -153,6 +192,32 @@ class AgreementTerms(_Wire):
     sdc_threshold: Annotated[int, Field(ge=2, le=1000)] | None = None
     sdc_rounding: OpenSafelyRounding = OpenSafelyRounding.NEAREST_5
     opt_outs_apply: bool | None = None
+    objective: _Text | None = None
+    """What the sharing is meant to achieve, and for whom (the ICO code's "objective")."""
+    article_6: _Short | None = None
+    """The UK GDPR Article 6 lawful basis, e.g. ``Art 6(1)(e) public task``."""
+    article_9: _Short | None = None
+    """The UK GDPR Article 9 condition for health data, e.g. ``Art 9(2)(j) research``."""
+    confidentiality_basis: ConfidentialityBasis | None = None
+    """What sets aside the common-law duty of confidentiality."""
+    controllers: Annotated[list[_Party], Field(max_length=64)] = Field(default_factory=list)
+    """The data controllers (joint or separate), by legal name."""
+    processors: Annotated[list[_Party], Field(max_length=64)] = Field(default_factory=list)
+    """The processors acting for them (the broker's operator is usually one), by name."""
+    dpia_reference: _Short | None = None
+    """The reference of the data protection impact assessment that covers the sharing."""
+    individual_rights: _Text | None = None
+    """How people are told and how their rights (access, objection, …) are met."""
+    quality_checks: _Text | None = None
+    """How the accuracy and quality of the shared data is checked."""
+    retention_until: date | None = None
+    """The date by which the recipients delete what was released."""
+    secure_deletion: _Text | None = None
+    """How released data is securely deleted, and how deletion is confirmed."""
+    review_dates: Annotated[list[date], Field(max_length=32)] = Field(default_factory=list)
+    """When the agreement is reviewed."""
+    sublicensing: bool = False
+    """Whether recipients may pass the data on (NHS England's register shows this)."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -166,6 +231,10 @@ class AgreementTerms(_Wire):
             if len(set(d.fields)) != len(d.fields):
                 problems.append(f"{d.dataset_id}: a field is listed twice")
         problems += self._sdc_problems()
+        if self.retention_until is not None and self.retention_until < self.end:
+            problems.append("retention_until is before the end of the agreement")
+        if any(day < self.start for day in self.review_dates):
+            problems.append("a review date is before the start of the agreement")
         if self.kind is AgreementKind.DIRECT_CARE:
             if not self.organisations:
                 problems.append("a direct-care agreement names the receiving organisations")
@@ -208,6 +277,10 @@ class AgreementTerms(_Wire):
     def contributors(self) -> list[str]:
         """Organisations whose datasets the agreement uses: each must approve it."""
         return sorted({d.org for d in self.datasets})
+
+    def missing_governance(self) -> list[str]:
+        """The required governance fields (:data:`REQUIRED_GOVERNANCE_FIELDS`) not given."""
+        return [name for name in REQUIRED_GOVERNANCE_FIELDS if not getattr(self, name)]
 
     def released_labels(self) -> list[str]:
         """Every released field's column label, in agreement order."""

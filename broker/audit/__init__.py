@@ -22,6 +22,7 @@ from broker.audit.chain import (
     audit_count,
     read_audit,
     releases_by_agreement,
+    releases_by_month,
     use_audit_signing_key,
     verify_chain,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "read_audit",
     "read_audit_checkpoints",
     "releases_by_agreement",
+    "releases_by_month",
     "use_audit_signing_key",
     "verify_audit",
     "verify_chain",

@@ -31,6 +31,7 @@ from broker.store.audit_log import (
     audit_length,
     read_entries,
     release_counts,
+    release_counts_by_month,
 )
 from broker.store.client import Store
 
@@ -39,6 +40,7 @@ __all__ = [
     "audit_count",
     "read_audit",
     "releases_by_agreement",
+    "releases_by_month",
     "use_audit_signing_key",
     "verify_chain",
 ]
@@ -123,7 +125,12 @@ def append_audit(
         return entry.to_json(), canonical_json({"seq": seq, "hash": entry.hash}), checkpoint
 
     is_release = action == RELEASE_ACTION or action.startswith(RELEASE_ACTION + ".")
-    append_chained(store, build, release_of=agreement if is_release else "")
+    append_chained(
+        store,
+        build,
+        release_of=agreement if is_release else "",
+        release_month=moment.astimezone(UTC).strftime("%Y-%m") if is_release else "",
+    )
     return result[0]
 
 
@@ -140,6 +147,11 @@ def audit_count(store: Store) -> int:
 def releases_by_agreement(store: Store) -> dict[str, int]:
     """Agreement id -> number of releases the audit log records under it."""
     return release_counts(store)
+
+
+def releases_by_month(store: Store) -> dict[str, dict[str, int]]:
+    """Agreement id -> UTC month (``YYYY-MM``) -> releases under it that month."""
+    return release_counts_by_month(store)
 
 
 def verify_chain(entries: Iterable[AuditEntry], *, prev: str = GENESIS_HASH) -> int | None:

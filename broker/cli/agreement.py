@@ -1,4 +1,4 @@
-"""``tessera-broker admin agreement create|list|show|revoke``: the operator's agreement commands.
+"""``tessera-broker admin agreement create|list|show|revoke|dpia``: the operator's commands.
 
 An agreement is written as TOML (see docs/agreements.md)::
 
@@ -9,6 +9,9 @@ An agreement is written as TOML (see docs/agreements.md)::
     researchers = ["a-researcher"]
     start = 2026-04-01
     end = 2027-03-31
+    # ... and the governance fields the ICO data sharing code lists: objective,
+    # article_6, article_9, confidentiality_basis, controllers, dpia_reference,
+    # individual_rights, quality_checks, retention_until, secure_deletion, review_dates
 
     [[datasets]]
     org = "gp-a"
@@ -16,7 +19,8 @@ An agreement is written as TOML (see docs/agreements.md)::
     fields = ["AGE_BAND", "LTC_COUNT"]
 
 ``create`` prints the new agreement id on stdout; each contributing organisation then
-approves it with ``tessera-sdk agreement approve ID`` under its own credential.
+approves it with ``tessera-sdk agreement approve ID`` under its own credential. ``dpia``
+writes the agreement's DPIA pack (broker/dpia.py) for the information governance lead.
 """
 
 from __future__ import annotations
@@ -31,14 +35,18 @@ import pydantic
 
 from broker.agreements import (
     AGREEMENT_ID_PATTERN,
+    agreement_datasets,
     create_agreement,
     get_agreement,
     list_agreements,
     revoke_agreement,
 )
 from broker.cli.operator import operator_runtime
-from broker.errors import ValidationFailedError
-from keys.wire_release import LEGAL_BASES, AgreementTerms
+from broker.dpia import DpiaFormat, deployment_facts, render_dpia
+from broker.errors import BadRequestError, ValidationFailedError
+from broker.labels import Labels
+from broker.store.identities import list_identities
+from keys.wire_release import LEGAL_BASES, REQUIRED_GOVERNANCE_FIELDS, AgreementTerms
 
 __all__ = ["agreement_group", "load_terms"]
 
@@ -84,7 +92,9 @@ def agreement_group() -> None:
 _CREATE_HELP = (
     "Create an agreement in draft and print its id.\n\n"
     "Every organisation whose dataset it uses must then approve it with its own credential "
-    "(`tessera-sdk agreement approve ID`). legal_basis is free text; the common UK "
+    "(`tessera-sdk agreement approve ID`). The governance fields of the ICO data sharing "
+    "code are required: " + ", ".join(REQUIRED_GOVERNANCE_FIELDS) + " (docs/agreements.md). "
+    "legal_basis is free text; the common UK "
     "gateways are: " + "; ".join(f'"{basis}"' for basis in LEGAL_BASES) + "."
 )
 
@@ -148,3 +158,49 @@ def revoke_command(agreement_id: str, data_dir: Path | None) -> None:
     with operator_runtime(data_dir) as runtime:
         agreement = revoke_agreement(runtime.store, agreement_id, by="operator", role="operator")
     click.echo(f"agreement {agreement.id} is {agreement.status().value}", err=True)
+
+
+def _dpia_format(chosen: str | None, out: Path) -> DpiaFormat:
+    if chosen is not None:
+        return DpiaFormat(chosen)
+    return DpiaFormat.HTML if out.suffix.lower() in (".html", ".htm") else DpiaFormat.MARKDOWN
+
+
+@agreement_group.command(name="dpia")
+@click.argument("agreement_id", callback=lambda _c, _p, v: _agreement_id(v))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Where to write the pack (.md, or .html for HTML).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice([f.value for f in DpiaFormat]),
+    default=None,
+    help="markdown or html (default: from the file's extension, else markdown).",
+)
+@_data_dir
+def dpia_command(agreement_id: str, out: Path, fmt: str | None, data_dir: Path | None) -> None:
+    """Write the agreement's DPIA pack: data flows, who sees what, tokens, retention, risks.
+
+    Built from the agreement, its datasets and this broker's settings (docs/dpia.md),
+    for an information governance lead to take into their organisation's DPIA template.
+    """
+    with operator_runtime(data_dir) as runtime:
+        agreement = get_agreement(runtime.store, agreement_id)
+        try:
+            datasets = agreement_datasets(runtime.store, agreement.terms)
+        except BadRequestError:
+            datasets = {}
+        labels = Labels.of(list_identities(runtime.store))
+        facts = deployment_facts(runtime.settings)
+    text = render_dpia(
+        agreement, datasets=datasets, facts=facts, fmt=_dpia_format(fmt, out), labels=labels
+    )
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ValidationFailedError(f"{out}: cannot write the DPIA pack ({exc.strerror})") from None
+    click.echo(f"wrote the DPIA pack of {agreement_id} to {out}", err=True)

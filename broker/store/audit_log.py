@@ -29,6 +29,7 @@ __all__ = [
     "read_entries",
     "read_snapshot",
     "release_counts",
+    "release_counts_by_month",
 ]
 
 
@@ -71,6 +72,7 @@ def append_chained(
     build: Callable[[bytes | None], tuple[bytes, bytes, bytes | None]],
     *,
     release_of: str = "",
+    release_month: str = "",
 ) -> bytes:
     """Append one entry chained to the current head.
 
@@ -80,6 +82,7 @@ def append_chained(
             head and the entry's checkpoint (or ``None``: none is signed); called again if
             another writer got in first.
         release_of: an agreement whose release count goes up with this entry.
+        release_month: the entry's UTC month (``YYYY-MM``), counted with ``release_of``.
 
     Returns:
         The entry as stored.
@@ -99,6 +102,9 @@ def append_chained(
                     pipe.set(head_checkpoint_key, checkpoint)
                 if release_of:
                     pipe.hincrby(keyspace.audit_releases(), release_of, 1)
+                    if release_month:
+                        month_key = keyspace.audit_releases_by_month()
+                        pipe.hincrby(month_key, f"{release_of}|{release_month}", 1)
                 pipe.execute()
                 return entry
             except redis.WatchError:
@@ -121,6 +127,16 @@ def release_counts(store: Store) -> dict[str, int]:
     """Agreement id -> number of releases the audit log records under it."""
     raw = cast(dict[bytes, bytes], store.redis.hgetall(keyspace.audit_releases()))
     return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def release_counts_by_month(store: Store) -> dict[str, dict[str, int]]:
+    """Agreement id -> UTC month (``YYYY-MM``) -> releases the audit log records then."""
+    raw = cast(dict[bytes, bytes], store.redis.hgetall(keyspace.audit_releases_by_month()))
+    found: dict[str, dict[str, int]] = {}
+    for key, value in raw.items():
+        agreement, _, month = key.decode().partition("|")
+        found.setdefault(agreement, {})[month] = int(value)
+    return found
 
 
 def read_checkpoints(store: Store) -> list[bytes]:

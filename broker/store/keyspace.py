@@ -27,6 +27,7 @@ __all__ = [
     "audit_head_checkpoint",
     "audit_log",
     "audit_releases",
+    "audit_releases_by_month",
     "auth_failures_address",
     "auth_failures_credential",
     "batch",
@@ -190,6 +191,11 @@ def audit_checkpoints() -> str:
 def audit_releases() -> str:
     """HASH: agreement id -> number of ``release`` entries in the audit log."""
     return f"{PREFIX}:{{audit}}:releases"
+
+
+def audit_releases_by_month() -> str:
+    """HASH: ``AGREEMENT|YYYY-MM`` (UTC) -> number of ``release`` entries that month."""
+    return f"{PREFIX}:{{audit}}:releases-by-month"
 
 
 # Operator dashboard sessions -----------------------------------------------------------------

@@ -216,11 +216,13 @@ def aggregate_command(
         rows.append([*values, cell.count, "yes" if cell.suppressed else ""])
     write_table(out, [*table.by, "count", "suppressed"], rows)
     suppressed = sum(1 for c in table.cells if c.suppressed)
-    note = (
-        f"rounded to multiples of {table.rounding_base}"
-        if table.rounding_base
-        else f"{suppressed} suppressed (minimum cell size {table.min_cell_size})"
-    )
+    if table.sdc_rule:
+        named = f" ({table.sdc_profile.value})" if table.sdc_profile else ""
+        note = f"{suppressed} suppressed; rule{named}: {table.sdc_rule}"
+    elif table.rounding_base:  # a broker from before aggregates named their rule
+        note = f"rounded to multiples of {table.rounding_base}"
+    else:
+        note = f"{suppressed} suppressed (minimum cell size {table.min_cell_size})"
     click.echo(f"wrote {len(rows)} counts to {out}; {note}", err=True)
 
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from broker.cli import cli as broker_cli
 from client_sdk.cli import cli as sdk_cli
+from tests.support.governance_terms import governance_toml
 from tests.support.release_world import World, build_world, today
 
 BIN = Path(sys.executable).parent
@@ -24,19 +25,22 @@ def world(broker_server, tmp_path_factory) -> World:
 
 
 def _toml(world: World, **extra: str) -> str:
+    start, end = today() - timedelta(days=1), today() + timedelta(days=10)
     lines = {
         "title": '"Frailty study"',
         "purpose": '"To learn how frailty relates to emergency care."',
         "legal_basis": '"Section 251 of the NHS Act 2006"',
         "kind": '"research_record_level"',
         "researchers": f'["{world.researcher}"]',
-        "start": str(today() - timedelta(days=1)),
-        "end": str(today() + timedelta(days=10)),
+        "start": str(start),
+        "end": str(end),
         **extra,
     }
     head = "\n".join(f"{k} = {v}" for k, v in lines.items())
     return (
         head
+        + "\n"
+        + governance_toml(start=start, end=end)
         + f'\n\n[[datasets]]\norg = "{world.gp}"\nname = "reg"\nfields = ["LTC"]\n'
         + f'\n[[datasets]]\norg = "{world.hosp}"\nname = "pas"\nfields = ["AE"]\n'
     )

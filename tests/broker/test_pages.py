@@ -17,7 +17,12 @@ from broker.audit import read_audit
 from broker.store import keyspace
 from broker.store.identities import find_identity
 from keys.derive import digest_session_id
-from tests.support.transparency_world import HOSTILE_TITLE, build_transparency
+from tests.support.transparency_world import (
+    HOSTILE_CONTROLLER,
+    HOSTILE_DPIA,
+    HOSTILE_TITLE,
+    build_transparency,
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +77,34 @@ def test_register_lists_every_agreement_ever_active_with_release_counts(broker_s
     assert t.draft.id not in mine
 
 
+def test_register_carries_the_release_register_columns(broker_server, t):
+    body = httpx.get(broker_server.url + "/register.json").json()
+    mine = {a["agreement"]: a for a in body["agreements"]}
+    active, tables = mine[t.active.id], mine[t.tables.id]
+    terms = t.active.terms
+    assert active["article_6"] == terms.article_6 and active["article_9"] == terms.article_9
+    assert active["confidentiality_basis"] == "s251"
+    assert active["controllers"] == [HOSTILE_CONTROLLER, "Somerset NHS Foundation Trust"]
+    assert active["processors"] == terms.processors and active["dpia_reference"] == HOSTILE_DPIA
+    assert active["objective"] == terms.objective
+    assert active["access_method"].startswith("Record-level")
+    assert active["sdc_profile"] == "" and active["sdc_rule"] == ""
+    assert active["opt_outs_apply"] is True and active["sublicensing"] is False
+    assert active["retention_until"] == str(terms.retention_until)
+    assert active["review_dates"] == [str(d) for d in terms.review_dates]
+    month = read_audit(broker_server.runtime.store, count=100_000)[-1].time[:7]
+    assert active["releases_by_month"] == {month: 2}
+    assert tables["access_method"].startswith("Aggregate")
+    assert tables["sdc_profile"] == "opensafely" and "midpoint 6" in tables["sdc_rule"]
+    assert tables["sublicensing"] is True and tables["releases_by_month"] == {}
+    assert tables["recipients"] == [t.world.researcher]
+    html = httpx.get(broker_server.url + "/register").text
+    assert "<img" not in html and "<i>" not in html
+    assert "&lt;img src=x onerror=alert(2)&gt; Somerset &amp; Dorset ICB" in html
+    assert "&lt;i&gt;DPIA-7&lt;/i&gt;" in html
+    assert tables["sdc_rule"] in html
+
+
 def test_register_csv_is_spreadsheet_safe(broker_server, t):
     answer = httpx.get(broker_server.url + "/register.csv")
     assert answer.headers["content-type"].startswith("text/csv")
@@ -79,6 +112,11 @@ def test_register_csv_is_spreadsheet_safe(broker_server, t):
     assert rows[t.active.id]["title"] == HOSTILE_TITLE
     assert rows[t.active.id]["releases"] == "2"
     assert rows[t.active.id]["purpose"].startswith("To see")
+    assert rows[t.active.id]["dpia_reference"] == "'" + HOSTILE_DPIA
+    assert rows[t.active.id]["confidentiality_basis"] == "s251"
+    assert rows[t.active.id]["releases_by_month"].endswith(": 2")
+    assert rows[t.tables.id]["sdc_profile"] == "opensafely"
+    assert rows[t.tables.id]["sublicensing"] == "yes"
     assert all(not v.startswith(("=", "+", "-", "@")) for r in rows.values() for v in r.values())
 
 

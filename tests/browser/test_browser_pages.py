@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
 
 from broker.store.identities import find_identity, set_identity_labels
-from tests.support.transparency_world import HOSTILE_TITLE, build_transparency
+from tests.support.transparency_world import (
+    HOSTILE_CONTROLLER,
+    HOSTILE_DPIA,
+    HOSTILE_TITLE,
+    build_transparency,
+)
 
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -55,6 +61,29 @@ def test_the_public_reads_the_register_and_how_data_is_protected(page, screensho
         SURGERY
     )
     expect(article.get_by_role("cell", name=SURGERY, exact=True).first).to_be_visible()
+    terms = t.active.terms
+
+    def term(name: str):
+        return article.locator(f"dt:text-is('{name}') + dd")
+
+    expect(term("UK GDPR Article 6 basis")).to_have_text(terms.article_6 or "")
+    expect(term("UK GDPR Article 9 condition")).to_have_text(terms.article_9 or "")
+    expect(term("Duty of confidentiality met by")).to_contain_text("Section 251 support")
+    expect(term("Access method")).to_contain_text("Record-level")
+    expect(term("Data controllers")).to_contain_text(HOSTILE_CONTROLLER)
+    expect(term("DPIA reference")).to_have_text(HOSTILE_DPIA)
+    expect(term("National Data Opt-out")).to_contain_text("Applied")
+    expect(term("Sublicensing")).to_have_text("Not allowed")
+    assert terms.retention_until is not None
+    expect(term("Kept until")).to_contain_text(terms.retention_until.strftime("%-d %B %Y"))
+    expect(term("Review dates")).to_have_text(terms.review_dates[0].strftime("%-d %B %Y"))
+    expect(term("Releases per month").get_by_role("listitem")).to_have_count(1)
+    expect(term("Releases per month")).to_have_text(datetime.now(UTC).strftime("%B %Y: 2"))
+    tables = page.locator("article", has_text=f"Agreement {t.tables.id}")
+    expect(tables.locator("dt:text-is('Small-number rule') + dd")).to_contain_text("midpoint 6")
+    expect(tables.locator("dt:text-is('Small-number rule') + dd")).to_contain_text("opensafely")
+    expect(tables.locator("dt:text-is('Sublicensing') + dd")).to_contain_text("Allowed")
+    expect(page.locator("img")).to_have_count(0)
     withdrawn = page.locator("article", has_text=f"Agreement {t.revoked.id}")
     expect(withdrawn.get_by_role("heading", name="Withdrawn study of falls")).to_be_visible()
     expect(withdrawn.get_by_text("Revoked", exact=True)).to_be_visible()
@@ -115,8 +144,8 @@ def test_the_operator_logs_in_checkpoints_revokes_and_logs_out(page, screenshot,
     surgery = re.escape(SURGERY)
     expect(by_pair).to_have_accessible_name(re.compile(f"{surgery} and | and .*{surgery}"))
     pending = page.get_by_role("table", name=re.compile("Drafts"))
-    # other tests' worlds on this broker may name their practice the same: find ours by
-    # its hospital, then check the practice is shown by name
+    # Another test's world may share this broker, with a draft of the same title: the
+    # hospital's unique name picks this world's row.
     waiting = pending.get_by_role("row", name="Diabetes outcomes draft").filter(
         has_text=t.world.hosp
     )

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from keys.batch import BatchReader
+from tests.support.governance_terms import governance_toml
 from tests.support.somerset_world import Somerset, shared_somerset
 
 pytestmark = pytest.mark.xdist_group("somerset")
@@ -38,7 +39,7 @@ kind = "{kind}"
 researchers = ["{world.researcher}"]
 start = {today - timedelta(days=1)}
 end = {today + timedelta(days=90)}
-
+{governance_toml(start=today - timedelta(days=1), end=today + timedelta(days=90))}
 [[datasets]]
 org = "{gp.name}"
 name = "{gp.dataset}"
@@ -158,8 +159,9 @@ def test_aggregate_through_the_cli_is_suppressed(world, tmp_path):
     out = tmp_path / "counts.csv"
     age = f"{gp.name}/{gp.dataset}.AGE_BAND"
     adm = f"{trust.name}/{trust.dataset}.EMERGENCY_ADMISSIONS_12M"
-    world.sdk(world.researcher_credential, "aggregate", "--agreement", agreement,
-              "--by", age, "--by", adm, "--out", str(out))  # fmt: skip
+    done = world.sdk(world.researcher_credential, "aggregate", "--agreement", agreement,
+                     "--by", age, "--by", adm, "--out", str(out))  # fmt: skip
+    assert "rule: counts from 1 to 9 suppressed, others exact" in done.stderr
     rows = _read(out)
     assert list(rows[0]) == [age, adm, "count", "suppressed"]
     published = [int(r["count"]) for r in rows if r["suppressed"] != "yes"]
@@ -171,6 +173,18 @@ def test_aggregate_through_the_cli_is_suppressed(world, tmp_path):
     refused = world.sdk(world.researcher_credential, "cohort", "--agreement", agreement,
                         "--out", str(tmp_path / "no.csv"), check=False)  # fmt: skip
     assert refused.returncode == 14 and "wrong_agreement_kind" in refused.stderr
+
+
+def test_aggregate_through_the_cli_names_its_sdc_profile_and_rule(world, tmp_path):
+    gp = world.orgs[_practice(world)]
+    toml = _toml(world, "research_aggregate", '"AGE_BAND"', '"EMERGENCY_ADMISSIONS_12M"')
+    agreement = world.create_agreement('sdc_profile = "nhse-hes"\n' + toml)
+    out = tmp_path / "hes.csv"
+    done = world.sdk(world.researcher_credential, "aggregate", "--agreement", agreement,
+                     "--by", f"{gp.name}/{gp.dataset}.AGE_BAND", "--out", str(out))  # fmt: skip
+    assert "rule (nhse-hes): NHS England HES/ECDS: 0 shown as 0, 1-7 suppressed" in done.stderr
+    published = [int(r["count"]) for r in _read(out) if r["suppressed"] != "yes"]
+    assert published and all(n % 5 == 0 for n in published)
 
 
 def test_revoked_by_the_operator_releases_nothing(world, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from client_sdk.risk import load_rules, score_patients
+from tests.support.governance_terms import governance_toml
 from tests.support.somerset_world import Somerset, shared_somerset
 
 pytestmark = pytest.mark.xdist_group("somerset")
@@ -34,7 +35,7 @@ kind = "direct_care"
 organisations = ["{gp.name}"]
 start = {today - timedelta(days=1)}
 end = {today + timedelta(days=365)}
-
+{governance_toml(start=today - timedelta(days=1), end=today + timedelta(days=365))}
 [[datasets]]
 org = "{gp.name}"
 name = "{gp.dataset}"

@@ -20,6 +20,7 @@ from client_sdk.client import BrokerClient
 from keys.derive import RecordRef, Token
 from keys.wire import BatchMode, BatchState, DatasetDeclaration, DatasetKind, Role
 from keys.wire_release import AgreementTerms
+from tests.support.governance_terms import governance
 from tests.support.harness import BrokerProcess, make_batch, unique
 
 __all__ = ["GP_PERSONS", "HOSPITAL_PERSONS", "World", "build_world", "today"]
@@ -143,6 +144,8 @@ class World:
             "end": today() + timedelta(days=30),
         }
         base.update(overrides)
+        start, end = (_as_date(base[k]) for k in ("start", "end"))
+        base = {**governance(start=start, end=end), **base}
         return AgreementTerms.model_validate(base)
 
     def agreement(self, *, approve: bool = True, **overrides: object) -> Agreement:
@@ -155,6 +158,10 @@ class World:
             for org in agreement.contributors:
                 agreement = approve_agreement(store, agreement.id, org=find_identity(store, org))
         return agreement
+
+
+def _as_date(value: object) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 def build_world(

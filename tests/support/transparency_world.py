@@ -21,9 +21,17 @@ from keys.wire_release import CohortRequest
 from tests.support.harness import BrokerProcess, make_batch, random_refs, random_tokens, unique
 from tests.support.release_world import World, build_world, today
 
-__all__ = ["HOSTILE_TITLE", "Transparency", "build_transparency"]
+__all__ = [
+    "HOSTILE_CONTROLLER",
+    "HOSTILE_DPIA",
+    "HOSTILE_TITLE",
+    "Transparency",
+    "build_transparency",
+]
 
 HOSTILE_TITLE = "<script>alert(1)</script> Frailty & <b>emergency</b> care"
+HOSTILE_CONTROLLER = "<img src=x onerror=alert(2)> Somerset & Dorset ICB"
+HOSTILE_DPIA = '=HYPERLINK("x")<i>DPIA-7</i>'
 
 
 @dataclass
@@ -32,6 +40,8 @@ class Transparency:
 
     world: World
     active: Agreement
+    tables: Agreement
+    """An active aggregate agreement under the OpenSAFELY "midpoint 6" profile."""
     revoked: Agreement
     draft: Agreement
     graded_dataset: str
@@ -83,7 +93,20 @@ def build_transparency(broker: BrokerProcess, tmp: Path) -> Transparency:
     """Build the world (takes a few seconds: two small linked datasets)."""
     world = build_world(broker, tmp)
     store = broker.runtime.store
-    active = world.agreement(title=HOSTILE_TITLE, purpose="To see whether =SUM(A1) is safe.")
+    active = world.agreement(
+        title=HOSTILE_TITLE,
+        purpose="To see whether =SUM(A1) is safe.",
+        controllers=[HOSTILE_CONTROLLER, "Somerset NHS Foundation Trust"],
+        dpia_reference=HOSTILE_DPIA,
+    )
+    tables = world.agreement(
+        title="Counts of frailty by age band",
+        kind="research_aggregate",
+        datasets=[{"org": world.gp, "name": "reg", "fields": ["AGE_BAND"]}],
+        sdc_profile="opensafely",
+        sdc_rounding="midpoint-6",
+        sublicensing=True,
+    )
     researcher = find_identity(store, world.researcher)
     for _ in range(2):
         release_cohort(
@@ -116,6 +139,7 @@ def build_transparency(broker: BrokerProcess, tmp: Path) -> Transparency:
     return Transparency(
         world=world,
         active=active,
+        tables=tables,
         revoked=revoked,
         draft=draft,
         graded_dataset=graded,
