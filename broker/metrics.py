@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from broker.audit.records import Checkpoint
+from broker.audit.records import AuditEntry, Checkpoint
 from broker.store import keyspace
-from broker.store.audit_log import audit_length, last_checkpoint
+from broker.store.audit_log import read_entries, read_snapshot
 from broker.store.client import Store
 
 __all__ = [
@@ -163,22 +163,34 @@ class _StoreCollector(Collector):
             "Age of the oldest committed batch not yet linked (0 when the queue is empty).",
             value=lag,
         )
-        entries = audit_length(self._store)
-        raw = last_checkpoint(self._store)
+        # the newest signed checkpoint: the head checkpoint written with each entry, else
+        # (a log written before entries were signed as written) the newest periodic one
+        snapshot = read_snapshot(self._store)
+        entries = snapshot.length
+        raw = snapshot.head_checkpoint or (
+            snapshot.checkpoints[-1] if snapshot.checkpoints else None
+        )
         checkpoint = Checkpoint.from_json(raw) if raw is not None else None
         covered = checkpoint.position + 1 if checkpoint is not None else 0
         yield GaugeMetricFamily(
             "tessera_audit_entries_unchecked",
-            "Audit entries after the newest signed periodic checkpoint.",
+            "Audit entries after the newest signed checkpoint.",
             value=max(0, entries - covered),
         )
+        # an empty log has nothing waiting (0); entries no checkpoint covers have waited
+        # since the first of them was written
         if checkpoint is not None:
-            age = (self._now - _parse_time(checkpoint.time)).total_seconds()
-            yield GaugeMetricFamily(
-                "tessera_audit_checkpoint_age_seconds",
-                "Seconds since the newest signed periodic audit checkpoint.",
-                value=max(0.0, age),
-            )
+            since: str | None = checkpoint.time
+        elif entries:
+            since = AuditEntry.from_json(read_entries(self._store, start=0, count=1)[0]).time
+        else:
+            since = None
+        age = (self._now - _parse_time(since)).total_seconds() if since is not None else 0.0
+        yield GaugeMetricFamily(
+            "tessera_audit_checkpoint_age_seconds",
+            "Seconds since the newest signed audit checkpoint (0 for an empty log).",
+            value=max(0.0, age),
+        )
 
 
 def _parse_time(text: str) -> datetime:

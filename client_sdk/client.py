@@ -160,11 +160,12 @@ class BrokerClient:
         client_cert: tuple[Path, Path] | None = None,
         insecure_http: bool = False,
     ) -> None:
+        base_url = _checked_url(base_url)  # a malformed URL first, in its own words
         _refuse_clear_text(base_url, insecure_http=insecure_http)
         verify = _tls_context(ca_bundle, client_cert)
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         self._http = httpx.Client(
-            base_url=_checked_url(base_url),
+            base_url=base_url,
             headers={"Authorization": _bearer(secret), "User-Agent": "tessera-sdk"},
             timeout=timeout,
             transport=transport,
