@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import populations
-from bench.spec_eval import generate, link, load_synth
+from bench.spec_eval import count_pairs, generate, link, load_synth
 from broker.matching import (
     Layout,
     RecordEvidence,
@@ -171,27 +171,15 @@ def febrl4(work: Path, *, partial: bool, seed: int = 7) -> tuple[_Datasets, _Tru
     return datasets, truth
 
 
-def _pair_counts(clusters: dict[Any, list[tuple[str, int]]]) -> tuple[int, int]:
-    """Cross-dataset pairs in the clusters, and how many are one true person."""
-    found = correct = 0
-    for members in clusters.values():
-        for i, (d1, p1) in enumerate(members):
-            for d2, p2 in members[i + 1 :]:
-                if d1 != d2:
-                    found += 1
-                    correct += p1 == p2
-    return found, correct
-
-
 def _rates(person_of: dict[tuple[str, str], Any], truth: _Truth) -> tuple[float, float, int]:
     true_groups: dict[int, list[tuple[str, int]]] = defaultdict(list)
     for (dataset, _), pid in truth.items():
         true_groups[pid].append((dataset, pid))
-    true_pairs, _ = _pair_counts(true_groups)
+    true_pairs, _ = count_pairs(true_groups)
     clusters: dict[Any, list[tuple[str, int]]] = defaultdict(list)
     for key, person in person_of.items():
         clusters[person].append((key[0], truth[key]))
-    found, correct = _pair_counts(clusters)
+    found, correct = count_pairs(clusters)
     precision = correct / found if found else 1.0
     return precision, (correct / true_pairs if true_pairs else 0.0), found
 

@@ -49,7 +49,16 @@ from keys.derive import DomainKey, RecordRef, StoredToken
 from keys.spec import LinkageSpec, default_spec, load_spec
 from tessera_synth import generate as synth_generate
 
-__all__ = ["LinkResult", "Rates", "evaluate", "generate", "link", "load_synth", "main"]
+__all__ = [
+    "LinkResult",
+    "Rates",
+    "count_pairs",
+    "evaluate",
+    "generate",
+    "link",
+    "load_synth",
+    "main",
+]
 
 # --- the population model ------------------------------------------------------------
 
@@ -358,7 +367,7 @@ def link(
     return LinkResult(person_of, joined_by, conflicts)
 
 
-def _pairs(groups: dict[Any, list[tuple[str, int]]]) -> tuple[int, int]:
+def count_pairs(groups: dict[Any, list[tuple[str, int]]]) -> tuple[int, int]:
     """(cross-dataset pairs, of which the same true person) over groups of (dataset, pid)."""
     total = same = 0
     for members in groups.values():
@@ -452,7 +461,7 @@ def evaluate(
     true_groups: dict[int, list[tuple[str, int]]] = defaultdict(list)
     for (dataset, _), pid in truth.items():
         true_groups[pid].append((dataset, pid))
-    true_pairs, _ = _pairs(true_groups)
+    true_pairs, _ = count_pairs(true_groups)
 
     result = link(tokens, n_keys)
     person_of = result.person_of
@@ -467,7 +476,7 @@ def evaluate(
     clusters: dict[int, list[tuple[str, int]]] = defaultdict(list)
     for (dataset, local_id), person in person_of.items():
         clusters[person].append((dataset, truth[(dataset, local_id)]))
-    found, correct = _pairs(clusters)
+    found, correct = count_pairs(clusters)
 
     per_key: dict[str, dict[str, float]] = {}
     for k, key in enumerate(spec.match_keys):
@@ -478,7 +487,7 @@ def evaluate(
                 token = row[k]
                 if token is not None and counts[token] == 1:
                     groups[token].append((dataset, truth[(dataset, local_id)]))
-        pairs, same = _pairs(groups)
+        pairs, same = count_pairs(groups)
         joined = [
             (dataset, local_id) for (dataset, local_id), via in result.joined_by.items() if via == k
         ]
