@@ -26,7 +26,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
@@ -38,7 +38,7 @@ from client_sdk.local_index import LocalIndex
 from client_sdk.normalise.transforms import LEVEL_FUNCTIONS, TRANSFORM_FUNCTIONS
 from client_sdk.record import NormalisedRecord
 from keys.batch import BatchManifest, BatchWriter
-from keys.chunk import ChunkEvidence, TokenChunk, encode_chunk_columns
+from keys.chunk import RESEARCH_RESTRICTED, ChunkEvidence, TokenChunk, encode_chunk_columns
 from keys.derive import (
     ComparisonToken,
     DomainKey,
@@ -95,6 +95,8 @@ class TokeniseParams:
         reference_secret: the organisation's reference secret (secret).
         dataset: dataset name; references are separated per dataset.
         payload_columns: names of the payload columns, in the records' order.
+        opt_out_flags: the chunks carry each record's research-restricted flag (the
+            source applied opt-outs: :mod:`client_sdk.opt_out`).
     """
 
     spec: LinkageSpec
@@ -104,6 +106,7 @@ class TokeniseParams:
     reference_secret: bytes = field(repr=False)
     dataset: str
     payload_columns: tuple[str, ...] = ()
+    opt_out_flags: bool = False
 
 
 @mypyc_attr(native_class=False)  # returned by the workers, pickled as TokeniseParams
@@ -182,8 +185,10 @@ class Tokeniser:
         for comparison in spec.comparisons:
             if comparison.field not in used:
                 used.append(comparison.field)
+        # The flag comes last, so the fields keep their positions.
+        flag = ("restricted",) if params.opt_out_flags else ()
         self._getter: Callable[[NormalisedRecord], _Row] = operator.attrgetter(
-            "local_id", "payload", *used
+            "local_id", "payload", *used, *flag
         )
         # Each field is looked up once per record in one cache (names, dates and postcodes
         # repeat; NHS numbers and other ids do not), which yields the encoded value under
@@ -390,7 +395,14 @@ class Tokeniser:
             if self.params.payload_columns
             else [()] * len(rows),
             evidence=self._chunk_evidence(rows, block_values),
+            flags=self._flags(rows),
         )
+
+    def _flags(self, rows: Sequence[_Row]) -> bytes | None:
+        """Each row's flag byte (its last item), when the chunks carry flags."""
+        if not self.params.opt_out_flags:
+            return None
+        return bytes([RESEARCH_RESTRICTED if r[-1] else 0 for r in rows])
 
     def encode_rows(self, rows: Sequence[_Row]) -> EncodedChunk:
         """Tokenise and encode one block of rows.
@@ -446,6 +458,7 @@ class Tokeniser:
             token_columns=tokens,
             payload=[r[1] for r in rows] if self.params.payload_columns else [],
             evidence=evidence,
+            flags=self._flags(rows),
         )
         return EncodedChunk(
             data=data,
@@ -749,6 +762,7 @@ def write_batch(
     chunk_records: int = CHUNK_RECORDS,
     batch_id: str | None = None,
     org: str | None = None,
+    opt_out_checked: date | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BatchSummary:
     """Tokenise ``records`` into the batch file ``out`` and the local index.
@@ -767,6 +781,7 @@ def write_batch(
         chunk_records: records per chunk.
         batch_id: the batch's id (a random UUID by default).
         org: the organisation the batch is made for (the broker refuses it from others).
+        opt_out_checked: the day of the national opt-out check the flags reflect.
         now: clock for the manifest's creation time.
 
     Returns:
@@ -797,6 +812,7 @@ def write_batch(
             chunk_digests=writer.chunk_digests,
             created_at=now().isoformat(timespec="seconds"),
             quality=quality() if quality is not None else {},
+            opt_out_checked=opt_out_checked,
         )
         writer.finish(manifest)
     index.commit()
