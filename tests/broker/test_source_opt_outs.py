@@ -7,11 +7,15 @@ import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from broker.agreements import Agreement
 from broker.audit import read_audit
+from broker.cli import cli as broker_cli
 from broker.store.linkage_codec import decode_payload, encode_payload
 from client_sdk.errors import BrokerCallError
 from keys.batch import BatchManifest, BatchWriter
@@ -96,12 +100,12 @@ def _secrets(answer: dict, world: World) -> list[int]:
     return sorted(int(row[column].split("-")[1]) for row in answer["rows"])
 
 
-def _research(world: World, **overrides: object):
+def _research(world: World, **overrides: object) -> Agreement:
     datasets = [
         {"org": world.gp, "name": "reg", "fields": ["SECRET"]},
         {"org": world.hosp, "name": "pas", "fields": ["AE"]},
     ]
-    return world.agreement(datasets=datasets, **overrides)
+    return world.agreement(approve=True, datasets=datasets, **overrides)
 
 
 def test_research_cohorts_leave_restricted_persons_out_and_count_them(world):
@@ -194,3 +198,28 @@ def test_a_check_date_in_the_future_is_refused(broker_server, tmp_path):
     world = build_world(broker_server, tmp_path, seed=19)
     with pytest.raises(BrokerCallError, match="opt-out check date is in the future"):
         _upload_flagged(world, [1, 2], checked=today() + timedelta(days=2))
+
+
+def test_the_register_and_the_dpia_pack_say_how_opt_outs_are_applied(world, tmp_path):
+    research = _research(world, opt_out_max_age_days=14)
+    care = world.agreement(
+        kind="direct_care", researchers=[], organisations=[world.gp],
+        datasets=[{"org": world.gp, "name": "reg", "fields": ["LTC"]}],
+    )  # fmt: skip
+    entries = httpx.get(world.broker.url + "/register.json").json()["agreements"]
+    text = {e["agreement"]: e["opt_outs_text"] for e in entries}
+    assert "National Data Opt-out" in text[research.id] and "14 days" in text[research.id]
+    assert "Type 1" in text[research.id] and "nobody is given a list" in text[research.id]
+    assert "do not apply to individual (direct) care" in text[care.id]
+    csv_text = httpx.get(world.broker.url + "/register.csv").text
+    assert "opt_outs_text" in csv_text.splitlines()[0]
+    out = tmp_path / "dpia.md"
+    result = CliRunner().invoke(
+        broker_cli,
+        ["admin", "agreement", "dpia", research.id, "--out", str(out)],
+        env=dict(world.broker.env),
+    )
+    assert result.exit_code == 0, result.output
+    pack = out.read_text()
+    assert "research-restricted flag per record" in pack
+    assert "checked more than 14 days before" in pack
