@@ -163,7 +163,10 @@ def test_the_status_column_drops_unverified_numbers_and_the_report_counts_them(
     assert "827241000000103" not in report.model_dump_json()
 
 
-def test_records_are_flagged_and_the_batch_carries_only_the_flag(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_records_are_flagged_and_the_batch_carries_only_the_flag(
+    tmp_path: Path, workers: int
+) -> None:
     mapping = parse_mapping(_MAPPING)
     permitted = PermittedList(frozenset(NUMBERS[:6]), date(2026, 12, 1))
     opt_outs = SourceOptOuts.of(mapping, permitted)
@@ -180,8 +183,9 @@ def test_records_are_flagged_and_the_batch_carries_only_the_flag(tmp_path: Path)
     (tmp_path / "org").mkdir()
     with LocalIndex.open(tmp_path / "org", "gp-a") as index:
         summary = write_batch(
-            blocks, params, out=out, index=index, opt_out_checked=opt_outs.checked
-        )
+            blocks, params, out=out, index=index, opt_out_checked=opt_outs.checked,
+            workers=workers,
+        )  # fmt: skip
         refs = [r for c in BatchReader(out).chunks() for r in c.refs]
         local = index.lookup(refs)
     reader = BatchReader(out)

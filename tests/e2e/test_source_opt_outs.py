@@ -379,3 +379,22 @@ def test_nothing_on_the_broker_or_in_the_batch_lists_who_opted_out(world):
         flagged += sum(1 for f in chunk.flags if f & RESEARCH_RESTRICTED)
     assert flagged == len(world.restricted)
     assert "restricted" not in json.dumps(reader.manifest.quality)
+
+
+def test_neither_the_permitted_file_nor_a_type1_code_leaves_the_practice(world):
+    numbers = [
+        n.rstrip(",") for n in (world.somerset.root / "data" / "permitted.dat").read_text().split()
+    ]
+    assert numbers
+    for dataset in ("registrations", "registrations-old"):
+        reader = BatchReader(world.batches[dataset])
+        seen = [reader.manifest.model_dump_json()]
+        for chunk in reader.chunks():
+            seen += [json.dumps(chunk.payload), repr(chunk.key_names + chunk.payload_columns)]
+            seen += [bytes(r).decode("latin-1") for r in chunk.refs]
+        text = "\n".join(seen)
+        assert TYPE1 not in text and "OPT_OUT_CODES" not in text
+        assert not any(n in text for n in numbers)
+    outputs = "\n".join(world.somerset.outputs) + world.somerset.broker.log_text()
+    assert not any(n in outputs for n in numbers)
+    assert TYPE1 not in outputs
