@@ -298,7 +298,7 @@ def release_cohort(
     Raises:
         NotReleasedError: a dataset or field the request names is not in the agreement.
     """
-    source = _source(store, agreement)
+    source = _source(store, agreement, today=now.date() if now else None)
     require = request.require if request.require is not None else list(source.datasets)
     outside = [d for d in require if d not in source.datasets]
     if outside:
@@ -546,7 +546,7 @@ def release_aggregate(
         NotReleasedError: a ``by`` field is not released by the agreement.
         BadRequestError: a field is named twice.
     """
-    source = _source(store, agreement)
+    source = _source(store, agreement, today=now.date() if now else None)
     _check_labels(request.by, source)
     if len(set(request.by)) != len(request.by):
         raise BadRequestError("a field is named twice in by")
