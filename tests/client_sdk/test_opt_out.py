@@ -268,3 +268,7 @@ def test_fhir_numbers_left_out_for_their_status_are_counted_too(tmp_path: Path) 
     records = list(iter_records(path, mapping, report=collector, today=TODAY))
     assert [r.nhs_number for r in records] == [NUMBERS[0], None, None, NUMBERS[3]]
     assert collector.report().nhs_numbers_unverified == 2
+    # A permitted file applies to FHIR input too: the unverified cannot be cleared.
+    opt_outs = SourceOptOuts.of(mapping, PermittedList(frozenset(NUMBERS), TODAY))
+    marked = iter_records(path, mapping, today=TODAY, opt_outs=opt_outs)
+    assert [r.restricted for r in marked] == [False, True, True, False]
