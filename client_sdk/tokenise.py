@@ -119,12 +119,14 @@ class EncodedChunk:
         refs: the records' references, in order.
         local_ids: the records' local ids, in order (never leave the organisation).
         token_counts: tokens emitted per match key, in spec order.
+        restricted: records flagged research-restricted (a count, for this machine only).
     """
 
     data: bytes
     refs: list[RecordRef]
     local_ids: list[str]
     token_counts: list[int]
+    restricted: int = 0
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -451,6 +453,7 @@ class Tokeniser:
     ) -> EncodedChunk:
         """The chunk of ``rows`` given their local ids and each match key's token column."""
         refs = self._refs.derive_many(map(str, local_ids))
+        flags = self._flags(rows)
         data = encode_chunk_columns(
             key_names=self.key_names,
             payload_columns=self.params.payload_columns,
@@ -458,13 +461,14 @@ class Tokeniser:
             token_columns=tokens,
             payload=[r[1] for r in rows] if self.params.payload_columns else [],
             evidence=evidence,
-            flags=self._flags(rows),
+            flags=flags,
         )
         return EncodedChunk(
             data=data,
             refs=refs,
             local_ids=[str(i) for i in local_ids],
             token_counts=[len(column) - column.count(None) for column in tokens],
+            restricted=flags.count(RESEARCH_RESTRICTED) if flags else 0,
         )
 
 
@@ -745,10 +749,12 @@ class BatchSummary:
     Attributes:
         manifest: the batch's manifest, as written.
         token_counts: tokens per match key, in spec order.
+        restricted: records flagged research-restricted (shown locally, never sent).
     """
 
     manifest: BatchManifest
     token_counts: dict[str, int]
+    restricted: int = 0
 
 
 def write_batch(
@@ -790,7 +796,7 @@ def write_batch(
     batch_id = batch_id or uuid.uuid4().hex
     names = params.spec.key_names
     counts = [0] * len(names)
-    total = 0
+    total = restricted = 0
     with BatchWriter(out) as writer:
         for encoded in tokenise_records(
             records, params, chunk_records=chunk_records, workers=workers
@@ -798,6 +804,7 @@ def write_batch(
             writer.write_encoded(encoded.data)
             index.add(encoded.refs, encoded.local_ids, batch_id=batch_id)
             total += len(encoded)
+            restricted += encoded.restricted
             counts = [a + b for a, b in zip(counts, encoded.token_counts, strict=True)]
         manifest = BatchManifest(
             batch_id=batch_id,
@@ -816,4 +823,4 @@ def write_batch(
         )
         writer.finish(manifest)
     index.commit()
-    return BatchSummary(manifest, dict(zip(names, counts, strict=True)))
+    return BatchSummary(manifest, dict(zip(names, counts, strict=True)), restricted)

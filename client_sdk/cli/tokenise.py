@@ -214,6 +214,12 @@ def tokenise_command(
     for name, count in summary.token_counts.items():
         click.echo(f"  {name:<32} {count:>10} tokens")
     click.echo(f"local index: {index.path} (stays on this machine)")
+    if opt_outs is not None:
+        checked = f", opt-outs checked {opt_outs.checked}" if opt_outs.checked else ""
+        click.echo(
+            f"{summary.restricted:,} records flagged research-restricted{checked} "
+            "(the batch carries the flag only)"
+        )
     report = reports[-1]
     formations = key_formation(
         spec, summary.token_counts, records=manifest.record_count, report=report

@@ -190,6 +190,7 @@ def test_records_are_flagged_and_the_batch_carries_only_the_flag(
         local = index.lookup(refs)
     reader = BatchReader(out)
     assert summary.manifest.opt_out_checked == date(2026, 12, 1)
+    assert summary.restricted == 4
     assert reader.manifest.opt_out_checked == date(2026, 12, 1)
     flags = b"".join(c.flags or b"" for c in reader.chunks())
     assert len(flags) == len(refs) == 6

@@ -378,6 +378,9 @@ def test_nothing_on_the_broker_or_in_the_batch_lists_who_opted_out(world):
         assert chunk.flags is not None and len(chunk.flags) == len(chunk.refs)
         flagged += sum(1 for f in chunk.flags if f & RESEARCH_RESTRICTED)
     assert flagged == len(world.restricted)
+    assert f"{flagged:,} records flagged research-restricted, opt-outs checked" in "".join(
+        world.somerset.outputs
+    )
     assert "restricted" not in json.dumps(reader.manifest.quality)
 
 
