@@ -215,9 +215,9 @@ def tokenise_command(
         click.echo(f"  {name:<32} {count:>10} tokens")
     click.echo(f"local index: {index.path} (stays on this machine)")
     if opt_outs is not None:
-        checked = f", opt-outs checked {opt_outs.checked}" if opt_outs.checked else ""
+        day = f", opt-outs checked {opt_outs.checked}" if opt_outs.checked else ""
         click.echo(
-            f"{summary.restricted:,} records flagged research-restricted{checked} "
+            f"{summary.restricted:,} records flagged research-restricted{day} "
             "(the batch carries the flag only)"
         )
     report = reports[-1]
