@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from itertools import chain
 from typing import cast
 
@@ -36,10 +37,18 @@ from broker.store import batches as batch_store
 from broker.store.client import Store
 from broker.store.datasets import dataset_id, get_dataset, list_all_datasets
 from broker.store.identities import Identity
+from broker.store.linkage_codec import CHECK_DAY_EPOCH
 from broker.store.linkage_store import LinkageStore, drop_stale_locks
 from broker.upload_checks import check_batch_org, check_key_strength, check_replace_share
 from keys.batch import BatchManifest
-from keys.chunk import BatchFormatError, TokenChunk, chunk_digest, decode_chunk, encode_chunk
+from keys.chunk import (
+    RESEARCH_RESTRICTED,
+    BatchFormatError,
+    TokenChunk,
+    chunk_digest,
+    decode_chunk,
+    encode_chunk,
+)
 from keys.derive import AtRestKeyer, StoredToken, Token
 from keys.wire import (
     BATCH_ID_PATTERN,
@@ -155,6 +164,9 @@ def open_upload(
         raise BadRequestError("the manifest's record count does not fit its chunks")
     if len(set(manifest.chunk_digests)) != count:
         raise BadRequestError("the manifest lists a chunk twice")
+    checked = manifest.opt_out_checked
+    if checked is not None and checked.isoformat() > utc_now()[:10]:
+        raise BadRequestError("the batch's opt-out check date is in the future")
     _valid_batch_id(manifest.batch_id)
     record = batch_store.open_batch(
         runtime.store,
@@ -183,7 +195,9 @@ def rekey_chunk(keyer: AtRestKeyer, chunk: TokenChunk) -> TokenChunk:
     """
     # A stored token travels in the chunk codec's token slots: both are 16 bytes.
     tokens = cast(list[tuple[Token | None, ...]], keyer.rekey_rows(chunk.tokens))
-    return TokenChunk(chunk.key_names, chunk.payload_columns, chunk.refs, tokens, chunk.payload)
+    return TokenChunk(
+        chunk.key_names, chunk.payload_columns, chunk.refs, tokens, chunk.payload, flags=chunk.flags
+    )
 
 
 def accept_chunk(
@@ -227,6 +241,8 @@ def accept_chunk(
             raise ChunkError(f"chunk {index}: match keys differ from the manifest")
         if list(chunk.payload_columns) != manifest.payload_columns:
             raise ChunkError(f"chunk {index}: payload columns differ from the manifest")
+        if manifest.opt_out_checked is not None and chunk.flags is None:
+            raise ChunkError(f"chunk {index}: the batch checked opt-outs but it carries no flags")
         stored = rekey_chunk(runtime.keyer, chunk)
     write = batch_store.put_chunk(
         runtime.store,
@@ -366,6 +382,8 @@ def link_batch(
         batch_store.mark_batch(store, batch_id, BatchState.LINKING)
     index = record.chunks_linked
     slice_records = runtime.settings.link_slice_records
+    checked = BatchManifest.model_validate_json(record.manifest_json).opt_out_checked
+    checked_day = (checked - CHECK_DAY_EPOCH).days if checked is not None else 0
     while index < record.chunk_count:
         if not keep_going():
             return False
@@ -382,6 +400,8 @@ def link_batch(
             rows = [cast(list[tuple[StoredToken | None, ...]], c.tokens) for c in chunks]
             payloads = [c.payload for c in chunks]
             incoming = list(map(IncomingRecord, refs, chain(*rows), chain(*payloads)))
+            if checked_day or any(c.flags for c in chunks):
+                incoming = _with_opt_outs(incoming, chunks, checked_day)
             linker.link(dataset, incoming, batch_id=batch_id)
         batch_store.mark_chunk_linked(store, batch_id, end)
         index = end
@@ -408,6 +428,17 @@ def link_batch(
     # What the linkage report shows while the domain's next batch links.
     remember_domain_report(store, _domain_of(store, record))
     return True
+
+
+def _with_opt_outs(
+    incoming: list[IncomingRecord], chunks: list[TokenChunk], checked_day: int
+) -> list[IncomingRecord]:
+    """The records with their chunk's research-restricted flags and the batch's check day."""
+    flags = b"".join(c.flags if c.flags is not None else bytes(len(c)) for c in chunks)
+    return [
+        replace(r, restricted=bool(f & RESEARCH_RESTRICTED), checked_day=checked_day)
+        for r, f in zip(incoming, flags, strict=True)
+    ]
 
 
 class LinkWorker:

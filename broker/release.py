@@ -19,7 +19,13 @@ sorted and joined with ``;``. A person with no record there has no value (``None
 
 Opt-outs: where the agreement says they apply, a person linked to any record of an
 opt-out register (a dataset of the same linkage domain the operator designated, see
-:mod:`broker.opt_out_registers`) is left out of every release.
+:mod:`broker.opt_out_registers`) is left out of every release. Opt-outs applied at the
+source (:mod:`client_sdk.opt_out`) travel as a research-restricted flag stored with each
+record: a person with a flagged record is left out of every *research* release (cohorts,
+aggregates) where opt-outs apply, and stays in direct-care returns, which opt-outs do not
+govern. Such a release is refused, with one line, when a record it would read comes from a
+batch whose national opt-out check is older than the agreement's ``opt_out_max_age_days``.
+Only counts of what was withheld are kept (the audit entry's ``research_restricted``).
 """
 
 from __future__ import annotations
@@ -28,10 +34,15 @@ import random
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import product
 
-from broker.agreements import Agreement, NotReleasedError, agreement_datasets
+from broker.agreements import (
+    Agreement,
+    NotReleasedError,
+    StaleOptOutCheckError,
+    agreement_datasets,
+)
 from broker.audit import RELEASE_ACTION, append_audit
 from broker.disclosure import (
     NEAREST_BASE,
@@ -43,6 +54,7 @@ from broker.errors import BadRequestError
 from broker.store.client import Store
 from broker.store.datasets import list_all_datasets, list_opt_out_registers
 from broker.store.identities import Identity
+from broker.store.linkage_codec import CHECK_DAY_EPOCH
 from broker.store.linkage_store import LinkageStore, LinkedRecord
 from broker.visibility import read_whole
 from keys.derive import derive_pseudonym
@@ -52,6 +64,7 @@ from keys.wire_release import (
     AggregateControl,
     AggregateOut,
     AggregateRequest,
+    AgreementKind,
     AgreementTerms,
     CohortOut,
     CohortRequest,
@@ -98,9 +111,13 @@ class _Source:
     datasets: dict[str, DatasetInfoOut]
     columns: dict[str, _Column]
     opt_out: frozenset[str]
+    oldest_check: int = 0
+    """Research: the earliest check day (days since 1970-01-01) a record may carry; 0 when
+    source-side opt-outs do not apply (direct care, or an agreement without opt-outs)."""
+    max_age: int = 0
 
 
-def _source(store: Store, agreement: Agreement) -> _Source:
+def _source(store: Store, agreement: Agreement, *, today: date | None = None) -> _Source:
     declared = agreement_datasets(store, agreement.terms)
     domain = next(iter(declared.values())).domain
     columns: dict[str, _Column] = {}
@@ -118,7 +135,24 @@ def _source(store: Store, agreement: Agreement) -> _Source:
             for d in list_all_datasets(store)
             if f"{d.org}/{d.name}" in designated and d.domain == domain
         )
-    return _Source(LinkageStore(store.redis, scope=domain), domain, declared, columns, opt_out)
+    linkage = LinkageStore(store.redis, scope=domain)
+    terms = agreement.terms
+    if not agreement.opt_outs_apply or terms.kind is AgreementKind.DIRECT_CARE:
+        return _Source(linkage, domain, declared, columns, opt_out)
+    day = ((today or datetime.now(UTC).date()) - CHECK_DAY_EPOCH).days
+    max_age = terms.opt_out_max_age_days
+    return _Source(linkage, domain, declared, columns, opt_out, day - max_age, max_age)
+
+
+def _check_fresh(source: _Source, record: LinkedRecord) -> None:
+    """Refuse a research release that would read a record whose opt-out check is stale."""
+    if record.checked_day and record.checked_day < source.oldest_check:
+        checked = CHECK_DAY_EPOCH + timedelta(days=record.checked_day)
+        raise StaleOptOutCheckError(
+            f"dataset {record.dataset}: opt-outs were last checked on {checked.isoformat()}, "
+            f"more than the agreement's {source.max_age} days ago: check again and upload "
+            "a new batch"
+        )
 
 
 def _value(records: Sequence[LinkedRecord], column: _Column) -> str | None:
@@ -151,6 +185,13 @@ def _persons(source: _Source, counts: dict[str, int]) -> Iterator[_Person]:
         if any(d in source.opt_out for d in by_dataset):
             counts["opted_out"] = counts.get("opted_out", 0) + 1
             continue
+        if source.max_age:
+            for record in records:
+                if record.dataset in source.datasets:
+                    _check_fresh(source, record)
+            if any(r.restricted for r in records):
+                counts["research_restricted"] = counts.get("research_restricted", 0) + 1
+                continue
         yield _Person(pid, by_dataset)
 
 
@@ -257,7 +298,7 @@ def release_cohort(
     Raises:
         NotReleasedError: a dataset or field the request names is not in the agreement.
     """
-    source = _source(store, agreement)
+    source = _source(store, agreement, today=now.date() if now else None)
     require = request.require if request.require is not None else list(source.datasets)
     outside = [d for d in require if d not in source.datasets]
     if outside:
@@ -505,7 +546,7 @@ def release_aggregate(
         NotReleasedError: a ``by`` field is not released by the agreement.
         BadRequestError: a field is named twice.
     """
-    source = _source(store, agreement)
+    source = _source(store, agreement, today=now.date() if now else None)
     _check_labels(request.by, source)
     if len(set(request.by)) != len(request.by):
         raise BadRequestError("a field is named twice in by")

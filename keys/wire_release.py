@@ -192,6 +192,9 @@ class AgreementTerms(_Wire):
     sdc_threshold: Annotated[int, Field(ge=2, le=1000)] | None = None
     sdc_rounding: OpenSafelyRounding = OpenSafelyRounding.NEAREST_5
     opt_outs_apply: bool | None = None
+    opt_out_max_age_days: Annotated[int, Field(ge=1, le=366)] = 21
+    """Research releases are refused from a batch whose national opt-out check (its
+    ``opt_out_checked``) is older than this (docs/agreements.md says why 21 by default)."""
     objective: _Text | None = None
     """What the sharing is meant to achieve, and for whom (the ICO code's "objective")."""
     article_6: _Short | None = None
