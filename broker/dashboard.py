@@ -3,9 +3,10 @@
 What the page shows: datasets with their quality grade and its trend, the linkage report
 with charts of links by match key and by dataset pair (and, where a probabilistic model
 is fitted, its m and u per comparison level, an example pair's waterfall and the
-distribution of match probabilities: :mod:`broker.probabilistic_charts`), agreements awaiting approval,
-credentials (names, roles, status), and the audit tail with the verification status. All
-of it is counts, names and terms: never an identifier, token or reference.
+distribution of match probabilities: :mod:`broker.probabilistic_charts`), agreements
+awaiting approval, credentials (names, roles, status), and the audit tail with the
+verification status. All of it is counts, names and terms: never an identifier, token or
+reference.
 
 Sessions: logging in with an admin credential creates a random session id (the only thing
 the browser keeps, in a cookie). Redis keeps, under the keyed digest of that id (so a copy
