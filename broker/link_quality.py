@@ -2,7 +2,7 @@
 
 Cohorts and direct-care returns carry a ``link_quality`` column (as SAIL and the NHS
 England Master Person Service do), so that analysts can study bias in who links and a
-practice can weigh a linked fact. docs/releases.md gives the values and why:
+practice can weigh a linked fact. docs/agreements.md gives the values and why:
 
 - the **match key name** (``nhs_dob``, ``name_dob``…) for a record linked by the exact
   cascade: the strongest match key whose token the record shares with another record of
@@ -46,7 +46,7 @@ PROBABILITY_BANDS: tuple[tuple[float, str], ...] = (
     (0.9, "0.9-0.95"),
     (0.0, "p<0.9"),
 )
-"""Lower bound and name of each band, best first (docs/releases.md says why these)."""
+"""Lower bound and name of each band, best first (docs/agreements.md says why these)."""
 
 
 def probability_band(probability: float) -> str:

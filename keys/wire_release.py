@@ -62,7 +62,7 @@ _Party = Annotated[str, Field(min_length=1, max_length=200)]
 
 LINK_QUALITY_COLUMN = "link_quality"
 """The last column of every cohort and direct-care return: how sure the row's link is
-(a match key name, a probability band or ``single``; docs/releases.md)."""
+(a match key name, a probability band or ``single``; docs/agreements.md)."""
 
 
 def field_label(org: str, dataset: str, field: str) -> str:

@@ -1,11 +1,5 @@
-"""The review list over the real broker: each organisation's doubts about its own records.
-
-The release world (GP persons 0..49, hospital persons 20..59, sharing every token) gets a
-hospital clinic dataset with a record whose NHS token is person 3's and whose name token
-is person 25's (a ``key`` conflict), and two records of person 7, the first carrying only
-the NHS token and the second only the name token (a ``twin`` conflict: the clinic holds
-one record per person, and the second reaches person 7 through the GP record).
-"""
+"""The review list over the real broker: each organisation's doubts about its own records
+(the world: tests/support/review_world.py)."""
 
 from __future__ import annotations
 
@@ -17,29 +11,17 @@ from broker.audit import read_audit
 from broker.matching import ScoredPair
 from broker.review import REVIEW_ACTION, domain_review
 from broker.store.linkage_store import LinkageStore
-from keys.derive import RecordRef
-from keys.wire import DatasetKind, Role
+from keys.wire import Role
 from keys.wire_review import Doubt, Outcome, ReviewOut
 from tests.support.harness import unique
 from tests.support.model_world import fitted_world
-from tests.support.release_world import World, build_world
-
-KEY_REF = RecordRef(bytes.fromhex("11" * 16))
-TWIN_REFS = (RecordRef(bytes.fromhex("22" * 16)), RecordRef(bytes.fromhex("33" * 16)))
+from tests.support.release_world import World
+from tests.support.review_world import KEY_REF, TWIN_REFS, build_review_world
 
 
 @pytest.fixture(scope="module")
 def world(broker_server, tmp_path_factory) -> World:
-    world = build_world(broker_server, tmp_path_factory.mktemp("review"), seed=23)
-    world.declare(world.hosp_cred, "clinic", ["VISIT"], DatasetKind.RECORDS)
-    held = dict(world.tokens)
-    refs = {100: KEY_REF, 101: TWIN_REFS[0], 102: TWIN_REFS[1]}
-    world.tokens[100] = (held[3][0], held[25][1])
-    world.tokens[101] = (held[7][0], None)  # type: ignore[assignment]
-    world.tokens[102] = (None, held[7][1])  # type: ignore[assignment]
-    for i in (100, 101, 102):  # one batch each: the twin's order is fixed
-        world.upload(world.hosp_cred, "clinic", [i], refs, [(f"visit-{i}",)], ["VISIT"])
-    return world
+    return build_review_world(broker_server, tmp_path_factory.mktemp("review"))
 
 
 def _review(world: World, credential: str) -> ReviewOut:
