@@ -49,10 +49,10 @@ def test_the_hospital_sees_its_records_conflicts_and_the_evidence(world):
         "nhs": (Outcome.DISAGREES, "disagree"),
         "name_dob": (Outcome.AGREES, "token"),
     }
-    twin = [i for i in review.items if i.doubt is Doubt.TWIN_CONFLICT]
-    assert [t.ref for t in twin if t.dataset == "clinic"] == [TWIN_REFS[1].hex()]
-    evidence = {e.evidence: e.outcome for e in twin[0].evidence}
-    assert evidence["nhs"] is Outcome.NOT_COMPARED  # the record has no NHS token
+    twin = [i for i in review.items if i.doubt is Doubt.TWIN_CONFLICT and i.dataset == "clinic"]
+    assert [t.ref for t in twin] == [TWIN_REFS[1].hex()]
+    outcomes = {e.evidence: e.outcome for e in twin[0].evidence}
+    assert outcomes["nhs"] is Outcome.NOT_COMPARED  # the record has no NHS token
     assert review.counts["items"] == len(review.items)
     assert review.counts[Doubt.KEY_CONFLICT.value] >= 1
 
