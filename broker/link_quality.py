@@ -4,11 +4,11 @@ Cohorts and direct-care returns carry a ``link_quality`` column (as SAIL and the
 England Master Person Service do), so that analysts can study bias in who links and a
 practice can weigh a linked fact. docs/agreements.md gives the values and why:
 
-- the **match key name** (``nhs_dob``, ``name_dob``…) for a record linked by the exact
-  cascade: the strongest match key whose token the record shares with another record of
-  its person, read from the stored records (tokens are re-keyed at rest, so equal tokens
-  still mean equal evidence). Keys are ranked strongest first, so the name says how
-  strong the tie is;
+- the **match key name** (``nhs_dob``, ``given_family_dob_postcode``…) for a record
+  linked by the exact cascade: the strongest match key whose token the record shares
+  with another record of its person, read from the stored records (tokens are re-keyed
+  at rest, so equal tokens still mean equal evidence). Keys are ranked strongest first,
+  so the name says how strong the tie is;
 - a **probability band** (``p>=0.99``, ``0.95-0.99``, ``0.9-0.95``, ``p<0.9``) for a
   record linked by the probabilistic stage, from its match probability;
 - ``single``: nothing in the release is linked to the record (its person holds no other
