@@ -15,6 +15,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from broker.linkage import Linker
+from broker.probabilistic_report import ProbabilisticReportOut
 from broker.store import batches as batch_store
 from broker.store.client import Store
 from broker.store.datasets import dataset_id, list_all_datasets
@@ -59,6 +60,9 @@ class DomainLinkageOut(_Out):
     conflicting_records: int
     conflicts_by_kind: dict[str, int]
     datasets: list[DatasetLinkageOut]
+    probabilistic: ProbabilisticReportOut | None = None
+    """The probabilistic stage's weights and scores (:mod:`broker.probabilistic_report`),
+    once the engine holds a fitted model."""
 
 
 class LinkageReportOut(_Out):

@@ -6,12 +6,14 @@ or expired agreement releases nothing (broker/agreements.py checks that first).
 
 * :func:`release_cohort` — one row per person, keyed by a project pseudonym
   (:func:`keys.derive.derive_pseudonym` of the person under the agreement), with only the
-  released fields, in random order. No token, reference or internal id.
+  released fields, in random order, then its ``link_quality``
+  (:mod:`broker.link_quality`). No token, reference or internal id.
 * :func:`release_aggregate` — counts by released fields over the agreement's population,
   with every margin and the total, protected by primary and secondary suppression
   (:func:`protect_table`) or by rounding.
 * :func:`release_linked` — for each of the requesting organisation's own references, the
-  released attributes linked to it. Only its own references, never another's.
+  released attributes linked to it, then the record's ``link_quality``. Only its own
+  references, never another's.
 
 A person's value for a field is the value on their record in that dataset; when they
 have several records there (a dataset of episodes, or duplicates), the distinct values,
@@ -51,6 +53,7 @@ from broker.disclosure import (
     profile_of,
 )
 from broker.errors import BadRequestError
+from broker.link_quality import link_qualities
 from broker.store.client import Store
 from broker.store.datasets import list_all_datasets, list_opt_out_registers
 from broker.store.identities import Identity
@@ -60,6 +63,7 @@ from broker.visibility import read_whole
 from keys.derive import derive_pseudonym
 from keys.wire import DatasetInfoOut
 from keys.wire_release import (
+    LINK_QUALITY_COLUMN,
     AggregateCell,
     AggregateControl,
     AggregateOut,
@@ -309,6 +313,7 @@ def release_cohort(
     def read() -> tuple[list[list[str | None]], dict[str, int]]:
         counts: dict[str, int] = {}
         rows: list[list[str | None]] = []
+        qualities = link_qualities(source.linkage, source.datasets)
         for person in _persons(source, counts):
             if not all(d in person.by_dataset for d in require):
                 continue
@@ -321,7 +326,9 @@ def release_cohort(
                 agreement_id=agreement.id,
                 person_id=f"{source.domain}:{person.pid}",
             )
-            rows.append([pseudonym, *(_value(records, source.columns[c]) for c in select)])
+            values = [_value(records, source.columns[c]) for c in select]
+            quality = qualities.weakest((r.dataset, r.ref) for r in records)
+            rows.append([pseudonym, *values, quality])
         return rows, counts
 
     rows, counts = read_whole(store, source.domain, read)
@@ -329,7 +336,8 @@ def release_cohort(
     counts["rows"] = len(rows)
     counts["fields"] = len(select)
     _audit(store, identity, agreement, counts, now)
-    return CohortOut(agreement=agreement.id, columns=[PSEUDONYM_COLUMN, *select], rows=rows)
+    columns = [PSEUDONYM_COLUMN, *select, LINK_QUALITY_COLUMN]
+    return CohortOut(agreement=agreement.id, columns=columns, rows=rows)
 
 
 # Aggregates -------------------------------------------------------------------------------
@@ -635,7 +643,8 @@ def release_linked(
 
     Values of the organisation's own dataset come from that record itself; values of
     other datasets from the records linked to the same person. Only the organisation's
-    own references appear; every row has every column (``None`` where nothing is linked).
+    own references appear; every row has every column (``None`` where nothing is linked),
+    the last being the record's ``link_quality``.
 
     Raises:
         NotReleasedError: the organisation has no dataset in the agreement.
@@ -650,6 +659,7 @@ def release_linked(
     def read() -> tuple[list[LinkedRow], dict[str, int]]:
         counts: dict[str, int] = {"linked_rows": 0}
         rows: list[LinkedRow] = []
+        qualities = link_qualities(source.linkage, source.datasets)
         for _, records in source.linkage.iter_persons():
             mine_all = [r for r in records if r.dataset in own_ids]
             if not mine_all:
@@ -664,6 +674,7 @@ def release_linked(
                     column = source.columns[label]
                     held = [record] if column.dataset == record.dataset else others
                     values.append(_value(held, column))
+                values.append(qualities.of(record.dataset, record.ref))
                 if any(r.dataset in source.datasets for r in others):
                     counts["linked_rows"] += 1
                 name = own_ids[record.dataset]
@@ -674,4 +685,4 @@ def release_linked(
     rows.sort(key=lambda row: row.ref)  # no grouping by person
     counts["rows"] = len(rows)
     _audit(store, identity, agreement, counts, now)
-    return LinkedOut(agreement=agreement.id, columns=labels, rows=rows)
+    return LinkedOut(agreement=agreement.id, columns=[*labels, LINK_QUALITY_COLUMN], rows=rows)

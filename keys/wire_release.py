@@ -21,6 +21,7 @@ from keys.wire import Name
 
 __all__ = [
     "LEGAL_BASES",
+    "LINK_QUALITY_COLUMN",
     "REQUIRED_GOVERNANCE_FIELDS",
     "AggregateCell",
     "AggregateControl",
@@ -57,6 +58,11 @@ _Field = Annotated[str, Field(min_length=1, max_length=64)]
 _Label = Annotated[str, Field(min_length=1, max_length=200)]
 _Short = Annotated[str, Field(min_length=1, max_length=500)]
 _Party = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+LINK_QUALITY_COLUMN = "link_quality"
+"""The last column of every cohort and direct-care return: how sure the row's link is
+(a match key name, a probability band or ``single``; docs/agreements.md)."""
 
 
 def field_label(org: str, dataset: str, field: str) -> str:
