@@ -44,6 +44,7 @@ from broker.store.client import Store
 from broker.store.datasets import list_all_datasets, list_opt_out_registers
 from broker.store.identities import Identity
 from broker.store.linkage_store import LinkageStore, LinkedRecord
+from broker.store.rotation_store import active_scope
 from broker.visibility import read_whole
 from keys.derive import derive_pseudonym
 from keys.wire import DatasetInfoOut
@@ -93,11 +94,17 @@ class _Column:
 class _Source:
     """What a release reads: the linkage of the agreement's domain and its columns."""
 
-    linkage: LinkageStore
+    store: Store
     domain: str
     datasets: dict[str, DatasetInfoOut]
     columns: dict[str, _Column]
     opt_out: frozenset[str]
+
+    @property
+    def linkage(self) -> LinkageStore:
+        """The domain's linkage as it is now: after a key rotation's switch, the new one
+        (read_whole notices a switch during a read, broker/rotation.py)."""
+        return LinkageStore(self.store.redis, scope=active_scope(self.store, self.domain))
 
 
 def _source(store: Store, agreement: Agreement) -> _Source:
@@ -118,7 +125,7 @@ def _source(store: Store, agreement: Agreement) -> _Source:
             for d in list_all_datasets(store)
             if f"{d.org}/{d.name}" in designated and d.domain == domain
         )
-    return _Source(LinkageStore(store.redis, scope=domain), domain, declared, columns, opt_out)
+    return _Source(store, domain, declared, columns, opt_out)
 
 
 def _value(records: Sequence[LinkedRecord], column: _Column) -> str | None:
