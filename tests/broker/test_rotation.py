@@ -18,13 +18,12 @@ from hypothesis import strategies as st
 from broker.audit import read_audit
 from broker.rotation import assign_person_ids
 from broker.store import keyspace
-from broker.store.identities import Role
 from broker.store.linkage_store import LinkageStore
 from broker.store.rotation_store import active_scope, person_changes
 from client_sdk.client import BrokerClient
 from client_sdk.errors import BrokerCallError
 from keys.derive import Token
-from keys.wire import BatchMode, BatchState, DatasetDeclaration
+from keys.wire import BatchMode, BatchState, DatasetDeclaration, Role
 from tests.support.harness import make_batch, random_refs, start_broker, unique
 
 
