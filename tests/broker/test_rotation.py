@@ -57,7 +57,7 @@ class _World:
 
     def batch(self, key, version, *, refs=None, shared=None, payload_seed=0, mode_tag=""):
         refs = self.refs[key] if refs is None else refs
-        seed = hash((key, version, mode_tag)) & 0xFFFF
+        seed = f"{key}-{version}-{mode_tag}"
         people = random.Random(f"people-{version}")
         common = [Token(people.randbytes(16)) for _ in range(self.overlap)]
         tokens = _tokens(len(refs), seed=seed, shared=common if shared is None else shared)
@@ -345,7 +345,8 @@ def test_assigned_ids_are_distinct_keep_old_ids_and_merges_keep_the_oldest(group
         olds = {old for old, _ in members}
         if chosen[pid] <= old_top:
             assert chosen[pid] in olds
-        # An old id goes to the new person holding that old person's earliest record.
+    # An old id goes to the new person holding that old person's earliest record, and a
+    # person given several keeps the oldest.
     earliest: dict[int, tuple[int, int]] = {}
     for pid, members in groups.items():
         for old, rid in members:

@@ -15,6 +15,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -123,15 +124,17 @@ def _v1_tokens(world: Somerset) -> set[bytes]:
 
 
 def _redis_holds_any(world: Somerset, tokens: set[bytes]) -> bool:
+    """Whether any hash, string or list value in Redis holds one of ``tokens``."""
     redis = world.broker.runtime.store.redis
     for key in redis.scan_iter(match="ts:*", count=1000):
         kind = redis.type(key)
+        values: list[bytes | None]
         if kind == b"hash":
-            values = list(redis.hgetall(key).values())
+            values = list(cast(dict[bytes, bytes], redis.hgetall(key)).values())
         elif kind == b"string":
-            values = [redis.get(key)]
+            values = [cast(bytes | None, redis.get(key))]
         elif kind == b"list":
-            values = redis.lrange(key, 0, -1)
+            values = list(cast(list[bytes], redis.lrange(key, 0, -1)))
         else:
             continue
         blob = b"".join(v for v in values if v)
