@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -88,24 +89,34 @@ def _releases(world: Somerset, agreements: tuple[str, str], out: Path) -> tuple[
     return _rows(out / "cohort.csv"), _rows(out / "linked.csv")
 
 
-def _move(world: Somerset, org: Org, blob_dir: Path) -> str:
-    """The organisation installs and accepts v2, tokenises again, uploads ``--mode rekey``."""
+def _move(
+    world: Somerset, org: Org, blob_dir: Path, *, drop_last: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The organisation installs and accepts v2, tokenises again, uploads ``--mode rekey``
+    (with ``drop_last``, an extract short of its last record)."""
     blob = blob_dir / f"{org.name}-v2.tkey"
-    keystore = str(world.root / "custodian.keystore")
-    run(["tessera-keys", "grant", world.domain, "--version", "v2", "--org", org.name,
-         "--public-key", str(org.directory / "public-key.json"), "--out", str(blob),
-         "--keystore", keystore], env=world.env(), cwd=world.root)  # fmt: skip
-    world.sdk(None, "install-key", str(blob), "--dir", str(org.directory))
-    world.sdk(None, "keys", "--dir", str(org.directory), "--accept", "v2")
-    batch = world.root / f"{org.name}-v2.tsb"
+    if not blob.exists():
+        keystore = str(world.root / "custodian.keystore")
+        run(["tessera-keys", "grant", world.domain, "--version", "v2", "--org", org.name,
+             "--public-key", str(org.directory / "public-key.json"), "--out", str(blob),
+             "--keystore", keystore], env=world.env(), cwd=world.root)  # fmt: skip
+        world.sdk(None, "install-key", str(blob), "--dir", str(org.directory))
+        world.sdk(None, "keys", "--dir", str(org.directory), "--accept", "v2")
     data = world.root / "data"
-    world.sdk(None, "tokenise", str(data / f"{org.source}.csv"),
+    extract = data / f"{org.source}.csv"
+    if drop_last:
+        raw = extract.read_bytes().rstrip(b"\r\n").rsplit(b"\n", 1)[0] + b"\n"
+        extract = blob_dir / f"{org.source}-short.csv"
+        extract.write_bytes(raw)
+    batch = blob_dir / f"{org.name}-v2{'-short' if drop_last else ''}.tsb"
+    world.sdk(None, "tokenise", str(extract),
               "--mapping", str(data / f"mapping_{org.source}.toml"), "--dir", str(org.directory),
               "--domain", world.domain, "--dataset", org.dataset, "--out", str(batch),
               "--no-progress")  # fmt: skip
     return world.sdk(
-        org.credential, "upload", str(batch), "--mode", "rekey", "--no-progress"
-    ).stdout
+        org.credential, "upload", str(batch), "--mode", "rekey", "--no-progress",
+        check=not drop_last,
+    )  # fmt: skip
 
 
 def _report(world: Somerset) -> dict:
@@ -156,9 +167,17 @@ def test_a_domain_moves_to_v2_with_persons_and_releases_unchanged(world, tmp_pat
     run(["tessera-keys", "domain", "rotate", world.domain, "--keystore", keystore],
         env=world.env(), cwd=world.root)  # fmt: skip
 
-    # The trust moves first: the broker holds its v2 tokens aside.
-    out = _move(world, world.orgs["hospital"], tmp_path)
-    assert "linked" in out
+    # The trust moves first. An extract short of one record is refused, in one line.
+    trust = world.orgs["hospital"]
+    refused = _move(world, trust, tmp_path, drop_last=True)
+    assert refused.returncode == 14 and "references differ" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert _report(world)["rotation"] is None
+    # The whole extract: the broker holds its v2 tokens aside.
+    assert "linked" in _move(world, trust, tmp_path).stdout
+    text = run(["tessera-broker", "report"], env=world.broker.admin_env(), cwd=world.root)
+    moved = f"key rotation         v1 -> v2: building, 1 of {len(world.orgs)} datasets moved"
+    assert moved in text.stdout
     progress = _report(world)["rotation"]
     assert progress["state"] == "building" and progress["datasets_moved"] == 1
     assert progress["datasets_total"] == len(world.orgs)
