@@ -80,7 +80,7 @@ def run(n: int) -> dict[str, float]:
                 token = old.acquire()
                 redis_before, cpu_before = _redis_cpu(store), time.process_time()
                 try:
-                    result = carry_person_ids(store, rotation, old)
+                    result = carry_person_ids(store, rotation, old=old)
                 finally:
                     old.release(token)
                 carry_cpu = time.process_time() - cpu_before

@@ -157,7 +157,7 @@ def open_upload(
     check_batch_org(manifest, caller=caller.name)
     check_manifest(dataset, manifest, request.mode)
     batch_key = _batch_key(caller.name, dataset_name, manifest.batch_id)
-    check_batch(runtime.store, dataset, manifest, request.mode, batch_key)
+    check_batch(runtime.store, dataset, manifest=manifest, mode=request.mode, batch_key=batch_key)
     count = len(manifest.chunk_digests)
     if count == 0 or count > settings.max_batch_chunks:
         raise BadRequestError(f"a batch holds 1 to {settings.max_batch_chunks} chunks")
@@ -566,7 +566,8 @@ class LinkWorker:
         finally:
             batch_store.release_batch(store, batch_key, done=done)
         if self._rotation_owed:
-            rekey_linked(self._runtime, record, _domain_of(store, record), fault=self._fault)
+            domain = _domain_of(store, record)
+            rekey_linked(self._runtime, record, domain=domain, fault=self._fault)
             self._rotation_owed = False
         return True
 
@@ -577,7 +578,7 @@ class LinkWorker:
         """One linker per linkage scope: persons never span two domains (nor, while a
         domain's key rotates, its two key versions: broker/rotation.py)."""
         store = self._runtime.store
-        scope = linking_scope(store, record, _domain_of(store, record))
+        scope = linking_scope(store, record, domain=_domain_of(store, record))
         if scope not in self._linkers:
             self._linkers[scope] = Linker(LinkageStore(store.redis, scope=scope))
         return self._linkers[scope]

@@ -110,13 +110,18 @@ def _ident(dataset: DatasetInfoOut) -> str:
 
 
 def check_batch(
-    store: Store, dataset: DatasetInfoOut, manifest: BatchManifest, mode: BatchMode, batch_key: str
+    store: Store,
+    dataset: DatasetInfoOut,
+    *,
+    manifest: BatchManifest,
+    mode: BatchMode,
+    batch_key: str,
 ) -> None:
     """Refuse a batch that does not fit the domain's rotation (at open and at commit).
 
     A ``rekey`` batch must be under a key version the dataset does not hold yet, the one
-    the domain is moving to, and the dataset's only one. Any other batch of a dataset that
-    has moved waits for the switch.
+    the domain is moving to, and the dataset's only one (unless the one before failed to
+    link). Any other batch of a dataset that has moved waits for the switch.
 
     Raises:
         DatasetMismatchError: one line naming what is wrong (never a value).
@@ -146,10 +151,15 @@ def check_batch(
             f"not {manifest.key_version}"
         )
     held = rotation.rekeyed.get(ident)
-    if held is not None and held != batch_key:
+    if held is not None and held != batch_key and not _failed(store, held):
         raise DatasetMismatchError(
             f"dataset {dataset.name!r} has already sent its rekey batch for {rotation.to_version}"
         )
+
+
+def _failed(store: Store, batch_key: str) -> bool:
+    batch = batch_store.get_batch(store, batch_key)
+    return batch is None or batch.state is BatchState.FAILED
 
 
 def _batch_refs(store: Store, record: batch_store.BatchRecord) -> set[bytes]:
@@ -187,7 +197,7 @@ def check_rekey_commit(store: Store, record: batch_store.BatchRecord, *, now: st
     org, _, name = record.dataset.partition("/")
     dataset = get_dataset(store, org=org, name=name)
     manifest = BatchManifest.model_validate_json(record.manifest_json)
-    check_batch(store, dataset, manifest, record.mode, record.batch_key)
+    check_batch(store, dataset, manifest=manifest, mode=record.mode, batch_key=record.batch_key)
     if record.mode is not BatchMode.REKEY:
         return
     if _unlinked_batches(store, record):
@@ -218,13 +228,15 @@ def check_rekey_commit(store: Store, record: batch_store.BatchRecord, *, now: st
             scope=rotation_store.target_scope(dataset.domain, manifest.key_version),
             dataset=record.dataset,
         )
-    rotation_store.mark_rekey_committed(store, dataset.domain, record.dataset, record.batch_key)
+    rotation_store.mark_rekey_committed(
+        store, dataset.domain, dataset_id=record.dataset, batch_key=record.batch_key
+    )
 
 
 # Linking --------------------------------------------------------------------------------
 
 
-def linking_scope(store: Store, record: batch_store.BatchRecord, domain: str) -> str:
+def linking_scope(store: Store, record: batch_store.BatchRecord, *, domain: str) -> str:
     """The linkage scope a batch links into.
 
     A rekey batch, and any batch of a dataset declared under the new version while the
@@ -275,7 +287,7 @@ def rotation_progress(store: Store, domain: str) -> RotationProgress | None:
 
 
 def rekey_linked(
-    runtime: BrokerRuntime, record: batch_store.BatchRecord, domain: str, *, fault: Fault
+    runtime: BrokerRuntime, record: batch_store.BatchRecord, *, domain: str, fault: Fault
 ) -> None:
     """After a rekey batch is linked: audit the move, and switch once all have moved."""
     store = runtime.store
@@ -319,7 +331,9 @@ def finish_rotation(runtime: BrokerRuntime, domain: str, *, fault: Fault = _no_f
         moved, must = _moved(store, rotation)
         if not must or moved != must:
             return False
-        rotation_store.set_rotation_state(store, domain, RotationState.SWITCHING, now=utc_now())
+        rotation_store.set_rotation_state(
+            store, domain, state=RotationState.SWITCHING, now=utc_now()
+        )
         rotation = _reload(store, domain)
     if rotation.state is RotationState.SWITCHING:
         _switch(runtime, rotation, fault)
@@ -342,20 +356,22 @@ def _switch(runtime: BrokerRuntime, rotation: Rotation, fault: Fault) -> None:
     old = LinkageStore(store.redis, scope=rotation.active)
     token = old.acquire()  # no batch links into the old scope while it is read and left
     try:
-        result = carry_person_ids(store, rotation, old)
+        result = carry_person_ids(store, rotation, old=old)
         fault("rotation.carried")
-        if rotation_store.switch_active_scope(store, rotation.domain, now=utc_now()):
-            _audit(
-                store,
-                "rotation.switched",
-                scope=rotation.target,
-                counts={
-                    "persons": result.persons,
-                    "persons_kept": result.kept,
-                    "persons_merged": result.merged,
-                    "persons_split": result.split,
-                },
-            )
+        # Audited before the switch, so whoever sees v2 also finds the entry (a crash in
+        # between writes it again when the switch is taken up again).
+        _audit(
+            store,
+            "rotation.switched",
+            scope=rotation.target,
+            counts={
+                "persons": result.persons,
+                "persons_kept": result.kept,
+                "persons_merged": result.merged,
+                "persons_split": result.split,
+            },
+        )
+        rotation_store.switch_active_scope(store, rotation.domain, now=utc_now())
     finally:
         old.release(token)
     fault("rotation.switched")
@@ -368,12 +384,14 @@ def _finish(runtime: BrokerRuntime, rotation: Rotation) -> None:
         if d.domain == rotation.domain and d.key_version == rotation.from_version:
             set_key_version(store, org=d.org, name=d.name, key_version=rotation.to_version)
     deleted = rotation_store.delete_scope(store, rotation.old) if rotation.old else 0
-    rotation_store.set_rotation_state(store, rotation.domain, RotationState.DONE, now=utc_now())
     _audit(store, "rotation.finished", scope=rotation.target, counts={"keys_deleted": deleted})
+    rotation_store.set_rotation_state(
+        store, rotation.domain, state=RotationState.DONE, now=utc_now()
+    )
     logger.info("key rotation of a domain finished: %d old linkage keys deleted", deleted)
 
 
-def carry_person_ids(store: Store, rotation: Rotation, old: LinkageStore) -> PersonCarryOver:
+def carry_person_ids(store: Store, rotation: Rotation, *, old: LinkageStore) -> PersonCarryOver:
     """Give each person of the new scope the person id its records had in the old one.
 
     :func:`assign_person_ids` chooses; this reads both scopes, writes the new one in one

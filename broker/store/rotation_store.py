@@ -152,12 +152,12 @@ def start_rotation(
     return bool(int(script(keys=[keyspace.rotation(domain)], args=args)))
 
 
-def mark_rekey_committed(store: Store, domain: str, dataset_id: str, batch_key: str) -> None:
+def mark_rekey_committed(store: Store, domain: str, *, dataset_id: str, batch_key: str) -> None:
     """Record the dataset's rekey batch (its move completes when that batch is linked)."""
     store.redis.hset(keyspace.rotation(domain), _REKEY + dataset_id, batch_key)
 
 
-def set_rotation_state(store: Store, domain: str, state: RotationState, *, now: str) -> None:
+def set_rotation_state(store: Store, domain: str, *, state: RotationState, now: str) -> None:
     """Move the rotation to ``state``, noting when."""
     store.redis.hset(
         keyspace.rotation(domain), mapping={"state": state.value, f"{state.value}_at": now}
