@@ -177,6 +177,12 @@ def upload_command(
         f"batch {status.batch_id}: {status.record_count} records, {status.chunk_count} chunks, "
         f"{status.state.value}"
     )
+    if BatchMode(mode) is BatchMode.REKEY and status.state is BatchState.LINKED:
+        click.echo(
+            "rekey: the broker holds these tokens aside and releases from the old key "
+            "version until every dataset of the domain has moved, then switches",
+            err=True,
+        )
 
 
 def _show_replace_preview(preview: ReplacePreview) -> None:

@@ -174,7 +174,8 @@ def test_a_domain_moves_to_v2_with_persons_and_releases_unchanged(world, tmp_pat
     assert len(refused.stderr.strip().splitlines()) == 1
     assert _report(world)["rotation"] is None
     # The whole extract: the broker holds its v2 tokens aside.
-    assert "linked" in _move(world, trust, tmp_path).stdout
+    moving = _move(world, trust, tmp_path)
+    assert "linked" in moving.stdout and "holds these tokens aside" in moving.stderr
     text = run(["tessera-broker", "report"], env=world.broker.admin_env(), cwd=world.root)
     moved = f"key rotation         v1 -> v2: building, 1 of {len(world.orgs)} datasets moved"
     assert moved in text.stdout
