@@ -22,6 +22,7 @@ import pytest
 
 from broker.store.linkage_store import LinkageStore
 from broker.store.rotation_store import active_scope
+from keys.batch import BatchReader
 from tests.support.governance_terms import governance_toml
 from tests.support.somerset_world import Org, Somerset, build_somerset, run
 
@@ -207,3 +208,11 @@ def test_a_domain_moves_to_v2_with_persons_and_releases_unchanged(world, tmp_pat
     # Every dataset is now declared under v2.
     listed = world.sdk(world.orgs["hospital"].credential, "dataset", "list").stdout
     assert "v2" in listed and "v1" not in listed
+    # Nothing the rotation printed or logged holds a credential, reference or token.
+    text = "\n".join(world.outputs) + world.broker.log_text()
+    for org in world.orgs.values():
+        assert org.credential not in text
+        for chunk in BatchReader(tmp_path / f"{org.name}-v2.tsb").chunks():
+            values = [*chunk.refs, *(t for row in chunk.tokens for t in row if t is not None)]
+            assert not any(v.hex() in text or v.hex().upper() in text for v in values)
+    assert not any(token.hex() in text for token in old_tokens)
