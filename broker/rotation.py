@@ -356,6 +356,8 @@ def _switch(runtime: BrokerRuntime, rotation: Rotation, fault: Fault) -> None:
     old = LinkageStore(store.redis, scope=rotation.active)
     token = old.acquire()  # no batch links into the old scope while it is read and left
     try:
+        if _reload(store, rotation.domain).state is not RotationState.SWITCHING:
+            return  # another broker process switched while this one waited for the lock
         result = carry_person_ids(store, rotation, old=old)
         fault("rotation.carried")
         # Audited before the switch, so whoever sees v2 also finds the entry (a crash in
