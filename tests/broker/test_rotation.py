@@ -6,6 +6,7 @@ share a token under either version, and no token of one version equals one of th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -16,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker.audit import read_audit
-from broker.rotation import assign_person_ids
+from broker.rotation import _switch, assign_person_ids
 from broker.store import keyspace
 from broker.store.linkage_store import LinkageStore
-from broker.store.rotation_store import active_scope, person_changes
+from broker.store.rotation_store import RotationState, active_scope, get_rotation, person_changes
 from client_sdk.client import BrokerClient
 from client_sdk.errors import BrokerCallError
 from keys.derive import Token
@@ -281,6 +282,16 @@ def test_merges_keep_the_older_id_and_splits_are_recorded(broker_server, tmp_pat
     ]
     switched = next(e for e in world.actions() if e.action == "rotation.switched")
     assert switched.counts["persons_merged"] == 1 and switched.counts["persons_split"] == 1
+    # A broker process that saw the rotation still switching, and got the lock only after
+    # the switch, must leave the new linkage alone.
+    store = world.broker.runtime.store
+    done = get_rotation(store, world.domain)
+    assert done is not None and done.state is RotationState.DONE
+    stale = dataclasses.replace(done, state=RotationState.SWITCHING, active=world.domain)
+    _switch(world.broker.runtime, stale, lambda point: None)
+    assert world.persons() == after
+    assert [e.action for e in world.actions()].count("rotation.switched") == 1
+    assert len(person_changes(store, world.domain)) == 2  # the review list is kept
 
 
 @pytest.mark.parametrize("point", ["rotation.carried", "rotation.switched"])
