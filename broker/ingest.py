@@ -32,6 +32,13 @@ from broker.errors import (
 )
 from broker.linkage import DatasetInfo, IncomingRecord, Linker
 from broker.linkage_report import remember_domain_report
+from broker.rotation import (
+    check_batch,
+    check_rekey_commit,
+    linking_scope,
+    rekey_linked,
+    resume_rotations,
+)
 from broker.runtime import BrokerRuntime, utc_now
 from broker.store import batches as batch_store
 from broker.store.client import Store
@@ -78,7 +85,8 @@ logger = logging.getLogger(__name__)
 def check_manifest(dataset: DatasetInfoOut, manifest: BatchManifest, mode: BatchMode) -> None:
     """Refuse a batch tokenised under anything but its dataset's domain, version and spec.
 
-    A retraction carries references only, so only its dataset name is checked.
+    A retraction carries references only, so only its dataset name is checked. A rekey
+    batch is under the domain's new key version (broker/rotation.py checks which).
 
     Raises:
         DatasetMismatchError: naming what differs (never a value).
@@ -90,7 +98,7 @@ def check_manifest(dataset: DatasetInfoOut, manifest: BatchManifest, mode: Batch
     problems = []
     if manifest.domain != dataset.domain:
         problems.append("domain")
-    if manifest.key_version != dataset.key_version:
+    if manifest.key_version != dataset.key_version and mode is not BatchMode.REKEY:
         problems.append("key version")
     if manifest.spec_hash != dataset.spec_hash:
         problems.append("linkage spec hash")
@@ -157,6 +165,8 @@ def open_upload(
     manifest = request.manifest
     check_batch_org(manifest, caller=caller.name)
     check_manifest(dataset, manifest, request.mode)
+    batch_key = _batch_key(caller.name, dataset_name, manifest.batch_id)
+    check_batch(runtime.store, dataset, manifest=manifest, mode=request.mode, batch_key=batch_key)
     count = len(manifest.chunk_digests)
     if count == 0 or count > settings.max_batch_chunks:
         raise BadRequestError(f"a batch holds 1 to {settings.max_batch_chunks} chunks")
@@ -170,7 +180,7 @@ def open_upload(
     _valid_batch_id(manifest.batch_id)
     record = batch_store.open_batch(
         runtime.store,
-        batch_key=_batch_key(caller.name, dataset_name, manifest.batch_id),
+        batch_key=batch_key,
         org=caller.name,
         dataset=dataset_id(caller.name, dataset_name),
         mode=request.mode,
@@ -292,6 +302,7 @@ def commit_upload(
     if record.state is BatchState.RECEIVING and record.records_received == record.record_count:
         check_key_strength(runtime.store, record)
         check_replace_share(runtime.store, record, confirmed=confirm_replace)
+        check_rekey_commit(runtime.store, record, now=utc_now())
     batch_store.commit_batch(
         runtime.store,
         batch_key=record.batch_key,
@@ -469,6 +480,7 @@ class LinkWorker:
         self._poll = poll_seconds
         self._lease = lease_seconds
         self._owner = uuid.uuid4().hex
+        self._rotation_owed = False
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tessera-link-worker", daemon=True)
@@ -486,6 +498,7 @@ class LinkWorker:
                 batch_store.release_batch(store, batch_key, done=False)
             drop_stale_locks(store.redis)
         self._audit_owed_commits()
+        resume_rotations(self._runtime, fault=self._fault)
         for domain in sorted({d.domain for d in list_all_datasets(store)}):
             remember_domain_report(store, domain)
         self._thread.start()
@@ -521,6 +534,13 @@ class LinkWorker:
             except Exception:
                 logger.exception("linkage worker error; retrying")
                 worked = False
+            if not worked and self._rotation_owed:
+                # A rotation step failed after its rekey batch linked: carry on from it.
+                try:
+                    resume_rotations(self._runtime, fault=self._fault)
+                    self._rotation_owed = False
+                except Exception:
+                    logger.exception("key rotation step failed; retrying")
             if not worked:
                 self._wake.wait(self._poll)
                 self._wake.clear()
@@ -557,6 +577,7 @@ class LinkWorker:
             )
             if done:
                 metrics.RECORDS_LINKED.inc(record.record_count)
+                self._rotation_owed = record.mode is BatchMode.REKEY
         except (BatchFormatError, DatasetMismatchError, NotFoundOrForbiddenError) as exc:
             logger.error("batch failed to link: %s", type(exc).__name__)
             batch_store.mark_batch(store, batch_key, BatchState.FAILED, error=str(exc))
@@ -575,14 +596,23 @@ class LinkWorker:
             done = True
         finally:
             batch_store.release_batch(store, batch_key, done=done)
+        if self._rotation_owed:
+            domain = _domain_of(store, record)
+            rekey_linked(self._runtime, record, domain=domain, fault=self._fault)
+            self._rotation_owed = False
         return True
 
+    def _fault(self, point: str) -> None:
+        _fault(self._runtime, point)
+
     def _linker_for(self, record: batch_store.BatchRecord) -> Linker:
-        """One linker per linkage domain: persons never span two domains."""
-        domain = _domain_of(self._runtime.store, record)
-        if domain not in self._linkers:
-            self._linkers[domain] = Linker(LinkageStore(self._runtime.store.redis, scope=domain))
-        return self._linkers[domain]
+        """One linker per linkage scope: persons never span two domains (nor, while a
+        domain's key rotates, its two key versions: broker/rotation.py)."""
+        store = self._runtime.store
+        scope = linking_scope(store, record, domain=_domain_of(store, record))
+        if scope not in self._linkers:
+            self._linkers[scope] = Linker(LinkageStore(store.redis, scope=scope))
+        return self._linkers[scope]
 
     def _keep_going(self, batch_key: str) -> Callable[[], bool]:
         store = self._runtime.store

@@ -59,6 +59,7 @@ from broker.store.datasets import list_all_datasets, list_opt_out_registers
 from broker.store.identities import Identity
 from broker.store.linkage_codec import CHECK_DAY_EPOCH
 from broker.store.linkage_store import LinkageStore, LinkedRecord
+from broker.store.rotation_store import active_scope
 from broker.visibility import read_whole
 from keys.derive import derive_pseudonym
 from keys.wire import DatasetInfoOut
@@ -110,7 +111,7 @@ class _Column:
 class _Source:
     """What a release reads: the linkage of the agreement's domain and its columns."""
 
-    linkage: LinkageStore
+    store: Store
     domain: str
     datasets: dict[str, DatasetInfoOut]
     columns: dict[str, _Column]
@@ -119,6 +120,12 @@ class _Source:
     """Research: the earliest check day (days since 1970-01-01) a record may carry; 0 when
     source-side opt-outs do not apply (direct care, or an agreement without opt-outs)."""
     max_age: int = 0
+
+    @property
+    def linkage(self) -> LinkageStore:
+        """The domain's linkage as it is now: after a key rotation's switch, the new one
+        (read_whole notices a switch during a read, broker/rotation.py)."""
+        return LinkageStore(self.store.redis, scope=active_scope(self.store, self.domain))
 
 
 def _source(store: Store, agreement: Agreement, *, today: date | None = None) -> _Source:
@@ -139,13 +146,12 @@ def _source(store: Store, agreement: Agreement, *, today: date | None = None) ->
             for d in list_all_datasets(store)
             if f"{d.org}/{d.name}" in designated and d.domain == domain
         )
-    linkage = LinkageStore(store.redis, scope=domain)
     terms = agreement.terms
     if not agreement.opt_outs_apply or terms.kind is AgreementKind.DIRECT_CARE:
-        return _Source(linkage, domain, declared, columns, opt_out)
+        return _Source(store, domain, declared, columns, opt_out)
     day = ((today or datetime.now(UTC).date()) - CHECK_DAY_EPOCH).days
     max_age = terms.opt_out_max_age_days
-    return _Source(linkage, domain, declared, columns, opt_out, day - max_age, max_age)
+    return _Source(store, domain, declared, columns, opt_out, day - max_age, max_age)
 
 
 def _check_fresh(source: _Source, record: LinkedRecord) -> None:

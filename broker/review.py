@@ -30,6 +30,7 @@ from broker.store.client import Store
 from broker.store.datasets import dataset_id, list_all_datasets
 from broker.store.identities import Identity
 from broker.store.linkage_store import ConflictEntry, LinkageStore
+from broker.store.rotation_store import active_scope
 from broker.visibility import read_whole
 from keys.wire_review import Doubt, EvidenceOut, Outcome, ReviewItem, ReviewOut
 
@@ -204,9 +205,10 @@ def build_review(store: Store, identity: Identity, *, now: datetime | None = Non
     items: list[ReviewItem] = []
     for domain in sorted({d.domain for d in mine}):
         own = {dataset_id(d.org, d.name): d.name for d in mine if d.domain == domain}
-        linkage = LinkageStore(store.redis, scope=domain)
 
-        def read(linkage: LinkageStore = linkage, own: dict[str, str] = own) -> list[ReviewItem]:
+        def read(domain: str = domain, own: dict[str, str] = own) -> list[ReviewItem]:
+            # the active linkage, read inside read_whole: a key rotation's switch retries it
+            linkage = LinkageStore(store.redis, scope=active_scope(store, domain))
             return domain_review(linkage, own, conflicts=linkage.conflicts(limit=MAX_CONFLICTS))
 
         items += read_whole(store, domain, read)
