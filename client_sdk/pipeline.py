@@ -45,6 +45,7 @@ from client_sdk.normalise.sex import check_sex
 from client_sdk.normalise.text import check_address_line, check_address_lines, check_other_id
 from client_sdk.opt_out import SourceOptOuts
 from client_sdk.quality import QualityCollector
+from client_sdk.readers.blocks import RawBlock
 from client_sdk.readers.columns import (
     SEPARATOR,
     find_postcode_in_cells,
@@ -635,9 +636,6 @@ def _repeated_id(first: int, collector: QualityCollector) -> str:
     return f"duplicate local record id: the same as {collector.position} {first}"
 
 
-_RawBlock = list[tuple[int, Sequence[str]]]
-
-
 # Pickled to the workers: a native (compiled) class would not unpickle its own state.
 @mypyc_attr(native_class=False)
 class _BlockNormaliser:
@@ -671,7 +669,7 @@ class _BlockNormaliser:
         self._normalise = None
         self._payload = None
 
-    def __call__(self, block: _RawBlock) -> tuple[list[NormalisedRecord], QualityCollector]:
+    def __call__(self, block: RawBlock) -> tuple[list[NormalisedRecord], QualityCollector]:
         mapping, columns, positions, today, max_problems, joins, opt_outs, type1 = self._args
         normalise = self._normalise
         if normalise is None:
@@ -688,7 +686,11 @@ class _BlockNormaliser:
         payload_start, payload_end = positions[_PAYLOAD_START], positions[_PAYLOAD_END]
         records: list[NormalisedRecord] = []
         append = records.append
-        for line, values in block:
+        cells, width = block.cells, block.width
+        start = 0
+        for line in block.lines:
+            values = cells[start : start + width]
+            start += width
             payload = tuple(
                 [cache[v] if v in cache else fill(v) for v in values[payload_start:payload_end]]
             )
@@ -738,9 +740,11 @@ def record_blocks(
     report.begin(source=path.name, format=mapping.source.format, columns=source.columns)
     today = today or date.today()
 
-    def blocks() -> Iterator[_RawBlock]:
+    def blocks() -> Iterator[RawBlock]:
         id_position = source.positions[_ID]
-        block: _RawBlock = []
+        width = -1  # every row of a run has as many values: the mapped columns
+        lines: list[int] = []
+        cells: list[str] = []
         first_lines: dict[str, int] = {}
         with ExitStack() as stack:
             rows = source.rows(stack, path, mapping, report, progress=progress, today=today)
@@ -753,12 +757,15 @@ def record_blocks(
                 if first != line:
                     report.reject(line, source.id_column, _repeated_id(first, report))
                     continue
-                block.append((line, values))
-                if len(block) >= size:
-                    yield block
-                    block = []
-        if block:
-            yield block
+                if width < 0:
+                    width = len(values)
+                lines.append(line)
+                cells.extend(values)
+                if len(lines) >= size:
+                    yield RawBlock(width, lines, cells)
+                    lines, cells = [], []
+        if lines:
+            yield RawBlock(width, lines, cells)
 
     normaliser = _BlockNormaliser(
         mapping,

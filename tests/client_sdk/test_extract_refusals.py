@@ -272,7 +272,7 @@ def test_each_local_id_is_used_once_and_every_repeat_names_its_first_line(
         for_blocks = QualityCollector()
         used = [r.local_id for r in iter_records(data, mapping, report=collector)]
         blocks = record_blocks(data, mapping, report=for_blocks, size=3)
-        in_blocks = [line for block in blocks.blocks for line, _ in block]
+        in_blocks = [line for block in blocks.blocks for line in block.lines]
     assert used == [str(i) for i in dict.fromkeys(ids)]
     first: dict[int, int] = {}
     expected: list[tuple[int, str]] = []
