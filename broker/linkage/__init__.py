@@ -33,6 +33,7 @@ from broker.linkage.counters import DatasetReport, LinkageReport
 from broker.linkage.engine import Linker
 from broker.linkage.model import DatasetInfo, IncomingRecord, LinkStats
 from broker.linkage.rules import CONFLICT_KINDS
+from broker.store.linkage_explain import LinkBasis, PossibleMatch
 from broker.store.linkage_store import LinkedRecord, PersonId
 
 __all__ = [
@@ -40,9 +41,11 @@ __all__ = [
     "DatasetInfo",
     "DatasetReport",
     "IncomingRecord",
+    "LinkBasis",
     "LinkStats",
     "LinkageReport",
     "LinkedRecord",
     "Linker",
     "PersonId",
+    "PossibleMatch",
 ]

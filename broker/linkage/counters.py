@@ -6,7 +6,8 @@ it touched, so the counters in Redis are always exact and the report costs one r
 
 * ``persons``, ``linked_persons``; ``pair:<dsn>:<dsn>`` per dataset pair of a person;
 * ``n:<dsn>`` records held, ``linked:<dsn>`` of them in a person with another dataset;
-* ``lk:<dsn>:<key>`` records that joined their person through a key;
+* ``lk:<dsn>:<key>`` records that joined their person through a key; ``plk:<dsn>``
+  records the probabilistic stage linked (reported as the key ``probabilistic``);
 * ``cfl`` records with a conflict, ``cfl:<code>`` by kind; ``amb:<dsn>`` ambiguous tokens.
 
 The contributions are cached and shared: callers never change what they are given.
@@ -158,7 +159,9 @@ def build_report(counters: dict[str, int], datasets: dict[int, DatasetEntry]) ->
     for name, value in counters.items():
         if not value:
             continue
-        if name.startswith("lk:"):
+        if name.startswith("plk:"):
+            by_key["probabilistic"] = by_key.get("probabilistic", 0) + value
+        elif name.startswith("lk:"):
             _, dsn_text, k_text = name.split(":")
             owner = datasets.get(int(dsn_text))
             k = int(k_text)

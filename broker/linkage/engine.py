@@ -18,8 +18,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from broker.linkage.clean_path import CleanPath
 from broker.linkage.counters import LinkageReport, build_report
 from broker.linkage.model import DatasetInfo, IncomingRecord, LinkStats
+from broker.linkage.probabilistic import ProbabilisticStage
 from broker.linkage.rules import NO_KEY
 from broker.linkage.session import MAX_ROUNDS, Session
+from broker.matching import Layout, layout_to_json
 from broker.store.linkage_codec import (
     StoredRecord,
     encode_payload,
@@ -73,6 +75,8 @@ class Linker:
         self._now = now
         self._slice = slice_size
         self._clean_path = clean_path
+        self._redecided: list[int] = []
+        self._with_evidence = False
 
     # Datasets ------------------------------------------------------------------------------
 
@@ -108,7 +112,12 @@ class Linker:
     # Linking -------------------------------------------------------------------------------
 
     def link(
-        self, dataset: DatasetInfo, records: Sequence[IncomingRecord], *, batch_id: str
+        self,
+        dataset: DatasetInfo,
+        records: Sequence[IncomingRecord],
+        *,
+        batch_id: str,
+        layout: Layout | None = None,
     ) -> LinkStats:
         """Upsert ``records`` of ``dataset`` and link them against everything held.
 
@@ -122,6 +131,10 @@ class Linker:
             dataset: the dataset the records belong to.
             records: one chunk (thousands of records is the sweet spot).
             batch_id: the upload batch; :meth:`replace_finish` uses it.
+            layout: which column of the records' evidence is which (the chunk's
+                evidence header); without it their evidence is not kept. The first
+                layout a scope sees is its layout; evidence of another layout (another
+                spec, whose tokens could never agree) is not kept either.
 
         Returns:
             What the call did.
@@ -134,6 +147,7 @@ class Linker:
         try:
             entry, known = self._datasets(dataset)
             bseq, writes = self._batch(batch_id)
+            self._with_evidence = self._take_layout(layout, writes)
             with ThreadPoolExecutor(max_workers=1) as pool:
                 for start in range(0, len(records), self._slice):
                     piece = records[start : start + self._slice]
@@ -153,6 +167,18 @@ class Linker:
         finally:
             store.release(token)
         return stats
+
+    def _take_layout(self, layout: Layout | None, writes: WriteSet) -> bool:
+        """Whether the records' evidence is kept: the scope's layout is ``layout``."""
+        if layout is None:
+            return False
+        mirror = self._store.mirror
+        if mirror.layout is None:
+            staged = WriteSet(layout=(layout, layout_to_json(layout)))
+            self._store.stage(staged)
+            writes.update(staged)
+            return True
+        return mirror.layout == layout
 
     def _write(self, writes: WriteSet, expected: int, before: Future[None] | None) -> None:
         """Write one slice to Redis after the previous slice (never after its failure)."""
@@ -180,6 +206,7 @@ class Linker:
         latest: dict[bytes, IncomingRecord] = {}
         for incoming in records:
             latest[incoming.ref] = incoming
+        self._redecided = []
         width = len(entry.key_names)
         store = self._store
         clean = CleanPath(store.mirror, entry, known, bseq, writes, stats)
@@ -201,8 +228,38 @@ class Linker:
                 self._link_by_session(entry, known, [(ref, incoming, tokens)], bseq, stats, writes)
         if waiting:
             self._link_by_session(entry, known, waiting, bseq, stats, writes)
+        self._probabilistic(entry, known, latest, stats, writes)
         mirror = store.mirror
         writes.meta.update(rid=mirror.next_rid, pid=mirror.next_pid, bseq=mirror.next_bseq)
+
+    def _probabilistic(
+        self,
+        entry: DatasetEntry,
+        known: dict[int, DatasetEntry],
+        latest: dict[bytes, IncomingRecord],
+        stats: LinkStats,
+        writes: WriteSet,
+    ) -> None:
+        """Keep the slice's new evidence, then run the probabilistic stage on the slice.
+
+        Its candidates are the records whose evidence is new or changed and those a
+        session re-decided; both paths hand it the same mirror, so it decides alike.
+        """
+        mirror = self._store.mirror
+        candidates = list(self._redecided)
+        if self._with_evidence:
+            prefix = ref_prefix(entry.dsn)
+            for ref, incoming in latest.items():
+                evidence = incoming.evidence
+                rid = mirror.rids.get(prefix + ref, 0)
+                if evidence is None or not rid or mirror.evidence.get(rid) == evidence:
+                    continue
+                writes.evidence[rid] = evidence
+                mirror.set_evidence(rid, evidence)
+                candidates.append(rid)
+        if mirror.layout is not None and candidates:
+            opp = {d.dsn: d.one_record_per_person for d in known.values()}
+            ProbabilisticStage(self._store, opp, stats).run(candidates, writes)
 
     def _link_by_session(
         self,
@@ -266,6 +323,7 @@ class Linker:
         decided = session.finish()
         self._store.stage(decided)
         writes.update(decided)
+        self._redecided += session.decided
 
     def _settle(self, session: Session) -> None:
         """Dissolve what changes touched, read the neighbourhood, decide, in that order."""
@@ -326,7 +384,12 @@ class Linker:
             session.detach(record)
             session.delete(record)
         self._settle(session)
-        session.commit()
+        writes = session.finish()
+        store = self._store
+        store.stage(writes)
+        if store.mirror.layout is not None and session.decided:
+            ProbabilisticStage(store, session.opp, session.stats).run(session.decided, writes)
+        store.write(writes, store.next_generation())
 
     def replace_finish(self, dataset: DatasetInfo, *, batch_id: str) -> LinkStats:
         """After a ``replace`` batch was linked: retract the dataset's records it lacked.

@@ -34,11 +34,14 @@ class IncomingRecord:
         ref: the record's opaque reference.
         tokens: one stored token per match key of the dataset (``None`` when absent).
         payload: the payload values, in the dataset's payload column order.
+        evidence: the record's probabilistic evidence, re-keyed at rest, in its stored
+            form (``broker.store.linkage_evidence.encode_evidence``), or ``None``.
     """
 
     ref: RecordRef
     tokens: tuple[StoredToken | None, ...]
     payload: tuple[str | None, ...]
+    evidence: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -58,6 +61,7 @@ class LinkStats:
         conflicts: conflicts recorded for the records this call decided.
         twin_guard_blocks: candidate persons refused by the twin guard.
         ambiguous_tokens: net change in ambiguous (token, dataset) pairs.
+        probabilistic_links: persons merged by the probabilistic stage.
     """
 
     received: int = 0
@@ -72,3 +76,4 @@ class LinkStats:
     conflicts: int = 0
     twin_guard_blocks: int = 0
     ambiguous_tokens: int = 0
+    probabilistic_links: int = 0

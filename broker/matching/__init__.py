@@ -43,6 +43,12 @@ from __future__ import annotations
 
 from broker.matching.evidence import MISSING, BlockLayout, Layout, RecordEvidence, agreement
 from broker.matching.model import BlockModel, ComparisonWeights, estimate
+from broker.matching.persist import (
+    layout_from_json,
+    layout_to_json,
+    model_from_json,
+    model_to_json,
+)
 from broker.matching.score import (
     DEFAULT_MAX_BLOCK,
     Model,
@@ -70,7 +76,11 @@ __all__ = [
     "candidate_pairs",
     "estimate",
     "fit",
+    "layout_from_json",
+    "layout_to_json",
+    "model_from_json",
     "model_threshold",
+    "model_to_json",
     "one_to_one",
     "score_pairs",
 ]

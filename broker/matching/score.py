@@ -50,11 +50,22 @@ class Thresholds:
 
 @dataclass(frozen=True, slots=True)
 class Model:
-    """The fitted models of every blocking key, in the layout's order."""
+    """The fitted models of every blocking key, in the layout's order.
+
+    Attributes:
+        layout: which evidence column is which.
+        blocks: per blocking key, its fitted weights.
+        max_block: a block with more records makes no candidates.
+        thresholds: where a pair links or goes to review (the engine chooses them from
+            the model with :func:`model_threshold` when it fits).
+        records: evidence records the model was fitted on.
+    """
 
     layout: Layout
     blocks: tuple[BlockModel, ...]
     max_block: int = DEFAULT_MAX_BLOCK
+    thresholds: Thresholds = Thresholds()
+    records: int = 0
 
 
 @dataclass(frozen=True, slots=True)

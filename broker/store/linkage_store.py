@@ -28,6 +28,7 @@ from typing import Any, NewType, cast
 import redis
 
 from broker.errors import LinkageBusyError
+from broker.matching import Layout, Model, layout_from_json, model_from_json
 from broker.store import keyspace
 from broker.store.batches import get_batch
 from broker.store.client import Store
@@ -44,6 +45,13 @@ from broker.store.linkage_codec import (
     split_id,
     stored_dsn,
 )
+from broker.store.linkage_evidence import (
+    POSSIBLE_REASONS,
+    PossibleEntry,
+    decode_basis,
+    decode_possible,
+)
+from broker.store.linkage_explain import LinkBasis, PossibleMatch, name_levels
 from broker.store.linkage_mirror import Fetched, LinkageMirror, WriteSet
 from keys.derive import RecordRef
 from keys.errors import BrokerError
@@ -72,6 +80,8 @@ PersonId = NewType("PersonId", int)
 _LISTPACK_TUNING = {"hash-max-ziplist-entries": 512, "hash-max-ziplist-value": 256}
 _SCAN_STEP = 128
 _LOCK_MS = 120_000
+_NO_KEY = 255
+"""The ``link_key`` of a record that started its person (the rules' ``NO_KEY``)."""
 
 _LUA_WRITE = r"""
 local base = ARGV[1]
@@ -108,8 +118,11 @@ by_id(ARGV[3], 'R')
 by_id(ARGV[4], 'P')
 by_id(ARGV[5], 'Y')
 by_id(ARGV[6], 'C')
-local nh = tonumber(ARGV[7])
-local a = 8
+by_id(ARGV[7], 'E')
+by_id(ARGV[8], 'B')
+by_id(ARGV[9], 'M')
+local nh = tonumber(ARGV[10])
+local a = 11
 for _ = 1, nh do
   redis.call('HSET', base .. ARGV[a], ARGV[a + 1], ARGV[a + 2])
   a = a + 3
@@ -301,6 +314,13 @@ class LinkageStore:
             mirror.add_record(rid, raw_record)
         for pid, raw_members in self._scan(keyspace.LINK_PERSONS, "pid"):
             mirror.persons[pid] = raw_members
+        for rid, raw_evidence in self._scan(keyspace.LINK_EVIDENCE, "rid"):
+            mirror.set_evidence(rid, raw_evidence)
+        for rid, raw_basis in self._scan(keyspace.LINK_BASIS, "rid"):
+            mirror.basis[rid] = raw_basis
+        for rid, raw_possible in self._scan(keyspace.LINK_POSSIBLE, "rid"):
+            mirror.possible[rid] = raw_possible
+        mirror.layout, mirror.model = self._stored_model()
         mirror.gen = gen
         self._mirror = mirror
         if mirror.records:
@@ -426,6 +446,10 @@ class LinkageStore:
             hsets += [keyspace.LINK_META, name, number]
         for batch_id, bseq in writes.batches.items():
             hsets += [keyspace.LINK_BATCHES, batch_id, bseq]
+        if writes.layout is not None:
+            hsets += [keyspace.LINK_MODEL, "layout", writes.layout[1]]
+        if writes.model is not None:
+            hsets += [keyspace.LINK_MODEL, "model", writes.model[1]]
         args: list[bytes | str | int] = [
             self._base,
             expected,
@@ -433,6 +457,9 @@ class LinkageStore:
             encode_sections(writes.persons),
             encode_sections(writes.payloads),
             encode_sections(writes.conflicts),
+            encode_sections(writes.evidence),
+            encode_sections(writes.basis),
+            encode_sections(writes.possible),
             len(hsets) // 3,
             *hsets,
         ]
@@ -464,11 +491,16 @@ class LinkageStore:
             (keyspace.LINK_PERSONS, writes.persons),
             (keyspace.LINK_PAYLOADS, writes.payloads),
             (keyspace.LINK_CONFLICTS, writes.conflicts),
+            (keyspace.LINK_EVIDENCE, writes.evidence),
+            (keyspace.LINK_BASIS, writes.basis),
+            (keyspace.LINK_POSSIBLE, writes.possible),
         ):
             for bucket in sorted({split_id(ident)[0] for ident in items}):
                 keys.append(keyspace.linkage_bucket(self.scope, letter, bucket))
         if writes.batches:
             keys.append(keyspace.linkage_key(self.scope, keyspace.LINK_BATCHES))
+        if writes.layout is not None or writes.model is not None:
+            keys.append(keyspace.linkage_key(self.scope, keyspace.LINK_MODEL))
         if any(writes.counters.values()):
             keys.append(keyspace.linkage_key(self.scope, keyspace.LINK_STATS))
         return keys
@@ -617,6 +649,180 @@ class LinkageStore:
             if len(out) >= limit:
                 return out[:limit]
         return out
+
+    # The probabilistic stage: its model, each record's basis, the possible matches -----------
+
+    def _stored_model(self) -> tuple[Layout | None, Model | None]:
+        raw = cast(
+            list[bytes | None],
+            self._r.hmget(
+                keyspace.linkage_key(self.scope, keyspace.LINK_MODEL), ["layout", "model"]
+            ),
+        )
+        layout = None if raw[0] is None else layout_from_json(raw[0])
+        model = None if raw[1] is None else model_from_json(raw[1])
+        return layout, model
+
+    def fitted_model(self) -> Model | None:
+        """The probabilistic stage's model as the engine last fitted it, or ``None``.
+
+        Per blocking key (``Model.blocks``, in ``Model.layout`` order): the prior share of
+        matches among its candidate pairs and, per comparison, ``m`` and ``u`` per level
+        (strongest first, then ``"disagree"``) — the m/u chart and the waterfall of an
+        example pair (``BlockModel.match_weight`` is the sum the waterfall draws). Also
+        the thresholds links and possible matches were decided with, and how many
+        evidence records it was fitted on. Every later link used this model until the
+        next refit (when the evidence held grew by a tenth); ``None`` until the scope
+        holds enough evidence of two datasets to fit one. Reads Redis only.
+        """
+        return self._stored_model()[1]
+
+    def person_record_numbers(self, person: PersonId) -> list[int]:
+        """The record numbers of a person's records, in the order they joined it."""
+        raw = self._bucket_get(keyspace.LINK_PERSONS, person)
+        return [rid for rid, _ in decode_members(raw)] if raw else []
+
+    def _bucket_many(self, letter: str, ids: list[int]) -> list[bytes | None]:
+        pipe = self._r.pipeline(transaction=False)
+        for ident in ids:
+            pipe.hget(*self._bucket(letter, ident))
+        return cast(list[bytes | None], pipe.execute())
+
+    def link_basis(self, rids: Iterable[int]) -> dict[int, LinkBasis]:
+        """Why each record is in its person: the match key, or the probabilistic evidence.
+
+        For each record number given that is held: ``match_key`` with the key's name
+        when the exact cascade joined it; ``probabilistic`` with the pair's probability,
+        match weight, blocking key and named agreement vector when the probabilistic
+        stage did; ``unlinked`` when its person holds it alone. The record that started a
+        person others joined carries the basis of the first record that joined it. This
+        is the per-row link quality of cohorts and direct-care returns (``match_key`` or
+        a probability band) and the explanation of a link in a report. Records not held
+        are left out. Reads Redis only (a few pipelined reads), never the mirror.
+
+        Args:
+            rids: record numbers (``person_record_numbers``, ``record_number``).
+        """
+        wanted = list(dict.fromkeys(rids))
+        own = self._explain_bases(wanted)
+        anchors: dict[int, int] = {}
+        for rid, (basis, members) in own.items():
+            if basis is None and len(members) > 1:
+                anchors[rid] = members[1] if members[0] == rid else members[0]
+        joined = self._explain_bases(sorted(set(anchors.values()) - own.keys()))
+        joined.update(own)
+        out: dict[int, LinkBasis] = {}
+        for rid, (basis, _) in own.items():
+            if basis is not None:
+                out[rid] = basis
+            elif rid in anchors and joined.get(anchors[rid], (None, []))[0] is not None:
+                out[rid] = cast(LinkBasis, joined[anchors[rid]][0])
+            else:
+                out[rid] = LinkBasis("unlinked")
+        return out
+
+    def _explain_bases(self, rids: list[int]) -> dict[int, tuple[LinkBasis | None, list[int]]]:
+        """Per held record: its own basis (``None`` when it started its person), members."""
+        if not rids:
+            return {}
+        records = self._bucket_many(keyspace.LINK_RECORDS, rids)
+        bases = self._bucket_many(keyspace.LINK_BASIS, rids)
+        decoded = {
+            rid: StoredRecord.decode(rid, raw)
+            for rid, raw in zip(rids, records, strict=True)
+            if raw is not None
+        }
+        pids = sorted({r.pid for r in decoded.values() if r.pid})
+        members = {
+            pid: [m for m, _ in decode_members(raw)] if raw else []
+            for pid, raw in zip(pids, self._bucket_many(keyspace.LINK_PERSONS, pids), strict=True)
+        }
+        keys = {d.dsn: d.key_names for d in self.datasets().values()}
+        model = self.fitted_model()
+        out: dict[int, tuple[LinkBasis | None, list[int]]] = {}
+        for rid, raw_basis in zip(rids, bases, strict=True):
+            record = decoded.get(rid)
+            if record is None:
+                continue
+            mine = members.get(record.pid, [])
+            basis: LinkBasis | None = None
+            if raw_basis is not None:
+                partner, block, probability, weight, vector = decode_basis(raw_basis)
+                if partner in mine:
+                    name, agreement = name_levels(model, block, vector)
+                    basis = LinkBasis(
+                        "probabilistic",
+                        probability=probability,
+                        match_weight=weight,
+                        blocking_key=name,
+                        agreement=agreement,
+                        partner=partner,
+                    )
+            if basis is None and record.link_key != _NO_KEY and len(mine) > 1:
+                names = keys.get(record.dsn, ())
+                key = record.link_key
+                basis = LinkBasis(
+                    "match_key", match_key=names[key] if key < len(names) else f"key{key}"
+                )
+            if basis is None and len(mine) <= 1:
+                basis = LinkBasis("unlinked")
+            out[rid] = (basis, mine)
+        return out
+
+    def possible_matches(self, *, limit: int = 10_000) -> list[PossibleMatch]:
+        """Pairs kept for review and never linked, in record number order.
+
+        Each names the two records (numbers and dataset ids; a release resolves a
+        number to the organisation's own reference with ``LinkedRecord``), why it is
+        kept (``grey``: between the review and the link thresholds; ``rival``: above the
+        link threshold but it would chain two linked persons; ``twin``: refused by the
+        twin guard; ``refit``: a released link a newer model scores below its
+        threshold, still linked), its probability, match weight, blocking key and named
+        agreement vector. The review file lists, to each organisation, the entries
+        that involve its own records; the operator sees counts. Reads Redis only.
+
+        Args:
+            limit: at most this many entries.
+        """
+        model = self.fitted_model()
+        names = {d.dsn: d.id for d in self.datasets().values()}
+        entries: list[tuple[int, list[PossibleEntry]]] = []
+        wanted: set[int] = set()
+        count = 0
+        for rid, raw in self._scan(keyspace.LINK_POSSIBLE, "rid"):
+            items = decode_possible(raw)
+            entries.append((rid, items))
+            wanted.add(rid)
+            wanted.update(item[0] for item in items)
+            count += len(items)
+            if count >= limit:
+                break
+        order = sorted(wanted)
+        dsn_of = {
+            rid: stored_dsn(raw)
+            for rid, raw in zip(order, self._bucket_many(keyspace.LINK_RECORDS, order), strict=True)
+            if raw is not None
+        }
+        out: list[PossibleMatch] = []
+        for rid, items in entries:
+            for other, block, reason, probability, weight, vector in items:
+                if rid not in dsn_of or other not in dsn_of:
+                    continue
+                name, agreement = name_levels(model, block, vector)
+                out.append(
+                    PossibleMatch(
+                        rid,
+                        other,
+                        names.get(dsn_of[rid], ""),
+                        names.get(dsn_of[other], ""),
+                        POSSIBLE_REASONS[reason],
+                        probability,
+                        weight,
+                        name,
+                        agreement,
+                    )
+                )
+        return out[:limit]
 
     def memory_usage(self) -> int:
         """Bytes Redis reports for every key of this scope (slow: for benchmarks)."""
