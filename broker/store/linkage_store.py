@@ -17,6 +17,7 @@ nothing (:mod:`broker.linkage` does). The names importers have always taken from
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -716,7 +717,10 @@ class LinkageStore:
             if basis is not None:
                 out[rid] = basis
             elif rid in anchors and joined.get(anchors[rid], (None, []))[0] is not None:
-                out[rid] = cast(LinkBasis, joined[anchors[rid]][0])
+                first = cast(LinkBasis, joined[anchors[rid]][0])
+                # the pair that joined the first record to this one: seen from this side
+                partner = anchors[rid] if first.partner == rid else first.partner
+                out[rid] = dataclasses.replace(first, partner=partner)
             else:
                 out[rid] = LinkBasis("unlinked")
         return out
