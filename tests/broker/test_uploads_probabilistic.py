@@ -80,7 +80,7 @@ def test_uploads_link_probabilistically_through_the_broker(broker_server, linked
         b.probability is not None and b.probability >= model.thresholds.link for b in probabilistic
     )
     truth = world().person
-    for pid, records in store.iter_persons():  # every link the broker made is a true one
+    for _, records in store.iter_persons():  # every link the broker made is a true one
         assert (
             len(
                 {
@@ -96,17 +96,20 @@ def test_the_evidence_is_stored_only_in_its_at_rest_form(broker_server, linked) 
     """No block token or comparison token is stored as the SDK sent it."""
     client = broker_server.runtime.store.redis
     store = LinkageStore(client, scope=linked)
+    chunks = list(world().chunks.values())
+    evidence = [c.evidence for c in chunks if c.evidence is not None]
+    assert len(evidence) == len(chunks)
     sent_blocks = {
         bytes(t)[:10]
-        for chunk in world().chunks.values()
-        for row in chunk.evidence.blocks
+        for e in evidence
+        for row in e.blocks
         for t in row
         if t is not None
     }
     sent_cells = {
         bytes(chunk.refs[i]): cells
-        for chunk in world().chunks.values()
-        for i, cells in enumerate(chunk.evidence.cells())
+        for chunk, e in zip(chunks, evidence, strict=True)
+        for i, cells in enumerate(e.cells())
     }
     pattern = keyspace.linkage_base(linked).replace("{", "\\{").replace("}", "\\}")
     stored = 0
