@@ -109,8 +109,13 @@ class ProbabilisticStage:
         held = len(mirror.evidence)
         if mirror.layout is None:
             return None
-        if model is not None and held < model.records * REFIT_GROWTH:
+        last = model.records if model is not None else mirror.fit_attempt
+        if last and held < last * REFIT_GROWTH:
             return model
+        # A fit with too few pairs waits for the same growth; kept in Redis so that a new
+        # worker tries its next fit where this one would.
+        mirror.fit_attempt = held
+        self.writes.meta["fit"] = held
         refitted = self.refit()
         return refitted if refitted is not None else model
 

@@ -53,6 +53,7 @@ _U16: Final = struct.Struct(">H")
 _BASIS: Final = struct.Struct(">IBddB")
 _POSSIBLE: Final = struct.Struct(">IBBddB")
 _TOKEN: Final = 4
+_NONE: tuple[bytes, ...] = ()
 
 Basis = tuple[int, int, float, float, tuple[int, ...]]
 """``(partner record, blocking key index, probability, match weight, agreement vector)``."""
@@ -91,10 +92,17 @@ def decode_evidence(
     counts = raw[pos : pos + n_columns]
     at = pos + n_columns
     cells: list[tuple[bytes, ...]] = []
-    for k in counts:
-        end = at + k * _TOKEN
-        cells.append(tuple(raw[p : p + _TOKEN] for p in range(at, end, _TOKEN)))
-        at = end
+    append = cells.append
+    for k in counts:  # most cells hold no token or one: those skip the general case
+        if k == 0:
+            append(_NONE)
+        elif k == 1:
+            append((raw[at : at + _TOKEN],))
+            at += _TOKEN
+        else:
+            end = at + k * _TOKEN
+            append(tuple([raw[p : p + _TOKEN] for p in range(at, end, _TOKEN)]))
+            at = end
     return tuple(blocks), tuple(cells)
 
 

@@ -131,6 +131,7 @@ class LinkageMirror:
         "basis",
         "blocks",
         "evidence",
+        "fit_attempt",
         "gen",
         "holders",
         "layout",
@@ -162,6 +163,7 @@ class LinkageMirror:
         self.possible: dict[int, bytes] = {}
         self.layout: Layout | None = None
         self.model: Model | None = None
+        self.fit_attempt = 0  # evidence records held when a fit was last tried (meta "fit")
 
     def set_evidence(self, rid: int, raw: bytes | None) -> None:
         """Hold (or, with ``None``, drop) a record's evidence, keeping the block index exact.

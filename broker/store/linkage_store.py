@@ -309,8 +309,10 @@ class LinkageStore:
             return
         started = time.monotonic()
         mirror = LinkageMirror()
-        meta = cast(list[bytes | None], self._r.hmget(self._meta, ["rid", "pid", "bseq"]))
-        mirror.next_rid, mirror.next_pid, mirror.next_bseq = (int(v or 0) for v in meta)
+        meta = cast(list[bytes | None], self._r.hmget(self._meta, ["rid", "pid", "bseq", "fit"]))
+        mirror.next_rid, mirror.next_pid, mirror.next_bseq, mirror.fit_attempt = (
+            int(v or 0) for v in meta
+        )
         for rid, raw_record in self._scan(keyspace.LINK_RECORDS, "rid"):
             mirror.add_record(rid, raw_record)
         for pid, raw_members in self._scan(keyspace.LINK_PERSONS, "pid"):

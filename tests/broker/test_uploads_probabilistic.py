@@ -100,11 +100,7 @@ def test_the_evidence_is_stored_only_in_its_at_rest_form(broker_server, linked) 
     evidence = [c.evidence for c in chunks if c.evidence is not None]
     assert len(evidence) == len(chunks)
     sent_blocks = {
-        bytes(t)[:10]
-        for e in evidence
-        for row in e.blocks
-        for t in row
-        if t is not None
+        bytes(t)[:10] for e in evidence for row in e.blocks for t in row if t is not None
     }
     sent_cells = {
         bytes(chunk.refs[i]): cells
