@@ -11,9 +11,9 @@ it (the cascade, then the probabilistic stage, with the engine's model, threshol
 rules). CPU time of this process is reported per record (``time.process_time``: the
 machine is shared; the redis-server's CPU is not counted). No threshold is chosen from
 the truth. ``--offline`` gives the earlier in-process simulation instead
-(:func:`evaluate`: ``broker.matching`` over all pairs at once, no engine rules). Splink (a bench-only dependency) runs
-on the same normalised plaintext in the same run, with its own EM and p ≥ 0.5 after
-one-to-one resolution, as the issue's comparison did.
+(:func:`evaluate`: ``broker.matching`` over all pairs at once, no engine rules).
+Splink (a bench-only dependency) runs on the same normalised plaintext in the same run,
+with its own EM and p ≥ 0.5 after one-to-one resolution, as the issue's comparison did.
 
 Data: the SDK's synthetic extracts, the independent model of :mod:`bench.spec_eval`,
 every scenario of :mod:`bench.populations`, a UK scenario with half the hospital's NHS
