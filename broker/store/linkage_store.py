@@ -17,7 +17,6 @@ nothing (:mod:`broker.linkage` does). The names importers have always taken from
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import secrets
@@ -46,13 +45,12 @@ from broker.store.linkage_codec import (
     split_id,
     stored_dsn,
 )
-from broker.store.linkage_evidence import (
-    POSSIBLE_REASONS,
-    PossibleEntry,
-    decode_basis,
-    decode_possible,
+from broker.store.linkage_explain import (
+    LinkBasis,
+    PossibleMatch,
+    explain_bases,
+    read_possible_matches,
 )
-from broker.store.linkage_explain import LinkBasis, PossibleMatch, name_levels
 from broker.store.linkage_mirror import Fetched, LinkageMirror, WriteSet
 from keys.derive import RecordRef
 from keys.errors import BrokerError
@@ -81,8 +79,6 @@ PersonId = NewType("PersonId", int)
 _LISTPACK_TUNING = {"hash-max-ziplist-entries": 512, "hash-max-ziplist-value": 256}
 _SCAN_STEP = 128
 _LOCK_MS = 120_000
-_NO_KEY = 255
-"""The ``link_key`` of a record that started its person (the rules' ``NO_KEY``)."""
 
 _LUA_WRITE = r"""
 local base = ARGV[1]
@@ -685,12 +681,6 @@ class LinkageStore:
         raw = self._bucket_get(keyspace.LINK_PERSONS, person)
         return [rid for rid, _ in decode_members(raw)] if raw else []
 
-    def _bucket_many(self, letter: str, ids: list[int]) -> list[bytes | None]:
-        pipe = self._r.pipeline(transaction=False)
-        for ident in ids:
-            pipe.hget(*self._bucket(letter, ident))
-        return cast(list[bytes | None], pipe.execute())
-
     def link_basis(self, rids: Iterable[int]) -> dict[int, LinkBasis]:
         """Why each record is in its person: the match key, or the probabilistic evidence.
 
@@ -706,74 +696,7 @@ class LinkageStore:
         Args:
             rids: record numbers (``person_record_numbers``, ``record_number``).
         """
-        wanted = list(dict.fromkeys(rids))
-        own = self._explain_bases(wanted)
-        anchors: dict[int, int] = {}
-        for rid, (basis, members) in own.items():
-            if basis is None and len(members) > 1:
-                anchors[rid] = members[1] if members[0] == rid else members[0]
-        joined = self._explain_bases(sorted(set(anchors.values()) - own.keys()))
-        joined.update(own)
-        out: dict[int, LinkBasis] = {}
-        for rid, (basis, _) in own.items():
-            if basis is not None:
-                out[rid] = basis
-            elif rid in anchors and joined.get(anchors[rid], (None, []))[0] is not None:
-                first = cast(LinkBasis, joined[anchors[rid]][0])
-                # the pair that joined the first record to this one: seen from this side
-                partner = anchors[rid] if first.partner == rid else first.partner
-                out[rid] = dataclasses.replace(first, partner=partner)
-            else:
-                out[rid] = LinkBasis("unlinked")
-        return out
-
-    def _explain_bases(self, rids: list[int]) -> dict[int, tuple[LinkBasis | None, list[int]]]:
-        """Per held record: its own basis (``None`` when it started its person), members."""
-        if not rids:
-            return {}
-        records = self._bucket_many(keyspace.LINK_RECORDS, rids)
-        bases = self._bucket_many(keyspace.LINK_BASIS, rids)
-        decoded = {
-            rid: StoredRecord.decode(rid, raw)
-            for rid, raw in zip(rids, records, strict=True)
-            if raw is not None
-        }
-        pids = sorted({r.pid for r in decoded.values() if r.pid})
-        members = {
-            pid: [m for m, _ in decode_members(raw)] if raw else []
-            for pid, raw in zip(pids, self._bucket_many(keyspace.LINK_PERSONS, pids), strict=True)
-        }
-        keys = {d.dsn: d.key_names for d in self.datasets().values()}
-        model = self.fitted_model()
-        out: dict[int, tuple[LinkBasis | None, list[int]]] = {}
-        for rid, raw_basis in zip(rids, bases, strict=True):
-            record = decoded.get(rid)
-            if record is None:
-                continue
-            mine = members.get(record.pid, [])
-            basis: LinkBasis | None = None
-            if raw_basis is not None:
-                partner, block, probability, weight, vector = decode_basis(raw_basis)
-                if partner in mine:
-                    name, agreement = name_levels(model, block, vector)
-                    basis = LinkBasis(
-                        "probabilistic",
-                        probability=probability,
-                        match_weight=weight,
-                        blocking_key=name,
-                        agreement=agreement,
-                        partner=partner,
-                    )
-            if basis is None and record.link_key != _NO_KEY and len(mine) > 1:
-                names = keys.get(record.dsn, ())
-                key = record.link_key
-                basis = LinkBasis(
-                    "match_key", match_key=names[key] if key < len(names) else f"key{key}"
-                )
-            if basis is None and len(mine) <= 1:
-                basis = LinkBasis("unlinked")
-            out[rid] = (basis, mine)
-        return out
+        return explain_bases(self, rids)
 
     def possible_matches(self, *, limit: int = 10_000) -> list[PossibleMatch]:
         """Pairs kept for review and never linked, in record number order.
@@ -790,45 +713,20 @@ class LinkageStore:
         Args:
             limit: at most this many entries.
         """
-        model = self.fitted_model()
-        names = {d.dsn: d.id for d in self.datasets().values()}
-        entries: list[tuple[int, list[PossibleEntry]]] = []
-        wanted: set[int] = set()
-        count = 0
-        for rid, raw in self._scan(keyspace.LINK_POSSIBLE, "rid"):
-            items = decode_possible(raw)
-            entries.append((rid, items))
-            wanted.add(rid)
-            wanted.update(item[0] for item in items)
-            count += len(items)
-            if count >= limit:
-                break
-        order = sorted(wanted)
-        dsn_of = {
-            rid: stored_dsn(raw)
-            for rid, raw in zip(order, self._bucket_many(keyspace.LINK_RECORDS, order), strict=True)
-            if raw is not None
-        }
-        out: list[PossibleMatch] = []
-        for rid, items in entries:
-            for other, block, reason, probability, weight, vector in items:
-                if rid not in dsn_of or other not in dsn_of:
-                    continue
-                name, agreement = name_levels(model, block, vector)
-                out.append(
-                    PossibleMatch(
-                        rid,
-                        other,
-                        names.get(dsn_of[rid], ""),
-                        names.get(dsn_of[other], ""),
-                        POSSIBLE_REASONS[reason],
-                        probability,
-                        weight,
-                        name,
-                        agreement,
-                    )
-                )
-        return out[:limit]
+        return read_possible_matches(self, limit=limit)
+
+    def bucket_values(self, letter: str, ids: list[int]) -> list[bytes | None]:
+        """The field of each id in the per-id buckets ``letter``, in one pipeline (for the
+        read side: :mod:`~broker.store.linkage_explain`)."""
+        pipe = self._r.pipeline(transaction=False)
+        for ident in ids:
+            pipe.hget(*self._bucket(letter, ident))
+        return cast(list[bytes | None], pipe.execute())
+
+    def scan_buckets(self, letter: str, counter: str) -> Iterator[tuple[int, bytes]]:
+        """Every ``(id, value)`` of the per-id buckets ``letter``, in id order (``counter``
+        is the ``meta`` field of the last id allocated)."""
+        return self._scan(letter, counter)
 
     def memory_usage(self) -> int:
         """Bytes Redis reports for every key of this scope (slow: for benchmarks)."""
