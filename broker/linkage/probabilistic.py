@@ -37,7 +37,7 @@ from broker.matching import (
     ScoredPair,
     Thresholds,
     agreement,
-    fit,
+    fit_scored,
     model_threshold,
     model_to_json,
     score_pairs,
@@ -131,10 +131,10 @@ class ProbabilisticStage:
             return None
         held = [_evidence(mirror, rid) for rid in sorted(mirror.evidence)]
         declared = frozenset(str(d) for d, opp in self.opp.items() if opp)
-        fitted = fit(layout, held, one_per_person=declared)
+        fitted, scored = fit_scored(layout, held, one_per_person=declared)
         if sum(b.pairs for b in fitted.blocks) < MIN_FIT_PAIRS:
             return None
-        threshold = model_threshold(score_pairs(fitted, held, ()))
+        threshold = model_threshold(scored)
         model = Model(layout, fitted.blocks, fitted.max_block, Thresholds(threshold), len(held))
         self.writes.model = (model, model_to_json(model))
         mirror.model = model

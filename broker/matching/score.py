@@ -27,6 +27,7 @@ __all__ = [
     "Thresholds",
     "candidate_pairs",
     "fit",
+    "fit_scored",
     "model_threshold",
     "one_to_one",
     "score_pairs",
@@ -157,6 +158,21 @@ def fit(
         one_per_person: the datasets that hold one record per person (all by default);
             only their pairs count as known non-matches.
     """
+    return fit_scored(layout, records, max_block=max_block, one_per_person=one_per_person)[0]
+
+
+def fit_scored(
+    layout: Layout,
+    records: Iterable[RecordEvidence],
+    *,
+    max_block: int = DEFAULT_MAX_BLOCK,
+    one_per_person: frozenset[str] | None = None,
+) -> tuple[Model, list[ScoredPair]]:
+    """:func:`fit`, and every candidate pair of ``records`` scored by the fitted model.
+
+    The pairs are those ``score_pairs(model, records, ())`` gives (best first), from the
+    agreement vectors the fit computed anyway: what :func:`model_threshold` needs.
+    """
     held = list(records)
     n_blocks = len(layout.blocks)
     pairs = candidate_pairs(held, n_blocks=n_blocks, max_block=max_block)
@@ -174,14 +190,30 @@ def fit(
             total = pooled.setdefault(name, [0.0] * len(row))
             pooled[name] = [a + b for a, b in zip(total, row, strict=True)]
     models = []
+    vectors: list[list[tuple[int, int, tuple[int, ...]]]] = []
     for block_layout, block_pairs, patterns in zip(layout.blocks, pairs, non_matches, strict=True):
         prior = [
             [(x + 1.0) / (sum(pooled[name]) + len(pooled[name])) for x in pooled[name]]
             for name in block_layout.comparisons
         ]
-        candidates = Counter(agreement(block_layout, a, b) for a, b in block_pairs)
+        scored = [(a.record, b.record, agreement(block_layout, a, b)) for a, b in block_pairs]
+        vectors.append(scored)
+        candidates = Counter(vector for _, _, vector in scored)
         models.append(estimate(block_layout, candidates, non_matches=patterns, u_prior=prior))
-    return Model(layout, tuple(models), max_block)
+    model = Model(layout, tuple(models), max_block)
+    best: dict[tuple[int, int], ScoredPair] = {}
+    for j, (block_model, scored) in enumerate(zip(models, vectors, strict=True)):
+        for left, right, vector in scored:
+            weight = block_model.match_weight(vector)
+            held_pair = best.get((left, right))
+            if held_pair is None or weight > held_pair.match_weight:
+                best[(left, right)] = ScoredPair(
+                    left, right, j, vector, weight, block_model.probability(vector)
+                )
+    ordered = sorted(
+        best.values(), key=lambda p: (-p.probability, -p.match_weight, p.left, p.right)
+    )
+    return model, ordered
 
 
 def score_pairs(
