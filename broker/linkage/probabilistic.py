@@ -67,7 +67,9 @@ __all__ = ["MIN_FIT_PAIRS", "REFIT_GROWTH", "ProbabilisticStage", "prob_counter"
 REFIT_GROWTH: Final = 1.1
 """Refit when the evidence held has grown by this factor since the last fit."""
 MIN_FIT_PAIRS: Final = 20
-"""Candidate pairs (of two datasets) a fit needs before its model is used at all."""
+"""Candidate pairs the cascade has already linked (known matches) a fit needs before its
+model is used at all: without them EM takes the look-alike strangers of two datasets
+that share nobody (two GP practices) for matches."""
 
 _GREY: Final = POSSIBLE_REASONS.index("grey")
 _RIVAL: Final = POSSIBLE_REASONS.index("rival")
@@ -131,8 +133,11 @@ class ProbabilisticStage:
             return None
         held = [_evidence(mirror, rid) for rid in sorted(mirror.evidence)]
         declared = frozenset(str(d) for d, opp in self.opp.items() if opp)
-        fitted, scored = fit_scored(layout, held, one_per_person=declared)
-        if sum(b.pairs for b in fitted.blocks) < MIN_FIT_PAIRS:
+        pid = self._pid
+        fitted, scored = fit_scored(
+            layout, held, one_per_person=declared, linked=lambda a, b: pid(a) == pid(b)
+        )
+        if sum(b.known_matches for b in fitted.blocks) < MIN_FIT_PAIRS:
             return None
         threshold = model_threshold(scored)
         model = Model(layout, fitted.blocks, fitted.max_block, Thresholds(threshold), len(held))

@@ -64,6 +64,7 @@ def model_to_json(model: Model) -> bytes:
                 "pairs": b.pairs,
                 "iterations": b.iterations,
                 "converged": b.converged,
+                "known_matches": b.known_matches,
                 "comparisons": [
                     {"name": c.name, "levels": list(c.levels), "m": list(c.m), "u": list(c.u)}
                     for c in b.comparisons
@@ -97,6 +98,7 @@ def model_from_json(data: bytes) -> Model:
             int(b["pairs"]),
             int(b["iterations"]),
             bool(b["converged"]),
+            int(b.get("known_matches", 0)),
         )
         for b in doc["blocks"]
     )

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from broker.matching.evidence import Layout, RecordEvidence, agreement
@@ -167,11 +167,24 @@ def fit_scored(
     *,
     max_block: int = DEFAULT_MAX_BLOCK,
     one_per_person: frozenset[str] | None = None,
+    linked: Callable[[int, int], bool] | None = None,
 ) -> tuple[Model, list[ScoredPair]]:
     """:func:`fit`, and every candidate pair of ``records`` scored by the fitted model.
 
     The pairs are those ``score_pairs(model, records, ())`` gives (best first), from the
     agreement vectors the fit computed anyway: what :func:`model_threshold` needs.
+
+    Args:
+        layout: as for :func:`fit`.
+        records: as for :func:`fit`.
+        max_block: as for :func:`fit`.
+        one_per_person: as for :func:`fit`.
+        linked: whether two records (by number) are already known to be one person —
+            the engine's exact cascade. Candidate pairs it says are linked are *known
+            matches*, as pairs of one dataset are known non-matches: their levels,
+            pooled over every blocking key, anchor ``m`` (so that EM cannot take a
+            cluster of look-alike strangers for the matches when the holding has few),
+            and each key's model counts them (``BlockModel.known_matches``).
     """
     held = list(records)
     n_blocks = len(layout.blocks)
@@ -189,17 +202,46 @@ def fit_scored(
         ):
             total = pooled.setdefault(name, [0.0] * len(row))
             pooled[name] = [a + b for a, b in zip(total, row, strict=True)]
-    models = []
     vectors: list[list[tuple[int, int, tuple[int, ...]]]] = []
-    for block_layout, block_pairs, patterns in zip(layout.blocks, pairs, non_matches, strict=True):
+    linked_patterns: list[Counter[tuple[int, ...]]] = []
+    pooled_m: dict[str, list[float]] = {}
+    for block_layout, block_pairs in zip(layout.blocks, pairs, strict=True):
+        scored = [(a.record, b.record, agreement(block_layout, a, b)) for a, b in block_pairs]
+        vectors.append(scored)
+        matches = Counter(
+            v for left, right, v in scored if linked is not None and linked(left, right)
+        )
+        linked_patterns.append(matches)
+        for name, row in zip(
+            block_layout.comparisons, level_counts(block_layout, matches), strict=True
+        ):
+            total = pooled_m.setdefault(name, [0.0] * len(row))
+            pooled_m[name] = [a + b for a, b in zip(total, row, strict=True)]
+    models = []
+    for block_layout, scored, patterns, matches in zip(
+        layout.blocks, vectors, non_matches, linked_patterns, strict=True
+    ):
         prior = [
             [(x + 1.0) / (sum(pooled[name]) + len(pooled[name])) for x in pooled[name]]
             for name in block_layout.comparisons
         ]
-        scored = [(a.record, b.record, agreement(block_layout, a, b)) for a, b in block_pairs]
-        vectors.append(scored)
+        m_prior = None
+        if linked is not None:
+            m_prior = [
+                [(x + 1.0) / (sum(pooled_m[name]) + len(pooled_m[name])) for x in pooled_m[name]]
+                for name in block_layout.comparisons
+            ]
         candidates = Counter(vector for _, _, vector in scored)
-        models.append(estimate(block_layout, candidates, non_matches=patterns, u_prior=prior))
+        models.append(
+            estimate(
+                block_layout,
+                candidates,
+                non_matches=patterns,
+                u_prior=prior,
+                m_prior=m_prior,
+                known_matches=sum(matches.values()),
+            )
+        )
     model = Model(layout, tuple(models), max_block)
     best: dict[tuple[int, int], ScoredPair] = {}
     for j, (block_model, scored) in enumerate(zip(models, vectors, strict=True)):

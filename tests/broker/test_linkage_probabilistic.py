@@ -254,3 +254,26 @@ def test_a_refit_never_silently_unlinks(client) -> None:
     for rid, basis in store.link_basis(list(released)).items():
         if basis.probability is not None and basis.probability < model.thresholds.link:
             assert (rid, basis.partner) in doubted
+
+
+def test_datasets_that_share_nobody_get_no_model_and_no_links(client) -> None:
+    """Two halves of one GP register hold different people: look-alike strangers there
+    must not be taken for matches, so without a cascade link no model is used."""
+    w = world()
+    gp = next(d for d in sorted(w.chunks) if d.startswith("gp"))
+    records, layout = incoming(w.chunks[gp])
+    half = len(records) // 2
+    store = _store(client)
+    linker = Linker(store)
+    for name, part in (("gp/a", records[:half]), ("gp/b", records[half:])):
+        info = w.info(gp)
+        info = type(info)(name, info.org, True, info.key_names)
+        stats = linker.link(info, part, batch_id=name, layout=layout)
+        assert stats.probabilistic_links == 0
+    assert store.fitted_model() is None
+    assert store.possible_matches() == []
+    other = next(d for d in sorted(w.chunks) if d != gp)
+    records, layout = incoming(w.chunks[other])
+    linker.link(w.info(other), records, batch_id=other, layout=layout)
+    model = store.fitted_model()
+    assert model is not None and sum(b.known_matches for b in model.blocks) >= 20
