@@ -21,7 +21,7 @@ from broker.linkage.model import DatasetInfo, IncomingRecord, LinkStats
 from broker.linkage.probabilistic import ProbabilisticStage
 from broker.linkage.rules import NO_KEY
 from broker.linkage.session import MAX_ROUNDS, Session
-from broker.matching import Layout, layout_to_json
+from broker.matching import Layout, Model, layout_to_json
 from broker.store.linkage_codec import (
     StoredRecord,
     encode_payload,
@@ -417,6 +417,31 @@ class Linker:
         finally:
             self._store.release(token)
         return stats
+
+    def refit(self) -> Model | None:
+        """Refit the probabilistic stage's model now, over all the evidence held (on demand).
+
+        Links are not changed: released links the new model scores below its threshold
+        are listed for review (``refit`` possible matches), as after any refit.
+
+        Returns:
+            The model now stored, or ``None`` when the holding has too few known matches
+            (or no evidence) to fit one.
+        """
+        store = self._store
+        store.tune_server()
+        token = store.acquire(now=self._now)
+        try:
+            opp = {d.dsn: d.one_record_per_person for d in store.datasets().values()}
+            stage = ProbabilisticStage(store, opp, LinkStats())
+            model = stage.refit()
+            if model is not None:
+                writes = WriteSet()
+                stage.run((), writes)
+                store.write(writes, store.next_generation())
+        finally:
+            store.release(token)
+        return model
 
     # Reading -------------------------------------------------------------------------------
 

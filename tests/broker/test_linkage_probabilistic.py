@@ -277,3 +277,15 @@ def test_datasets_that_share_nobody_get_no_model_and_no_links(client) -> None:
     linker.link(w.info(other), records, batch_id=other, layout=layout)
     model = store.fitted_model()
     assert model is not None and sum(b.known_matches for b in model.blocks) >= 20
+
+
+def test_a_refit_on_demand_stores_the_model_and_changes_no_link(client) -> None:
+    store = _store(client)
+    linker = Linker(store)
+    _link_all(linker)
+    before = (_persons(store), linker.report())
+    model = linker.refit()
+    assert model is not None and model == store.fitted_model()
+    assert model.records == sum(len(c) for c in world().chunks.values())
+    assert (_persons(store), linker.report()) == before
+    assert Linker(_store(client)).refit() is None  # nothing held: nothing to fit
