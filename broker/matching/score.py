@@ -108,7 +108,7 @@ def candidate_pairs(
     max_block: int = DEFAULT_MAX_BLOCK,
     new: frozenset[int] | None = None,
     same_dataset: bool = False,
-) -> list[set[tuple[RecordEvidence, RecordEvidence]]]:
+) -> list[list[tuple[RecordEvidence, RecordEvidence]]]:
     """Per blocking key, the pairs of records of two datasets that share one of its blocks.
 
     Args:
@@ -120,9 +120,11 @@ def candidate_pairs(
             dataset that holds one record per person, for estimating ``u``).
 
     Returns:
-        Per blocking key, pairs ``(a, b)`` with ``a.record < b.record``.
+        Per blocking key, pairs ``(a, b)`` with ``a.record < b.record``, each once (a
+        record has one block token per key, so two records share at most one block of
+        it): a list, which spares hashing the records.
     """
-    out: list[set[tuple[RecordEvidence, RecordEvidence]]] = [set() for _ in range(n_blocks)]
+    out: list[list[tuple[RecordEvidence, RecordEvidence]]] = [[] for _ in range(n_blocks)]
     for j, blocks in enumerate(_blocks(records, n_blocks)):
         for members in blocks.values():
             if len(members) < 2 or len(members) > max_block:
@@ -134,7 +136,7 @@ def candidate_pairs(
                         continue
                     if new is not None and a.record not in new and b.record not in new:
                         continue
-                    out[j].add((a, b))
+                    out[j].append((a, b))
     return out
 
 
