@@ -106,7 +106,7 @@ def _initial_m(size: int) -> list[float]:
     if size == 1:
         return [1.0]
     rest = [0.5**k for k in range(1, size)]
-    scale = 0.1 / sum(rest)
+    scale = 0.1 / sum(rest, 0.0)
     return [0.9] + [r * scale for r in rest]
 
 
@@ -171,7 +171,7 @@ def estimate(
             seen[c][level] + pseudo_count + (u_prior_pairs * prior_row[level] if fixed_u else 0)
             for level in range(size)
         ]
-        u.append([x / sum(row) for x in row])
+        u.append([x / sum(row, 0.0) for x in row])
     prior = initial_prior
     iterations, converged = 0, False
     while iterations < max_iterations and total:
@@ -197,8 +197,8 @@ def estimate(
                     m_counts[c][level] += count * p
                     u_counts[c][level] += count * (1.0 - p)
         new_prior = min(max(matched / total, 1e-9), 1.0 - 1e-9)
-        new_m = [[x / sum(row) for x in row] for row in m_counts]
-        new_u = u if fixed_u else [[x / sum(row) for x in row] for row in u_counts]
+        new_m = [[x / sum(row, 0.0) for x in row] for row in m_counts]
+        new_u = u if fixed_u else [[x / sum(row, 0.0) for x in row] for row in u_counts]
         change = max(
             abs(new_prior - prior),
             max(
@@ -222,7 +222,8 @@ def estimate(
         if change < tolerance:
             converged = True
             break
-    if sum(row[0] for row in m) < sum(row[0] for row in u):  # the classes came out swapped
+    # the classes came out swapped (float sums: a compiled sum() starts from an int)
+    if sum((row[0] for row in m), 0.0) < sum((row[0] for row in u), 0.0):
         m, u, prior = u, m, 1.0 - prior
     comparisons = tuple(
         ComparisonWeights(name, (*levels, "disagree"), tuple(m_row), tuple(u_row))

@@ -224,13 +224,16 @@ def fit_scored(
         layout.blocks, vectors, non_matches, linked_patterns, strict=True
     ):
         prior = [
-            [(x + 1.0) / (sum(pooled[name]) + len(pooled[name])) for x in pooled[name]]
+            [(x + 1.0) / (sum(pooled[name], 0.0) + len(pooled[name])) for x in pooled[name]]
             for name in block_layout.comparisons
         ]
         m_prior = None
         if linked is not None:
             m_prior = [
-                [(x + 1.0) / (sum(pooled_m[name]) + len(pooled_m[name])) for x in pooled_m[name]]
+                [
+                    (x + 1.0) / (sum(pooled_m[name], 0.0) + len(pooled_m[name]))
+                    for x in pooled_m[name]
+                ]
                 for name in block_layout.comparisons
             ]
         candidates = Counter(vector for _, _, vector in scored)
