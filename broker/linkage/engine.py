@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from broker.linkage.clean_path import CleanPath
 from broker.linkage.counters import LinkageReport, build_report
 from broker.linkage.model import DatasetInfo, IncomingRecord, LinkStats
-from broker.linkage.probabilistic import ProbabilisticStage
+from broker.linkage.probabilistic import FIT_RECORDS, ProbabilisticStage
 from broker.linkage.rules import NO_KEY
 from broker.linkage.session import MAX_ROUNDS, Session
 from broker.matching import Layout, Model, layout_to_json
@@ -61,6 +61,9 @@ class Linker:
             own instead, at the same point of the slice: the same persons, conflicts
             and report by construction of the rules, which the differential test
             checks (slower; for tests and for ruling the clean path out).
+        fit_records: a refit of the probabilistic model reads a sample of blocks of
+            about this many block memberships once the holding is larger (its cost stays
+            bounded); see :class:`~broker.linkage.probabilistic.ProbabilisticStage`.
     """
 
     def __init__(
@@ -70,8 +73,10 @@ class Linker:
         now: Callable[[], float] = time.time,
         slice_size: int = SLICE,
         clean_path: bool = True,
+        fit_records: int = FIT_RECORDS,
     ) -> None:
         self._store = store
+        self._fit_records = fit_records
         self._now = now
         self._slice = slice_size
         self._clean_path = clean_path
@@ -259,7 +264,9 @@ class Linker:
                 candidates.append(rid)
         if mirror.layout is not None and candidates:
             opp = {d.dsn: d.one_record_per_person for d in known.values()}
-            ProbabilisticStage(self._store, opp, stats).run(candidates, writes)
+            ProbabilisticStage(self._store, opp, stats, fit_records=self._fit_records).run(
+                candidates, writes
+            )
 
     def _link_by_session(
         self,
@@ -388,7 +395,9 @@ class Linker:
         store = self._store
         store.stage(writes)
         if store.mirror.layout is not None and session.decided:
-            ProbabilisticStage(store, session.opp, session.stats).run(session.decided, writes)
+            ProbabilisticStage(
+                store, session.opp, session.stats, fit_records=self._fit_records
+            ).run(session.decided, writes)
         store.write(writes, store.next_generation())
 
     def replace_finish(self, dataset: DatasetInfo, *, batch_id: str) -> LinkStats:
@@ -433,7 +442,7 @@ class Linker:
         token = store.acquire(now=self._now)
         try:
             opp = {d.dsn: d.one_record_per_person for d in store.datasets().values()}
-            stage = ProbabilisticStage(store, opp, LinkStats())
+            stage = ProbabilisticStage(store, opp, LinkStats(), fit_records=self._fit_records)
             model = stage.refit()
             if model is not None:
                 writes = WriteSet()

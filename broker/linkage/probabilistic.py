@@ -62,7 +62,7 @@ from broker.store.linkage_evidence import (
 )
 from broker.store.linkage_store import LinkageMirror, LinkageStore, WriteSet
 
-__all__ = ["MIN_FIT_PAIRS", "REFIT_GROWTH", "ProbabilisticStage", "prob_counter"]
+__all__ = ["FIT_RECORDS", "MIN_FIT_PAIRS", "REFIT_GROWTH", "ProbabilisticStage", "prob_counter"]
 
 REFIT_GROWTH: Final = 1.1
 """Refit when the evidence held has grown by this factor since the last fit."""
@@ -70,6 +70,10 @@ MIN_FIT_PAIRS: Final = 20
 """Candidate pairs the cascade has already linked (known matches) a fit needs before its
 model is used at all: without them EM takes the look-alike strangers of two datasets
 that share nobody (two GP practices) for matches."""
+
+FIT_RECORDS: Final = 10_000
+"""A fit reads about this many block memberships at most (a sample of blocks)."""
+_TOKEN_SPACE: Final = 1 << 32
 
 _GREY: Final = POSSIBLE_REASONS.index("grey")
 _RIVAL: Final = POSSIBLE_REASONS.index("rival")
@@ -91,8 +95,16 @@ def _evidence(mirror: LinkageMirror, rid: int) -> RecordEvidence:
 class ProbabilisticStage:
     """One slice's probabilistic decisions, applied onto the mirror and into the writes."""
 
-    def __init__(self, store: LinkageStore, opp: dict[int, bool], stats: LinkStats) -> None:
+    def __init__(
+        self,
+        store: LinkageStore,
+        opp: dict[int, bool],
+        stats: LinkStats,
+        *,
+        fit_records: int = FIT_RECORDS,
+    ) -> None:
         self.store = store
+        self.fit_records = fit_records
         self.mirror = store.mirror
         self.opp = opp
         self.stats = stats
@@ -131,7 +143,7 @@ class ProbabilisticStage:
         layout = mirror.layout
         if layout is None:
             return None
-        held = [_evidence(mirror, rid) for rid in sorted(mirror.evidence)]
+        held = self._sample()
         declared = frozenset(str(d) for d, opp in self.opp.items() if opp)
         pid = self._pid
         fitted, scored = fit_scored(
@@ -140,11 +152,47 @@ class ProbabilisticStage:
         if sum(b.known_matches for b in fitted.blocks) < MIN_FIT_PAIRS:
             return None
         threshold = model_threshold(scored)
-        model = Model(layout, fitted.blocks, fitted.max_block, Thresholds(threshold), len(held))
+        records = len(mirror.evidence)
+        model = Model(layout, fitted.blocks, fitted.max_block, Thresholds(threshold), records)
         self.writes.model = (model, model_to_json(model))
         mirror.model = model
         self._review_released(model)
         return model
+
+    def _sample(self) -> list[RecordEvidence]:
+        """The evidence a fit reads: all of it, or on a large holding a sample of blocks.
+
+        Past ``fit_records`` records, a fit reads only the blocks whose (stored,
+        pseudorandom) block token falls below a cut that keeps about that many block
+        memberships, each block whole, and each record only with its sampled blocks:
+        an unbiased sample of blocks, so of candidate pairs, the same for any worker
+        holding the same evidence. It bounds each refit's cost; the weights are rates
+        and need no more pairs than that gives.
+        """
+        mirror = self.mirror
+        held = len(mirror.evidence)
+        if held <= self.fit_records:
+            return [_evidence(mirror, rid) for rid in sorted(mirror.evidence)]
+        memberships = sum(len(members) for members in mirror.blocks.values()) // MEMBER_BYTES
+        cut = self.fit_records * _TOKEN_SPACE // max(1, memberships)
+        keep: dict[int, set[int]] = {}
+        for key, members in mirror.blocks.items():
+            if int.from_bytes(key[1:5], "big") < cut:
+                for rid, _ in iter_holders(members):
+                    keep.setdefault(rid, set()).add(key[0])
+        out: list[RecordEvidence] = []
+        for rid in sorted(keep):
+            record = _evidence(mirror, rid)
+            blocks = keep[rid]
+            out.append(
+                RecordEvidence(
+                    rid,
+                    record.dataset,
+                    tuple(b if j in blocks else None for j, b in enumerate(record.blocks)),
+                    record.cells,
+                )
+            )
+        return out
 
     def _review_released(self, model: Model) -> None:
         """List each released probabilistic link the model now scores below its threshold."""

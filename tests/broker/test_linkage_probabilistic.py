@@ -289,3 +289,31 @@ def test_a_refit_on_demand_stores_the_model_and_changes_no_link(client) -> None:
     assert model.records == sum(len(c) for c in world().chunks.values())
     assert (_persons(store), linker.report()) == before
     assert Linker(_store(client)).refit() is None  # nothing held: nothing to fit
+
+
+def test_a_fit_from_a_sample_of_blocks_links_alike_on_a_new_worker(client) -> None:
+    """Past ``fit_records`` a refit reads a sample of blocks chosen by their stored
+    tokens: the model still finds true links only, and a new worker samples alike."""
+    w = world()
+    first, second = sorted(w.chunks)
+    one, two = _store(client), _store(client)
+    records, layout = incoming(w.chunks[first])
+    later, _ = incoming(w.chunks[second])
+    half = len(later) // 2
+    kept = Linker(one, fit_records=200)
+    for linker in (kept, Linker(two, fit_records=200)):
+        linker.link(w.info(first), records, batch_id=first, layout=layout)
+        linker.link(w.info(second), later[:half], batch_id=second, layout=layout)
+    fresh = LinkageStore(client, scope=two.scope)
+    for linker in (kept, Linker(fresh, fit_records=200)):
+        linker.link(w.info(second), later[half:], batch_id=second, layout=layout)
+    sampled, full = one.fitted_model(), _store(client)
+    _link_all(Linker(full))
+    assert sampled is not None and sampled == fresh.fitted_model()
+    whole = full.fitted_model()
+    assert whole is not None and sampled != whole
+    assert sum(b.pairs for b in sampled.blocks) < sum(b.pairs for b in whole.blocks)
+    assert _persons(one) == _persons(fresh)
+    found, correct, _ = _pairs(_persons(one))
+    assert found == correct
+    assert Linker(one).report().links_by_key.get("probabilistic", 0) > 0
