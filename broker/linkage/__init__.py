@@ -7,6 +7,8 @@ modules, by the job each does (docs/architecture.md):
 * :mod:`.session` — a run of records decided with every side effect (dissolving,
   re-linking, merges, conflicts);
 * :mod:`.clean_path` — a precondition check, then the rules, straight onto the mirror;
+* :mod:`.probabilistic` — after the cascade, the probabilistic stage: the model, scored
+  pairs and their rules, link bases and possible matches (docs/probabilistic.md);
 * :mod:`.counters` — the report counters and the report;
 * :mod:`.model` — what the engine is given and what a call tells;
 * :mod:`.engine` — :class:`Linker`: the lock, the slices and the writer thread.
