@@ -61,9 +61,9 @@ class Linker:
             own instead, at the same point of the slice: the same persons, conflicts
             and report by construction of the rules, which the differential test
             checks (slower; for tests and for ruling the clean path out).
-        fit_records: a refit of the probabilistic model reads a sample of blocks of
-            about this many block memberships once the holding is larger (its cost stays
-            bounded); see :class:`~broker.linkage.probabilistic.ProbabilisticStage`.
+        fit_records: once the holding has more records with evidence, a refit of the
+            probabilistic model reads a sample of blocks worth about this many records,
+            so its cost stays bounded (:class:`~broker.linkage.probabilistic.ProbabilisticStage`).
     """
 
     def __init__(

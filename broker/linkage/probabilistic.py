@@ -71,8 +71,8 @@ MIN_FIT_PAIRS: Final = 20
 model is used at all: without them EM takes the look-alike strangers of two datasets
 that share nobody (two GP practices) for matches."""
 
-FIT_RECORDS: Final = 10_000
-"""A fit reads about this many block memberships at most (a sample of blocks)."""
+FIT_RECORDS: Final = 20_000
+"""A fit reads the evidence of about this many records at most (a sample of blocks)."""
 _TOKEN_SPACE: Final = 1 << 32
 
 _GREY: Final = POSSIBLE_REASONS.index("grey")
@@ -163,8 +163,9 @@ class ProbabilisticStage:
         """The evidence a fit reads: all of it, or on a large holding a sample of blocks.
 
         Past ``fit_records`` records, a fit reads only the blocks whose (stored,
-        pseudorandom) block token falls below a cut that keeps about that many block
-        memberships, each block whole, and each record only with its sampled blocks:
+        pseudorandom) block token falls below a cut that keeps a share ``fit_records /
+        memberships`` of them (so about ``fit_records`` records, each with only its
+        sampled blocks), each block whole:
         an unbiased sample of blocks, so of candidate pairs, the same for any worker
         holding the same evidence. It bounds each refit's cost; the weights are rates
         and need no more pairs than that gives.
