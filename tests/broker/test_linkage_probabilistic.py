@@ -7,6 +7,7 @@ truth is used only to assert; the engine never sees it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 
@@ -15,7 +16,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.linkage import Linker
+from broker.linkage import LinkBasis, Linker, PossibleMatch
 from broker.matching import model_from_json, model_to_json
 from broker.store import keyspace
 from broker.store.linkage_evidence import POSSIBLE_REASONS
@@ -317,3 +318,26 @@ def test_a_fit_from_a_sample_of_blocks_links_alike_on_a_new_worker(client) -> No
     found, correct, _ = _pairs(_persons(one))
     assert found == correct
     assert Linker(one).report().links_by_key.get("probabilistic", 0) > 0
+
+
+def test_bases_and_possible_matches_hold_no_token_or_reference(client) -> None:
+    """What reports and review files read names comparisons and levels, never bytes."""
+    store = _store(client)
+    _link_all(Linker(store))
+    rids = [rid for pid, _ in store.iter_persons() for rid in store.person_record_numbers(pid)]
+    items: list[LinkBasis | PossibleMatch] = [
+        *store.link_basis(rids).values(),
+        *store.possible_matches(),
+    ]
+    assert any(getattr(i, "kind", "") == "probabilistic" for i in items)
+
+    def flat(value):
+        if isinstance(value, tuple):
+            for v in value:
+                yield from flat(v)
+        else:
+            yield value
+
+    for item in items:
+        for field in dataclasses.fields(item):
+            assert not any(isinstance(v, bytes) for v in flat(getattr(item, field.name)))
