@@ -11,6 +11,7 @@ or not at all. docs/linkage.md describes the algorithm; docs/keyspace.md the sto
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,6 +41,8 @@ from keys.derive import RecordRef
 from keys.errors import BrokerError
 
 __all__ = ["SLICE", "Linker"]
+
+logger = logging.getLogger(__name__)
 
 SLICE = 4_096
 """Records per atomic commit, by default."""
@@ -183,7 +186,12 @@ class Linker:
             self._store.stage(staged)
             writes.update(staged)
             return True
-        return mirror.layout == layout
+        if mirror.layout != layout:
+            logger.warning(
+                "a batch's evidence has another layout than its linkage domain's: not kept"
+            )
+            return False
+        return True
 
     def _write(self, writes: WriteSet, expected: int, before: Future[None] | None) -> None:
         """Write one slice to Redis after the previous slice (never after its failure)."""

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.linkage import LinkBasis, Linker, PossibleMatch
-from broker.matching import model_from_json, model_to_json
+from broker.matching import Layout, model_from_json, model_to_json
 from broker.store import keyspace
 from broker.store.linkage_evidence import POSSIBLE_REASONS
 from broker.store.linkage_store import LinkageStore
@@ -341,3 +341,24 @@ def test_bases_and_possible_matches_hold_no_token_or_reference(client) -> None:
     for item in items:
         for field in dataclasses.fields(item):
             assert not any(isinstance(v, bytes) for v in flat(getattr(item, field.name)))
+
+
+def test_evidence_of_another_layout_is_not_kept(client) -> None:
+    """Another spec's evidence could never agree with the domain's: it is not stored."""
+    w = world()
+    first, second = sorted(w.chunks)
+    store = _store(client)
+    linker = Linker(store)
+    records, layout = incoming(w.chunks[first])
+    assert layout is not None
+    linker.link(w.info(first), records, batch_id=first, layout=layout)
+    later, _ = incoming(w.chunks[second])
+    other = Layout(layout.blocks[:1])
+    stats = linker.link(w.info(second), later, batch_id=second, layout=other)
+    assert stats.probabilistic_links == 0
+    pattern = keyspace.linkage_base(store.scope).replace("{", "\\{").replace("}", "\\}")
+    held = sum(
+        client.hlen(key) for key in client.scan_iter(match=pattern + keyspace.LINK_EVIDENCE + ":*")
+    )
+    assert held == len(records)
+    assert store.fitted_model() is None
