@@ -29,6 +29,7 @@ __all__ = [
     "joining_counters",
     "member_counters",
     "person_counters",
+    "prob_counter",
     "record_counters",
     "tally",
 ]
@@ -81,6 +82,11 @@ class LinkageReport:
     conflicting_records: int
     conflicts_by_kind: dict[str, int]
     datasets: list[DatasetReport] = field(default_factory=list)
+
+
+def prob_counter(dsn: int) -> str:
+    """The counter of a dataset's records linked by the probabilistic stage."""
+    return f"plk:{dsn}"
 
 
 def person_counters(members: Sequence[tuple[int, int]] | None) -> dict[str, int]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from broker.linkage.counters import person_counters, tally
+from broker.linkage.counters import person_counters, prob_counter, tally
 from broker.linkage.model import LinkStats
 from broker.linkage.rules import compatible
 from broker.matching import (
@@ -62,7 +62,7 @@ from broker.store.linkage_evidence import (
 )
 from broker.store.linkage_store import LinkageMirror, LinkageStore, WriteSet
 
-__all__ = ["FIT_RECORDS", "MIN_FIT_PAIRS", "REFIT_GROWTH", "ProbabilisticStage", "prob_counter"]
+__all__ = ["FIT_RECORDS", "MIN_FIT_PAIRS", "REFIT_GROWTH", "ProbabilisticStage"]
 
 REFIT_GROWTH: Final = 1.1
 """Refit when the evidence held has grown by this factor since the last fit."""
@@ -79,11 +79,6 @@ _GREY: Final = POSSIBLE_REASONS.index("grey")
 _RIVAL: Final = POSSIBLE_REASONS.index("rival")
 _TWIN: Final = POSSIBLE_REASONS.index("twin")
 _REFIT: Final = POSSIBLE_REASONS.index("refit")
-
-
-def prob_counter(dsn: int) -> str:
-    """The report counter of a dataset's records linked by the probabilistic stage."""
-    return f"plk:{dsn}"
 
 
 def _evidence(mirror: LinkageMirror, rid: int) -> RecordEvidence:

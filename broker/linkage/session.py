@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Final
 
-from broker.linkage.counters import person_counters, record_counters, tally
+from broker.linkage.counters import person_counters, prob_counter, record_counters, tally
 from broker.linkage.model import LinkStats
 from broker.linkage.rules import (
     NO_KEY,
@@ -288,7 +288,7 @@ class Session(Neighbourhood):
             self.writes.possible[record.rid] = None
         if record.rid in mirror.basis:
             self.writes.basis[record.rid] = None
-            self.writes.count(f"plk:{record.dsn}", -1)
+            self.writes.count(prob_counter(record.dsn), -1)
 
     # Deciding ----------------------------------------------------------------------------------
 
@@ -309,7 +309,7 @@ class Session(Neighbourhood):
         self.decided.append(rid)
         if rid in self.store.mirror.basis and rid not in self.writes.basis:
             self.writes.basis[rid] = None
-            self.writes.count(f"plk:{dsn}", -1)
+            self.writes.count(prob_counter(dsn), -1)
         holders = self.holders
         held = [
             b"" if t is None else holders.get(index_key(k, t), b"")
