@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 import redis
@@ -71,6 +71,26 @@ def _pairs(person_of: dict[tuple[str, bytes], int]) -> tuple[int, int, int]:
     return found, correct, true_pairs
 
 
+def _check_invariants(store: LinkageStore, linker: Linker) -> None:
+    """tests/broker/test_linkage_properties.py's invariants, with the stage's links."""
+    persons = list(store.iter_persons())
+    seen: set[tuple[str, bytes]] = set()
+    for pid, records in persons:
+        assert records
+        assert max(Counter(r.dataset for r in records).values()) == 1, "twin guard"
+        for r in records:
+            key = (r.dataset, bytes(r.ref))
+            assert key not in seen
+            seen.add(key)
+        assert linker.person_of(records[0].dataset, records[0].ref) == pid
+    report = linker.report()
+    assert report.records == len(seen)
+    assert report.persons == len(persons)
+    assert report.linked_persons == sum(1 for _, rs in persons if len({r.dataset for r in rs}) > 1)
+    # every record started its person or joined it through a key or the stage
+    assert sum(report.links_by_key.values()) + report.persons == report.records
+
+
 def test_the_stage_finds_true_links_the_cascade_missed(client) -> None:
     cascade_store, stage_store = _store(client), _store(client)
     _link_all(Linker(cascade_store), evidence=False)
@@ -80,6 +100,7 @@ def test_the_stage_finds_true_links_the_cascade_missed(client) -> None:
     assert correct_c < true_pairs  # the data has links the cascade misses
     assert correct > correct_c
     assert correct == found  # no false link on this extract
+    _check_invariants(stage_store, Linker(stage_store))
     report = Linker(stage_store).report()
     assert report.links_by_key.get("probabilistic", 0) == sum(s.probabilistic_links for s in stats)
     assert report.links_by_key["probabilistic"] == correct - correct_c
@@ -207,6 +228,7 @@ def test_both_paths_decide_the_stage_alike(client, slice_size, retract, hospital
         stats.append(linker.retract(w.info(dataset), refs, batch_id="r"))
         records, layout = incoming(w.chunks[dataset])
         stats.append(linker.link(w.info(dataset), records, batch_id="again", layout=layout))
+        _check_invariants(store, linker)
         rids = [rid for pid, _ in store.iter_persons() for rid in store.person_record_numbers(pid)]
         results.append(
             (
