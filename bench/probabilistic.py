@@ -3,15 +3,17 @@
     .venv/bin/python -m bench.probabilistic [--people N] [--seed N] [--only NAME]
         [--no-splink] [--markdown] [--json FILE]
 
-Offline and in-process: records are tokenised with the SDK's Python API under a
-throwaway key (``client_sdk.tokenise.Tokeniser``), the cascade is
-:func:`bench.spec_eval.link` (the broker's semantics), and the probabilistic stage is
-``broker.matching``: EM on the candidate pairs of every blocking key, then pairs at or
-above ``Thresholds.link``, best first, merge two persons when no dataset would hold two
-records of one person (the twin guard; the engine's no-chaining and review rules are not
-modelled). No threshold is chosen from the truth. Splink (a bench-only dependency) runs
-on the same normalised plaintext in the same run, with its own EM and p ≥ 0.5 after
-one-to-one resolution, as the issue's comparison did.
+Records are tokenised with the SDK's Python API under a throwaway key
+(``client_sdk.tokenise.Tokeniser``), re-keyed at rest as ingest does, and linked by the
+broker's real engine (``broker.linkage.Linker`` on a private redis-server, one batch per
+dataset in chunks of 5,000): once without the evidence (the cascade alone) and once with
+it (the cascade, then the probabilistic stage, with the engine's model, thresholds and
+rules). CPU time of this process is reported per record (``time.process_time``: the
+machine is shared; the redis-server's CPU is not counted). No threshold is chosen from
+the truth. ``--offline`` gives the earlier in-process simulation instead
+(:func:`evaluate`: ``broker.matching`` over all pairs at once, no engine rules).
+Splink (a bench-only dependency) runs on the same normalised plaintext in the same run,
+with its own EM and p ≥ 0.5 after one-to-one resolution, as the issue's comparison did.
 
 Data: the SDK's synthetic extracts, the independent model of :mod:`bench.spec_eval`,
 every scenario of :mod:`bench.populations`, a UK scenario with half the hospital's NHS
@@ -34,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench import populations
 from bench.spec_eval import count_pairs, generate, link, load_synth
@@ -281,6 +283,127 @@ def evaluate(
     return report
 
 
+def engine_links(
+    spec: LinkageSpec, datasets: _Datasets, *, probabilistic: bool = True, chunk: int = 5000
+) -> tuple[dict[tuple[str, str], int], dict[str, Any]]:
+    """Link ``datasets`` through the real engine on a private redis-server.
+
+    Each dataset is tokenised into chunks by the SDK, re-keyed at rest as ingest does
+    (``broker.ingest.rekey_chunk``, ``stored_evidence``) and linked by
+    ``broker.linkage.Linker`` in chunks of ``chunk`` records, one batch per dataset,
+    every dataset one record per person; ``probabilistic=False`` links without the
+    evidence (the cascade alone). Returns each record's person and what was measured:
+    CPU seconds of this process (tokenising apart from linking; the redis-server's CPU
+    is not counted), bytes per record the evidence takes in Redis, the fitted model.
+    """
+    import redis
+
+    from broker.ingest import rekey_chunk, stored_evidence
+    from broker.linkage import DatasetInfo, IncomingRecord, Linker
+    from broker.store.embedded import EmbeddedRedis
+    from broker.store.linkage_store import LinkageStore
+    from keys.derive import AtRestKeyer, EvidenceRekeyer
+
+    tokeniser = Tokeniser(
+        TokeniseParams(
+            spec=spec,
+            domain_key=DomainKey(b"\x07" * 32),
+            domain="eval",
+            key_version="v1",
+            reference_secret=b"\x08" * 32,
+            dataset="eval",
+        )
+    )
+    keyer, evidence_keyer = AtRestKeyer(b"\x09" * 32), EvidenceRekeyer(b"\x09" * 32)
+    key_names = tuple(k.name for k in spec.match_keys)
+    measured: dict[str, Any] = {}
+    owner: dict[tuple[str, bytes], str] = {}
+    batches: list[tuple[DatasetInfo, list[IncomingRecord], Layout | None]] = []
+    started = time.process_time()
+    for name, records in datasets.items():
+        info = DatasetInfo(id=name, org=name, one_record_per_person=True, key_names=key_names)
+        for start in range(0, len(records), chunk):
+            part = records[start : start + chunk]
+            tokenised = tokeniser.chunk_of_rows([tokeniser.row(r) for r in part])
+            stored = rekey_chunk(keyer, tokenised, evidence_keyer if probabilistic else None)
+            refs = stored.refs
+            for ref, record in zip(refs, part, strict=True):
+                owner[(name, bytes(ref))] = record.local_id
+            evidence = stored_evidence(stored)
+            layout = (
+                Layout.from_columns(stored.evidence.block_names, stored.evidence.columns)
+                if stored.evidence is not None
+                else None
+            )
+            incoming = [
+                IncomingRecord(ref, cast(Any, tokens), (), ev)
+                for ref, tokens, ev in zip(refs, stored.tokens, evidence, strict=True)
+            ]
+            batches.append((info, incoming, layout))
+    measured["tokenise_cpu_s"] = time.process_time() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        server = EmbeddedRedis(Path(tmp))
+        server.start()
+        try:
+            client = redis.Redis.from_url(server.url)
+            store = LinkageStore(client, scope="probabilistic-eval")
+            linker = Linker(store)
+            started = time.process_time()
+            for info, incoming, layout in batches:
+                linker.link(info, incoming, batch_id=info.id, layout=layout)
+            measured["link_cpu_s"] = time.process_time() - started
+            person_of = {
+                (r.dataset, owner[(r.dataset, bytes(r.ref))]): int(pid)
+                for pid, members in store.iter_persons()
+                for r in members
+            }
+            measured["links_by_key"] = dict(linker.report().links_by_key)
+            measured["possible_matches"] = len(store.possible_matches(limit=10**9))
+            model = store.fitted_model()
+            measured["threshold"] = model.thresholds.link if model is not None else None
+            measured["evidence_bytes_per_record"] = _evidence_bytes(client, store) / max(
+                1, len(person_of)
+            )
+            client.close()
+        finally:
+            server.stop()
+    return person_of, measured
+
+
+def _evidence_bytes(client: Any, store: Any) -> int:
+    """Bytes Redis reports for the scope's evidence buckets."""
+    from broker.store import keyspace
+
+    pattern = keyspace.linkage_base(store.scope).replace("{", "\\{").replace("}", "\\}")
+    total = 0
+    for key in client.scan_iter(match=pattern + keyspace.LINK_EVIDENCE + ":*", count=1000):
+        total += int(client.memory_usage(key, samples=0) or 0)
+    return total
+
+
+def evaluate_engine(spec: LinkageSpec, datasets: _Datasets, truth: _Truth) -> dict[str, Any]:
+    """The cascade alone and with the probabilistic stage, both through the real engine."""
+    report: dict[str, Any] = {"records": len(truth)}
+    cascade, measured_cascade = engine_links(spec, datasets, probabilistic=False)
+    report["cascade"] = dict(
+        zip(("precision", "recall", "pairs"), _rates(cascade, truth), strict=True)
+    )
+    combined, measured = engine_links(spec, datasets)
+    report["probabilistic"] = dict(
+        zip(("precision", "recall", "pairs"), _rates(combined, truth), strict=True)
+    )
+    report["threshold"] = measured["threshold"] or 1.0
+    report["review"] = measured["possible_matches"]
+    report["engine"] = measured
+    report["engine_cascade"] = measured_cascade
+    n = max(1, len(truth))
+    report["us_per_record"] = {
+        "cascade": 1e6 * measured_cascade["link_cpu_s"] / n,
+        "probabilistic": 1e6 * measured["link_cpu_s"] / n,
+    }
+    return report
+
+
 def _splink(datasets: _Datasets, truth: _Truth) -> dict[str, float] | str:
     """Splink on the same normalised plaintext: its EM, p ≥ 0.5, one-to-one; or why not."""
     try:
@@ -326,7 +449,8 @@ def _scenarios(
 def run(n: int = 20_000, *, seed: int = 7) -> dict[str, float]:
     """``bench/run.py`` entry point: precision and recall in % per data set, both stages.
 
-    Splink runs too when it is installed (``pip install splink``, bench-only).
+    Both through the real engine; Splink runs too when it is installed
+    (``pip install splink``, bench-only).
     """
     numbers: dict[str, float] = {}
     for report in run_all(n, seed=seed):
@@ -339,16 +463,25 @@ def run(n: int = 20_000, *, seed: int = 7) -> dict[str, float]:
 
 
 def run_all(
-    people: int = 20_000, *, seed: int = 7, only: Sequence[str] = (), splink: bool = True
+    people: int = 20_000,
+    *,
+    seed: int = 7,
+    only: Sequence[str] = (),
+    splink: bool = True,
+    offline: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every data set: the cascade, the probabilistic stage and Splink, one report each."""
+    """Every data set: the cascade, the probabilistic stage and Splink, one report each.
+
+    Through the real engine (:func:`evaluate_engine`) unless ``offline``, which gives the
+    in-process simulation (:func:`evaluate`) instead.
+    """
     reports = []
     for name, build, spec in _scenarios(people, seed):
         if only and name not in only:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             datasets, truth = build(Path(tmp))
-        report = evaluate(spec, datasets, truth)
+        report = (evaluate if offline else evaluate_engine)(spec, datasets, truth)
         report["data"] = name
         if splink:
             report["splink"] = _splink(datasets, truth)
@@ -363,11 +496,18 @@ def _cell(rates: Any) -> str:
     return f"{rates['precision']:.4f} / {rates['recall']:.4f}"
 
 
+def _speed(report: dict[str, Any]) -> str:
+    speed = report.get("us_per_record")
+    if not isinstance(speed, dict):
+        return "offline"
+    return f"{speed['cascade']:.0f} / {speed['probabilistic']:.0f}"
+
+
 def _print(report: dict[str, Any]) -> None:
     print(
         f"| {report['data']} | {report['records']:,} | {_cell(report['cascade'])} | "
         f"{_cell(report.get('probabilistic', 'n/a'))} | {report.get('threshold', 1.0):.4f} | "
-        f"{report.get('review', 0):,} | "
+        f"{report.get('review', 0):,} | {_speed(report)} | "
         f"{_cell(report.get('splink', 'not run'))} |",
         flush=True,
     )
@@ -379,14 +519,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--only", action="append", default=[])
     parser.add_argument("--no-splink", action="store_true")
+    parser.add_argument(
+        "--offline", action="store_true", help="the in-process simulation, not the engine"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     print(
         "| data | records | cascade P / R | + probabilistic P / R | threshold | review "
-        "| Splink P / R |"
+        "| µs/record cascade / with the stage | Splink P / R |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    reports = run_all(args.people, seed=args.seed, only=args.only, splink=not args.no_splink)
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    reports = run_all(
+        args.people,
+        seed=args.seed,
+        only=args.only,
+        splink=not args.no_splink,
+        offline=args.offline,
+    )
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))
     return 0

@@ -32,6 +32,7 @@ from broker.errors import (
 )
 from broker.linkage import DatasetInfo, IncomingRecord, Linker
 from broker.linkage_report import remember_domain_report
+from broker.matching import Layout
 from broker.rotation import (
     check_batch,
     check_rekey_commit,
@@ -45,18 +46,26 @@ from broker.store.client import Store
 from broker.store.datasets import dataset_id, get_dataset, list_all_datasets
 from broker.store.identities import Identity
 from broker.store.linkage_codec import CHECK_DAY_EPOCH
+from broker.store.linkage_evidence import encode_evidence
 from broker.store.linkage_store import LinkageStore, drop_stale_locks
 from broker.upload_checks import check_batch_org, check_key_strength, check_replace_share
 from keys.batch import BatchManifest
 from keys.chunk import (
     RESEARCH_RESTRICTED,
     BatchFormatError,
+    ChunkEvidence,
     TokenChunk,
     chunk_digest,
     decode_chunk,
     encode_chunk,
 )
-from keys.derive import AtRestKeyer, StoredToken, Token
+from keys.derive import (
+    COMPARISON_TOKEN_BYTES,
+    AtRestKeyer,
+    EvidenceRekeyer,
+    StoredToken,
+    Token,
+)
 from keys.wire import (
     BATCH_ID_PATTERN,
     BatchMode,
@@ -77,6 +86,7 @@ __all__ = [
     "link_batch",
     "open_upload",
     "rekey_chunk",
+    "stored_evidence",
 ]
 
 logger = logging.getLogger(__name__)
@@ -198,15 +208,39 @@ def _valid_batch_id(batch_id: str) -> None:
         raise BadRequestError("batch id: letters, digits, '.', '_' or '-', at most 80")
 
 
-def rekey_chunk(keyer: AtRestKeyer, chunk: TokenChunk) -> TokenChunk:
+def rekey_chunk(
+    keyer: AtRestKeyer, chunk: TokenChunk, evidence_keyer: EvidenceRekeyer | None = None
+) -> TokenChunk:
     """The chunk with every token replaced by its at-rest form.
 
     The result reuses the chunk codec; its token slots hold :class:`StoredToken` values.
+    The probabilistic evidence (block and comparison tokens) is re-keyed by
+    ``evidence_keyer`` and kept; without one it is dropped (nothing un-re-keyed is stored).
     """
     # A stored token travels in the chunk codec's token slots: both are 16 bytes.
     tokens = cast(list[tuple[Token | None, ...]], keyer.rekey_rows(chunk.tokens))
+    evidence = chunk.evidence
+    kept: ChunkEvidence | None = None
+    if evidence is not None and evidence_keyer is not None:
+        blocks = evidence_keyer.rekey_blocks(evidence.blocks)
+        comparisons = evidence_keyer.rekey_comparisons(
+            blocks, [block for block, _, _ in evidence.columns], evidence.counts, evidence.tokens
+        )
+        kept = ChunkEvidence(
+            evidence.block_names,
+            evidence.columns,
+            cast(list[tuple[Token | None, ...]], blocks),
+            evidence.counts,
+            comparisons,
+        )
     return TokenChunk(
-        chunk.key_names, chunk.payload_columns, chunk.refs, tokens, chunk.payload, flags=chunk.flags
+        chunk.key_names,
+        chunk.payload_columns,
+        chunk.refs,
+        tokens,
+        chunk.payload,
+        kept,
+        flags=chunk.flags,
     )
 
 
@@ -253,7 +287,10 @@ def accept_chunk(
             raise ChunkError(f"chunk {index}: payload columns differ from the manifest")
         if manifest.opt_out_checked is not None and chunk.flags is None:
             raise ChunkError(f"chunk {index}: the batch checked opt-outs but it carries no flags")
-        stored = rekey_chunk(runtime.keyer, chunk)
+        try:
+            stored = rekey_chunk(runtime.keyer, chunk, runtime.evidence_keyer)
+        except ValueError as exc:
+            raise ChunkError(f"chunk {index}: its evidence is inconsistent") from exc
     write = batch_store.put_chunk(
         runtime.store,
         batch_key=record.batch_key,
@@ -366,6 +403,31 @@ def _dataset_info(store: Store, record: batch_store.BatchRecord) -> DatasetInfo:
     )
 
 
+def stored_evidence(chunk: TokenChunk) -> list[bytes | None]:
+    """Each record's evidence in the linkage's stored form (``None`` for a chunk without)."""
+    evidence = chunk.evidence
+    if evidence is None:
+        return [None] * len(chunk)
+    n_columns, width = len(evidence.columns), COMPARISON_TOKEN_BYTES
+    counts, tokens = evidence.counts, evidence.tokens
+    out: list[bytes | None] = []
+    at = 0
+    for i, blocks in enumerate(evidence.blocks):
+        row = counts[i * n_columns : (i + 1) * n_columns]
+        end = at + sum(row) * width
+        out.append(encode_evidence(blocks, row, tokens[at:end]))
+        at = end
+    return out
+
+
+def _layout(chunks: list[TokenChunk]) -> Layout | None:
+    """The evidence layout of a slice of chunks (they come from one batch: one spec)."""
+    for chunk in chunks:
+        if chunk.evidence is not None:
+            return Layout.from_columns(chunk.evidence.block_names, chunk.evidence.columns)
+    return None
+
+
 _QUEUE_WINDOW = 100
 """Queued batches the worker looks at to find the oldest committed one: a batch whose
 commit crashed after queueing stays ``receiving`` at the head until retried or expired."""
@@ -410,10 +472,13 @@ def link_batch(
             # The chunks were stored re-keyed (accept_chunk): their tokens are stored tokens.
             rows = [cast(list[tuple[StoredToken | None, ...]], c.tokens) for c in chunks]
             payloads = [c.payload for c in chunks]
-            incoming = list(map(IncomingRecord, refs, chain(*rows), chain(*payloads)))
+            evidence = [stored_evidence(c) for c in chunks]
+            incoming = list(
+                map(IncomingRecord, refs, chain(*rows), chain(*payloads), chain(*evidence))
+            )
             if checked_day or any(c.flags for c in chunks):
                 incoming = _with_opt_outs(incoming, chunks, checked_day)
-            linker.link(dataset, incoming, batch_id=batch_id)
+            linker.link(dataset, incoming, batch_id=batch_id, layout=_layout(chunks))
         batch_store.mark_chunk_linked(store, batch_id, end)
         index = end
         if _at_fault(runtime, "link.paused"):

@@ -16,7 +16,7 @@ from broker.config import BrokerSettings
 from broker.errors import ConfigurationError
 from broker.store.client import Store, open_store
 from broker.store.schema import ensure_schema_version
-from keys.derive import AtRestKeyer, digest_credential
+from keys.derive import AtRestKeyer, EvidenceRekeyer, digest_credential
 from keys.keystore import ServiceSecrets, open_service_secrets
 
 __all__ = ["CREDENTIAL_PREFIX", "BrokerRuntime", "new_credential", "utc_now"]
@@ -42,6 +42,7 @@ class BrokerRuntime:
     store: Store
     secrets: ServiceSecrets
     keyer: AtRestKeyer
+    evidence_keyer: EvidenceRekeyer
 
     @classmethod
     def open(cls, settings: BrokerSettings, *, attach: bool = False) -> Self:
@@ -76,7 +77,9 @@ class BrokerRuntime:
             store.close()
             raise
         use_audit_signing_key(store, secrets.audit_signing_key)  # every entry signed as written
-        return cls(settings, store, secrets, AtRestKeyer(secrets.rekey))
+        return cls(
+            settings, store, secrets, AtRestKeyer(secrets.rekey), EvidenceRekeyer(secrets.rekey)
+        )
 
     @property
     def session_secret(self) -> bytes:

@@ -19,6 +19,10 @@ comparison token   domain key vN (the block token's HMAC,     domain, version, s
                                                                :class:`EvidenceDeriver`)
 reference          org-local reference secret                  dataset, local record id
 at-rest re-keying  broker re-keying secret                     token
+evidence at rest   AES key from the broker re-keying secret    comparison token, padded
+                                                               with its re-keyed block
+                                                               token (see
+                                                               :class:`EvidenceRekeyer`)
 project pseudonym  per-agreement key (from the master secret)  person id
 credential digest  broker credential secret                    credential
 key fingerprint    the key itself                              (nothing)
@@ -44,6 +48,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 __all__ = [
     "BLOCK_LABEL",
     "COMPARISON_KEY_LABEL",
+    "COMPARISON_REKEY_LABEL",
     "COMPARISON_TOKEN_BYTES",
     "CREDENTIAL_LABEL",
     "FINGERPRINT_LABEL",
@@ -57,6 +62,7 @@ __all__ = [
     "ComparisonToken",
     "DomainKey",
     "EvidenceDeriver",
+    "EvidenceRekeyer",
     "RecordRef",
     "ReferenceDeriver",
     "StoredToken",
@@ -95,6 +101,7 @@ FINGERPRINT_LABEL = b"tessera/v1/fingerprint"
 SESSION_LABEL = b"tessera/v1/session"
 BLOCK_LABEL = b"tessera/v1/block"
 COMPARISON_KEY_LABEL = b"tessera/v1/comparison-key"
+COMPARISON_REKEY_LABEL = b"tessera/v1/comparison-rekey"
 
 
 _LENGTH_PREFIXES = tuple(n.to_bytes(2, "big") for n in range(256))
@@ -373,6 +380,81 @@ class AtRestKeyer:
         """The at-rest form of every token of every row (absent tokens stay absent)."""
         rekey = self.rekey
         return [tuple(None if t is None else rekey(t) for t in row) for row in rows]
+
+
+class EvidenceRekeyer:
+    """Re-keys a chunk's probabilistic evidence at rest under the broker's secret.
+
+    Block tokens are re-keyed like match-key tokens (:class:`AtRestKeyer`). A comparison
+    token ``c`` (4 bytes) of a column under blocking key ``j`` becomes
+    ``AES-256(K_r, c ‖ B_j[:12])[:4]``, where ``B_j`` is the record's *re-keyed* block
+    token of that key and ``K_r = HMAC(secret, COMPARISON_REKEY_LABEL)``: two records of
+    one block keep equal tokens exactly where they had them (they share ``B_j``), the
+    same SDK token in two blocks gets unrelated stored tokens, and without the broker's
+    secret no one holding a domain key can derive a stored comparison token from a
+    guessed value. One AES call covers a whole chunk (ECB is only the API that applies
+    the permutation to many independent blocks at once). docs/probabilistic.md argues it.
+
+    Args:
+        secret: the broker's re-keying secret.
+    """
+
+    __slots__ = ("_blocks", "_cipher")
+
+    def __init__(self, secret: bytes) -> None:
+        self._blocks = AtRestKeyer(secret)
+        key = _keyed(secret, COMPARISON_REKEY_LABEL).finalize()
+        self._cipher = Cipher(algorithms.AES(key), modes.ECB())
+
+    def rekey_blocks(
+        self, rows: Iterable[tuple[Token | None, ...]]
+    ) -> list[tuple[StoredToken | None, ...]]:
+        """The at-rest form of every block token of every record."""
+        return self._blocks.rekey_rows(rows)
+
+    def rekey_comparisons(
+        self,
+        stored_blocks: Sequence[tuple[StoredToken | None, ...]],
+        column_blocks: Sequence[int],
+        counts: bytes,
+        tokens: bytes,
+    ) -> bytes:
+        """The at-rest form of a chunk's comparison tokens, in the same order (4 bytes each).
+
+        Args:
+            stored_blocks: per record, its re-keyed block tokens (:meth:`rekey_blocks`).
+            column_blocks: per evidence column, the index of its blocking key.
+            counts: per record and column, how many tokens it has (as the chunk packs them).
+            tokens: the comparison tokens, record by record, column by column.
+
+        Raises:
+            ValueError: the counts and tokens disagree, or a token has no block token.
+        """
+        width, pad = COMPARISON_TOKEN_BYTES, _DIGEST_BYTES - COMPARISON_TOKEN_BYTES
+        n_columns = len(column_blocks)
+        if len(tokens) != width * sum(counts) or (n_columns and len(counts) % n_columns):
+            raise ValueError("the comparison tokens do not match their counts")
+        if not tokens:
+            return b""
+        parts: list[bytes] = []
+        at = 0
+        for i, blocks in enumerate(stored_blocks):
+            row = counts[i * n_columns : (i + 1) * n_columns]
+            for column, k in enumerate(row):
+                if not k:
+                    continue
+                block = blocks[column_blocks[column]]
+                if block is None:
+                    raise ValueError("a comparison token without its block token")
+                tail = block[:pad]
+                for p in range(at, at + k * width, width):
+                    parts.append(tokens[p : p + width] + tail)
+                at += k * width
+        if at != len(tokens):
+            raise ValueError("the comparison tokens do not match their counts")
+        encryptor = self._cipher.encryptor()
+        out = encryptor.update(b"".join(parts)) + encryptor.finalize()
+        return array.array(_WORD, out)[::4].tobytes()
 
 
 def derive_pseudonym(master_secret: bytes, *, agreement_id: str, person_id: str) -> str:

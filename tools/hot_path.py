@@ -40,7 +40,14 @@ HOT_PATH: tuple[str, ...] = (
         for p in (ROOT / "broker" / "linkage").glob("*.py")
         if p.name != "__init__.py"
     ),
+    # the probabilistic stage's model (pure: scoring every candidate pair is its hot loop)
+    *sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "broker" / "matching").glob("*.py")
+        if p.name != "__init__.py"
+    ),
     "broker/store/linkage_codec.py",
+    "broker/store/linkage_evidence.py",
     "broker/store/linkage_mirror.py",
     "broker/store/linkage_store.py",
 )

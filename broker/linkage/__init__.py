@@ -7,6 +7,8 @@ modules, by the job each does (docs/architecture.md):
 * :mod:`.session` — a run of records decided with every side effect (dissolving,
   re-linking, merges, conflicts);
 * :mod:`.clean_path` — a precondition check, then the rules, straight onto the mirror;
+* :mod:`.probabilistic` — after the cascade, the probabilistic stage: the model, scored
+  pairs and their rules, link bases and possible matches (docs/probabilistic.md);
 * :mod:`.counters` — the report counters and the report;
 * :mod:`.model` — what the engine is given and what a call tells;
 * :mod:`.engine` — :class:`Linker`: the lock, the slices and the writer thread.
@@ -33,6 +35,7 @@ from broker.linkage.counters import DatasetReport, LinkageReport
 from broker.linkage.engine import Linker
 from broker.linkage.model import DatasetInfo, IncomingRecord, LinkStats
 from broker.linkage.rules import CONFLICT_KINDS
+from broker.store.linkage_explain import LinkBasis, PossibleMatch
 from broker.store.linkage_store import LinkedRecord, PersonId
 
 __all__ = [
@@ -40,9 +43,11 @@ __all__ = [
     "DatasetInfo",
     "DatasetReport",
     "IncomingRecord",
+    "LinkBasis",
     "LinkStats",
     "LinkageReport",
     "LinkedRecord",
     "Linker",
     "PersonId",
+    "PossibleMatch",
 ]

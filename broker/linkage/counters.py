@@ -6,7 +6,8 @@ it touched, so the counters in Redis are always exact and the report costs one r
 
 * ``persons``, ``linked_persons``; ``pair:<dsn>:<dsn>`` per dataset pair of a person;
 * ``n:<dsn>`` records held, ``linked:<dsn>`` of them in a person with another dataset;
-* ``lk:<dsn>:<key>`` records that joined their person through a key;
+* ``lk:<dsn>:<key>`` records that joined their person through a key; ``plk:<dsn>``
+  records the probabilistic stage linked (reported as the key ``probabilistic``);
 * ``cfl`` records with a conflict, ``cfl:<code>`` by kind; ``amb:<dsn>`` ambiguous tokens.
 
 The contributions are cached and shared: callers never change what they are given.
@@ -28,6 +29,7 @@ __all__ = [
     "joining_counters",
     "member_counters",
     "person_counters",
+    "prob_counter",
     "record_counters",
     "tally",
 ]
@@ -80,6 +82,11 @@ class LinkageReport:
     conflicting_records: int
     conflicts_by_kind: dict[str, int]
     datasets: list[DatasetReport] = field(default_factory=list)
+
+
+def prob_counter(dsn: int) -> str:
+    """The counter of a dataset's records linked by the probabilistic stage."""
+    return f"plk:{dsn}"
 
 
 def person_counters(members: Sequence[tuple[int, int]] | None) -> dict[str, int]:
@@ -158,7 +165,9 @@ def build_report(counters: dict[str, int], datasets: dict[int, DatasetEntry]) ->
     for name, value in counters.items():
         if not value:
             continue
-        if name.startswith("lk:"):
+        if name.startswith("plk:"):
+            by_key["probabilistic"] = by_key.get("probabilistic", 0) + value
+        elif name.startswith("lk:"):
             _, dsn_text, k_text = name.split(":")
             owner = datasets.get(int(dsn_text))
             k = int(k_text)

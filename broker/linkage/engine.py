@@ -11,6 +11,7 @@ or not at all. docs/linkage.md describes the algorithm; docs/keyspace.md the sto
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,8 +19,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from broker.linkage.clean_path import CleanPath
 from broker.linkage.counters import LinkageReport, build_report
 from broker.linkage.model import DatasetInfo, IncomingRecord, LinkStats
+from broker.linkage.probabilistic import FIT_RECORDS, ProbabilisticStage
 from broker.linkage.rules import NO_KEY
 from broker.linkage.session import MAX_ROUNDS, Session
+from broker.matching import Layout, Model, layout_to_json
 from broker.store.linkage_codec import (
     StoredRecord,
     index_keys,
@@ -37,6 +40,8 @@ from keys.derive import RecordRef
 from keys.errors import BrokerError
 
 __all__ = ["SLICE", "Linker"]
+
+logger = logging.getLogger(__name__)
 
 SLICE = 4_096
 """Records per atomic commit, by default."""
@@ -58,6 +63,9 @@ class Linker:
             own instead, at the same point of the slice: the same persons, conflicts
             and report by construction of the rules, which the differential test
             checks (slower; for tests and for ruling the clean path out).
+        fit_records: once the holding has more records with evidence, a refit of the
+            probabilistic model reads a sample of blocks worth about this many records,
+            so its cost stays bounded (:class:`~broker.linkage.probabilistic.ProbabilisticStage`).
     """
 
     def __init__(
@@ -67,11 +75,15 @@ class Linker:
         now: Callable[[], float] = time.time,
         slice_size: int = SLICE,
         clean_path: bool = True,
+        fit_records: int = FIT_RECORDS,
     ) -> None:
         self._store = store
+        self._fit_records = fit_records
         self._now = now
         self._slice = slice_size
         self._clean_path = clean_path
+        self._redecided: list[int] = []
+        self._with_evidence = False
 
     # Datasets ------------------------------------------------------------------------------
 
@@ -107,7 +119,12 @@ class Linker:
     # Linking -------------------------------------------------------------------------------
 
     def link(
-        self, dataset: DatasetInfo, records: Sequence[IncomingRecord], *, batch_id: str
+        self,
+        dataset: DatasetInfo,
+        records: Sequence[IncomingRecord],
+        *,
+        batch_id: str,
+        layout: Layout | None = None,
     ) -> LinkStats:
         """Upsert ``records`` of ``dataset`` and link them against everything held.
 
@@ -121,6 +138,10 @@ class Linker:
             dataset: the dataset the records belong to.
             records: one chunk (thousands of records is the sweet spot).
             batch_id: the upload batch; :meth:`replace_finish` uses it.
+            layout: which column of the records' evidence is which (the chunk's
+                evidence header); without it their evidence is not kept. The first
+                layout a scope sees is its layout; evidence of another layout (another
+                spec, whose tokens could never agree) is not kept either.
 
         Returns:
             What the call did.
@@ -133,6 +154,7 @@ class Linker:
         try:
             entry, known = self._datasets(dataset)
             bseq, writes = self._batch(batch_id)
+            self._with_evidence = self._take_layout(layout, writes)
             with ThreadPoolExecutor(max_workers=1) as pool:
                 for start in range(0, len(records), self._slice):
                     piece = records[start : start + self._slice]
@@ -152,6 +174,23 @@ class Linker:
         finally:
             store.release(token)
         return stats
+
+    def _take_layout(self, layout: Layout | None, writes: WriteSet) -> bool:
+        """Whether the records' evidence is kept: the scope's layout is ``layout``."""
+        if layout is None:
+            return False
+        mirror = self._store.mirror
+        if mirror.layout is None:
+            staged = WriteSet(layout=(layout, layout_to_json(layout)))
+            self._store.stage(staged)
+            writes.update(staged)
+            return True
+        if mirror.layout != layout:
+            logger.warning(
+                "a batch's evidence has another layout than its linkage domain's: not kept"
+            )
+            return False
+        return True
 
     def _write(self, writes: WriteSet, expected: int, before: Future[None] | None) -> None:
         """Write one slice to Redis after the previous slice (never after its failure)."""
@@ -179,6 +218,7 @@ class Linker:
         latest: dict[bytes, IncomingRecord] = {}
         for incoming in records:
             latest[incoming.ref] = incoming
+        self._redecided = []
         width = len(entry.key_names)
         store = self._store
         clean = CleanPath(store.mirror, entry, known, bseq, writes, stats)
@@ -200,8 +240,40 @@ class Linker:
                 self._link_by_session(entry, known, [(ref, incoming, tokens)], bseq, stats, writes)
         if waiting:
             self._link_by_session(entry, known, waiting, bseq, stats, writes)
+        self._probabilistic(entry, known, latest, stats, writes)
         mirror = store.mirror
         writes.meta.update(rid=mirror.next_rid, pid=mirror.next_pid, bseq=mirror.next_bseq)
+
+    def _probabilistic(
+        self,
+        entry: DatasetEntry,
+        known: dict[int, DatasetEntry],
+        latest: dict[bytes, IncomingRecord],
+        stats: LinkStats,
+        writes: WriteSet,
+    ) -> None:
+        """Keep the slice's new evidence, then run the probabilistic stage on the slice.
+
+        Its candidates are the records whose evidence is new or changed and those a
+        session re-decided; both paths hand it the same mirror, so it decides alike.
+        """
+        mirror = self._store.mirror
+        candidates = list(self._redecided)
+        if self._with_evidence:
+            prefix = ref_prefix(entry.dsn)
+            for ref, incoming in latest.items():
+                evidence = incoming.evidence
+                rid = mirror.rids.get(prefix + ref, 0)
+                if evidence is None or not rid or mirror.evidence.get(rid) == evidence:
+                    continue
+                writes.evidence[rid] = evidence
+                mirror.set_evidence(rid, evidence)
+                candidates.append(rid)
+        if mirror.layout is not None and candidates:
+            opp = {d.dsn: d.one_record_per_person for d in known.values()}
+            ProbabilisticStage(self._store, opp, stats, fit_records=self._fit_records).run(
+                candidates, writes
+            )
 
     def _link_by_session(
         self,
@@ -265,6 +337,7 @@ class Linker:
         decided = session.finish()
         self._store.stage(decided)
         writes.update(decided)
+        self._redecided += session.decided
 
     def _settle(self, session: Session) -> None:
         """Dissolve what changes touched, read the neighbourhood, decide, in that order."""
@@ -325,7 +398,14 @@ class Linker:
             session.detach(record)
             session.delete(record)
         self._settle(session)
-        session.commit()
+        writes = session.finish()
+        store = self._store
+        store.stage(writes)
+        if store.mirror.layout is not None and session.decided:
+            ProbabilisticStage(
+                store, session.opp, session.stats, fit_records=self._fit_records
+            ).run(session.decided, writes)
+        store.write(writes, store.next_generation())
 
     def replace_finish(self, dataset: DatasetInfo, *, batch_id: str) -> LinkStats:
         """After a ``replace`` batch was linked: retract the dataset's records it lacked.
@@ -353,6 +433,31 @@ class Linker:
         finally:
             self._store.release(token)
         return stats
+
+    def refit(self) -> Model | None:
+        """Refit the probabilistic stage's model now, over all the evidence held (on demand).
+
+        Links are not changed: released links the new model scores below its threshold
+        are listed for review (``refit`` possible matches), as after any refit.
+
+        Returns:
+            The model now stored, or ``None`` when the holding has too few known matches
+            (or no evidence) to fit one.
+        """
+        store = self._store
+        store.tune_server()
+        token = store.acquire(now=self._now)
+        try:
+            opp = {d.dsn: d.one_record_per_person for d in store.datasets().values()}
+            stage = ProbabilisticStage(store, opp, LinkStats(), fit_records=self._fit_records)
+            model = stage.refit()
+            if model is not None:
+                writes = WriteSet()
+                stage.run((), writes)
+                store.write(writes, store.next_generation())
+        finally:
+            store.release(token)
+        return model
 
     # Reading -------------------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ class IncomingRecord:
         ref: the record's opaque reference.
         tokens: one stored token per match key of the dataset (``None`` when absent).
         payload: the payload values, in the dataset's payload column order.
+        evidence: the record's probabilistic evidence, re-keyed at rest, in its stored
+            form (``broker.store.linkage_evidence.encode_evidence``), or ``None``.
         restricted: research-restricted by an opt-out at the source (stored with the
             payload, :func:`broker.store.linkage_codec.encode_payload`).
         checked_day: the day of its batch's national opt-out check (days since
@@ -44,6 +46,7 @@ class IncomingRecord:
     ref: RecordRef
     tokens: tuple[StoredToken | None, ...]
     payload: tuple[str | None, ...]
+    evidence: bytes | None = None
     restricted: bool = False
     checked_day: int = 0
 
@@ -76,6 +79,7 @@ class LinkStats:
         conflicts: conflicts recorded for the records this call decided.
         twin_guard_blocks: candidate persons refused by the twin guard.
         ambiguous_tokens: net change in ambiguous (token, dataset) pairs.
+        probabilistic_links: persons merged by the probabilistic stage.
     """
 
     received: int = 0
@@ -90,3 +94,4 @@ class LinkStats:
     conflicts: int = 0
     twin_guard_blocks: int = 0
     ambiguous_tokens: int = 0
+    probabilistic_links: int = 0

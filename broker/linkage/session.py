@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Final
 
-from broker.linkage.counters import person_counters, record_counters, tally
+from broker.linkage.counters import person_counters, prob_counter, record_counters, tally
 from broker.linkage.model import LinkStats
 from broker.linkage.rules import (
     NO_KEY,
@@ -78,6 +78,7 @@ class Session(Neighbourhood):
         self.reserved: list[int] = []
         self.deleted: set[int] = set()
         self.writes = WriteSet()
+        self.decided: list[int] = []
         self.next_rid = -1
         self.next_pid = -1
         self.next_bseq = -1
@@ -280,6 +281,14 @@ class Session(Neighbourhood):
         self.writes.refs[ref_key] = 0
         self.writes.payloads[record.rid] = None
         self.writes.conflicts[record.rid] = None
+        mirror = self.store.mirror
+        if record.rid in mirror.evidence:
+            self.writes.evidence[record.rid] = None
+        if record.rid in mirror.possible:
+            self.writes.possible[record.rid] = None
+        if record.rid in mirror.basis:
+            self.writes.basis[record.rid] = None
+            self.writes.count(prob_counter(record.dsn), -1)
 
     # Deciding ----------------------------------------------------------------------------------
 
@@ -291,8 +300,16 @@ class Session(Neighbourhood):
         self.queue.clear()
 
     def decide(self, record: StoredRecord) -> None:
-        """Ask the rules where ``record`` goes, and apply the decision."""
+        """Ask the rules where ``record`` goes, and apply the decision.
+
+        A probabilistic link the record had is dropped (the cascade decides it afresh,
+        and the probabilistic stage, which runs after, may link it again).
+        """
         rid, dsn = record.rid, record.dsn
+        self.decided.append(rid)
+        if rid in self.store.mirror.basis and rid not in self.writes.basis:
+            self.writes.basis[rid] = None
+            self.writes.count(prob_counter(dsn), -1)
         holders = self.holders
         held = [
             b"" if t is None else holders.get(index_key(k, t), b"")

@@ -43,6 +43,12 @@ from __future__ import annotations
 
 from broker.matching.evidence import MISSING, BlockLayout, Layout, RecordEvidence, agreement
 from broker.matching.model import BlockModel, ComparisonWeights, estimate
+from broker.matching.persist import (
+    layout_from_json,
+    layout_to_json,
+    model_from_json,
+    model_to_json,
+)
 from broker.matching.score import (
     DEFAULT_MAX_BLOCK,
     Model,
@@ -50,6 +56,7 @@ from broker.matching.score import (
     Thresholds,
     candidate_pairs,
     fit,
+    fit_scored,
     model_threshold,
     one_to_one,
     score_pairs,
@@ -70,7 +77,12 @@ __all__ = [
     "candidate_pairs",
     "estimate",
     "fit",
+    "fit_scored",
+    "layout_from_json",
+    "layout_to_json",
+    "model_from_json",
     "model_threshold",
+    "model_to_json",
     "one_to_one",
     "score_pairs",
 ]

@@ -107,7 +107,13 @@ def agreement(layout: BlockLayout, a: RecordEvidence, b: RecordEvidence) -> tupl
             left, right = a.cells[column], b.cells[column]
             a_any = a_any or bool(left)
             b_any = b_any or bool(right)
-            if left and right and not set(left).isdisjoint(right):
+            if not left or not right:
+                continue
+            if len(left) == 1 and len(right) == 1:  # the usual cell: one token each
+                if left[0] == right[0]:
+                    level = k
+                    break
+            elif not set(left).isdisjoint(right):
                 level = k
                 break
         if level == MISSING and a_any and b_any:

@@ -72,6 +72,8 @@ class BlockModel:
         pairs: candidate pairs the model was fitted on.
         iterations: EM iterations run.
         converged: whether the parameters settled within the tolerance.
+        known_matches: candidate pairs known to be matches (``matches`` of
+            :func:`estimate`: pairs the exact cascade has already linked).
     """
 
     block: str
@@ -80,6 +82,7 @@ class BlockModel:
     pairs: int
     iterations: int
     converged: bool
+    known_matches: int = 0
 
     def match_weight(self, vector: Sequence[int]) -> float:
         """log2 posterior odds of a match: the prior's log odds plus every level's weight."""
@@ -103,7 +106,7 @@ def _initial_m(size: int) -> list[float]:
     if size == 1:
         return [1.0]
     rest = [0.5**k for k in range(1, size)]
-    scale = 0.1 / sum(rest)
+    scale = 0.1 / sum(rest, 0.0)
     return [0.9] + [r * scale for r in rest]
 
 
@@ -124,6 +127,9 @@ def estimate(
     non_matches: Mapping[tuple[int, ...], int] | None = None,
     u_prior: Sequence[Sequence[float]] | None = None,
     u_prior_pairs: float = 50.0,
+    m_prior: Sequence[Sequence[float]] | None = None,
+    m_prior_pairs: float = 50.0,
+    known_matches: int = 0,
     max_iterations: int = 500,
     tolerance: float = 1e-7,
     pseudo_count: float = 1.0,
@@ -139,6 +145,11 @@ def estimate(
         u_prior: per comparison, a level distribution ``u`` is pulled towards (pooled over
             every blocking key), weighted as ``u_prior_pairs`` pairs.
         u_prior_pairs: the weight of ``u_prior``.
+        m_prior: per comparison, a level distribution ``m`` is pulled towards at every EM
+            step (the levels of pairs known to be matches, pooled over every blocking
+            key), weighted as ``m_prior_pairs`` pairs; it also starts ``m`` there.
+        m_prior_pairs: the weight of ``m_prior``.
+        known_matches: how many known matches ``m_prior`` came from (kept on the model).
         max_iterations: EM iterations at most.
         tolerance: stop when no parameter moves by more than this.
         pseudo_count: Dirichlet pseudo-count added to every level of m and u.
@@ -150,7 +161,7 @@ def estimate(
     sizes = [len(levels) + 1 for levels in layout.levels]
     ordered = sorted(patterns.items())
     total = sum(count for _, count in ordered)
-    m = [_initial_m(size) for size in sizes]
+    m = [_initial_m(size) for size in sizes] if m_prior is None else [list(r) for r in m_prior]
     fixed_u = non_matches is not None
     seen = level_counts(layout, non_matches if non_matches is not None else patterns)
     u: list[list[float]] = []
@@ -160,12 +171,17 @@ def estimate(
             seen[c][level] + pseudo_count + (u_prior_pairs * prior_row[level] if fixed_u else 0)
             for level in range(size)
         ]
-        u.append([x / sum(row) for x in row])
+        u.append([x / sum(row, 0.0) for x in row])
     prior = initial_prior
     iterations, converged = 0, False
     while iterations < max_iterations and total:
         iterations += 1
         m_counts = [[pseudo_count] * size for size in sizes]
+        if m_prior is not None:
+            m_counts = [
+                [x + m_prior_pairs * p for x, p in zip(row, prior_row, strict=True)]
+                for row, prior_row in zip(m_counts, m_prior, strict=True)
+            ]
         u_counts = [[pseudo_count] * size for size in sizes]
         matched = 0.0
         for vector, count in ordered:
@@ -181,8 +197,8 @@ def estimate(
                     m_counts[c][level] += count * p
                     u_counts[c][level] += count * (1.0 - p)
         new_prior = min(max(matched / total, 1e-9), 1.0 - 1e-9)
-        new_m = [[x / sum(row) for x in row] for row in m_counts]
-        new_u = u if fixed_u else [[x / sum(row) for x in row] for row in u_counts]
+        new_m = [[x / sum(row, 0.0) for x in row] for row in m_counts]
+        new_u = u if fixed_u else [[x / sum(row, 0.0) for x in row] for row in u_counts]
         change = max(
             abs(new_prior - prior),
             max(
@@ -206,10 +222,11 @@ def estimate(
         if change < tolerance:
             converged = True
             break
-    if sum(row[0] for row in m) < sum(row[0] for row in u):  # the classes came out swapped
+    # the classes came out swapped (float sums: a compiled sum() starts from an int)
+    if sum((row[0] for row in m), 0.0) < sum((row[0] for row in u), 0.0):
         m, u, prior = u, m, 1.0 - prior
     comparisons = tuple(
         ComparisonWeights(name, (*levels, "disagree"), tuple(m_row), tuple(u_row))
         for name, levels, m_row, u_row in zip(layout.comparisons, layout.levels, m, u, strict=True)
     )
-    return BlockModel(layout.name, prior, comparisons, total, iterations, converged)
+    return BlockModel(layout.name, prior, comparisons, total, iterations, converged, known_matches)

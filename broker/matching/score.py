@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from broker.matching.evidence import Layout, RecordEvidence, agreement
@@ -27,6 +27,7 @@ __all__ = [
     "Thresholds",
     "candidate_pairs",
     "fit",
+    "fit_scored",
     "model_threshold",
     "one_to_one",
     "score_pairs",
@@ -50,11 +51,22 @@ class Thresholds:
 
 @dataclass(frozen=True, slots=True)
 class Model:
-    """The fitted models of every blocking key, in the layout's order."""
+    """The fitted models of every blocking key, in the layout's order.
+
+    Attributes:
+        layout: which evidence column is which.
+        blocks: per blocking key, its fitted weights.
+        max_block: a block with more records makes no candidates.
+        thresholds: where a pair links or goes to review (the engine chooses them from
+            the model with :func:`model_threshold` when it fits).
+        records: evidence records the model was fitted on.
+    """
 
     layout: Layout
     blocks: tuple[BlockModel, ...]
     max_block: int = DEFAULT_MAX_BLOCK
+    thresholds: Thresholds = Thresholds()
+    records: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +108,7 @@ def candidate_pairs(
     max_block: int = DEFAULT_MAX_BLOCK,
     new: frozenset[int] | None = None,
     same_dataset: bool = False,
-) -> list[set[tuple[RecordEvidence, RecordEvidence]]]:
+) -> list[list[tuple[RecordEvidence, RecordEvidence]]]:
     """Per blocking key, the pairs of records of two datasets that share one of its blocks.
 
     Args:
@@ -108,9 +120,11 @@ def candidate_pairs(
             dataset that holds one record per person, for estimating ``u``).
 
     Returns:
-        Per blocking key, pairs ``(a, b)`` with ``a.record < b.record``.
+        Per blocking key, pairs ``(a, b)`` with ``a.record < b.record``, each once (a
+        record has one block token per key, so two records share at most one block of
+        it): a list, which spares hashing the records.
     """
-    out: list[set[tuple[RecordEvidence, RecordEvidence]]] = [set() for _ in range(n_blocks)]
+    out: list[list[tuple[RecordEvidence, RecordEvidence]]] = [[] for _ in range(n_blocks)]
     for j, blocks in enumerate(_blocks(records, n_blocks)):
         for members in blocks.values():
             if len(members) < 2 or len(members) > max_block:
@@ -122,7 +136,7 @@ def candidate_pairs(
                         continue
                     if new is not None and a.record not in new and b.record not in new:
                         continue
-                    out[j].add((a, b))
+                    out[j].append((a, b))
     return out
 
 
@@ -146,6 +160,34 @@ def fit(
         one_per_person: the datasets that hold one record per person (all by default);
             only their pairs count as known non-matches.
     """
+    return fit_scored(layout, records, max_block=max_block, one_per_person=one_per_person)[0]
+
+
+def fit_scored(
+    layout: Layout,
+    records: Iterable[RecordEvidence],
+    *,
+    max_block: int = DEFAULT_MAX_BLOCK,
+    one_per_person: frozenset[str] | None = None,
+    linked: Callable[[int, int], bool] | None = None,
+) -> tuple[Model, list[ScoredPair]]:
+    """:func:`fit`, and every candidate pair of ``records`` scored by the fitted model.
+
+    The pairs are those ``score_pairs(model, records, ())`` gives (best first), from the
+    agreement vectors the fit computed anyway: what :func:`model_threshold` needs.
+
+    Args:
+        layout: as for :func:`fit`.
+        records: as for :func:`fit`.
+        max_block: as for :func:`fit`.
+        one_per_person: as for :func:`fit`.
+        linked: whether two records (by number) are already known to be one person —
+            the engine's exact cascade. Candidate pairs it says are linked are *known
+            matches*, as pairs of one dataset are known non-matches: their levels,
+            pooled over every blocking key, anchor ``m`` (so that EM cannot take a
+            cluster of look-alike strangers for the matches when the holding has few),
+            and each key's model counts them (``BlockModel.known_matches``).
+    """
     held = list(records)
     n_blocks = len(layout.blocks)
     pairs = candidate_pairs(held, n_blocks=n_blocks, max_block=max_block)
@@ -162,15 +204,63 @@ def fit(
         ):
             total = pooled.setdefault(name, [0.0] * len(row))
             pooled[name] = [a + b for a, b in zip(total, row, strict=True)]
+    vectors: list[list[tuple[int, int, tuple[int, ...]]]] = []
+    linked_patterns: list[Counter[tuple[int, ...]]] = []
+    pooled_m: dict[str, list[float]] = {}
+    for block_layout, block_pairs in zip(layout.blocks, pairs, strict=True):
+        scored = [(a.record, b.record, agreement(block_layout, a, b)) for a, b in block_pairs]
+        vectors.append(scored)
+        matches = Counter(
+            v for left, right, v in scored if linked is not None and linked(left, right)
+        )
+        linked_patterns.append(matches)
+        for name, row in zip(
+            block_layout.comparisons, level_counts(block_layout, matches), strict=True
+        ):
+            total = pooled_m.setdefault(name, [0.0] * len(row))
+            pooled_m[name] = [a + b for a, b in zip(total, row, strict=True)]
     models = []
-    for block_layout, block_pairs, patterns in zip(layout.blocks, pairs, non_matches, strict=True):
+    for block_layout, scored, patterns, matches in zip(
+        layout.blocks, vectors, non_matches, linked_patterns, strict=True
+    ):
         prior = [
-            [(x + 1.0) / (sum(pooled[name]) + len(pooled[name])) for x in pooled[name]]
+            [(x + 1.0) / (sum(pooled[name], 0.0) + len(pooled[name])) for x in pooled[name]]
             for name in block_layout.comparisons
         ]
-        candidates = Counter(agreement(block_layout, a, b) for a, b in block_pairs)
-        models.append(estimate(block_layout, candidates, non_matches=patterns, u_prior=prior))
-    return Model(layout, tuple(models), max_block)
+        m_prior = None
+        if linked is not None:
+            m_prior = [
+                [
+                    (x + 1.0) / (sum(pooled_m[name], 0.0) + len(pooled_m[name]))
+                    for x in pooled_m[name]
+                ]
+                for name in block_layout.comparisons
+            ]
+        candidates = Counter(vector for _, _, vector in scored)
+        models.append(
+            estimate(
+                block_layout,
+                candidates,
+                non_matches=patterns,
+                u_prior=prior,
+                m_prior=m_prior,
+                known_matches=sum(matches.values()),
+            )
+        )
+    model = Model(layout, tuple(models), max_block)
+    best: dict[tuple[int, int], ScoredPair] = {}
+    for j, (block_model, scored) in enumerate(zip(models, vectors, strict=True)):
+        for left, right, vector in scored:
+            weight = block_model.match_weight(vector)
+            held_pair = best.get((left, right))
+            if held_pair is None or weight > held_pair.match_weight:
+                best[(left, right)] = ScoredPair(
+                    left, right, j, vector, weight, block_model.probability(vector)
+                )
+    ordered = sorted(
+        best.values(), key=lambda p: (-p.probability, -p.match_weight, p.left, p.right)
+    )
+    return model, ordered
 
 
 def score_pairs(

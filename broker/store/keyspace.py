@@ -9,14 +9,18 @@ one slot of a Redis Cluster. Names are validated before they get here (against
 from __future__ import annotations
 
 __all__ = [
+    "LINK_BASIS",
     "LINK_BATCHES",
     "LINK_CONFLICTS",
     "LINK_DATASETS",
     "LINK_DATASET_NUMBERS",
+    "LINK_EVIDENCE",
     "LINK_LOCK",
     "LINK_META",
+    "LINK_MODEL",
     "LINK_PAYLOADS",
     "LINK_PERSONS",
+    "LINK_POSSIBLE",
     "LINK_RECORDS",
     "LINK_STATS",
     "PREFIX",
@@ -261,6 +265,14 @@ LINK_PAYLOADS = "Y"
 """HASH per ``Y:<rid[0:3]>``: ``rid[3]`` -> payload values as a JSON array."""
 LINK_CONFLICTS = "C"
 """HASH per ``C:<rid[0:3]>``: ``rid[3]`` -> conflicts recorded for the record."""
+LINK_EVIDENCE = "E"
+"""HASH per ``E:<rid[0:3]>``: ``rid[3]`` -> probabilistic evidence (block, comparison tokens)."""
+LINK_BASIS = "B"
+"""HASH per ``B:<rid[0:3]>``: ``rid[3]`` -> basis of a probabilistic link (partner, weights)."""
+LINK_POSSIBLE = "M"
+"""HASH per ``M:<rid[0:3]>``: ``rid[3]`` -> possible matches kept for review."""
+LINK_MODEL = "model"
+"""HASH: ``layout`` and ``model`` (JSON) of the probabilistic stage's fitted model."""
 LINK_META = "meta"
 """HASH: last allocated ``rid``, ``pid``, ``bseq`` and ``dsn``."""
 LINK_DATASET_NUMBERS = "dsn"

@@ -13,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from broker.matching import Layout, Model
 from broker.store.linkage_codec import (
     MEMBER_BYTES,
     StoredRecord,
     iter_holders,
+    pack_member,
     record_index,
+    stored_dsn,
 )
+from broker.store.linkage_evidence import block_keys
 
 __all__ = ["Fetched", "LinkageMirror", "WriteSet"]
 
@@ -57,9 +61,14 @@ class WriteSet:
         persons: person number -> packed members (``None`` deletes).
         payloads: record number -> JSON payload (``None`` deletes).
         conflicts: record number -> packed conflicts (``None`` deletes).
+        evidence: record number -> stored probabilistic evidence (``None`` deletes).
+        basis: record number -> basis of its probabilistic link (``None`` deletes).
+        possible: record number -> its possible matches (``None`` deletes).
         meta: counters to set (``rid``, ``pid``, ``bseq``).
         batches: batch id -> batch number to register.
         counters: statistics field -> increment.
+        layout: the scope's evidence layout (JSON) to store, once.
+        model: a newly fitted model (JSON) to store, with the model itself.
     """
 
     holders: dict[bytes, bytes] = field(default_factory=dict)
@@ -68,9 +77,14 @@ class WriteSet:
     persons: dict[int, bytes | None] = field(default_factory=dict)
     payloads: dict[int, bytes | None] = field(default_factory=dict)
     conflicts: dict[int, bytes | None] = field(default_factory=dict)
+    evidence: dict[int, bytes | None] = field(default_factory=dict)
+    basis: dict[int, bytes | None] = field(default_factory=dict)
+    possible: dict[int, bytes | None] = field(default_factory=dict)
     meta: dict[str, int] = field(default_factory=dict)
     batches: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    layout: tuple[Layout, bytes] | None = None
+    model: tuple[Model, bytes] | None = None
 
     def count(self, name: str, delta: int) -> None:
         """Add ``delta`` to statistics field ``name``."""
@@ -85,6 +99,11 @@ class WriteSet:
         self.persons.update(later.persons)
         self.payloads.update(later.payloads)
         self.conflicts.update(later.conflicts)
+        self.evidence.update(later.evidence)
+        self.basis.update(later.basis)
+        self.possible.update(later.possible)
+        self.layout = later.layout or self.layout
+        self.model = later.model or self.model
         self.meta.update(later.meta)
         self.batches.update(later.batches)
         for name, delta in later.counters.items():
@@ -109,12 +128,19 @@ class LinkageMirror:
     """
 
     __slots__ = (
+        "basis",
+        "blocks",
+        "evidence",
+        "fit_attempt",
         "gen",
         "holders",
+        "layout",
+        "model",
         "next_bseq",
         "next_pid",
         "next_rid",
         "persons",
+        "possible",
         "records",
         "rids",
     )
@@ -128,6 +154,48 @@ class LinkageMirror:
         self.next_rid = 0
         self.next_pid = 0
         self.next_bseq = 0
+        # The probabilistic stage: evidence per record, the block index (blocking key
+        # index byte + block token -> packed members, like the token index), link bases
+        # and possible matches, and the fitted model.
+        self.evidence: dict[int, bytes] = {}
+        self.blocks: dict[bytes, bytes] = {}
+        self.basis: dict[int, bytes] = {}
+        self.possible: dict[int, bytes] = {}
+        self.layout: Layout | None = None
+        self.model: Model | None = None
+        self.fit_attempt = 0  # evidence records held when a fit was last tried (meta "fit")
+
+    def set_evidence(self, rid: int, raw: bytes | None) -> None:
+        """Hold (or, with ``None``, drop) a record's evidence, keeping the block index exact.
+
+        A record's index entries are appended, so a block's members stay in record order
+        only when evidence is taken in record order; the probabilistic stage never relies
+        on that order (it sorts by record number).
+        """
+        old = self.evidence.pop(rid, None)
+        blocks = self.blocks
+        if old is not None:
+            member = pack_member(rid, 0)[:4]
+            for key in block_keys(old):
+                held = blocks.get(key, b"")
+                kept = b"".join(
+                    held[i : i + MEMBER_BYTES]
+                    for i in range(0, len(held), MEMBER_BYTES)
+                    if held[i : i + 4] != member
+                )
+                if kept:
+                    blocks[key] = kept
+                else:
+                    blocks.pop(key, None)
+        if raw is None:
+            return
+        stored = self.records.get(rid)
+        if stored is None:
+            return
+        self.evidence[rid] = raw
+        member = pack_member(rid, stored_dsn(stored))
+        for key in block_keys(raw):
+            blocks[key] = blocks.get(key, b"") + member
 
     def add_record(self, rid: int, raw: bytes) -> None:
         """Take in one stored record, read in record number order (holders stay sorted)."""
@@ -213,3 +281,20 @@ class LinkageMirror:
         self.next_rid = writes.meta.get("rid", self.next_rid)
         self.next_pid = writes.meta.get("pid", self.next_pid)
         self.next_bseq = writes.meta.get("bseq", self.next_bseq)
+        self._apply_evidence(writes)
+
+    def _apply_evidence(self, writes: WriteSet) -> None:
+        """The probabilistic stage's part of :meth:`apply`."""
+        for rid, evidence in writes.evidence.items():
+            if evidence != self.evidence.get(rid):
+                self.set_evidence(rid, evidence)
+        for target, items in ((self.basis, writes.basis), (self.possible, writes.possible)):
+            for rid, value in items.items():
+                if value is None:
+                    target.pop(rid, None)
+                else:
+                    target[rid] = value
+        if writes.layout is not None:
+            self.layout = writes.layout[0]
+        if writes.model is not None:
+            self.model = writes.model[0]

@@ -28,6 +28,7 @@ from typing import Any, NewType, cast
 import redis
 
 from broker.errors import LinkageBusyError
+from broker.matching import Layout, Model, layout_from_json, model_from_json
 from broker.store import keyspace
 from broker.store.batches import get_batch
 from broker.store.client import Store
@@ -44,6 +45,12 @@ from broker.store.linkage_codec import (
     next_id,
     split_id,
     stored_dsn,
+)
+from broker.store.linkage_explain import (
+    LinkBasis,
+    PossibleMatch,
+    explain_bases,
+    read_possible_matches,
 )
 from broker.store.linkage_mirror import Fetched, LinkageMirror, WriteSet
 from keys.derive import RecordRef
@@ -109,8 +116,11 @@ by_id(ARGV[3], 'R')
 by_id(ARGV[4], 'P')
 by_id(ARGV[5], 'Y')
 by_id(ARGV[6], 'C')
-local nh = tonumber(ARGV[7])
-local a = 8
+by_id(ARGV[7], 'E')
+by_id(ARGV[8], 'B')
+by_id(ARGV[9], 'M')
+local nh = tonumber(ARGV[10])
+local a = 11
 for _ = 1, nh do
   redis.call('HSET', base .. ARGV[a], ARGV[a + 1], ARGV[a + 2])
   a = a + 3
@@ -301,12 +311,21 @@ class LinkageStore:
             return
         started = time.monotonic()
         mirror = LinkageMirror()
-        meta = cast(list[bytes | None], self._r.hmget(self._meta, ["rid", "pid", "bseq"]))
-        mirror.next_rid, mirror.next_pid, mirror.next_bseq = (int(v or 0) for v in meta)
+        meta = cast(list[bytes | None], self._r.hmget(self._meta, ["rid", "pid", "bseq", "fit"]))
+        mirror.next_rid, mirror.next_pid, mirror.next_bseq, mirror.fit_attempt = (
+            int(v or 0) for v in meta
+        )
         for rid, raw_record in self._scan(keyspace.LINK_RECORDS, "rid"):
             mirror.add_record(rid, raw_record)
         for pid, raw_members in self._scan(keyspace.LINK_PERSONS, "pid"):
             mirror.persons[pid] = raw_members
+        for rid, raw_evidence in self._scan(keyspace.LINK_EVIDENCE, "rid"):
+            mirror.set_evidence(rid, raw_evidence)
+        for rid, raw_basis in self._scan(keyspace.LINK_BASIS, "rid"):
+            mirror.basis[rid] = raw_basis
+        for rid, raw_possible in self._scan(keyspace.LINK_POSSIBLE, "rid"):
+            mirror.possible[rid] = raw_possible
+        mirror.layout, mirror.model = self._stored_model()
         mirror.gen = gen
         self._mirror = mirror
         if mirror.records:
@@ -432,6 +451,10 @@ class LinkageStore:
             hsets += [keyspace.LINK_META, name, number]
         for batch_id, bseq in writes.batches.items():
             hsets += [keyspace.LINK_BATCHES, batch_id, bseq]
+        if writes.layout is not None:
+            hsets += [keyspace.LINK_MODEL, "layout", writes.layout[1]]
+        if writes.model is not None:
+            hsets += [keyspace.LINK_MODEL, "model", writes.model[1]]
         args: list[bytes | str | int] = [
             self._base,
             expected,
@@ -439,6 +462,9 @@ class LinkageStore:
             encode_sections(writes.persons),
             encode_sections(writes.payloads),
             encode_sections(writes.conflicts),
+            encode_sections(writes.evidence),
+            encode_sections(writes.basis),
+            encode_sections(writes.possible),
             len(hsets) // 3,
             *hsets,
         ]
@@ -470,11 +496,16 @@ class LinkageStore:
             (keyspace.LINK_PERSONS, writes.persons),
             (keyspace.LINK_PAYLOADS, writes.payloads),
             (keyspace.LINK_CONFLICTS, writes.conflicts),
+            (keyspace.LINK_EVIDENCE, writes.evidence),
+            (keyspace.LINK_BASIS, writes.basis),
+            (keyspace.LINK_POSSIBLE, writes.possible),
         ):
             for bucket in sorted({split_id(ident)[0] for ident in items}):
                 keys.append(keyspace.linkage_bucket(self.scope, letter, bucket))
         if writes.batches:
             keys.append(keyspace.linkage_key(self.scope, keyspace.LINK_BATCHES))
+        if writes.layout is not None or writes.model is not None:
+            keys.append(keyspace.linkage_key(self.scope, keyspace.LINK_MODEL))
         if any(writes.counters.values()):
             keys.append(keyspace.linkage_key(self.scope, keyspace.LINK_STATS))
         return keys
@@ -625,6 +656,85 @@ class LinkageStore:
             if len(out) >= limit:
                 return out[:limit]
         return out
+
+    # The probabilistic stage: its model, each record's basis, the possible matches -----------
+
+    def _stored_model(self) -> tuple[Layout | None, Model | None]:
+        raw = cast(
+            list[bytes | None],
+            self._r.hmget(
+                keyspace.linkage_key(self.scope, keyspace.LINK_MODEL), ["layout", "model"]
+            ),
+        )
+        layout = None if raw[0] is None else layout_from_json(raw[0])
+        model = None if raw[1] is None else model_from_json(raw[1])
+        return layout, model
+
+    def fitted_model(self) -> Model | None:
+        """The probabilistic stage's model as the engine last fitted it, or ``None``.
+
+        Per blocking key (``Model.blocks``, in ``Model.layout`` order): the prior share of
+        matches among its candidate pairs and, per comparison, ``m`` and ``u`` per level
+        (strongest first, then ``"disagree"``) — the m/u chart and the waterfall of an
+        example pair (``BlockModel.match_weight`` is the sum the waterfall draws). Also
+        the thresholds links and possible matches were decided with, and how many
+        evidence records it was fitted on. Every later link used this model until the
+        next refit (when the evidence held grew by a tenth); ``None`` until the scope
+        holds enough evidence of two datasets to fit one. Reads Redis only.
+        """
+        return self._stored_model()[1]
+
+    def person_record_numbers(self, person: PersonId) -> list[int]:
+        """The record numbers of a person's records, in the order they joined it."""
+        raw = self._bucket_get(keyspace.LINK_PERSONS, person)
+        return [rid for rid, _ in decode_members(raw)] if raw else []
+
+    def link_basis(self, rids: Iterable[int]) -> dict[int, LinkBasis]:
+        """Why each record is in its person: the match key, or the probabilistic evidence.
+
+        For each record number given that is held: ``match_key`` with the key's name
+        when the exact cascade joined it; ``probabilistic`` with the pair's probability,
+        match weight, blocking key and named agreement vector when the probabilistic
+        stage did; ``unlinked`` when its person holds it alone. The record that started a
+        person others joined carries the basis of the first record that joined it. This
+        is the per-row link quality of cohorts and direct-care returns (``match_key`` or
+        a probability band) and the explanation of a link in a report. Records not held
+        are left out. Reads Redis only (a few pipelined reads), never the mirror.
+
+        Args:
+            rids: record numbers (``person_record_numbers``, ``record_number``).
+        """
+        return explain_bases(self, rids)
+
+    def possible_matches(self, *, limit: int = 10_000) -> list[PossibleMatch]:
+        """Pairs kept for review and never linked, in record number order.
+
+        Each names the two records (numbers and dataset ids; a release resolves a
+        number to the organisation's own reference with ``LinkedRecord``), why it is
+        kept (``grey``: between the review and the link thresholds; ``rival``: above the
+        link threshold but it would chain two linked persons; ``twin``: refused by the
+        twin guard; ``refit``: a released link a newer model scores below its
+        threshold, still linked), its probability, match weight, blocking key and named
+        agreement vector. The review file lists, to each organisation, the entries
+        that involve its own records; the operator sees counts. Reads Redis only.
+
+        Args:
+            limit: at most this many entries.
+        """
+        return read_possible_matches(self, limit=limit)
+
+    def bucket_values(self, letter: str, ids: list[int]) -> list[bytes | None]:
+        """The field of each id in the per-id buckets ``letter``, in one pipeline (for the
+        read side: :mod:`~broker.store.linkage_explain`)."""
+        pipe = self._r.pipeline(transaction=False)
+        for ident in ids:
+            pipe.hget(*self._bucket(letter, ident))
+        return cast(list[bytes | None], pipe.execute())
+
+    def scan_buckets(self, letter: str, counter: str) -> Iterator[tuple[int, bytes]]:
+        """Every ``(id, value)`` of the per-id buckets ``letter``, in id order (``counter``
+        is the ``meta`` field of the last id allocated)."""
+        return self._scan(letter, counter)
 
     def memory_usage(self) -> int:
         """Bytes Redis reports for every key of this scope (slow: for benchmarks)."""

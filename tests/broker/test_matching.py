@@ -21,6 +21,7 @@ from broker.matching import (
     agreement,
     estimate,
     fit,
+    fit_scored,
     model_threshold,
     one_to_one,
     score_pairs,
@@ -29,6 +30,7 @@ from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import TokeniseParams, Tokeniser
 from keys.derive import DomainKey
 from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
+from tests.support.evidence_world import world
 
 GIVEN = ["OLIVER", "AMELIA", "GEORGE", "ISLA", "HARRY", "AVA", "JACK", "MIA", "NOAH", "IVY"]
 FAMILY = ["SMITH", "JONES", "TAYLOR", "BROWN", "WILLIAMS", "KHAN", "PATEL", "WILSON"]
@@ -276,3 +278,20 @@ def test_estimate_converges_to_probabilities_whatever_the_counts(
         assert all(0.0 < x < 1.0 for x in (*weights.m, *weights.u))
     reordered = dict(reversed(list(patterns.items())))
     assert estimate(layout, reordered) == model
+
+
+def test_fit_scored_scores_every_candidate_pair_as_score_pairs_does() -> None:
+    """The engine takes its threshold from ``fit_scored``'s pairs: they must be exactly
+    the pairs ``score_pairs`` gives for the same records and model."""
+    records: list[RecordEvidence] = []
+    layout = None
+    for name, chunk in sorted(world().chunks.items()):
+        evidence = chunk.evidence
+        assert evidence is not None
+        layout = Layout.from_columns(evidence.block_names, evidence.columns)
+        for blocks, cells in zip(evidence.blocks, evidence.cells(), strict=True):
+            records.append(RecordEvidence(len(records), name, blocks, cells))
+    assert layout is not None
+    model, pairs = fit_scored(layout, records)
+    assert model == fit(layout, records)
+    assert pairs and pairs == score_pairs(model, records, ())

@@ -1,0 +1,157 @@
+"""The probabilistic stage's byte layout: stored evidence, link bases, possible matches.
+
+Like :mod:`~broker.store.linkage_codec` for the cascade, this module alone knows how the
+probabilistic stage packs what it keeps per record (docs/keyspace.md, "Linkage"). All
+integers are big-endian:
+
+* evidence (bucket ``E``, one field per record): ``n_blocks u8 | mask u32 |`` then
+  :data:`BLOCK_TOKEN_BYTES` per present block token (the stored token's first bytes),
+  ``n_columns u16 | one count byte per column |`` then 4 bytes per comparison token,
+  column by column (``keys.chunk.ChunkEvidence``'s order, re-keyed at rest);
+* block index key (mirror only): ``j u8`` (blocking key index) + the block token;
+* link basis (bucket ``B``, records linked by the probabilistic stage only):
+  ``partner u32 | block u8 | probability f64 | match weight f64 | n u8 | level i8 × n``;
+* possible matches (bucket ``M``, per record decided): per entry ``other u32 | block u8
+  | reason u8 | probability f64 | match weight f64 | n u8 | level i8 × n``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+__all__ = [
+    "BLOCK_TOKEN_BYTES",
+    "POSSIBLE_REASONS",
+    "Basis",
+    "PossibleEntry",
+    "block_keys",
+    "decode_basis",
+    "decode_evidence",
+    "decode_possible",
+    "encode_basis",
+    "encode_evidence",
+    "encode_possible",
+]
+
+BLOCK_TOKEN_BYTES: Final = 10
+"""Bytes of a stored block token kept per record (80 bits, as the token index keeps)."""
+POSSIBLE_REASONS: tuple[str, ...] = ("grey", "rival", "twin", "refit")
+"""Why a pair is a possible match, by stored code (append only):
+
+* ``grey`` — its probability is at least the review threshold and below the link one;
+* ``rival`` — at or above the link threshold, but linking it would chain two persons
+  already linked across datasets (no chaining: the first, best pair was taken);
+* ``twin`` — at or above the link threshold, but the twin guard refused it (a person
+  would hold two records of one one-record-per-person dataset);
+* ``refit`` — a released probabilistic link that a refitted model scores below its link
+  threshold: kept linked, never silently undone, and listed for review."""
+
+_HEAD: Final = struct.Struct(">BI")
+_U16: Final = struct.Struct(">H")
+_BASIS: Final = struct.Struct(">IBddB")
+_POSSIBLE: Final = struct.Struct(">IBBddB")
+_TOKEN: Final = 4
+_NONE: tuple[bytes, ...] = ()
+
+Basis = tuple[int, int, float, float, tuple[int, ...]]
+"""``(partner record, blocking key index, probability, match weight, agreement vector)``."""
+PossibleEntry = tuple[int, int, int, float, float, tuple[int, ...]]
+"""``(other record, blocking key index, reason code, probability, weight, agreement)``."""
+
+
+def encode_evidence(blocks: Sequence[bytes | None], counts: bytes, tokens: bytes) -> bytes:
+    """The stored evidence of one record (block tokens are cut to :data:`BLOCK_TOKEN_BYTES`)."""
+    mask = 0
+    present: list[bytes] = []
+    for j, token in enumerate(blocks):
+        if token is not None:
+            mask |= 1 << j
+            present.append(token[:BLOCK_TOKEN_BYTES])
+    return b"".join(
+        (_HEAD.pack(len(blocks), mask), *present, _U16.pack(len(counts)), counts, tokens)
+    )
+
+
+def decode_evidence(
+    raw: bytes,
+) -> tuple[tuple[bytes | None, ...], tuple[tuple[bytes, ...], ...]]:
+    """One record's block tokens and, per column, its comparison tokens."""
+    n_blocks, mask = _HEAD.unpack_from(raw)
+    pos = _HEAD.size
+    blocks: list[bytes | None] = []
+    for j in range(n_blocks):
+        if mask >> j & 1:
+            blocks.append(raw[pos : pos + BLOCK_TOKEN_BYTES])
+            pos += BLOCK_TOKEN_BYTES
+        else:
+            blocks.append(None)
+    (n_columns,) = _U16.unpack_from(raw, pos)
+    pos += _U16.size
+    counts = raw[pos : pos + n_columns]
+    at = pos + n_columns
+    cells: list[tuple[bytes, ...]] = []
+    append = cells.append
+    for k in counts:  # most cells hold no token or one: those skip the general case
+        if k == 0:
+            append(_NONE)
+        elif k == 1:
+            append((raw[at : at + _TOKEN],))
+            at += _TOKEN
+        else:
+            end = at + k * _TOKEN
+            append(tuple([raw[p : p + _TOKEN] for p in range(at, end, _TOKEN)]))
+            at = end
+    return tuple(blocks), tuple(cells)
+
+
+def block_keys(raw: bytes) -> list[bytes]:
+    """The mirror's block index keys of one record's stored evidence."""
+    n_blocks, mask = _HEAD.unpack_from(raw)
+    pos = _HEAD.size
+    keys: list[bytes] = []
+    for j in range(n_blocks):
+        if mask >> j & 1:
+            keys.append(bytes((j,)) + raw[pos : pos + BLOCK_TOKEN_BYTES])
+            pos += BLOCK_TOKEN_BYTES
+    return keys
+
+
+def _levels(vector: Sequence[int]) -> bytes:
+    return struct.pack(f">{len(vector)}b", *vector)
+
+
+def encode_basis(basis: Basis) -> bytes:
+    """The stored link basis of a record the probabilistic stage linked."""
+    partner, block, probability, weight, vector = basis
+    return _BASIS.pack(partner, block, probability, weight, len(vector)) + _levels(vector)
+
+
+def decode_basis(raw: bytes) -> Basis:
+    """Inverse of :func:`encode_basis`."""
+    partner, block, probability, weight, n = _BASIS.unpack_from(raw)
+    vector = struct.unpack_from(f">{n}b", raw, _BASIS.size)
+    return partner, block, probability, weight, tuple(vector)
+
+
+def encode_possible(entries: Iterable[PossibleEntry]) -> bytes:
+    """The stored possible matches of one record."""
+    parts: list[bytes] = []
+    for other, block, reason, probability, weight, vector in entries:
+        parts.append(_POSSIBLE.pack(other, block, reason, probability, weight, len(vector)))
+        parts.append(_levels(vector))
+    return b"".join(parts)
+
+
+def decode_possible(raw: bytes) -> list[PossibleEntry]:
+    """Inverse of :func:`encode_possible`."""
+    out: list[PossibleEntry] = []
+    pos = 0
+    while pos < len(raw):
+        other, block, reason, probability, weight, n = _POSSIBLE.unpack_from(raw, pos)
+        pos += _POSSIBLE.size
+        vector = struct.unpack_from(f">{n}b", raw, pos)
+        pos += n
+        out.append((other, block, reason, probability, weight, tuple(vector)))
+    return out
