@@ -15,7 +15,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from broker.linkage import Linker
-from broker.probabilistic_report import ProbabilisticReportOut
+from broker.probabilistic_report import ProbabilisticReportOut, build_probabilistic_report
 from broker.rotation import rotation_progress
 from broker.store import batches as batch_store
 from broker.store.client import Store
@@ -89,7 +89,9 @@ def _domain_section(store: Store, domain: str) -> DomainLinkageOut:
     """The live section of ``domain`` (it may hold part of a batch being linked)."""
     declared = [d for d in list_all_datasets(store) if d.domain == domain]
     grades = latest_quality_grades(store, [dataset_id(d.org, d.name) for d in declared])
-    report = Linker(LinkageStore(store.redis, scope=active_scope(store, domain))).report()
+    linkage = LinkageStore(store.redis, scope=active_scope(store, domain))
+    report = Linker(linkage).report()
+    model = linkage.fitted_model()
     counted = {d.id: d for d in report.datasets}
     datasets: list[DatasetLinkageOut] = []
     for d in sorted(declared, key=lambda x: (x.org, x.name)):
@@ -117,6 +119,9 @@ def _domain_section(store: Store, domain: str) -> DomainLinkageOut:
         conflicting_records=report.conflicting_records,
         conflicts_by_kind=report.conflicts_by_kind,
         datasets=datasets,
+        probabilistic=None
+        if model is None
+        else build_probabilistic_report(model, linkage.scored_pairs(), thresholds=model.thresholds),
     )
 
 

@@ -319,7 +319,10 @@ def release_cohort(
     def read() -> tuple[list[list[str | None]], dict[str, int]]:
         counts: dict[str, int] = {}
         rows: list[list[str | None]] = []
-        qualities = link_qualities(source.linkage, source.datasets)
+        linkage = source.linkage
+        qualities = link_qualities(
+            linkage, source.datasets, probabilities=linkage.link_probabilities()
+        )
         for person in _persons(source, counts):
             if not all(d in person.by_dataset for d in require):
                 continue
@@ -665,7 +668,10 @@ def release_linked(
     def read() -> tuple[list[LinkedRow], dict[str, int]]:
         counts: dict[str, int] = {"linked_rows": 0}
         rows: list[LinkedRow] = []
-        qualities = link_qualities(source.linkage, source.datasets)
+        linkage = source.linkage
+        qualities = link_qualities(
+            linkage, source.datasets, probabilities=linkage.link_probabilities()
+        )
         for _, records in source.linkage.iter_persons():
             mine_all = [r for r in records if r.dataset in own_ids]
             if not mine_all:

@@ -209,7 +209,13 @@ def build_review(store: Store, identity: Identity, *, now: datetime | None = Non
         def read(domain: str = domain, own: dict[str, str] = own) -> list[ReviewItem]:
             # the active linkage, read inside read_whole: a key rotation's switch retries it
             linkage = LinkageStore(store.redis, scope=active_scope(store, domain))
-            return domain_review(linkage, own, conflicts=linkage.conflicts(limit=MAX_CONFLICTS))
+            return domain_review(
+                linkage,
+                own,
+                conflicts=linkage.conflicts(limit=MAX_CONFLICTS),
+                possible=linkage.scored_pairs(linked=False),
+                model=linkage.fitted_model(),
+            )
 
         items += read_whole(store, domain, read)
     items.sort(key=lambda i: (i.domain, i.dataset, i.ref, i.doubt.value, i.other_dataset))

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
-from broker.matching import MISSING, Model
+from broker.matching import MISSING, Model, ScoredPair
 from broker.store import keyspace
 from broker.store.linkage_codec import StoredRecord, decode_members, stored_dsn
 from broker.store.linkage_evidence import (
@@ -34,8 +34,10 @@ __all__ = [
     "LinkBasis",
     "PossibleMatch",
     "explain_bases",
+    "link_probabilities",
     "name_levels",
     "read_possible_matches",
+    "read_scored_pairs",
 ]
 
 _NO_KEY = 255
@@ -239,3 +241,46 @@ def read_possible_matches(store: LinkageStore, *, limit: int = 10_000) -> list[P
                 )
             )
     return out[:limit]
+
+
+def read_scored_pairs(
+    store: LinkageStore, *, linked: bool = True, possible: bool = True, limit: int = 100_000
+) -> list[ScoredPair]:
+    """The pairs the probabilistic stage scored and kept, as the model scored them.
+
+    ``linked``: the pairs it linked (each record's stored basis); ``possible``: the
+    possible matches. A pair seen twice is kept once. At most ``limit`` pairs: the
+    linkage report's histogram and waterfall, and the review file, read these.
+    """
+    seen: dict[tuple[int, int], ScoredPair] = {}
+
+    def keep(rid: int, other: int, block: int, weight: float, p: float, v: tuple[int, ...]) -> None:
+        left, right = min(rid, other), max(rid, other)
+        seen.setdefault((left, right), ScoredPair(left, right, block, v, weight, p))
+
+    if linked:
+        for rid, raw in store.scan_buckets(keyspace.LINK_BASIS, "rid"):
+            if len(seen) >= limit:
+                break
+            partner, block, probability, weight, vector = decode_basis(raw)
+            keep(rid, partner, block, weight, probability, vector)
+    if possible:
+        for rid, raw in store.scan_buckets(keyspace.LINK_POSSIBLE, "rid"):
+            if len(seen) >= limit:
+                break
+            for other, block, _, probability, weight, vector in decode_possible(raw):
+                keep(rid, other, block, weight, probability, vector)
+    return list(seen.values())
+
+
+def link_probabilities(store: LinkageStore) -> dict[int, float]:
+    """Record number → match probability, for both records of every pair the
+    probabilistic stage linked and that is still linked (the releases' link quality)."""
+    rids = [rid for rid, _ in store.scan_buckets(keyspace.LINK_BASIS, "rid")]
+    out: dict[int, float] = {}
+    for rid, basis in explain_bases(store, rids).items():
+        if basis.kind == "probabilistic" and basis.probability is not None:
+            out[rid] = max(out.get(rid, 0.0), basis.probability)
+            if basis.partner is not None:
+                out[basis.partner] = max(out.get(basis.partner, 0.0), basis.probability)
+    return out

@@ -28,7 +28,7 @@ from typing import Any, NewType, cast
 import redis
 
 from broker.errors import LinkageBusyError
-from broker.matching import Layout, Model, layout_from_json, model_from_json
+from broker.matching import Layout, Model, ScoredPair, layout_from_json, model_from_json
 from broker.store import keyspace
 from broker.store.batches import get_batch
 from broker.store.client import Store
@@ -50,7 +50,9 @@ from broker.store.linkage_explain import (
     LinkBasis,
     PossibleMatch,
     explain_bases,
+    link_probabilities,
     read_possible_matches,
+    read_scored_pairs,
 )
 from broker.store.linkage_mirror import Fetched, LinkageMirror, WriteSet
 from keys.derive import RecordRef
@@ -722,6 +724,16 @@ class LinkageStore:
             limit: at most this many entries.
         """
         return read_possible_matches(self, limit=limit)
+
+    def scored_pairs(self, *, linked: bool = True, possible: bool = True) -> list[ScoredPair]:
+        """The probabilistic stage's linked pairs and possible matches, as scored (block
+        index and agreement vector): :func:`~broker.store.linkage_explain.read_scored_pairs`."""
+        return read_scored_pairs(self, linked=linked, possible=possible)
+
+    def link_probabilities(self) -> dict[int, float]:
+        """Record number → probability of the probabilistic link that holds it in its
+        person: :func:`~broker.store.linkage_explain.link_probabilities`."""
+        return link_probabilities(self)
 
     def bucket_values(self, letter: str, ids: list[int]) -> list[bytes | None]:
         """The field of each id in the per-id buckets ``letter``, in one pipeline (for the

@@ -11,6 +11,8 @@ import itertools
 
 import pytest
 
+from broker.link_quality import link_qualities, probability_band
+from broker.linkage_report import build_linkage_report
 from broker.store import keyspace
 from broker.store.linkage_evidence import decode_evidence
 from broker.store.linkage_store import LinkageStore
@@ -128,3 +130,38 @@ def test_the_evidence_is_stored_only_in_its_at_rest_form(broker_server, linked) 
                 assert not (mine and set(mine) == set(theirs))
             stored += 1
     assert stored == sum(len(c) for c in world().chunks.values())
+
+
+def test_report_releases_and_review_read_the_stage(broker_server, linked) -> None:
+    """The linkage report's section, the link-quality bands and the review file are fed
+    by what the engine stored: its model, its linked pairs and its possible matches."""
+    store = LinkageStore(broker_server.runtime.store.redis, scope=linked)
+    model = store.fitted_model()
+    assert model is not None
+    section = next(
+        d for d in build_linkage_report(broker_server.runtime.store).domains if d.domain == linked
+    )
+    assert section.probabilistic is not None
+    pairs = store.scored_pairs()
+    assert section.probabilistic.scored_pairs == len(pairs) > 0
+    assert section.probabilistic.thresholds.link == model.thresholds.link
+    persons = [store.person_record_numbers(pid) for pid, _ in store.iter_persons()]
+    bases = store.link_basis([rid for rids in persons for rid in rids])
+    probabilities = store.link_probabilities()
+    linked_by_stage = {rid for rid, b in bases.items() if b.kind == "probabilistic"}
+    assert linked_by_stage and linked_by_stage <= probabilities.keys()
+    qualities = link_qualities(
+        store, [d.id for d in store.datasets().values()], probabilities=probabilities
+    )
+    refs = {
+        r.rid: (d.id, bytes(r.ref))
+        for d in store.datasets().values()
+        for records in store.iter_dataset_records(d.id)
+        for r in records
+    }
+    for rid in linked_by_stage:
+        assert qualities.of(*refs[rid]) == probability_band(probabilities[rid])
+    possible = {(p.left, p.right) for p in store.scored_pairs(linked=False)}
+    assert possible == {
+        (min(m.record, m.other), max(m.record, m.other)) for m in store.possible_matches()
+    }
