@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import chain
 from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from keys.derive import (
     ComparisonToken,
     DomainKey,
     EvidenceDeriver,
+    LevelDigests,
     RecordRef,
     ReferenceDeriver,
     Token,
@@ -330,45 +332,62 @@ class Tokeniser:
     ) -> ChunkEvidence | None:
         """The chunk evidence of ``rows``; ``block_values[j][i]`` is row i's block j input.
 
-        Each record's level digests are looked up once (cached per value) and reused under
-        every block; the block secrets and digests of the whole chunk then go to
-        :meth:`keys.derive.EvidenceDeriver.comparison_tokens` in one call.
+        Worked column by column, as :meth:`encode_rows` works the match keys: each
+        comparison's level digests are looked up once per record (cached per value) and
+        reused under every block; each blocking key's tokens and secrets come from one loop
+        (:meth:`keys.derive.EvidenceDeriver.block_column`); the record-by-record order of
+        the chunk is then one C-level join over the columns, and the whole chunk's
+        comparison tokens one call of :meth:`keys.derive.EvidenceDeriver.comparison_tokens`.
         """
         deriver = self._evidence
         if deriver is None:
             return None
-        comparisons, under, zeros = self._comparisons, self._under, self._zero_counts
-        block_token_and_secret = deriver.block_token_and_secret
-        n_blocks = len(self.block_names)
-        blocks: list[tuple[Token | None, ...]] = []
-        counts: list[bytes] = []
-        secrets: list[bytes] = []
-        digests: list[bytes] = []
-        for i, row in enumerate(rows):
-            per_comparison = [
-                levels(row[position]) if row[position] else empty
-                for position, levels, empty in comparisons
-            ]
-            record_blocks: list[Token | None] = []
-            for j in range(n_blocks):
-                encoded = block_values[j][i]
-                if encoded is None:
-                    record_blocks.append(None)
-                    counts.append(zeros[j])
-                    continue
-                token, secret = block_token_and_secret(j, encoded)
-                record_blocks.append(token)
-                joined = b"".join([per_comparison[c][0] for c in under[j]])
-                counts.append(b"".join([per_comparison[c][1] for c in under[j]]))
-                digests.append(joined)
-                secrets.append(secret * (len(joined) >> 4))
-            blocks.append(tuple(record_blocks))
+        n = len(rows)
+        if not n:
+            return ChunkEvidence(self.block_names, self._evidence_columns, [], b"", b"")
+        digest_columns: list[list[bytes]] = []
+        count_columns: list[list[bytes]] = []
+        for position, levels, empty in self._comparisons:
+            looked_up = [levels(v) if v else empty for v in [r[position] for r in rows]]
+            digest_columns.append([x[0] for x in looked_up])
+            count_columns.append([x[1] for x in looked_up])
+        token_columns: list[list[Token | None]] = []
+        digests: list[list[bytes]] = []  # per blocking key, each record's digests under it
+        counts: list[list[bytes]] = []
+        secrets: list[list[bytes]] = []
+        for j, under in enumerate(self._under):
+            tokens, block_secrets = deriver.block_column(j, block_values[j])
+            token_columns.append(tokens)
+            if under:
+                joined = list(map(b"".join, zip(*[digest_columns[c] for c in under], strict=True)))
+                joined_counts = list(
+                    map(b"".join, zip(*[count_columns[c] for c in under], strict=True))
+                )
+            else:
+                joined, joined_counts = [b""] * n, [b""] * n
+            if None in block_secrets:  # records without the block: no tokens, zero counts
+                zeros = self._zero_counts[j]
+                joined = [d if s else b"" for d, s in zip(joined, block_secrets, strict=True)]
+                joined_counts = [
+                    c if s else zeros for c, s in zip(joined_counts, block_secrets, strict=True)
+                ]
+            digests.append(joined)
+            counts.append(joined_counts)
+            secrets.append(
+                [
+                    s * (len(d) >> 4) if s else b""
+                    for s, d in zip(block_secrets, joined, strict=True)
+                ]
+            )
         return ChunkEvidence(
             block_names=self.block_names,
             columns=self._evidence_columns,
-            blocks=blocks,
-            counts=b"".join(counts),
-            tokens=deriver.comparison_tokens(b"".join(secrets), b"".join(digests)),
+            blocks=list(zip(*token_columns, strict=True)),
+            counts=b"".join(chain.from_iterable(zip(*counts, strict=True))),
+            tokens=deriver.comparison_tokens(
+                b"".join(chain.from_iterable(zip(*secrets, strict=True))),
+                b"".join(chain.from_iterable(zip(*digests, strict=True))),
+            ),
         )
 
     def reference(self, local_id: str) -> RecordRef:
@@ -517,21 +536,19 @@ def _level_encoder(
 ) -> Callable[[str], tuple[bytes, bytes]]:
     """Value → its level digests joined (16 bytes each), and how many per level (a byte each).
 
-    Digests are :meth:`keys.derive.EvidenceDeriver.level_digests` of each level's values,
-    strongest level first (docs/token-format.md#comparison-tokens).
+    Digests are :class:`keys.derive.LevelDigests` of each level's values, strongest level
+    first (docs/token-format.md#comparison-tokens).
     """
     functions = tuple(
-        (EvidenceDeriver.level_prefix(comparison, level), LEVEL_FUNCTIONS[level])
-        for level in levels
+        (LevelDigests(comparison, level).digests, LEVEL_FUNCTIONS[level]) for level in levels
     )
-    digests = EvidenceDeriver.level_digests
 
     def encode(value: str) -> tuple[bytes, bytes]:
         parts: list[bytes] = []
         counts: list[int] = []
-        for prefix, function in functions:
+        for digests, function in functions:
             values = function(value)
-            parts.append(digests(prefix, values))
+            parts.append(digests(values))
             counts.append(len(values))
         return b"".join(parts), bytes(counts)
 
