@@ -69,6 +69,8 @@ __all__ = [
 CHUNK_RECORDS = 20_000
 """Records per chunk (and per block of work handed to a worker)."""
 
+_EVIDENCE_WINDOW = 1_024
+"""Records whose evidence is derived together (see :meth:`Tokeniser._chunk_evidence`)."""
 _UNIQUE_FIELDS = frozenset({"nhs_number", "other_id", "address_line"})
 _CACHE_SIZE = 1 << 17
 
@@ -332,19 +334,49 @@ class Tokeniser:
     ) -> ChunkEvidence | None:
         """The chunk evidence of ``rows``; ``block_values[j][i]`` is row i's block j input.
 
-        Worked column by column, as :meth:`encode_rows` works the match keys: each
-        comparison's level digests are looked up once per record (cached per value) and
-        reused under every block; each blocking key's tokens and secrets come from one loop
-        (:meth:`keys.derive.EvidenceDeriver.block_column`); the record-by-record order of
-        the chunk is then one C-level join over the columns, and the whole chunk's
-        comparison tokens one call of :meth:`keys.derive.EvidenceDeriver.comparison_tokens`.
+        Worked in windows of :data:`_EVIDENCE_WINDOW` records, so that the window's
+        secrets, digests and cipher input (some 1.3 MB) stay in the processor's cache
+        through every pass over them: against one pass over a 20,000-record chunk (25 MB)
+        this halves the cost of the joins, the XOR and the cipher.
         """
         deriver = self._evidence
         if deriver is None:
             return None
+        blocks: list[tuple[Token | None, ...]] = []
+        counts: list[bytes] = []
+        tokens: list[bytes] = []
+        for start in range(0, len(rows), _EVIDENCE_WINDOW):
+            end = start + _EVIDENCE_WINDOW
+            window = self._window_evidence(
+                deriver, rows[start:end], [column[start:end] for column in block_values]
+            )
+            blocks += window[0]
+            counts.append(window[1])
+            tokens.append(window[2])
+        return ChunkEvidence(
+            block_names=self.block_names,
+            columns=self._evidence_columns,
+            blocks=blocks,
+            counts=b"".join(counts),
+            tokens=b"".join(tokens),
+        )
+
+    def _window_evidence(
+        self,
+        deriver: EvidenceDeriver,
+        rows: Sequence[_Row],
+        block_values: Sequence[Sequence[bytes | None]],
+    ) -> tuple[list[tuple[Token | None, ...]], bytes, bytes]:
+        """Block tokens, counts and comparison tokens of a window of records.
+
+        Worked column by column, as :meth:`encode_rows` works the match keys: each
+        comparison's level digests are looked up once per record (cached per value) and
+        reused under every block; each blocking key's tokens and secrets come from one loop
+        (:meth:`keys.derive.EvidenceDeriver.block_column`); the record-by-record order of
+        the chunk is then one C-level join over the columns, and the window's comparison
+        tokens one call of :meth:`keys.derive.EvidenceDeriver.comparison_tokens`.
+        """
         n = len(rows)
-        if not n:
-            return ChunkEvidence(self.block_names, self._evidence_columns, [], b"", b"")
         digest_columns: list[list[bytes]] = []
         count_columns: list[list[bytes]] = []
         for position, levels, empty in self._comparisons:
@@ -379,12 +411,10 @@ class Tokeniser:
                     for s, d in zip(block_secrets, joined, strict=True)
                 ]
             )
-        return ChunkEvidence(
-            block_names=self.block_names,
-            columns=self._evidence_columns,
-            blocks=list(zip(*token_columns, strict=True)),
-            counts=b"".join(chain.from_iterable(zip(*counts, strict=True))),
-            tokens=deriver.comparison_tokens(
+        return (
+            list(zip(*token_columns, strict=True)),
+            b"".join(chain.from_iterable(zip(*counts, strict=True))),
+            deriver.comparison_tokens(
                 b"".join(chain.from_iterable(zip(*secrets, strict=True))),
                 b"".join(chain.from_iterable(zip(*digests, strict=True))),
             ),
