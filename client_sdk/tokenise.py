@@ -227,6 +227,7 @@ class Tokeniser:
                 cached=name not in _UNIQUE_FIELDS,
             )
             for position, name in enumerate(used)
+            if transforms[name]  # a field only comparisons read (given_name) has no column
         )
         self._key_columns = tuple(layouts)
         block_layouts: list[_Layout] = [
