@@ -26,7 +26,8 @@ and reports:
   normalise and tokenise their own blocks; this process reads and writes);
 - ``end_to_end_cpu_us_per_record``: CPU time of this process in that run: everything with
   one worker, only the reading and writing with more (the share that does not scale);
-- ``tokens_per_record``: tokens emitted per record on this data;
+- ``tokens_per_record``: match-key tokens emitted per record on this data (the evidence's
+  block and comparison tokens are not counted);
 - ``compiled``: 1 when the hot path runs as mypyc-compiled extensions (``make setup``),
   0 when it runs as plain Python.
 
