@@ -273,27 +273,15 @@ class EvidenceDeriver:
             ctx.update(_field(name.encode()))
             self._blocks.append(ctx)
 
-    def block_token(self, block: int, encoded: bytes) -> Token:
-        """Block token of blocking key ``block`` over values joined by :func:`encode_value`."""
-        return self.block_token_and_secret(block, encoded)[0]
-
-    def block_token_and_secret(self, block: int, encoded: bytes) -> tuple[Token, bytes]:
-        """The block token and the block secret ``S`` (16 bytes, never leaves the SDK).
-
-        Both from one HMAC: the token is its first 16 bytes, the secret the last 16.
-        """
-        ctx = self._blocks[block].copy()
-        ctx.update(encoded)
-        digest = ctx.finalize()
-        return Token(digest[:TOKEN_BYTES]), digest[TOKEN_BYTES : TOKEN_BYTES + _DIGEST_BYTES]
-
     def block_column(
         self, block: int, encoded: Sequence[bytes | None]
     ) -> tuple[list[Token | None], list[bytes | None]]:
-        """:meth:`block_token_and_secret` of many records: their tokens and their secrets.
+        """Block tokens and block secrets ``S`` of blocking key ``block`` for many records.
 
-        ``None`` (no block value) gives ``None`` in both; one context copy, one update and
-        one finalisation per record.
+        ``encoded`` holds each record's block values joined by :func:`encode_value`, or
+        ``None`` (no block value: ``None`` in both). Both come from one HMAC per record
+        (one context copy, one update, one finalisation): the token is its first 16 bytes,
+        the secret, which never leaves the SDK, the last 16.
         """
         copy = self._blocks[block].copy
         tokens: list[bytes | None] = []
