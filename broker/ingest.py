@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from itertools import chain
 from typing import cast
 
@@ -31,15 +32,30 @@ from broker.errors import (
 )
 from broker.linkage import DatasetInfo, IncomingRecord, Linker
 from broker.linkage_report import remember_domain_report
+from broker.rotation import (
+    check_batch,
+    check_rekey_commit,
+    linking_scope,
+    rekey_linked,
+    resume_rotations,
+)
 from broker.runtime import BrokerRuntime, utc_now
 from broker.store import batches as batch_store
 from broker.store.client import Store
 from broker.store.datasets import dataset_id, get_dataset, list_all_datasets
 from broker.store.identities import Identity
+from broker.store.linkage_codec import CHECK_DAY_EPOCH
 from broker.store.linkage_store import LinkageStore, drop_stale_locks
 from broker.upload_checks import check_batch_org, check_key_strength, check_replace_share
 from keys.batch import BatchManifest
-from keys.chunk import BatchFormatError, TokenChunk, chunk_digest, decode_chunk, encode_chunk
+from keys.chunk import (
+    RESEARCH_RESTRICTED,
+    BatchFormatError,
+    TokenChunk,
+    chunk_digest,
+    decode_chunk,
+    encode_chunk,
+)
 from keys.derive import AtRestKeyer, StoredToken, Token
 from keys.wire import (
     BATCH_ID_PATTERN,
@@ -69,7 +85,8 @@ logger = logging.getLogger(__name__)
 def check_manifest(dataset: DatasetInfoOut, manifest: BatchManifest, mode: BatchMode) -> None:
     """Refuse a batch tokenised under anything but its dataset's domain, version and spec.
 
-    A retraction carries references only, so only its dataset name is checked.
+    A retraction carries references only, so only its dataset name is checked. A rekey
+    batch is under the domain's new key version (broker/rotation.py checks which).
 
     Raises:
         DatasetMismatchError: naming what differs (never a value).
@@ -81,7 +98,7 @@ def check_manifest(dataset: DatasetInfoOut, manifest: BatchManifest, mode: Batch
     problems = []
     if manifest.domain != dataset.domain:
         problems.append("domain")
-    if manifest.key_version != dataset.key_version:
+    if manifest.key_version != dataset.key_version and mode is not BatchMode.REKEY:
         problems.append("key version")
     if manifest.spec_hash != dataset.spec_hash:
         problems.append("linkage spec hash")
@@ -148,6 +165,8 @@ def open_upload(
     manifest = request.manifest
     check_batch_org(manifest, caller=caller.name)
     check_manifest(dataset, manifest, request.mode)
+    batch_key = _batch_key(caller.name, dataset_name, manifest.batch_id)
+    check_batch(runtime.store, dataset, manifest=manifest, mode=request.mode, batch_key=batch_key)
     count = len(manifest.chunk_digests)
     if count == 0 or count > settings.max_batch_chunks:
         raise BadRequestError(f"a batch holds 1 to {settings.max_batch_chunks} chunks")
@@ -155,10 +174,13 @@ def open_upload(
         raise BadRequestError("the manifest's record count does not fit its chunks")
     if len(set(manifest.chunk_digests)) != count:
         raise BadRequestError("the manifest lists a chunk twice")
+    checked = manifest.opt_out_checked
+    if checked is not None and checked.isoformat() > utc_now()[:10]:
+        raise BadRequestError("the batch's opt-out check date is in the future")
     _valid_batch_id(manifest.batch_id)
     record = batch_store.open_batch(
         runtime.store,
-        batch_key=_batch_key(caller.name, dataset_name, manifest.batch_id),
+        batch_key=batch_key,
         org=caller.name,
         dataset=dataset_id(caller.name, dataset_name),
         mode=request.mode,
@@ -183,7 +205,9 @@ def rekey_chunk(keyer: AtRestKeyer, chunk: TokenChunk) -> TokenChunk:
     """
     # A stored token travels in the chunk codec's token slots: both are 16 bytes.
     tokens = cast(list[tuple[Token | None, ...]], keyer.rekey_rows(chunk.tokens))
-    return TokenChunk(chunk.key_names, chunk.payload_columns, chunk.refs, tokens, chunk.payload)
+    return TokenChunk(
+        chunk.key_names, chunk.payload_columns, chunk.refs, tokens, chunk.payload, flags=chunk.flags
+    )
 
 
 def accept_chunk(
@@ -227,6 +251,8 @@ def accept_chunk(
             raise ChunkError(f"chunk {index}: match keys differ from the manifest")
         if list(chunk.payload_columns) != manifest.payload_columns:
             raise ChunkError(f"chunk {index}: payload columns differ from the manifest")
+        if manifest.opt_out_checked is not None and chunk.flags is None:
+            raise ChunkError(f"chunk {index}: the batch checked opt-outs but it carries no flags")
         stored = rekey_chunk(runtime.keyer, chunk)
     write = batch_store.put_chunk(
         runtime.store,
@@ -276,6 +302,7 @@ def commit_upload(
     if record.state is BatchState.RECEIVING and record.records_received == record.record_count:
         check_key_strength(runtime.store, record)
         check_replace_share(runtime.store, record, confirmed=confirm_replace)
+        check_rekey_commit(runtime.store, record, now=utc_now())
     batch_store.commit_batch(
         runtime.store,
         batch_key=record.batch_key,
@@ -366,6 +393,8 @@ def link_batch(
         batch_store.mark_batch(store, batch_id, BatchState.LINKING)
     index = record.chunks_linked
     slice_records = runtime.settings.link_slice_records
+    checked = BatchManifest.model_validate_json(record.manifest_json).opt_out_checked
+    checked_day = (checked - CHECK_DAY_EPOCH).days if checked is not None else 0
     while index < record.chunk_count:
         if not keep_going():
             return False
@@ -382,6 +411,8 @@ def link_batch(
             rows = [cast(list[tuple[StoredToken | None, ...]], c.tokens) for c in chunks]
             payloads = [c.payload for c in chunks]
             incoming = list(map(IncomingRecord, refs, chain(*rows), chain(*payloads)))
+            if checked_day or any(c.flags for c in chunks):
+                incoming = _with_opt_outs(incoming, chunks, checked_day)
             linker.link(dataset, incoming, batch_id=batch_id)
         batch_store.mark_chunk_linked(store, batch_id, end)
         index = end
@@ -408,6 +439,17 @@ def link_batch(
     # What the linkage report shows while the domain's next batch links.
     remember_domain_report(store, _domain_of(store, record))
     return True
+
+
+def _with_opt_outs(
+    incoming: list[IncomingRecord], chunks: list[TokenChunk], checked_day: int
+) -> list[IncomingRecord]:
+    """The records with their chunk's research-restricted flags and the batch's check day."""
+    flags = b"".join(c.flags if c.flags is not None else bytes(len(c)) for c in chunks)
+    return [
+        replace(r, restricted=bool(f & RESEARCH_RESTRICTED), checked_day=checked_day)
+        for r, f in zip(incoming, flags, strict=True)
+    ]
 
 
 class LinkWorker:
@@ -438,6 +480,7 @@ class LinkWorker:
         self._poll = poll_seconds
         self._lease = lease_seconds
         self._owner = uuid.uuid4().hex
+        self._rotation_owed = False
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tessera-link-worker", daemon=True)
@@ -455,6 +498,7 @@ class LinkWorker:
                 batch_store.release_batch(store, batch_key, done=False)
             drop_stale_locks(store.redis)
         self._audit_owed_commits()
+        resume_rotations(self._runtime, fault=self._fault)
         for domain in sorted({d.domain for d in list_all_datasets(store)}):
             remember_domain_report(store, domain)
         self._thread.start()
@@ -490,6 +534,13 @@ class LinkWorker:
             except Exception:
                 logger.exception("linkage worker error; retrying")
                 worked = False
+            if not worked and self._rotation_owed:
+                # A rotation step failed after its rekey batch linked: carry on from it.
+                try:
+                    resume_rotations(self._runtime, fault=self._fault)
+                    self._rotation_owed = False
+                except Exception:
+                    logger.exception("key rotation step failed; retrying")
             if not worked:
                 self._wake.wait(self._poll)
                 self._wake.clear()
@@ -526,6 +577,7 @@ class LinkWorker:
             )
             if done:
                 metrics.RECORDS_LINKED.inc(record.record_count)
+                self._rotation_owed = record.mode is BatchMode.REKEY
         except (BatchFormatError, DatasetMismatchError, NotFoundOrForbiddenError) as exc:
             logger.error("batch failed to link: %s", type(exc).__name__)
             batch_store.mark_batch(store, batch_key, BatchState.FAILED, error=str(exc))
@@ -544,14 +596,23 @@ class LinkWorker:
             done = True
         finally:
             batch_store.release_batch(store, batch_key, done=done)
+        if self._rotation_owed:
+            domain = _domain_of(store, record)
+            rekey_linked(self._runtime, record, domain=domain, fault=self._fault)
+            self._rotation_owed = False
         return True
 
+    def _fault(self, point: str) -> None:
+        _fault(self._runtime, point)
+
     def _linker_for(self, record: batch_store.BatchRecord) -> Linker:
-        """One linker per linkage domain: persons never span two domains."""
-        domain = _domain_of(self._runtime.store, record)
-        if domain not in self._linkers:
-            self._linkers[domain] = Linker(LinkageStore(self._runtime.store.redis, scope=domain))
-        return self._linkers[domain]
+        """One linker per linkage scope: persons never span two domains (nor, while a
+        domain's key rotates, its two key versions: broker/rotation.py)."""
+        store = self._runtime.store
+        scope = linking_scope(store, record, domain=_domain_of(store, record))
+        if scope not in self._linkers:
+            self._linkers[scope] = Linker(LinkageStore(store.redis, scope=scope))
+        return self._linkers[scope]
 
     def _keep_going(self, batch_key: str) -> Callable[[], bool]:
         store = self._runtime.store
