@@ -29,6 +29,8 @@ BENCHMARKS: list[tuple[str, dict[str, int]]] = [
     ("normalise", {"n": 200_000}),
     ("tokenise", {"n": 1_000_000, "workers": 1}),
     ("tokenise", {"n": 1_000_000, "workers": 2}),
+    # tokenise with evidence (uk-health-probabilistic): block and comparison tokens too
+    ("tokenise", {"n": 1_000_000, "workers": 1, "evidence": 1}),
     ("install", {"n": 1_000_000}),  # the whole command from a fresh `pip install '.[sdk]'`
     ("ingest", {"n": 1_000_000}),
     ("populations", {"n": 30_000}),  # the default spec on other population structures

@@ -1,8 +1,11 @@
-"""Tokenisation throughput with the default UK health spec.
+"""Tokenisation throughput with the default UK health spec, or with the evidence.
 
-``run(n, workers)`` builds an n-row GP extract from the SDK's synthetic generator (60,000
-people at most; beyond that rows repeat under fresh local ids, so the per-field caches of
-names, dates and postcodes hit more often than on a real extract of n different people)
+``run(n, workers, evidence)`` tokenises under the default spec (``evidence=0``) or under
+``uk-health-probabilistic`` (``evidence=1``: the same match keys plus the probabilistic
+stage's block and comparison tokens, docs/probabilistic.md). It builds an n-row GP
+extract from the SDK's synthetic generator (60,000 people at most; beyond that rows
+repeat under fresh local ids, so the per-field caches of names, dates and postcodes hit
+more often than on a real extract of n different people; NHS numbers are never cached)
 and reports:
 
 - ``read_normalise_cpu_us_per_record``: CPU time of this process to read the CSV and
@@ -23,11 +26,12 @@ and reports:
   normalise and tokenise their own blocks; this process reads and writes);
 - ``end_to_end_cpu_us_per_record``: CPU time of this process in that run: everything with
   one worker, only the reading and writing with more (the share that does not scale);
-- ``tokens_per_record``: tokens emitted per record on this data;
+- ``tokens_per_record``: match-key tokens emitted per record on this data (the evidence's
+  block and comparison tokens are not counted);
 - ``compiled``: 1 when the hot path runs as mypyc-compiled extensions (``make setup``),
   0 when it runs as plain Python.
 
-    .venv/bin/python -m bench.tokenise [N] [WORKERS]
+    .venv/bin/python -m bench.tokenise [N] [WORKERS] [EVIDENCE]
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
 from client_sdk.tokenise import TokeniseParams, tokenise_records, write_batch
 from keys.derive import DomainKey
-from keys.spec import default_spec
+from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
 from tessera_synth import generate
 
 __all__ = ["run"]
@@ -75,14 +79,17 @@ def _extract(directory: Path, n: int) -> tuple[Path, Path]:
     return out, gp.mapping
 
 
-def run(n: int, workers: int = 1) -> dict[str, float]:
-    """Records per second (wall and CPU) of tokenising alone and of the whole command."""
+def run(n: int, workers: int = 1, evidence: int = 0) -> dict[str, float]:
+    """Records per second (wall and CPU) of tokenising alone and of the whole command.
+
+    ``evidence=1`` tokenises with the probabilistic spec's evidence.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         extract, mapping_path = _extract(directory, n)
         mapping = load_mapping(mapping_path)
         params = TokeniseParams(
-            spec=default_spec(),
+            spec=default_spec(PROBABILISTIC_SPEC_NAME) if evidence else default_spec(),
             domain_key=DomainKey(b"\x01" * 32),
             domain="bench-health",
             key_version="v1",
@@ -140,5 +147,6 @@ def run(n: int, workers: int = 1) -> dict[str, float]:
 if __name__ == "__main__":
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     procs = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-    for key, value in run(size, procs).items():
+    with_evidence = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    for key, value in run(size, procs, with_evidence).items():
         print(f"{key:<34} {value:>14,.1f}")

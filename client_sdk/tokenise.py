@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
+from itertools import chain
 from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from keys.derive import (
     ComparisonToken,
     DomainKey,
     EvidenceDeriver,
+    LevelDigests,
     RecordRef,
     ReferenceDeriver,
     Token,
@@ -67,6 +69,8 @@ __all__ = [
 CHUNK_RECORDS = 20_000
 """Records per chunk (and per block of work handed to a worker)."""
 
+_EVIDENCE_WINDOW = 1_024
+"""Records whose evidence is derived together (see :meth:`Tokeniser._chunk_evidence`)."""
 _UNIQUE_FIELDS = frozenset({"nhs_number", "other_id", "address_line"})
 _CACHE_SIZE = 1 << 17
 
@@ -230,6 +234,7 @@ class Tokeniser:
                 cached=name not in _UNIQUE_FIELDS,
             )
             for position, name in enumerate(used)
+            if transforms[name]  # a field only comparisons read (given_name) has no column
         )
         self._key_columns = tuple(layouts)
         block_layouts: list[_Layout] = [
@@ -337,45 +342,90 @@ class Tokeniser:
     ) -> ChunkEvidence | None:
         """The chunk evidence of ``rows``; ``block_values[j][i]`` is row i's block j input.
 
-        Each record's level digests are looked up once (cached per value) and reused under
-        every block; the block secrets and digests of the whole chunk then go to
-        :meth:`keys.derive.EvidenceDeriver.comparison_tokens` in one call.
+        Worked in windows of :data:`_EVIDENCE_WINDOW` records, so that the window's
+        secrets, digests and cipher input (some 1.3 MB) stay in the processor's cache
+        through every pass over them: against one pass over a 20,000-record chunk (25 MB)
+        this halves the cost of the joins, the XOR and the cipher.
         """
         deriver = self._evidence
         if deriver is None:
             return None
-        comparisons, under, zeros = self._comparisons, self._under, self._zero_counts
-        block_token_and_secret = deriver.block_token_and_secret
-        n_blocks = len(self.block_names)
         blocks: list[tuple[Token | None, ...]] = []
         counts: list[bytes] = []
-        secrets: list[bytes] = []
-        digests: list[bytes] = []
-        for i, row in enumerate(rows):
-            per_comparison = [
-                levels(row[position]) if row[position] else empty
-                for position, levels, empty in comparisons
-            ]
-            record_blocks: list[Token | None] = []
-            for j in range(n_blocks):
-                encoded = block_values[j][i]
-                if encoded is None:
-                    record_blocks.append(None)
-                    counts.append(zeros[j])
-                    continue
-                token, secret = block_token_and_secret(j, encoded)
-                record_blocks.append(token)
-                joined = b"".join([per_comparison[c][0] for c in under[j]])
-                counts.append(b"".join([per_comparison[c][1] for c in under[j]]))
-                digests.append(joined)
-                secrets.append(secret * (len(joined) >> 4))
-            blocks.append(tuple(record_blocks))
+        tokens: list[bytes] = []
+        for start in range(0, len(rows), _EVIDENCE_WINDOW):
+            end = start + _EVIDENCE_WINDOW
+            window = self._window_evidence(
+                deriver, rows[start:end], [column[start:end] for column in block_values]
+            )
+            blocks += window[0]
+            counts.append(window[1])
+            tokens.append(window[2])
         return ChunkEvidence(
             block_names=self.block_names,
             columns=self._evidence_columns,
             blocks=blocks,
             counts=b"".join(counts),
-            tokens=deriver.comparison_tokens(b"".join(secrets), b"".join(digests)),
+            tokens=b"".join(tokens),
+        )
+
+    def _window_evidence(
+        self,
+        deriver: EvidenceDeriver,
+        rows: Sequence[_Row],
+        block_values: Sequence[Sequence[bytes | None]],
+    ) -> tuple[list[tuple[Token | None, ...]], bytes, bytes]:
+        """Block tokens, counts and comparison tokens of a window of records.
+
+        Worked column by column, as :meth:`encode_rows` works the match keys: each
+        comparison's level digests are looked up once per record (cached per value) and
+        reused under every block; each blocking key's tokens and secrets come from one loop
+        (:meth:`keys.derive.EvidenceDeriver.block_column`); the record-by-record order of
+        the chunk is then one C-level join over the columns, and the window's comparison
+        tokens one call of :meth:`keys.derive.EvidenceDeriver.comparison_tokens`.
+        """
+        n = len(rows)
+        digest_columns: list[list[bytes]] = []
+        count_columns: list[list[bytes]] = []
+        for position, levels, empty in self._comparisons:
+            looked_up = [levels(v) if v else empty for v in [r[position] for r in rows]]
+            digest_columns.append([x[0] for x in looked_up])
+            count_columns.append([x[1] for x in looked_up])
+        token_columns: list[list[Token | None]] = []
+        digests: list[list[bytes]] = []  # per blocking key, each record's digests under it
+        counts: list[list[bytes]] = []
+        secrets: list[list[bytes]] = []
+        for j, under in enumerate(self._under):
+            tokens, block_secrets = deriver.block_column(j, block_values[j])
+            token_columns.append(tokens)
+            if under:
+                joined = list(map(b"".join, zip(*[digest_columns[c] for c in under], strict=True)))
+                joined_counts = list(
+                    map(b"".join, zip(*[count_columns[c] for c in under], strict=True))
+                )
+            else:
+                joined, joined_counts = [b""] * n, [b""] * n
+            if None in block_secrets:  # records without the block: no tokens, zero counts
+                zeros = self._zero_counts[j]
+                joined = [d if s else b"" for d, s in zip(joined, block_secrets, strict=True)]
+                joined_counts = [
+                    c if s else zeros for c, s in zip(joined_counts, block_secrets, strict=True)
+                ]
+            digests.append(joined)
+            counts.append(joined_counts)
+            secrets.append(
+                [
+                    s * (len(d) >> 4) if s else b""
+                    for s, d in zip(block_secrets, joined, strict=True)
+                ]
+            )
+        return (
+            list(zip(*token_columns, strict=True)),
+            b"".join(chain.from_iterable(zip(*counts, strict=True))),
+            deriver.comparison_tokens(
+                b"".join(chain.from_iterable(zip(*secrets, strict=True))),
+                b"".join(chain.from_iterable(zip(*digests, strict=True))),
+            ),
         )
 
     def reference(self, local_id: str) -> RecordRef:
@@ -534,21 +584,19 @@ def _level_encoder(
 ) -> Callable[[str], tuple[bytes, bytes]]:
     """Value → its level digests joined (16 bytes each), and how many per level (a byte each).
 
-    Digests are :meth:`keys.derive.EvidenceDeriver.level_digests` of each level's values,
-    strongest level first (docs/token-format.md#comparison-tokens).
+    Digests are :class:`keys.derive.LevelDigests` of each level's values, strongest level
+    first (docs/token-format.md#comparison-tokens).
     """
     functions = tuple(
-        (EvidenceDeriver.level_prefix(comparison, level), LEVEL_FUNCTIONS[level])
-        for level in levels
+        (LevelDigests(comparison, level).digests, LEVEL_FUNCTIONS[level]) for level in levels
     )
-    digests = EvidenceDeriver.level_digests
 
     def encode(value: str) -> tuple[bytes, bytes]:
         parts: list[bytes] = []
         counts: list[int] = []
-        for prefix, function in functions:
+        for digests, function in functions:
             values = function(value)
-            parts.append(digests(prefix, values))
+            parts.append(digests(values))
             counts.append(len(values))
         return b"".join(parts), bytes(counts)
 

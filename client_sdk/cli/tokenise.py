@@ -30,6 +30,7 @@ from client_sdk.speclint import (
     lint_spec,
     static_problems,
 )
+from client_sdk.speclint_evidence import DEFAULT_MAX_BLOCK, DEFAULT_MAX_SHARED, lint_evidence
 from client_sdk.tokenise import CHUNK_RECORDS, RecordBlocks, TokeniseParams, write_batch
 from keys.errors import SpecError
 from keys.spec import LinkageSpec, default_spec, load_spec
@@ -295,15 +296,38 @@ def spec_hash(spec_path: Path | None) -> None:
     type=click.FloatRange(0.0, 1.0),
     help="Least fraction of distinct values a match key may have.",
 )
+@click.option(
+    "--max-block",
+    default=DEFAULT_MAX_BLOCK,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Most records a blocking key's largest block may hold.",
+)
+@click.option(
+    "--max-shared",
+    default=DEFAULT_MAX_SHARED,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Most records that may share one comparison token inside one block.",
+)
 def spec_lint(
-    input_path: Path, mapping_path: Path, spec_path: Path | None, min_distinct: float
+    input_path: Path,
+    mapping_path: Path,
+    spec_path: Path | None,
+    min_distinct: float,
+    max_block: int,
+    max_shared: int,
 ) -> None:
     """Refuse match keys too common to hide, judged on this organisation's own INPUT.
 
     Also names, one line each, the keys that form for fewer than 10% of the
     records (every field of a key must be present for it to form), and fails when the
-    strongest key or most keys do. Exits 7 when a key is refused or the spec cannot form.
-    Nothing is written and no value is shown.
+    strongest key or most keys do. A spec with blocking keys and comparisons (the
+    probabilistic stage's evidence) has each judged too: a blocking key whose largest
+    block holds more than --max-block records is refused (the broker would compare too
+    many pairs there), and so is a comparison one of whose tokens more than --max-shared
+    records share inside a block (it would tell large groups apart there). Exits 7 when
+    anything is refused or the spec cannot form. Nothing is written and no value is shown.
     """
     spec = _spec(spec_path)
     mapping = load_mapping(mapping_path)
@@ -332,6 +356,22 @@ def spec_lint(
     failure = formation_failure(formations)
     if failure is not None:
         problems.append(f"{failure}: the spec cannot link this extract")
+    if spec.blocking_keys:  # a second pass: the evidence is counted over every record
+        evidence = lint_evidence(
+            iter_records(input_path, mapping, report=QualityCollector(), progress=False),
+            spec,
+            max_block=max_block,
+            max_shared=max_shared,
+        )
+        for e in evidence:
+            click.echo(
+                f"{e.verdict:<9} {e.kind + ' ' + e.name:<32} {e.largest:>9} largest  {e.reason}"
+            )
+        problems += [
+            f"{e.kind} {e.name!r} is refused: {e.reason}"
+            for e in evidence
+            if e.verdict == "refused"
+        ]
     if problems:
         raise SpecError(spec.name, problems)
 

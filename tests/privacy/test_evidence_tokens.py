@@ -1,9 +1,12 @@
 """Threat model: comparison tokens are never global per-field tokens (docs/probabilistic.md).
 
 - The same field value gives unrelated comparison tokens in two different blocks, so
-  nobody holding the broker's data can count a field's frequency across blocks.
+  nobody holding the broker's data can count a field's frequency across blocks: checked
+  on what the SDK emits (the encoded chunk), at every level of every comparison, across
+  blocks of one blocking key and across blocking keys.
 - Inside one block, no comparison token of the shipped spec is held by more records of a
-  dataset than the evidence linter allows, on the SDK's own synthetic extract.
+  dataset than the evidence linter allows, on the synthetic generator's GP extract (one
+  record per person) and hospital extract (several records per person).
 - The linter refuses a comparison that would be too common inside its blocks, and a
   blocking key whose blocks are too large.
 """
@@ -19,10 +22,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from client_sdk.mapping import load_mapping
+from client_sdk.normalise.transforms import LEVEL_FUNCTIONS
 from client_sdk.pipeline import iter_records
 from client_sdk.record import NormalisedRecord
 from client_sdk.speclint_evidence import DEFAULT_MAX_SHARED, lint_evidence
 from client_sdk.tokenise import TokeniseParams, Tokeniser
+from keys.chunk import ChunkEvidence, decode_chunk
 from keys.derive import DomainKey
 from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec, parse_spec
 from tessera_synth import generate
@@ -44,11 +49,67 @@ def _tokeniser() -> Tokeniser:
 
 
 @pytest.fixture(scope="module")
-def synthetic() -> list[NormalisedRecord]:
+def extracts() -> dict[str, list[NormalisedRecord]]:
+    """The synthetic generator's GP and hospital extracts, normalised."""
     with tempfile.TemporaryDirectory() as tmp:
         summary = generate(Path(tmp), persons=1500, seed=5, practices=1, opt_out=False)
-        dataset = next(d for d in summary.datasets if d.kind == "gp")
-        return list(iter_records(dataset.path, load_mapping(dataset.mapping)))
+        return {
+            kind: list(iter_records(dataset.path, load_mapping(dataset.mapping)))
+            for kind in ("gp", "hospital")
+            for dataset in summary.datasets
+            if dataset.kind == kind
+        }
+
+
+@pytest.fixture(scope="module")
+def synthetic(extracts: dict[str, list[NormalisedRecord]]) -> list[NormalisedRecord]:
+    return extracts["gp"]
+
+
+def _emitted(records: list[NormalisedRecord]) -> ChunkEvidence:
+    """The evidence as the SDK emits it: encoded into a chunk, then decoded."""
+    tokeniser = _tokeniser()
+    evidence = decode_chunk(tokeniser.encode_rows([tokeniser.row(r) for r in records]).data)
+    assert evidence.evidence is not None
+    return evidence.evidence
+
+
+@pytest.mark.parametrize("kind", ["gp", "hospital"])
+def test_no_emitted_token_of_one_level_value_repeats_in_another_block(
+    extracts: dict[str, list[NormalisedRecord]], kind: str
+) -> None:
+    records = extracts[kind]
+    evidence = _emitted(records)
+    # (comparison, level, level value) → (blocking key, block token) → its tokens there
+    seen: dict[tuple[int, int, str], dict[tuple[int, bytes], set[bytes]]] = defaultdict(
+        lambda: defaultdict(set)
+    )
+    for record, blocks, cells in zip(records, evidence.blocks, evidence.cells(), strict=True):
+        for column, cell in zip(SPEC.evidence_columns, cells, strict=True):
+            block = blocks[column.block]
+            if block is None:  # no block value, so no comparison token under that key
+                assert not cell
+                continue
+            comparison = SPEC.comparisons[column.comparison]
+            value = getattr(record, comparison.field)
+            values = LEVEL_FUNCTIONS[comparison.levels[column.level]](value) if value else ()
+            assert len(values) == len(cell), "one token per value of the level"
+            for level_value, token in zip(values, cell, strict=True):
+                seen[(column.comparison, column.level, level_value)][(column.block, block)].add(
+                    token
+                )
+    compared = across_keys = 0
+    for per_block in seen.values():
+        owner: dict[bytes, tuple[int, bytes]] = {}
+        for where, tokens in per_block.items():
+            assert len(tokens) == 1, "one level value has one token inside its block"
+            (only,) = tokens
+            assert only not in owner, "a level value's token repeats in another block"
+            owner[only] = where
+        compared += len(per_block) - 1
+        across_keys += len({key for key, _ in per_block}) > 1
+    assert compared > 5000, "common level values must fall into many blocks"
+    assert across_keys > 1000, "and under several blocking keys"
 
 
 def _tokens_by_value(
@@ -113,14 +174,14 @@ def test_one_given_name_under_two_dates_of_birth_gives_unrelated_tokens(
     assert tokens_a.isdisjoint(tokens_b)
 
 
+@pytest.mark.parametrize("kind", ["gp", "hospital"])
 def test_no_comparison_token_is_shared_by_more_records_than_the_linter_allows(
-    synthetic: list[NormalisedRecord],
+    extracts: dict[str, list[NormalisedRecord]], kind: str
 ) -> None:
-    tokeniser = _tokeniser()
-    chunk = tokeniser.chunk_of_rows([tokeniser.row(r) for r in synthetic])
-    assert chunk.evidence is not None
+    records = extracts[kind]
+    evidence = _emitted(records)
     holders: Counter[tuple[bytes, int, bytes]] = Counter()
-    for blocks, cells in zip(chunk.evidence.blocks, chunk.evidence.cells(), strict=True):
+    for blocks, cells in zip(evidence.blocks, evidence.cells(), strict=True):
         for column, (spec_column, cell) in enumerate(
             zip(SPEC.evidence_columns, cells, strict=True)
         ):
@@ -128,9 +189,10 @@ def test_no_comparison_token_is_shared_by_more_records_than_the_linter_allows(
             for token in set(cell):
                 assert block is not None
                 holders[(block, column, token)] += 1
+    assert len(holders) > 10 * len(records), "every record carries many comparison tokens"
     assert max(holders.values()) <= DEFAULT_MAX_SHARED
     # the claim can fail: a sex token keyed without its block is held by half the extract
-    sexes = Counter(r.sex for r in synthetic if r.sex)
+    sexes = Counter(r.sex for r in records if r.sex)
     assert max(sexes.values()) > DEFAULT_MAX_SHARED
 
 
