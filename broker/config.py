@@ -102,6 +102,13 @@ class BrokerSettings(BaseSettings):
             it is locked out.
         sign_in_lockout_seconds: how long failures count, and how long a lockout lasts.
         link_slice_records: records the link worker applies in one atomic slice.
+        link_worker: run a link worker inside each API process (``serve``); by default
+            on for one process and off for ``serve --workers N`` (run ``link-worker``).
+        link_lease_seconds: how long a link worker's lease on a linkage scope lasts
+            without renewal: a scope whose worker died is taken over after this long.
+        redis_wait_replicas: before a commit is acknowledged, wait (Redis ``WAIT``) until
+            this many replicas of its master hold it; 0 does not wait (docs/api.md).
+        redis_wait_timeout_ms: how long a commit waits for them before it fails (503).
         fault_point: tests only, and only with ``development``: the process exits at
             once at this point of a commit, as a crash would (``commit.*``), or the link
             worker pauses after a batch's first slice until it is stopped
@@ -153,6 +160,10 @@ class BrokerSettings(BaseSettings):
     sign_in_max_failures: int = Field(default=5, ge=1)
     sign_in_lockout_seconds: int = Field(default=900, ge=1)
     link_slice_records: int = Field(default=50_000, ge=1)
+    link_worker: bool | None = None
+    link_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
+    redis_wait_replicas: int = Field(default=0, ge=0, le=16)
+    redis_wait_timeout_ms: int = Field(default=5000, ge=1)
     fault_point: FaultPoint = ""
 
     # Transport and monitoring (docs/deploy.md) --------------------------------------------

@@ -3,9 +3,9 @@
 A batch goes ``receiving → committed → linking → linked`` (or ``failed``). Chunks are
 checked against the batch manifest (digest, columns, size), their tokens re-keyed with
 the broker's secret, and stored; the token as received is never stored. On commit the
-batch is queued; the :class:`LinkWorker` (a thread in each broker process) links queued
-batches chunk by chunk in commit order, recording after each chunk where to resume, so a
-broker restarted mid-batch carries on (linking a chunk twice changes nothing).
+batch is queued; the link worker (broker/worker.py) links queued batches chunk by
+chunk in commit order, recording after each chunk where to resume, so a broker
+restarted mid-batch carries on (linking a chunk twice changes nothing).
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from itertools import chain
 from typing import cast
@@ -34,9 +32,8 @@ from broker.linkage_report import remember_domain_report
 from broker.runtime import BrokerRuntime, utc_now
 from broker.store import batches as batch_store
 from broker.store.client import Store
-from broker.store.datasets import dataset_id, get_dataset, list_all_datasets
+from broker.store.datasets import dataset_id, get_dataset
 from broker.store.identities import Identity
-from broker.store.linkage_store import LinkageStore, drop_stale_locks
 from broker.upload_checks import check_batch_org, check_key_strength, check_replace_share
 from keys.batch import BatchManifest
 from keys.chunk import BatchFormatError, TokenChunk, chunk_digest, decode_chunk, encode_chunk
@@ -52,8 +49,8 @@ from keys.wire import (
 )
 
 __all__ = [
-    "LinkWorker",
     "accept_chunk",
+    "audit_commit",
     "batch_status",
     "check_manifest",
     "commit_upload",
@@ -288,13 +285,13 @@ def commit_upload(
     )
     if updated.commit_audit_owed:
         # Owed by this commit, or by an earlier one that crashed before writing it.
-        _audit_commit(runtime.store, updated, identity=caller.name, role=caller.role.value)
+        audit_commit(runtime.store, updated, identity=caller.name, role=caller.role.value)
     if notify is not None:
         notify()
     return batch_status(runtime.store, updated, batch_id)
 
 
-def _audit_commit(
+def audit_commit(
     store: Store, record: batch_store.BatchRecord, *, identity: str, role: str
 ) -> None:
     """Write the commit's audit entry, then mark it written (so: at least once)."""
@@ -337,11 +334,6 @@ def _dataset_info(store: Store, record: batch_store.BatchRecord) -> DatasetInfo:
         one_record_per_person=declared.one_record_per_person,
         key_names=tuple(declared.match_keys),
     )
-
-
-_QUEUE_WINDOW = 100
-"""Queued batches the worker looks at to find the oldest committed one: a batch whose
-commit crashed after queueing stays ``receiving`` at the head until retried or expired."""
 
 
 def link_batch(
@@ -408,157 +400,3 @@ def link_batch(
     # What the linkage report shows while the domain's next batch links.
     remember_domain_report(store, _domain_of(store, record))
     return True
-
-
-class LinkWorker:
-    """Links committed batches in the background, in commit order, one at a time.
-
-    Several broker processes may run one each: a lease in Redis keeps a batch to one.
-
-    Args:
-        runtime: the broker runtime.
-        poll_seconds: how often to look at the queue when not woken by a commit.
-        lease_seconds: how long a lease lasts without renewal (renewed after each chunk).
-        max_failures: unexpected errors on one batch (with Redis up) before it is marked
-            ``failed`` rather than retried, so one bad batch cannot block the queue.
-    """
-
-    def __init__(
-        self,
-        runtime: BrokerRuntime,
-        *,
-        poll_seconds: float = 0.5,
-        lease_seconds: int = 30,
-        max_failures: int = 5,
-    ) -> None:
-        self._runtime = runtime
-        self._linkers: dict[str, Linker] = {}
-        self._failures: dict[str, int] = {}
-        self._max_failures = max_failures
-        self._poll = poll_seconds
-        self._lease = lease_seconds
-        self._owner = uuid.uuid4().hex
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tessera-link-worker", daemon=True)
-
-    def start(self) -> None:
-        """Start the worker thread (it first resumes anything left queued).
-
-        With the embedded Redis this process is the only broker, so a lease or linkage
-        lock left by a crashed predecessor is dropped at once instead of waiting for it to
-        expire.
-        """
-        store = self._runtime.store
-        if store.embedded is not None:
-            for batch_key in batch_store.queued_batches(store, limit=1000):
-                batch_store.release_batch(store, batch_key, done=False)
-            drop_stale_locks(store.redis)
-        self._audit_owed_commits()
-        for domain in sorted({d.domain for d in list_all_datasets(store)}):
-            remember_domain_report(store, domain)
-        self._thread.start()
-
-    def _audit_owed_commits(self) -> None:
-        """Write the audit entry of each commit a crash left unaudited.
-
-        Every committed batch is queued until linked (commits queue first), so the queue
-        is where to look. A request committing at this very moment on another broker may
-        write its entry too: an entry may repeat, never go missing.
-        """
-        store = self._runtime.store
-        for batch_key in batch_store.queued_batches(store, limit=10_000):
-            record = batch_store.get_batch(store, batch_key)
-            if record is not None and record.commit_audit_owed:
-                _audit_commit(store, record, identity=record.org, role="org")
-
-    def notify(self) -> None:
-        """Wake the worker: a batch was committed."""
-        self._wake.set()
-
-    def stop(self, *, timeout: float = 30.0) -> None:
-        """Stop after the chunk in hand (the rest resumes on the next start)."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                worked = self._drain()
-            except Exception:
-                logger.exception("linkage worker error; retrying")
-                worked = False
-            if not worked:
-                self._wake.wait(self._poll)
-                self._wake.clear()
-
-    def _next_batch(self) -> str | None:
-        """The oldest queued batch that is committed; finished or vanished ones leave."""
-        store = self._runtime.store
-        for batch_key in batch_store.queued_batches(store, limit=_QUEUE_WINDOW):
-            record = batch_store.get_batch(store, batch_key)
-            if record is None or record.state in (BatchState.LINKED, BatchState.FAILED):
-                batch_store.release_batch(store, batch_key, done=True)
-            elif record.state is not BatchState.RECEIVING:
-                return batch_key
-        return None
-
-    def _drain(self) -> bool:
-        store = self._runtime.store
-        batch_key = self._next_batch()
-        if batch_key is None:
-            return False
-        if not batch_store.claim_batch(store, batch_key, owner=self._owner, ttl=self._lease):
-            return False
-        record = batch_store.get_batch(store, batch_key)
-        if record is None or record.state in (BatchState.LINKED, BatchState.FAILED):
-            batch_store.release_batch(store, batch_key, done=True)
-            return True
-        done = False
-        try:
-            done = link_batch(
-                self._runtime,
-                self._linker_for(record),
-                record,
-                keep_going=self._keep_going(batch_key),
-            )
-            if done:
-                metrics.RECORDS_LINKED.inc(record.record_count)
-        except (BatchFormatError, DatasetMismatchError, NotFoundOrForbiddenError) as exc:
-            logger.error("batch failed to link: %s", type(exc).__name__)
-            batch_store.mark_batch(store, batch_key, BatchState.FAILED, error=str(exc))
-            done = True
-        except Exception:
-            if not store.ping():
-                raise
-            failures = self._failures.get(batch_key, 0) + 1
-            self._failures[batch_key] = failures
-            if failures < self._max_failures:
-                raise
-            logger.exception("batch failed to link %d times; marked failed", failures)
-            batch_store.mark_batch(
-                store, batch_key, BatchState.FAILED, error="linkage error; see the broker log"
-            )
-            done = True
-        finally:
-            batch_store.release_batch(store, batch_key, done=done)
-        return True
-
-    def _linker_for(self, record: batch_store.BatchRecord) -> Linker:
-        """One linker per linkage domain: persons never span two domains."""
-        domain = _domain_of(self._runtime.store, record)
-        if domain not in self._linkers:
-            self._linkers[domain] = Linker(LinkageStore(self._runtime.store.redis, scope=domain))
-        return self._linkers[domain]
-
-    def _keep_going(self, batch_key: str) -> Callable[[], bool]:
-        store = self._runtime.store
-
-        def check() -> bool:
-            if self._stopping.is_set():
-                return False
-            return batch_store.claim_batch(store, batch_key, owner=self._owner, ttl=self._lease)
-
-        return check

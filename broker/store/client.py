@@ -15,7 +15,7 @@ from typing import Any, Self
 import redis
 
 from broker.redis_target import RedisTarget
-from broker.store.connect import connect
+from broker.store.connect import connect, describe
 from broker.store.embedded import EmbeddedRedis, RedisUnavailableError
 
 __all__ = ["Store", "open_store"]
@@ -166,7 +166,7 @@ def open_store(
     store = Store(url, embedded=embedded)
     if not store.ping():
         store.close()
-        raise RedisUnavailableError("Redis does not answer")
+        raise RedisUnavailableError(f"{describe(store.target)} does not answer")
     if durable_writes:
         store.require_durable_writes()
     return store

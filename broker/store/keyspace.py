@@ -13,6 +13,7 @@ __all__ = [
     "LINK_CONFLICTS",
     "LINK_DATASETS",
     "LINK_DATASET_NUMBERS",
+    "LINK_LEASE",
     "LINK_LOCK",
     "LINK_META",
     "LINK_PAYLOADS",
@@ -258,6 +259,8 @@ LINK_STATS = "stats"
 """HASH: linkage report counters."""
 LINK_LOCK = "lock"
 """STRING with TTL: the single linking worker's lock token."""
+LINK_LEASE = "lease"
+"""STRING with TTL: the link worker that holds the scope (broker/worker.py), by owner id."""
 
 
 def linkage_base(scope: str) -> str:
