@@ -286,6 +286,7 @@ def commit_upload(
     if updated.commit_audit_owed:
         # Owed by this commit, or by an earlier one that crashed before writing it.
         audit_commit(runtime.store, updated, identity=caller.name, role=caller.role.value)
+    batch_store.replicate_commit(runtime.store, updated)  # acknowledged once replicated
     if notify is not None:
         notify()
     return batch_status(runtime.store, updated, batch_id)
@@ -394,9 +395,12 @@ def link_batch(
         counts={"chunks": record.chunk_count, "records": record.record_count},
     )
     # The chunks go before the batch shows as linked, so a linked batch holds nothing
-    # more (a crash in between finds every chunk linked and only marks the batch).
+    # more (a crash in between finds every chunk linked and only marks the batch); and
+    # only once the replicas hold the linkage, so a failover cannot lose what they held.
+    domain = _domain_of(store, record)
+    batch_store.replicate_linkage(store, domain)
     batch_store.delete_chunks(store, batch_id)
     batch_store.mark_batch(store, batch_id, BatchState.LINKED)
     # What the linkage report shows while the domain's next batch links.
-    remember_domain_report(store, _domain_of(store, record))
+    remember_domain_report(store, domain)
     return True

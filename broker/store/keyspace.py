@@ -51,6 +51,7 @@ __all__ = [
     "org_datasets",
     "org_open_batches",
     "org_public_key",
+    "replica_probe",
     "schema_version",
     "session",
     "sign_in_failures",
@@ -167,6 +168,18 @@ def agreements_all() -> str:
 
 
 # Audit log ---------------------------------------------------------------------------------
+
+
+def replica_probe(key: str) -> str:
+    """STRING with TTL: a write in ``key``'s slot that a ``WAIT`` after it is counted from.
+
+    It carries ``key``'s hash tag (the whole key when it has none), so it lands on the
+    master that holds ``key`` (broker/store/client.py, ``Store.wait_for_replicas``).
+    """
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    tag = key[start + 1 : end] if start >= 0 and end > start + 1 else key
+    return f"{PREFIX}:replicated:{{{tag}}}"
 
 
 def audit_log() -> str:
