@@ -24,7 +24,7 @@ from tests.support.harness import (
     make_batch,
     random_refs,
     random_tokens,
-    start_broker,
+    start_serving,
     unique,
 )
 from tests.support.worker_support import (
@@ -86,7 +86,7 @@ def _manifest(path: Path) -> BatchManifest:
 
 
 def test_an_api_process_killed_mid_upload_leaves_the_upload_to_the_other(tmp_path):
-    broker = start_broker(tmp_path / "broker", serve_args=("--workers", "2"))
+    broker = start_serving(tmp_path / "broker", ("--workers", "2"), {})
     worker = start_link_worker(broker, "link-worker")
     try:
         assert broker.process is not None
@@ -125,11 +125,10 @@ def test_an_api_process_killed_mid_upload_leaves_the_upload_to_the_other(tmp_pat
 
 
 def test_a_link_worker_killed_mid_batch_hands_its_domain_to_the_other(tmp_path):
-    broker = start_broker(
+    broker = start_serving(
         tmp_path / "broker",
-        serve_args=("--no-link-worker",),
-        TESSERA_BROKER_LINK_LEASE_SECONDS=_LEASE,
-        TESSERA_BROKER_LINK_SLICE_RECORDS="50",
+        ("--no-link-worker",),
+        {"TESSERA_BROKER_LINK_LEASE_SECONDS": _LEASE, "TESSERA_BROKER_LINK_SLICE_RECORDS": "50"},
     )
     first = start_link_worker(broker, "first")
     paused = None

@@ -196,10 +196,15 @@ class BrokerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def start_broker(
-    data_dir: Path, *, serve_args: tuple[str, ...] = (), **extra_env: str
-) -> BrokerProcess:
+def start_broker(data_dir: Path, **extra_env: str) -> BrokerProcess:
     """Start a broker on a free port with its own data directory and embedded Redis."""
+    return start_serving(data_dir, (), extra_env)
+
+
+def start_serving(
+    data_dir: Path, serve_args: tuple[str, ...], extra_env: dict[str, str]
+) -> BrokerProcess:
+    """:func:`start_broker` with options after ``serve`` (``--workers 2``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
