@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.sentinel import Sentinel
 
 from broker.redis_target import RedisTarget
@@ -64,7 +65,7 @@ def connect(target: RedisTarget, *, socket_timeout: float) -> redis.Redis:
     if target.cluster:
         try:  # the client asks a node for the slot map as it is made
             cluster = RedisCluster.from_url(target.url, **options, **tls)
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             raise RedisUnavailableError(
                 f"{describe(target)} does not answer ({type(exc).__name__})"
             ) from None

@@ -147,13 +147,7 @@ class RedisClusterSet:
         """Start six nodes, create the cluster and wait until every node says ``ok``."""
         for i in range(6):
             node = RedisNode(_free_cluster_port(), self.directory / f"node-{i}")
-            node.start(
-                [
-                    "--port", str(node.port), "--bind", "127.0.0.1",
-                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", "2000", "--appendonly", "yes", "--save", "",
-                ]
-            )  # fmt: skip
+            node.start(_cluster_node_args(node))
             self.nodes.append(node)
         for node in self.nodes:
             node.wait_ping()
@@ -196,10 +190,37 @@ class RedisClusterSet:
                 )
                 client.execute_command("CLUSTER REPLICATE", master_id)
 
+    def kill(self, node: RedisNode) -> None:
+        """SIGKILL one node, as a crash would (its files stay for :meth:`restart`)."""
+        process, node.process = node.process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+
+    def restart(self, node: RedisNode) -> None:
+        """Start a killed node again: it rejoins from its nodes.conf (a promoted replica's
+        old master comes back as that replica's replica)."""
+        node.start(_cluster_node_args(node))
+        node.wait_ping()
+
+    def wait_ok(self, timeout: float = 60.0) -> None:
+        """Wait until every running node says ``cluster_state:ok``."""
+        for node in self.nodes:
+            if node.process is not None:
+                _wait_for(lambda n=node: _cluster_state(n) == "ok", "cluster_state:ok", timeout)
+
     def stop(self) -> None:
         """Stop every node."""
         for node in self.nodes:
             node.stop()
+
+
+def _cluster_node_args(node: RedisNode) -> list[str]:
+    return [
+        "--port", str(node.port), "--bind", "127.0.0.1",
+        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+        "--cluster-node-timeout", "2000", "--appendonly", "yes", "--save", "",
+    ]  # fmt: skip
 
 
 def _cluster_state(node: RedisNode) -> str:
