@@ -69,6 +69,7 @@ class LinkWorker:
     ) -> None:
         self._runtime = runtime
         self._linkers: dict[str, Linker] = {}
+        self._domains: dict[str, str] = {}
         self._failures: dict[str, int] = {}
         self._max_failures = max_failures
         self._poll = poll_seconds
@@ -176,10 +177,18 @@ class LinkWorker:
         return None
 
     def _domain_or_fail(self, record: batch_store.BatchRecord) -> str | None:
-        """The batch's linkage domain; a batch whose dataset is gone is marked failed."""
+        """The batch's linkage domain; a batch whose dataset is gone is marked failed.
+
+        A dataset's domain never changes, so it is looked up once per dataset.
+        """
+        known = self._domains.get(record.dataset)
+        if known is not None:
+            return known
         org, _, name = record.dataset.partition("/")
         try:
-            return get_dataset(self._runtime.store, org=org, name=name).domain
+            domain = get_dataset(self._runtime.store, org=org, name=name).domain
+            self._domains[record.dataset] = domain
+            return domain
         except NotFoundOrForbiddenError as exc:
             logger.error("batch failed to link: %s", type(exc).__name__)
             store = self._runtime.store
