@@ -122,6 +122,9 @@ class BrokerSettings(BaseSettings):
         redis_sentinel: ``host:port,host:port`` of the Sentinels that watch the master
             (``redis_url`` is then left unset).
         redis_sentinel_master: the master's name the Sentinels monitor.
+        redis_password: with Sentinel, the password of the master and its replicas (a
+            ``redis_url`` carries its own).
+        redis_sentinel_password: with Sentinel, the Sentinels' own password.
     """
 
     model_config = SettingsConfigDict(env_prefix="TESSERA_BROKER_", extra="ignore")
@@ -177,6 +180,8 @@ class BrokerSettings(BaseSettings):
     redis_cluster: bool = False
     redis_sentinel: str = ""
     redis_sentinel_master: str = ""
+    redis_password: SecretStr | None = None
+    redis_sentinel_password: SecretStr | None = None
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
@@ -286,15 +291,25 @@ class BrokerSettings(BaseSettings):
             raise ValueError(
                 "TESSERA_BROKER_REDIS_SENTINEL_MASTER needs TESSERA_BROKER_REDIS_SENTINEL"
             )
+        elif self.redis_password is not None or self.redis_sentinel_password is not None:
+            raise ValueError(
+                "TESSERA_BROKER_REDIS_PASSWORD and _REDIS_SENTINEL_PASSWORD are for Sentinel; "
+                "put the password of a TESSERA_BROKER_REDIS_URL in the URL"
+            )
         return self
 
     @property
     def redis_target(self) -> RedisTarget | None:
         """How to reach an external Redis; ``None`` for the embedded redis-server."""
         if self.redis_sentinel:
+            password, sentinel_password = self.redis_password, self.redis_sentinel_password
             return RedisTarget(
                 sentinels=parse_sentinels(self.redis_sentinel),
                 sentinel_master=self.redis_sentinel_master,
+                password=password.get_secret_value() if password is not None else "",
+                sentinel_password=(
+                    sentinel_password.get_secret_value() if sentinel_password is not None else ""
+                ),
             )
         if self.redis_url is None:
             return None

@@ -53,10 +53,13 @@ def connect(target: RedisTarget, *, socket_timeout: float) -> redis.Redis:
     if target.ca_file is not None:
         tls["ssl_ca_certs"] = str(target.ca_file)
     if target.sentinels:
+        if target.password:
+            options["password"] = target.password
+        sentinel_options: dict[str, Any] = {"socket_timeout": socket_timeout}
+        if target.sentinel_password:
+            sentinel_options["password"] = target.sentinel_password
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(target.sentinels),
-            sentinel_kwargs={"socket_timeout": socket_timeout},
-            **options,
+            list(target.sentinels), sentinel_kwargs=sentinel_options, **options
         )
         master = sentinel.master_for(  # type: ignore[no-untyped-call]
             target.sentinel_master, health_check_interval=30, **options
