@@ -175,3 +175,54 @@ def test_a_link_worker_killed_mid_batch_hands_its_domain_to_the_other(tmp_path):
             if process is not None:
                 process.stop()
         broker.stop()
+
+
+def test_two_link_workers_link_two_domains_and_sigterm_hands_a_domain_over(tmp_path):
+    """One worker holds domain X (paused halfway); the other links domain Y meanwhile.
+    Stopped with SIGTERM, the first gives X back at once: with a lease of ten minutes, the
+    other could not otherwise take X over within the test's wait."""
+    broker = start_serving(
+        tmp_path / "broker",
+        ("--no-link-worker",),
+        {"TESSERA_BROKER_LINK_LEASE_SECONDS": "600", "TESSERA_BROKER_LINK_SLICE_RECORDS": "50"},
+    )
+    paused = other = None
+    try:
+        (_, x_org), (_, y_org) = broker.add_org(), broker.add_org()
+        x, y = unique("x"), unique("y")
+        x_gp, _ = _world(tmp_path, "x", x)
+        y_gp, _ = _world(tmp_path, "y", y)
+        _declare(broker, x_org, x, _manifest(x_gp))
+        _declare(broker, y_org, y, _manifest(y_gp))
+        paused = start_link_worker(
+            broker,
+            "paused",
+            TESSERA_BROKER_DEVELOPMENT="1",
+            TESSERA_BROKER_FAULT_POINT="link.paused",
+        )
+        with BrokerClient(broker.url, x_org) as x_client:
+            x_batch = x_client.upload(x_gp, wait=False).batch_id
+
+            def x_part_linked() -> bool:
+                status = x_client.batch_status("gp", x_batch)
+                return status.state is BatchState.LINKING and status.chunks_linked >= 1
+
+            wait_until(x_part_linked, "the first slice of domain x")
+            assert scope_holder(broker.runtime.store, x) == paused.owner
+            other = start_link_worker(broker, "other")
+            with BrokerClient(broker.url, y_org) as y_client:
+                y_final = y_client.upload(y_gp, poll=0.05)
+            assert y_final.state is BatchState.LINKED  # linked while x stays taken
+            assert x_client.batch_status("gp", x_batch).state is BatchState.LINKING
+            assert scope_holder(broker.runtime.store, x) == paused.owner
+            paused.stop()  # SIGTERM: it stops after its slice and gives x back
+            x_final = x_client.wait_linked("gp", x_batch, timeout=120, poll=0.05)
+        assert x_final.state is BatchState.LINKED
+        assert scope_holder(broker.runtime.store, x) != paused.owner
+        assert len(world_persons(broker.runtime.store, x)) == 400
+        assert len(world_persons(broker.runtime.store, y)) == 400
+    finally:
+        for process in (paused, other):
+            if process is not None:
+                process.stop()
+        broker.stop()
