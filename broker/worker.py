@@ -131,10 +131,6 @@ class LinkWorker:
                 logger.warning("could not give the scope lease back; it expires by itself")
             self._scope = None
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the worker thread to end (``link-worker`` waits here until stopped)."""
-        self._thread.join(timeout)
-
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
