@@ -37,6 +37,7 @@ BENCHMARKS: list[tuple[str, dict[str, int]]] = [
     ("febrl", {"partial": 0}),  # FEBRL4 under the febrl spec (locality, region, addresses)
     ("febrl", {"partial": 1}),  # FEBRL4-partial
     ("probabilistic", {"n": 20_000}),  # cascade vs + probabilistic stage vs Splink
+    ("rotation", {"n": 200_000}),  # a key rotation's switch: person ids carried over
 ]
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "Agreement",
     "AgreementInactiveError",
     "NotReleasedError",
+    "StaleOptOutCheckError",
     "WrongAgreementKindError",
     "agreement_datasets",
     "approve_agreement",
@@ -80,6 +81,12 @@ class NotReleasedError(BrokerError):
     exit_code = 24
     status_code = 403
     code = "not_released"
+
+
+class StaleOptOutCheckError(ConflictError):
+    """A research release would use records whose opt-out check is older than allowed."""
+
+    code = "opt_out_check_stale"
 
 
 class WrongAgreementKindError(BrokerError):

@@ -37,6 +37,7 @@ from broker.api import (
     metrics,
     pages,
     releases,
+    review,
     uploads,
 )
 from broker.api.responses import COMMON_RESPONSES
@@ -264,6 +265,7 @@ def create_app(
         app.include_router(module.router, prefix="/v1")
     app.include_router(agreements.router, prefix="/v1")
     app.include_router(releases.router, prefix="/v1")
+    app.include_router(review.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.include_router(pages.router)
     for hook in hooks:

@@ -35,7 +35,9 @@ PLACEHOLDER_PASSPHRASES = frozenset(
 MIN_PASSPHRASE_LENGTH = 16
 """Shortest keystore passphrase accepted outside development mode (characters)."""
 
-FaultPoint = Literal["", "commit.queued", "commit.committed", "link.paused"]
+FaultPoint = Literal[
+    "", "commit.queued", "commit.committed", "link.paused", "rotation.carried", "rotation.switched"
+]
 
 
 class BrokerSettings(BaseSettings):
@@ -112,7 +114,9 @@ class BrokerSettings(BaseSettings):
         fault_point: tests only, and only with ``development``: the process exits at
             once at this point of a commit, as a crash would (``commit.*``), or the link
             worker pauses after a batch's first slice until it is stopped
-            (``link.paused``).
+            (``link.paused``), or a key rotation's switch exits after carrying person ids
+            over (``rotation.carried``) or after making the new scope active
+            (``rotation.switched``).
 
     Redis (docs/keyspace.md, "Running on a Redis Cluster"; broker/store/connect.py):
 

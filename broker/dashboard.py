@@ -1,9 +1,12 @@
 """The operator dashboard's content, and its login sessions.
 
 What the page shows: datasets with their quality grade and its trend, the linkage report
-with charts of links by match key and by dataset pair, agreements awaiting approval,
-credentials (names, roles, status), and the audit tail with the verification status. All
-of it is counts, names and terms: never an identifier, token or reference.
+with charts of links by match key and by dataset pair (and, where a probabilistic model
+is fitted, its m and u per comparison level, an example pair's waterfall and the
+distribution of match probabilities: :mod:`broker.probabilistic_charts`), agreements
+awaiting approval, credentials (names, roles, status), and the audit tail with the
+verification status. All of it is counts, names and terms: never an identifier, token or
+reference.
 
 Sessions: logging in with an admin credential creates a random session id (the only thing
 the browser keeps, in a cookie). Redis keeps, under the keyed digest of that id (so a copy
@@ -24,6 +27,7 @@ from datetime import UTC, datetime
 from broker.agreements import list_agreements
 from broker.audit import AuditEntry, append_audit, audit_count, read_audit, verify_audit
 from broker.linkage_report import build_linkage_report
+from broker.probabilistic_charts import ProbabilisticCharts, probabilistic_charts
 from broker.register import KIND_TEXT
 from broker.store.client import Store
 from broker.store.dataset_quality import GradeAt, grade_history
@@ -154,6 +158,7 @@ class DomainLinkage:
     conflicting_records: int
     by_key: BarChart
     by_pair: BarChart
+    probabilistic: ProbabilisticCharts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +298,9 @@ def build_dashboard(
                 f"Persons by dataset pair, {s.domain}",
                 {pair.replace("|", " and "): n for pair, n in s.links_by_dataset_pair.items()},
             ),
+            probabilistic=None
+            if s.probabilistic is None
+            else probabilistic_charts(s.domain, s.probabilistic),
         )
         for s in report.domains
     )

@@ -22,9 +22,9 @@ import jinja2
 from broker.agreements import Agreement
 from broker.config import BrokerSettings
 from broker.labels import CONFIDENTIALITY_TEXT, Labels
-from broker.register import ACCESS_TEXT, KIND_TEXT, aggregate_rule
+from broker.register import ACCESS_TEXT, KIND_TEXT, aggregate_rule, opt_outs_text
 from keys.wire import DatasetInfoOut
-from keys.wire_release import AgreementKind
+from keys.wire_release import AgreementKind, AgreementTerms
 
 __all__ = [
     "DeploymentFacts",
@@ -180,6 +180,24 @@ def _token_rows(datasets: dict[str, DatasetInfoOut]) -> tuple[tuple[str, ...], .
     )
 
 
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _source_opt_outs(terms: AgreementTerms) -> tuple[str, ...]:
+    """How opt-outs applied at the source work, for research agreements that apply them."""
+    if not terms.opt_outs_apply or terms.kind is AgreementKind.DIRECT_CARE:
+        return ()
+    return (
+        "How opt-outs applied at the source work: each organisation checks the National Data "
+        "Opt-out (the Check for National Data Opt-outs service) and its Type 1 codes on its "
+        "own system and sends one research-restricted flag per record with the day of the "
+        "check; the broker keeps the flag with the record, keeps no list of who opted out, "
+        "counts only what it withheld (audit log), and refuses research releases from a "
+        f"batch checked more than {terms.opt_out_max_age_days} days before.",
+    )
+
+
 def build_dpia(
     agreement: Agreement,
     *,
@@ -239,13 +257,9 @@ def build_dpia(
                 f"UK GDPR Article 9 condition: {_or_missing(terms.article_9)}",
                 "Common-law duty of confidentiality: "
                 + (CONFIDENTIALITY_TEXT.get(basis, basis) if basis else _NOT_RECORDED),
-                "National Data Opt-out and other opt-out registers: "
-                + (
-                    "applied: persons on an operator-designated opt-out register are left "
-                    "out of every release."
-                    if terms.opt_outs_apply
-                    else "not applied."
-                ),
+                "Opt-outs (National Data Opt-out, Type 1, opt-out registers): "
+                + _lower_first(opt_outs_text(terms, applied=bool(terms.opt_outs_apply))),
+                *_source_opt_outs(terms),
             ),
         ),
         DpiaSection(

@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from itertools import chain
 from typing import cast
 
@@ -29,14 +30,27 @@ from broker.errors import (
 )
 from broker.linkage import DatasetInfo, IncomingRecord, Linker
 from broker.linkage_report import remember_domain_report
+from broker.rotation import (
+    check_batch,
+    check_rekey_commit,
+    linking_scope,
+)
 from broker.runtime import BrokerRuntime, utc_now
 from broker.store import batches as batch_store
 from broker.store.client import Store
 from broker.store.datasets import dataset_id, get_dataset
 from broker.store.identities import Identity
+from broker.store.linkage_codec import CHECK_DAY_EPOCH
 from broker.upload_checks import check_batch_org, check_key_strength, check_replace_share
 from keys.batch import BatchManifest
-from keys.chunk import BatchFormatError, TokenChunk, chunk_digest, decode_chunk, encode_chunk
+from keys.chunk import (
+    RESEARCH_RESTRICTED,
+    BatchFormatError,
+    TokenChunk,
+    chunk_digest,
+    decode_chunk,
+    encode_chunk,
+)
 from keys.derive import AtRestKeyer, StoredToken, Token
 from keys.wire import (
     BATCH_ID_PATTERN,
@@ -54,6 +68,7 @@ __all__ = [
     "batch_status",
     "check_manifest",
     "commit_upload",
+    "fault",
     "find_batch",
     "link_batch",
     "open_upload",
@@ -66,7 +81,8 @@ logger = logging.getLogger(__name__)
 def check_manifest(dataset: DatasetInfoOut, manifest: BatchManifest, mode: BatchMode) -> None:
     """Refuse a batch tokenised under anything but its dataset's domain, version and spec.
 
-    A retraction carries references only, so only its dataset name is checked.
+    A retraction carries references only, so only its dataset name is checked. A rekey
+    batch is under the domain's new key version (broker/rotation.py checks which).
 
     Raises:
         DatasetMismatchError: naming what differs (never a value).
@@ -78,7 +94,7 @@ def check_manifest(dataset: DatasetInfoOut, manifest: BatchManifest, mode: Batch
     problems = []
     if manifest.domain != dataset.domain:
         problems.append("domain")
-    if manifest.key_version != dataset.key_version:
+    if manifest.key_version != dataset.key_version and mode is not BatchMode.REKEY:
         problems.append("key version")
     if manifest.spec_hash != dataset.spec_hash:
         problems.append("linkage spec hash")
@@ -145,6 +161,8 @@ def open_upload(
     manifest = request.manifest
     check_batch_org(manifest, caller=caller.name)
     check_manifest(dataset, manifest, request.mode)
+    batch_key = _batch_key(caller.name, dataset_name, manifest.batch_id)
+    check_batch(runtime.store, dataset, manifest=manifest, mode=request.mode, batch_key=batch_key)
     count = len(manifest.chunk_digests)
     if count == 0 or count > settings.max_batch_chunks:
         raise BadRequestError(f"a batch holds 1 to {settings.max_batch_chunks} chunks")
@@ -152,10 +170,13 @@ def open_upload(
         raise BadRequestError("the manifest's record count does not fit its chunks")
     if len(set(manifest.chunk_digests)) != count:
         raise BadRequestError("the manifest lists a chunk twice")
+    checked = manifest.opt_out_checked
+    if checked is not None and checked.isoformat() > utc_now()[:10]:
+        raise BadRequestError("the batch's opt-out check date is in the future")
     _valid_batch_id(manifest.batch_id)
     record = batch_store.open_batch(
         runtime.store,
-        batch_key=_batch_key(caller.name, dataset_name, manifest.batch_id),
+        batch_key=batch_key,
         org=caller.name,
         dataset=dataset_id(caller.name, dataset_name),
         mode=request.mode,
@@ -180,7 +201,9 @@ def rekey_chunk(keyer: AtRestKeyer, chunk: TokenChunk) -> TokenChunk:
     """
     # A stored token travels in the chunk codec's token slots: both are 16 bytes.
     tokens = cast(list[tuple[Token | None, ...]], keyer.rekey_rows(chunk.tokens))
-    return TokenChunk(chunk.key_names, chunk.payload_columns, chunk.refs, tokens, chunk.payload)
+    return TokenChunk(
+        chunk.key_names, chunk.payload_columns, chunk.refs, tokens, chunk.payload, flags=chunk.flags
+    )
 
 
 def accept_chunk(
@@ -224,6 +247,8 @@ def accept_chunk(
             raise ChunkError(f"chunk {index}: match keys differ from the manifest")
         if list(chunk.payload_columns) != manifest.payload_columns:
             raise ChunkError(f"chunk {index}: payload columns differ from the manifest")
+        if manifest.opt_out_checked is not None and chunk.flags is None:
+            raise ChunkError(f"chunk {index}: the batch checked opt-outs but it carries no flags")
         stored = rekey_chunk(runtime.keyer, chunk)
     write = batch_store.put_chunk(
         runtime.store,
@@ -273,13 +298,14 @@ def commit_upload(
     if record.state is BatchState.RECEIVING and record.records_received == record.record_count:
         check_key_strength(runtime.store, record)
         check_replace_share(runtime.store, record, confirmed=confirm_replace)
+        check_rekey_commit(runtime.store, record, now=utc_now())
     batch_store.commit_batch(
         runtime.store,
         batch_key=record.batch_key,
         now=utc_now(),
-        after_queue=lambda: _fault(runtime, "commit.queued"),
+        after_queue=lambda: fault(runtime, "commit.queued"),
     )
-    _fault(runtime, "commit.committed")
+    fault(runtime, "commit.committed")
     updated = find_batch(
         runtime.store, org=caller.name, dataset_name=dataset_name, batch_id=batch_id
     )
@@ -313,7 +339,7 @@ def _at_fault(runtime: BrokerRuntime, point: str) -> bool:
     return settings.development and settings.fault_point == point
 
 
-def _fault(runtime: BrokerRuntime, point: str) -> None:
+def fault(runtime: BrokerRuntime, point: str) -> None:
     """Exit at once at ``point`` if the settings name it, as a crash would."""
     if _at_fault(runtime, point):
         logger.error("fault point %s reached: exiting as a crash would", point)
@@ -359,6 +385,8 @@ def link_batch(
         batch_store.mark_batch(store, batch_id, BatchState.LINKING)
     index = record.chunks_linked
     slice_records = runtime.settings.link_slice_records
+    checked = BatchManifest.model_validate_json(record.manifest_json).opt_out_checked
+    checked_day = (checked - CHECK_DAY_EPOCH).days if checked is not None else 0
     while index < record.chunk_count:
         if not keep_going():
             return False
@@ -375,6 +403,8 @@ def link_batch(
             rows = [cast(list[tuple[StoredToken | None, ...]], c.tokens) for c in chunks]
             payloads = [c.payload for c in chunks]
             incoming = list(map(IncomingRecord, refs, chain(*rows), chain(*payloads)))
+            if checked_day or any(c.flags for c in chunks):
+                incoming = _with_opt_outs(incoming, chunks, checked_day)
             linker.link(dataset, incoming, batch_id=batch_id)
         batch_store.mark_chunk_linked(store, batch_id, end)
         index = end
@@ -398,9 +428,20 @@ def link_batch(
     # more (a crash in between finds every chunk linked and only marks the batch); and
     # only once the replicas hold the linkage, so a failover cannot lose what they held.
     domain = _domain_of(store, record)
-    batch_store.replicate_linkage(store, domain)
+    batch_store.replicate_linkage(store, linking_scope(store, record, domain=domain))
     batch_store.delete_chunks(store, batch_id)
     batch_store.mark_batch(store, batch_id, BatchState.LINKED)
     # What the linkage report shows while the domain's next batch links.
     remember_domain_report(store, domain)
     return True
+
+
+def _with_opt_outs(
+    incoming: list[IncomingRecord], chunks: list[TokenChunk], checked_day: int
+) -> list[IncomingRecord]:
+    """The records with their chunk's research-restricted flags and the batch's check day."""
+    flags = b"".join(c.flags if c.flags is not None else bytes(len(c)) for c in chunks)
+    return [
+        replace(r, restricted=bool(f & RESEARCH_RESTRICTED), checked_day=checked_day)
+        for r, f in zip(incoming, flags, strict=True)
+    ]

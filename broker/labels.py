@@ -69,6 +69,7 @@ ACTION_TEXT: dict[str, str] = {
     "keyblob.download": "Wrapped linkage key fetched by its organisation",
     "publickey.register": "Organisation public key registered",
     "release": "Linked data released",
+    "review.download": "Review list downloaded by its organisation",
 }
 """Every audit action the broker writes."""
 
@@ -81,6 +82,7 @@ COUNT_TEXT: dict[str, tuple[str, str]] = {
     "cells": ("cell", "cells"),
     "suppressed": ("cell suppressed", "cells suppressed"),
     "fields": ("field", "fields"),
+    "items": ("item to review", "items to review"),
 }
 """Audit counters as (singular, plural) nouns."""
 

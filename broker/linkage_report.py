@@ -15,16 +15,20 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from broker.linkage import Linker
+from broker.probabilistic_report import ProbabilisticReportOut
+from broker.rotation import rotation_progress
 from broker.store import batches as batch_store
 from broker.store.client import Store
 from broker.store.datasets import dataset_id, list_all_datasets
 from broker.store.linkage_store import LinkageStore, latest_quality_grades
+from broker.store.rotation_store import active_scope
 from broker.visibility import read_whole_once
 
 __all__ = [
     "DatasetLinkageOut",
     "DomainLinkageOut",
     "LinkageReportOut",
+    "RotationOut",
     "build_linkage_report",
     "remember_domain_report",
 ]
@@ -46,6 +50,16 @@ class DatasetLinkageOut(_Out):
     quality_grade: str | None
 
 
+class RotationOut(_Out):
+    """The domain's latest key rotation (broker/rotation.py): datasets moved of those due."""
+
+    from_version: str
+    to_version: str
+    state: str
+    datasets_moved: int
+    datasets_total: int
+
+
 class DomainLinkageOut(_Out):
     """The linkage of one domain."""
 
@@ -59,6 +73,10 @@ class DomainLinkageOut(_Out):
     conflicting_records: int
     conflicts_by_kind: dict[str, int]
     datasets: list[DatasetLinkageOut]
+    probabilistic: ProbabilisticReportOut | None = None
+    """The probabilistic stage's weights and scores (:mod:`broker.probabilistic_report`),
+    once the engine holds a fitted model."""
+    rotation: RotationOut | None = None
 
 
 class LinkageReportOut(_Out):
@@ -71,7 +89,7 @@ def _domain_section(store: Store, domain: str) -> DomainLinkageOut:
     """The live section of ``domain`` (it may hold part of a batch being linked)."""
     declared = [d for d in list_all_datasets(store) if d.domain == domain]
     grades = latest_quality_grades(store, [dataset_id(d.org, d.name) for d in declared])
-    report = Linker(LinkageStore(store.redis, scope=domain)).report()
+    report = Linker(LinkageStore(store.redis, scope=active_scope(store, domain))).report()
     counted = {d.id: d for d in report.datasets}
     datasets: list[DatasetLinkageOut] = []
     for d in sorted(declared, key=lambda x: (x.org, x.name)):
@@ -156,4 +174,20 @@ def build_linkage_report(store: Store) -> LinkageReportOut:
         each domain as of its last whole batch.
     """
     domains = sorted({d.domain for d in list_all_datasets(store)})
-    return LinkageReportOut(domains=[_whole_section(store, domain) for domain in domains])
+    return LinkageReportOut(domains=[_with_rotation(store, domain) for domain in domains])
+
+
+def _with_rotation(store: Store, domain: str) -> DomainLinkageOut:
+    """The domain's section, with its key rotation's progress as it is now."""
+    section = _whole_section(store, domain)
+    progress = rotation_progress(store, domain)
+    if progress is None:
+        return section
+    rotation = RotationOut(
+        from_version=progress.from_version,
+        to_version=progress.to_version,
+        state=progress.state,
+        datasets_moved=progress.datasets_moved,
+        datasets_total=progress.datasets_total,
+    )
+    return section.model_copy(update={"rotation": rotation})

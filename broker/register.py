@@ -4,7 +4,9 @@ For each agreement, the columns of NHS England's Data Release Register and the I
 sharing code: its title, purpose and objective, legal basis (the UK GDPR Article 6 basis
 and Article 9 condition, and what meets the common-law duty of confidentiality), kind and
 access method (a record-level cohort, counts under a named disclosure-control rule, or a
-direct-care return), whether opt-outs were applied, whether sublicensing is allowed, the
+direct-care return), whether opt-outs were applied and how (``opt_outs_text``: at the
+source, by each organisation's own check, and through opt-out registers), whether
+sublicensing is allowed, the
 controllers, processors, organisations whose data it uses and the recipients, the datasets
 and the fields released from each (the data items), the DPIA reference, its dates,
 retention and review dates, its status today, and how many releases were made under it,
@@ -37,6 +39,7 @@ __all__ = [
     "aggregate_rule",
     "build_register",
     "ever_active",
+    "opt_outs_text",
     "register_csv",
 ]
 
@@ -85,6 +88,7 @@ CSV_COLUMNS = (
     "recipients",
     "datasets_and_fields",
     "opt_outs_apply",
+    "opt_outs_text",
     "sublicensing",
     "dpia_reference",
     "retention_until",
@@ -134,6 +138,8 @@ class RegisterEntry:
     recipients: tuple[str, ...]
     datasets: tuple[RegisterDataset, ...]
     opt_outs_apply: bool
+    opt_outs_text: str
+    """How opt-outs are applied, in one sentence (:func:`opt_outs_text`)."""
     sublicensing: bool
     dpia_reference: str
     retention_until: date | None
@@ -179,6 +185,7 @@ class RegisterEntry:
                 for d in self.datasets
             ],
             "opt_outs_apply": self.opt_outs_apply,
+            "opt_outs_text": self.opt_outs_text,
             "sublicensing": self.sublicensing,
             "dpia_reference": self.dpia_reference,
             "retention_until": self.retention_until.isoformat() if self.retention_until else None,
@@ -209,6 +216,27 @@ def aggregate_rule(terms: AgreementTerms) -> tuple[str, str]:
     else:
         rule = f"counts from 1 to {terms.min_cell_size - 1} suppressed, others exact"
     return terms.aggregate_control.value, rule
+
+
+def opt_outs_text(terms: AgreementTerms, *, applied: bool) -> str:
+    """How an agreement applies opt-outs, in one sentence for the public and the DPIA."""
+    if not applied:
+        if terms.kind is AgreementKind.DIRECT_CARE:
+            return "Not applied: opt-outs do not apply to individual (direct) care."
+        return "Not applied."
+    registers = "people on an opt-out register the operator designated are left out"
+    if terms.kind is AgreementKind.DIRECT_CARE:
+        return (
+            f"Opt-out registers applied: {registers}; the National Data Opt-out and Type 1 "
+            "opt-outs do not apply to individual (direct) care."
+        )
+    return (
+        "Applied: people with a National Data Opt-out (checked by each organisation before "
+        "its data leaves it, at most "
+        f"{terms.opt_out_max_age_days} days before release) or a Type 1 opt-out at their GP "
+        f"practice are left out of every release, and so are {registers}. Only a flag per "
+        "record travels; nobody is given a list of who opted out."
+    )
 
 
 def ever_active(agreement: Agreement, *, today: date) -> bool:
@@ -277,6 +305,7 @@ def build_register(store: Store, *, now: datetime | None = None) -> list[Registe
                     for d in terms.datasets
                 ),
                 opt_outs_apply=agreement.opt_outs_apply,
+                opt_outs_text=opt_outs_text(terms, applied=agreement.opt_outs_apply),
                 sublicensing=terms.sublicensing,
                 dpia_reference=terms.dpia_reference or "",
                 retention_until=terms.retention_until,
@@ -327,6 +356,7 @@ def register_csv(entries: list[RegisterEntry]) -> str:
             " ".join(e.recipients),
             datasets,
             "yes" if e.opt_outs_apply else "no",
+            e.opt_outs_text,
             "yes" if e.sublicensing else "no",
             e.dpia_reference,
             e.retention_until.isoformat() if e.retention_until else "",

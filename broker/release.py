@@ -6,12 +6,14 @@ or expired agreement releases nothing (broker/agreements.py checks that first).
 
 * :func:`release_cohort` — one row per person, keyed by a project pseudonym
   (:func:`keys.derive.derive_pseudonym` of the person under the agreement), with only the
-  released fields, in random order. No token, reference or internal id.
+  released fields, in random order, then its ``link_quality``
+  (:mod:`broker.link_quality`). No token, reference or internal id.
 * :func:`release_aggregate` — counts by released fields over the agreement's population,
   with every margin and the total, protected by primary and secondary suppression
   (:func:`protect_table`) or by rounding.
 * :func:`release_linked` — for each of the requesting organisation's own references, the
-  released attributes linked to it. Only its own references, never another's.
+  released attributes linked to it, then the record's ``link_quality``. Only its own
+  references, never another's.
 
 A person's value for a field is the value on their record in that dataset; when they
 have several records there (a dataset of episodes, or duplicates), the distinct values,
@@ -19,7 +21,13 @@ sorted and joined with ``;``. A person with no record there has no value (``None
 
 Opt-outs: where the agreement says they apply, a person linked to any record of an
 opt-out register (a dataset of the same linkage domain the operator designated, see
-:mod:`broker.opt_out_registers`) is left out of every release.
+:mod:`broker.opt_out_registers`) is left out of every release. Opt-outs applied at the
+source (:mod:`client_sdk.opt_out`) travel as a research-restricted flag stored with each
+record: a person with a flagged record is left out of every *research* release (cohorts,
+aggregates) where opt-outs apply, and stays in direct-care returns, which opt-outs do not
+govern. Such a release is refused, with one line, when a record it would read comes from a
+batch whose national opt-out check is older than the agreement's ``opt_out_max_age_days``.
+Only counts of what was withheld are kept (the audit entry's ``research_restricted``).
 """
 
 from __future__ import annotations
@@ -28,10 +36,15 @@ import random
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import product
 
-from broker.agreements import Agreement, NotReleasedError, agreement_datasets
+from broker.agreements import (
+    Agreement,
+    NotReleasedError,
+    StaleOptOutCheckError,
+    agreement_datasets,
+)
 from broker.audit import RELEASE_ACTION, append_audit
 from broker.disclosure import (
     NEAREST_BASE,
@@ -40,18 +53,23 @@ from broker.disclosure import (
     profile_of,
 )
 from broker.errors import BadRequestError
+from broker.link_quality import link_qualities
 from broker.store.client import Store
 from broker.store.datasets import list_all_datasets, list_opt_out_registers
 from broker.store.identities import Identity
+from broker.store.linkage_codec import CHECK_DAY_EPOCH
 from broker.store.linkage_store import LinkageStore, LinkedRecord
+from broker.store.rotation_store import active_scope
 from broker.visibility import read_whole
 from keys.derive import derive_pseudonym
 from keys.wire import DatasetInfoOut
 from keys.wire_release import (
+    LINK_QUALITY_COLUMN,
     AggregateCell,
     AggregateControl,
     AggregateOut,
     AggregateRequest,
+    AgreementKind,
     AgreementTerms,
     CohortOut,
     CohortRequest,
@@ -93,14 +111,24 @@ class _Column:
 class _Source:
     """What a release reads: the linkage of the agreement's domain and its columns."""
 
-    linkage: LinkageStore
+    store: Store
     domain: str
     datasets: dict[str, DatasetInfoOut]
     columns: dict[str, _Column]
     opt_out: frozenset[str]
+    oldest_check: int = 0
+    """Research: the earliest check day (days since 1970-01-01) a record may carry; 0 when
+    source-side opt-outs do not apply (direct care, or an agreement without opt-outs)."""
+    max_age: int = 0
+
+    @property
+    def linkage(self) -> LinkageStore:
+        """The domain's linkage as it is now: after a key rotation's switch, the new one
+        (read_whole notices a switch during a read, broker/rotation.py)."""
+        return LinkageStore(self.store.redis, scope=active_scope(self.store, self.domain))
 
 
-def _source(store: Store, agreement: Agreement) -> _Source:
+def _source(store: Store, agreement: Agreement, *, today: date | None = None) -> _Source:
     declared = agreement_datasets(store, agreement.terms)
     domain = next(iter(declared.values())).domain
     columns: dict[str, _Column] = {}
@@ -118,7 +146,23 @@ def _source(store: Store, agreement: Agreement) -> _Source:
             for d in list_all_datasets(store)
             if f"{d.org}/{d.name}" in designated and d.domain == domain
         )
-    return _Source(LinkageStore(store.redis, scope=domain), domain, declared, columns, opt_out)
+    terms = agreement.terms
+    if not agreement.opt_outs_apply or terms.kind is AgreementKind.DIRECT_CARE:
+        return _Source(store, domain, declared, columns, opt_out)
+    day = ((today or datetime.now(UTC).date()) - CHECK_DAY_EPOCH).days
+    max_age = terms.opt_out_max_age_days
+    return _Source(store, domain, declared, columns, opt_out, day - max_age, max_age)
+
+
+def _check_fresh(source: _Source, record: LinkedRecord) -> None:
+    """Refuse a research release that would read a record whose opt-out check is stale."""
+    if record.checked_day and record.checked_day < source.oldest_check:
+        checked = CHECK_DAY_EPOCH + timedelta(days=record.checked_day)
+        raise StaleOptOutCheckError(
+            f"dataset {record.dataset}: opt-outs were last checked on {checked.isoformat()}, "
+            f"more than the agreement's {source.max_age} days ago: check again and upload "
+            "a new batch"
+        )
 
 
 def _value(records: Sequence[LinkedRecord], column: _Column) -> str | None:
@@ -151,6 +195,13 @@ def _persons(source: _Source, counts: dict[str, int]) -> Iterator[_Person]:
         if any(d in source.opt_out for d in by_dataset):
             counts["opted_out"] = counts.get("opted_out", 0) + 1
             continue
+        if source.max_age:
+            for record in records:
+                if record.dataset in source.datasets:
+                    _check_fresh(source, record)
+            if any(r.restricted for r in records):
+                counts["research_restricted"] = counts.get("research_restricted", 0) + 1
+                continue
         yield _Person(pid, by_dataset)
 
 
@@ -257,7 +308,7 @@ def release_cohort(
     Raises:
         NotReleasedError: a dataset or field the request names is not in the agreement.
     """
-    source = _source(store, agreement)
+    source = _source(store, agreement, today=now.date() if now else None)
     require = request.require if request.require is not None else list(source.datasets)
     outside = [d for d in require if d not in source.datasets]
     if outside:
@@ -268,6 +319,7 @@ def release_cohort(
     def read() -> tuple[list[list[str | None]], dict[str, int]]:
         counts: dict[str, int] = {}
         rows: list[list[str | None]] = []
+        qualities = link_qualities(source.linkage, source.datasets)
         for person in _persons(source, counts):
             if not all(d in person.by_dataset for d in require):
                 continue
@@ -280,7 +332,9 @@ def release_cohort(
                 agreement_id=agreement.id,
                 person_id=f"{source.domain}:{person.pid}",
             )
-            rows.append([pseudonym, *(_value(records, source.columns[c]) for c in select)])
+            values = [_value(records, source.columns[c]) for c in select]
+            quality = qualities.weakest((r.dataset, r.ref) for r in records)
+            rows.append([pseudonym, *values, quality])
         return rows, counts
 
     rows, counts = read_whole(store, source.domain, read)
@@ -288,7 +342,8 @@ def release_cohort(
     counts["rows"] = len(rows)
     counts["fields"] = len(select)
     _audit(store, identity, agreement, counts, now)
-    return CohortOut(agreement=agreement.id, columns=[PSEUDONYM_COLUMN, *select], rows=rows)
+    columns = [PSEUDONYM_COLUMN, *select, LINK_QUALITY_COLUMN]
+    return CohortOut(agreement=agreement.id, columns=columns, rows=rows)
 
 
 # Aggregates -------------------------------------------------------------------------------
@@ -505,7 +560,7 @@ def release_aggregate(
         NotReleasedError: a ``by`` field is not released by the agreement.
         BadRequestError: a field is named twice.
     """
-    source = _source(store, agreement)
+    source = _source(store, agreement, today=now.date() if now else None)
     _check_labels(request.by, source)
     if len(set(request.by)) != len(request.by):
         raise BadRequestError("a field is named twice in by")
@@ -594,7 +649,8 @@ def release_linked(
 
     Values of the organisation's own dataset come from that record itself; values of
     other datasets from the records linked to the same person. Only the organisation's
-    own references appear; every row has every column (``None`` where nothing is linked).
+    own references appear; every row has every column (``None`` where nothing is linked),
+    the last being the record's ``link_quality``.
 
     Raises:
         NotReleasedError: the organisation has no dataset in the agreement.
@@ -609,6 +665,7 @@ def release_linked(
     def read() -> tuple[list[LinkedRow], dict[str, int]]:
         counts: dict[str, int] = {"linked_rows": 0}
         rows: list[LinkedRow] = []
+        qualities = link_qualities(source.linkage, source.datasets)
         for _, records in source.linkage.iter_persons():
             mine_all = [r for r in records if r.dataset in own_ids]
             if not mine_all:
@@ -623,6 +680,7 @@ def release_linked(
                     column = source.columns[label]
                     held = [record] if column.dataset == record.dataset else others
                     values.append(_value(held, column))
+                values.append(qualities.of(record.dataset, record.ref))
                 if any(r.dataset in source.datasets for r in others):
                     counts["linked_rows"] += 1
                 name = own_ids[record.dataset]
@@ -633,4 +691,4 @@ def release_linked(
     rows.sort(key=lambda row: row.ref)  # no grouping by person
     counts["rows"] = len(rows)
     _audit(store, identity, agreement, counts, now)
-    return LinkedOut(agreement=agreement.id, columns=labels, rows=rows)
+    return LinkedOut(agreement=agreement.id, columns=[*labels, LINK_QUALITY_COLUMN], rows=rows)

@@ -17,6 +17,7 @@ from broker.store import batches as batch_store
 from broker.store.client import Store
 from broker.store.datasets import get_dataset
 from broker.store.linkage_store import LinkageStore
+from broker.store.rotation_store import active_scope
 from keys.batch import BatchManifest
 from keys.chunk import TokenChunk, decode_chunk
 from keys.wire import BatchMode, ReplacePreview
@@ -64,7 +65,7 @@ def replace_preview(store: Store, record: batch_store.BatchRecord) -> ReplacePre
     """What committing the ``replace`` batch ``record`` would remove from its dataset."""
     org, _, name = record.dataset.partition("/")
     domain = get_dataset(store, org=org, name=name).domain
-    report = Linker(LinkageStore(store.redis, scope=domain)).report()
+    report = Linker(LinkageStore(store.redis, scope=active_scope(store, domain))).report()
     held = next((d.records for d in report.datasets if d.id == record.dataset), 0)
     removed = max(held - record.record_count, 0)
     share = removed / held if held else 0.0

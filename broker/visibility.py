@@ -8,6 +8,9 @@ when, with the generation read before it and unchanged after it, no batch of its
 was ``linking`` when it began: nothing was written while it read, and what it read held
 no batch in part.
 
+A key rotation's switch (:mod:`broker.rotation`) changes which linkage scope holds the
+domain: a read counts only if the domain's active scope was the same before and after it.
+
 Releases (:mod:`broker.release`) wait for that, a few seconds at most, then answer 503
 ``linkage_busy`` (the SDK retries it); the linkage report (:mod:`broker.linkage_report`)
 never waits: while a batch links it shows the report kept when the domain's last batch
@@ -24,6 +27,7 @@ from broker.errors import LinkageBusyError
 from broker.store import batches as batch_store
 from broker.store.client import Store
 from broker.store.datasets import get_dataset
+from broker.store.rotation_store import active_scope
 
 __all__ = ["RELEASE_WAIT_SECONDS", "read_whole", "read_whole_once"]
 
@@ -45,11 +49,14 @@ def _linking_in(store: Store, domain: str) -> bool:
 
 def read_whole_once(store: Store, domain: str, read: Callable[[], T]) -> tuple[bool, T | None]:
     """Run ``read`` once; ``(True, result)`` if it saw every batch of ``domain`` whole."""
-    before = batch_store.linkage_generation(store, domain)
+    scope = active_scope(store, domain)
+    before = batch_store.linkage_generation(store, scope)
     if _linking_in(store, domain):
         return False, None
     result = read()
-    if batch_store.linkage_generation(store, domain) != before:
+    if active_scope(store, domain) != scope:
+        return False, None
+    if batch_store.linkage_generation(store, scope) != before:
         return False, None
     return True, result
 

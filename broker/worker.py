@@ -1,15 +1,17 @@
-"""The link worker: links committed batches, sharing the linkage scopes with other workers.
+"""The link worker: links committed batches, sharing the linkage domains with other workers.
 
 A worker runs as a thread: inside ``tessera-broker serve`` (one process, by default), or
 on its own as ``tessera-broker link-worker`` (no HTTP). Several workers on one Redis share
 the work by *scope lease* (broker/store/leases.py): a worker links a batch only while it
-holds the lease of the batch's linkage domain, and holds at most one scope at a time, so
-two workers link two domains side by side and one domain's batches keep their commit
-order. The lease lasts ``link_lease_seconds`` (30 s by default) and is renewed after every
-slice; a worker that dies keeps its scope until the lease runs out, then the next worker to
-look takes the scope over (its linkage lock with it) and resumes the batch from its last
-linked chunk. A worker that only stalled and wakes up after losing its lease stops at its
-next slice; a slice it was writing is refused by the generation fence.
+holds the lease of the batch's linkage domain (every scope of it: while the domain's key
+rotates, the active scope and the one being built, broker/rotation.py), and holds at most
+one domain at a time, so two workers link two domains side by side and one domain's
+batches keep their commit order. The lease lasts ``link_lease_seconds`` (30 s by default)
+and is renewed after every slice; a worker that dies keeps its domain until the lease runs
+out, then the next worker to look takes the domain over (its linkage locks with it) and
+resumes the batch from its last linked chunk. A worker that only stalled and wakes up
+after losing its lease stops at its next slice; a slice it was writing is refused by the
+generation fence.
 
 The batch lease of broker/store/batches.py is still taken too, so a worker of an earlier
 release (batch leases only) never links the batch this one links.
@@ -24,16 +26,17 @@ from collections.abc import Callable
 
 from broker import metrics
 from broker.errors import DatasetMismatchError, NotFoundOrForbiddenError
-from broker.ingest import audit_commit, link_batch
+from broker.ingest import audit_commit, fault, link_batch
 from broker.linkage import Linker
 from broker.linkage_report import remember_domain_report
+from broker.rotation import linking_scope, rekey_linked, resume_rotations
 from broker.runtime import BrokerRuntime
 from broker.store import batches as batch_store
 from broker.store.datasets import get_dataset, list_all_datasets
 from broker.store.leases import claim_scope, drop_scope_leases, release_scope
 from broker.store.linkage_store import LinkageStore, drop_stale_locks
 from keys.chunk import BatchFormatError
-from keys.wire import BatchState
+from keys.wire import BatchMode, BatchState
 
 __all__ = ["LinkWorker", "drop_leases"]
 
@@ -76,6 +79,7 @@ class LinkWorker:
         self._lease = lease_seconds or runtime.settings.link_lease_seconds
         self._owner = uuid.uuid4().hex
         self._scope: str | None = None
+        self._rotation_owed = False
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tessera-link-worker", daemon=True)
@@ -97,6 +101,7 @@ class LinkWorker:
         if store.embedded is not None:
             drop_leases(self._runtime)
         self._audit_owed_commits()
+        resume_rotations(self._runtime, fault=self._fault)
         for domain in sorted({d.domain for d in list_all_datasets(store)}):
             remember_domain_report(store, domain)
         self._thread.start()
@@ -138,6 +143,13 @@ class LinkWorker:
             except Exception:
                 logger.exception("linkage worker error; retrying")
                 worked = False
+            if not worked and self._rotation_owed:
+                # A rotation step failed after its rekey batch linked: carry on from it.
+                try:
+                    resume_rotations(self._runtime, fault=self._fault)
+                    self._rotation_owed = False
+                except Exception:
+                    logger.exception("key rotation step failed; retrying")
             if not worked:
                 self._wake.wait(self._poll)
                 self._wake.clear()
@@ -204,12 +216,13 @@ class LinkWorker:
         try:
             done = link_batch(
                 self._runtime,
-                self._linker_for(scope),
+                self._linker_for(record, scope),
                 record,
                 keep_going=self._keep_going(batch_key, scope),
             )
             if done:
                 metrics.RECORDS_LINKED.inc(record.record_count)
+                self._rotation_owed = record.mode is BatchMode.REKEY
         except (BatchFormatError, DatasetMismatchError, NotFoundOrForbiddenError) as exc:
             logger.error("batch failed to link: %s", type(exc).__name__)
             batch_store.mark_batch(store, batch_key, BatchState.FAILED, error=str(exc))
@@ -228,17 +241,26 @@ class LinkWorker:
             done = True
         finally:
             batch_store.release_batch(store, batch_key, done=done)
+        if self._rotation_owed:
+            rekey_linked(self._runtime, record, domain=scope, fault=self._fault)
+            self._rotation_owed = False
         return True
+
+    def _fault(self, point: str) -> None:
+        fault(self._runtime, point)
 
     @property
     def _ttl(self) -> int:
         """The batch lease's time to live, in whole seconds (at least the scope lease)."""
         return max(1, int(self._lease + 0.999))
 
-    def _linker_for(self, scope: str) -> Linker:
-        """One linker per linkage domain, kept with its mirror: persons never span two."""
+    def _linker_for(self, record: batch_store.BatchRecord, domain: str) -> Linker:
+        """One linker per linkage scope, kept with its mirror: persons never span two
+        domains (nor, while a domain's key rotates, its two key versions)."""
+        store = self._runtime.store
+        scope = linking_scope(store, record, domain=domain)
         if scope not in self._linkers:
-            self._linkers[scope] = Linker(LinkageStore(self._runtime.store.redis, scope=scope))
+            self._linkers[scope] = Linker(LinkageStore(store.redis, scope=scope))
         return self._linkers[scope]
 
     def _keep_going(self, batch_key: str, scope: str) -> Callable[[], bool]:

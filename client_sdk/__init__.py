@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from client_sdk.local_index import LocalIndex
 from client_sdk.mapping import Mapping, load_mapping
+from client_sdk.opt_out import PermittedList, SourceOptOuts, load_permitted
 from client_sdk.pipeline import iter_records
 from client_sdk.quality import QualityCollector, QualityReport
 from client_sdk.record import NormalisedRecord
@@ -24,14 +25,17 @@ __all__ = [
     "LocalIndex",
     "Mapping",
     "NormalisedRecord",
+    "PermittedList",
     "QualityCollector",
     "QualityReport",
+    "SourceOptOuts",
     "TokeniseParams",
     "Tokeniser",
     "default_spec",
     "iter_records",
     "lint_spec",
     "load_mapping",
+    "load_permitted",
     "load_spec",
     "tokenise_records",
     "write_batch",

@@ -174,6 +174,14 @@ class BrokerClient:
         self._retries = retries
         self._backoff = backoff
         self._sleep = sleep
+        # A broker that asks for a client certificate closes the TLS connection after the
+        # handshake (TLS 1.3), which reaches us as a bare disconnect: say what may be missing.
+        self._hint = (
+            "; if the broker asks for a client certificate (mutual TLS), set "
+            "TESSERA_SDK_TLS_CLIENT_CERT and TESSERA_SDK_TLS_CLIENT_KEY"
+            if client_cert is None and base_url.lower().startswith("https://")
+            else ""
+        )
 
     # Plumbing ----------------------------------------------------------------------------
 
@@ -191,8 +199,9 @@ class BrokerClient:
                         code="untrusted_certificate",
                     ) from None
                 if attempt >= self._retries:
+                    hint = self._hint if isinstance(exc, httpx.RemoteProtocolError) else ""
                     raise BrokerCallError(
-                        f"cannot reach the broker ({type(exc).__name__})"
+                        f"cannot reach the broker ({type(exc).__name__}){hint}"
                     ) from None
             else:
                 if response.status_code < 400:

@@ -10,6 +10,7 @@ job file's own directory, so a job works whatever directory the scheduler starts
 from __future__ import annotations
 
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,11 +39,18 @@ class _Section(BaseModel):
 
 
 class ExtractStep(_Section):
-    """``[extract]``: the file to read and how to read it."""
+    """``[extract]``: the file to read and how to read it.
+
+    ``permitted`` is the file the Check for National Data Opt-outs service returned (as
+    ``tessera-sdk tokenise --permitted``), ``opt_out_checked`` the day of that check when
+    the file does not say it.
+    """
 
     input: Path
     mapping: Path
     spec: Path | None = None
+    permitted: Path | None = None
+    opt_out_checked: date | None = None
 
 
 class TokeniseStep(_Section):
@@ -101,7 +109,7 @@ class Job(_Section):
 
 _PATH_FIELDS = {
     (): ("org_dir", "work_dir", "log"),
-    ("extract",): ("input", "mapping", "spec"),
+    ("extract",): ("input", "mapping", "spec", "permitted"),
     ("direct_care",): ("out", "risk_rules", "risk_out"),
 }
 

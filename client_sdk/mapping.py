@@ -21,6 +21,15 @@ A mapping is TOML (docs/mapping.md has one full example per input kind)::
     [payload]
     columns = ["AE_ATTENDANCES_12M"]
 
+    [opt_out]                       # optional: Type 1 opt-outs coded in the extract
+    type1_column = "OPT_OUT_CODES"  # records holding a Type 1 code are research-restricted
+    type1_codes = ["827241000000103"]   # the default (SNOMED CT Type 1 dissent)
+
+A CSV mapping may name the NHS number's verification status column
+(``nhs_number_status = "NHS_NO_STATUS"`` in ``[identifiers]``): a number whose status says
+the trace failed (``04``, ``05``, ``07``, as the FHIR reader reads the same codes) feeds no
+NHS number key, and the quality report counts it.
+
 A field spread over several columns is a list (``given_name = ["FORENAME1", "FORENAME2"]``,
 ``postcode = ["PC_OUT", "PC_IN"]``), a date of birth in three columns is
 ``{ day = "…", month = "…", year = "…" }``, and a postcode inside a free-text address is
@@ -60,12 +69,14 @@ __all__ = [
     "FHIR_NHS_NUMBER_SYSTEM",
     "IDENTIFIER_FIELDS",
     "MULTI_COLUMN_FIELDS",
+    "TYPE1_DISSENT_CODES",
     "ColumnRef",
     "DatePartsRef",
     "DateRef",
     "FullNameRef",
     "Identifiers",
     "Mapping",
+    "OptOutSection",
     "PayloadSection",
     "PostcodeFindRef",
     "RecordSection",
@@ -99,6 +110,12 @@ _NOT_FROM_FHIR = frozenset({"locality", "region"})
 """Fields only a CSV mapping reads (FHIR ``address.city`` and ``state`` are not read yet)."""
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+
+TYPE1_DISSENT_CODES: tuple[str, ...] = ("827241000000103",)
+"""The default Type 1 codes: SNOMED CT 827241000000103, "Dissent from secondary use of
+general practitioner patient identifiable data (finding)". A mapping may list others (a
+practice still on legacy codes); a withdrawal code (827261000000102, "Dissent withdrawn")
+is deliberately not among them."""
 
 
 class SourceSection(BaseModel):
@@ -241,6 +258,8 @@ class Identifiers(BaseModel):
     other_id: _Plain | SystemRef | None = None
     locality: _Plain | None = None
     region: _Plain | None = None
+    nhs_number_status: Annotated[str, Field(min_length=1)] | None = None
+    """CSV: the NHS number's verification status column (not an identifier: never leaves)."""
 
 
 class RecordSection(BaseModel):
@@ -259,6 +278,17 @@ class PayloadSection(BaseModel):
     columns: list[str] = Field(default_factory=list)
 
 
+class OptOutSection(BaseModel):
+    """``[opt_out]``: the column where Type 1 opt-outs are coded, and their codes (CSV)."""
+
+    model_config = _STRICT
+
+    type1_column: Annotated[str, Field(min_length=1)] | None = None
+    type1_codes: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = Field(
+        default_factory=lambda: list(TYPE1_DISSENT_CODES)
+    )
+
+
 class Mapping(BaseModel):
     """A validated mapping file. Build one with :func:`load_mapping`."""
 
@@ -268,6 +298,15 @@ class Mapping(BaseModel):
     record: RecordSection
     identifiers: Identifiers = Field(default_factory=Identifiers)
     payload: PayloadSection = Field(default_factory=PayloadSection)
+    opt_out: OptOutSection | None = None
+
+    @property
+    def check_columns(self) -> list[str]:
+        """The CSV columns read only for checks, never sent: verification status, Type 1."""
+        columns = [self.identifiers.nhs_number_status]
+        if self.opt_out is not None:
+            columns.append(self.opt_out.type1_column)
+        return [c for c in columns if c is not None]
 
     @property
     def payload_columns(self) -> list[str]:
@@ -449,6 +488,36 @@ def _semantic_problems(mapping: Mapping) -> list[str]:
             problems.append('record.id: for FHIR use "id" or { system = "..." }')
     if len(set(mapping.payload.columns)) != len(mapping.payload.columns):
         problems.append("payload.columns: a column is listed twice")
+    return problems + _check_column_problems(mapping)
+
+
+def _check_column_problems(mapping: Mapping) -> list[str]:
+    """The verification status and Type 1 columns: CSV only, each its own column."""
+    problems: list[str] = []
+    status = mapping.identifiers.nhs_number_status
+    type1 = mapping.opt_out.type1_column if mapping.opt_out is not None else None
+    if mapping.source.format != "csv":
+        if status is not None:
+            problems.append(
+                "identifiers.nhs_number_status: FHIR carries the status in the identifier"
+            )
+        if type1 is not None:
+            problems.append("opt_out.type1_column: CSV only (a Patient resource has no codes)")
+        return problems
+    if status is not None and mapping.column_of("nhs_number") is None:
+        problems.append("identifiers.nhs_number_status: no nhs_number is mapped")
+    taken = {c for name in IDENTIFIER_FIELDS for c in mapping.columns_of(name)}
+    taken |= set(mapping.payload.columns)
+    if isinstance(mapping.record.id, str):
+        taken.add(mapping.record.id)
+    for where, column in (
+        ("identifiers.nhs_number_status", status),
+        ("opt_out.type1_column", type1),
+    ):
+        if column is not None and column in taken:
+            problems.append(f"{where}: {column!r} is already an identifier, the id or payload")
+    if status is not None and status == type1:
+        problems.append("opt_out.type1_column: the same column as nhs_number_status")
     return problems
 
 

@@ -43,6 +43,7 @@ from client_sdk.normalise.places import check_locality, check_region
 from client_sdk.normalise.postcode import check_postcode
 from client_sdk.normalise.sex import check_sex
 from client_sdk.normalise.text import check_address_line, check_address_lines, check_other_id
+from client_sdk.opt_out import SourceOptOuts
 from client_sdk.quality import QualityCollector
 from client_sdk.readers.columns import (
     SEPARATOR,
@@ -50,7 +51,7 @@ from client_sdk.readers.columns import (
     joined_text,
     name_text,
 )
-from client_sdk.readers.csv import read_csv
+from client_sdk.readers.csv import read_csv, without_unverified
 from client_sdk.readers.fhir import FhirFields, read_fhir
 from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import CHUNK_RECORDS, RecordBlocks
@@ -402,6 +403,7 @@ def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: da
                 region,
                 dob_raw,
                 payload,
+                False,
             ),
         )
         return record, (
@@ -508,10 +510,18 @@ class _Source:
             # Locality and region are not read from FHIR (yet): no slot.
             self.positions = [*range(12), 11 + len(mapping.payload_columns), -1, -1]
             self.joins: tuple[tuple[int, ...], ...] = ()
+            self.status = self.type1 = -1
         else:
             assert isinstance(mapping.record.id, str)
             self.id_column = mapping.record.id
             self.wanted, self.positions, self.columns, self.joins = _csv_plan(mapping)
+            # Columns read for checks only (verification status, Type 1), after all else.
+            checks = {c: len(self.wanted) + i for i, c in enumerate(mapping.check_columns)}
+            self.wanted += list(checks)
+            self.status = checks.get(mapping.identifiers.nhs_number_status or "", -1)
+            self.type1 = (
+                checks.get(mapping.opt_out.type1_column or "", -1) if mapping.opt_out else -1
+            )
 
     def rows(
         self,
@@ -538,6 +548,7 @@ class _Source:
                 on_progress=on_progress,
                 on_position=collector.set_position,
                 today=today,
+                on_unverified=collector.unverified_nhs_number,
             )
         else:
             rows = read_csv(
@@ -550,6 +561,13 @@ class _Source:
                 on_skip=collector.skip,
                 on_progress=on_progress,
             )
+            if self.status >= 0:
+                rows = without_unverified(
+                    stack.enter_context(closing(rows)),
+                    nhs=self.positions[_NHS],
+                    status=self.status,
+                    on_unverified=collector.unverified_nhs_number,
+                )
         return stack.enter_context(closing(rows))
 
 
@@ -560,6 +578,7 @@ def iter_records(
     report: QualityCollector | None = None,
     progress: bool = False,
     today: date | None = None,
+    opt_outs: SourceOptOuts | None = None,
 ) -> Iterator[NormalisedRecord]:
     """Stream the normalised records of an extract.
 
@@ -570,6 +589,7 @@ def iter_records(
             quality report.
         progress: show a progress bar on stderr (only when stderr is a terminal).
         today: the latest acceptable date of birth (default: today).
+        opt_outs: sets each record's research-restricted flag (:mod:`client_sdk.opt_out`).
 
     Yields:
         One :class:`NormalisedRecord` per usable row, in file order.
@@ -605,6 +625,8 @@ def iter_records(
             record, outcomes = normalise(line, values, local_id, payload)
             if observe is not None:
                 observe(line, outcomes, record.nhs_number, record.date_of_birth)
+            if opt_outs is not None:
+                record = opt_outs.mark(record, values[source.type1] if source.type1 >= 0 else None)
             yield record
 
 
@@ -634,8 +656,10 @@ class _BlockNormaliser:
         today: date,
         max_problems: int,
         joins: tuple[tuple[int, ...], ...] = (),
+        opt_outs: SourceOptOuts | None = None,
+        type1: int = -1,
     ) -> None:
-        self._args = (mapping, columns, positions, today, max_problems, joins)
+        self._args = (mapping, columns, positions, today, max_problems, joins, opt_outs, type1)
         self._normalise: _RowFunction | None = None
         self._payload: _PayloadCache | None = None
 
@@ -648,7 +672,7 @@ class _BlockNormaliser:
         self._payload = None
 
     def __call__(self, block: _RawBlock) -> tuple[list[NormalisedRecord], QualityCollector]:
-        mapping, columns, positions, today, max_problems, joins = self._args
+        mapping, columns, positions, today, max_problems, joins, opt_outs, type1 = self._args
         normalise = self._normalise
         if normalise is None:
             normalise = self._normalise = _row_function(
@@ -670,6 +694,8 @@ class _BlockNormaliser:
             )
             record, outcomes = normalise(line, values, values[id_position].strip(), payload)
             observe(line, outcomes, record.nhs_number, record.date_of_birth)
+            if opt_outs is not None:
+                record = opt_outs.mark(record, values[type1] if type1 >= 0 else None)
             append(record)
         return records, collector
 
@@ -682,6 +708,7 @@ def record_blocks(
     progress: bool = False,
     today: date | None = None,
     size: int = CHUNK_RECORDS,
+    opt_outs: SourceOptOuts | None = None,
 ) -> RecordBlocks:
     """The extract as raw blocks that tokenising workers normalise themselves.
 
@@ -697,6 +724,7 @@ def record_blocks(
         progress: show a progress bar on stderr (only when stderr is a terminal).
         today: the latest acceptable date of birth (default: today).
         size: rows per block (and per chunk of the batch).
+        opt_outs: sets each record's research-restricted flag (:mod:`client_sdk.opt_out`).
 
     Returns:
         Blocks to pass to ``write_batch`` or ``tokenise_records``.
@@ -739,6 +767,8 @@ def record_blocks(
         today=today,
         max_problems=report.max_problems,
         joins=source.joins,
+        opt_outs=opt_outs,
+        type1=source.type1,
     )
     return RecordBlocks(blocks(), normaliser, report.absorb)
 

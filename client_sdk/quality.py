@@ -217,6 +217,9 @@ class QualityReport(BaseModel):
     grade: Grade
     grade_notes: list[str]
     date_of_birth_heaping: list[BirthDayHeaping] = []
+    nhs_numbers_unverified: int = 0
+    """NHS numbers not used because their verification status says the trace failed
+    (04, 05, 07): counted among the NHS number's missing values as well."""
 
     def field(self, name: str) -> FieldQuality:
         """The counts of canonical field ``name``."""
@@ -359,6 +362,7 @@ class QualityCollector:
         self.columns: dict[str, str | None] = {}
         self.rows_rejected = 0
         self.rows_skipped = 0
+        self.unverified = 0
         self.duplicates = 0
         self._combinations: dict[tuple[int, ...], int] = {}
         self._problems: list[RowProblem] = []
@@ -447,6 +451,10 @@ class QualityCollector:
         """Count an entry that is not a record of this extract (a non-Patient resource)."""
         self.rows_skipped += 1
 
+    def unverified_nhs_number(self, line: int) -> None:
+        """Count an NHS number left out for its verification status (never the number)."""
+        self.unverified += 1
+
     def report(self) -> QualityReport:
         """The report of everything observed so far."""
         counts = [[0, 0, 0, 0] for _ in FIELDS]
@@ -500,6 +508,7 @@ class QualityCollector:
             grade=grade,
             grade_notes=notes,
             date_of_birth_heaping=find_birth_day_heaping(self._month_days()),
+            nhs_numbers_unverified=self.unverified,
         )
 
     def _month_days(self) -> dict[tuple[int, int], int]:

@@ -39,6 +39,8 @@ class NormalisedRecord(NamedTuple):
             (not a placeholder), its ``YYYYMMDD`` digits (``"19870231"``); for the
             opt-in spec field of that name.
         payload: released columns, as text, in the mapping's order.
+        restricted: research-restricted by an opt-out at the source
+            (:mod:`client_sdk.opt_out`); travels as the record's chunk flag only.
     """
 
     line: int
@@ -57,3 +59,4 @@ class NormalisedRecord(NamedTuple):
     region: str | None = None
     date_of_birth_raw: str | None = None
     payload: tuple[str | None, ...] = ()
+    restricted: bool = False

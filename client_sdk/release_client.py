@@ -19,6 +19,7 @@ from keys.wire_release import (
     CohortRequest,
     LinkedOut,
 )
+from keys.wire_review import ReviewOut
 
 __all__ = ["ReleaseClient"]
 
@@ -63,3 +64,7 @@ class ReleaseClient(BrokerClient):
     def linked(self, agreement_id: str) -> LinkedOut:
         """The direct-care return for this organisation's own references."""
         return self._get(f"/v1/agreements/{agreement_id}/linked", LinkedOut)
+
+    def review(self) -> ReviewOut:
+        """Doubts about this organisation's own records (its references only)."""
+        return self._get("/v1/review", ReviewOut)

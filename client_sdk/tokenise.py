@@ -26,7 +26,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
@@ -38,7 +38,7 @@ from client_sdk.local_index import LocalIndex
 from client_sdk.normalise.transforms import LEVEL_FUNCTIONS, TRANSFORM_FUNCTIONS
 from client_sdk.record import NormalisedRecord
 from keys.batch import BatchManifest, BatchWriter
-from keys.chunk import ChunkEvidence, TokenChunk, encode_chunk_columns
+from keys.chunk import RESEARCH_RESTRICTED, ChunkEvidence, TokenChunk, encode_chunk_columns
 from keys.derive import (
     ComparisonToken,
     DomainKey,
@@ -95,6 +95,8 @@ class TokeniseParams:
         reference_secret: the organisation's reference secret (secret).
         dataset: dataset name; references are separated per dataset.
         payload_columns: names of the payload columns, in the records' order.
+        opt_out_flags: the chunks carry each record's research-restricted flag (the
+            source applied opt-outs: :mod:`client_sdk.opt_out`).
     """
 
     spec: LinkageSpec
@@ -104,6 +106,7 @@ class TokeniseParams:
     reference_secret: bytes = field(repr=False)
     dataset: str
     payload_columns: tuple[str, ...] = ()
+    opt_out_flags: bool = False
 
 
 @mypyc_attr(native_class=False)  # returned by the workers, pickled as TokeniseParams
@@ -116,12 +119,14 @@ class EncodedChunk:
         refs: the records' references, in order.
         local_ids: the records' local ids, in order (never leave the organisation).
         token_counts: tokens emitted per match key, in spec order.
+        restricted: records flagged research-restricted (a count, for this machine only).
     """
 
     data: bytes
     refs: list[RecordRef]
     local_ids: list[str]
     token_counts: list[int]
+    restricted: int = 0
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -182,8 +187,10 @@ class Tokeniser:
         for comparison in spec.comparisons:
             if comparison.field not in used:
                 used.append(comparison.field)
+        # The flag comes last, so the fields keep their positions.
+        flag = ("restricted",) if params.opt_out_flags else ()
         self._getter: Callable[[NormalisedRecord], _Row] = operator.attrgetter(
-            "local_id", "payload", *used
+            "local_id", "payload", *used, *flag
         )
         # Each field is looked up once per record in one cache (names, dates and postcodes
         # repeat; NHS numbers and other ids do not), which yields the encoded value under
@@ -390,7 +397,14 @@ class Tokeniser:
             if self.params.payload_columns
             else [()] * len(rows),
             evidence=self._chunk_evidence(rows, block_values),
+            flags=self._flags(rows),
         )
+
+    def _flags(self, rows: Sequence[_Row]) -> bytes | None:
+        """Each row's flag byte (its last item), when the chunks carry flags."""
+        if not self.params.opt_out_flags:
+            return None
+        return bytes([RESEARCH_RESTRICTED if r[-1] else 0 for r in rows])
 
     def encode_rows(self, rows: Sequence[_Row]) -> EncodedChunk:
         """Tokenise and encode one block of rows.
@@ -439,6 +453,7 @@ class Tokeniser:
     ) -> EncodedChunk:
         """The chunk of ``rows`` given their local ids and each match key's token column."""
         refs = self._refs.derive_many(map(str, local_ids))
+        flags = self._flags(rows)
         data = encode_chunk_columns(
             key_names=self.key_names,
             payload_columns=self.params.payload_columns,
@@ -446,12 +461,14 @@ class Tokeniser:
             token_columns=tokens,
             payload=[r[1] for r in rows] if self.params.payload_columns else [],
             evidence=evidence,
+            flags=flags,
         )
         return EncodedChunk(
             data=data,
             refs=refs,
             local_ids=[str(i) for i in local_ids],
             token_counts=[len(column) - column.count(None) for column in tokens],
+            restricted=flags.count(RESEARCH_RESTRICTED) if flags else 0,
         )
 
 
@@ -732,10 +749,12 @@ class BatchSummary:
     Attributes:
         manifest: the batch's manifest, as written.
         token_counts: tokens per match key, in spec order.
+        restricted: records flagged research-restricted (shown locally, never sent).
     """
 
     manifest: BatchManifest
     token_counts: dict[str, int]
+    restricted: int = 0
 
 
 def write_batch(
@@ -749,6 +768,7 @@ def write_batch(
     chunk_records: int = CHUNK_RECORDS,
     batch_id: str | None = None,
     org: str | None = None,
+    opt_out_checked: date | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BatchSummary:
     """Tokenise ``records`` into the batch file ``out`` and the local index.
@@ -767,6 +787,7 @@ def write_batch(
         chunk_records: records per chunk.
         batch_id: the batch's id (a random UUID by default).
         org: the organisation the batch is made for (the broker refuses it from others).
+        opt_out_checked: the day of the national opt-out check the flags reflect.
         now: clock for the manifest's creation time.
 
     Returns:
@@ -775,7 +796,7 @@ def write_batch(
     batch_id = batch_id or uuid.uuid4().hex
     names = params.spec.key_names
     counts = [0] * len(names)
-    total = 0
+    total = restricted = 0
     with BatchWriter(out) as writer:
         for encoded in tokenise_records(
             records, params, chunk_records=chunk_records, workers=workers
@@ -783,6 +804,7 @@ def write_batch(
             writer.write_encoded(encoded.data)
             index.add(encoded.refs, encoded.local_ids, batch_id=batch_id)
             total += len(encoded)
+            restricted += encoded.restricted
             counts = [a + b for a, b in zip(counts, encoded.token_counts, strict=True)]
         manifest = BatchManifest(
             batch_id=batch_id,
@@ -797,7 +819,8 @@ def write_batch(
             chunk_digests=writer.chunk_digests,
             created_at=now().isoformat(timespec="seconds"),
             quality=quality() if quality is not None else {},
+            opt_out_checked=opt_out_checked,
         )
         writer.finish(manifest)
     index.commit()
-    return BatchSummary(manifest, dict(zip(names, counts, strict=True)))
+    return BatchSummary(manifest, dict(zip(names, counts, strict=True)), restricted)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
@@ -43,6 +44,12 @@ class BatchManifest(BaseModel):
     ``org`` is the organisation the SDK made the batch for (its organisation directory's
     name): the broker refuses the batch from any other organisation's credential. A batch
     written before the field existed has none and is judged by its dataset alone.
+
+    ``opt_out_checked`` is the day the organisation last checked the National Data Opt-out
+    for these records ("Check for National Data Opt-outs"), when it applied a permitted
+    file; the broker refuses research releases from a batch checked too long ago. Whether
+    each record may be used is its chunk's flag (:data:`keys.chunk.RESEARCH_RESTRICTED`):
+    the manifest holds no count, list or reason.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -60,6 +67,7 @@ class BatchManifest(BaseModel):
     chunk_digests: list[str]
     created_at: str
     quality: dict[str, Any] = Field(default_factory=dict)
+    opt_out_checked: date | None = None
 
 
 class BatchWriter:

@@ -28,6 +28,12 @@ holds::
 
 A ``TSC1`` chunk is exactly what it was before; a reader takes both.
 
+A chunk whose records carry source-side opt-out flags (docs/agreements.md, "Opt-outs")
+starts ``b"TSC3"`` (otherwise as ``TSC1``) or ``b"TSC4"`` (otherwise as ``TSC2``) and,
+just before the payload, holds ``n_records x u8`` flags (Huffman-coded with the payload):
+bit 0 (:data:`RESEARCH_RESTRICTED`) set = the record may not be used for research; every
+other bit is zero. A flag is all the chunk says: never a reason, never a list.
+
 Every upload decodes its chunks on the broker and every linking pass decodes them again,
 so this module is on the hot path and compiled with mypyc (``make setup``); it imports
 nothing that mypyc cannot compile.
@@ -53,6 +59,7 @@ from keys.errors import KeyManagementError
 __all__ = [
     "MAX_EVIDENCE_COLUMNS",
     "MAX_KEYS",
+    "RESEARCH_RESTRICTED",
     "BatchFormatError",
     "ChunkEvidence",
     "TokenChunk",
@@ -67,6 +74,12 @@ MAX_EVIDENCE_COLUMNS = 1024
 _MAX_BLOCKS = 32
 _CHUNK_MAGIC = b"TSC1"
 _EVIDENCE_MAGIC = b"TSC2"
+_FLAGS_MAGIC = b"TSC3"
+_EVIDENCE_FLAGS_MAGIC = b"TSC4"
+_MAGICS = (_CHUNK_MAGIC, _EVIDENCE_MAGIC, _FLAGS_MAGIC, _EVIDENCE_FLAGS_MAGIC)
+RESEARCH_RESTRICTED = 1
+"""Bit of a record's flag byte: the record may not be used for research (opted out)."""
+_FLAG_VALUES = bytes((0, RESEARCH_RESTRICTED))  # every flag byte a chunk may hold
 _HEAD = struct.Struct(">IHH")
 _U32 = struct.Struct(">I")
 
@@ -130,6 +143,9 @@ class TokenChunk:
     tokens: list[tuple[Token | None, ...]]
     payload: list[tuple[str | None, ...]]
     evidence: ChunkEvidence | None = None
+    flags: bytes | None = None
+    """One byte per record (:data:`RESEARCH_RESTRICTED`), or ``None`` when the batch's
+    source applied no opt-outs."""
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -148,6 +164,7 @@ def encode_chunk(chunk: TokenChunk) -> bytes:
         token_columns=columns,
         payload=chunk.payload,
         evidence=chunk.evidence,
+        flags=chunk.flags,
     )
 
 
@@ -159,12 +176,14 @@ def encode_chunk_columns(
     token_columns: Sequence[Sequence[Token | None]],
     payload: Sequence[Sequence[str | None]],
     evidence: ChunkEvidence | None = None,
+    flags: bytes | None = None,
 ) -> bytes:
     """The bytes :func:`encode_chunk` gives, from one token column per match key.
 
     ``token_columns[k][i]`` is record ``i``'s token for match key ``k`` (or ``None``); a
     tokeniser that works key by key hands its columns over without building rows.
-    ``evidence`` (one entry per record) makes a ``TSC2`` chunk.
+    ``evidence`` (one entry per record) makes a ``TSC2`` chunk; ``flags`` (one byte per
+    record) a ``TSC3`` or ``TSC4`` one.
     """
     n, n_keys, n_payload = len(refs), len(key_names), len(payload_columns)
     if n_keys > MAX_KEYS:
@@ -172,7 +191,9 @@ def encode_chunk_columns(
     if len(token_columns) != n_keys or any(len(c) != n for c in token_columns):
         raise ValueError("one token column per match key, one token per record")
     names = json.dumps({"keys": tuple(key_names), "payload": tuple(payload_columns)}).encode()
-    magic = _CHUNK_MAGIC if evidence is None else _EVIDENCE_MAGIC
+    if flags is not None and (len(flags) != n or flags.translate(None, _FLAG_VALUES)):
+        raise ValueError("one flag byte per record, bit 0 only")
+    magic = _MAGICS[(evidence is not None) + 2 * (flags is not None)]
     parts: list[bytes] = [magic, _HEAD.pack(n, n_keys, n_payload), _U32.pack(len(names))]
     parts.append(names)
     parts.append(b"".join(refs))
@@ -190,7 +211,7 @@ def encode_chunk_columns(
     if n_payload:
         text = json.dumps(list(payload), ensure_ascii=False, separators=(",", ":")).encode()
         rows = _U32.pack(len(text)) + text
-    return _deflate(b"".join(parts), counts + rows)
+    return _deflate(b"".join(parts), counts + (flags or b"") + rows)
 
 
 def _encode_evidence(n: int, evidence: ChunkEvidence) -> tuple[list[bytes], bytes]:
@@ -279,7 +300,7 @@ def _inflate(data: bytes, *, max_records: int) -> bytes:
     """
     inflater = zlib.decompressobj()
     head = inflater.decompress(data, _PREFIX_BYTES)
-    if len(head) < _PREFIX_BYTES or head[:4] not in (_CHUNK_MAGIC, _EVIDENCE_MAGIC):
+    if len(head) < _PREFIX_BYTES or head[:4] not in _MAGICS:
         raise BatchFormatError("not a token chunk, or an unknown chunk version")
     n, n_keys, n_payload = _HEAD.unpack_from(head, 4)
     (names_len,) = _U32.unpack_from(head, 4 + _HEAD.size)
@@ -290,7 +311,9 @@ def _inflate(data: bytes, *, max_records: int) -> bytes:
         bound += n * (4 + n_keys * TOKEN_BYTES)
     if n_payload:
         bound += _U32.size + _PAYLOAD_INFLATION * len(data)
-    if head[:4] == _EVIDENCE_MAGIC:
+    if head[:4] in (_FLAGS_MAGIC, _EVIDENCE_FLAGS_MAGIC):
+        bound += n
+    if head[:4] in (_EVIDENCE_MAGIC, _EVIDENCE_FLAGS_MAGIC):
         # the evidence's tokens are stored (never smaller than they are) and its counts
         # Huffman-coded like the payload text
         bound += len(data) + _PAYLOAD_INFLATION * len(data)
@@ -345,8 +368,14 @@ def decode_chunk(data: bytes, *, max_records: int = 1_000_000) -> TokenChunk:
             token_rows = [()] * n
         tokens = cast(list[tuple[Token | None, ...]], token_rows)
         evidence: ChunkEvidence | None = None
-        if magic == _EVIDENCE_MAGIC:
+        if magic in (_EVIDENCE_MAGIC, _EVIDENCE_FLAGS_MAGIC):
             evidence, pos = _decode_evidence(raw, pos, n)
+        flags: bytes | None = None
+        if magic in (_FLAGS_MAGIC, _EVIDENCE_FLAGS_MAGIC):
+            flags = raw[pos : pos + n]
+            pos += n
+            if len(flags) != n or flags.translate(None, _FLAG_VALUES):
+                raise BatchFormatError("chunk flags are truncated or set an unknown bit")
         payload: list[tuple[str | None, ...]] = [()] * n
         if n_payload:
             (rows_len,) = _U32.unpack_from(raw, pos)
@@ -362,7 +391,7 @@ def decode_chunk(data: bytes, *, max_records: int = 1_000_000) -> TokenChunk:
         raise
     except (zlib.error, struct.error, ValueError, KeyError, TypeError) as exc:
         raise BatchFormatError("corrupt token chunk") from exc
-    return TokenChunk(key_names, payload_columns, refs, tokens, payload, evidence)
+    return TokenChunk(key_names, payload_columns, refs, tokens, payload, evidence, flags)
 
 
 def _decode_evidence(raw: bytes, pos: int, n: int) -> tuple[ChunkEvidence, int]:

@@ -153,6 +153,9 @@ class BatchMode(StrEnum):
     APPEND = "append"
     REPLACE = "replace"
     RETRACT = "retract"
+    REKEY = "rekey"
+    """The dataset's records again, tokenised under the domain's new key version (same
+    references): held aside until every dataset of the domain has moved (docs/api.md)."""
 
 
 class BatchState(StrEnum):

@@ -21,6 +21,7 @@ from keys.wire import Name
 
 __all__ = [
     "LEGAL_BASES",
+    "LINK_QUALITY_COLUMN",
     "REQUIRED_GOVERNANCE_FIELDS",
     "AggregateCell",
     "AggregateControl",
@@ -57,6 +58,11 @@ _Field = Annotated[str, Field(min_length=1, max_length=64)]
 _Label = Annotated[str, Field(min_length=1, max_length=200)]
 _Short = Annotated[str, Field(min_length=1, max_length=500)]
 _Party = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+LINK_QUALITY_COLUMN = "link_quality"
+"""The last column of every cohort and direct-care return: how sure the row's link is
+(a match key name, a probability band or ``single``; docs/agreements.md)."""
 
 
 def field_label(org: str, dataset: str, field: str) -> str:
@@ -192,6 +198,9 @@ class AgreementTerms(_Wire):
     sdc_threshold: Annotated[int, Field(ge=2, le=1000)] | None = None
     sdc_rounding: OpenSafelyRounding = OpenSafelyRounding.NEAREST_5
     opt_outs_apply: bool | None = None
+    opt_out_max_age_days: Annotated[int, Field(ge=1, le=366)] = 21
+    """Research releases are refused from a batch whose national opt-out check (its
+    ``opt_out_checked``) is older than this (docs/agreements.md says why 21 by default)."""
     objective: _Text | None = None
     """What the sharing is meant to achieve, and for whom (the ICO code's "objective")."""
     article_6: _Short | None = None

@@ -10,6 +10,7 @@ import click
 from broker.cli.operator import operator_runtime
 from broker.evaluation import evaluate_linkage, read_truth_refs
 from broker.store.linkage_store import LinkageStore
+from broker.store.rotation_store import active_scope
 
 __all__ = ["evaluate_command"]
 
@@ -35,7 +36,8 @@ def evaluate_command(
     """
     truth = read_truth_refs(truth_paths)
     with operator_runtime(data_dir) as runtime:
-        result = evaluate_linkage(LinkageStore(runtime.store.redis, scope=domain), truth)
+        scope = active_scope(runtime.store, domain)
+        result = evaluate_linkage(LinkageStore(runtime.store.redis, scope=scope), truth)
     numbers = {
         "records": result.records,
         "records_held": result.records_held,

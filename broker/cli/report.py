@@ -24,6 +24,12 @@ def format_report(report: LinkageReportOut) -> str:
         lines.append(f"  linked persons       {d.linked_persons:>12,}")
         lines.append(f"  ambiguous tokens     {d.ambiguous_tokens:>12,}")
         lines.append(f"  conflicting records  {d.conflicting_records:>12,}")
+        if d.rotation is not None:
+            r = d.rotation
+            lines.append(
+                f"  key rotation         {r.from_version} -> {r.to_version}: {r.state}, "
+                f"{r.datasets_moved} of {r.datasets_total} datasets moved"
+            )
         for kind, n in sorted(d.conflicts_by_kind.items()):
             lines.append(f"    {kind:<19}{n:>12,}")
         if d.links_by_key:

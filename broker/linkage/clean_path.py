@@ -25,7 +25,6 @@ from broker.linkage.model import IncomingRecord, LinkStats
 from broker.linkage.rules import Decision, Neighbourhood, decide
 from broker.store.linkage_codec import (
     StoredRecord,
-    encode_payload,
     held_by_dataset,
     index_keys,
     member_dsns,
@@ -142,7 +141,7 @@ class CleanPath(Neighbourhood):
             if record.bseq != self.bseq:
                 record.bseq = self.bseq
                 mirror.records[rid] = writes.records[rid] = record.encode()
-            writes.payloads[rid] = encode_payload(incoming.payload) if incoming.payload else None
+            writes.payloads[rid] = incoming.stored_payload() if incoming.stores_payload else None
             return True
         keys = index_keys(tokens)
         decision = self._decide_new(tokens, keys)
@@ -171,6 +170,6 @@ class CleanPath(Neighbourhood):
         ref_key = self.prefix + ref
         mirror.records[rid] = writes.records[rid] = record.encode()
         mirror.rids[ref_key] = writes.refs[ref_key] = rid
-        if incoming.payload:
-            writes.payloads[rid] = encode_payload(incoming.payload)
+        if incoming.stores_payload:
+            writes.payloads[rid] = incoming.stored_payload()
         return True

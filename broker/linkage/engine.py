@@ -22,7 +22,6 @@ from broker.linkage.rules import NO_KEY
 from broker.linkage.session import MAX_ROUNDS, Session
 from broker.store.linkage_codec import (
     StoredRecord,
-    encode_payload,
     index_keys,
     index_tokens,
     ref_prefix,
@@ -258,8 +257,8 @@ class Linker:
                 changes.refs[prefix + ref] = rid
                 session.add_tokens(record)
                 session.queue.add(rid)
-            if incoming.payload:
-                changes.payloads[rid] = encode_payload(incoming.payload)
+            if incoming.stores_payload:
+                changes.payloads[rid] = incoming.stored_payload()
             elif was_held:
                 changes.payloads[rid] = None
         self._settle(session)

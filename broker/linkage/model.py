@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from broker.store.linkage_codec import encode_payload
 from keys.derive import RecordRef, StoredToken
 
 __all__ = ["DatasetInfo", "IncomingRecord", "LinkStats"]
@@ -34,11 +35,28 @@ class IncomingRecord:
         ref: the record's opaque reference.
         tokens: one stored token per match key of the dataset (``None`` when absent).
         payload: the payload values, in the dataset's payload column order.
+        restricted: research-restricted by an opt-out at the source (stored with the
+            payload, :func:`broker.store.linkage_codec.encode_payload`).
+        checked_day: the day of its batch's national opt-out check (days since
+            1970-01-01; 0 for none).
     """
 
     ref: RecordRef
     tokens: tuple[StoredToken | None, ...]
     payload: tuple[str | None, ...]
+    restricted: bool = False
+    checked_day: int = 0
+
+    @property
+    def stores_payload(self) -> bool:
+        """Whether the record has anything to store with its payload."""
+        return bool(self.payload) or self.restricted or self.checked_day != 0
+
+    def stored_payload(self) -> bytes:
+        """The stored form of its payload (values and source-side opt-out facts)."""
+        return encode_payload(
+            self.payload, restricted=self.restricted, checked_day=self.checked_day
+        )
 
 
 @dataclass(slots=True)

@@ -373,13 +373,22 @@ def linkage_generation(store: Store, scope: str) -> int:
 
 
 def linking_dataset_ids(store: Store, *, limit: int = 100) -> set[str]:
-    """Datasets with a batch being linked now (some of its slices may be written)."""
+    """Datasets with a batch being linked now (some of its slices may be written).
+
+    A ``rekey`` batch does not count: it links into a key rotation's new scope, which no
+    reader reads before the switch (broker/rotation.py).
+    """
     pipe = store.redis.pipeline(transaction=False)
     for batch_key in queued_batches(store, limit=limit):
-        pipe.hmget(keyspace.batch(batch_key), ["state", "dataset"])
+        pipe.hmget(keyspace.batch(batch_key), ["state", "dataset", "mode"])
     linking = BatchState.LINKING.value.encode()
+    rekey = BatchMode.REKEY.value.encode()
     rows = cast(list[list[bytes | None]], pipe.execute())
-    return {dataset.decode() for state, dataset in rows if state == linking and dataset}
+    return {
+        dataset.decode()
+        for state, dataset, mode in rows
+        if state == linking and dataset and mode != rekey
+    }
 
 
 def save_report_snapshot(store: Store, scope: str, data: bytes) -> None:

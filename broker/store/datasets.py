@@ -26,6 +26,7 @@ __all__ = [
     "list_all_datasets",
     "list_datasets",
     "list_opt_out_registers",
+    "set_key_version",
 ]
 
 _REGISTER_FIELD = "opt_out_register"
@@ -115,6 +116,18 @@ def list_all_datasets(store: Store) -> list[DatasetInfoOut]:
     ids = cast(set[bytes], store.redis.smembers(keyspace.datasets_all()))
     found = [_load(store, i.decode()) for i in sorted(ids)]
     return [d for d in found if d is not None]
+
+
+def set_key_version(store: Store, *, org: str, name: str, key_version: str) -> None:
+    """Declare the dataset under ``key_version`` (a key rotation's switch, broker/rotation.py).
+
+    Raises:
+        NotFoundOrForbiddenError: no such dataset.
+    """
+    info = get_dataset(store, org=org, name=name)
+    moved = info.model_copy(update={"key_version": key_version})
+    key = keyspace.dataset(dataset_id(org, name))
+    store.redis.hset(key, "declaration", moved.model_dump_json(exclude={"batches"}))
 
 
 def designate_opt_out_register(

@@ -52,6 +52,8 @@ __all__ = [
     "org_open_batches",
     "org_public_key",
     "replica_probe",
+    "rotation",
+    "rotation_changes",
     "schema_version",
     "session",
     "sign_in_failures",
@@ -152,6 +154,19 @@ def link_queue() -> str:
 def linkage_report_snapshot(scope: str) -> str:
     """STRING: JSON of the scope's linkage report as of its last whole batch."""
     return f"{PREFIX}:lkreport:{{{scope}}}"
+
+
+# Key rotation (broker/store/rotation_store.py) -----------------------------------------------
+
+
+def rotation(domain: str) -> str:
+    """HASH: the domain's key rotation: versions, state, the active linkage scope, moves."""
+    return f"{PREFIX}:rot:{{{domain}}}"
+
+
+def rotation_changes(domain: str) -> str:
+    """LIST: JSON of each person id a rotation's switch merged or split, for review."""
+    return f"{PREFIX}:rot:{{{domain}}}:changes"
 
 
 # Data-sharing agreements (broker/store/agreements_store.py) --------------------------------

@@ -1,10 +1,12 @@
-"""Scope leases: which link worker links a linkage scope (broker/worker.py).
+"""Scope leases: which link worker links a linkage domain (broker/worker.py).
 
-A lease is one key per scope (``{scope}:lease``, in the scope's slot) holding the owner's
-id with a time to live. Taking it is ``SET NX``; renewing and giving it back compare the
-owner first, in one script, so a worker whose lease ran out can neither renew nor drop its
-successor's. A lease only decides who *should* link: what keeps a stale worker from
-writing is the scope's generation fence (broker/store/linkage_store.py).
+A lease is one key per domain (``{domain}:lease``, in the domain's slot) holding the
+owner's id with a time to live; it covers every linkage scope of the domain (while its
+key rotates, the active scope and the one being built: broker/rotation.py). Taking it is
+``SET NX``; renewing and giving it back compare the owner first, in one script, so a
+worker whose lease ran out can neither renew nor drop its successor's. A lease only
+decides who *should* link: what keeps a stale worker from writing is the scope's
+generation fence (broker/store/linkage_store.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import cast
 
 from broker.store import keyspace
 from broker.store.client import Store
+from broker.store.rotation_store import active_scope, get_rotation
 
 __all__ = ["claim_scope", "drop_scope_leases", "release_scope", "scope_holder"]
 
@@ -42,12 +45,13 @@ def _lease_key(scope: str) -> str:
 
 
 def claim_scope(store: Store, scope: str, *, owner: str, ttl_seconds: float) -> bool:
-    """Take or renew ``owner``'s lease on ``scope``; False if another worker holds it.
+    """Take or renew ``owner``'s lease on domain ``scope``; False if another worker holds it.
 
     A lease newly taken (not renewed) means its previous holder's lease ran out: dead or
-    stalled. Its linkage lock, if it died inside a slice, would stay for the lock's own
-    two minutes; it is dropped here so the scope is taken over after the lease alone. A
-    stalled holder that wakes up is refused by the generation fence when it writes.
+    stalled. Its linkage locks, if it died inside a slice, would stay for the lock's own
+    two minutes; they are dropped here (every scope of the domain) so the domain is taken
+    over after the lease alone. A stalled holder that wakes up is refused by the
+    generation fence when it writes.
     """
     result = int(
         store.redis.register_script(_CLAIM)(
@@ -55,7 +59,12 @@ def claim_scope(store: Store, scope: str, *, owner: str, ttl_seconds: float) -> 
         )
     )
     if result == 2:
-        store.redis.delete(keyspace.linkage_key(scope, keyspace.LINK_LOCK))
+        scopes = {scope, active_scope(store, scope)}
+        rotation = get_rotation(store, scope)
+        if rotation is not None:
+            scopes |= {s for s in (rotation.active, rotation.target) if s}
+        for linkage in sorted(scopes):  # one key per call: each scope has its own slot
+            store.redis.delete(keyspace.linkage_key(linkage, keyspace.LINK_LOCK))
     return result > 0
 
 

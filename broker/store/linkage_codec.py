@@ -14,7 +14,11 @@ All integers are big-endian (docs/keyspace.md, "Linkage"):
   ``n u8 | mask u32 |`` then :data:`INDEX_TOKEN_BYTES` per present token;
 * person: one :data:`MEMBER` per member, in the order they joined;
 * conflicts: ``(kind u8, strong key u8, weak key u8, other rid u32)`` per conflict;
-* per-id sections of the write script: ``(id u32, length u32)`` then the value.
+* per-id sections of the write script: ``(id u32, length u32)`` then the value;
+* payload: its values as a JSON array; a record whose batch applied opt-outs at the source
+  prefixes ``0 u8 | flags u8 | check day u32`` (bit 0 of flags: research-restricted; the
+  day of the batch's national opt-out check, days since 1970-01-01, 0 for none). JSON
+  never starts with a zero byte, so the two forms cannot be confused.
 
 It knows formats only: what a value means to linkage (a key that started a person, a
 kind of conflict) is the rules' business (:mod:`broker.linkage.rules`).
@@ -26,9 +30,11 @@ import json
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Final
 
 __all__ = [
+    "CHECK_DAY_EPOCH",
     "CONFLICT_CODES",
     "INDEX_KEY_BYTES",
     "INDEX_TOKEN_BYTES",
@@ -40,6 +46,7 @@ __all__ = [
     "bucket_number",
     "decode_conflicts",
     "decode_members",
+    "decode_payload",
     "encode_conflicts",
     "encode_members",
     "encode_payload",
@@ -86,6 +93,10 @@ _CONFLICT: Final = struct.Struct(">BBBI")
 _U32: Final = struct.Struct(">I")
 _DSN: Final = struct.Struct(">H")
 _SECTION: Final = struct.Struct(">II")
+CHECK_DAY_EPOCH: Final = date(1970, 1, 1)
+"""Day 0 of a stored opt-out check day."""
+_SOURCE_OPT_OUT: Final = struct.Struct(">BBI")  # mark (0), flags, check day
+_RESTRICTED_BIT: Final = 1
 _PID_OFFSET: Final = 2  # the person number follows the dataset number in a record
 _MEMBER_DSN_OFFSET: Final = 4  # a member's dataset number follows its record number
 _KEY_BYTES: Final = [bytes((k,)) for k in range(256)]
@@ -240,9 +251,24 @@ def decode_conflicts(data: bytes) -> list[tuple[int, int, int, int]]:
     return list(_CONFLICT.iter_unpack(data)) if data else []
 
 
-def encode_payload(payload: Sequence[str | None]) -> bytes:
-    """The stored form of a record's payload values (compact JSON, UTF-8)."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+def encode_payload(
+    payload: Sequence[str | None], *, restricted: bool = False, checked_day: int = 0
+) -> bytes:
+    """The stored form of a record's payload values (compact JSON, UTF-8), with its
+    source-side opt-out facts when its batch gave any (see the module's docstring)."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    if not restricted and not checked_day:
+        return text
+    return _SOURCE_OPT_OUT.pack(0, _RESTRICTED_BIT if restricted else 0, checked_day) + text
+
+
+def decode_payload(data: bytes) -> tuple[tuple[str | None, ...], bool, int]:
+    """Inverse of :func:`encode_payload`: the values, research-restricted, the check day."""
+    if data[:1] == b"\0":
+        _, flags, day = _SOURCE_OPT_OUT.unpack_from(data)
+        values = json.loads(data[_SOURCE_OPT_OUT.size :])
+        return tuple(values), bool(flags & _RESTRICTED_BIT), int(day)
+    return tuple(json.loads(data)), False, 0
 
 
 def next_id(last: int) -> int:

@@ -38,6 +38,7 @@ from broker.store.linkage_codec import (
     bucket_number,
     decode_conflicts,
     decode_members,
+    decode_payload,
     encode_sections,
     join_id,
     next_id,
@@ -165,11 +166,16 @@ class LinkedRecord:
         dataset: dataset id.
         ref: the record's reference.
         payload: payload values in the dataset's payload column order.
+        restricted: research-restricted by an opt-out at the source.
+        checked_day: the day of its batch's national opt-out check (days since
+            1970-01-01; 0 for none).
     """
 
     dataset: str
     ref: RecordRef
     payload: tuple[str | None, ...]
+    restricted: bool = False
+    checked_day: int = 0
 
 
 def latest_quality_grades(store: Store, dataset_ids: Iterable[str]) -> dict[str, str | None]:
@@ -545,8 +551,10 @@ class LinkageStore:
             if blob is None:
                 continue
             record = StoredRecord.decode(rid, blob)
-            values = tuple(json.loads(payload)) if payload else ()
-            out[rid] = LinkedRecord(names.get(record.dsn, ""), RecordRef(record.ref), values)
+            values, restricted, day = decode_payload(payload) if payload else ((), False, 0)
+            out[rid] = LinkedRecord(
+                names.get(record.dsn, ""), RecordRef(record.ref), values, restricted, day
+            )
         return out
 
     def _scan(self, letter: str, counter: str) -> Iterator[tuple[int, bytes]]:

@@ -25,6 +25,7 @@ from client_sdk.cli.release import (
     linked_command,
     risk_command,
 )
+from client_sdk.cli.review import review_command
 from client_sdk.cli.run import run_command
 from client_sdk.cli.synth import SdkGroup, synth_command
 from client_sdk.cli.tokenise import spec_group, tokenise_command
@@ -67,6 +68,7 @@ COMMANDS: tuple[click.Command, ...] = (
     aggregate_command,
     linked_command,
     risk_command,
+    review_command,
 )
 """The command table: every ``tessera-sdk`` command a ``cli`` module defines (the key
 commands ``init``, ``install-key`` and ``keys`` are added by :func:`register_key_commands`)."""

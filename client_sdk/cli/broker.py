@@ -130,7 +130,9 @@ def _progress_display(enabled: bool) -> Iterator[Callable[[UploadProgress], None
     type=click.Choice([m.value for m in BatchMode]),
     default=BatchMode.APPEND.value,
     show_default=True,
-    help="append records, replace the dataset with this full snapshot, or retract references.",
+    help="append records, replace the dataset with this full snapshot, retract references, "
+    "or rekey: the dataset's records again under the domain's new key version (a key "
+    "rotation; docs/key-ceremony.md).",
 )
 @click.option(
     "--confirm-replace",
@@ -154,7 +156,9 @@ def upload_command(
     Run it again after an interruption, with the same --mode: chunks the broker already
     holds are not sent again, and a batch is visible to linkage only once it is complete.
     A replace first prints what it will remove; above 10% of the records held it needs
-    --confirm-replace.
+    --confirm-replace. After a key rotation, --mode rekey sends the same extract tokenised
+    under the new version: the broker keeps releasing from the old version until every
+    dataset of the domain has moved, then switches, keeping every person.
     """
     reader = BatchReader(batch)
     with _client(broker_url) as client, _progress_display(progress) as show:
@@ -173,6 +177,12 @@ def upload_command(
         f"batch {status.batch_id}: {status.record_count} records, {status.chunk_count} chunks, "
         f"{status.state.value}"
     )
+    if BatchMode(mode) is BatchMode.REKEY and status.state is BatchState.LINKED:
+        click.echo(
+            "rekey: the broker holds these tokens aside and releases from the old key "
+            "version until every dataset of the domain has moved, then switches",
+            err=True,
+        )
 
 
 def _show_replace_preview(preview: ReplacePreview) -> None:

@@ -19,7 +19,13 @@ from client_sdk.local_index import LocalIndex
 from client_sdk.release_client import ReleaseClient
 from client_sdk.risk import load_rules, read_linked, score_patients
 from keys.derive import RecordRef
-from keys.wire_release import AggregateRequest, AgreementOut, CohortRequest, Predicate
+from keys.wire_release import (
+    LINK_QUALITY_COLUMN,
+    AggregateRequest,
+    AgreementOut,
+    CohortRequest,
+    Predicate,
+)
 
 __all__ = [
     "aggregate_command",
@@ -241,8 +247,9 @@ def linked_command(agreement_id: str, orgdir: Path, out: Path, broker_url: str |
     """Download the direct-care return and join it to your own local ids.
 
     The broker sends, for each of your references, the attributes the agreement
-    releases; the local index (kept only here) turns references into local ids. The
-    broker never learns a local id.
+    releases and the record's link quality (the match key that linked it, a probability
+    band, or single); the local index (kept only here) turns references into local ids.
+    The broker never learns a local id.
     """
     with _client(broker_url) as client:
         linked = client.linked(agreement_id)
@@ -255,9 +262,12 @@ def linked_command(agreement_id: str, orgdir: Path, out: Path, broker_url: str |
         refs = [RecordRef(bytes.fromhex(linked.rows[i].ref)) for i in positions]
         with LocalIndex.open(orgdir, dataset) as index:
             local = index.lookup(refs)
-        # Columns of another dataset hold linked facts; this dataset's own are the record's.
+        # Columns of another dataset hold linked facts; this dataset's own are the record's,
+        # and link_quality says how the record is linked, which is no fact about the patient.
         linked_columns = [
-            k for k, label in enumerate(linked.columns) if not _own_column(label, dataset)
+            k
+            for k, label in enumerate(linked.columns)
+            if label != LINK_QUALITY_COLUMN and not _own_column(label, dataset)
         ]
         for i, ref in zip(positions, refs, strict=True):
             local_id = local.get(ref)

@@ -107,12 +107,14 @@ def run_command(ctx: click.Context, config_path: Path) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         batch = job.runs_dir / f"{job.tokenise.dataset}-{stamp}{BATCH_SUFFIX}"
         workers = {} if job.tokenise.workers is None else {"workers": job.tokenise.workers}
+        opt_outs = {"permitted_path": job.extract.permitted,
+                    "opt_out_checked": job.extract.opt_out_checked}  # fmt: skip
         _step(
             ctx, log, "tokenise", tokenise_command,
             input_path=job.extract.input, mapping_path=job.extract.mapping,
             spec_path=job.extract.spec, orgdir=job.org_dir, domain=job.tokenise.domain,
             key_version=job.tokenise.key_version, dataset=job.tokenise.dataset, out=batch,
-            progress=False, **workers,
+            progress=False, **workers, **opt_outs,
         )  # fmt: skip
         manifest = BatchReader(batch).manifest
         grade = str(manifest.quality.get("grade", "Not rated"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from client_sdk.config import org_passphrase
 from client_sdk.errors import InputError
 from client_sdk.local_index import LocalIndex
 from client_sdk.mapping import load_mapping
+from client_sdk.opt_out import SourceOptOuts, load_permitted
 from client_sdk.orgstore import OrgStore
 from client_sdk.output import check_output, private_files, write_failure
 from client_sdk.pipeline import iter_records, record_blocks
@@ -90,6 +92,18 @@ def _spec(path: Path | None) -> LinkageSpec:
 @click.option(
     "--chunk-records", default=CHUNK_RECORDS, show_default=True, type=click.IntRange(1, 1_000_000)
 )
+@click.option(
+    "--permitted",
+    "permitted_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The NHS numbers that may be used, as Check for National Data Opt-outs returns "
+    "them: records not in it are flagged research-restricted.",
+)
+@click.option(
+    "--opt-out-checked",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The day of the national opt-out check (default: the permitted file's date column).",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @click.option("--force", is_flag=True, help="Replace an existing batch file.")
 def tokenise_command(
@@ -106,6 +120,8 @@ def tokenise_command(
     progress: bool,
     *,
     force: bool,
+    permitted_path: Path | None = None,
+    opt_out_checked: datetime | date | None = None,
 ) -> None:
     """Tokenise INPUT into a token batch, keeping the reference index on this machine.
 
@@ -116,10 +132,21 @@ def tokenise_command(
     only with --force. A spec the linter refuses without data (tessera-sdk spec lint) is
     refused; keys that form for few records are named. The passphrase comes from
     TESSERA_SDK_PASSPHRASE or a prompt.
+
+    Opt-outs at the source: with --permitted (the file Check for National Data Opt-outs
+    returned) every record whose NHS number is not in it, and with the mapping's
+    [opt_out] Type 1 column every record coded with a Type 1 opt-out, is flagged
+    research-restricted; the batch carries the flag and the day of the check, never a
+    reason or a list.
     """
     spec = _spec(spec_path)
     _refuse_static(spec)
     mapping = load_mapping(mapping_path)
+    checked = opt_out_checked.date() if isinstance(opt_out_checked, datetime) else opt_out_checked
+    if checked is not None and permitted_path is None:
+        raise InputError("--opt-out-checked is the day of the check of a --permitted file")
+    permitted = load_permitted(permitted_path, checked=checked) if permitted_path else None
+    opt_outs = SourceOptOuts.of(mapping, permitted)
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: no such directory for the batch file")
     check_output(
@@ -128,6 +155,7 @@ def tokenise_command(
             ("the extract", input_path),
             ("the mapping", mapping_path),
             ("the spec", spec_path),
+            ("the permitted file", permitted_path),
         ],
         directories=[("a file of the organisation directory", orgdir)] if orgdir.is_dir() else [],
         force=force,
@@ -142,10 +170,16 @@ def tokenise_command(
         reference_secret=store.reference_secret(),
         dataset=dataset,
         payload_columns=tuple(mapping.payload.columns),
+        opt_out_flags=opt_outs is not None,
     )
     collector = QualityCollector()
     blocks = record_blocks(
-        input_path, mapping, report=collector, progress=progress, size=chunk_records
+        input_path,
+        mapping,
+        report=collector,
+        progress=progress,
+        size=chunk_records,
+        opt_outs=opt_outs,
     )
     records = RecordBlocks(
         _some_records(blocks.blocks, input_path, collector), blocks.prepare, blocks.absorb
@@ -167,6 +201,7 @@ def tokenise_command(
                 workers=workers,
                 chunk_records=chunk_records,
                 org=store.org,
+                opt_out_checked=opt_outs.checked if opt_outs is not None else None,
             )
     except OSError as exc:
         raise write_failure(exc, out) from None
@@ -179,6 +214,12 @@ def tokenise_command(
     for name, count in summary.token_counts.items():
         click.echo(f"  {name:<32} {count:>10} tokens")
     click.echo(f"local index: {index.path} (stays on this machine)")
+    if opt_outs is not None:
+        day = f", opt-outs checked {opt_outs.checked}" if opt_outs.checked else ""
+        click.echo(
+            f"{summary.restricted:,} records flagged research-restricted{day} "
+            "(the batch carries the flag only)"
+        )
     report = reports[-1]
     formations = key_formation(
         spec, summary.token_counts, records=manifest.record_count, report=report

@@ -15,7 +15,26 @@ import re
 from client_sdk.normalise.defect import Defect
 from client_sdk.normalise.placeholders import PLACEHOLDER_NHS_NUMBERS, is_placeholder_generic
 
-__all__ = ["check_nhs_number", "is_valid_nhs_number", "normalise_nhs_number"]
+__all__ = [
+    "UNTRUSTED_NHS_STATUSES",
+    "check_nhs_number",
+    "is_untrusted_status",
+    "is_valid_nhs_number",
+    "normalise_nhs_number",
+]
+
+UNTRUSTED_NHS_STATUSES = frozenset({"04", "05", "07"})
+"""NHS Number Status Indicator codes (England; FHIR ``NHSNumberVerificationStatus``) whose
+number is not used: ``04`` trace attempted, no match or several; ``05`` trace to be
+resolved (number or details conflict); ``07`` number not present. The trace says the
+number may belong to someone else, and a wrong NHS number is the costliest false link."""
+
+
+def is_untrusted_status(cell: str) -> bool:
+    """Whether a status cell (``"04"``, ``"4"``, `` 05 ``) says the number is not to be used."""
+    code = cell.strip()
+    return (code.zfill(2) if code.isdigit() else code) in UNTRUSTED_NHS_STATUSES
+
 
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 _ZERO_OFFSET = 48 * sum(_WEIGHTS)  # ASCII "0" is 48

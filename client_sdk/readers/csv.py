@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TextIO
 
 from client_sdk.errors import InputError
+from client_sdk.normalise.nhs_number import is_untrusted_status
 from client_sdk.readers.compressed import bytes_read, open_binary
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "open_text",
     "read_csv",
     "undecodable_reason",
+    "without_unverified",
 ]
 
 logger = logging.getLogger(__name__)
@@ -469,3 +471,26 @@ def read_csv(
             skip(trailer)
         if on_progress is not None:
             on_progress(bytes_read(text))
+
+
+def without_unverified(
+    rows: Iterator[tuple[int, Sequence[str]]],
+    *,
+    nhs: int,
+    status: int,
+    on_unverified: Callable[[int], None],
+) -> Generator[tuple[int, Sequence[str]], None, None]:
+    """``rows`` with the NHS number cell emptied where the status cell says not verified.
+
+    The FHIR reader leaves such a number out in the same way (``04``, ``05``, ``07``:
+    :data:`client_sdk.normalise.nhs_number.UNTRUSTED_NHS_STATUSES`), so it feeds no key.
+    ``on_unverified`` is told the line of each number left out.
+    """
+    for line, values in rows:
+        if values[nhs].strip() and is_untrusted_status(values[status]):
+            cells = list(values)
+            cells[nhs] = ""
+            on_unverified(line)
+            yield line, cells
+        else:
+            yield line, values

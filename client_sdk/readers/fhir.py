@@ -77,6 +77,7 @@ import ijson
 
 from client_sdk.errors import InputError
 from client_sdk.mapping import FHIR_NHS_NUMBER_SYSTEM
+from client_sdk.normalise.nhs_number import UNTRUSTED_NHS_STATUSES
 from client_sdk.readers.compressed import bytes_read
 from client_sdk.readers.csv import (
     NUL_REASON,
@@ -99,8 +100,6 @@ NHS_NUMBER_SYSTEMS = frozenset(
 )
 """Identifier systems read as the NHS number when the mapping keeps the standard one."""
 
-# NHSNumberVerificationStatus codes (England) whose number is not used.
-_UNTRUSTED_NHS_STATUSES = frozenset({"04", "05", "07"})
 _VERIFIED = "01"
 
 _NAME_USE_RANK = {
@@ -249,7 +248,7 @@ def _identifier(
         if not isinstance(value, str) or not value.strip():
             continue
         status = _verification_status(ident) if nhs and "extension" in ident else None
-        if status in _UNTRUSTED_NHS_STATUSES:
+        if status in UNTRUSTED_NHS_STATUSES:
             untrusted = True
             continue
         current = ident.get("use") != "old" and _in_force(ident, today)
@@ -370,6 +369,8 @@ def patient_values(
         resource: a parsed ``Patient`` resource.
         fields: what to take.
         today: the day against which ``period`` elements are judged (default: today).
+        on_unverified: called with the position of each resource whose NHS number was
+            left out for its verification status (the quality report counts them).
 
     Returns:
         ``[local_id, nhs_number, given names, "", family, name text, birthDate, gender,
@@ -569,6 +570,7 @@ def read_fhir(
     on_progress: Callable[[int], None] | None = None,
     on_position: Callable[[Position], None] | None = None,
     today: date | None = None,
+    on_unverified: Callable[[int], None] | None = None,
 ) -> Generator[tuple[int, Sequence[str]], None, None]:
     """Yield ``(position, values)`` for each Patient, values as :func:`patient_values`.
 
@@ -625,6 +627,8 @@ def read_fhir(
                 continue
             values, dropped = _values(resource, plan, day)
             untrusted += dropped
+            if dropped and on_unverified is not None:
+                on_unverified(number)
             if _undecodable(values):
                 sink(number, None, undecodable)
                 continue

@@ -46,9 +46,11 @@ def test_cohort_is_the_persons_in_both_datasets_with_only_released_fields(world)
         f"{gp}/reg.AGE_BAND",
         f"{gp}/reg.LTC",
         f"{hosp}/pas.AE",
+        "link_quality",
     ]
     assert len(cohort["rows"]) == len(BOTH)
-    expected = sorted((age_band(i), ltc(i), ae(i)) for i in BOTH)
+    # Both records of each person share every token: the strongest match key linked them.
+    expected = sorted((age_band(i), ltc(i), ae(i), "nhs") for i in BOTH)
     assert sorted(tuple(r[1:]) for r in cohort["rows"]) == expected
     pseudonyms = [r[0] for r in cohort["rows"]]
     assert len(set(pseudonyms)) == len(BOTH)
@@ -72,7 +74,7 @@ def test_cohort_selection_by_dataset_and_predicates(world):
     }
     selected = _cohort(world, agreement.id, body)
     truth = [i for i in BOTH if int(ae(i)) >= 3 and age_band(i) in ("65-84", "85+")]
-    assert selected["columns"] == ["pseudonym", f"{hosp}/pas.AE"]
+    assert selected["columns"] == ["pseudonym", f"{hosp}/pas.AE", "link_quality"]
     assert sorted(r[1] for r in selected["rows"]) == sorted(ae(i) for i in truth)
     absent = _cohort(
         world,
@@ -123,16 +125,21 @@ def test_direct_care_returns_each_practice_its_own_references_only(world):
     assert answer.status_code == 200, answer.text
     linked = answer.json()
     gp, hosp = world.gp, world.hosp
-    assert linked["columns"] == [f"{gp}/reg.LTC", f"{hosp}/pas.AE", f"{hosp}/pas.ADM"]
+    assert linked["columns"] == [
+        f"{gp}/reg.LTC",
+        f"{hosp}/pas.AE",
+        f"{hosp}/pas.ADM",
+        "link_quality",
+    ]
     refs = {world.gp_refs[i].hex(): i for i in GP_PERSONS}
     assert len(linked["rows"]) == len(GP_PERSONS)
     for row in linked["rows"]:
         i = refs[row["ref"]]
         assert row["dataset"] == "reg"
         if i in HOSPITAL_PERSONS:
-            assert row["values"] == [ltc(i), ae(i), admissions(i)]
+            assert row["values"] == [ltc(i), ae(i), admissions(i), "nhs"]
         else:
-            assert row["values"] == [ltc(i), None, None]
+            assert row["values"] == [ltc(i), None, None, "single"]
     hospital_refs = {r.hex() for r in world.hosp_refs.values()}
     assert not hospital_refs & set(answer.text.split('"'))
     # The hospital is not named: refused. A researcher cannot ask either.

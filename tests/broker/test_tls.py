@@ -187,6 +187,7 @@ def test_mutual_tls_needs_the_client_certificate(tmp_path, tls):
         bare = _sdk_env(broker, credential, TESSERA_SDK_CA_BUNDLE=str(tls.ca_cert))
         refused = _run("tessera-sdk", "whoami", env=bare)
         assert refused.returncode == 14 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "client certificate" in refused.stderr, refused.stderr
         with_cert = {
             **bare,
             "TESSERA_SDK_TLS_CLIENT_CERT": str(tls.client_cert),

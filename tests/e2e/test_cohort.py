@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from keys.batch import BatchReader
+from keys.spec import default_spec
 from tests.support.governance_terms import governance_toml
 from tests.support.somerset_world import Somerset, shared_somerset
 
@@ -79,8 +80,11 @@ def test_cohort_count_matches_the_truth_within_the_linkage_error(world, tmp_path
         f"{gp.name}/{gp.dataset}.AGE_BAND",
         f"{trust.name}/{trust.dataset}.AE_ATTENDANCES_12M",
     ]
-    assert list(rows[0]) == ["pseudonym", *labels]
+    assert list(rows[0]) == ["pseudonym", *labels, "link_quality"]
     assert len({r["pseudonym"] for r in rows}) == len(rows)
+    # Every row is a person in both datasets, linked by one of the spec's match keys.
+    keys = {k.name for k in default_spec().match_keys}
+    assert {r["link_quality"] for r in rows} <= keys | {"indirect"}
     # Nothing but pseudonyms and released values: no local id, no NHS number.
     text = out.read_text(encoding="utf-8")
     extract = _read(world.root / "data" / f"{gp.source}.csv")
@@ -103,7 +107,7 @@ def test_cohort_selection_and_parquet(world, tmp_path):
         "--where", f"{ae} ge 3", "--select", ae,
     )  # fmt: skip
     table = pq.read_table(out)
-    assert table.column_names == ["pseudonym", ae]
+    assert table.column_names == ["pseudonym", ae, "link_quality"]
     values = table.column(ae).to_pylist()
     assert values and all(v is not None and int(v) >= 3 for v in values)
     hospital = _read_cp1252(world.root / "data" / f"{trust.source}.csv")

@@ -84,6 +84,9 @@ def test_each_practice_gets_exactly_its_own_patients_linked_facts(world, index, 
         f"wrote {len(rows)} patients to {out}: {with_facts} with linked facts, "
         f"{len(rows) - with_facts} with none"
     ) in result.stderr
+    # Each row says how it is linked: a record with linked facts never reads `single`.
+    assert all(r["link_quality"] != "single" for r in rows if r[ae] or r[adm])
+    assert {r["link_quality"] for r in rows if not (r[ae] or r[adm])} <= {"single"}
     extract = {r["PATIENT_ID"]: r for r in _read(world.root / "data" / f"{gp.source}.csv")}
     # Every patient of this practice, and nobody else's.
     assert sorted(r["local_id"] for r in rows) == sorted(extract)

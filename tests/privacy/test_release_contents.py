@@ -58,7 +58,7 @@ def test_cohort_and_aggregate_hold_nothing_but_pseudonyms_and_released_values(wo
             assert f'"{word}' not in answer.text.lower()
     body = cohort.json()
     assert set(body) == {"agreement", "columns", "rows"}
-    assert body["columns"] == ["pseudonym", *world.terms().released_labels()]
+    assert body["columns"] == ["pseudonym", *world.terms().released_labels(), "link_quality"]
     # Internal person numbers are small integers: no cell is one.
     assert not any(row[0].isdigit() for row in body["rows"])
 

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 
 from broker.cli import cli as broker_cli
 from broker.store.linkage_store import LinkageStore
+from broker.store.rotation_store import active_scope
 from client_sdk.cli import cli as sdk_cli
 from client_sdk.local_index import LocalIndex
 from keys.cli import cli as keys_cli
@@ -167,7 +168,8 @@ class Somerset:
 
     def broker_persons(self) -> dict[tuple[str, str], int]:
         """``(source dataset, local id)`` -> the broker's person, through each local index."""
-        linkage = LinkageStore(self.broker.runtime.store.redis, scope=self.domain)
+        store = self.broker.runtime.store
+        linkage = LinkageStore(store.redis, scope=active_scope(store, self.domain))
         by_dataset: dict[str, list[tuple[bytes, int]]] = defaultdict(list)
         for pid, records in linkage.iter_persons():
             for record in records:
