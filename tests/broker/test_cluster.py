@@ -109,9 +109,11 @@ def test_a_cohort_release_is_the_persons_in_both_datasets(broker, tmp_path):
         f"{world.gp}/reg.AGE_BAND",
         f"{world.gp}/reg.LTC",
         f"{world.hosp}/pas.AE",
+        "link_quality",  # the releases' column since wt-review (broker/link_quality.py)
     ]
     expected = sorted((age_band(i), ltc(i), ae(i)) for i in BOTH)
-    assert sorted(tuple(row[1:]) for row in cohort["rows"]) == expected
+    assert sorted(tuple(row[1:4]) for row in cohort["rows"]) == expected
+    assert all(row[4] for row in cohort["rows"])  # each linked person names its link
     assert len({row[0] for row in cohort["rows"]}) == len(BOTH)
 
 
