@@ -33,6 +33,7 @@ BENCHMARKS: list[tuple[str, dict[str, int]]] = [
     ("tokenise", {"n": 1_000_000, "workers": 1, "evidence": 1}),
     ("install", {"n": 1_000_000}),  # the whole command from a fresh `pip install '.[sdk]'`
     ("ingest", {"n": 1_000_000}),
+    ("cluster", {"n": 100_000}),  # the engine on the local Redis Cluster beside one node
     ("populations", {"n": 30_000}),  # the default spec on other population structures
     ("audit", {"n": 20_000}),  # the cost per entry of signing every audit entry
     ("febrl", {"partial": 0}),  # FEBRL4 under the febrl spec (locality, region, addresses)

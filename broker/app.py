@@ -45,9 +45,9 @@ from broker.audit import AuditCheckpointer
 from broker.config import BrokerSettings
 from broker.deps import authenticate
 from broker.edge import EdgeMiddleware, client_address, request_id
-from broker.ingest import LinkWorker
 from broker.metrics import MetricsMiddleware
 from broker.runtime import BrokerRuntime
+from broker.worker import LinkWorker
 from keys.errors import BrokerError
 from keys.wire import ErrorBody
 
@@ -199,7 +199,12 @@ async def _supervise(runtime: BrokerRuntime, *, every: float = 1.0) -> None:
 
 
 def create_app(
-    settings: BrokerSettings, *, hooks: tuple[RouterHook, ...] = (), link_worker: bool = True
+    settings: BrokerSettings,
+    *,
+    hooks: tuple[RouterHook, ...] = (),
+    link_worker: bool = True,
+    runtime: BrokerRuntime | None = None,
+    attach: bool = False,
 ) -> FastAPI:
     """The broker's ASGI application.
 
@@ -207,24 +212,28 @@ def create_app(
         settings: the broker's settings (no module-level settings exist).
         hooks: extra functions that add routers (for modules outside this file).
         link_worker: run the background linkage worker in this process.
+        runtime: one the caller opened (``serve`` does, to refuse a bad start in one
+            line); the app closes it on shutdown. Without it the app opens its own.
+        attach: open the runtime attached to the embedded redis-server another process
+            started (the processes of ``serve --workers``).
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = BrokerRuntime.open(settings)
-        app.state.runtime = runtime
-        worker = LinkWorker(runtime) if link_worker else None
+        live = runtime if runtime is not None else BrokerRuntime.open(settings, attach=attach)
+        app.state.runtime = live
+        worker = LinkWorker(live) if link_worker else None
         app.state.link_worker = worker
         if worker is not None:
             worker.start()
         checkpointer = AuditCheckpointer(
-            runtime.store,
-            runtime.secrets.audit_signing_key,
+            live.store,
+            live.secrets.audit_signing_key,
             every=settings.audit_checkpoint_every,
             max_age=timedelta(seconds=settings.audit_checkpoint_max_age_seconds),
         )
         checkpointer.start()
-        supervisor = asyncio.create_task(_supervise(runtime))
+        supervisor = asyncio.create_task(_supervise(live))
         try:
             yield
         finally:
@@ -234,7 +243,7 @@ def create_app(
             checkpointer.stop()
             if worker is not None:
                 worker.stop()
-            runtime.close()
+            live.close()
 
     docs = settings.serves_api_docs
     app = FastAPI(

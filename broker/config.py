@@ -104,6 +104,13 @@ class BrokerSettings(BaseSettings):
             it is locked out.
         sign_in_lockout_seconds: how long failures count, and how long a lockout lasts.
         link_slice_records: records the link worker applies in one atomic slice.
+        link_worker: run a link worker inside each API process (``serve``); by default
+            on for one process and off for ``serve --workers N`` (run ``link-worker``).
+        link_lease_seconds: how long a link worker's lease on a linkage scope lasts
+            without renewal: a scope whose worker died is taken over after this long.
+        redis_wait_replicas: before a commit is acknowledged, wait (Redis ``WAIT``) until
+            this many replicas of its master hold it; 0 does not wait (docs/api.md).
+        redis_wait_timeout_ms: how long a commit waits for them before it fails (503).
         fault_point: tests only, and only with ``development``: the process exits at
             once at this point of a commit, as a crash would (``commit.*``), or the link
             worker pauses after a batch's first slice until it is stopped
@@ -119,6 +126,9 @@ class BrokerSettings(BaseSettings):
         redis_sentinel: ``host:port,host:port`` of the Sentinels that watch the master
             (``redis_url`` is then left unset).
         redis_sentinel_master: the master's name the Sentinels monitor.
+        redis_password: with Sentinel, the password of the master and its replicas (a
+            ``redis_url`` carries its own).
+        redis_sentinel_password: with Sentinel, the Sentinels' own password.
     """
 
     model_config = SettingsConfigDict(env_prefix="TESSERA_BROKER_", extra="ignore")
@@ -157,6 +167,10 @@ class BrokerSettings(BaseSettings):
     sign_in_max_failures: int = Field(default=5, ge=1)
     sign_in_lockout_seconds: int = Field(default=900, ge=1)
     link_slice_records: int = Field(default=50_000, ge=1)
+    link_worker: bool | None = None
+    link_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
+    redis_wait_replicas: int = Field(default=0, ge=0, le=16)
+    redis_wait_timeout_ms: int = Field(default=5000, ge=1)
     fault_point: FaultPoint = ""
 
     # Transport and monitoring (docs/deploy.md) --------------------------------------------
@@ -170,6 +184,8 @@ class BrokerSettings(BaseSettings):
     redis_cluster: bool = False
     redis_sentinel: str = ""
     redis_sentinel_master: str = ""
+    redis_password: SecretStr | None = None
+    redis_sentinel_password: SecretStr | None = None
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
@@ -279,15 +295,25 @@ class BrokerSettings(BaseSettings):
             raise ValueError(
                 "TESSERA_BROKER_REDIS_SENTINEL_MASTER needs TESSERA_BROKER_REDIS_SENTINEL"
             )
+        elif self.redis_password is not None or self.redis_sentinel_password is not None:
+            raise ValueError(
+                "TESSERA_BROKER_REDIS_PASSWORD and _REDIS_SENTINEL_PASSWORD are for Sentinel; "
+                "put the password of a TESSERA_BROKER_REDIS_URL in the URL"
+            )
         return self
 
     @property
     def redis_target(self) -> RedisTarget | None:
         """How to reach an external Redis; ``None`` for the embedded redis-server."""
         if self.redis_sentinel:
+            password, sentinel_password = self.redis_password, self.redis_sentinel_password
             return RedisTarget(
                 sentinels=parse_sentinels(self.redis_sentinel),
                 sentinel_master=self.redis_sentinel_master,
+                password=password.get_secret_value() if password is not None else "",
+                sentinel_password=(
+                    sentinel_password.get_secret_value() if sentinel_password is not None else ""
+                ),
             )
         if self.redis_url is None:
             return None

@@ -3,9 +3,9 @@
 A batch goes ``receiving → committed → linking → linked`` (or ``failed``). Chunks are
 checked against the batch manifest (digest, columns, size), their tokens re-keyed with
 the broker's secret, and stored; the token as received is never stored. On commit the
-batch is queued; the :class:`LinkWorker` (a thread in each broker process) links queued
-batches chunk by chunk in commit order, recording after each chunk where to resume, so a
-broker restarted mid-batch carries on (linking a chunk twice changes nothing).
+batch is queued; the link worker (broker/worker.py) links queued batches chunk by
+chunk in commit order, recording after each chunk where to resume, so a broker
+restarted mid-batch carries on (linking a chunk twice changes nothing).
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from itertools import chain
@@ -37,17 +35,14 @@ from broker.rotation import (
     check_batch,
     check_rekey_commit,
     linking_scope,
-    rekey_linked,
-    resume_rotations,
 )
 from broker.runtime import BrokerRuntime, utc_now
 from broker.store import batches as batch_store
 from broker.store.client import Store
-from broker.store.datasets import dataset_id, get_dataset, list_all_datasets
+from broker.store.datasets import dataset_id, get_dataset
 from broker.store.identities import Identity
 from broker.store.linkage_codec import CHECK_DAY_EPOCH
 from broker.store.linkage_evidence import encode_evidence
-from broker.store.linkage_store import LinkageStore, drop_stale_locks
 from broker.upload_checks import check_batch_org, check_key_strength, check_replace_share
 from keys.batch import BatchManifest
 from keys.chunk import (
@@ -77,11 +72,12 @@ from keys.wire import (
 )
 
 __all__ = [
-    "LinkWorker",
     "accept_chunk",
+    "audit_commit",
     "batch_status",
     "check_manifest",
     "commit_upload",
+    "fault",
     "find_batch",
     "link_batch",
     "open_upload",
@@ -344,21 +340,22 @@ def commit_upload(
         runtime.store,
         batch_key=record.batch_key,
         now=utc_now(),
-        after_queue=lambda: _fault(runtime, "commit.queued"),
+        after_queue=lambda: fault(runtime, "commit.queued"),
     )
-    _fault(runtime, "commit.committed")
+    fault(runtime, "commit.committed")
     updated = find_batch(
         runtime.store, org=caller.name, dataset_name=dataset_name, batch_id=batch_id
     )
     if updated.commit_audit_owed:
         # Owed by this commit, or by an earlier one that crashed before writing it.
-        _audit_commit(runtime.store, updated, identity=caller.name, role=caller.role.value)
+        audit_commit(runtime.store, updated, identity=caller.name, role=caller.role.value)
+    batch_store.replicate_commit(runtime.store, updated)  # acknowledged once replicated
     if notify is not None:
         notify()
     return batch_status(runtime.store, updated, batch_id)
 
 
-def _audit_commit(
+def audit_commit(
     store: Store, record: batch_store.BatchRecord, *, identity: str, role: str
 ) -> None:
     """Write the commit's audit entry, then mark it written (so: at least once)."""
@@ -379,7 +376,7 @@ def _at_fault(runtime: BrokerRuntime, point: str) -> bool:
     return settings.development and settings.fault_point == point
 
 
-def _fault(runtime: BrokerRuntime, point: str) -> None:
+def fault(runtime: BrokerRuntime, point: str) -> None:
     """Exit at once at ``point`` if the settings name it, as a crash would."""
     if _at_fault(runtime, point):
         logger.error("fault point %s reached: exiting as a crash would", point)
@@ -426,11 +423,6 @@ def _layout(chunks: list[TokenChunk]) -> Layout | None:
         if chunk.evidence is not None:
             return Layout.from_columns(chunk.evidence.block_names, chunk.evidence.columns)
     return None
-
-
-_QUEUE_WINDOW = 100
-"""Queued batches the worker looks at to find the oldest committed one: a batch whose
-commit crashed after queueing stays ``receiving`` at the head until retried or expired."""
 
 
 def link_batch(
@@ -498,11 +490,14 @@ def link_batch(
         counts={"chunks": record.chunk_count, "records": record.record_count},
     )
     # The chunks go before the batch shows as linked, so a linked batch holds nothing
-    # more (a crash in between finds every chunk linked and only marks the batch).
+    # more (a crash in between finds every chunk linked and only marks the batch); and
+    # only once the replicas hold the linkage, so a failover cannot lose what they held.
+    domain = _domain_of(store, record)
+    batch_store.replicate_linkage(store, linking_scope(store, record, domain=domain))
     batch_store.delete_chunks(store, batch_id)
     batch_store.mark_batch(store, batch_id, BatchState.LINKED)
     # What the linkage report shows while the domain's next batch links.
-    remember_domain_report(store, _domain_of(store, record))
+    remember_domain_report(store, domain)
     return True
 
 
@@ -515,176 +510,3 @@ def _with_opt_outs(
         replace(r, restricted=bool(f & RESEARCH_RESTRICTED), checked_day=checked_day)
         for r, f in zip(incoming, flags, strict=True)
     ]
-
-
-class LinkWorker:
-    """Links committed batches in the background, in commit order, one at a time.
-
-    Several broker processes may run one each: a lease in Redis keeps a batch to one.
-
-    Args:
-        runtime: the broker runtime.
-        poll_seconds: how often to look at the queue when not woken by a commit.
-        lease_seconds: how long a lease lasts without renewal (renewed after each chunk).
-        max_failures: unexpected errors on one batch (with Redis up) before it is marked
-            ``failed`` rather than retried, so one bad batch cannot block the queue.
-    """
-
-    def __init__(
-        self,
-        runtime: BrokerRuntime,
-        *,
-        poll_seconds: float = 0.5,
-        lease_seconds: int = 30,
-        max_failures: int = 5,
-    ) -> None:
-        self._runtime = runtime
-        self._linkers: dict[str, Linker] = {}
-        self._failures: dict[str, int] = {}
-        self._max_failures = max_failures
-        self._poll = poll_seconds
-        self._lease = lease_seconds
-        self._owner = uuid.uuid4().hex
-        self._rotation_owed = False
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tessera-link-worker", daemon=True)
-
-    def start(self) -> None:
-        """Start the worker thread (it first resumes anything left queued).
-
-        With the embedded Redis this process is the only broker, so a lease or linkage
-        lock left by a crashed predecessor is dropped at once instead of waiting for it to
-        expire.
-        """
-        store = self._runtime.store
-        if store.embedded is not None:
-            for batch_key in batch_store.queued_batches(store, limit=1000):
-                batch_store.release_batch(store, batch_key, done=False)
-            drop_stale_locks(store.redis)
-        self._audit_owed_commits()
-        resume_rotations(self._runtime, fault=self._fault)
-        for domain in sorted({d.domain for d in list_all_datasets(store)}):
-            remember_domain_report(store, domain)
-        self._thread.start()
-
-    def _audit_owed_commits(self) -> None:
-        """Write the audit entry of each commit a crash left unaudited.
-
-        Every committed batch is queued until linked (commits queue first), so the queue
-        is where to look. A request committing at this very moment on another broker may
-        write its entry too: an entry may repeat, never go missing.
-        """
-        store = self._runtime.store
-        for batch_key in batch_store.queued_batches(store, limit=10_000):
-            record = batch_store.get_batch(store, batch_key)
-            if record is not None and record.commit_audit_owed:
-                _audit_commit(store, record, identity=record.org, role="org")
-
-    def notify(self) -> None:
-        """Wake the worker: a batch was committed."""
-        self._wake.set()
-
-    def stop(self, *, timeout: float = 30.0) -> None:
-        """Stop after the chunk in hand (the rest resumes on the next start)."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                worked = self._drain()
-            except Exception:
-                logger.exception("linkage worker error; retrying")
-                worked = False
-            if not worked and self._rotation_owed:
-                # A rotation step failed after its rekey batch linked: carry on from it.
-                try:
-                    resume_rotations(self._runtime, fault=self._fault)
-                    self._rotation_owed = False
-                except Exception:
-                    logger.exception("key rotation step failed; retrying")
-            if not worked:
-                self._wake.wait(self._poll)
-                self._wake.clear()
-
-    def _next_batch(self) -> str | None:
-        """The oldest queued batch that is committed; finished or vanished ones leave."""
-        store = self._runtime.store
-        for batch_key in batch_store.queued_batches(store, limit=_QUEUE_WINDOW):
-            record = batch_store.get_batch(store, batch_key)
-            if record is None or record.state in (BatchState.LINKED, BatchState.FAILED):
-                batch_store.release_batch(store, batch_key, done=True)
-            elif record.state is not BatchState.RECEIVING:
-                return batch_key
-        return None
-
-    def _drain(self) -> bool:
-        store = self._runtime.store
-        batch_key = self._next_batch()
-        if batch_key is None:
-            return False
-        if not batch_store.claim_batch(store, batch_key, owner=self._owner, ttl=self._lease):
-            return False
-        record = batch_store.get_batch(store, batch_key)
-        if record is None or record.state in (BatchState.LINKED, BatchState.FAILED):
-            batch_store.release_batch(store, batch_key, done=True)
-            return True
-        done = False
-        try:
-            done = link_batch(
-                self._runtime,
-                self._linker_for(record),
-                record,
-                keep_going=self._keep_going(batch_key),
-            )
-            if done:
-                metrics.RECORDS_LINKED.inc(record.record_count)
-                self._rotation_owed = record.mode is BatchMode.REKEY
-        except (BatchFormatError, DatasetMismatchError, NotFoundOrForbiddenError) as exc:
-            logger.error("batch failed to link: %s", type(exc).__name__)
-            batch_store.mark_batch(store, batch_key, BatchState.FAILED, error=str(exc))
-            done = True
-        except Exception:
-            if not store.ping():
-                raise
-            failures = self._failures.get(batch_key, 0) + 1
-            self._failures[batch_key] = failures
-            if failures < self._max_failures:
-                raise
-            logger.exception("batch failed to link %d times; marked failed", failures)
-            batch_store.mark_batch(
-                store, batch_key, BatchState.FAILED, error="linkage error; see the broker log"
-            )
-            done = True
-        finally:
-            batch_store.release_batch(store, batch_key, done=done)
-        if self._rotation_owed:
-            domain = _domain_of(store, record)
-            rekey_linked(self._runtime, record, domain=domain, fault=self._fault)
-            self._rotation_owed = False
-        return True
-
-    def _fault(self, point: str) -> None:
-        _fault(self._runtime, point)
-
-    def _linker_for(self, record: batch_store.BatchRecord) -> Linker:
-        """One linker per linkage scope: persons never span two domains (nor, while a
-        domain's key rotates, its two key versions: broker/rotation.py)."""
-        store = self._runtime.store
-        scope = linking_scope(store, record, domain=_domain_of(store, record))
-        if scope not in self._linkers:
-            self._linkers[scope] = Linker(LinkageStore(store.redis, scope=scope))
-        return self._linkers[scope]
-
-    def _keep_going(self, batch_key: str) -> Callable[[], bool]:
-        store = self._runtime.store
-
-        def check() -> bool:
-            if self._stopping.is_set():
-                return False
-            return batch_store.claim_batch(store, batch_key, owner=self._owner, ttl=self._lease)
-
-        return check

@@ -6,7 +6,7 @@ into a client in :mod:`broker.store.connect`), so that neither imports the other
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +27,9 @@ class RedisTarget:
         cluster: talk Redis Cluster (slots, redirections) rather than one node.
         sentinels: ``(host, port)`` of each sentinel; empty unless Sentinel is used.
         sentinel_master: the master's name the sentinels monitor.
+        password: the master's (and its replicas') password, with Sentinel (a URL carries
+            its own); never in the repr.
+        sentinel_password: the sentinels' own password (their ``requirepass``).
     """
 
     url: str = ""
@@ -34,6 +37,8 @@ class RedisTarget:
     cluster: bool = False
     sentinels: tuple[tuple[str, int], ...] = ()
     sentinel_master: str = ""
+    password: str = field(default="", repr=False)
+    sentinel_password: str = field(default="", repr=False)
 
     @property
     def uses_tls(self) -> bool:

@@ -70,6 +70,8 @@ class BrokerRuntime:
             durable_writes=settings.durable_writes,
             attach=attach,
             maxmemory=settings.redis_maxmemory,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
         try:
             ensure_schema_version(store)

@@ -1,8 +1,9 @@
 """``tessera-broker``: what the broker operator runs on the broker host.
 
 ``serve`` runs the HTTP API (with its own embedded redis-server unless
-``TESSERA_BROKER_REDIS_URL`` is set); ``admin …`` manages identities, credentials and
-wrapped key blobs by talking to the store directly, with the same settings as ``serve``.
+``TESSERA_BROKER_REDIS_URL`` is set) and ``link-worker`` links without serving (both in
+serve.py); ``admin …`` manages identities, credentials and wrapped key blobs by talking
+to the store directly, with the same settings as ``serve``.
 The other modules of this package define their commands (``report``, ``audit``,
 ``evaluate``, ``admin agreement``, ``admin opt-out-register``); :data:`COMMANDS` at the
 bottom of this file is the one table that places each in its group.
@@ -11,11 +12,8 @@ bottom of this file is the one table that places each in its group.
 from __future__ import annotations
 
 import base64
-import errno
-import logging
 import re
 import secrets as _random
-import socket
 from pathlib import Path
 
 import click
@@ -27,8 +25,8 @@ from broker.cli.evaluate import evaluate_command
 from broker.cli.operator import data_dir_option, load_settings, operator_runtime
 from broker.cli.opt_out import opt_out_group
 from broker.cli.report import report_command
-from broker.config import BrokerSettings
-from broker.errors import ConfigurationError, NotFoundOrForbiddenError
+from broker.cli.serve import link_worker_command, open_keystore, serve_command
+from broker.errors import NotFoundOrForbiddenError
 from broker.runtime import new_credential, utc_now
 from broker.store.identities import (
     create_identity,
@@ -40,8 +38,6 @@ from broker.store.identities import (
 )
 from broker.store.keyblobs import check_blob, get_public_key, put_blob
 from keys.cliutil import main_wrapper
-from keys.errors import DecryptionError
-from keys.keystore import open_service_secrets
 from keys.wire import NAME_PATTERN, Role
 
 __all__ = ["COMMANDS", "admin", "cli", "main"]
@@ -67,79 +63,6 @@ def cli() -> None:
     """Root command group."""
 
 
-def _open_keystore(settings: BrokerSettings) -> None:
-    """Create the data directory and keystore, or check that the keystore opens.
-
-    Raises:
-        ConfigurationError: no passphrase, or the keystore does not open with it.
-    """
-    passphrase = settings.keystore_passphrase
-    if passphrase is None:
-        raise ConfigurationError("set TESSERA_BROKER_KEYSTORE_PASSPHRASE")
-    path = settings.resolved_keystore_path
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        open_service_secrets(path, passphrase.get_secret_value())
-    except DecryptionError:
-        raise ConfigurationError(
-            f"the broker keystore {path.absolute()} does not open with "
-            "TESSERA_BROKER_KEYSTORE_PASSPHRASE (a wrong passphrase, or the data of an "
-            "earlier run: give its passphrase, or another TESSERA_BROKER_DATA_DIR)"
-        ) from None
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot create the broker data at {settings.data_dir.absolute()}: "
-            f"{exc.strerror or type(exc).__name__}"
-        ) from None
-
-
-def _check_listen(host: str, port: int) -> None:
-    """Refuse a port out of range or already taken, before anything starts.
-
-    Raises:
-        ConfigurationError: one line naming the address.
-    """
-    if not 1 <= port <= 65535:
-        raise ConfigurationError(f"port {port} is out of range (1 to 65535)")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise ConfigurationError(f"cannot listen on {host!r}: no such address") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror or "refused"
-            raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from None
-
-
-@cli.command()
-@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
-@click.option(
-    "--port", type=click.IntRange(1, 65535), default=None, help="Port to bind (default 8470)."
-)
-@data_dir_option
-def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
-    """Serve the HTTP API (OpenAPI at /openapi.json) until Ctrl-C or SIGTERM.
-
-    Creates the data directory and keystore on first start. Without
-    TESSERA_BROKER_REDIS_URL the broker starts its own redis-server under the data
-    directory and stops it on exit. A keystore that does not open, or a port in use, stops
-    it at once with one line on stderr and a non-zero exit. With --debug (or
-    TESSERA_BROKER_DEBUG=1) it logs at DEBUG level with full tracebacks.
-    """
-    from broker.app import configure_json_logging, create_app
-    from broker.server import run_server
-
-    settings = load_settings(host=host, port=port, data_dir=data_dir)
-    _check_listen(settings.host, settings.port)
-    _open_keystore(settings)
-    configure_json_logging(logging.DEBUG if settings.debug else None)
-    run_server(create_app(settings), settings)
-
-
 @cli.command()
 @data_dir_option
 def init(data_dir: Path | None) -> None:
@@ -150,7 +73,7 @@ def init(data_dir: Path | None) -> None:
     """
     settings = load_settings(data_dir=data_dir)
     existed = settings.resolved_keystore_path.is_file()
-    _open_keystore(settings)
+    open_keystore(settings)
     state = "already holds broker data" if existed else "initialised"
     click.echo(f"{settings.data_dir.absolute()}: {state}", err=True)
 
@@ -353,6 +276,8 @@ def key_blob_add(files: tuple[Path, ...], org: str | None, data_dir: Path | None
 
 
 COMMANDS: tuple[tuple[click.Group, click.Command], ...] = (
+    (cli, serve_command),
+    (cli, link_worker_command),
     (cli, report_command),
     (cli, evaluate_command),
     (cli, audit_group),

@@ -44,6 +44,8 @@ __all__ = [
     "queued_batches",
     "read_chunk",
     "release_batch",
+    "replicate_commit",
+    "replicate_linkage",
     "save_report_snapshot",
 ]
 
@@ -270,6 +272,27 @@ def commit_batch(
         store.redis.zadd(keyspace.link_queue(), {batch_key: batch.seq}, nx=True)
         list_in_dataset(store, batch)
     return result == 1
+
+
+def replicate_commit(store: Store, batch: BatchRecord) -> None:
+    """Wait for the replicas to hold the commit: the batch and its chunks, the link queue,
+    the dataset's batch list and the audit log (``TESSERA_BROKER_REDIS_WAIT_REPLICAS``).
+
+    Raises:
+        RedisUnavailableError: too few replicas confirmed it in time.
+    """
+    keys = [
+        keyspace.batch(batch.batch_key),
+        keyspace.link_queue(),
+        keyspace.dataset_batches(batch.dataset),
+        keyspace.audit_log(),
+    ]
+    store.wait_for_replicas(keys)
+
+
+def replicate_linkage(store: Store, scope: str) -> None:
+    """Wait for the replicas to hold the scope's linkage (before a batch's chunks go)."""
+    store.wait_for_replicas([keyspace.linkage_key(scope, keyspace.LINK_META)])
 
 
 def list_in_dataset(store: Store, batch: BatchRecord) -> None:

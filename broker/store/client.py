@@ -13,9 +13,11 @@ from types import TracebackType
 from typing import Any, Self
 
 import redis
+from redis.cluster import RedisCluster
 
 from broker.redis_target import RedisTarget
-from broker.store.connect import connect
+from broker.store import keyspace
+from broker.store.connect import connect, describe
 from broker.store.embedded import EmbeddedRedis, RedisUnavailableError
 
 __all__ = ["Store", "open_store"]
@@ -31,6 +33,8 @@ class Store:
             :class:`~broker.redis_target.RedisTarget` (TLS, Cluster, Sentinel).
         embedded: the embedded server this store started and stops on :meth:`close`.
         socket_timeout: seconds a command may take before the connection gives up.
+        wait_replicas: replicas :meth:`wait_for_replicas` waits for (0: it returns at once).
+        wait_timeout_ms: how long it waits for them.
     """
 
     def __init__(
@@ -39,12 +43,49 @@ class Store:
         *,
         embedded: EmbeddedRedis | None = None,
         socket_timeout: float = 30.0,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 5000,
     ) -> None:
         self.target = url if isinstance(url, RedisTarget) else RedisTarget(url)
         self.url = self.target.url
         self.embedded = embedded
         self.durable = False
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.redis: redis.Redis = connect(self.target, socket_timeout=socket_timeout)
+
+    def wait_for_replicas(self, keys: list[str]) -> None:
+        """Return once ``wait_replicas`` replicas of each master holding ``keys`` caught up.
+
+        ``WAIT`` counts from the last write of the connection it is sent on, and redis-py
+        does not tie a later command to the connection of an earlier write. So each
+        master gets a small write of its own (:func:`keyspace.replica_probe`, in the slot
+        of the key) and ``WAIT`` on the same connection, in one pipeline: a master
+        replicates in order, so a replica that has the probe has every write before it.
+
+        Raises:
+            RedisUnavailableError: fewer replicas confirmed within ``wait_timeout_ms``.
+        """
+        if self.wait_replicas == 0 or not keys:
+            return
+        nodes: dict[str, tuple[redis.Redis, str]] = {}
+        if isinstance(self.redis, RedisCluster):
+            for key in keys:
+                probe = keyspace.replica_probe(key)
+                node = self.redis.get_node_from_key(probe)
+                nodes.setdefault(node.name, (node.redis_connection, probe))
+        else:
+            nodes[""] = (self.redis, keyspace.replica_probe(keys[0]))
+        for client, probe in nodes.values():
+            pipe = client.pipeline(transaction=False)
+            pipe.set(probe, b"1", px=60_000)
+            pipe.wait(self.wait_replicas, self.wait_timeout_ms)
+            acked = int(pipe.execute()[1])
+            if acked < self.wait_replicas:
+                raise RedisUnavailableError(
+                    f"{acked} of {self.wait_replicas} Redis replicas confirmed the write within "
+                    f"{self.wait_timeout_ms} ms (TESSERA_BROKER_REDIS_WAIT_REPLICAS); retry"
+                )
 
     def ping(self) -> bool:
         """True when Redis answers."""
@@ -128,6 +169,8 @@ def open_store(
     attach: bool = False,
     attach_wait: float = 10.0,
     maxmemory: int | None = None,
+    wait_replicas: int = 0,
+    wait_timeout_ms: int = 5000,
 ) -> Store:
     """Connect to ``redis_url``, or start the embedded redis-server under ``redis_dir``.
 
@@ -140,6 +183,8 @@ def open_store(
         attach: when an embedded server is already running under ``redis_dir`` (a
             broker is serving), use it rather than start one (the admin commands do).
         maxmemory: the embedded server's ``maxmemory`` in bytes (default: its own).
+        wait_replicas: see :class:`Store` (an acknowledged commit waits for replicas).
+        wait_timeout_ms: see :class:`Store`.
 
     Raises:
         RedisUnavailableError: the server cannot be reached or started.
@@ -163,10 +208,12 @@ def open_store(
     if url is None:
         embedded = EmbeddedRedis(redis_dir, maxmemory=maxmemory).start()
         url = embedded.url
-    store = Store(url, embedded=embedded)
+    store = Store(
+        url, embedded=embedded, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms
+    )
     if not store.ping():
         store.close()
-        raise RedisUnavailableError("Redis does not answer")
+        raise RedisUnavailableError(f"{describe(store.target)} does not answer")
     if durable_writes:
         store.require_durable_writes()
     return store

@@ -15,6 +15,7 @@ __all__ = [
     "LINK_DATASETS",
     "LINK_DATASET_NUMBERS",
     "LINK_EVIDENCE",
+    "LINK_LEASE",
     "LINK_LOCK",
     "LINK_META",
     "LINK_MODEL",
@@ -54,6 +55,7 @@ __all__ = [
     "org_datasets",
     "org_open_batches",
     "org_public_key",
+    "replica_probe",
     "rotation",
     "rotation_changes",
     "schema_version",
@@ -187,6 +189,18 @@ def agreements_all() -> str:
 # Audit log ---------------------------------------------------------------------------------
 
 
+def replica_probe(key: str) -> str:
+    """STRING with TTL: a write in ``key``'s slot that a ``WAIT`` after it is counted from.
+
+    It carries ``key``'s hash tag (the whole key when it has none), so it lands on the
+    master that holds ``key`` (broker/store/client.py, ``Store.wait_for_replicas``).
+    """
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    tag = key[start + 1 : end] if start >= 0 and end > start + 1 else key
+    return f"{PREFIX}:replicated:{{{tag}}}"
+
+
 def audit_log() -> str:
     """LIST: audit entries as canonical JSON, oldest first, each hash-chained."""
     return f"{PREFIX}:{{audit}}:log"
@@ -285,6 +299,8 @@ LINK_STATS = "stats"
 """HASH: linkage report counters."""
 LINK_LOCK = "lock"
 """STRING with TTL: the single linking worker's lock token."""
+LINK_LEASE = "lease"
+"""STRING with TTL: the link worker that holds the scope (broker/worker.py), by owner id."""
 
 
 def linkage_base(scope: str) -> str:

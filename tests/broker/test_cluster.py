@@ -177,7 +177,7 @@ def test_a_broker_over_rediss_verifies_the_servers_certificate(private_redis, tm
         untrusting = _serve_env(tmp_path / "untrusting", {_URL: url})
         refused = _run("tessera-broker", "serve", env=untrusting)
         assert refused.returncode != 0  # the certificate is not trusted: no connection
-        assert "Redis does not answer" in refused.stderr
+        assert f"Redis at 127.0.0.1:{proxy.port} does not answer" in refused.stderr
         broker = start_external_broker(
             tmp_path / "trusting", TESSERA_BROKER_REDIS_URL=url, TESSERA_BROKER_REDIS_CA=str(cert)
         )

@@ -66,7 +66,25 @@ def test_the_broker_deployment_is_probed_non_root_and_read_only():
     assert broker["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert broker["livenessProbe"]["httpGet"]["path"] in BROKER_ROUTES
     assert deployment["spec"]["replicas"] >= 2
-    assert broker["args"] == ["serve"]  # the only serving command the broker has today
+    assert broker["args"] == ["serve", "--workers", "2"]  # no link worker in an API process
+
+
+def test_the_link_workers_run_apart_non_root_and_read_only_without_a_service():
+    (workers,) = [
+        d for d in _by_kind("Deployment") if d["metadata"]["name"] == "tessera-link-worker"
+    ]
+    pod = workers["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["args"] == ["link-worker"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "ports" not in container and {"requests", "limits"} <= container["resources"].keys()
+    labels = workers["spec"]["template"]["metadata"]["labels"]
+    assert labels["tessera-redis-client"] == "true"  # the chart's policy admits it to Redis
+    for selector in [s["spec"]["selector"] for s in _by_kind("Service")]:
+        assert not selector.items() <= labels.items(), "no Service may reach a link worker"
+    assert workers["spec"]["replicas"] >= 2
 
 
 def test_no_secret_is_inline_anywhere():
@@ -87,13 +105,15 @@ def test_no_secret_is_inline_anywhere():
     assert "secrets/" in ignored
 
 
-def test_the_deployment_mounts_every_secret_it_references():
-    (deployment,) = [d for d in _by_kind("Deployment") if "selector" in d["spec"]]
-    volumes = deployment["spec"]["template"]["spec"]["volumes"]
-    files = {
-        item["path"] for v in volumes if "secret" in v for item in v["secret"].get("items", [])
-    }
-    assert {"tessera_broker_keystore_passphrase", "tessera_broker_redis_url"} <= files
+def test_the_deployments_mount_every_secret_they_reference():
+    deployments = [d for d in _by_kind("Deployment") if "selector" in d["spec"]]
+    assert len(deployments) == 2
+    for deployment in deployments:
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        files = {
+            item["path"] for v in volumes if "secret" in v for item in v["secret"].get("items", [])
+        }
+        assert {"tessera_broker_keystore_passphrase", "tessera_broker_redis_url"} <= files
 
 
 def test_network_policies_admit_only_the_api_and_only_brokers_to_redis():
@@ -137,8 +157,10 @@ def test_redis_comes_from_the_bitnami_chart_with_aof():
 def test_compose_runs_two_read_only_api_processes_behind_a_tls_proxy():
     compose = _documents(DEPLOY / "compose" / "compose.yaml")[0]
     services = compose["services"]
-    brokers = [s for s in services.values() if s.get("command") == ["serve"]]
+    brokers = [s for s in services.values() if s.get("command") == ["serve", "--workers", "2"]]
     assert len(brokers) == 2
+    (worker,) = [s for s in services.values() if s.get("command") == ["link-worker"]]
+    assert worker["healthcheck"] == {"disable": True} and "ports" not in worker
     for service in services.values():
         assert service["read_only"] is True
         assert service["cap_drop"] == ["ALL"]
@@ -193,8 +215,15 @@ def _unit(path: Path) -> dict[str, list[str]]:
     return entries
 
 
-@pytest.mark.parametrize("name", ["tessera-broker.service", "tessera-broker@.service"])
-def test_the_systemd_units_are_hardened_and_take_secrets_as_credentials(name):
+@pytest.mark.parametrize(
+    ("name", "command"),
+    [
+        ("tessera-broker.service", "tessera-broker serve"),
+        ("tessera-broker@.service", "tessera-broker serve --workers 2"),
+        ("tessera-link-worker.service", "tessera-broker link-worker"),
+    ],
+)
+def test_the_systemd_units_are_hardened_and_take_secrets_as_credentials(name, command):
     unit = _unit(DEPLOY / "systemd" / name)
     for setting, value in {
         "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
@@ -203,7 +232,7 @@ def test_the_systemd_units_are_hardened_and_take_secrets_as_credentials(name):
     }.items():  # fmt: skip
         assert unit[setting] == [value], setting
     assert unit["User"] == ["tessera"]
-    assert unit["ExecStart"][0].endswith("tessera-broker serve")
+    assert unit["ExecStart"][0].endswith(command)
     assert "TESSERA_BROKER_SECRETS_DIR=%d" in unit["Environment"]
     for assignment in unit["Environment"]:
         variable = assignment.split("=", 1)[0]
@@ -225,7 +254,9 @@ def test_kustomize_renders_the_example_overlay():
     for obj in objects:
         if obj["kind"] != "Namespace":
             assert obj["metadata"]["namespace"] == "tessera", obj["metadata"]["name"]
-    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    assert set(deployments) == {"tessera-broker", "tessera-link-worker"}
+    deployment = deployments["tessera-broker"]
     assert deployment["spec"]["replicas"] == 3
     images = {c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}
     assert images == {"registry.example.nhs.uk/tessera/tessera-broker:0.1.0"}

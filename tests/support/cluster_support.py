@@ -52,6 +52,7 @@ class RedisNode:
     port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = None
+    password: str = field(default="", repr=False)
 
     @property
     def address(self) -> str:
@@ -60,7 +61,9 @@ class RedisNode:
 
     def client(self) -> redis.Redis:
         """A plain client of this one node."""
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, socket_timeout=5, password=self.password or None
+        )
 
     def start(self, args: list[str]) -> None:
         """Run ``redis-server`` with ``args`` in this node's directory, logging there."""
@@ -147,13 +150,7 @@ class RedisClusterSet:
         """Start six nodes, create the cluster and wait until every node says ``ok``."""
         for i in range(6):
             node = RedisNode(_free_cluster_port(), self.directory / f"node-{i}")
-            node.start(
-                [
-                    "--port", str(node.port), "--bind", "127.0.0.1",
-                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", "2000", "--appendonly", "yes", "--save", "",
-                ]
-            )  # fmt: skip
+            node.start(_cluster_node_args(node))
             self.nodes.append(node)
         for node in self.nodes:
             node.wait_ping()
@@ -196,10 +193,37 @@ class RedisClusterSet:
                 )
                 client.execute_command("CLUSTER REPLICATE", master_id)
 
+    def kill(self, node: RedisNode) -> None:
+        """SIGKILL one node, as a crash would (its files stay for :meth:`restart`)."""
+        process, node.process = node.process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+
+    def restart(self, node: RedisNode) -> None:
+        """Start a killed node again: it rejoins from its nodes.conf (a promoted replica's
+        old master comes back as that replica's replica)."""
+        node.start(_cluster_node_args(node))
+        node.wait_ping()
+
+    def wait_ok(self, timeout: float = 60.0) -> None:
+        """Wait until every running node says ``cluster_state:ok``."""
+        for node in self.nodes:
+            if node.process is not None:
+                _wait_for(lambda n=node: _cluster_state(n) == "ok", "cluster_state:ok", timeout)
+
     def stop(self) -> None:
         """Stop every node."""
         for node in self.nodes:
             node.stop()
+
+
+def _cluster_node_args(node: RedisNode) -> list[str]:
+    return [
+        "--port", str(node.port), "--bind", "127.0.0.1",
+        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+        "--cluster-node-timeout", "2000", "--appendonly", "yes", "--save", "",
+    ]  # fmt: skip
 
 
 def _cluster_state(node: RedisNode) -> str:
@@ -209,10 +233,17 @@ def _cluster_state(node: RedisNode) -> str:
 
 @dataclass
 class SentinelSet:
-    """One master, one replica and three sentinels watching them as ``master_name``."""
+    """One master, one replica and three sentinels watching them as ``master_name``.
+
+    With ``password`` the master and replica require it (``requirepass``, ``masterauth``);
+    with ``sentinel_password`` the sentinels require theirs (and give it to each other).
+    Each server reads its password from a config file in its directory, never argv.
+    """
 
     directory: Path
     master_name: str = "tessera"
+    password: str = ""
+    sentinel_password: str = ""
     master: RedisNode | None = None
     replica: RedisNode | None = None
     sentinels: list[RedisNode] = field(default_factory=list)
@@ -225,17 +256,20 @@ class SentinelSet:
     def start(self) -> SentinelSet:
         """Start the master, its replica and the sentinels; wait until all see each other."""
         common = ["--bind", "127.0.0.1", "--appendonly", "yes", "--save", ""]
-        master = RedisNode(free_port(), self.directory / "master")
-        master.start(["--port", str(master.port), *common])
-        replica = RedisNode(free_port(), self.directory / "replica")
+        master = RedisNode(free_port(), self.directory / "master", password=self.password)
+        master.start([self._auth_file(master), "--port", str(master.port), *common])
+        replica = RedisNode(free_port(), self.directory / "replica", password=self.password)
         replica.start(
-            ["--port", str(replica.port), *common, "--replicaof", "127.0.0.1", str(master.port)]
+            [self._auth_file(replica), "--port", str(replica.port), *common]
+            + ["--replicaof", "127.0.0.1", str(master.port)]
         )
         self.master, self.replica = master, replica
         master.wait_ping()
         replica.wait_ping()
         for i in range(3):
-            sentinel = RedisNode(free_port(), self.directory / f"sentinel-{i}")
+            sentinel = RedisNode(
+                free_port(), self.directory / f"sentinel-{i}", password=self.sentinel_password
+            )
             sentinel.directory.mkdir(parents=True)
             config = sentinel.directory / "sentinel.conf"
             config.write_text(
@@ -244,6 +278,13 @@ class SentinelSet:
                 f"sentinel down-after-milliseconds {self.master_name} 2000\n"
                 f"sentinel failover-timeout {self.master_name} 10000\n"
             )
+            if self.password:
+                with config.open("a") as out:
+                    out.write(f"sentinel auth-pass {self.master_name} {self.password}\n")
+            if self.sentinel_password:
+                with config.open("a") as out:
+                    out.write(f"requirepass {self.sentinel_password}\n")
+                    out.write(f"sentinel sentinel-pass {self.sentinel_password}\n")
             sentinel.start([str(config), "--sentinel"])
             self.sentinels.append(sentinel)
         for sentinel in self.sentinels:
@@ -255,6 +296,15 @@ class SentinelSet:
                 30,
             )
         return self
+
+    def _auth_file(self, node: RedisNode) -> str:
+        """A config file holding the server's password (empty without one)."""
+        node.directory.mkdir(parents=True, exist_ok=True)
+        path = node.directory / "auth.conf"
+        lines = [f"requirepass {self.password}", f"masterauth {self.password}"]
+        path.write_text("\n".join(lines) + "\n" if self.password else "")
+        path.chmod(0o600)
+        return str(path)
 
     def stop(self) -> None:
         """Stop the sentinels first (no failover while stopping), then the servers."""

@@ -65,6 +65,7 @@ class BrokerProcess:
         env: the ``TESSERA_BROKER_*`` environment it runs with (for ``tessera-broker admin``
             subprocesses too).
         log_path: where its JSON log lines go.
+        serve_args: options after ``serve`` (``--workers 2``, ``--no-link-worker``).
     """
 
     url: str
@@ -72,6 +73,7 @@ class BrokerProcess:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    serve_args: tuple[str, ...] = ()
     _runtime: BrokerRuntime | None = field(default=None, repr=False)
 
     @property
@@ -148,7 +150,13 @@ class BrokerProcess:
         """Start (or restart) the serving subprocess and wait until it is ready."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from broker.cli import main; main()", "serve"],
+            [
+                sys.executable,
+                "-c",
+                "from broker.cli import main; main()",
+                "serve",
+                *self.serve_args,
+            ],
             env=self.admin_env(),
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -190,6 +198,13 @@ class BrokerProcess:
 
 def start_broker(data_dir: Path, **extra_env: str) -> BrokerProcess:
     """Start a broker on a free port with its own data directory and embedded Redis."""
+    return start_serving(data_dir, (), extra_env)
+
+
+def start_serving(
+    data_dir: Path, serve_args: tuple[str, ...], extra_env: dict[str, str]
+) -> BrokerProcess:
+    """:func:`start_broker` with options after ``serve`` (``--workers 2``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
@@ -200,7 +215,11 @@ def start_broker(data_dir: Path, **extra_env: str) -> BrokerProcess:
         **extra_env,
     }
     broker = BrokerProcess(
-        url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=env, log_path=data_dir / "broker.log"
+        url=f"http://127.0.0.1:{port}",
+        data_dir=data_dir,
+        env=env,
+        log_path=data_dir / "broker.log",
+        serve_args=serve_args,
     )
     broker.start()
     return broker
