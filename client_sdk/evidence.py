@@ -112,15 +112,12 @@ class EvidenceEncoder:
         through every pass over them: against one pass over a 20,000-record chunk (25 MB)
         this halves the cost of the joins, the XOR and the cipher.
         """
-        deriver = self._deriver
         blocks: list[tuple[Token | None, ...]] = []
         counts: list[bytes] = []
         tokens: list[bytes] = []
         for start in range(0, len(rows), _EVIDENCE_WINDOW):
             end = start + _EVIDENCE_WINDOW
-            window = self._window_evidence(
-                deriver, rows[start:end], [column[start:end] for column in block_values]
-            )
+            window = self._window(rows[start:end], [column[start:end] for column in block_values])
             blocks += window[0]
             counts.append(window[1])
             tokens.append(window[2])
@@ -132,9 +129,8 @@ class EvidenceEncoder:
             tokens=b"".join(tokens),
         )
 
-    def _window_evidence(
+    def _window(
         self,
-        deriver: EvidenceDeriver,
         rows: Sequence[_Row],
         block_values: Sequence[Sequence[bytes | None]],
     ) -> tuple[list[tuple[Token | None, ...]], bytes, bytes]:
@@ -148,7 +144,7 @@ class EvidenceEncoder:
         the chunk is then one C-level join over the columns, and the window's comparison
         tokens one call of :meth:`keys.derive.EvidenceDeriver.comparison_tokens`.
         """
-        n = len(rows)
+        deriver, n = self._deriver, len(rows)
         digest_columns: list[list[bytes]] = []
         count_columns: list[list[bytes]] = []
         for position, levels, empty in self._comparisons:
