@@ -10,8 +10,8 @@ this module picks no algorithm or label. The exact recipe is in docs/token-forma
 
 A spec with blocking keys and comparisons adds each record's *evidence*: one block token
 per blocking key whose fields are all present, and under each such block one short
-comparison token per value of each comparison level
-(:class:`keys.derive.EvidenceDeriver`, docs/probabilistic.md).
+comparison token per value of each comparison level (:mod:`client_sdk.evidence`,
+docs/probabilistic.md).
 
 Work is done in blocks of rows (one block = one chunk of the batch), so ``workers > 1``
 spreads blocks over processes: each worker derives the tokens and references of a block
@@ -28,23 +28,20 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from itertools import chain
 from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
 from typing import Any
 
 from mypy_extensions import mypyc_attr
 
+from client_sdk.evidence import Evidence, EvidenceEncoder
 from client_sdk.local_index import LocalIndex
-from client_sdk.normalise.transforms import LEVEL_FUNCTIONS, TRANSFORM_FUNCTIONS
+from client_sdk.normalise.transforms import TRANSFORM_FUNCTIONS
 from client_sdk.record import NormalisedRecord
 from keys.batch import BatchManifest, BatchWriter
 from keys.chunk import RESEARCH_RESTRICTED, ChunkEvidence, TokenChunk, encode_chunk_columns
 from keys.derive import (
-    ComparisonToken,
     DomainKey,
-    EvidenceDeriver,
-    LevelDigests,
     RecordRef,
     ReferenceDeriver,
     Token,
@@ -58,7 +55,6 @@ __all__ = [
     "CHUNK_RECORDS",
     "BatchSummary",
     "EncodedChunk",
-    "Evidence",
     "RecordBlocks",
     "TokeniseParams",
     "Tokeniser",
@@ -69,8 +65,6 @@ __all__ = [
 CHUNK_RECORDS = 20_000
 """Records per chunk (and per block of work handed to a worker)."""
 
-_EVIDENCE_WINDOW = 1_024
-"""Records whose evidence is derived together (see :meth:`Tokeniser._chunk_evidence`)."""
 _UNIQUE_FIELDS = frozenset({"nhs_number", "other_id", "address_line"})
 _CACHE_SIZE = 1 << 17
 
@@ -79,9 +73,6 @@ _Row = tuple[Any, ...]
 # A match key's layout over the encoded (field, transform) columns: per key field, the
 # column's index, or the indices of an unordered group's parts.
 _Layout = tuple[int | tuple[int, ...], ...]
-# One record's evidence: a block token (or None) per blocking key, and per evidence column
-# the record's comparison tokens.
-Evidence = tuple[tuple[Token | None, ...], tuple[tuple[ComparisonToken, ...], ...]]
 
 
 # Sent to the workers: pickling a frozen native (compiled) class fails, so this stays a
@@ -143,17 +134,13 @@ class Tokeniser:
         "_block_columns",
         "_block_parts",
         "_columns",
-        "_comparisons",
         "_deriver",
         "_evidence",
-        "_evidence_columns",
         "_groups",
         "_key_columns",
         "_getter",
         "_parts",
         "_refs",
-        "_under",
-        "_zero_counts",
         "block_names",
         "key_names",
         "params",
@@ -172,17 +159,6 @@ class Tokeniser:
         )
         self._refs = ReferenceDeriver(params.reference_secret, dataset=params.dataset)
         self.block_names = tuple(b.name for b in spec.blocking_keys)
-        self._evidence = (
-            EvidenceDeriver(
-                params.domain_key,
-                domain=params.domain,
-                version=params.key_version,
-                spec_hash=spec.content_hash,
-                block_names=self.block_names,
-            )
-            if spec.blocking_keys
-            else None
-        )
         used: list[str] = []
         for key in (*spec.match_keys, *spec.blocking_keys):
             for f in key.leaves:
@@ -246,25 +222,17 @@ class Tokeniser:
         ]
         self._block_columns = tuple(block_layouts)
         self._block_parts = tuple(_parts_getter(layout) for layout in block_layouts)
-        self._comparisons = tuple(
-            (
-                2 + used.index(c.field),
-                _level_encoder(c.name, c.levels, cached=c.field not in _UNIQUE_FIELDS),
-                (b"", bytes(len(c.levels))),
+        self._evidence = (
+            EvidenceEncoder(
+                spec,
+                params.domain_key,
+                domain=params.domain,
+                key_version=params.key_version,
+                fields=used,
+                uncached=_UNIQUE_FIELDS,
             )
-            for c in spec.comparisons
-        )
-        self._under = tuple(spec.comparisons_under(j) for j in range(len(spec.blocking_keys)))
-        self._zero_counts = tuple(
-            bytes(sum(len(spec.comparisons[c].levels) for c in under)) for under in self._under
-        )
-        self._evidence_columns = tuple(
-            (
-                col.block,
-                spec.comparisons[col.comparison].name,
-                spec.comparisons[col.comparison].levels[col.level],
-            )
-            for col in spec.evidence_columns
+            if spec.blocking_keys
+            else None
         )
 
     def row(self, record: NormalisedRecord) -> _Row:
@@ -320,113 +288,19 @@ class Tokeniser:
     def comparison_digests_of_row(self, row: _Row, block: int) -> list[tuple[int, bytes]]:
         """Per comparison value under ``block``: its column there and its level digest.
 
-        For the linter, which counts how many records share a comparison value inside a
-        block; digests never leave the process.
+        For the linter (:meth:`client_sdk.evidence.EvidenceEncoder.comparison_digests_of_row`).
         """
-        column = sum(len(self._comparisons[c][2][1]) for j in range(block) for c in self._under[j])
-        out: list[tuple[int, bytes]] = []
-        for c in self._under[block]:
-            position, levels, empty = self._comparisons[c]
-            value = row[position]
-            digests, counts = levels(value) if value else empty
-            at = 0
-            for k, count in enumerate(counts):
-                for _ in range(count):
-                    out.append((column + k, digests[at : at + 16]))
-                    at += 16
-            column += len(counts)
-        return out
+        if self._evidence is None:
+            raise IndexError(f"no blocking key {block}: the spec has none")
+        return self._evidence.comparison_digests_of_row(row, block)
 
     def _chunk_evidence(
         self, rows: Sequence[_Row], block_values: Sequence[Sequence[bytes | None]]
     ) -> ChunkEvidence | None:
-        """The chunk evidence of ``rows``; ``block_values[j][i]`` is row i's block j input.
-
-        Worked in windows of :data:`_EVIDENCE_WINDOW` records, so that the window's
-        secrets, digests and cipher input (some 1.3 MB) stay in the processor's cache
-        through every pass over them: against one pass over a 20,000-record chunk (25 MB)
-        this halves the cost of the joins, the XOR and the cipher.
-        """
-        deriver = self._evidence
-        if deriver is None:
+        """The chunk evidence of ``rows`` (``None`` without blocking keys)."""
+        if self._evidence is None:
             return None
-        blocks: list[tuple[Token | None, ...]] = []
-        counts: list[bytes] = []
-        tokens: list[bytes] = []
-        for start in range(0, len(rows), _EVIDENCE_WINDOW):
-            end = start + _EVIDENCE_WINDOW
-            window = self._window_evidence(
-                deriver, rows[start:end], [column[start:end] for column in block_values]
-            )
-            blocks += window[0]
-            counts.append(window[1])
-            tokens.append(window[2])
-        return ChunkEvidence(
-            block_names=self.block_names,
-            columns=self._evidence_columns,
-            blocks=blocks,
-            counts=b"".join(counts),
-            tokens=b"".join(tokens),
-        )
-
-    def _window_evidence(
-        self,
-        deriver: EvidenceDeriver,
-        rows: Sequence[_Row],
-        block_values: Sequence[Sequence[bytes | None]],
-    ) -> tuple[list[tuple[Token | None, ...]], bytes, bytes]:
-        """Block tokens, counts and comparison tokens of a window of records.
-
-        Worked column by column, as :meth:`encode_rows` works the match keys: each
-        comparison's level digests are looked up once per record (cached per value) and
-        reused under every block; each blocking key's tokens and secrets come from one loop
-        (:meth:`keys.derive.EvidenceDeriver.block_column`); the record-by-record order of
-        the chunk is then one C-level join over the columns, and the window's comparison
-        tokens one call of :meth:`keys.derive.EvidenceDeriver.comparison_tokens`.
-        """
-        n = len(rows)
-        digest_columns: list[list[bytes]] = []
-        count_columns: list[list[bytes]] = []
-        for position, levels, empty in self._comparisons:
-            looked_up = [levels(v) if v else empty for v in [r[position] for r in rows]]
-            digest_columns.append([x[0] for x in looked_up])
-            count_columns.append([x[1] for x in looked_up])
-        token_columns: list[list[Token | None]] = []
-        digests: list[list[bytes]] = []  # per blocking key, each record's digests under it
-        counts: list[list[bytes]] = []
-        secrets: list[list[bytes]] = []
-        for j, under in enumerate(self._under):
-            tokens, block_secrets = deriver.block_column(j, block_values[j])
-            token_columns.append(tokens)
-            if under:
-                joined = list(map(b"".join, zip(*[digest_columns[c] for c in under], strict=True)))
-                joined_counts = list(
-                    map(b"".join, zip(*[count_columns[c] for c in under], strict=True))
-                )
-            else:
-                joined, joined_counts = [b""] * n, [b""] * n
-            if None in block_secrets:  # records without the block: no tokens, zero counts
-                zeros = self._zero_counts[j]
-                joined = [d if s else b"" for d, s in zip(joined, block_secrets, strict=True)]
-                joined_counts = [
-                    c if s else zeros for c, s in zip(joined_counts, block_secrets, strict=True)
-                ]
-            digests.append(joined)
-            counts.append(joined_counts)
-            secrets.append(
-                [
-                    s * (len(d) >> 4) if s else b""
-                    for s, d in zip(block_secrets, joined, strict=True)
-                ]
-            )
-        return (
-            list(zip(*token_columns, strict=True)),
-            b"".join(chain.from_iterable(zip(*counts, strict=True))),
-            deriver.comparison_tokens(
-                b"".join(chain.from_iterable(zip(*secrets, strict=True))),
-                b"".join(chain.from_iterable(zip(*digests, strict=True))),
-            ),
-        )
+        return self._evidence.chunk(rows, block_values)
 
     def reference(self, local_id: str) -> RecordRef:
         """The opaque reference of a local record id."""
@@ -575,30 +449,6 @@ def _encoder(
             transformed = value if function is None else function(value)
             out.append(encode_value(transformed) if transformed else None)
         return tuple(out)
-
-    return lru_cache(maxsize=_CACHE_SIZE)(encode) if cached else encode
-
-
-def _level_encoder(
-    comparison: str, levels: Sequence[str], *, cached: bool
-) -> Callable[[str], tuple[bytes, bytes]]:
-    """Value → its level digests joined (16 bytes each), and how many per level (a byte each).
-
-    Digests are :class:`keys.derive.LevelDigests` of each level's values, strongest level
-    first (docs/token-format.md#comparison-tokens).
-    """
-    functions = tuple(
-        (LevelDigests(comparison, level).digests, LEVEL_FUNCTIONS[level]) for level in levels
-    )
-
-    def encode(value: str) -> tuple[bytes, bytes]:
-        parts: list[bytes] = []
-        counts: list[int] = []
-        for digests, function in functions:
-            values = function(value)
-            parts.append(digests(values))
-            counts.append(len(values))
-        return b"".join(parts), bytes(counts)
 
     return lru_cache(maxsize=_CACHE_SIZE)(encode) if cached else encode
 

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 HOT_PATH: tuple[str, ...] = (
     "client_sdk/readers/csv.py",
     "client_sdk/pipeline.py",
+    "client_sdk/rows.py",
     "client_sdk/tokenise.py",
+    "client_sdk/evidence.py",
     "keys/derive.py",
     "keys/chunk.py",
     *sorted(

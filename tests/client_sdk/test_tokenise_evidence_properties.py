@@ -18,10 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import keys.derive
+from client_sdk.evidence import Evidence
 from client_sdk.mapping import parse_mapping
 from client_sdk.pipeline import iter_records
 from client_sdk.record import NormalisedRecord
-from client_sdk.tokenise import Evidence, TokeniseParams, Tokeniser
+from client_sdk.tokenise import TokeniseParams, Tokeniser
 from keys.chunk import decode_chunk
 from keys.derive import DomainKey
 from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
