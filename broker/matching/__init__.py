@@ -62,6 +62,7 @@ from broker.matching.score import (
     one_to_one,
     score_pairs,
     tf_adjustment,
+    weight_probability,
 )
 
 __all__ = [
@@ -88,4 +89,5 @@ __all__ = [
     "one_to_one",
     "score_pairs",
     "tf_adjustment",
+    "weight_probability",
 ]

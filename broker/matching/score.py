@@ -35,6 +35,7 @@ __all__ = [
     "one_to_one",
     "score_pairs",
     "tf_adjustment",
+    "weight_probability",
 ]
 
 DEFAULT_MAX_BLOCK = 500
@@ -188,10 +189,10 @@ class _BlockScorer:
         """The pair (of this block, under key ``j``) with its agreement vector scored."""
         tf = self.tf_weight(vector, a, b)
         weight = self.model.match_weight(vector) + tf
-        return ScoredPair(a.record, b.record, j, vector, weight, _probability(weight), tf)
+        return ScoredPair(a.record, b.record, j, vector, weight, weight_probability(weight), tf)
 
 
-def _probability(weight: float) -> float:
+def weight_probability(weight: float) -> float:
     """Posterior probability of a match from log2 posterior odds."""
     if weight > 60:
         return 1.0
