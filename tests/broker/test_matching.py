@@ -413,3 +413,39 @@ def test_term_frequency_scores_do_not_depend_on_input_order(rng: random.Random) 
         if p.left in {r.record for r in shuffled[:cut]}
         or p.right in {r.record for r in shuffled[:cut]}
     ]
+
+
+def test_term_frequencies_count_only_the_pairs_own_block() -> None:
+    """The privacy claim: a pair's adjustment reads its block's records and nothing else.
+    Records of other blocks holding the same value leave the score alone; one more
+    record holding the pair's values inside the block lowers it."""
+    tokeniser = _tokeniser()
+    layout, population = _evidence(tokeniser, _population(3))
+    model = fit(layout, population)
+    block = _one_birthday(4)
+    outside = [
+        (
+            "gp",
+            _record(
+                f"far{i}",
+                given_name="ZENOBIA",
+                family_name=f"Y{i}",
+                date_of_birth="1990-02-0" + str(i + 1),
+            ),
+        )
+        for i in range(5)
+    ]
+    inside = [("hosp", block[0][1]._replace(local_id="near"))]
+
+    def rare_pair(extra: list[tuple[str, NormalisedRecord]]) -> ScoredPair:
+        _, records = _evidence(tokeniser, block + extra)
+        (pair,) = [
+            p
+            for p in score_pairs(model, _dob_only(layout, records), [])
+            if (p.left, p.right) == (0, 1)
+        ]
+        return pair
+
+    alone = rare_pair([])
+    assert rare_pair(outside) == alone
+    assert rare_pair(inside).tf_weight < alone.tf_weight
