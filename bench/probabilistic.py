@@ -97,15 +97,19 @@ fields = ["given_name:soundex", "family_name:soundex"]
 name = "postcode_initial"
 fields = ["postcode", "given_name:initial"]
 
+[[blocking_keys]]
+name = "postcode_family"
+fields = ["postcode", "family_name:soundex"]
+
 [[comparisons]]
 name = "given"
 field = "given_name"
-levels = ["exact", "nysiis", "initial"]
+levels = ["exact", "nysiis", "metaphone", "soundex", "initial"]
 
 [[comparisons]]
 name = "family"
 field = "family_name"
-levels = ["exact", "nysiis", "part"]
+levels = ["exact", "nysiis", "metaphone", "soundex", "part"]
 
 [[comparisons]]
 name = "dob"

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from broker.matching import MISSING, Model, ScoredPair, Thresholds
+from broker.matching import MISSING, Model, ScoredPair, Thresholds, weight_probability
 
 __all__ = [
     "MISSING_LEVEL",
@@ -169,8 +169,13 @@ def probability_histogram(
     return [HistogramBinOut(low=edges[i], high=edges[i + 1], pairs=n) for i, n in enumerate(counts)]
 
 
-def waterfall(model: Model, block: int, vector: Sequence[int]) -> WaterfallOut:
+def waterfall(
+    model: Model, block: int, vector: Sequence[int], *, tf_weight: float = 0.0
+) -> WaterfallOut:
     """The waterfall of a pair scored under blocking key ``block`` with agreement ``vector``.
+
+    ``tf_weight`` (``ScoredPair.tf_weight``), when not zero, is a last step: the pair's
+    term-frequency adjustments, so that the steps add up to the pair's match weight.
 
     Raises:
         ValueError: ``block`` is not a key of the model, or ``vector`` does not fit it.
@@ -193,11 +198,18 @@ def waterfall(model: Model, block: int, vector: Sequence[int]) -> WaterfallOut:
         steps.append(
             WaterfallStepOut(label=weights.name, level=name, weight=step, cumulative=running)
         )
+    if tf_weight:
+        running += tf_weight
+        steps.append(
+            WaterfallStepOut(
+                label="term frequencies", level="exact", weight=tf_weight, cumulative=running
+            )
+        )
     return WaterfallOut(
         block=fitted.block,
         steps=steps,
-        match_weight=fitted.match_weight(vector),
-        probability=fitted.probability(vector),
+        match_weight=running,
+        probability=weight_probability(running),
     )
 
 
@@ -240,5 +252,7 @@ def build_probabilistic_report(
         pairs_at_link=sum(p.probability >= thresholds.link for p in pairs),
         pairs_for_review=sum(thresholds.review <= p.probability < thresholds.link for p in pairs),
         histogram=probability_histogram(p.probability for p in pairs),
-        example=None if chosen is None else waterfall(model, chosen.block, chosen.agreement),
+        example=None
+        if chosen is None
+        else waterfall(model, chosen.block, chosen.agreement, tf_weight=chosen.tf_weight),
     )

@@ -24,7 +24,8 @@ Interface for the engine
    call ``score_pairs(model, new, neighbourhood)``. It returns every candidate pair that
    involves a new record (records of two different datasets), best first, as
    :class:`ScoredPair` (the two record numbers, the blocking key, the agreement vector,
-   the match weight and probability). Identical evidence gives identical scores and
+   the match weight and probability, term-frequency adjustments from the block's own
+   token counts included). Identical evidence gives identical scores and
    order, whatever the order of the inputs.
 4. **Decide (the engine's rules).** The cascade runs first: a record that joined through
    an exact key is linked as now. For the rest, the engine walks the scored pairs best
@@ -60,6 +61,8 @@ from broker.matching.score import (
     model_threshold,
     one_to_one,
     score_pairs,
+    tf_adjustment,
+    weight_probability,
 )
 
 __all__ = [
@@ -85,4 +88,6 @@ __all__ = [
     "model_to_json",
     "one_to_one",
     "score_pairs",
+    "tf_adjustment",
+    "weight_probability",
 ]

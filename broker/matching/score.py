@@ -4,8 +4,10 @@
   holding more than ``max_block`` records is skipped (its pairs would be too many to
   compare and too weak to tell apart: the linter refuses such keys beforehand).
 - **Score**: a pair's agreement vector under each blocking key it shares, scored by that
-  key's :class:`~broker.matching.model.BlockModel`; the pair keeps the best of them (each
-  is a posterior given the pair is in that key's blocks).
+  key's :class:`~broker.matching.model.BlockModel` and adjusted for term frequency
+  (:func:`tf_adjustment`: an exact agreement on a value few records of the block hold
+  weighs more, on one many hold less); the pair keeps the best of them (each is a
+  posterior given the pair is in that key's blocks).
 - **Decision**: a pair whose probability is at least ``Thresholds.link`` may link, one at
   least ``Thresholds.review`` is a possible match for review, never linked silently.
   :func:`one_to_one` resolves, best first, datasets that hold one record per person.
@@ -13,11 +15,12 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from broker.matching.evidence import Layout, RecordEvidence, agreement
+from broker.matching.evidence import BlockLayout, Layout, RecordEvidence, agreement
 from broker.matching.model import BlockModel, estimate, level_counts
 
 __all__ = [
@@ -31,10 +34,22 @@ __all__ = [
     "model_threshold",
     "one_to_one",
     "score_pairs",
+    "tf_adjustment",
+    "weight_probability",
 ]
 
 DEFAULT_MAX_BLOCK = 500
 """Records in one block at most; a larger block makes no candidates."""
+
+TF_PRIOR_PAIRS = 10.0
+"""How many pairs the model's own ``u`` of an exact level counts for in a value's ``u``.
+
+The pseudo-count that keeps a small block (whose counts say little) near the model: a
+block of two records gives no adjustment at all."""
+
+EXACT = "exact"
+"""The level name term-frequency adjustments apply to (the only one whose token is a
+value: a phonetic or partial level's token is shared by many values)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +93,12 @@ class ScoredPair:
         right: the larger.
         block: index of the blocking key that gave the best score.
         agreement: the agreement vector under that key (per comparison of it).
-        match_weight: log2 posterior odds under that key.
+        match_weight: log2 posterior odds under that key, term-frequency adjustments
+            included.
         probability: posterior probability of a match under that key.
+        tf_weight: the part of ``match_weight`` that term frequencies gave (the sum of
+            :func:`tf_adjustment` over the exact agreements), so that the model's
+            per-level weights plus this add up to ``match_weight``.
     """
 
     left: int
@@ -88,6 +107,98 @@ class ScoredPair:
     agreement: tuple[int, ...]
     match_weight: float
     probability: float
+    tf_weight: float = 0.0
+
+
+def tf_adjustment(u_exact: float, next_weight_gap: float, holders: int, block_size: int) -> float:
+    """The term-frequency adjustment, in bits, of an exact agreement inside one block.
+
+    The model's ``u`` of an exact level is the chance that two non-matches of a block agree
+    on *some* value; for one value it is the chance another record of the block holds that
+    value (Splink's term-frequency ``u``). Inside the block the broker knows how many
+    records hold the agreeing token: ``holders`` of ``block_size``, the two of the pair
+    included. The other records estimate the value's ``u``, pulled towards ``u_exact`` as
+    :data:`TF_PRIOR_PAIRS` pairs would::
+
+        u_value = (holders - 2 + TF_PRIOR_PAIRS * u_exact) / (block_size - 2 + TF_PRIOR_PAIRS)
+
+    and the adjustment is ``log2(u_exact / u_value)``: positive for a value fewer records
+    hold than the model expects, negative for a common one, zero for a block of the pair
+    alone. It is bounded below by ``next_weight_gap`` (the next weaker level's weight minus
+    the exact level's, not positive), so an exact agreement never counts less than the
+    next level would; the pseudo-count is its floor above (``u_value`` never below
+    ``TF_PRIOR_PAIRS * u_exact / (block_size - 2 + TF_PRIOR_PAIRS)``).
+    """
+    others = max(0, holders - 2)
+    rest = max(0, block_size - 2)
+    u_value = (others + TF_PRIOR_PAIRS * u_exact) / (rest + TF_PRIOR_PAIRS)
+    return max(next_weight_gap, math.log2(u_exact / u_value))
+
+
+def _tf_columns(
+    layout: BlockLayout, block_model: BlockModel
+) -> tuple[tuple[int, int, float, float], ...]:
+    """Per comparison with an exact level: (comparison, column, u, next level's gap)."""
+    out: list[tuple[int, int, float, float]] = []
+    for c, (levels, columns, weights) in enumerate(
+        zip(layout.levels, layout.columns, block_model.comparisons, strict=True)
+    ):
+        if levels and levels[0] == EXACT:
+            gap = min(0.0, weights.weight(1) - weights.weight(0))
+            out.append((c, columns[0], weights.u[0], gap))
+    return tuple(out)
+
+
+class _BlockScorer:
+    """Scores the pairs of one block: the key's model, and the block's token counts.
+
+    The counts are of the block's own records (those the scorer was given), per exact
+    column, so they say nothing beyond the block.
+    """
+
+    def __init__(
+        self,
+        block_model: BlockModel,
+        tf_columns: tuple[tuple[int, int, float, float], ...],
+        members: Sequence[RecordEvidence],
+    ) -> None:
+        self.model = block_model
+        self.tf_columns = tf_columns
+        self.size = len(members)
+        self.counts: list[Counter[bytes]] = []
+        for _, column, _, _ in tf_columns:
+            counter: Counter[bytes] = Counter()
+            for record in members:
+                counter.update(set(record.cells[column]))
+            self.counts.append(counter)
+
+    def tf_weight(self, vector: Sequence[int], a: RecordEvidence, b: RecordEvidence) -> float:
+        """The sum of the term-frequency adjustments of the pair's exact agreements."""
+        total = 0.0
+        for (c, column, u_exact, gap), counts in zip(self.tf_columns, self.counts, strict=True):
+            if vector[c] != 0:
+                continue
+            shared = set(a.cells[column]).intersection(b.cells[column])
+            holders = max(counts[t] for t in shared)  # several: the commonest, conservative
+            total += tf_adjustment(u_exact, gap, holders, self.size)
+        return total
+
+    def scored(
+        self, j: int, a: RecordEvidence, b: RecordEvidence, vector: tuple[int, ...]
+    ) -> ScoredPair:
+        """The pair (of this block, under key ``j``) with its agreement vector scored."""
+        tf = self.tf_weight(vector, a, b)
+        weight = self.model.match_weight(vector) + tf
+        return ScoredPair(a.record, b.record, j, vector, weight, weight_probability(weight), tf)
+
+
+def weight_probability(weight: float) -> float:
+    """Posterior probability of a match from log2 posterior odds."""
+    if weight > 60:
+        return 1.0
+    if weight < -60:
+        return 0.0
+    return 1.0 / (1.0 + math.pow(2.0, -weight))
 
 
 def _blocks(
@@ -125,18 +236,37 @@ def candidate_pairs(
         it): a list, which spares hashing the records.
     """
     out: list[list[tuple[RecordEvidence, RecordEvidence]]] = [[] for _ in range(n_blocks)]
-    for j, blocks in enumerate(_blocks(records, n_blocks)):
-        for members in blocks.values():
-            if len(members) < 2 or len(members) > max_block:
+    for j, groups in enumerate(_groups(records, n_blocks, max_block)):
+        for members in groups:
+            out[j].extend(_pairs_of(members, new=new, same_dataset=same_dataset))
+    return out
+
+
+def _groups(
+    records: Iterable[RecordEvidence], n_blocks: int, max_block: int
+) -> list[list[list[RecordEvidence]]]:
+    """Per blocking key, the members of each block of 2 to ``max_block`` records, by number."""
+    return [
+        [
+            sorted(members, key=lambda r: r.record)
+            for _, members in sorted(blocks.items())
+            if 2 <= len(members) <= max_block
+        ]
+        for blocks in _blocks(records, n_blocks)
+    ]
+
+
+def _pairs_of(
+    ordered: Sequence[RecordEvidence], *, new: frozenset[int] | None, same_dataset: bool
+) -> list[tuple[RecordEvidence, RecordEvidence]]:
+    out: list[tuple[RecordEvidence, RecordEvidence]] = []
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1 :]:
+            if (a.dataset == b.dataset) != same_dataset:
                 continue
-            ordered = sorted(members, key=lambda r: r.record)
-            for i, a in enumerate(ordered):
-                for b in ordered[i + 1 :]:
-                    if (a.dataset == b.dataset) != same_dataset:
-                        continue
-                    if new is not None and a.record not in new and b.record not in new:
-                        continue
-                    out[j].append((a, b))
+            if new is not None and a.record not in new and b.record not in new:
+                continue
+            out.append((a, b))
     return out
 
 
@@ -190,7 +320,7 @@ def fit_scored(
     """
     held = list(records)
     n_blocks = len(layout.blocks)
-    pairs = candidate_pairs(held, n_blocks=n_blocks, max_block=max_block)
+    grouped = _groups(held, n_blocks, max_block)
     declared = [r for r in held if one_per_person is None or r.dataset in one_per_person]
     known = candidate_pairs(declared, n_blocks=n_blocks, max_block=max_block, same_dataset=True)
     non_matches = [
@@ -204,14 +334,18 @@ def fit_scored(
         ):
             total = pooled.setdefault(name, [0.0] * len(row))
             pooled[name] = [a + b for a, b in zip(total, row, strict=True)]
-    vectors: list[list[tuple[int, int, tuple[int, ...]]]] = []
+    vectors: list[list[tuple[int, RecordEvidence, RecordEvidence, tuple[int, ...]]]] = []
     linked_patterns: list[Counter[tuple[int, ...]]] = []
     pooled_m: dict[str, list[float]] = {}
-    for block_layout, block_pairs in zip(layout.blocks, pairs, strict=True):
-        scored = [(a.record, b.record, agreement(block_layout, a, b)) for a, b in block_pairs]
+    for block_layout, groups in zip(layout.blocks, grouped, strict=True):
+        scored = [
+            (g, a, b, agreement(block_layout, a, b))
+            for g, members in enumerate(groups)
+            for a, b in _pairs_of(members, new=None, same_dataset=False)
+        ]
         vectors.append(scored)
         matches = Counter(
-            v for left, right, v in scored if linked is not None and linked(left, right)
+            v for _, a, b, v in scored if linked is not None and linked(a.record, b.record)
         )
         linked_patterns.append(matches)
         for name, row in zip(
@@ -236,7 +370,7 @@ def fit_scored(
                 ]
                 for name in block_layout.comparisons
             ]
-        candidates = Counter(vector for _, _, vector in scored)
+        candidates = Counter(vector for _, _, _, vector in scored)
         models.append(
             estimate(
                 block_layout,
@@ -249,18 +383,30 @@ def fit_scored(
         )
     model = Model(layout, tuple(models), max_block)
     best: dict[tuple[int, int], ScoredPair] = {}
-    for j, (block_model, scored) in enumerate(zip(models, vectors, strict=True)):
-        for left, right, vector in scored:
-            weight = block_model.match_weight(vector)
-            held_pair = best.get((left, right))
-            if held_pair is None or weight > held_pair.match_weight:
-                best[(left, right)] = ScoredPair(
-                    left, right, j, vector, weight, block_model.probability(vector)
-                )
-    ordered = sorted(
-        best.values(), key=lambda p: (-p.probability, -p.match_weight, p.left, p.right)
-    )
-    return model, ordered
+    for j, (block_layout, block_model, scored) in enumerate(
+        zip(layout.blocks, models, vectors, strict=True)
+    ):
+        tf_columns = _tf_columns(block_layout, block_model)
+        scorers: dict[int, _BlockScorer] = {}
+        for g, a, b, vector in scored:
+            scorer = scorers.get(g)
+            if scorer is None:
+                scorer = _BlockScorer(block_model, tf_columns, grouped[j][g])
+                scorers[g] = scorer
+            _keep_best(best, scorer.scored(j, a, b, vector))
+    return model, _best_first(best.values())
+
+
+def _keep_best(best: dict[tuple[int, int], ScoredPair], pair: ScoredPair) -> None:
+    """Keep ``pair`` if it scores higher than the same pair under an earlier key."""
+    key = (pair.left, pair.right)
+    held = best.get(key)
+    if held is None or pair.match_weight > held.match_weight:
+        best[key] = pair
+
+
+def _best_first(pairs: Iterable[ScoredPair]) -> list[ScoredPair]:
+    return sorted(pairs, key=lambda p: (-p.probability, -p.match_weight, p.left, p.right))
 
 
 def score_pairs(
@@ -282,26 +428,21 @@ def score_pairs(
     """
     by_record = {r.record: r for r in neighbourhood}
     by_record.update((r.record, r) for r in new)
-    pairs = candidate_pairs(
-        by_record.values(),
-        n_blocks=len(model.layout.blocks),
-        max_block=model.max_block,
-        new=frozenset(r.record for r in new),
-    )
+    fresh = frozenset(r.record for r in new)
+    grouped = _groups(by_record.values(), len(model.layout.blocks), model.max_block)
     best: dict[tuple[int, int], ScoredPair] = {}
-    for j, (block_layout, block_model) in enumerate(
-        zip(model.layout.blocks, model.blocks, strict=True)
+    for j, (block_layout, block_model, groups) in enumerate(
+        zip(model.layout.blocks, model.blocks, grouped, strict=True)
     ):
-        for a, b in pairs[j]:
-            vector = agreement(block_layout, a, b)
-            weight = block_model.match_weight(vector)
-            key = (a.record, b.record)
-            held = best.get(key)
-            if held is None or weight > held.match_weight:
-                best[key] = ScoredPair(
-                    a.record, b.record, j, vector, weight, block_model.probability(vector)
-                )
-    return sorted(best.values(), key=lambda p: (-p.probability, -p.match_weight, p.left, p.right))
+        tf_columns = _tf_columns(block_layout, block_model)
+        for members in groups:
+            pairs = _pairs_of(members, new=fresh, same_dataset=False)
+            if not pairs:
+                continue
+            scorer = _BlockScorer(block_model, tf_columns, members)
+            for a, b in pairs:
+                _keep_best(best, scorer.scored(j, a, b, agreement(block_layout, a, b)))
+    return _best_first(best.values())
 
 
 def model_threshold(

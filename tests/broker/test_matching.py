@@ -6,6 +6,7 @@ evidence is what a batch carries; no broker, no Redis (the package is pure).
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -25,7 +26,9 @@ from broker.matching import (
     model_threshold,
     one_to_one,
     score_pairs,
+    tf_adjustment,
 )
+from broker.matching.score import TF_PRIOR_PAIRS
 from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import TokeniseParams, Tokeniser
 from keys.derive import DomainKey
@@ -295,3 +298,154 @@ def test_fit_scored_scores_every_candidate_pair_as_score_pairs_does() -> None:
     model, pairs = fit_scored(layout, records)
     assert model == fit(layout, records)
     assert pairs and pairs == score_pairs(model, records, ())
+
+
+def _dob_only(layout: Layout, records: list[RecordEvidence]) -> list[RecordEvidence]:
+    """The records with only their date-of-birth block: every pair scored under that key."""
+    j = _block(layout, "dob")
+    return [
+        RecordEvidence(
+            r.record,
+            r.dataset,
+            tuple(t if k == j else None for k, t in enumerate(r.blocks)),
+            r.cells,
+        )
+        for r in records
+    ]
+
+
+def _one_birthday(common: int) -> list[tuple[str, NormalisedRecord]]:
+    """One date-of-birth block: a pair agreeing on a rare given name, one on a name that
+    ``common`` more records of the block hold, and those records (other people)."""
+    day = {"date_of_birth": "1961-05-17", "sex": "F", "postcode": "LS6 2AB"}
+    out = [
+        ("gp", _record("rare-gp", given_name="ZENOBIA", family_name="HOLT", **day)),
+        ("hosp", _record("rare-h", given_name="ZENOBIA", family_name="HOLT", **day)),
+        ("gp", _record("common-gp", given_name="MARY", family_name="DEAN", **day)),
+        ("hosp", _record("common-h", given_name="MARY", family_name="DEAN", **day)),
+    ]
+    for i in range(common):
+        other = {**day, "sex": "MF"[i % 2], "postcode": f"LS{i + 7} 1AB"}
+        out.append(
+            (
+                "gp" if i % 2 else "hosp",
+                _record(f"other{i}", given_name="MARY", family_name=f"X{i}", **other),
+            )
+        )
+    return out
+
+
+def _birthday_scores(common: int) -> tuple[Layout, dict[str, ScoredPair]]:
+    tokeniser = _tokeniser()
+    layout, population = _evidence(tokeniser, _population(3))
+    model = fit(layout, population)
+    block = _one_birthday(common)
+    _, records = _evidence(tokeniser, block)
+    records = _dob_only(layout, records)
+    ids = {r.record: block[r.record][1].local_id for r in records}
+    pairs = score_pairs(model, records, [])
+    return layout, {f"{ids[p.left]}+{ids[p.right]}": p for p in pairs}
+
+
+def test_a_rarer_exact_agreement_weighs_more_inside_a_block() -> None:
+    layout, scores = _birthday_scores(common=12)
+    rare, common = scores["rare-gp+rare-h"], scores["common-gp+common-h"]
+    dob = layout.blocks[_block(layout, "dob")]
+    given = dob.comparisons.index("given")
+    assert rare.agreement == common.agreement and rare.agreement[given] == 0
+    assert rare.match_weight - rare.tf_weight == pytest.approx(
+        common.match_weight - common.tf_weight
+    )  # the same model weights: only the term frequencies differ
+    assert rare.tf_weight > common.tf_weight
+    assert rare.match_weight > common.match_weight
+    assert rare.probability >= common.probability
+
+
+def test_a_block_of_the_pair_alone_adjusts_nothing() -> None:
+    tokeniser = _tokeniser()
+    layout, population = _evidence(tokeniser, _population(3))
+    model = fit(layout, population)
+    _, pair = _evidence(tokeniser, _one_birthday(0)[:2])
+    (scored,) = score_pairs(model, _dob_only(layout, pair), [])
+    assert scored.tf_weight == 0.0
+    dob = model.blocks[_block(layout, "dob")]
+    assert scored.match_weight == pytest.approx(dob.match_weight(scored.agreement))
+
+
+@given(
+    u=st.floats(min_value=1e-4, max_value=0.9),
+    gap=st.floats(min_value=-20.0, max_value=0.0),
+    size=st.integers(min_value=2, max_value=500),
+    data=st.data(),
+)
+def test_tf_adjustment_follows_the_value_share_and_is_bounded(
+    u: float, gap: float, size: int, data: st.DataObject
+) -> None:
+    holders = data.draw(st.integers(min_value=2, max_value=size))
+    adjust = tf_adjustment(u, gap, holders, size)
+    assert adjust >= gap  # never below the next weaker level
+    assert adjust <= math.log2((size - 2 + TF_PRIOR_PAIRS) / TF_PRIOR_PAIRS) + 1e-9  # floor
+    share = (holders - 2) / (size - 2) if size > 2 else u
+    if size == 2 or share == pytest.approx(u, rel=1e-9):
+        assert adjust == pytest.approx(0.0, abs=1e-9)  # as common as the model expects
+    elif share < u:
+        assert adjust > 0  # rarer than expected: stronger evidence
+    else:
+        assert adjust <= 0
+    if holders < size:  # one more holder: the value is commoner, the evidence weaker
+        assert tf_adjustment(u, gap, holders + 1, size) <= adjust
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_term_frequency_scores_do_not_depend_on_input_order(rng: random.Random) -> None:
+    tokeniser = _tokeniser()
+    layout, population = _evidence(tokeniser, _population(4, people=120))
+    model = fit(layout, population)
+    _, records = _evidence(tokeniser, _one_birthday(6))
+    expected = score_pairs(model, records, [])
+    shuffled = records[:]
+    rng.shuffle(shuffled)
+    cut = rng.randint(0, len(shuffled))
+    assert score_pairs(model, shuffled[:cut], shuffled[cut:]) == [
+        p
+        for p in expected
+        if p.left in {r.record for r in shuffled[:cut]}
+        or p.right in {r.record for r in shuffled[:cut]}
+    ]
+
+
+def test_term_frequencies_count_only_the_pairs_own_block() -> None:
+    """The privacy claim: a pair's adjustment reads its block's records and nothing else.
+    Records of other blocks holding the same value leave the score alone; one more
+    record holding the pair's values inside the block lowers it."""
+    tokeniser = _tokeniser()
+    layout, population = _evidence(tokeniser, _population(3))
+    model = fit(layout, population)
+    block = _one_birthday(4)
+    outside = [
+        (
+            "gp",
+            _record(
+                f"far{i}",
+                given_name="ZENOBIA",
+                family_name=f"Y{i}",
+                date_of_birth="1990-02-0" + str(i + 1),
+            ),
+        )
+        for i in range(5)
+    ]
+    inside = [("hosp", block[0][1]._replace(local_id="near"))]
+
+    def rare_pair(extra: list[tuple[str, NormalisedRecord]]) -> ScoredPair:
+        _, records = _evidence(tokeniser, block + extra)
+        (pair,) = [
+            p
+            for p in score_pairs(model, _dob_only(layout, records), [])
+            if (p.left, p.right) == (0, 1)
+        ]
+        return pair
+
+    alone = rare_pair([])
+    assert rare_pair(outside) == alone
+    assert rare_pair(inside).tf_weight < alone.tf_weight

@@ -52,13 +52,17 @@ def test_counts_split_the_scored_pairs_at_the_thresholds(world) -> None:
 
 def test_the_waterfall_adds_up_to_the_pairs_score(world) -> None:
     for pair in world.pairs[:: max(1, len(world.pairs) // 25)]:
-        fall = waterfall(world.model, pair.block, pair.agreement)
+        fall = waterfall(world.model, pair.block, pair.agreement, tf_weight=pair.tf_weight)
         fitted = world.model.blocks[pair.block]
         assert fall.steps[0].label == f"prior ({fitted.block})"
         assert sum(s.weight for s in fall.steps) == pytest.approx(pair.match_weight)
         assert fall.steps[-1].cumulative == pytest.approx(pair.match_weight)
         assert fall.probability == pytest.approx(pair.probability)
-        for step, level in zip(fall.steps[1:], pair.agreement, strict=True):
+        comparisons = fall.steps[1 : 1 + len(pair.agreement)]
+        assert fall.steps[1 + len(pair.agreement) :] == (
+            [] if not pair.tf_weight else fall.steps[-1:]
+        )  # term frequencies, when they moved the score, are the last step
+        for step, level in zip(comparisons, pair.agreement, strict=True):
             if level == MISSING:
                 assert (step.level, step.weight) == ("missing", 0.0)
 
