@@ -114,8 +114,10 @@ def test_prometheus_scrapes_the_link_workers_with_the_token_from_a_file():
     assert workers
     for job in workers:
         assert set(job["authorization"]) == {"type", "credentials_file"}
-    targets = [t for job in workers for c in job.get("static_configs", []) for t in c["targets"]]
-    assert targets and all(t.endswith(":8471") for t in targets)
+    ports = [c["port"] for job in workers for c in job.get("dns_sd_configs", [])]
+    compose = _documents(DEPLOY / "compose" / "compose.yaml")[0]
+    health = compose["services"]["link-worker"]["environment"]
+    assert ports == [int(health["TESSERA_BROKER_LINK_WORKER_HEALTH_PORT"])]
 
 
 def test_no_secret_is_inline_anywhere():
@@ -166,7 +168,7 @@ def test_network_policies_admit_only_the_api_and_only_brokers_to_redis():
     assert rule["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
-    assert rule["ports"] == [{"port": 8471, "protocol": "TCP"}]
+    assert rule["ports"] == [{"port": 9470, "protocol": "TCP"}]
     selected = {name for name, spec in policies.items() if spec["podSelector"]}
     assert selected == {"tessera-broker", "tessera-link-worker-health", "tessera-redis"}
 
