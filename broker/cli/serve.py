@@ -1,10 +1,11 @@
 """``tessera-broker serve`` and ``tessera-broker link-worker``: the broker's long-running processes.
 
 ``serve`` runs the HTTP API in one process, or in N processes sharing one listening socket
-(``--workers N``); ``link-worker`` links committed batches and serves nothing. Everything
-that can stop them is checked before anything starts — the port, the keystore, Redis and
-its schema version, the TLS files — so that a bad start is one line on stderr and a
-non-zero exit, never a traceback in a log line.
+(``--workers N``); ``link-worker`` links committed batches and serves no API (only, with
+``--health-port``, its health port: broker/worker_health.py). Everything that can stop
+them is checked before anything starts — the ports, the keystore, Redis and its schema
+version, the TLS files — so that a bad start is one line on stderr and a non-zero exit,
+never a traceback in a log line.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ def serve_command(
 )
 @data_dir_option
 def link_worker_command(health_port: int | None, health_host: str, data_dir: Path | None) -> None:
-    """Link committed batches, serving no HTTP, until Ctrl-C or SIGTERM.
+    """Link committed batches, serving no API, until Ctrl-C or SIGTERM.
 
     Run as many as you like on the broker's Redis: they share the linkage domains by
     lease (TESSERA_BROKER_LINK_LEASE_SECONDS, 30 s), and one takes over the domain of a
