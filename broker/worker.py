@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -82,12 +83,32 @@ class LinkWorker:
         self._rotation_owed = False
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._beat = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="tessera-link-worker", daemon=True)
 
     @property
     def owner(self) -> str:
         """This worker's id in the leases it holds."""
         return self._owner
+
+    @property
+    def stall_seconds(self) -> float:
+        """How long the loop may go without a beat before it counts as hung.
+
+        A loop that is not linking beats at least every poll interval; one that is
+        linking beats after every slice, and a slice longer than the scope lease loses
+        the lease anyway, so the bound is the longer of three polls and the lease.
+        """
+        return max(3 * self._poll, self._lease)
+
+    def seconds_since_beat(self) -> float:
+        """Seconds since the loop last made progress (``/healthz``, broker/worker_health.py)."""
+        return time.monotonic() - self._beat
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker thread is alive."""
+        return self._thread.is_alive()
 
     def start(self) -> None:
         """Start the worker thread (it first resumes anything left queued).
@@ -138,6 +159,7 @@ class LinkWorker:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
+            self._beat = time.monotonic()
             try:
                 worked = self._drain()
             except Exception:
@@ -267,6 +289,7 @@ class LinkWorker:
         store = self._runtime.store
 
         def check() -> bool:
+            self._beat = time.monotonic()
             if self._stopping.is_set():
                 return False
             if not claim_scope(store, scope, owner=self._owner, ttl_seconds=self._lease):

@@ -1,10 +1,11 @@
 """``tessera-broker serve`` and ``tessera-broker link-worker``: the broker's long-running processes.
 
 ``serve`` runs the HTTP API in one process, or in N processes sharing one listening socket
-(``--workers N``); ``link-worker`` links committed batches and serves nothing. Everything
-that can stop them is checked before anything starts — the port, the keystore, Redis and
-its schema version, the TLS files — so that a bad start is one line on stderr and a
-non-zero exit, never a traceback in a log line.
+(``--workers N``); ``link-worker`` links committed batches and serves no API (only, with
+``--health-port``, its health port: broker/worker_health.py). Everything that can stop
+them is checked before anything starts — the ports, the keystore, Redis and its schema
+version, the TLS files — so that a bad start is one line on stderr and a non-zero exit,
+never a traceback in a log line.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from broker.errors import ConfigurationError
 from broker.runtime import BrokerRuntime
 from broker.store.embedded import EmbeddedRedis
 from broker.worker import LinkWorker, drop_leases
+from broker.worker_health import WorkerHealthServer
 from keys.errors import BrokerError, DecryptionError
 from keys.keystore import open_service_secrets
 
@@ -185,19 +187,39 @@ def serve_command(
 
 
 @click.command(name="link-worker")
+@click.option(
+    "--health-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    envvar="TESSERA_BROKER_LINK_WORKER_HEALTH_PORT",
+    help="Serve /healthz and /metrics on this port (default: no health port). "
+    "TESSERA_BROKER_LINK_WORKER_HEALTH_PORT sets it too.",
+)
+@click.option(
+    "--health-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="TESSERA_BROKER_LINK_WORKER_HEALTH_HOST",
+    help="Address the health port binds (0.0.0.0 for a probe from outside the host).",
+)
 @data_dir_option
-def link_worker_command(data_dir: Path | None) -> None:
-    """Link committed batches, serving no HTTP, until Ctrl-C or SIGTERM.
+def link_worker_command(health_port: int | None, health_host: str, data_dir: Path | None) -> None:
+    """Link committed batches, serving no API, until Ctrl-C or SIGTERM.
 
     Run as many as you like on the broker's Redis: they share the linkage domains by
     lease (TESSERA_BROKER_LINK_LEASE_SECONDS, 30 s), and one takes over the domain of a
     worker that died once its lease has run out. It needs the broker data `serve` or
     `init` created (the same keystore); with the embedded Redis it attaches to the one a
-    serving broker runs. Errors at start are one line on stderr and a non-zero exit.
+    serving broker runs. With --health-port it serves /healthz (503 once its loop has
+    hung) and /metrics (the metrics token or an admin credential, as the API's) there.
+    Errors at start, a health port in use among them, are one line on stderr and a
+    non-zero exit.
     """
     from broker.app import configure_json_logging
 
     settings = load_settings(data_dir=data_dir)
+    if health_port is not None:
+        check_listen(health_host, health_port)
     require_broker_data(settings)
     open_keystore(settings)
     if settings.redis_url is None and not settings.redis_sentinel:
@@ -216,13 +238,35 @@ def link_worker_command(data_dir: Path | None) -> None:
     try:
         configure_json_logging(_log_level(settings))
         worker = LinkWorker(runtime)
+        health = _health_server(worker, runtime, health_host, health_port)
         worker.start()
+        if health is not None:
+            health.start()
         logger.info("link worker %s started", worker.owner)
         while not stopping.wait(1.0):
             pass
         logger.info("link worker %s stopping", worker.owner)
         worker.stop()
+        if health is not None:
+            health.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         runtime.close()
+
+
+def _health_server(
+    worker: LinkWorker, runtime: BrokerRuntime, host: str, port: int | None
+) -> WorkerHealthServer | None:
+    """The health port's server, bound (not yet serving), or ``None`` without a port.
+
+    Raises:
+        ConfigurationError: the port was taken after ``check_listen`` looked.
+    """
+    if port is None:
+        return None
+    try:
+        return WorkerHealthServer(worker, runtime, host, port)
+    except OSError as exc:
+        reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror or "refused"
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from None

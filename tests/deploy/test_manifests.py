@@ -79,12 +79,45 @@ def test_the_link_workers_run_apart_non_root_and_read_only_without_a_service():
     (container,) = pod["containers"]
     assert container["args"] == ["link-worker"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert "ports" not in container and {"requests", "limits"} <= container["resources"].keys()
+    assert {"requests", "limits"} <= container["resources"].keys()
+    # Its one port is the health port: /healthz for the probes, /metrics for Prometheus.
+    (port,) = container["ports"]
+    assert port["name"] == "health"
+    env = {v["name"]: v.get("value") for v in container["env"]}
+    assert env["TESSERA_BROKER_LINK_WORKER_HEALTH_PORT"] == str(port["containerPort"])
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
+    annotations = workers["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port["containerPort"])
     labels = workers["spec"]["template"]["metadata"]["labels"]
     assert labels["tessera-redis-client"] == "true"  # the chart's policy admits it to Redis
     for selector in [s["spec"]["selector"] for s in _by_kind("Service")]:
         assert not selector.items() <= labels.items(), "no Service may reach a link worker"
     assert workers["spec"]["replicas"] >= 2
+
+
+def test_every_deployment_has_liveness_and_readiness_probes_on_a_port_it_declares():
+    deployments = [d for d in _by_kind("Deployment") if "selector" in d["spec"]]
+    assert len(deployments) == 2
+    for deployment in deployments:
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            ports = {p["name"] for p in container.get("ports", [])}
+            for probe in ("livenessProbe", "readinessProbe"):
+                assert container[probe]["httpGet"]["path"] in BROKER_ROUTES, probe
+                assert container[probe]["httpGet"]["port"] in ports, probe
+
+
+def test_prometheus_scrapes_the_link_workers_with_the_token_from_a_file():
+    config = _documents(DEPLOY / "prometheus" / "prometheus.yml")[0]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    workers = [job for name, job in jobs.items() if name.startswith("tessera-link-worker")]
+    assert workers
+    for job in workers:
+        assert set(job["authorization"]) == {"type", "credentials_file"}
+    ports = [c["port"] for job in workers for c in job.get("dns_sd_configs", [])]
+    compose = _documents(DEPLOY / "compose" / "compose.yaml")[0]
+    health = compose["services"]["link-worker"]["environment"]
+    assert ports == [int(health["TESSERA_BROKER_LINK_WORKER_HEALTH_PORT"])]
 
 
 def test_no_secret_is_inline_anywhere():
@@ -129,8 +162,15 @@ def test_network_policies_admit_only_the_api_and_only_brokers_to_redis():
     assert rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
     broker = policies["tessera-broker"]
     assert [p["port"] for r in broker["ingress"] for p in r["ports"]] == [8470]
+    health = policies["tessera-link-worker-health"]
+    assert health["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "link-worker"
+    (rule,) = health["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert rule["ports"] == [{"port": 9470, "protocol": "TCP"}]
     selected = {name for name, spec in policies.items() if spec["podSelector"]}
-    assert selected == {"tessera-broker", "tessera-redis"}
+    assert selected == {"tessera-broker", "tessera-link-worker-health", "tessera-redis"}
 
 
 def test_ingress_terminates_tls_and_a_disruption_budget_keeps_one_api():
@@ -160,7 +200,10 @@ def test_compose_runs_two_read_only_api_processes_behind_a_tls_proxy():
     brokers = [s for s in services.values() if s.get("command") == ["serve", "--workers", "2"]]
     assert len(brokers) == 2
     (worker,) = [s for s in services.values() if s.get("command") == ["link-worker"]]
-    assert worker["healthcheck"] == {"disable": True} and "ports" not in worker
+    assert "ports" not in worker  # the health port stays on the internal network
+    port = worker["environment"]["TESSERA_BROKER_LINK_WORKER_HEALTH_PORT"]
+    assert f"127.0.0.1:{port}/healthz" in " ".join(worker["healthcheck"]["test"])
+    assert "tessera_broker_metrics_token" in worker["secrets"]
     for service in services.values():
         assert service["read_only"] is True
         assert service["cap_drop"] == ["ALL"]
@@ -250,7 +293,7 @@ def test_kustomize_renders_the_example_overlay():
     assert rendered.returncode == 0, rendered.stderr
     objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds.count("NetworkPolicy") == 3 and "Namespace" in kinds
+    assert kinds.count("NetworkPolicy") == 4 and "Namespace" in kinds
     for obj in objects:
         if obj["kind"] != "Namespace":
             assert obj["metadata"]["namespace"] == "tessera", obj["metadata"]["name"]
