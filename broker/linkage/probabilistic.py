@@ -82,9 +82,7 @@ _REFIT: Final = POSSIBLE_REASONS.index("refit")
 
 
 def _evidence(mirror: LinkageMirror, rid: int) -> RecordEvidence:
-    raw = mirror.evidence[rid]
-    blocks, cells = decode_evidence(raw)
-    return RecordEvidence(rid, str(stored_dsn(mirror.records[rid])), blocks, cells)
+    return mirror.record_evidence(rid)
 
 
 class ProbabilisticStage:

@@ -139,6 +139,7 @@ class LinkageMirror:
         "basis",
         "blocks",
         "counts",
+        "decoded",
         "evidence",
         "fit_attempt",
         "gen",
@@ -178,6 +179,9 @@ class LinkageMirror:
         # broker.store.linkage_counts), and their changes not yet in a write set.
         self.counts: dict[bytes, int] = {}
         self.pending: dict[bytes, int] = {}
+        # Records' evidence decoded since the last write set was staged: a slice's
+        # neighbourhoods overlap, so most are decoded once instead of once per pair.
+        self.decoded: dict[int, RecordEvidence] = {}
 
     def set_evidence(self, rid: int, raw: bytes | None, *, count: bool = True) -> None:
         """Hold (or, with ``None``, drop) a record's evidence, keeping the block index exact.
@@ -189,6 +193,7 @@ class LinkageMirror:
         one's added (``False`` when the mirror is read from Redis, which holds them).
         """
         old = self.evidence.pop(rid, None)
+        self.decoded.pop(rid, None)
         blocks = self.blocks
         counting = count and self.layout is not None
         if old is not None:
@@ -219,12 +224,22 @@ class LinkageMirror:
             blocks[key] = blocks.get(key, b"") + member
 
     def take_pending(self) -> dict[bytes, int]:
-        """The count changes made since the last call, for a write set."""
+        """The count changes made since the last call, for a write set (which also ends
+        the slice's cache of decoded evidence)."""
         pending, self.pending = self.pending, {}
+        self.decoded = {}
         return pending
 
-    def _record_evidence(self, rid: int, raw: bytes | None = None) -> RecordEvidence:
-        blocks, cells = decode_evidence(self.evidence[rid] if raw is None else raw)
+    def record_evidence(self, rid: int) -> RecordEvidence:
+        """A held record's evidence, decoded (cached until the next write set is staged)."""
+        record = self.decoded.get(rid)
+        if record is None:
+            record = self._record_evidence(rid, self.evidence[rid])
+            self.decoded[rid] = record
+        return record
+
+    def _record_evidence(self, rid: int, raw: bytes) -> RecordEvidence:
+        blocks, cells = decode_evidence(raw)
         return RecordEvidence(rid, str(stored_dsn(self.records[rid])), blocks, cells)
 
     def _count(self, rid: int, raw: bytes, sign: int) -> None:
@@ -241,9 +256,9 @@ class LinkageMirror:
             others = [r for r, _ in iter_holders(self.blocks.get(key, b"")) if r != rid]
             if len(others) < limit:
                 for other in others:
-                    self._count_pair(key[0], me, self._record_evidence(other), sign)
+                    self._count_pair(key[0], me, self.record_evidence(other), sign)
             elif len(others) == limit:
-                held = [self._record_evidence(other) for other in sorted(others)]
+                held = [self.record_evidence(other) for other in sorted(others)]
                 for i, a in enumerate(held):
                     for b in held[i + 1 :]:
                         self._count_pair(key[0], a, b, -sign)
