@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from broker.matching import DEFAULT_MAX_BLOCK, Layout, Model, RecordEvidence, agreement
+from broker.matching import DEFAULT_MAX_BLOCK, Layout, Model, RecordEvidence
 from broker.store.linkage_codec import (
     MEMBER_BYTES,
     StoredRecord,
@@ -24,7 +24,13 @@ from broker.store.linkage_codec import (
     stored_pid,
 )
 from broker.store.linkage_counts import CANDIDATE, KNOWN, SAME, pattern_field
-from broker.store.linkage_evidence import block_keys, decode_evidence
+from broker.store.linkage_evidence import (
+    Cells,
+    block_keys,
+    cell_spans,
+    decode_evidence,
+    raw_agreement,
+)
 
 __all__ = ["Fetched", "LinkageMirror", "WriteSet"]
 
@@ -154,6 +160,7 @@ class LinkageMirror:
         "possible",
         "records",
         "rids",
+        "spans",
     )
 
     def __init__(self) -> None:
@@ -182,6 +189,7 @@ class LinkageMirror:
         # Records' evidence decoded since the last write set was staged: a slice's
         # neighbourhoods overlap, so most are decoded once instead of once per pair.
         self.decoded: dict[int, RecordEvidence] = {}
+        self.spans: dict[int, Cells] = {}
 
     def set_evidence(self, rid: int, raw: bytes | None, *, count: bool = True) -> None:
         """Hold (or, with ``None``, drop) a record's evidence, keeping the block index exact.
@@ -194,6 +202,7 @@ class LinkageMirror:
         """
         old = self.evidence.pop(rid, None)
         self.decoded.pop(rid, None)
+        self.spans.pop(rid, None)
         blocks = self.blocks
         counting = count and self.layout is not None
         if old is not None:
@@ -227,20 +236,24 @@ class LinkageMirror:
         """The count changes made since the last call, for a write set (which also ends
         the slice's cache of decoded evidence)."""
         pending, self.pending = self.pending, {}
-        self.decoded = {}
+        self.decoded, self.spans = {}, {}
         return pending
 
     def record_evidence(self, rid: int) -> RecordEvidence:
         """A held record's evidence, decoded (cached until the next write set is staged)."""
         record = self.decoded.get(rid)
         if record is None:
-            record = self._record_evidence(rid, self.evidence[rid])
+            blocks, cells = decode_evidence(self.evidence[rid])
+            record = RecordEvidence(rid, str(stored_dsn(self.records[rid])), blocks, cells)
             self.decoded[rid] = record
         return record
 
-    def _record_evidence(self, rid: int, raw: bytes) -> RecordEvidence:
-        blocks, cells = decode_evidence(raw)
-        return RecordEvidence(rid, str(stored_dsn(self.records[rid])), blocks, cells)
+    def _cells(self, rid: int) -> Cells:
+        cells = self.spans.get(rid)
+        if cells is None:
+            cells = cell_spans(self.evidence[rid])
+            self.spans[rid] = cells
+        return cells
 
     def _count(self, rid: int, raw: bytes, sign: int) -> None:
         """Add (``sign`` 1) or take away (-1) the pairs of ``rid`` with ``raw`` as evidence.
@@ -248,34 +261,43 @@ class LinkageMirror:
         Called while ``rid`` is out of the block index, so each block's members are the
         others. As in a fit, a block of more than ``DEFAULT_MAX_BLOCK`` records makes no
         pairs: the record that takes a block past it takes the pairs of the others away
-        (and the one that brings it back adds them again).
+        (and the one that brings it back adds them again). Agreement vectors are read
+        from the stored evidence in place (:func:`raw_agreement`): decoding every
+        neighbour's columns was most of the cost.
         """
-        me = self._record_evidence(rid, raw)
         limit = DEFAULT_MAX_BLOCK
+        me = (rid, raw, cell_spans(raw))
         for key in block_keys(raw):
             others = [r for r, _ in iter_holders(self.blocks.get(key, b"")) if r != rid]
             if len(others) < limit:
                 for other in others:
-                    self._count_pair(key[0], me, self.record_evidence(other), sign)
+                    self._count_pair(key[0], me, self._held(other), sign)
             elif len(others) == limit:
-                held = [self.record_evidence(other) for other in sorted(others)]
+                held = [self._held(other) for other in sorted(others)]
                 for i, a in enumerate(held):
                     for b in held[i + 1 :]:
                         self._count_pair(key[0], a, b, -sign)
 
-    def _count_pair(self, j: int, a: RecordEvidence, b: RecordEvidence, sign: int) -> None:
+    def _held(self, rid: int) -> tuple[int, bytes, Cells]:
+        return rid, self.evidence[rid], self._cells(rid)
+
+    def _count_pair(
+        self, j: int, a: tuple[int, bytes, Cells], b: tuple[int, bytes, Cells], sign: int
+    ) -> None:
         layout = self.layout
         assert layout is not None  # only called while counting
-        if a.record > b.record:
+        if a[0] > b[0]:
             a, b = b, a
-        vector = agreement(layout.blocks[j], a, b)
-        if a.dataset != b.dataset:
+        vector = raw_agreement(layout.blocks[j].columns, a[1], a[2], b[1], b[2])
+        record_a, record_b = self.records[a[0]], self.records[b[0]]
+        dsn = stored_dsn(record_a)
+        if dsn != stored_dsn(record_b):
             self._add(pattern_field(CANDIDATE, j, vector), sign)
-            pid = stored_pid(self.records[a.record])
-            if pid and pid == stored_pid(self.records[b.record]):
+            pid = stored_pid(record_a)
+            if pid and pid == stored_pid(record_b):
                 self._add(pattern_field(KNOWN, j, vector), sign)
         else:
-            self._add(pattern_field(SAME, j, vector, int(a.dataset)), sign)
+            self._add(pattern_field(SAME, j, vector, dsn), sign)
 
     def _add(self, key: bytes, delta: int) -> None:
         """Change one count, never below zero (a known match may have been counted
