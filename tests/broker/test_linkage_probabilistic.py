@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from broker.linkage import LinkBasis, Linker, PossibleMatch
 from broker.matching import (
+    BlockLayout,
     Layout,
     RecordEvidence,
     agreement,
@@ -35,7 +36,13 @@ from broker.store.linkage_counts import (
     parse_field,
     pattern_field,
 )
-from broker.store.linkage_evidence import POSSIBLE_REASONS, decode_evidence
+from broker.store.linkage_evidence import (
+    POSSIBLE_REASONS,
+    cell_spans,
+    decode_evidence,
+    encode_evidence,
+    raw_agreement,
+)
 from broker.store.linkage_store import LinkageStore
 from tests.support.evidence_world import incoming, world
 
@@ -450,3 +457,28 @@ def test_evidence_of_another_layout_is_not_kept(client) -> None:
     )
     assert held == len(records)
     assert store.fitted_model() is None
+
+
+_cells = st.lists(
+    st.lists(st.sampled_from([b"aaaa", b"bbbb", b"cccc", b"dddd"]), max_size=3),
+    min_size=6,
+    max_size=6,
+)
+
+
+@given(a=_cells, b=_cells, split=st.integers(1, 5))
+def test_agreement_read_in_place_is_the_decoded_agreement(a, b, split) -> None:
+    """The counts read agreement vectors from the stored bytes without decoding them;
+    they must be the vectors the scorer computes from decoded evidence."""
+    columns = (tuple(range(split)), tuple(range(split, 6)))
+    block = BlockLayout("k", ("x", "y"), (("l",) * split, ("l",) * (6 - split)), columns)
+    raws, decoded = [], []
+    for rid, cells in ((1, a), (2, b)):
+        raw = encode_evidence(
+            (b"B" * 10, None), bytes(len(c) for c in cells), b"".join(t for c in cells for t in c)
+        )
+        blocks, decoded_cells = decode_evidence(raw)
+        raws.append(raw)
+        decoded.append(RecordEvidence(rid, "1", blocks, decoded_cells))
+    in_place = raw_agreement(columns, raws[0], cell_spans(raws[0]), raws[1], cell_spans(raws[1]))
+    assert in_place == agreement(block, decoded[0], decoded[1])
