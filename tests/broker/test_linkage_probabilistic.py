@@ -415,6 +415,26 @@ def test_a_retraction_takes_its_pairs_out_of_the_counts(client) -> None:
     assert {k: v for k, v in after.items() if parse_field(k)[0] != KNOWN} == _recounted(store)
 
 
+def test_a_holding_without_counts_is_counted_when_read(client) -> None:
+    """A scope stored before the counts were kept is counted once by the worker that
+    reads it, and the counts it writes are the holding's pairs from then on."""
+    w = world()
+    first, second = sorted(w.chunks)
+    store = _store(client)
+    records, layout = incoming(w.chunks[first])
+    later, _ = incoming(w.chunks[second])
+    linker = Linker(store)
+    linker.link(w.info(first), records, batch_id=first, layout=layout)
+    linker.link(w.info(second), later[:100], batch_id=second, layout=layout)
+    key = keyspace.linkage_key(store.scope, keyspace.LINK_MODEL)
+    client.hdel(key, *_stored_counts(client, store))
+    assert not _stored_counts(client, store)
+    fresh = LinkageStore(client, scope=store.scope)
+    Linker(fresh).link(w.info(second), later[100:], batch_id=second, layout=layout)
+    counts = _stored_counts(client, fresh)
+    assert {k: v for k, v in counts.items() if parse_field(k)[0] != KNOWN} == _recounted(fresh)
+
+
 def test_bases_and_possible_matches_hold_no_token_or_reference(client) -> None:
     """What reports and review files read names comparisons and levels, never bytes."""
     store = _store(client)
