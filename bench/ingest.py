@@ -15,7 +15,8 @@ datasets, 95% of tokens present and 80% of the hospital's patients known to the 
   first; the hospital batch is timed from the start of its upload until it is linked.
 
 ``run(n)`` is what ``make bench`` calls (``n`` records per dataset; 1,000,000 at full
-scale); ``python -m bench.ingest N [engine|http]`` runs one part alone.
+scale); ``python -m bench.ingest N [engine|http|evidence]`` runs one part alone
+(``evidence``: :func:`run_evidence`, the probabilistic stage's cost, not in ``run``).
 """
 
 from __future__ import annotations
@@ -256,6 +257,32 @@ def run_http(n: int) -> dict[str, float]:
     return out
 
 
+def run_evidence(n: int) -> dict[str, float]:
+    """Linking with the probabilistic stage through the engine, beside the cascade alone.
+
+    A GP list of ``n`` records and a hospital index of about ``n`` (the independent model
+    of :mod:`bench.spec_eval`, tokenised by the SDK with the ``uk-health-probabilistic``
+    spec and re-keyed as ingest does: :func:`bench.probabilistic.engine_links`), linked
+    once without the evidence and once with it. Reported per record linked: CPU
+    microseconds of the linking process and of the redis-server (``INFO cpu``) — CPU
+    time, not wall clock, since the machine is shared.
+    """
+    from bench.probabilistic import engine_links
+    from bench.spec_eval import generate
+    from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
+
+    datasets, truth = generate(n, practices=1, hospital_share=1.0)
+    spec = default_spec(PROBABILISTIC_SPEC_NAME)
+    records = len(truth)
+    out: dict[str, float] = {"evidence_records": records}
+    for stage, probabilistic in (("cascade", False), ("probabilistic", True)):
+        _, measured = engine_links(spec, datasets, probabilistic=probabilistic)
+        out[f"evidence_{stage}_broker_us_per_record"] = 1e6 * measured["link_cpu_s"] / records
+        out[f"evidence_{stage}_redis_us_per_record"] = 1e6 * measured["redis_cpu_s"] / records
+        out[f"evidence_{stage}_links"] = sum(measured["links_by_key"].values())
+    return out
+
+
 def run(n: int) -> dict[str, float]:
     """Every ingest number at size ``n`` (records per dataset)."""
     return {**run_engine(n), **run_http(n)}
@@ -264,6 +291,6 @@ def run(n: int) -> dict[str, float]:
 if __name__ == "__main__":
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     part = sys.argv[2] if len(sys.argv) > 2 else "all"
-    runner = {"engine": run_engine, "http": run_http}.get(part, run)
+    runner = {"engine": run_engine, "http": run_http, "evidence": run_evidence}.get(part, run)
     for name, value in runner(size).items():
         print(f"{name:<32} {value:>14,.2f}")

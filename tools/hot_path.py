@@ -49,6 +49,7 @@ HOT_PATH: tuple[str, ...] = (
         if p.name != "__init__.py"
     ),
     "broker/store/linkage_codec.py",
+    "broker/store/linkage_counts.py",
     "broker/store/linkage_evidence.py",
     "broker/store/linkage_mirror.py",
     "broker/store/linkage_store.py",

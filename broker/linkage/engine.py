@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from broker.linkage.clean_path import CleanPath
 from broker.linkage.counters import LinkageReport, build_report
 from broker.linkage.model import DatasetInfo, IncomingRecord, LinkStats
-from broker.linkage.probabilistic import FIT_RECORDS, ProbabilisticStage
+from broker.linkage.probabilistic import ProbabilisticStage
 from broker.linkage.rules import NO_KEY
 from broker.linkage.session import MAX_ROUNDS, Session
 from broker.matching import Layout, Model, layout_to_json
@@ -63,9 +63,6 @@ class Linker:
             own instead, at the same point of the slice: the same persons, conflicts
             and report by construction of the rules, which the differential test
             checks (slower; for tests and for ruling the clean path out).
-        fit_records: once the holding has more records with evidence, a refit of the
-            probabilistic model reads a sample of blocks worth about this many records,
-            so its cost stays bounded (:class:`~broker.linkage.probabilistic.ProbabilisticStage`).
     """
 
     def __init__(
@@ -75,10 +72,8 @@ class Linker:
         now: Callable[[], float] = time.time,
         slice_size: int = SLICE,
         clean_path: bool = True,
-        fit_records: int = FIT_RECORDS,
     ) -> None:
         self._store = store
-        self._fit_records = fit_records
         self._now = now
         self._slice = slice_size
         self._clean_path = clean_path
@@ -271,9 +266,7 @@ class Linker:
                 candidates.append(rid)
         if mirror.layout is not None and candidates:
             opp = {d.dsn: d.one_record_per_person for d in known.values()}
-            ProbabilisticStage(self._store, opp, stats, fit_records=self._fit_records).run(
-                candidates, writes
-            )
+            ProbabilisticStage(self._store, opp, stats).run(candidates, writes)
 
     def _link_by_session(
         self,
@@ -402,9 +395,7 @@ class Linker:
         store = self._store
         store.stage(writes)
         if store.mirror.layout is not None and session.decided:
-            ProbabilisticStage(
-                store, session.opp, session.stats, fit_records=self._fit_records
-            ).run(session.decided, writes)
+            ProbabilisticStage(store, session.opp, session.stats).run(session.decided, writes)
         store.write(writes, store.next_generation())
 
     def replace_finish(self, dataset: DatasetInfo, *, batch_id: str) -> LinkStats:
@@ -435,7 +426,7 @@ class Linker:
         return stats
 
     def refit(self) -> Model | None:
-        """Refit the probabilistic stage's model now, over all the evidence held (on demand).
+        """Refit the probabilistic stage's model now, from all the evidence held (on demand).
 
         Links are not changed: released links the new model scores below its threshold
         are listed for review (``refit`` possible matches), as after any refit.
@@ -449,7 +440,7 @@ class Linker:
         token = store.acquire(now=self._now)
         try:
             opp = {d.dsn: d.one_record_per_person for d in store.datasets().values()}
-            stage = ProbabilisticStage(store, opp, LinkStats(), fit_records=self._fit_records)
+            stage = ProbabilisticStage(store, opp, LinkStats())
             model = stage.refit()
             if model is not None:
                 writes = WriteSet()

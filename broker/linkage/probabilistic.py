@@ -7,10 +7,12 @@ same (docs/linkage.md, "The probabilistic stage"):
 1. **Candidates** are the slice's records whose evidence is new or changed, or that a
    session re-decided, and whose person holds records of their own dataset only (the
    cascade did not join them to another dataset).
-2. **Model.** The scope's model (:func:`broker.matching.fit` over every record's held
-   evidence) is refitted when the evidence held has grown by a tenth since the last fit,
-   and stored with the slice; its link threshold is :func:`broker.matching.model_threshold`
-   over every candidate pair of the holding — chosen from the model, never from a truth.
+2. **Model.** The scope's model (:func:`broker.matching.incremental.fit_counts` over the
+   agreement-pattern counts of every pair that shares a block, which the mirror keeps as
+   evidence arrives) is refitted when the evidence held has grown by a tenth since the
+   last fit, and stored with the slice; its link threshold is
+   :func:`broker.matching.incremental.counted_threshold` over every candidate pair's
+   count — chosen from the model, never from a truth.
    After a refit, every released probabilistic link is scored again; one that falls
    below the new threshold stays linked and is listed for review (``refit``).
 3. **Decisions**, over the candidates' scored pairs best first: a pair at or above the
@@ -25,6 +27,7 @@ same (docs/linkage.md, "The probabilistic stage"):
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Final
 
@@ -37,11 +40,10 @@ from broker.matching import (
     ScoredPair,
     Thresholds,
     agreement,
-    fit_scored,
-    model_threshold,
     model_to_json,
     score_pairs,
 )
+from broker.matching.incremental import counted_threshold, fit_counts
 from broker.store.linkage_codec import (
     MEMBER_BYTES,
     StoredRecord,
@@ -51,6 +53,7 @@ from broker.store.linkage_codec import (
     stored_dsn,
     stored_pid,
 )
+from broker.store.linkage_counts import CANDIDATE, KNOWN, SAME, parse_field
 from broker.store.linkage_evidence import (
     POSSIBLE_REASONS,
     PossibleEntry,
@@ -62,7 +65,7 @@ from broker.store.linkage_evidence import (
 )
 from broker.store.linkage_store import LinkageMirror, LinkageStore, WriteSet
 
-__all__ = ["FIT_RECORDS", "MIN_FIT_PAIRS", "REFIT_GROWTH", "ProbabilisticStage"]
+__all__ = ["MIN_FIT_PAIRS", "REFIT_GROWTH", "ProbabilisticStage"]
 
 REFIT_GROWTH: Final = 1.1
 """Refit when the evidence held has grown by this factor since the last fit."""
@@ -71,9 +74,6 @@ MIN_FIT_PAIRS: Final = 20
 model is used at all: without them EM takes the look-alike strangers of two datasets
 that share nobody (two GP practices) for matches."""
 
-FIT_RECORDS: Final = 20_000
-"""A fit reads the evidence of about this many records at most (a sample of blocks)."""
-_TOKEN_SPACE: Final = 1 << 32
 
 _GREY: Final = POSSIBLE_REASONS.index("grey")
 _RIVAL: Final = POSSIBLE_REASONS.index("rival")
@@ -82,9 +82,7 @@ _REFIT: Final = POSSIBLE_REASONS.index("refit")
 
 
 def _evidence(mirror: LinkageMirror, rid: int) -> RecordEvidence:
-    raw = mirror.evidence[rid]
-    blocks, cells = decode_evidence(raw)
-    return RecordEvidence(rid, str(stored_dsn(mirror.records[rid])), blocks, cells)
+    return mirror.record_evidence(rid)
 
 
 class ProbabilisticStage:
@@ -95,11 +93,8 @@ class ProbabilisticStage:
         store: LinkageStore,
         opp: dict[int, bool],
         stats: LinkStats,
-        *,
-        fit_records: int = FIT_RECORDS,
     ) -> None:
         self.store = store
-        self.fit_records = fit_records
         self.mirror = store.mirror
         self.opp = opp
         self.stats = stats
@@ -129,66 +124,42 @@ class ProbabilisticStage:
         return refitted if refitted is not None else model
 
     def refit(self) -> Model | None:
-        """Fit the scope's model over all held evidence and stage it; ``None`` if too little.
+        """Fit the scope's model from the held pattern counts and stage it; ``None`` if too
+        little.
 
-        Released probabilistic links that the new model scores below its link threshold
-        are listed for review (never unlinked).
+        EM runs over the agreement-pattern counts the mirror keeps as evidence comes and
+        goes (:mod:`broker.store.linkage_counts`), never over the records themselves, so
+        a refit costs the same on any holding. Released probabilistic links that the new
+        model scores below its link threshold are listed for review (never unlinked).
         """
         mirror = self.mirror
         layout = mirror.layout
         if layout is None:
             return None
-        held = self._sample()
-        declared = frozenset(str(d) for d, opp in self.opp.items() if opp)
-        pid = self._pid
-        fitted, scored = fit_scored(
-            layout, held, one_per_person=declared, linked=lambda a, b: pid(a) == pid(b)
-        )
-        if sum(b.known_matches for b in fitted.blocks) < MIN_FIT_PAIRS:
+        n_blocks = len(layout.blocks)
+        declared = {d for d, opp in self.opp.items() if opp}
+        counted: dict[int, list[Counter[tuple[int, ...]]]] = {
+            kind: [Counter() for _ in range(n_blocks)] for kind in (CANDIDATE, KNOWN, SAME)
+        }
+        for field, count in mirror.counts.items():
+            kind, j, dsn, vector = parse_field(field)
+            if j < n_blocks and (kind != SAME or dsn in declared):
+                counted[kind][j][vector] += count
+        known = counted[KNOWN]
+        if sum(sum(c.values()) for c in known) < MIN_FIT_PAIRS:
             return None
-        threshold = model_threshold(scored)
+        fitted = fit_counts(layout, counted[CANDIDATE], counted[SAME], known)
+        threshold = counted_threshold(
+            (block.probability(vector), count)
+            for block, patterns in zip(fitted.blocks, counted[CANDIDATE], strict=True)
+            for vector, count in patterns.items()
+        )
         records = len(mirror.evidence)
         model = Model(layout, fitted.blocks, fitted.max_block, Thresholds(threshold), records)
         self.writes.model = (model, model_to_json(model))
         mirror.model = model
         self._review_released(model)
         return model
-
-    def _sample(self) -> list[RecordEvidence]:
-        """The evidence a fit reads: all of it, or on a large holding a sample of blocks.
-
-        Past ``fit_records`` records, a fit reads only the blocks whose (stored,
-        pseudorandom) block token falls below a cut that keeps a share ``fit_records /
-        memberships`` of them (so about ``fit_records`` records, each with only its
-        sampled blocks), each block whole:
-        an unbiased sample of blocks, so of candidate pairs, the same for any worker
-        holding the same evidence. It bounds each refit's cost; the weights are rates
-        and need no more pairs than that gives.
-        """
-        mirror = self.mirror
-        held = len(mirror.evidence)
-        if held <= self.fit_records:
-            return [_evidence(mirror, rid) for rid in sorted(mirror.evidence)]
-        memberships = sum(len(members) for members in mirror.blocks.values()) // MEMBER_BYTES
-        cut = self.fit_records * _TOKEN_SPACE // max(1, memberships)
-        keep: dict[int, set[int]] = {}
-        for key, members in mirror.blocks.items():
-            if int.from_bytes(key[1:5], "big") < cut:
-                for rid, _ in iter_holders(members):
-                    keep.setdefault(rid, set()).add(key[0])
-        out: list[RecordEvidence] = []
-        for rid in sorted(keep):
-            record = _evidence(mirror, rid)
-            blocks = keep[rid]
-            out.append(
-                RecordEvidence(
-                    rid,
-                    record.dataset,
-                    tuple(b if j in blocks else None for j, b in enumerate(record.blocks)),
-                    record.cells,
-                )
-            )
-        return out
 
     def _review_released(self, model: Model) -> None:
         """List each released probabilistic link the model now scores below its threshold."""

@@ -25,14 +25,17 @@ __all__ = [
     "BLOCK_TOKEN_BYTES",
     "POSSIBLE_REASONS",
     "Basis",
+    "Cells",
     "PossibleEntry",
     "block_keys",
+    "cell_spans",
     "decode_basis",
     "decode_evidence",
     "decode_possible",
     "encode_basis",
     "encode_evidence",
     "encode_possible",
+    "raw_agreement",
 ]
 
 BLOCK_TOKEN_BYTES: Final = 10
@@ -104,6 +107,65 @@ def decode_evidence(
             append(tuple([raw[p : p + _TOKEN] for p in range(at, end, _TOKEN)]))
             at = end
     return tuple(blocks), tuple(cells)
+
+
+Cells = tuple[bytes, list[int]]
+"""One record's comparison cells in its stored evidence, undecoded: the per-column token
+counts and where each column's tokens start (:func:`cell_spans`)."""
+
+
+def cell_spans(raw: bytes) -> Cells:
+    """Where each comparison column's tokens lie in ``raw``, without copying any token."""
+    _, mask = _HEAD.unpack_from(raw)
+    pos = _HEAD.size + BLOCK_TOKEN_BYTES * mask.bit_count()
+    (n_columns,) = _U16.unpack_from(raw, pos)
+    pos += _U16.size
+    counts = raw[pos : pos + n_columns]
+    at = pos + n_columns
+    starts: list[int] = []
+    for k in counts:
+        starts.append(at)
+        at += k * _TOKEN
+    return counts, starts
+
+
+def _shares(a: bytes, at_a: int, n_a: int, b: bytes, at_b: int, n_b: int) -> bool:
+    """Whether the ``n_a`` tokens at ``at_a`` of ``a`` and the ``n_b`` at ``at_b`` of ``b``
+    share one."""
+    for i in range(at_a, at_a + n_a * _TOKEN, _TOKEN):
+        token = a[i : i + _TOKEN]
+        for j in range(at_b, at_b + n_b * _TOKEN, _TOKEN):
+            if b[j : j + _TOKEN] == token:
+                return True
+    return False
+
+
+def raw_agreement(
+    columns: Sequence[Sequence[int]], a: bytes, cells_a: Cells, b: bytes, cells_b: Cells
+) -> tuple[int, ...]:
+    """``broker.matching.agreement`` of two records' stored evidence, read in place.
+
+    The same vector (per comparison: the strongest level whose cells share a token,
+    disagreement when both have a value, else missing), without decoding the columns
+    the blocking key does not use: ``columns`` is its ``BlockLayout.columns``.
+    """
+    counts_a, starts_a = cells_a
+    counts_b, starts_b = cells_b
+    out: list[int] = []
+    for levels in columns:
+        level = -1
+        a_any = b_any = False
+        for k, column in enumerate(levels):
+            n_a, n_b = counts_a[column], counts_b[column]
+            a_any = a_any or n_a > 0
+            b_any = b_any or n_b > 0
+            if n_a and n_b and _shares(a, starts_a[column], n_a, b, starts_b[column], n_b):
+                level = k
+                break
+        if level == -1 and a_any and b_any:
+            level = len(levels)
+        out.append(level)
+    return tuple(out)
 
 
 def block_keys(raw: bytes) -> list[bytes]:

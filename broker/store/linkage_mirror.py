@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from broker.matching import Layout, Model
+from broker.matching import DEFAULT_MAX_BLOCK, Layout, Model, RecordEvidence
 from broker.store.linkage_codec import (
     MEMBER_BYTES,
     StoredRecord,
@@ -21,8 +21,16 @@ from broker.store.linkage_codec import (
     pack_member,
     record_index,
     stored_dsn,
+    stored_pid,
 )
-from broker.store.linkage_evidence import block_keys
+from broker.store.linkage_counts import CANDIDATE, KNOWN, SAME, pattern_field
+from broker.store.linkage_evidence import (
+    Cells,
+    block_keys,
+    cell_spans,
+    decode_evidence,
+    raw_agreement,
+)
 
 __all__ = ["Fetched", "LinkageMirror", "WriteSet"]
 
@@ -69,6 +77,8 @@ class WriteSet:
         counters: statistics field -> increment.
         layout: the scope's evidence layout (JSON) to store, once.
         model: a newly fitted model (JSON) to store, with the model itself.
+        pattern_counts: agreement-pattern count field -> increment
+            (:mod:`broker.store.linkage_counts`).
     """
 
     holders: dict[bytes, bytes] = field(default_factory=dict)
@@ -85,6 +95,7 @@ class WriteSet:
     counters: dict[str, int] = field(default_factory=dict)
     layout: tuple[Layout, bytes] | None = None
     model: tuple[Model, bytes] | None = None
+    pattern_counts: dict[bytes, int] = field(default_factory=dict)
 
     def count(self, name: str, delta: int) -> None:
         """Add ``delta`` to statistics field ``name``."""
@@ -108,6 +119,9 @@ class WriteSet:
         self.batches.update(later.batches)
         for name, delta in later.counters.items():
             self.count(name, delta)
+        counts = self.pattern_counts
+        for key, delta in later.pattern_counts.items():
+            counts[key] = counts.get(key, 0) + delta
 
 
 class LinkageMirror:
@@ -130,6 +144,8 @@ class LinkageMirror:
     __slots__ = (
         "basis",
         "blocks",
+        "counts",
+        "decoded",
         "evidence",
         "fit_attempt",
         "gen",
@@ -139,10 +155,12 @@ class LinkageMirror:
         "next_bseq",
         "next_pid",
         "next_rid",
+        "pending",
         "persons",
         "possible",
         "records",
         "rids",
+        "spans",
     )
 
     def __init__(self) -> None:
@@ -164,16 +182,29 @@ class LinkageMirror:
         self.layout: Layout | None = None
         self.model: Model | None = None
         self.fit_attempt = 0  # evidence records held when a fit was last tried (meta "fit")
+        # Agreement-pattern counts over every pair that shares a block (the fit's input,
+        # broker.store.linkage_counts), and their changes not yet in a write set.
+        self.counts: dict[bytes, int] = {}
+        self.pending: dict[bytes, int] = {}
+        # Records' evidence decoded since the last write set was staged: a slice's
+        # neighbourhoods overlap, so most are decoded once instead of once per pair.
+        self.decoded: dict[int, RecordEvidence] = {}
+        self.spans: dict[int, Cells] = {}
 
-    def set_evidence(self, rid: int, raw: bytes | None) -> None:
+    def set_evidence(self, rid: int, raw: bytes | None, *, count: bool = True) -> None:
         """Hold (or, with ``None``, drop) a record's evidence, keeping the block index exact.
 
         A record's index entries are appended, so a block's members stay in record order
         only when evidence is taken in record order; the probabilistic stage never relies
-        on that order (it sorts by record number).
+        on that order (it sorts by record number). With ``count`` (and a layout), the
+        agreement-pattern counts follow: the old evidence's pairs are taken away, the new
+        one's added (``False`` when the mirror is read from Redis, which holds them).
         """
         old = self.evidence.pop(rid, None)
+        self.decoded.pop(rid, None)
+        self.spans.pop(rid, None)
         blocks = self.blocks
+        counting = count and self.layout is not None
         if old is not None:
             member = pack_member(rid, 0)[:4]
             for key in block_keys(old):
@@ -187,15 +218,99 @@ class LinkageMirror:
                     blocks[key] = kept
                 else:
                     blocks.pop(key, None)
+            if counting:
+                self._count(rid, old, -1)
         if raw is None:
             return
         stored = self.records.get(rid)
         if stored is None:
             return
+        if counting:
+            self._count(rid, raw, 1)
         self.evidence[rid] = raw
         member = pack_member(rid, stored_dsn(stored))
         for key in block_keys(raw):
             blocks[key] = blocks.get(key, b"") + member
+
+    def take_pending(self) -> dict[bytes, int]:
+        """The count changes made since the last call, for a write set (which also ends
+        the slice's cache of decoded evidence)."""
+        pending, self.pending = self.pending, {}
+        self.decoded, self.spans = {}, {}
+        return pending
+
+    def record_evidence(self, rid: int) -> RecordEvidence:
+        """A held record's evidence, decoded (cached until the next write set is staged)."""
+        record = self.decoded.get(rid)
+        if record is None:
+            blocks, cells = decode_evidence(self.evidence[rid])
+            record = RecordEvidence(rid, str(stored_dsn(self.records[rid])), blocks, cells)
+            self.decoded[rid] = record
+        return record
+
+    def _cells(self, rid: int) -> Cells:
+        cells = self.spans.get(rid)
+        if cells is None:
+            cells = cell_spans(self.evidence[rid])
+            self.spans[rid] = cells
+        return cells
+
+    def _count(self, rid: int, raw: bytes, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) the pairs of ``rid`` with ``raw`` as evidence.
+
+        Called while ``rid`` is out of the block index, so each block's members are the
+        others. As in a fit, a block of more than ``DEFAULT_MAX_BLOCK`` records makes no
+        pairs: the record that takes a block past it takes the pairs of the others away
+        (and the one that brings it back adds them again). Agreement vectors are read
+        from the stored evidence in place (:func:`raw_agreement`): decoding every
+        neighbour's columns was most of the cost.
+        """
+        limit = DEFAULT_MAX_BLOCK
+        me = (rid, raw, cell_spans(raw))
+        for key in block_keys(raw):
+            others = [r for r, _ in iter_holders(self.blocks.get(key, b"")) if r != rid]
+            if len(others) < limit:
+                for other in others:
+                    self._count_pair(key[0], me, self._held(other), sign)
+            elif len(others) == limit:
+                held = [self._held(other) for other in sorted(others)]
+                for i, a in enumerate(held):
+                    for b in held[i + 1 :]:
+                        self._count_pair(key[0], a, b, -sign)
+
+    def _held(self, rid: int) -> tuple[int, bytes, Cells]:
+        return rid, self.evidence[rid], self._cells(rid)
+
+    def _count_pair(
+        self, j: int, a: tuple[int, bytes, Cells], b: tuple[int, bytes, Cells], sign: int
+    ) -> None:
+        layout = self.layout
+        assert layout is not None  # only called while counting
+        if a[0] > b[0]:
+            a, b = b, a
+        vector = raw_agreement(layout.blocks[j].columns, a[1], a[2], b[1], b[2])
+        record_a, record_b = self.records[a[0]], self.records[b[0]]
+        dsn = stored_dsn(record_a)
+        if dsn != stored_dsn(record_b):
+            self._add(pattern_field(CANDIDATE, j, vector), sign)
+            pid = stored_pid(record_a)
+            if pid and pid == stored_pid(record_b):
+                self._add(pattern_field(KNOWN, j, vector), sign)
+        else:
+            self._add(pattern_field(SAME, j, vector, dsn), sign)
+
+    def _add(self, key: bytes, delta: int) -> None:
+        """Change one count, never below zero (a known match may have been counted
+        before its records were linked, and taken away after)."""
+        held = self.counts.get(key, 0)
+        delta = max(delta, -held)
+        if not delta:
+            return
+        if held + delta:
+            self.counts[key] = held + delta
+        else:
+            del self.counts[key]
+        self.pending[key] = self.pending.get(key, 0) + delta
 
     def add_record(self, rid: int, raw: bytes) -> None:
         """Take in one stored record, read in record number order (holders stay sorted)."""
@@ -258,6 +373,9 @@ class LinkageMirror:
 
     def apply(self, writes: WriteSet) -> None:
         """Take in a write set the worker decided (written to Redis separately)."""
+        for rid, evidence in writes.evidence.items():  # while the record is still held
+            if evidence is None and rid in self.evidence:
+                self.set_evidence(rid, None)
         for token, holders in writes.holders.items():
             if holders:
                 self.holders[token] = holders

@@ -46,6 +46,7 @@ from broker.store.linkage_codec import (
     split_id,
     stored_dsn,
 )
+from broker.store.linkage_counts import FIELD_PREFIX
 from broker.store.linkage_explain import (
     LinkBasis,
     PossibleMatch,
@@ -125,6 +126,12 @@ local nh = tonumber(ARGV[10])
 local a = 11
 for _ = 1, nh do
   redis.call('HSET', base .. ARGV[a], ARGV[a + 1], ARGV[a + 2])
+  a = a + 3
+end
+local nc = tonumber(ARGV[a])
+a = a + 1
+for _ = 1, nc do
+  redis.call('HINCRBY', base .. ARGV[a], ARGV[a + 1], ARGV[a + 2])
   a = a + 3
 end
 while a <= #ARGV do
@@ -321,13 +328,15 @@ class LinkageStore:
             mirror.add_record(rid, raw_record)
         for pid, raw_members in self._scan(keyspace.LINK_PERSONS, "pid"):
             mirror.persons[pid] = raw_members
+        mirror.layout, mirror.model = self._stored_model()
+        mirror.counts = self._stored_counts()
+        recount = not mirror.counts  # a holding from before the counts were kept
         for rid, raw_evidence in self._scan(keyspace.LINK_EVIDENCE, "rid"):
-            mirror.set_evidence(rid, raw_evidence)
+            mirror.set_evidence(rid, raw_evidence, count=recount)
         for rid, raw_basis in self._scan(keyspace.LINK_BASIS, "rid"):
             mirror.basis[rid] = raw_basis
         for rid, raw_possible in self._scan(keyspace.LINK_POSSIBLE, "rid"):
             mirror.possible[rid] = raw_possible
-        mirror.layout, mirror.model = self._stored_model()
         mirror.gen = gen
         self._mirror = mirror
         if mirror.records:
@@ -428,8 +437,16 @@ class LinkageStore:
         return self._mirror
 
     def stage(self, writes: WriteSet) -> None:
-        """Apply decided changes to the mirror now; :meth:`write` takes them to Redis."""
-        self.mirror.apply(writes)
+        """Apply decided changes to the mirror now; :meth:`write` takes them to Redis.
+
+        The agreement-pattern counts the mirror changed since the last stage go with
+        ``writes``.
+        """
+        mirror = self.mirror
+        mirror.apply(writes)
+        counts = writes.pattern_counts
+        for key, delta in mirror.take_pending().items():
+            counts[key] = counts.get(key, 0) + delta
 
     def next_generation(self) -> int:
         """The generation the next :meth:`write` must find in Redis (reserves it)."""
@@ -470,6 +487,10 @@ class LinkageStore:
             len(hsets) // 3,
             *hsets,
         ]
+        counts = [(key, delta) for key, delta in sorted(writes.pattern_counts.items()) if delta]
+        args.append(len(counts))
+        for key, delta in counts:
+            args += [keyspace.LINK_MODEL, key, delta]
         for name, delta in writes.counters.items():
             if delta:
                 args += [name, delta]
@@ -506,7 +527,7 @@ class LinkageStore:
                 keys.append(keyspace.linkage_bucket(self.scope, letter, bucket))
         if writes.batches:
             keys.append(keyspace.linkage_key(self.scope, keyspace.LINK_BATCHES))
-        if writes.layout is not None or writes.model is not None:
+        if writes.layout is not None or writes.model is not None or writes.pattern_counts:
             keys.append(keyspace.linkage_key(self.scope, keyspace.LINK_MODEL))
         if any(writes.counters.values()):
             keys.append(keyspace.linkage_key(self.scope, keyspace.LINK_STATS))
@@ -671,6 +692,18 @@ class LinkageStore:
         layout = None if raw[0] is None else layout_from_json(raw[0])
         model = None if raw[1] is None else model_from_json(raw[1])
         return layout, model
+
+    def _stored_counts(self) -> dict[bytes, int]:
+        """The agreement-pattern counts (:mod:`broker.store.linkage_counts`), zeros left out."""
+        raw = cast(
+            dict[bytes, bytes],
+            self._r.hgetall(keyspace.linkage_key(self.scope, keyspace.LINK_MODEL)),
+        )
+        counts = {}
+        for key, value in raw.items():
+            if key.startswith(FIELD_PREFIX) and int(value):
+                counts[key] = int(value)
+        return counts
 
     def fitted_model(self) -> Model | None:
         """The probabilistic stage's model as the engine last fitted it, or ``None``.

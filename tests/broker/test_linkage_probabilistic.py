@@ -17,9 +17,32 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.linkage import LinkBasis, Linker, PossibleMatch
-from broker.matching import Layout, model_from_json, model_to_json
+from broker.matching import (
+    BlockLayout,
+    Layout,
+    RecordEvidence,
+    agreement,
+    candidate_pairs,
+    model_from_json,
+    model_to_json,
+)
 from broker.store import keyspace
-from broker.store.linkage_evidence import POSSIBLE_REASONS
+from broker.store.linkage_codec import stored_dsn
+from broker.store.linkage_counts import (
+    CANDIDATE,
+    FIELD_PREFIX,
+    KNOWN,
+    SAME,
+    parse_field,
+    pattern_field,
+)
+from broker.store.linkage_evidence import (
+    POSSIBLE_REASONS,
+    cell_spans,
+    decode_evidence,
+    encode_evidence,
+    raw_agreement,
+)
 from broker.store.linkage_store import LinkageStore
 from tests.support.evidence_world import incoming, world
 
@@ -314,32 +337,102 @@ def test_a_refit_on_demand_stores_the_model_and_changes_no_link(client) -> None:
     assert Linker(_store(client)).refit() is None  # nothing held: nothing to fit
 
 
-def test_a_fit_from_a_sample_of_blocks_links_alike_on_a_new_worker(client) -> None:
-    """Past ``fit_records`` a refit reads a sample of blocks chosen by their stored
-    tokens: the model still finds true links only, and a new worker samples alike."""
+def _stored_counts(client, store: LinkageStore) -> dict[bytes, int]:
+    raw = client.hgetall(keyspace.linkage_key(store.scope, keyspace.LINK_MODEL))
+    return {k: int(v) for k, v in raw.items() if k.startswith(FIELD_PREFIX) and int(v)}
+
+
+def _recounted(store: LinkageStore) -> Counter[bytes]:
+    """The candidate and one-dataset counts, made from scratch over the held evidence."""
+    layout = store.fitted_model()
+    assert layout is not None
+    dsns = {rid: stored_dsn(raw) for rid, raw in store.scan_buckets(keyspace.LINK_RECORDS, "rid")}
+    held = []
+    for rid, raw in store.scan_buckets(keyspace.LINK_EVIDENCE, "rid"):
+        blocks, cells = decode_evidence(raw)
+        held.append(RecordEvidence(rid, str(dsns[rid]), blocks, cells))
+    out: Counter[bytes] = Counter()
+    n_blocks = len(layout.layout.blocks)
+    for kind, same in ((CANDIDATE, False), (SAME, True)):
+        pairs = candidate_pairs(held, n_blocks=n_blocks, same_dataset=same)
+        for j, block_pairs in enumerate(pairs):
+            for a, b in block_pairs:
+                vector = agreement(layout.layout.blocks[j], a, b)
+                out[pattern_field(kind, j, vector, int(a.dataset) if same else 0)] += 1
+    return out
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(cut=st.integers(0, 400), slice_size=st.sampled_from([64, 4096]))
+def test_a_new_worker_mid_stream_continues_the_same_pattern_counts(client, cut, slice_size) -> None:
+    """The fit's agreement-pattern counts are kept as records arrive and written with
+    each slice: a new worker at any cut continues the very counts (so fits the same
+    model), and they are exactly the pairs of the holding, counted from scratch."""
     w = world()
     first, second = sorted(w.chunks)
     one, two = _store(client), _store(client)
+    kept = Linker(one, slice_size=slice_size)
     records, layout = incoming(w.chunks[first])
     later, _ = incoming(w.chunks[second])
-    half = len(later) // 2
-    kept = Linker(one, fit_records=200)
-    for linker in (kept, Linker(two, fit_records=200)):
+    for linker in (kept, Linker(two, slice_size=slice_size)):
         linker.link(w.info(first), records, batch_id=first, layout=layout)
-        linker.link(w.info(second), later[:half], batch_id=second, layout=layout)
-    fresh = LinkageStore(client, scope=two.scope)
-    for linker in (kept, Linker(fresh, fit_records=200)):
-        linker.link(w.info(second), later[half:], batch_id=second, layout=layout)
-    sampled, full = one.fitted_model(), _store(client)
-    _link_all(Linker(full))
-    assert sampled is not None and sampled == fresh.fitted_model()
-    whole = full.fitted_model()
-    assert whole is not None and sampled != whole
-    assert sum(b.pairs for b in sampled.blocks) < sum(b.pairs for b in whole.blocks)
-    assert _persons(one) == _persons(fresh)
-    found, correct, _ = _pairs(_persons(one))
-    assert found == correct
-    assert Linker(one).report().links_by_key.get("probabilistic", 0) > 0
+        linker.link(w.info(second), later[:cut], batch_id=second, layout=layout)
+    fresh = LinkageStore(client, scope=two.scope)  # another process: an empty mirror
+    for linker in (kept, Linker(fresh, slice_size=slice_size)):
+        linker.link(w.info(second), later[cut:], batch_id=second, layout=layout)
+    counts = _stored_counts(client, one)
+    assert counts and counts == _stored_counts(client, two)
+    assert one.fitted_model() == fresh.fitted_model()
+    kinds = Counter(parse_field(k)[0] for k in counts)
+    assert kinds[CANDIDATE] and kinds[SAME] and kinds[KNOWN]
+    scratch = {k: v for k, v in counts.items() if parse_field(k)[0] != KNOWN}
+    assert scratch == _recounted(one)
+    for key, count in counts.items():  # a known match is a candidate pair too
+        kind, j, _, vector = parse_field(key)
+        if kind == KNOWN:
+            assert count <= counts[pattern_field(CANDIDATE, j, vector)]
+
+
+def test_a_retraction_takes_its_pairs_out_of_the_counts(client) -> None:
+    """Records that leave take their pairs with them: the counts stay the holding's."""
+    w = world()
+    first, second = sorted(w.chunks)
+    store = _store(client)
+    linker = Linker(store)
+    records, layout = incoming(w.chunks[first])
+    later, _ = incoming(w.chunks[second])
+    linker.link(w.info(first), records, batch_id=first, layout=layout)
+    linker.link(w.info(second), later, batch_id=second, layout=layout)
+    before = _stored_counts(client, store)
+    linker.link(w.info(second), later[: len(later) // 2], batch_id="again", layout=layout)
+    linker.replace_finish(w.info(second), batch_id="again")
+    after = _stored_counts(client, store)
+    assert after != before
+    assert {k: v for k, v in after.items() if parse_field(k)[0] != KNOWN} == _recounted(store)
+
+
+def test_a_holding_without_counts_is_counted_when_read(client) -> None:
+    """A scope stored before the counts were kept is counted once by the worker that
+    reads it, and the counts it writes are the holding's pairs from then on."""
+    w = world()
+    first, second = sorted(w.chunks)
+    store = _store(client)
+    records, layout = incoming(w.chunks[first])
+    later, _ = incoming(w.chunks[second])
+    linker = Linker(store)
+    linker.link(w.info(first), records, batch_id=first, layout=layout)
+    linker.link(w.info(second), later[:100], batch_id=second, layout=layout)
+    key = keyspace.linkage_key(store.scope, keyspace.LINK_MODEL)
+    client.hdel(key, *_stored_counts(client, store))
+    assert not _stored_counts(client, store)
+    fresh = LinkageStore(client, scope=store.scope)
+    Linker(fresh).link(w.info(second), later[100:], batch_id=second, layout=layout)
+    counts = _stored_counts(client, fresh)
+    assert {k: v for k, v in counts.items() if parse_field(k)[0] != KNOWN} == _recounted(fresh)
 
 
 def test_bases_and_possible_matches_hold_no_token_or_reference(client) -> None:
@@ -384,3 +477,28 @@ def test_evidence_of_another_layout_is_not_kept(client) -> None:
     )
     assert held == len(records)
     assert store.fitted_model() is None
+
+
+_cells = st.lists(
+    st.lists(st.sampled_from([b"aaaa", b"bbbb", b"cccc", b"dddd"]), max_size=3),
+    min_size=6,
+    max_size=6,
+)
+
+
+@given(a=_cells, b=_cells, split=st.integers(1, 5))
+def test_agreement_read_in_place_is_the_decoded_agreement(a, b, split) -> None:
+    """The counts read agreement vectors from the stored bytes without decoding them;
+    they must be the vectors the scorer computes from decoded evidence."""
+    columns = (tuple(range(split)), tuple(range(split, 6)))
+    block = BlockLayout("k", ("x", "y"), (("l",) * split, ("l",) * (6 - split)), columns)
+    raws, decoded = [], []
+    for rid, cells in ((1, a), (2, b)):
+        raw = encode_evidence(
+            (b"B" * 10, None), bytes(len(c) for c in cells), b"".join(t for c in cells for t in c)
+        )
+        blocks, decoded_cells = decode_evidence(raw)
+        raws.append(raw)
+        decoded.append(RecordEvidence(rid, "1", blocks, decoded_cells))
+    in_place = raw_agreement(columns, raws[0], cell_spans(raws[0]), raws[1], cell_spans(raws[1]))
+    assert in_place == agreement(block, decoded[0], decoded[1])
