@@ -8,6 +8,7 @@ environment so a quick run and the full run use the same code::
     make bench                      # full sizes (the issue targets)
     BENCH_SCALE=0.1 make bench      # a tenth of every size
     BENCH_ONLY=tokenise make bench  # one benchmark
+    BENCH_ONLY=cluster BENCH_N=300000 make bench  # one size for every benchmark run
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ BENCHMARKS: list[tuple[str, dict[str, int]]] = [
     ("tokenise", {"n": 1_000_000, "workers": 1, "evidence": 1}),
     ("install", {"n": 1_000_000}),  # the whole command from a fresh `pip install '.[sdk]'`
     ("ingest", {"n": 1_000_000}),
-    ("cluster", {"n": 100_000}),  # the engine on the local Redis Cluster beside one node
+    ("cluster", {"n": 1_000_000}),  # the engine on the local Redis Cluster beside one node
+    ("link_workers", {"n": 200_000}),  # two domains by one link-worker process, then by two
     ("populations", {"n": 30_000}),  # the default spec on other population structures
     ("audit", {"n": 20_000}),  # the cost per entry of signing every audit entry
     ("febrl", {"partial": 0}),  # FEBRL4 under the febrl spec (locality, region, addresses)
@@ -45,12 +47,19 @@ BENCHMARKS: list[tuple[str, dict[str, int]]] = [
 
 def main() -> int:
     scale = float(os.environ.get("BENCH_SCALE", "1"))
+    size_text = os.environ.get("BENCH_N", "")
+    if size_text and not (size_text.isdigit() and int(size_text) > 0):
+        print(f"BENCH_N must be a positive whole number, not {size_text!r}", file=sys.stderr)
+        return 2
+    size = int(size_text) if size_text else None
     only = {x for x in os.environ.get("BENCH_ONLY", "").split(",") if x}
     results: list[dict[str, Any]] = []
     for name, kwargs in BENCHMARKS:
         if only and name not in only:
             continue
-        scaled = {k: (max(1, int(v * scale)) if k == "n" else v) for k, v in kwargs.items()}
+        scaled = {
+            k: ((size or max(1, int(v * scale))) if k == "n" else v) for k, v in kwargs.items()
+        }
         module = importlib.import_module(f"bench.{name}")
         print(f"== {name} {scaled}", flush=True)
         started = time.perf_counter()
