@@ -129,9 +129,18 @@ def test_only_the_metrics_token_or_an_administrator_may_read_it(metered, role, s
 def test_log_lines_keep_their_request_id(metered):
     with metered.client(TOKEN) as http:
         request_id = http.get("/metrics").headers["x-request-id"]
-    lines = [json.loads(line) for line in metered.log_text().splitlines() if line.startswith("{")]
-    mine = [line for line in lines if line.get("request_id") == request_id]
-    assert mine and "GET /metrics 200" in mine[-1]["message"]
+
+    def mine() -> list[dict[str, str]]:
+        lines = metered.log_text().splitlines()
+        logged = [json.loads(line) for line in lines if line.startswith("{")]
+        return [line for line in logged if line.get("request_id") == request_id]
+
+    # the access line is written after the response has gone out: wait for it, a while
+    deadline = time.monotonic() + 10
+    while not mine() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    found = mine()
+    assert found and "GET /metrics 200" in found[-1]["message"]
 
 
 def test_metrics_over_https(tmp_path):
