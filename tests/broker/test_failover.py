@@ -30,9 +30,9 @@ from broker.store.linkage_store import LinkageStore
 from client_sdk.client import BrokerClient
 from client_sdk.errors import BrokerCallError
 from keys.batch import BatchReader
-from keys.wire import BatchState, DatasetDeclaration
+from keys.wire import BatchState
 from tests.support.cluster_support import RedisClusterSet, start_external_broker
-from tests.support.harness import make_batch, random_refs, random_tokens, unique
+from tests.support.harness import declaration_for, make_batch, random_refs, random_tokens, unique
 from tests.support.worker_support import wait_until
 
 logger = logging.getLogger(__name__)
@@ -83,16 +83,7 @@ def test_acknowledged_commits_after_a_master_fails_over(tmp_path, wait_replicas)
         paths = _batches(tmp_path, domain)
         manifest = BatchReader(paths[0]).manifest
         with BrokerClient(broker.url, credential) as client:
-            client.declare_dataset(
-                DatasetDeclaration(
-                    name="gp",
-                    one_record_per_person=True,
-                    domain=domain,
-                    spec_hash=manifest.spec_hash,
-                    key_version=manifest.key_version,
-                    match_keys=manifest.match_keys,
-                )
-            )
+            client.declare_dataset(declaration_for(manifest))
         broker.close_runtime()
         acknowledged: list[str] = []
         refused: list[str] = []

@@ -14,9 +14,16 @@ import pytest
 
 from broker.config import BrokerSettings
 from client_sdk.client import BrokerClient
-from keys.wire import BatchState, DatasetDeclaration
+from keys.wire import BatchState
 from tests.support.cluster_support import SentinelSet, start_external_broker
-from tests.support.harness import free_port, make_batch, random_refs, random_tokens, unique
+from tests.support.harness import (
+    declaration_for,
+    free_port,
+    make_batch,
+    random_refs,
+    random_tokens,
+    unique,
+)
 
 
 @pytest.fixture
@@ -54,16 +61,7 @@ def test_a_broker_with_both_passwords_uploads_and_links(guarded, tmp_path):
             domain=domain,
         )
         with BrokerClient(broker.url, credential) as client:
-            client.declare_dataset(
-                DatasetDeclaration(
-                    name="gp",
-                    one_record_per_person=True,
-                    domain=domain,
-                    spec_hash=manifest.spec_hash,
-                    key_version=manifest.key_version,
-                    match_keys=manifest.match_keys,
-                )
-            )
+            client.declare_dataset(declaration_for(manifest))
             assert client.upload(path, poll=0.05).state is BatchState.LINKED
     finally:
         broker.stop()

@@ -23,9 +23,10 @@ import pytest
 
 from client_sdk.client import BrokerClient
 from keys.batch import BatchReader
-from keys.wire import BatchState, DatasetDeclaration, Role
+from keys.wire import BatchState, Role
 from tests.support.harness import (
     BrokerProcess,
+    declaration_for,
     free_port,
     make_batch,
     random_refs,
@@ -75,16 +76,7 @@ def _upload(broker: BrokerProcess, tmp_path: Path, records: int) -> None:
     )
     manifest = BatchReader(path).manifest
     with BrokerClient(broker.url, credential) as client:
-        client.declare_dataset(
-            DatasetDeclaration(
-                name="gp",
-                one_record_per_person=True,
-                domain=domain,
-                spec_hash=manifest.spec_hash,
-                key_version=manifest.key_version,
-                match_keys=manifest.match_keys,
-            )
-        )
+        client.declare_dataset(declaration_for(manifest))
         assert client.upload(path, poll=0.05).state is BatchState.LINKED
 
 

@@ -29,7 +29,7 @@ from broker.store.identities import create_identity, find_identity, revoke_ident
 from keys.batch import BatchManifest, BatchWriter
 from keys.chunk import TokenChunk
 from keys.derive import RecordRef, Token
-from keys.wire import Role
+from keys.wire import DatasetDeclaration, Role
 
 __all__ = [
     "BrokerProcess",
@@ -300,3 +300,15 @@ def make_batch(
         )
         writer.finish(manifest)
     return manifest
+
+
+def declaration_for(manifest: BatchManifest, name: str = "gp") -> DatasetDeclaration:
+    """The one-record-per-person dataset a batch's manifest was written for."""
+    return DatasetDeclaration(
+        name=name,
+        one_record_per_person=True,
+        domain=manifest.domain,
+        spec_hash=manifest.spec_hash,
+        key_version=manifest.key_version,
+        match_keys=manifest.match_keys,
+    )
