@@ -1,11 +1,18 @@
 """Storage of the hash-chained audit log: a Redis list, a head pointer and checkpoints.
 
 broker/audit/ decides what an entry and a checkpoint hold, how they are hashed and
-signed; this module appends entries atomically (WATCH on the head, so two broker workers
-never fork the chain), each with its signed checkpoint (the *head checkpoint*, replaced at
-every append) and the count of ``release`` entries per agreement in the same transaction,
-appends the periodic checkpoints in increasing position (WATCH on their list), and reads
-everything back. Every key carries the ``{audit}`` hash tag: one cluster slot.
+signed; this module appends entries atomically, each with its signed checkpoint (the *head
+checkpoint*, replaced at every append) and the count of ``release`` entries per agreement,
+appends the periodic checkpoints in increasing position, and reads everything back. Every
+key carries the ``{audit}`` hash tag: one cluster slot.
+
+Both appends are compare-and-set Lua scripts, not WATCH/MULTI: the script checks, on the
+node that runs it, that the head is still the one the entry was built on, so two broker
+workers never fork the chain. WATCH is not enough on a cluster: when a master fails over
+between the read of the head and the EXEC, the client sends the EXEC to the promoted
+replica, which never saw the WATCH and may hold another head, and the chain forks (seen in
+tests/broker/test_failover.py). A script retried after a lost reply finds its own head
+already in place and reports success instead of appending twice.
 """
 
 from __future__ import annotations
@@ -13,8 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
-
-import redis
 
 from broker.store import keyspace
 from broker.store.client import Store
@@ -67,6 +72,33 @@ def read_snapshot(store: Store) -> AuditSnapshot:
     )
 
 
+# KEYS: log, head, head checkpoint, release counts, release counts by month.
+# ARGV: the head the entry was built on ('' for none), entry, new head, checkpoint ('' for
+# none), agreement whose release count rises (''), its "agreement|month" field ('').
+# Returns 1 when appended, 2 when this very append was already applied, 0 when the head moved.
+_APPEND_ENTRY = """
+local head = redis.call('GET', KEYS[2])
+if head == ARGV[3] then return 2 end
+if (head or '') ~= ARGV[1] then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3])
+if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[5], 1) end
+if ARGV[6] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[6], 1) end
+return 1
+"""
+
+# KEYS: the checkpoint list. ARGV: the newest checkpoint it was built after ('' for none),
+# the new one. Returns 1 when appended or already there, 0 when another was appended first.
+_APPEND_CHECKPOINT = """
+local last = redis.call('LINDEX', KEYS[1], -1)
+if last == ARGV[2] then return 1 end
+if (last or '') ~= ARGV[1] then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[2])
+return 1
+"""
+
+
 def append_chained(
     store: Store,
     build: Callable[[bytes | None], tuple[bytes, bytes, bytes | None]],
@@ -87,28 +119,28 @@ def append_chained(
     Returns:
         The entry as stored.
     """
-    log_key, head_key = keyspace.audit_log(), keyspace.audit_head()
-    head_checkpoint_key = keyspace.audit_head_checkpoint()
-    with store.redis.pipeline(transaction=True) as pipe:
-        while True:
-            try:
-                pipe.watch(head_key)  # type: ignore[no-untyped-call]
-                head = cast(bytes | None, pipe.get(head_key))
-                entry, new_head, checkpoint = build(head)
-                pipe.multi()
-                pipe.rpush(log_key, entry)
-                pipe.set(head_key, new_head)
-                if checkpoint is not None:
-                    pipe.set(head_checkpoint_key, checkpoint)
-                if release_of:
-                    pipe.hincrby(keyspace.audit_releases(), release_of, 1)
-                    if release_month:
-                        month_key = keyspace.audit_releases_by_month()
-                        pipe.hincrby(month_key, f"{release_of}|{release_month}", 1)
-                pipe.execute()
-                return entry
-            except redis.WatchError:
-                continue
+    keys = [
+        keyspace.audit_log(),
+        keyspace.audit_head(),
+        keyspace.audit_head_checkpoint(),
+        keyspace.audit_releases(),
+        keyspace.audit_releases_by_month(),
+    ]
+    script = store.redis.register_script(_APPEND_ENTRY)
+    month_field = f"{release_of}|{release_month}" if release_of and release_month else ""
+    while True:
+        head = cast(bytes | None, store.redis.get(keyspace.audit_head()))
+        entry, new_head, checkpoint = build(head)
+        args: list[bytes | str] = [
+            head or b"",
+            entry,
+            new_head,
+            checkpoint or b"",
+            release_of,
+            month_field,
+        ]
+        if int(script(keys=keys, args=args)):
+            return entry
 
 
 def read_entries(store: Store, *, start: int = 0, count: int = 100) -> list[bytes]:
@@ -161,18 +193,11 @@ def append_checkpoint(store: Store, build: Callable[[bytes | None], bytes | None
         The checkpoint appended, or ``None``.
     """
     key = keyspace.audit_checkpoints()
-    with store.redis.pipeline(transaction=True) as pipe:
-        while True:
-            try:
-                pipe.watch(key)  # type: ignore[no-untyped-call]
-                last = cast(bytes | None, pipe.lindex(key, -1))
-                made = build(last)
-                if made is None:
-                    pipe.unwatch()
-                    return None
-                pipe.multi()
-                pipe.rpush(key, made)
-                pipe.execute()
-                return made
-            except redis.WatchError:
-                continue
+    script = store.redis.register_script(_APPEND_CHECKPOINT)
+    while True:
+        last = cast(bytes | None, store.redis.lindex(key, -1))
+        made = build(last)
+        if made is None:
+            return None
+        if int(script(keys=[key], args=[last or b"", made])):
+            return made

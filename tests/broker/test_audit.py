@@ -27,7 +27,7 @@ from broker.audit import (
     verify_export,
 )
 from broker.errors import AuditTamperedError
-from broker.store import keyspace
+from broker.store import audit_log, keyspace
 from keys.signing import public_key_of
 
 SEED = bytes(range(32))
@@ -430,3 +430,36 @@ def test_an_export_is_the_log_as_of_one_moment_while_entries_are_appended(store)
     assert len(exported) == 6 + 1  # six entries and the head checkpoint at position 5
     assert verify_export(exported, PUBLIC).ok
     assert verify_audit(store, PUBLIC).ok
+
+
+def test_an_append_whose_head_moved_while_it_was_built_is_rebuilt_on_the_new_head(store):
+    """Another writer getting in between the read of the head and the write must not fork
+    the chain: the store checks the head where it writes (on a cluster, on whichever node
+    holds the slot by then) and builds the entry again."""
+    _fill(store, 3)
+    heads_seen: list[bytes | None] = []
+
+    def build(head):
+        heads_seen.append(head)
+        if len(heads_seen) == 1:
+            _fill(store, 1, start=3)  # the rival append lands first
+        seq = json.loads(head)["seq"] + 1
+        entry = json.dumps({"seq": seq, "built_on": head.decode()}).encode()
+        return entry, json.dumps({"seq": seq, "hash": f"h{seq}"}).encode(), None
+
+    audit_log.append_chained(store, build)
+    assert len(heads_seen) == 2 and heads_seen[0] != heads_seen[1]
+    stored = _raw(store)
+    assert len(stored) == 5
+    assert json.loads(stored[-1])["built_on"] == heads_seen[1].decode()
+
+
+def test_an_append_sent_again_after_a_lost_reply_is_stored_once(store):
+    """A client that retries the write after the reply was lost (a master failing over)
+    finds its own head already in place and does not append a second copy."""
+    _fill(store, 2)
+    entry, new_head = b'{"seq":2,"retried":true}', b'{"seq":2,"hash":"h2"}'
+    for _ in range(2):  # the same write, sent twice
+        audit_log.append_chained(store, lambda _head: (entry, new_head, None))
+    assert _raw(store).count(entry) == 1
+    assert len(_raw(store)) == 3
