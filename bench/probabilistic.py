@@ -51,6 +51,7 @@ from broker.matching import (
 )
 from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records
+from client_sdk.quality import assigned_birthdays
 from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import TokeniseParams, Tokeniser
 from keys.derive import DomainKey
@@ -308,15 +309,13 @@ def engine_links(
     from broker.store.linkage_store import LinkageStore
     from keys.derive import AtRestKeyer, EvidenceRekeyer
 
-    tokeniser = Tokeniser(
-        TokeniseParams(
-            spec=spec,
-            domain_key=DomainKey(b"\x07" * 32),
-            domain="eval",
-            key_version="v1",
-            reference_secret=b"\x08" * 32,
-            dataset="eval",
-        )
+    params = TokeniseParams(
+        spec=spec,
+        domain_key=DomainKey(b"\x07" * 32),
+        domain="eval",
+        key_version="v1",
+        reference_secret=b"\x08" * 32,
+        dataset="eval",
     )
     keyer, evidence_keyer = AtRestKeyer(b"\x09" * 32), EvidenceRekeyer(b"\x09" * 32)
     key_names = tuple(k.name for k in spec.match_keys)
@@ -326,6 +325,9 @@ def engine_links(
     started = time.process_time()
     for name, records in datasets.items():
         info = DatasetInfo(id=name, org=name, one_record_per_person=True, key_names=key_names)
+        # Each extract's own heaped birthdays, as the SDK measures them.
+        assigned = assigned_birthdays(r.date_of_birth for r in records)
+        tokeniser = Tokeniser(replace(params, assigned_birthdays=assigned))
         for start in range(0, len(records), chunk):
             part = records[start : start + chunk]
             tokenised = tokeniser.chunk_of_rows([tokeniser.row(r) for r in part])

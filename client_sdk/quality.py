@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,6 +43,7 @@ __all__ = [
     "QualityReport",
     "RowProblem",
     "Threshold",
+    "assigned_birthdays",
     "find_birth_day_heaping",
     "grade_report",
 ]
@@ -302,6 +303,31 @@ def find_birth_day_heaping(month_days: Mapping[tuple[int, int], int]) -> list[Bi
             )
     found.sort(key=lambda heaped: (-heaped.records, heaped.month, heaped.day))
     return found
+
+
+def assigned_birthdays(dates_of_birth: Iterable[str | None]) -> frozenset[str]:
+    """The days of the year an extract's dates of birth are heaped on, as ``MM-DD``.
+
+    Measured from the extract itself (:func:`find_birth_day_heaping` over its valid
+    dates): where far more people are born on a day than on the days around it, the
+    system wrote that day for birthdays it did not know (1 January for people who know
+    only their year of birth, as for many asylum seekers), so a date on it says the year
+    and little more. :class:`client_sdk.tokenise.TokeniseParams` takes the result, so
+    that the match keys that rest on the day of birth are not formed on such a date
+    (:func:`client_sdk.normalise.placeholders.rests_on_day_of_birth`).
+
+    Args:
+        dates_of_birth: the extract's dates of birth, ISO ``YYYY-MM-DD`` or ``None``.
+
+    Returns:
+        e.g. ``frozenset({"01-01"})``; empty when no day is heaped.
+    """
+    month_days: dict[tuple[int, int], int] = {}
+    for date_of_birth in dates_of_birth:
+        if date_of_birth:
+            month_day = (int(date_of_birth[5:7]), int(date_of_birth[8:10]))
+            month_days[month_day] = month_days.get(month_day, 0) + 1
+    return frozenset(f"{h.month:02d}-{h.day:02d}" for h in find_birth_day_heaping(month_days))
 
 
 def grade_report(

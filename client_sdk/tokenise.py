@@ -36,6 +36,7 @@ from mypy_extensions import mypyc_attr
 
 from client_sdk.evidence import Evidence, EvidenceEncoder
 from client_sdk.local_index import LocalIndex
+from client_sdk.normalise.placeholders import rests_on_day_of_birth
 from client_sdk.normalise.transforms import TRANSFORM_FUNCTIONS
 from client_sdk.record import NormalisedRecord
 from keys.batch import BatchManifest, BatchWriter
@@ -92,6 +93,11 @@ class TokeniseParams:
         payload_columns: names of the payload columns, in the records' order.
         opt_out_flags: the chunks carry each record's research-restricted flag (the
             source applied opt-outs: :mod:`client_sdk.opt_out`).
+        assigned_birthdays: days of the year (``MM-DD``) this extract's dates of birth
+            are heaped on (:func:`client_sdk.quality.assigned_birthdays`, measured from
+            the extract): a match key that rests on the day of birth
+            (:func:`client_sdk.normalise.placeholders.rests_on_day_of_birth`) is not
+            formed on such a date. Blocks and comparisons keep it.
     """
 
     spec: LinkageSpec
@@ -102,6 +108,7 @@ class TokeniseParams:
     dataset: str
     payload_columns: tuple[str, ...] = ()
     opt_out_flags: bool = False
+    assigned_birthdays: frozenset[str] = frozenset()
 
 
 @mypyc_attr(native_class=False)  # returned by the workers, pickled as TokeniseParams
@@ -131,6 +138,7 @@ class Tokeniser:
     """Derives the tokens and references of records under one spec, domain key and dataset."""
 
     __slots__ = (
+        "_assigned",
         "_block_columns",
         "_block_parts",
         "_columns",
@@ -167,6 +175,17 @@ class Tokeniser:
         for comparison in spec.comparisons:
             if comparison.field not in used:
                 used.append(comparison.field)
+        # Keys not formed on an assigned birthday: (date's row position, days, key indices).
+        day_keys = tuple(
+            i
+            for i, key in enumerate(spec.match_keys)
+            if rests_on_day_of_birth((f.field, f.transform) for f in key.leaves)
+        )
+        self._assigned: tuple[int, frozenset[str], tuple[int, ...]] | None = (
+            (2 + used.index("date_of_birth"), params.assigned_birthdays, day_keys)
+            if params.assigned_birthdays and day_keys
+            else None
+        )
         # The flag comes last, so the fields keep their positions.
         flag = ("restricted",) if params.opt_out_flags else ()
         self._getter: Callable[[NormalisedRecord], _Row] = operator.attrgetter(
@@ -252,6 +271,12 @@ class Tokeniser:
         for parts in self._parts:
             chosen = parts(encoded)
             joined.append(None if None in chosen else b"".join(chosen))  # type: ignore[arg-type]
+        if self._assigned is not None:
+            position, days, day_keys = self._assigned
+            value = row[position]
+            if value and value[5:] in days:
+                for i in day_keys:
+                    joined[i] = None
         return joined
 
     def tokens_of_row(self, row: _Row) -> tuple[Token | None, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable
 from importlib import resources
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "is_placeholder_name",
     "is_placeholder_name_pair",
     "payload_value",
+    "rests_on_day_of_birth",
 ]
 
 
@@ -133,3 +135,28 @@ def payload_value(raw: str) -> str | None:
         if " ".join(_NOT_ALNUM.sub(" ", value.upper()).split()) in PLACEHOLDER_PAYLOAD:
             return None
     return value
+
+
+_IDENTIFIERS = frozenset({"nhs_number", "other_id"})
+_GIVEN = frozenset({"given_name", "given_name_key"})
+_DAY_TRANSFORMS = (None, "swap")  # the transforms of a date of birth that keep its day
+
+
+def rests_on_day_of_birth(fields: Iterable[tuple[str, str | None]]) -> bool:
+    """Whether a match key of these ``(field, transform)`` leaves needs a known birthday.
+
+    A key that holds the date of birth with its day (untransformed, or day and month
+    unordered) but no identifier (NHS number, other id) and not both a given and a family
+    name tells people apart by the day they were born: the given name, postcode and sex
+    of ``given_dob_postcode_sex`` are shared by many residents of one hostel. On a date
+    of birth that the extract's system assigned (:func:`client_sdk.quality.assigned_birthdays`:
+    1 January written for a birthday nobody knew) such a key is a namesake key, so the
+    tokeniser forms it only on other dates. Keys with both names, or an identifier, keep
+    such dates: those were measured safe on them (docs/linkage-spec.md, "Assigned dates
+    of birth").
+    """
+    leaves = list(fields)
+    names = {name for name, _ in leaves}
+    has_day = any(name == "date_of_birth" and t in _DAY_TRANSFORMS for name, t in leaves)
+    both_names = bool(names & _GIVEN) and "family_name" in names
+    return has_day and not both_names and not names & _IDENTIFIERS

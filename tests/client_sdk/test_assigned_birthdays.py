@@ -1,0 +1,132 @@
+"""Assigned dates of birth: a day the extract heaps birthdays on, measured from it, is not
+a date the keys that rest on the day of birth are formed on (docs/linkage-spec.md,
+"Assigned dates of birth")."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from client_sdk.normalise.placeholders import rests_on_day_of_birth
+from client_sdk.quality import assigned_birthdays
+from client_sdk.record import NormalisedRecord
+from client_sdk.tokenise import Tokeniser
+from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
+from tests.support.tokenise_world import fixed_params
+
+START = date(1940, 1, 1)
+SPAN = (date(2020, 12, 31) - START).days
+
+
+def _spread(count: int, rng: random.Random) -> list[str]:
+    return [(START + timedelta(days=rng.randrange(SPAN))).isoformat() for _ in range(count)]
+
+
+_seeds = st.integers(min_value=0, max_value=2**32)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(min_value=2000, max_value=10_000), _seeds)
+def test_an_extract_without_a_default_birthday_has_none(size, seed) -> None:
+    assert assigned_birthdays(_spread(size, random.Random(seed))) == frozenset()
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.integers(min_value=2000, max_value=10_000),
+    st.floats(min_value=0.02, max_value=0.5),
+    st.dates(min_value=date(2001, 1, 1), max_value=date(2001, 12, 31)),
+    _seeds,
+)
+def test_a_day_the_system_wrote_for_unknown_birthdays_is_found(size, share, day, seed) -> None:
+    """Any day, not a listed one: whatever the system's default, it is measured."""
+    rng = random.Random(seed)
+    dates = _spread(size, rng)
+    heaped = int(size * share)
+    dates += [
+        date(rng.randrange(1950, 2010), day.month, day.day).isoformat() for _ in range(heaped)
+    ]
+    rng.shuffle(dates)
+    found = assigned_birthdays(dates + [None] * 10)
+    assert found == {f"{day.month:02d}-{day.day:02d}"}
+    assert assigned_birthdays(reversed(dates)) == found  # the order of the rows is no matter
+
+
+@pytest.mark.parametrize(
+    ("key", "rests"),
+    [
+        (
+            [("given_name_key", None), ("date_of_birth", None), ("postcode", None), ("sex", None)],
+            True,
+        ),
+        ([("family_name", None), ("date_of_birth", "swap"), ("postcode", None)], True),
+        ([("given_name_key", None), ("family_name", None), ("date_of_birth", None)], False),
+        (
+            [("given_name_key", "soundex"), ("family_name", "soundex"), ("date_of_birth", None)],
+            False,
+        ),
+        ([("nhs_number", None), ("date_of_birth", None)], False),
+        ([("other_id", None), ("date_of_birth", None)], False),
+        ([("given_name_key", None), ("date_of_birth", "year"), ("postcode", None)], False),
+        ([("nhs_number", None), ("family_name", "soundex"), ("given_name_key", "initial")], False),
+    ],
+)
+def test_the_keys_that_rest_on_the_day_of_birth(key, rests) -> None:
+    assert rests_on_day_of_birth(key) is rests
+
+
+def test_the_shipped_specs_keep_every_key_but_the_one_without_a_family_name() -> None:
+    for spec in (default_spec(), default_spec(PROBABILISTIC_SPEC_NAME)):
+        resting = [
+            k.name
+            for k in spec.match_keys
+            if rests_on_day_of_birth((f.field, f.transform) for f in k.leaves)
+        ]
+        assert resting == ["given_dob_postcode_sex"]
+
+
+_names = st.sampled_from(["MOHAMMED", "IWAN", "AISHA", "FATIMA", "DAVID"])
+_days = st.sampled_from(["01-01", "07-01", "03-14"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    _names,
+    st.sampled_from(["KHAN", "ALI", "JONES"]),
+    st.integers(min_value=1950, max_value=2005),
+    _days,
+    st.sampled_from([None, "4003056116"]),
+    st.frozensets(_days, max_size=2),
+)
+def test_an_assigned_birthday_removes_only_the_keys_that_rest_on_it(
+    given_name, family, year, day, nhs, assigned
+) -> None:
+    spec = default_spec(PROBABILISTIC_SPEC_NAME)
+    record = NormalisedRecord(
+        line=2,
+        local_id="L1",
+        nhs_number=nhs,
+        given_name=given_name,
+        given_name_key=given_name,
+        family_name=family,
+        date_of_birth=f"{year}-{day}",
+        sex="M",
+        postcode="BD30 3PN",
+    )
+    params = dataclasses.replace(fixed_params("gp-a", ()), spec=spec)
+    plain = Tokeniser(params)
+    measured = Tokeniser(dataclasses.replace(params, assigned_birthdays=assigned))
+    names = [k.name for k in spec.match_keys]
+    before, after = plain.tokens(record), measured.tokens(record)
+    for name, a, b in zip(names, before, after, strict=True):
+        if name == "given_dob_postcode_sex" and day in assigned:
+            assert a is not None and b is None
+        else:
+            assert a == b
+    # blocks and comparisons keep the date: the probabilistic stage weighs it
+    assert plain.evidence(record) == measured.evidence(record)
