@@ -17,8 +17,11 @@ same (docs/linkage.md, "The probabilistic stage"):
    below the new threshold stays linked and is listed for review (``refit``).
 3. **Decisions**, over the candidates' scored pairs best first: a pair at or above the
    link threshold merges the two persons into the older id, unless both persons are
-   already linked across datasets (no chaining: ``rival``) or the merge would put two
-   records of one one-record-per-person dataset in one person (the twin guard:
+   already linked across datasets (no chaining: ``rival``), or the pair is not more
+   likely than all the other candidates of its two records in each other's
+   one-record-per-person dataset together (the ambiguity rule's form here,
+   :func:`broker.linkage.rules.outscores_rivals`: also ``rival``), or the merge would
+   put two records of one one-record-per-person dataset in one person (the twin guard:
    ``twin``, which also makes such datasets one to one); a pair between the review and
    the link thresholds is a possible match (``grey``). Refused and grey pairs are stored
    as possible matches, never linked. The record of the pair on the moving side keeps
@@ -29,11 +32,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from itertools import takewhile
 from typing import Final
 
 from broker.linkage.counters import person_counters, prob_counter, tally
 from broker.linkage.model import LinkStats
-from broker.linkage.rules import compatible
+from broker.linkage.rules import candidate_odds, compatible, outscores_rivals
 from broker.matching import (
     Model,
     RecordEvidence,
@@ -248,9 +252,18 @@ class ProbabilisticStage:
         hood = [_evidence(mirror, rid) for rid in self._neighbourhood(model, new)]
         records = [_evidence(mirror, rid) for rid in new]
         thresholds = model.thresholds
-        for pair in score_pairs(model, records, hood):
-            if pair.probability < thresholds.review:
-                break
+        pairs = list(
+            takewhile(
+                lambda p: p.probability >= thresholds.review, score_pairs(model, records, hood)
+            )
+        )
+        dsn_of = {rid: stored_dsn(mirror.records[rid]) for p in pairs for rid in (p.left, p.right)}
+        rivals = candidate_odds(
+            ((p.left, p.right, p.match_weight) for p in pairs if self._available(p)),
+            dsn_of,
+            self.opp,
+        )
+        for pair in pairs:
             owner = pair.right if pair.right in new_set else pair.left
             other = pair.left if owner == pair.right else pair.right
             if pair.probability < thresholds.link:
@@ -262,6 +275,11 @@ class ProbabilisticStage:
             if not (self._one_dataset(left) or self._one_dataset(right)):
                 self._keep(owner, other, pair, _RIVAL)
                 continue
+            if not outscores_rivals(
+                pair.left, pair.right, pair.match_weight, rivals, dsn_of, thresholds.review
+            ):
+                self._keep(owner, other, pair, _RIVAL)
+                continue
             into, moving = min(left, right), max(left, right)
             into_members, moving_members = self._members(into), self._members(moving)
             opp = self.opp
@@ -270,6 +288,16 @@ class ProbabilisticStage:
                 self._keep(owner, other, pair, _TWIN)
                 continue
             self._merge(into, moving, pair)
+
+    def _available(self, pair: ScoredPair) -> bool:
+        """Whether the pair's two persons could merge as they stand (the twin guard): a
+        candidate already linked to a record of the other's dataset is no rival."""
+        left, right = self._pid(pair.left), self._pid(pair.right)
+        if left == right:
+            return False
+        opp = self.opp
+        kept = {d for _, d in self._members(left) if opp.get(d, False)}
+        return compatible(kept, (d for _, d in self._members(right)), opp)
 
     def _keep(self, owner: int, other: int, pair: ScoredPair, reason: int) -> None:
         entries = self._possible_of(owner)

@@ -20,6 +20,7 @@ applies the decision.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -40,9 +41,11 @@ __all__ = [
     "Decision",
     "Neighbourhood",
     "ambiguous_for",
+    "candidate_odds",
     "compatible",
     "conflict_flags",
     "decide",
+    "outscores_rivals",
     "stays_ambiguous",
     "turns_ambiguous",
     "twin_guarded",
@@ -156,6 +159,57 @@ def compatible(left: set[int], right: Iterable[int], opp: dict[int, bool]) -> bo
     """Whether a person with datasets ``right`` may merge into one whose one-per-person
     datasets are ``left``: no one-per-person dataset would then hold two records."""
     return not any(d in left for d in right if opp.get(d, False))
+
+
+# The probabilistic stage's ambiguity: rivals in a one-per-person dataset -------------------
+
+_MAX_WEIGHT: Final = 1000.0  # log2 odds past which 2**weight would overflow a float
+
+
+def _odds(weight: float) -> float:
+    return math.exp2(min(weight, _MAX_WEIGHT))
+
+
+def candidate_odds(
+    pairs: Iterable[tuple[int, int, float]], dsn_of: dict[int, int], opp: dict[int, bool]
+) -> dict[tuple[int, int], float]:
+    """Per record and one-per-person dataset, the summed posterior odds of its candidates
+    there: ``(rid, dsn) -> sum of 2**weight`` over the pairs ``(left, right, weight)``."""
+    totals: dict[tuple[int, int], float] = {}
+    for left, right, weight in pairs:
+        odds = _odds(weight)
+        for rid, other in ((left, right), (right, left)):
+            dsn = dsn_of[other]
+            if opp.get(dsn, False):
+                key = (rid, dsn)
+                totals[key] = totals.get(key, 0.0) + odds
+    return totals
+
+
+def outscores_rivals(
+    left: int,
+    right: int,
+    weight: float,
+    totals: dict[tuple[int, int], float],
+    dsn_of: dict[int, int],
+    threshold: float,
+) -> bool:
+    """Whether a pair clears ``threshold`` once its records' rivals are counted.
+
+    The probabilistic stage's form of the ambiguity rule: in a one-per-person dataset at
+    most one of a record's candidates can be its match, so a pair's probability among
+    its rivals is ``o / (1 + o + rivals)``, with ``o`` its own posterior odds and
+    ``rivals`` the summed odds of the other candidates of either record in the other's
+    dataset (:func:`candidate_odds`). The stage asks it at the review threshold (one
+    half): a pair links only when it is likelier than all its rivals together. Two
+    records of one dataset that a third matches equally well (namesakes of one hostel
+    with an assigned date of birth, twins the evidence cannot tell apart) each come out
+    below one half, and neither is linked; a rival far weaker barely moves the best.
+    """
+    odds = _odds(weight)
+    rivals = totals.get((left, dsn_of[right]), odds) - odds
+    rivals += totals.get((right, dsn_of[left]), odds) - odds
+    return odds / (1.0 + odds + max(rivals, 0.0)) >= threshold
 
 
 def conflict_flags(conflicts: Iterable[Conflict]) -> int:
