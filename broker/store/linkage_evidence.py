@@ -45,7 +45,9 @@ POSSIBLE_REASONS: tuple[str, ...] = ("grey", "rival", "twin", "refit")
 
 * ``grey`` — its probability is at least the review threshold and below the link one;
 * ``rival`` — at or above the link threshold, but linking it would chain two persons
-  already linked across datasets (no chaining: the first, best pair was taken);
+  already linked across datasets (no chaining: the first, best pair was taken), or it
+  is not likelier than its records' other candidates together (the rivals rule,
+  ``broker.linkage.rules.outscores_rivals``);
 * ``twin`` — at or above the link threshold, but the twin guard refused it (a person
   would hold two records of one one-record-per-person dataset);
 * ``refit`` — a released probabilistic link that a refitted model scores below its link

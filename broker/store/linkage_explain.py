@@ -88,8 +88,9 @@ class PossibleMatch:
         other_dataset: dataset id of ``other``.
         reason: ``grey`` (probability between the review and the link threshold),
             ``rival`` (above the link threshold, but linking would chain two persons
-            already linked), ``twin`` (above it, refused by the twin guard) or ``refit``
-            (a released link a refitted model scores below its threshold: still linked).
+            already linked, or other candidates of one dataset are as likely),
+            ``twin`` (above it, refused by the twin guard) or ``refit`` (a released
+            link a refitted model scores below its threshold: still linked).
         probability: posterior match probability of the pair.
         match_weight: log2 posterior odds.
         blocking_key: the blocking key that scored the pair.

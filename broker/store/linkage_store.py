@@ -747,7 +747,8 @@ class LinkageStore:
         Each names the two records (numbers and dataset ids; a release resolves a
         number to the organisation's own reference with ``LinkedRecord``), why it is
         kept (``grey``: between the review and the link thresholds; ``rival``: above the
-        link threshold but it would chain two linked persons; ``twin``: refused by the
+        link threshold but it would chain two linked persons, or other candidates of
+        one dataset are as likely; ``twin``: refused by the
         twin guard; ``refit``: a released link a newer model scores below its
         threshold, still linked), its probability, match weight, blocking key and named
         agreement vector. The review file lists, to each organisation, the entries
