@@ -356,9 +356,9 @@ def spec_lint(
     failure = formation_failure(formations)
     if failure is not None:
         problems.append(f"{failure}: the spec cannot link this extract")
-    if spec.blocking_keys:  # a second pass: the evidence is counted over every record
+    if spec.blocking_keys:  # more passes: the evidence is counted over every record
         evidence = lint_evidence(
-            iter_records(input_path, mapping, report=QualityCollector(), progress=False),
+            lambda: iter_records(input_path, mapping, report=QualityCollector(), progress=False),
             spec,
             max_block=max_block,
             max_shared=max_shared,
