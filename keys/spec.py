@@ -90,6 +90,8 @@ __all__ = [
     "default_spec",
     "load_spec",
     "parse_spec",
+    "resolve_spec",
+    "shipped_spec_names",
 ]
 
 DEFAULT_SPEC_NAME = "uk-health"
@@ -638,3 +640,33 @@ def default_spec(name: str = DEFAULT_SPEC_NAME) -> LinkageSpec:
         raise SpecError(name, ["no shipped spec of that name"])
     data = tomllib.loads(ref.read_text(encoding="utf-8"))
     return parse_spec(data, source=f"shipped spec {name}")
+
+
+def shipped_spec_names() -> list[str]:
+    """The names of the specs shipped with Tessera (``keys/specs/*.toml``), sorted."""
+    return sorted(
+        ref.name.removesuffix(".toml")
+        for ref in resources.files("keys").joinpath("specs").iterdir()
+        if ref.name.endswith(".toml")
+    )
+
+
+def resolve_spec(ref: Path) -> LinkageSpec:
+    """The spec in file ``ref``, or else the shipped spec that a bare name ``ref`` names.
+
+    So ``--spec uk-health-probabilistic`` works from a ``pip install``, where the shipped
+    TOML files sit inside the installed package. Anything with a directory or a suffix is
+    read as a file.
+
+    Raises:
+        SpecError: no such file, and no shipped spec of that name.
+    """
+    if ref.is_file() or str(ref) != ref.name or ref.suffix:
+        return load_spec(ref)
+    shipped = shipped_spec_names()
+    if ref.name not in shipped:
+        raise SpecError(
+            str(ref),
+            [f"no such file, and no shipped spec of that name (shipped: {', '.join(shipped)})"],
+        )
+    return default_spec(ref.name)

@@ -20,6 +20,7 @@ from keys.spec import (
     default_spec,
     load_spec,
     parse_spec,
+    shipped_spec_names,
 )
 
 # Pinned: changing the shipped spec changes every token of every domain that uses it.
@@ -391,3 +392,24 @@ def test_the_shipped_spec_has_the_probabilistic_evidence() -> None:
         "sex",
         "nhs",
     ]
+
+
+def test_cli_spec_takes_a_shipped_specs_name_as_a_pip_install_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a pip install the shipped TOML files are inside the package: ``--spec NAME``
+    names one; a file of that name in the working directory still wins; an unknown name
+    is one line listing the shipped ones."""
+    monkeypatch.chdir(tmp_path)
+    probabilistic = default_spec(PROBABILISTIC_SPEC_NAME)
+    assert run_cli(cli, "tessera-sdk", ["spec", "hash", "--spec", PROBABILISTIC_SPEC_NAME]) == 0
+    assert capsys.readouterr().out.strip() == probabilistic.content_hash
+    assert probabilistic.content_hash != DEFAULT_HASH
+    (tmp_path / PROBABILISTIC_SPEC_NAME).write_text(default_spec().to_toml())
+    assert run_cli(cli, "tessera-sdk", ["spec", "hash", "--spec", PROBABILISTIC_SPEC_NAME]) == 0
+    assert capsys.readouterr().out.strip() == DEFAULT_HASH  # the file, not the shipped spec
+    assert run_cli(cli, "tessera-sdk", ["spec", "hash", "--spec", "uk-helth"]) == 7
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no shipped spec of that name" in err[0]
+    assert all(name in err[0] for name in shipped_spec_names())
+    assert PROBABILISTIC_SPEC_NAME in shipped_spec_names() and "uk-health" in shipped_spec_names()
