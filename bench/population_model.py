@@ -12,6 +12,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+__all__ = [
+    "CONCENTRATED",
+    "ENGLISH",
+    "INWARD_LETTERS",
+    "NICKNAMES",
+    "SPELLINGS",
+    "TODAY",
+    "Community",
+    "Institution",
+    "Person",
+    "Postcodes",
+    "Structure",
+    "make_population",
+    "nhs_valid",
+]
+
 TODAY = date(2026, 6, 30)
 """The extracts' date: ages and 'no date in the future' are relative to it."""
 

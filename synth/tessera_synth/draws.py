@@ -9,6 +9,13 @@ import random
 from collections.abc import Sequence
 from typing import TypeVar
 
+__all__ = [
+    "draw",
+    "draw_below",
+    "draw_between",
+    "draw_poisson",
+]
+
 _T = TypeVar("_T")
 
 

@@ -12,6 +12,17 @@ from typing import Any, Final
 from tessera_synth.draws import draw, draw_below, draw_between
 from tessera_synth.names import Lists, Place
 
+__all__ = [
+    "Address",
+    "NhsBook",
+    "PostcodeBook",
+    "mistype_dob",
+    "mistype_nhs",
+    "mistype_postcode",
+    "nhs_valid",
+    "swap_day_month",
+]
+
 # ---------------------------------------------------------------------------------------
 # NHS numbers, postcodes, dates
 # ---------------------------------------------------------------------------------------

@@ -14,6 +14,18 @@ from typing import Final
 
 from tessera_synth.draws import draw
 
+__all__ = [
+    "GROUPS",
+    "ORIGINS",
+    "Lists",
+    "Place",
+    "Weighted",
+    "ascii_fold",
+    "mistype_name",
+    "to_cp1252",
+    "to_upper",
+]
+
 # ---------------------------------------------------------------------------------------
 # Name and place lists
 # ---------------------------------------------------------------------------------------

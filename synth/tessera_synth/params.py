@@ -12,6 +12,17 @@ from typing import Final, Literal
 
 from client_sdk.errors import InputError
 
+__all__ = [
+    "HOSPITAL_ERRORS",
+    "MAX_PRACTICES",
+    "OPTOUT_ERRORS",
+    "DatasetKind",
+    "DatasetSummary",
+    "ErrorRates",
+    "SynthParams",
+    "SynthSummary",
+]
+
 DatasetKind = Literal["gp", "hospital", "optout"]
 MAX_PRACTICES: Final = 1000  # practice codes are L85000 to L85999
 # ---------------------------------------------------------------------------------------

@@ -15,6 +15,16 @@ from tessera_synth.identifiers import Address, NhsBook, PostcodeBook
 from tessera_synth.names import GROUPS, ORIGINS, Lists, Weighted
 from tessera_synth.params import SynthParams
 
+__all__ = [
+    "Household",
+    "Person",
+    "Population",
+    "Practice",
+    "age_band",
+    "age_on",
+    "hospital_probability",
+]
+
 # ---------------------------------------------------------------------------------------
 # The population
 # ---------------------------------------------------------------------------------------

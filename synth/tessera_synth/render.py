@@ -26,6 +26,17 @@ from tessera_synth.names import Lists, ascii_fold, mistype_name
 from tessera_synth.params import DatasetKind, ErrorRates, SynthParams
 from tessera_synth.population import Person
 
+__all__ = [
+    "GP_HEADER",
+    "HOSPITAL_HEADER",
+    "HOSPITAL_MAPPING",
+    "OPTOUT_HEADER",
+    "OPTOUT_MAPPING",
+    "Emitter",
+    "ShuffledCsv",
+    "gp_mapping",
+]
+
 # ---------------------------------------------------------------------------------------
 # Writers
 # ---------------------------------------------------------------------------------------
