@@ -423,9 +423,7 @@ def _splink(datasets: _Datasets, truth: _Truth) -> dict[str, Any] | str:
     by the same :func:`_rates` as the engine's. CPU is this process's
     (``time.process_time``), which includes DuckDB's threads.
     """
-    try:
-        import splink  # noqa: F401  (bench-only dependency: `make bench` installs it)
-    except ImportError:
+    if importlib.util.find_spec("splink") is None:  # bench-only: `make bench` installs it
         return "not installed"
     from bench.splink_run import run_splink, splink_version
 
