@@ -14,7 +14,7 @@ from functools import lru_cache
 from itertools import chain
 from typing import Any
 
-from client_sdk.normalise.transforms import LEVEL_FUNCTIONS
+from client_sdk.normalise.transforms import LEVEL_FUNCTIONS, PAIR_LEVEL_FUNCTIONS
 from keys.chunk import ChunkEvidence
 from keys.derive import ComparisonToken, DomainKey, EvidenceDeriver, LevelDigests, Token
 from keys.spec import LinkageSpec
@@ -64,6 +64,7 @@ class EvidenceEncoder:
         self._comparisons = tuple(
             (
                 2 + list(fields).index(c.field),
+                2 + list(fields).index(c.with_field) if c.with_field else 0,
                 _level_encoder(c.name, c.levels, cached=c.field not in uncached),
                 (b"", bytes(len(c.levels))),
             )
@@ -88,12 +89,12 @@ class EvidenceEncoder:
         For the linter, which counts how many records share a comparison value inside a
         block; digests never leave the process.
         """
-        column = sum(len(self._comparisons[c][2][1]) for j in range(block) for c in self._under[j])
+        column = sum(len(self._comparisons[c][3][1]) for j in range(block) for c in self._under[j])
         out: list[tuple[int, bytes]] = []
         for c in self._under[block]:
-            position, levels, empty = self._comparisons[c]
+            position, other, levels, empty = self._comparisons[c]
             value = row[position]
-            digests, counts = levels(value) if value else empty
+            digests, counts = levels(value, row[other] if other else None) if value else empty
             at = 0
             for k, count in enumerate(counts):
                 for _ in range(count):
@@ -147,8 +148,11 @@ class EvidenceEncoder:
         deriver, n = self._deriver, len(rows)
         digest_columns: list[list[bytes]] = []
         count_columns: list[list[bytes]] = []
-        for position, levels, empty in self._comparisons:
-            looked_up = [levels(v) if v else empty for v in [r[position] for r in rows]]
+        for position, other, levels, empty in self._comparisons:
+            if other:
+                looked_up = [levels(r[position], r[other]) if r[position] else empty for r in rows]
+            else:
+                looked_up = [levels(v, None) if v else empty for v in [r[position] for r in rows]]
             digest_columns.append([x[0] for x in looked_up])
             count_columns.append([x[1] for x in looked_up])
         token_columns: list[list[Token | None]] = []
@@ -191,21 +195,36 @@ class EvidenceEncoder:
 
 def _level_encoder(
     comparison: str, levels: Sequence[str], *, cached: bool
-) -> Callable[[str], tuple[bytes, bytes]]:
-    """Value → its level digests joined (16 bytes each), and how many per level (a byte each).
+) -> Callable[[str, str | None], tuple[bytes, bytes]]:
+    """Value (and the ``with_field``'s value) → its level digests joined (16 bytes each),
+    and how many per level (a byte each).
 
     Digests are :class:`keys.derive.LevelDigests` of each level's values, strongest level
-    first (docs/token-format.md#comparison-tokens).
+    first (docs/token-format.md#comparison-tokens). A two-field level has no value when
+    the second value is missing.
     """
-    functions = tuple(
-        (LevelDigests(comparison, level).digests, LEVEL_FUNCTIONS[level]) for level in levels
+    single = tuple(
+        (LevelDigests(comparison, level).digests, LEVEL_FUNCTIONS[level])
+        for level in levels
+        if level in LEVEL_FUNCTIONS
     )
+    pair = tuple(
+        (LevelDigests(comparison, level).digests, PAIR_LEVEL_FUNCTIONS[level])
+        for level in levels
+        if level in PAIR_LEVEL_FUNCTIONS
+    )
+    # The spec puts no one-field level after a two-field one (keys.spec), so the
+    # one-field levels come first in the joined digests, as the columns do.
 
-    def encode(value: str) -> tuple[bytes, bytes]:
+    def encode(value: str, other: str | None) -> tuple[bytes, bytes]:
         parts: list[bytes] = []
         counts: list[int] = []
-        for digests, function in functions:
+        for digests, function in single:
             values = function(value)
+            parts.append(digests(values))
+            counts.append(len(values))
+        for digests, pair_function in pair:
+            values = pair_function(value, other) if other else ()
             parts.append(digests(values))
             counts.append(len(values))
         return b"".join(parts), bytes(counts)
