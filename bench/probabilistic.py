@@ -105,9 +105,7 @@ fields = ["postcode", "family_name:soundex"]
 name = "given"
 field = "given_name"
 with_field = "family_name"
-levels = [
-    "exact", "nysiis", "metaphone", "soundex", "initial", "either_order", "either_order_soundex"
-]
+levels = ["exact", "nysiis", "metaphone", "soundex", "initial", "either_order"]
 
 [[comparisons]]
 name = "family"
