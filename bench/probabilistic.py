@@ -92,7 +92,7 @@ fields = ["other_id"]
 
 [[blocking_keys]]
 name = "names_phonetic"
-fields = ["given_name:soundex", "family_name:soundex"]
+fields = ["{given_name:soundex, family_name:soundex}"]
 
 [[blocking_keys]]
 name = "postcode_initial"
@@ -105,7 +105,8 @@ fields = ["postcode", "family_name:soundex"]
 [[comparisons]]
 name = "given"
 field = "given_name"
-levels = ["exact", "nysiis", "metaphone", "soundex", "initial"]
+with_field = "family_name"
+levels = ["exact", "nysiis", "metaphone", "soundex", "initial", "either_order"]
 
 [[comparisons]]
 name = "family"
@@ -115,22 +116,22 @@ levels = ["exact", "nysiis", "metaphone", "soundex", "part"]
 [[comparisons]]
 name = "dob"
 field = "date_of_birth"
-levels = ["exact", "swap", "one_digit", "year_month", "year"]
+levels = ["exact", "swap", "one_digit", "transpose", "year_month", "year"]
 
 [[comparisons]]
 name = "postcode"
 field = "postcode"
-levels = ["exact", "one_digit"]
+levels = ["exact", "one_digit", "transpose"]
 
 [[comparisons]]
 name = "other_id"
 field = "other_id"
-levels = ["exact", "one_digit"]
+levels = ["exact", "one_digit", "transpose"]
 
 [[comparisons]]
 name = "address"
 field = "address_line"
-levels = ["exact"]
+levels = ["exact", "one_word"]
 """
 
 _FEBRL_MAPPING = """[source]

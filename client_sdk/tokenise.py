@@ -165,8 +165,9 @@ class Tokeniser:
                 if f.field not in used:
                     used.append(f.field)
         for comparison in spec.comparisons:
-            if comparison.field not in used:
-                used.append(comparison.field)
+            for name in comparison.fields:
+                if name not in used:
+                    used.append(name)
         # The flag comes last, so the fields keep their positions.
         flag = ("restricted",) if params.opt_out_flags else ()
         self._getter: Callable[[NormalisedRecord], _Row] = operator.attrgetter(

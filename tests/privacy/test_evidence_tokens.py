@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from client_sdk.mapping import load_mapping
-from client_sdk.normalise.transforms import LEVEL_FUNCTIONS
+from client_sdk.normalise.transforms import LEVEL_FUNCTIONS, PAIR_LEVEL_FUNCTIONS
 from client_sdk.pipeline import iter_records
 from client_sdk.record import NormalisedRecord
 from client_sdk.speclint_evidence import DEFAULT_MAX_SHARED, lint_evidence
@@ -92,7 +92,12 @@ def test_no_emitted_token_of_one_level_value_repeats_in_another_block(
                 continue
             comparison = SPEC.comparisons[column.comparison]
             value = getattr(record, comparison.field)
-            values = LEVEL_FUNCTIONS[comparison.levels[column.level]](value) if value else ()
+            level = comparison.levels[column.level]
+            if level in PAIR_LEVEL_FUNCTIONS:  # names in either order: two fields' values
+                other = getattr(record, str(comparison.with_field))
+                values = PAIR_LEVEL_FUNCTIONS[level](value, other) if value and other else ()
+            else:
+                values = LEVEL_FUNCTIONS[level](value) if value else ()
             assert len(values) == len(cell), "one token per value of the level"
             for level_value, token in zip(values, cell, strict=True):
                 seen[(column.comparison, column.level, level_value)][(column.block, block)].add(
