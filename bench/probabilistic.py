@@ -1,7 +1,7 @@
 """Precision and recall with the probabilistic stage on, beside the exact cascade alone.
 
     .venv/bin/python -m bench.probabilistic [--people N] [--seed N] [--only NAME]
-        [--no-splink] [--markdown] [--json FILE]
+        [--no-splink] [--offline] [--json FILE]
 
 Records are tokenised with the SDK's Python API under a throwaway key
 (``client_sdk.tokenise.Tokeniser``), re-keyed at rest as ingest does, and linked by the
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import random
 import sys
@@ -92,7 +93,7 @@ fields = ["other_id"]
 
 [[blocking_keys]]
 name = "names_phonetic"
-fields = ["given_name:soundex", "family_name:soundex"]
+fields = ["{given_name:soundex, family_name:soundex}"]
 
 [[blocking_keys]]
 name = "postcode_initial"
@@ -105,7 +106,8 @@ fields = ["postcode", "family_name:soundex"]
 [[comparisons]]
 name = "given"
 field = "given_name"
-levels = ["exact", "nysiis", "metaphone", "soundex", "initial"]
+with_field = "family_name"
+levels = ["exact", "nysiis", "metaphone", "soundex", "initial", "either_order"]
 
 [[comparisons]]
 name = "family"
@@ -115,22 +117,22 @@ levels = ["exact", "nysiis", "metaphone", "soundex", "part"]
 [[comparisons]]
 name = "dob"
 field = "date_of_birth"
-levels = ["exact", "swap", "one_digit", "year_month", "year"]
+levels = ["exact", "swap", "one_digit", "transpose", "year_month", "year"]
 
 [[comparisons]]
 name = "postcode"
 field = "postcode"
-levels = ["exact", "one_digit"]
+levels = ["exact", "one_digit", "transpose"]
 
 [[comparisons]]
 name = "other_id"
 field = "other_id"
-levels = ["exact", "one_digit"]
+levels = ["exact", "one_digit", "transpose"]
 
 [[comparisons]]
 name = "address"
 field = "address_line"
-levels = ["exact"]
+levels = ["exact", "one_word"]
 """
 
 _FEBRL_MAPPING = """[source]
@@ -417,13 +419,26 @@ def evaluate_engine(spec: LinkageSpec, datasets: _Datasets, truth: _Truth) -> di
     return report
 
 
-def _splink(datasets: _Datasets, truth: _Truth) -> dict[str, float] | str:
-    """Splink on the same normalised plaintext: its EM, p ≥ 0.5, one-to-one; or why not."""
-    try:
-        from bench.splink_run import run_splink
-    except ImportError as exc:  # pragma: no cover - bench-only dependency
-        return f"splink not available ({exc})"
-    return run_splink(datasets, truth)
+def _splink(datasets: _Datasets, truth: _Truth) -> dict[str, Any] | str:
+    """Splink on the same normalised plaintext: its EM, p ≥ 0.5, one-to-one; or why not.
+
+    Splink is handed the records only; its persons are counted against the truth here,
+    by the same :func:`_rates` as the engine's. CPU is this process's
+    (``time.process_time``), which includes DuckDB's threads.
+    """
+    if importlib.util.find_spec("splink") is None:  # bench-only: `make bench` installs it
+        return "not installed"
+    from bench.splink_run import run_splink, splink_version
+
+    started = time.process_time()
+    persons = run_splink(datasets)
+    cpu = time.process_time() - started
+    rates = dict(zip(("precision", "recall", "pairs"), _rates(persons, truth), strict=True))
+    return {
+        **rates,
+        "us_per_record": 1e6 * cpu / max(1, len(truth)),
+        "version": splink_version(),
+    }
 
 
 def _population(
@@ -462,16 +477,19 @@ def _scenarios(
 def run(n: int = 20_000, *, seed: int = 7) -> dict[str, float]:
     """``bench/run.py`` entry point: precision and recall in % per data set, both stages.
 
-    Both through the real engine; Splink runs too when it is installed
-    (``pip install splink``, bench-only).
+    Both through the real engine, and Splink beside them, which ``make bench`` installs
+    (the ``bench`` extra pins its version, so runs compare): without it this exits with
+    one line rather than write a results file missing its columns.
     """
+    if importlib.util.find_spec("splink") is None:
+        sys.exit("bench.probabilistic: Splink is not installed: pip install -e '.[bench]'")
     numbers: dict[str, float] = {}
     for report in run_all(n, seed=seed):
         for stage in ("cascade", "probabilistic", "splink"):
-            rates = report.get(stage)
-            if isinstance(rates, dict):
-                numbers[f"{report['data']} {stage} precision %"] = rates["precision"] * 100
-                numbers[f"{report['data']} {stage} recall %"] = rates["recall"] * 100
+            rates = report[stage]
+            numbers[f"{report['data']} {stage} precision %"] = rates["precision"] * 100
+            numbers[f"{report['data']} {stage} recall %"] = rates["recall"] * 100
+        numbers[f"{report['data']} splink µs/record"] = report["splink"]["us_per_record"]
     return numbers
 
 
@@ -509,6 +527,12 @@ def _cell(rates: Any) -> str:
     return f"{rates['precision']:.4f} / {rates['recall']:.4f}"
 
 
+def _splink_cell(splink: Any) -> str:
+    if isinstance(splink, str):
+        return splink
+    return f"{_cell(splink)} ({splink['us_per_record']:,.0f})"
+
+
 def _speed(report: dict[str, Any]) -> str:
     speed = report.get("us_per_record")
     if not isinstance(speed, dict):
@@ -521,7 +545,7 @@ def _print(report: dict[str, Any]) -> None:
         f"| {report['data']} | {report['records']:,} | {_cell(report['cascade'])} | "
         f"{_cell(report.get('probabilistic', 'n/a'))} | {report.get('threshold', 1.0):.4f} | "
         f"{report.get('review', 0):,} | {_speed(report)} | "
-        f"{_cell(report.get('splink', 'not run'))} |",
+        f"{_splink_cell(report.get('splink', 'not run'))} |",
         flush=True,
     )
 
@@ -539,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(
         "| data | records | cascade P / R | + probabilistic P / R | threshold | review "
-        "| µs/record cascade / with the stage | Splink P / R |"
+        "| µs/record cascade / with the stage | Splink P / R (µs/record) |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     reports = run_all(

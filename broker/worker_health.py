@@ -15,6 +15,11 @@ is never scraped. This is the stdlib ``http.server`` in a thread (no new depende
   ``TESSERA_BROKER_METRICS_TOKEN``, or an administrator's credential. The port binds
   127.0.0.1 unless told otherwise, but once it is opened to a scraper it is as exposed as
   the API's, and the metrics say as much, so they are no more public here.
+
+When the broker has a certificate (``TESSERA_BROKER_TLS_CERT`` and ``_KEY``, as ``serve``
+uses), the port speaks HTTPS with it, so a scraper's bearer token never crosses the
+network in clear. It asks no client certificate even when ``TESSERA_BROKER_TLS_CLIENT_CA``
+is set: a kubelet's probe presents none, and ``/metrics`` has its own credential.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -117,6 +123,20 @@ class _Server(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+        settings = runtime.settings
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+            # The handshake runs in the request's thread, not in the accepting loop, so a
+            # client that stalls in it holds up no one else.
+            self.socket = context.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that drops, or speaks HTTP to the HTTPS port: one DEBUG line, no
+        traceback on stderr (the stdlib's default)."""
+        logger.debug("health port: request from %s failed", client_address[0], exc_info=True)
 
 
 class WorkerHealthServer:

@@ -14,7 +14,7 @@ from functools import lru_cache
 from itertools import chain
 from typing import Any
 
-from client_sdk.normalise.transforms import LEVEL_FUNCTIONS
+from client_sdk.normalise.transforms import LEVEL_FUNCTIONS, PAIR_LEVEL_FUNCTIONS
 from keys.chunk import ChunkEvidence
 from keys.derive import ComparisonToken, DomainKey, EvidenceDeriver, LevelDigests, Token
 from keys.spec import LinkageSpec
@@ -64,7 +64,9 @@ class EvidenceEncoder:
         self._comparisons = tuple(
             (
                 2 + list(fields).index(c.field),
+                2 + list(fields).index(c.with_field) if c.with_field else 0,
                 _level_encoder(c.name, c.levels, cached=c.field not in uncached),
+                _pair_encoder(c.name, c.levels, cached=c.field not in uncached),
                 (b"", bytes(len(c.levels))),
             )
             for c in spec.comparisons
@@ -88,12 +90,15 @@ class EvidenceEncoder:
         For the linter, which counts how many records share a comparison value inside a
         block; digests never leave the process.
         """
-        column = sum(len(self._comparisons[c][2][1]) for j in range(block) for c in self._under[j])
+        column = sum(len(self._comparisons[c][4][1]) for j in range(block) for c in self._under[j])
         out: list[tuple[int, bytes]] = []
         for c in self._under[block]:
-            position, levels, empty = self._comparisons[c]
+            position, other, levels, pair, empty = self._comparisons[c]
             value = row[position]
             digests, counts = levels(value) if value else empty
+            if value and pair is not None:
+                pair_digests, pair_counts = pair(value, row[other])
+                digests, counts = digests + pair_digests, counts + pair_counts
             at = 0
             for k, count in enumerate(counts):
                 for _ in range(count):
@@ -147,8 +152,14 @@ class EvidenceEncoder:
         deriver, n = self._deriver, len(rows)
         digest_columns: list[list[bytes]] = []
         count_columns: list[list[bytes]] = []
-        for position, levels, empty in self._comparisons:
-            looked_up = [levels(v) if v else empty for v in [r[position] for r in rows]]
+        for position, other, levels, pair, empty in self._comparisons:
+            values = [r[position] for r in rows]
+            looked_up = [levels(v) if v else empty for v in values]
+            if pair is not None:  # two-field levels come last: their digests follow
+                looked_up = [
+                    _joined(x, pair(v, r[other])) if v else x
+                    for x, v, r in zip(looked_up, values, rows, strict=True)
+                ]
             digest_columns.append([x[0] for x in looked_up])
             count_columns.append([x[1] for x in looked_up])
         token_columns: list[list[Token | None]] = []
@@ -189,16 +200,23 @@ class EvidenceEncoder:
         )
 
 
+def _joined(first: tuple[bytes, bytes], second: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    return first[0] + second[0], first[1] + second[1]
+
+
 def _level_encoder(
     comparison: str, levels: Sequence[str], *, cached: bool
 ) -> Callable[[str], tuple[bytes, bytes]]:
-    """Value → its level digests joined (16 bytes each), and how many per level (a byte each).
+    """Value → its one-field levels' digests joined (16 bytes each), and how many per level
+    (a byte each).
 
     Digests are :class:`keys.derive.LevelDigests` of each level's values, strongest level
     first (docs/token-format.md#comparison-tokens).
     """
     functions = tuple(
-        (LevelDigests(comparison, level).digests, LEVEL_FUNCTIONS[level]) for level in levels
+        (LevelDigests(comparison, level).digests, LEVEL_FUNCTIONS[level])
+        for level in levels
+        if level in LEVEL_FUNCTIONS
     )
 
     def encode(value: str) -> tuple[bytes, bytes]:
@@ -206,6 +224,38 @@ def _level_encoder(
         counts: list[int] = []
         for digests, function in functions:
             values = function(value)
+            parts.append(digests(values))
+            counts.append(len(values))
+        return b"".join(parts), bytes(counts)
+
+    return lru_cache(maxsize=_CACHE_SIZE)(encode) if cached else encode
+
+
+def _pair_encoder(
+    comparison: str, levels: Sequence[str], *, cached: bool
+) -> Callable[[str, str | None], tuple[bytes, bytes]] | None:
+    """(Value, the ``with_field``'s value) → the two-field levels' digests and counts.
+
+    None for a comparison without two-field levels. Kept apart from the one-field levels,
+    whose cache is by the value alone: a pair of names repeats far less than one name. A
+    missing second value gives no values at these levels.
+    """
+    functions = tuple(
+        (LevelDigests(comparison, level).digests, PAIR_LEVEL_FUNCTIONS[level])
+        for level in levels
+        if level in PAIR_LEVEL_FUNCTIONS
+    )
+    if not functions:
+        return None
+    absent = (b"", bytes(len(functions)))
+
+    def encode(value: str, other: str | None) -> tuple[bytes, bytes]:
+        if not other:
+            return absent
+        parts: list[bytes] = []
+        counts: list[int] = []
+        for digests, function in functions:
+            values = function(value, other)
             parts.append(digests(values))
             counts.append(len(values))
         return b"".join(parts), bytes(counts)

@@ -126,6 +126,13 @@ def _anchor(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             table = out[section[0]] = dict(found)
         for name in names:
             value = table.get(name)
+            if (
+                name == "spec"
+                and isinstance(value, str)
+                and value == Path(value).stem
+                and not (base / value).exists()
+            ):
+                continue  # a shipped spec's name (keys.spec.resolve_spec), not a file here
             if isinstance(value, str) and value:
                 table[name] = str(base / Path(value).expanduser())
     return out

@@ -36,7 +36,9 @@ A field spread over several columns is a list (``given_name = ["FORENAME1", "FOR
 ``{ column = "ADDRESS", find = true }``, or in the last address line that holds one
 ``{ column = ["ADDR1", "ADDR2", "ADDR3"], find = true }`` (docs/mapping.md gives the rules).
 An ``address_line`` of several columns joins its lines; ``locality`` (suburb, town) and
-``region`` (state, county) are one column each, CSV only.
+``region`` (state, county) are one column each; from FHIR they are ``address.city`` and
+``address.state`` (else ``address.district``), read only when the mapping sets them
+``true`` (no spec of the project's uses them, and an address's city is often missing).
 
 Everything the mapping does not name stays on site. For FHIR the identifiers come from
 their standard elements; ``[identifiers]`` may switch fields off (``sex = false``) or
@@ -106,8 +108,8 @@ IDENTIFIER_FIELDS = (
 MULTI_COLUMN_FIELDS = ("given_name", "middle_names", "family_name", "postcode", "address_line")
 """Fields that may be spread over several columns, given as a list of column names."""
 
-_NOT_FROM_FHIR = frozenset({"locality", "region"})
-"""Fields only a CSV mapping reads (FHIR ``address.city`` and ``state`` are not read yet)."""
+_FHIR_OPT_IN = frozenset({"locality", "region"})
+"""FHIR fields read only when the mapping sets them ``true`` (``address.city``, ``state``)."""
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -367,8 +369,8 @@ class Mapping(BaseModel):
         value = getattr(self.identifiers, name)
         if name == "other_id":
             return isinstance(value, SystemRef)
-        if name in _NOT_FROM_FHIR:
-            return False
+        if name in _FHIR_OPT_IN:
+            return value is True
         return value is not False
 
     def fhir_system(self, name: str) -> str | None:
@@ -479,11 +481,6 @@ def _semantic_problems(mapping: Mapping) -> list[str]:
                 )
             if isinstance(value, DateRef) and value.column is not None:
                 problems.append(f"identifiers.{name}: FHIR dates are ISO; give no column")
-        problems.extend(
-            f"identifiers.{name}: not read from FHIR yet (CSV only)"
-            for name in sorted(_NOT_FROM_FHIR)
-            if getattr(ids, name)
-        )
         if isinstance(mapping.record.id, str) and mapping.record.id != "id":
             problems.append('record.id: for FHIR use "id" or { system = "..." }')
     if len(set(mapping.payload.columns)) != len(mapping.payload.columns):

@@ -100,6 +100,8 @@ def _fhir_fields(mapping: Mapping) -> FhirFields:
         postcode=mapping.fhir_enabled("postcode"),
         address_line=mapping.fhir_enabled("address_line"),
         payload=mapping.payload_columns,
+        locality=mapping.fhir_enabled("locality"),
+        region=mapping.fhir_enabled("region"),
     )
 
 
@@ -112,6 +114,8 @@ _FHIR_ELEMENTS = {
     "sex": "gender",
     "postcode": "address.postalCode",
     "address_line": "address.line",
+    "locality": "address.city",
+    "region": "address.state",
     "other_id": "identifier",
 }
 
@@ -127,8 +131,9 @@ class _Source:
             self.columns: dict[str, str | None] = {
                 name: _FHIR_ELEMENTS[name] for name in mapping.mapped_fields()
             }
-            # Locality and region are not read from FHIR (yet): no slot.
-            self.positions = [*range(12), 11 + len(mapping.payload_columns), -1, -1]
+            # The reader's values: 11 fields, the payload, then locality and region.
+            end = 11 + len(mapping.payload_columns)
+            self.positions = [*range(12), end, end, end + 1]
             self.joins: tuple[tuple[int, ...], ...] = ()
             self.status = self.type1 = -1
         else:

@@ -173,8 +173,9 @@ class Tokeniser:
                 if f.field not in used:
                     used.append(f.field)
         for comparison in spec.comparisons:
-            if comparison.field not in used:
-                used.append(comparison.field)
+            for name in comparison.fields:
+                if name not in used:
+                    used.append(name)
         # Keys not formed on an assigned birthday: (date's row position, days, key indices).
         day_keys = tuple(
             i

@@ -39,9 +39,13 @@ broker prefers the earliest key when two disagree.
 link on; it only makes two records that share its token a *candidate pair*. A comparison
 names one field and its *levels*, strongest first (``exact``, then coarser agreements such
 as ``nickname``, ``nysiis``, ``initial``, ``part``, ``swap``, ``one_digit``,
-``year_month``, ``year``, ``sector``, ``district``). The SDK derives one short token per
-comparison level *under each blocking key* (the block's values are inside the HMAC), so
-two records can compare a field only inside a block they share. A comparison on a field
+``transpose``, ``one_word``, ``year_month``, ``year``, ``sector``, ``district``). A
+comparison may also name a ``with_field``, a second name field that only its two-field
+levels read, last in its list: ``either_order`` and ``either_order_soundex`` compare
+the two names as an unordered pair, for names entered in each other's fields. The SDK
+derives one short token per comparison level *under each blocking key* (the block's
+values are inside the HMAC), so two records can compare a field only inside a block they
+share. A comparison on a field
 that a blocking key holds untransformed is not derived under that key (inside the block
 it always agrees).
 
@@ -75,6 +79,7 @@ __all__ = [
     "MAX_BLOCKING_KEYS",
     "MAX_COMPARISONS",
     "MAX_LEVELS",
+    "PAIR_LEVELS",
     "PROBABILISTIC_SPEC_NAME",
     "TRANSFORMS",
     "BlockingKey",
@@ -90,6 +95,8 @@ __all__ = [
     "default_spec",
     "load_spec",
     "parse_spec",
+    "resolve_spec",
+    "shipped_spec_names",
 ]
 
 DEFAULT_SPEC_NAME = "uk-health"
@@ -156,10 +163,14 @@ LevelName = Literal[
     "part",
     "swap",
     "one_digit",
+    "transpose",
+    "one_word",
     "year_month",
     "year",
     "sector",
     "district",
+    "either_order",
+    "either_order_soundex",
 ]
 LEVELS: tuple[str, ...] = LevelName.__args__  # type: ignore[attr-defined]
 # Which comparison levels make sense on which fields: anything else is a spec error.
@@ -173,11 +184,17 @@ _LEVEL_ALLOWED: dict[str, frozenset[str]] = {
     "part": _NAME_FIELDS,
     "swap": frozenset({"date_of_birth"}),
     "one_digit": frozenset({"date_of_birth", "nhs_number", "other_id", "postcode"}),
+    "transpose": frozenset({"date_of_birth", "nhs_number", "other_id", "postcode"}),
+    "one_word": frozenset({"address_line"}),
     "year_month": frozenset({"date_of_birth"}),
     "year": frozenset({"date_of_birth"}),
     "sector": frozenset({"postcode"}),
     "district": frozenset({"postcode"}),
+    "either_order": _NAME_FIELDS,
+    "either_order_soundex": _NAME_FIELDS,
 }
+PAIR_LEVELS = frozenset({"either_order", "either_order_soundex"})
+"""Levels that read two fields: the comparison's ``field`` and its ``with_field``."""
 MAX_BLOCKING_KEYS = 8
 MAX_COMPARISONS = 16
 MAX_LEVELS = 8
@@ -243,18 +260,32 @@ class BlockingKey(MatchKey):
 
 
 class Comparison(BaseModel):
-    """One field compared at ordered levels, strongest first (``exact`` usually leads)."""
+    """One field compared at ordered levels, strongest first (``exact`` usually leads).
+
+    ``with_field`` is the second field that the two-field levels (:data:`PAIR_LEVELS`:
+    the given and family names in either order) read beside ``field``; it is set exactly
+    when the comparison has such a level.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     field: FieldName
     levels: tuple[LevelName, ...]
+    with_field: FieldName | None = None
     description: str = ""
 
+    @property
+    def fields(self) -> tuple[FieldName, ...]:
+        """The fields the comparison reads: ``field``, then ``with_field`` when set."""
+        return (self.field,) if self.with_field is None else (self.field, self.with_field)
+
     def canonical(self) -> dict[str, Any]:
-        """The comparison as the content hash covers it."""
-        return {"name": self.name, "field": self.field, "levels": list(self.levels)}
+        """The comparison as the content hash covers it (``with_field`` only when set)."""
+        out: dict[str, Any] = {"name": self.name, "field": self.field, "levels": list(self.levels)}
+        if self.with_field is not None:
+            out["with_field"] = self.with_field
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +387,8 @@ class LinkageSpec(BaseModel):
             lines += ["", "[[comparisons]]", f"name = {json.dumps(comparison.name)}"]
             lines.append(f"field = {json.dumps(comparison.field)}")
             lines.append(f"levels = {json.dumps(list(comparison.levels))}")
+            if comparison.with_field is not None:
+                lines.append(f"with_field = {json.dumps(comparison.with_field)}")
             if comparison.description:
                 lines.append(f"description = {json.dumps(comparison.description)}")
         return "\n".join(lines) + "\n"
@@ -512,7 +545,7 @@ def _parse_comparisons(raw_list: list[Any], problems: list[str]) -> list[Compari
                 problems.append(f"{where}: duplicate name")
                 ok = False
             seen.add(name)
-        extra = set(raw) - {"name", "field", "levels", "description"}
+        extra = set(raw) - {"name", "field", "levels", "with_field", "description"}
         if extra:
             problems.append(f"{where}: unknown entries {sorted(extra)}")
             ok = False
@@ -537,6 +570,8 @@ def _parse_comparisons(raw_list: list[Any], problems: list[str]) -> list[Compari
         if len(set(map(str, levels))) != len(levels):
             problems.append(f"{where}: a level is listed twice")
             ok = False
+        with_field = raw.get("with_field")
+        ok = _check_with_field(where, field_name, with_field, levels, problems) and ok
         description = raw.get("description", "")
         if not isinstance(description, str):
             problems.append(f"{where}: 'description' must be a string")
@@ -547,10 +582,41 @@ def _parse_comparisons(raw_list: list[Any], problems: list[str]) -> list[Compari
                     name=str(name),
                     field=field_name,
                     levels=tuple(levels),
+                    with_field=with_field,
                     description=str(description),
                 )
             )
     return out
+
+
+def _check_with_field(
+    where: str, field_name: Any, with_field: Any, levels: list[Any], problems: list[str]
+) -> bool:
+    """A two-field level needs ``with_field``, another name field; nothing else takes one."""
+    pair = [level for level in levels if level in PAIR_LEVELS]
+    if with_field is None:
+        if pair:
+            problems.append(f"{where}: level {pair[0]!r} needs 'with_field', a second name field")
+        return not pair
+    if with_field not in _NAME_FIELDS:
+        problems.append(
+            f"{where}: 'with_field' must be a name field (one of {', '.join(sorted(_NAME_FIELDS))})"
+        )
+        return False
+    if with_field == field_name:
+        problems.append(f"{where}: 'with_field' must differ from 'field'")
+        return False
+    if not pair:
+        problems.append(
+            f"{where}: 'with_field' is read only by the levels {', '.join(sorted(PAIR_LEVELS))}"
+        )
+        return False
+    if any(level not in PAIR_LEVELS for level in levels[levels.index(pair[0]) :]):
+        # Last, a two-field level agrees only where every one-field level disagrees: for
+        # names, only when they were entered in each other's fields.
+        problems.append(f"{where}: the levels {', '.join(sorted(PAIR_LEVELS))} come last")
+        return False
+    return True
 
 
 def parse_spec(data: dict[str, Any], *, source: str = "<spec>") -> LinkageSpec:
@@ -638,3 +704,33 @@ def default_spec(name: str = DEFAULT_SPEC_NAME) -> LinkageSpec:
         raise SpecError(name, ["no shipped spec of that name"])
     data = tomllib.loads(ref.read_text(encoding="utf-8"))
     return parse_spec(data, source=f"shipped spec {name}")
+
+
+def shipped_spec_names() -> list[str]:
+    """The names of the specs shipped with Tessera (``keys/specs/*.toml``), sorted."""
+    return sorted(
+        ref.name.removesuffix(".toml")
+        for ref in resources.files("keys").joinpath("specs").iterdir()
+        if ref.name.endswith(".toml")
+    )
+
+
+def resolve_spec(ref: Path) -> LinkageSpec:
+    """The spec in file ``ref``, or else the shipped spec that a bare name ``ref`` names.
+
+    So ``--spec uk-health-probabilistic`` works from a ``pip install``, where the shipped
+    TOML files sit inside the installed package. Anything with a directory or a suffix is
+    read as a file.
+
+    Raises:
+        SpecError: no such file, and no shipped spec of that name.
+    """
+    if ref.is_file() or str(ref) != ref.name or ref.suffix:
+        return load_spec(ref)
+    shipped = shipped_spec_names()
+    if ref.name not in shipped:
+        raise SpecError(
+            str(ref),
+            [f"no such file, and no shipped spec of that name (shipped: {', '.join(shipped)})"],
+        )
+    return default_spec(ref.name)

@@ -14,6 +14,7 @@ import errno
 import logging
 import signal
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,7 +212,8 @@ def link_worker_command(health_port: int | None, health_host: str, data_dir: Pat
     worker that died once its lease has run out. It needs the broker data `serve` or
     `init` created (the same keystore); with the embedded Redis it attaches to the one a
     serving broker runs. With --health-port it serves /healthz (503 once its loop has
-    hung) and /metrics (the metrics token or an admin credential, as the API's) there.
+    hung) and /metrics (the metrics token or an admin credential, as the API's) there,
+    over HTTPS when TESSERA_BROKER_TLS_CERT and TESSERA_BROKER_TLS_KEY are set.
     Errors at start, a health port in use among them, are one line on stderr and a
     non-zero exit.
     """
@@ -267,6 +269,11 @@ def _health_server(
         return None
     try:
         return WorkerHealthServer(worker, runtime, host, port)
+    except ssl.SSLError as exc:
+        raise ConfigurationError(
+            "cannot serve the health port over TLS with TESSERA_BROKER_TLS_CERT and "
+            f"TESSERA_BROKER_TLS_KEY: {exc.reason or 'unreadable'}"
+        ) from None
     except OSError as exc:
         reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror or "refused"
         raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from None

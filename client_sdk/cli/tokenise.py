@@ -33,11 +33,14 @@ from client_sdk.speclint import (
 from client_sdk.speclint_evidence import DEFAULT_MAX_BLOCK, DEFAULT_MAX_SHARED, lint_evidence
 from client_sdk.tokenise import CHUNK_RECORDS, RecordBlocks, TokeniseParams, write_batch
 from keys.errors import SpecError
-from keys.spec import LinkageSpec, default_spec, load_spec
+from keys.spec import LinkageSpec, default_spec, resolve_spec
 
 __all__ = ["available_cpus", "spec_group", "tokenise_command"]
 
-_SPEC_HELP = "Linkage spec TOML (default: the shipped UK health spec)."
+_SPEC_HELP = (
+    "Linkage spec: a TOML file, or the name of a shipped spec (uk-health, the default; "
+    "uk-health-probabilistic, with the probabilistic stage's evidence; febrl)."
+)
 
 
 def available_cpus() -> int:
@@ -63,7 +66,7 @@ _spec_option = click.option(
 
 
 def _spec(path: Path | None) -> LinkageSpec:
-    return default_spec() if path is None else load_spec(path)
+    return default_spec() if path is None else resolve_spec(path)
 
 
 @click.command("tokenise")
@@ -356,9 +359,9 @@ def spec_lint(
     failure = formation_failure(formations)
     if failure is not None:
         problems.append(f"{failure}: the spec cannot link this extract")
-    if spec.blocking_keys:  # a second pass: the evidence is counted over every record
+    if spec.blocking_keys:  # more passes: the evidence is counted over every record
         evidence = lint_evidence(
-            iter_records(input_path, mapping, report=QualityCollector(), progress=False),
+            lambda: iter_records(input_path, mapping, report=QualityCollector(), progress=False),
             spec,
             max_block=max_block,
             max_shared=max_shared,

@@ -51,14 +51,28 @@ part         names                            each distinct space-separated part
                                               ``("JONES", "SMITH")``
 swap         date_of_birth                    as the ``swap`` transform
 one_digit    date_of_birth, nhs_number,       one variant per digit position, that
-             other_id                         digit replaced by ``*``: two values
+             other_id, postcode               digit replaced by ``*``: two values
                                               share a variant iff they differ in at
                                               most one digit (same length)
+transpose    date_of_birth, other_id,         one variant per pair of adjacent,
+             postcode                         different digits, written ``*`` then
+                                              the pair in ascending order: two values
+                                              share a variant iff one is the other
+                                              with two adjacent digits swapped
+one_word     address_line                     one variant per word of a value of two
+                                              or more words, that word replaced by
+                                              ``*``: two values share a variant iff
+                                              they differ in at most one word
 year_month   date_of_birth                    ``"1984-07"``
 year         date_of_birth                    ``"1984"``
 sector,      postcode                         as the transforms of the same name
 district
 ===========  ===============================  ==================================
+
+*Two-field levels* (``PAIR_LEVEL_FUNCTIONS``) read the comparison's field and its
+``with_field`` (the given and the family name): ``either_order`` is the two values as an
+unordered pair, ``either_order_soundex`` their Soundex codes as an unordered pair, so
+that names entered in each other's fields agree there.
 """
 
 from __future__ import annotations
@@ -73,17 +87,22 @@ from client_sdk.normalise.postcode import postcode_district, postcode_sector
 
 __all__ = [
     "LEVEL_FUNCTIONS",
+    "PAIR_LEVEL_FUNCTIONS",
     "TRANSFORM_FUNCTIONS",
     "day_month_unordered",
+    "either_order",
+    "either_order_soundex",
     "initial",
     "metaphone",
     "name_parts",
     "nickname",
     "nysiis",
     "one_digit_variants",
+    "one_word_variants",
     "postcode_prefix2",
     "postcode_prefix3",
     "soundex",
+    "transpose_variants",
     "year",
     "year_month",
 ]
@@ -211,6 +230,54 @@ def one_digit_variants(value: str) -> tuple[str, ...]:
     return tuple(value[:i] + "*" + value[i + 1 :] for i, ch in enumerate(value) if ch.isdigit())
 
 
+def transpose_variants(value: str) -> tuple[str, ...]:
+    """The value once per pair of adjacent, different digits, the pair sorted after a ``*``.
+
+    ``"2164"`` → ``("*1264", "2*164", "21*46")``: the variant of position ``i`` is
+    ``value[:i] + "*" +`` the two digits in ascending order ``+ value[i + 2:]``, so two
+    values share a variant exactly when one is the other with two adjacent digits swapped
+    (2164 and 2614; 1984 and 1948). Equal digits give no variant (swapping them changes
+    nothing), nor does a value longer than 24 characters.
+    """
+    if len(value) > _MAX_DIGIT_VARIANTS:
+        return ()
+    out = []
+    for i in range(len(value) - 1):
+        a, b = value[i], value[i + 1]
+        if a != b and a.isdigit() and b.isdigit():
+            out.append(value[:i] + "*" + min(a, b) + max(a, b) + value[i + 2 :])
+    return tuple(out)
+
+
+def one_word_variants(value: str) -> tuple[str, ...]:
+    """The value once per word with that word replaced by ``*`` (two words at least).
+
+    Two values share a variant exactly when they have the same number of words and differ
+    in at most one (``8 STANLEY STREET`` and ``8 STANELY STREET``, or ``18 STANLEY
+    STREET``). A one-word value gets none (its variant would be every one-word value), nor
+    does a value of more than 24 words.
+    """
+    words = value.split(" ")
+    if not 2 <= len(words) <= _MAX_DIGIT_VARIANTS:
+        return ()
+    return tuple(" ".join((*words[:i], "*", *words[i + 1 :])) for i in range(len(words)))
+
+
+def either_order(first: str, second: str) -> tuple[str, ...]:
+    """Two names as an unordered pair: the two sorted, joined by ``|``.
+
+    ``("GABRIELLE", "LANGER")`` and ``("LANGER", "GABRIELLE")`` both give
+    ``"GABRIELLE|LANGER"`` (canonical names never hold ``|``).
+    """
+    return ("|".join(sorted((first, second))),)
+
+
+def either_order_soundex(first: str, second: str) -> tuple[str, ...]:
+    """The two names' Soundex codes as an unordered pair (none if either has no letters)."""
+    a, b = soundex(first), soundex(second)
+    return ("|".join(sorted((a, b))),) if a and b else ()
+
+
 def year_month(date: str) -> str | None:
     """Year and month of an ISO date: ``"1984-07"``."""
     return date[:7] if len(date) == 10 else None
@@ -238,9 +305,18 @@ LEVEL_FUNCTIONS: dict[str, Callable[[str], tuple[str, ...]]] = {
     "part": name_parts,
     "swap": _single(day_month_unordered),
     "one_digit": one_digit_variants,
+    "transpose": transpose_variants,
+    "one_word": one_word_variants,
     "year_month": _single(year_month),
     "year": _single(year),
     "sector": _single(postcode_sector),
     "district": _single(postcode_district),
 }
 """Comparison level in a linkage spec → function (value → the level's values)."""
+
+PAIR_LEVEL_FUNCTIONS: dict[str, Callable[[str, str], tuple[str, ...]]] = {
+    "either_order": either_order,
+    "either_order_soundex": either_order_soundex,
+}
+"""Two-field comparison level → function (the field's value, the ``with_field``'s value →
+the level's values); a record missing either value has none."""

@@ -58,7 +58,9 @@ before today or its ``period.start`` after it, compared at the precision written
 - ``gender`` as written.
 - address: the current ``home`` address, else one without ``use``, ``temp``, ``billing``,
   ``work``; among equals the latest ``period.start``, then the first; with no current
-  address, the best of the others. ``postalCode`` and the first ``line``.
+  address, the best of the others. ``postalCode`` and the first ``line``; the locality is
+  its ``city``, the region its ``state``, else its ``district`` (UK Core puts the county
+  in ``district``; other countries put a state or province in ``state``).
 """
 
 from __future__ import annotations
@@ -142,7 +144,8 @@ class FhirFields:
         nhs_system: identifier system of the NHS number, or ``None`` to skip it (the
             standard system also accepts its older spellings, :data:`NHS_NUMBER_SYSTEMS`).
         other_system: identifier system of the other id, or ``None`` to skip it.
-        names: read the name; birth_date, gender, postcode, address_line likewise.
+        names: read the name; birth_date, gender, postcode, address_line, locality and
+            region likewise.
         payload: dotted element paths (``maritalStatus.coding.code``); the first value
             of a list is taken.
     """
@@ -156,6 +159,8 @@ class FhirFields:
     postcode: bool
     address_line: bool
     payload: Sequence[str]
+    locality: bool = False
+    region: bool = False
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
@@ -335,13 +340,16 @@ def _values(resource: dict[str, Any], plan: _Plan, today: str) -> tuple[list[str
     if plan.nhs_systems:
         nhs_number, untrusted = _identifier(resource, plan.nhs_systems, today, nhs=True)
     given, family, text = _name(resource, today) if fields.names else ("", "", "")
-    postcode = line = ""
-    if fields.postcode or fields.address_line:
+    postcode = line = locality = region = ""
+    if fields.postcode or fields.address_line or fields.locality or fields.region:
         address = _address(resource, today)
         if address is not None:
             postcode = _text(address.get("postalCode")) if fields.postcode else ""
             lines = _strings(address.get("line")) if fields.address_line else []
             line = lines[0] if lines else ""
+            locality = _text(address.get("city")) if fields.locality else ""
+            if fields.region:
+                region = _text(address.get("state")) or _text(address.get("district"))
     other = _identifier(resource, plan.other_systems, today)[0] if plan.other_systems else ""
     values = [
         local_id,
@@ -356,6 +364,8 @@ def _values(resource: dict[str, Any], plan: _Plan, today: str) -> tuple[list[str
         line,
         other,
         *(_path(resource, p) for p in fields.payload),
+        locality,
+        region,
     ]
     return values, untrusted
 
@@ -374,7 +384,8 @@ def patient_values(
 
     Returns:
         ``[local_id, nhs_number, given names, "", family, name text, birthDate, gender,
-        postalCode, address line, other id, *payload]``; ``""`` where absent.
+        postalCode, address line, other id, *payload, locality, region]``; ``""`` where
+        absent.
     """
     return _values(resource, _Plan.of(fields), (today or date.today()).isoformat())[0]
 

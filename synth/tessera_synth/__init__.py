@@ -7,7 +7,8 @@ generator nor its name lists. It may use ``client_sdk`` and ``keys``; neither us
 
 from __future__ import annotations
 
-from tessera_synth.generator import (
+from tessera_synth.generator import generate
+from tessera_synth.params import (
     HOSPITAL_ERRORS,
     MAX_PRACTICES,
     OPTOUT_ERRORS,
@@ -16,7 +17,6 @@ from tessera_synth.generator import (
     ErrorRates,
     SynthParams,
     SynthSummary,
-    generate,
 )
 
 __all__ = [

@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from client_sdk.output import write_failure
-from tessera_synth.generator import MAX_PRACTICES, generate
+from tessera_synth.generator import generate
+from tessera_synth.params import MAX_PRACTICES
 
 __all__ = ["synth_command"]
 

@@ -437,7 +437,7 @@ def test_an_append_whose_head_moved_while_it_was_built_is_rebuilt_on_the_new_hea
     the chain: the store checks the head where it writes (on a cluster, on whichever node
     holds the slot by then) and builds the entry again."""
     _fill(store, 3)
-    heads_seen: list[bytes | None] = []
+    heads_seen: list[bytes] = []
 
     def build(head):
         heads_seen.append(head)

@@ -114,18 +114,19 @@ def test_agreement_takes_the_strongest_shared_level_per_comparison() -> None:
 
 
 def test_one_digit_off_agrees_only_within_hamming_distance_one() -> None:
+    same = "9434765919"
     layout, (a, b, c) = _evidence(
         _tokeniser(),
         [
-            ("gp", _record("1", nhs_number="9434765919")),
-            ("hosp", _record("2", nhs_number="9434765910")),  # one digit off
-            ("hosp", _record("3", nhs_number="9434765901")),  # two digits off
+            ("gp", _record("1", nhs_number=same, date_of_birth="1984-07-03")),
+            ("hosp", _record("2", nhs_number=same, date_of_birth="1984-07-08")),  # one digit off
+            ("hosp", _record("3", nhs_number=same, date_of_birth="1984-07-18")),  # two digits off
         ],
     )
-    dob = layout.blocks[_block(layout, "dob")]
-    nhs = dob.comparisons.index("nhs")
-    assert agreement(dob, a, b)[nhs] == 1
-    assert agreement(dob, a, c)[nhs] == 2
+    nhs = layout.blocks[_block(layout, "nhs")]
+    dob = nhs.comparisons.index("dob")
+    assert nhs.levels[dob][agreement(nhs, a, b)[dob]] == "one_digit"
+    assert nhs.levels[dob][agreement(nhs, a, c)[dob]] == "year_month"
 
 
 def test_comparisons_derived_under_a_block_leave_out_the_blocks_own_field() -> None:

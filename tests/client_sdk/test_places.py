@@ -15,7 +15,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.febrl import FEBRL_MAPPING, write_febrl4
-from client_sdk.errors import MappingError
 from client_sdk.mapping import parse_mapping
 from client_sdk.normalise.dates import DateParser
 from client_sdk.normalise.defect import Defect
@@ -139,12 +138,56 @@ def test_csv_reads_locality_and_region_and_counts_them(tmp_path):
     assert (fields["region"].valid, fields["region"].missing) == (2, 1)
 
 
-def test_fhir_mapping_refuses_locality():
+def _patient(pid: str, address: dict[str, object] | None, payload: str = "x") -> dict[str, object]:
+    patient: dict[str, object] = {
+        "resourceType": "Patient",
+        "id": pid,
+        "name": [{"family": "Smith", "given": ["Ann"]}],
+        "maritalStatus": {"text": payload},
+    }
+    if address is not None:
+        patient["address"] = [address]
+    return patient
+
+
+@pytest.mark.parametrize("opted_in", [True, False])
+def test_fhir_reads_locality_and_region_only_when_the_mapping_asks(tmp_path, opted_in):
+    """``address.city`` is the locality; ``address.state``, else ``address.district`` (where
+    UK Core puts the county), the region; the payload after them is untouched."""
+    import json
     import tomllib
 
-    with pytest.raises(MappingError, match=r"identifiers.locality: not read from FHIR yet"):
-        parse_mapping(tomllib.loads('[source]\nformat = "fhir"\n[record]\nid = "id"\n'
-                                    "[identifiers]\nlocality = true\n"))  # fmt: skip
+    patients = [
+        _patient("1", {"line": ["1 High St"], "city": "St Kilda", "state": "Victoria"}),
+        _patient("2", {"city": "Taunton", "district": "Somerset"}, payload="y"),
+        _patient("3", {"city": "Unknown"}),
+        _patient("4", None),
+    ]
+    path = tmp_path / "patients.ndjson"
+    path.write_text("".join(json.dumps(p) + "\n" for p in patients), encoding="utf-8")
+    switches = "locality = true\nregion = true\n" if opted_in else ""
+    mapping = parse_mapping(
+        tomllib.loads(
+            '[source]\nformat = "fhir"\ncountry = "AU"\n[record]\nid = "id"\n'
+            f"[identifiers]\n{switches}"
+            '[payload]\ncolumns = ["maritalStatus.text"]\n'
+        )
+    )
+    report = QualityCollector()
+    records = list(iter_records(path, mapping, report=report, today=TODAY))
+    assert [r.family_name for r in records] == ["SMITH"] * 4
+    assert [r.payload for r in records] == [("x",), ("y",), ("x",), ("x",)]
+    if opted_in:
+        assert [(r.locality, r.region) for r in records] == [
+            ("SAINT KILDA", "VIC"),
+            ("TAUNTON", "SOMERSET"),
+            (None, None),
+            (None, None),
+        ]
+        fields = {f.field: f for f in report.report().fields}
+        assert (fields["locality"].valid, fields["locality"].placeholder) == (2, 1)
+    else:
+        assert {(r.locality, r.region) for r in records} == {(None, None)}
 
 
 def test_febrl_address_lines_are_joined(tmp_path):

@@ -157,6 +157,8 @@ def test_patient_values_prefer_the_official_name_and_current_home_address():
         "3",
         "M",
         "",
+        "",  # locality and region: not asked for
+        "",
     ]
 
 

@@ -1,8 +1,12 @@
 """Golden vectors of the probabilistic stage's tokens (keys/vectors/evidence.json).
 
 Pinned, and re-derived from docs/token-format.md#comparison-tokens with hmac, hashlib and
-AES alone, so the document, the vectors and the code cannot drift apart. Regenerate (only
-on a deliberate format change)::
+AES alone, so the document, the vectors and the code cannot drift apart: the shipped
+``uk-health-probabilistic`` spec on the first two token-vector records, and under
+``levels`` a spec of every level the shipped spec does not use (``transpose``,
+``one_word``, ``either_order``, ``either_order_soundex``) on two records of one person
+with a transposed id and date, an address typo and the names swapped. Regenerate (only on
+a deliberate format change)::
 
     PYTHONPATH=. .venv/bin/python tests/client_sdk/test_tokenise_evidence_vectors.py --write
 """
@@ -13,13 +17,16 @@ import hashlib
 import hmac
 import json
 import sys
+import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import TokeniseParams, Tokeniser
 from keys.derive import DomainKey
-from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
+from keys.spec import PROBABILISTIC_SPEC_NAME, LinkageSpec, default_spec, parse_spec
 from tests.client_sdk.test_tokenise_vectors import (
     DATASET,
     DOMAIN,
@@ -30,15 +37,75 @@ from tests.client_sdk.test_tokenise_vectors import (
 )
 
 VECTORS = Path(__file__).resolve().parents[2] / "keys" / "vectors" / "evidence.json"
+LEVELS_SPEC = """name = "example-levels"
+
+[[match_keys]]
+name = "id_dob"
+fields = ["other_id", "date_of_birth"]
+
+[[blocking_keys]]
+name = "names_phonetic"
+fields = ["{given_name:soundex, family_name:soundex}"]
+
+[[blocking_keys]]
+name = "postcode"
+fields = ["postcode"]
+
+[[comparisons]]
+name = "given"
+field = "given_name"
+with_field = "family_name"
+levels = ["exact", "either_order", "either_order_soundex"]
+
+[[comparisons]]
+name = "dob"
+field = "date_of_birth"
+levels = ["exact", "transpose"]
+
+[[comparisons]]
+name = "other_id"
+field = "other_id"
+levels = ["exact", "transpose"]
+
+[[comparisons]]
+name = "address"
+field = "address_line"
+levels = ["exact", "one_word"]
+"""
+_LEVELS_PERSON = NormalisedRecord(
+    line=2,
+    local_id="AU000011",
+    given_name="GABRIELLE",
+    given_name_key="GABRIELLE",
+    family_name="LANGER",
+    date_of_birth="1984-07-03",
+    postcode="2164",
+    address_line="8 STANLEY STREET",
+    other_id="2164035",
+)
+LEVELS_RECORDS = [
+    _LEVELS_PERSON,
+    # The same person: names in each other's fields, two digits of the id and of the
+    # year swapped, a typo in the street name.
+    _LEVELS_PERSON._replace(
+        line=3,
+        local_id="AU000012",
+        given_name="LANGER",
+        given_name_key="LANGER",
+        family_name="GABRIELLE",
+        date_of_birth="1948-07-03",
+        address_line="8 STANELY STREET",
+        other_id="2614035",
+    ),
+]
 
 
 def _field(value: bytes) -> bytes:
     return len(value).to_bytes(2, "big") + value
 
 
-def compute_vectors() -> dict[str, object]:
-    """The vectors file as the current code derives it: the first two records' evidence."""
-    spec = default_spec(PROBABILISTIC_SPEC_NAME)
+def _cases(spec: LinkageSpec, records: list[NormalisedRecord]) -> list[dict[str, object]]:
+    """Each record's block tokens (with their encoded inputs) and every column's tokens."""
     tokeniser = Tokeniser(
         TokeniseParams(
             spec=spec,
@@ -49,8 +116,8 @@ def compute_vectors() -> dict[str, object]:
             dataset=DATASET,
         )
     )
-    cases = []
-    for record in RECORDS[:2]:
+    cases: list[dict[str, object]] = []
+    for record in records:
         row = tokeniser.row(record)
         inputs = tokeniser.block_values_of_row(row)
         blocks, cells = tokeniser.evidence(record)
@@ -77,13 +144,29 @@ def compute_vectors() -> dict[str, object]:
                 "columns": columns,
             }
         )
+    return cases
+
+
+def _levels_spec() -> LinkageSpec:
+    return parse_spec(tomllib.loads(LEVELS_SPEC), source="example-levels")
+
+
+def compute_vectors() -> dict[str, object]:
+    """The vectors file as the current code derives it."""
+    spec = default_spec(PROBABILISTIC_SPEC_NAME)
+    levels = _levels_spec()
     return {
         "description": "Tessera block and comparison token vectors: docs/token-format.md.",
         "domain_key": DOMAIN_KEY.hex(),
         "domain": DOMAIN,
         "key_version": KEY_VERSION,
         "spec_hash": spec.content_hash,
-        "cases": cases,
+        "cases": _cases(spec, RECORDS[:2]),
+        "levels": {
+            "spec": LEVELS_SPEC,
+            "spec_hash": levels.content_hash,
+            "cases": _cases(levels, LEVELS_RECORDS),
+        },
     }
 
 
@@ -93,18 +176,48 @@ def test_evidence_vectors_are_pinned() -> None:
 
 def test_evidence_vectors_follow_the_documented_recipe() -> None:
     vectors = json.loads(VECTORS.read_text())
-    key = bytes.fromhex(vectors["domain_key"])
+    checked = _check_recipe(
+        vectors, vectors["spec_hash"], default_spec(PROBABILISTIC_SPEC_NAME), RECORDS
+    )
+    assert checked > 100
+    levels = vectors["levels"]
+    spec = parse_spec(tomllib.loads(levels["spec"]))
+    checked = _check_recipe({**vectors, **levels}, levels["spec_hash"], spec, LEVELS_RECORDS)
+    assert checked > 40
+
+
+def test_the_levels_vectors_show_each_new_level_agreeing() -> None:
+    """The two records of one person share a token at every level made for their errors."""
+    cases = json.loads(VECTORS.read_text())["levels"]["cases"]
+    first, second = (
+        {(c["block"], c["comparison"], c["level"]): set(c["tokens"]) for c in case["columns"]}
+        for case in cases
+    )
+    shared = {column for column in first if first[column] & second[column]}
+    for block in ("names_phonetic", "postcode"):
+        assert (block, "given", "either_order") in shared
+        assert (block, "dob", "transpose") in shared
+        assert (block, "address", "one_word") in shared
+        assert (block, "other_id", "transpose") in shared
+        for comparison in ("given", "dob", "other_id", "address"):  # each field differs
+            assert (block, comparison, "exact") not in shared
+
+
+def _check_recipe(
+    vectors: dict[str, object], spec_hash: str, spec: LinkageSpec, records: list[NormalisedRecord]
+) -> int:
+    """Re-derive every block and comparison token of ``vectors`` from the documented recipe."""
+    key = bytes.fromhex(str(vectors["domain_key"]))
     head = (
-        _field(vectors["domain"].encode())
-        + _field(vectors["key_version"].encode())
-        + _field(vectors["spec_hash"].encode())
+        _field(str(vectors["domain"]).encode())
+        + _field(str(vectors["key_version"]).encode())
+        + _field(spec_hash.encode())
     )
     cipher_key = hmac.new(key, b"tessera/v1/comparison-key" + head, hashlib.sha256).digest()
-    values = {r.local_id: r for r in RECORDS}
-    spec = default_spec(PROBABILISTIC_SPEC_NAME)
-    fields = {c.name: c.field for c in spec.comparisons}
+    values = {r.local_id: r for r in records}
+    comparisons = {c.name: c for c in spec.comparisons}
     checked = 0
-    for case in vectors["cases"]:
+    for case in vectors["cases"]:  # type: ignore[attr-defined]
         record = values[case["local_id"]]
         secrets: dict[str, bytes] = {}
         for name, entry in case["blocks"].items():
@@ -119,8 +232,10 @@ def test_evidence_vectors_follow_the_documented_recipe() -> None:
             if column["block"] not in secrets:
                 assert column["tokens"] == []
                 continue
-            value = getattr(record, fields[column["comparison"]])
-            expected = _level_values(column["level"], value) if value else []
+            comparison = comparisons[column["comparison"]]
+            value = getattr(record, comparison.field)
+            other = getattr(record, comparison.with_field) if comparison.with_field else None
+            expected = _level_values(column["level"], value, other) if value else []
             assert len(column["tokens"]) == len(expected)
             for token, level_value in zip(column["tokens"], expected, strict=True):
                 digest = hashlib.blake2b(
@@ -133,39 +248,64 @@ def test_evidence_vectors_follow_the_documented_recipe() -> None:
                 encryptor = Cipher(algorithms.AES(cipher_key), modes.ECB()).encryptor()
                 assert encryptor.update(mixed)[:4].hex() == token
                 checked += 1
-    assert checked > 100
+    return checked
 
 
-def _level_values(level: str, value: str) -> list[str]:
+_SOUNDEX = {  # American Soundex of the letters, as docs/token-format.md#transforms
+    "GABRIELLE": "G164",
+    "LANGER": "L526",
+    "WILLIAM": "W450",
+    "OBRIEN": "O165",
+    "ZOE": "Z000",
+    "SMITH JONES": "S532",
+}
+
+
+def _level_values(level: str, value: str, other: str | None = None) -> list[str]:
     """The documented level values of the levels the vectors' records reach."""
-    if level == "exact":
-        return [value]
-    if level == "one_digit":
-        return [value[:i] + "*" + value[i + 1 :] for i, ch in enumerate(value) if ch.isdigit()]
-    if level == "part":
-        return sorted(set(value.split()))
-    if level == "year_month":
-        return [value[:7]]
-    if level == "year":
-        return [value[:4]]
-    if level == "initial":
-        return [value[0]]
-    if level == "swap":
-        day, month = value[8:], value[5:7]
-        return [f"{value[:4]}-{day}-{month}" if day < month else value]
-    if level == "sector":
-        return [value[: value.index(" ") + 2]]
-    if level == "district":
-        return [value.split(" ")[0]]
-    if level == "nickname":
-        return [value]  # WILLIAM and ZOE are their own name group
-    if level == "nysiis":
-        return [
-            {"WILLIAM": "WALAN", "ZOE": "Z", "OBRIEN": "OBRAN", "SMITHJONES": "SNATJAN"}[
-                value.replace(" ", "")
-            ]
-        ]
-    raise AssertionError(f"no documented values for level {level}")
+    if level in _PAIR_LEVELS:
+        return [_PAIR_LEVELS[level](value, other)] if other else []
+    return _LEVELS[level](value)
+
+
+def _transpose(value: str) -> list[str]:
+    return [
+        value[:i] + "*" + "".join(sorted(value[i : i + 2])) + value[i + 2 :]
+        for i in range(len(value) - 1)
+        if value[i].isdigit() and value[i + 1].isdigit() and value[i] != value[i + 1]
+    ]
+
+
+def _one_word(value: str) -> list[str]:
+    words = value.split(" ")
+    return [" ".join(words[:i] + ["*"] + words[i + 1 :]) for i in range(len(words))]
+
+
+def _swap(value: str) -> list[str]:
+    day, month = value[8:], value[5:7]
+    return [f"{value[:4]}-{day}-{month}" if day < month else value]
+
+
+_NYSIIS = {"WILLIAM": "WALAN", "ZOE": "Z", "OBRIEN": "OBRAN", "SMITHJONES": "SNATJAN"}
+_LEVELS: dict[str, Callable[[str], list[str]]] = {
+    "exact": lambda v: [v],
+    "one_digit": lambda v: [v[:i] + "*" + v[i + 1 :] for i, ch in enumerate(v) if ch.isdigit()],
+    "transpose": _transpose,
+    "one_word": _one_word,
+    "part": lambda v: sorted(set(v.split())),
+    "year_month": lambda v: [v[:7]],
+    "year": lambda v: [v[:4]],
+    "initial": lambda v: [v[0]],
+    "swap": _swap,
+    "sector": lambda v: [v[: v.index(" ") + 2]],
+    "district": lambda v: [v.split(" ")[0]],
+    "nickname": lambda v: [v],  # WILLIAM and ZOE are their own name group
+    "nysiis": lambda v: [_NYSIIS[v.replace(" ", "")]],
+}
+_PAIR_LEVELS: dict[str, Callable[[str, str], str]] = {
+    "either_order": lambda v, o: "|".join(sorted((v, o))),
+    "either_order_soundex": lambda v, o: "|".join(sorted((_SOUNDEX[v], _SOUNDEX[o]))),
+}
 
 
 if __name__ == "__main__" and "--write" in sys.argv:

@@ -143,3 +143,18 @@ def test_a_job_file_lists_every_problem_and_exits_16(tmp_path):
     for problem in ("extract.mapping", "tokenise.domain", "tokenise.dataset"):
         assert problem in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_a_job_names_a_shipped_spec_or_a_spec_file_beside_it(tmp_path):
+    """``spec = "uk-health-probabilistic"`` names the shipped spec (nothing to copy from
+    the installed package); any other value is a file, relative to the job file."""
+    base = '[job]\norg_dir = "o"\n[extract]\ninput = "a.csv"\nmapping = "m.toml"\n'
+    tail = '[tokenise]\ndomain = "d"\ndataset = "gp"\n'
+    job = tmp_path / "job.toml"
+    job.write_text(base + 'spec = "uk-health-probabilistic"\n' + tail)
+    assert load_job(job).extract.spec == Path("uk-health-probabilistic")
+    job.write_text(base + 'spec = "specs/ours.toml"\n' + tail)
+    assert load_job(job).extract.spec == tmp_path / "specs" / "ours.toml"
+    (tmp_path / "ours").write_text("")  # a file of that bare name beside the job wins
+    job.write_text(base + 'spec = "ours"\n' + tail)
+    assert load_job(job).extract.spec == tmp_path / "ours"

@@ -34,6 +34,7 @@ from tests.support.harness import (
     start_serving,
     unique,
 )
+from tests.support.tls_material import make_tls_material
 from tests.support.worker_support import LinkWorkerProcess, start_link_worker, wait_until
 
 _LINKED = re.compile(r"^tessera_records_linked_total (\S+)$", re.MULTILINE)
@@ -157,3 +158,41 @@ def test_a_health_port_in_use_is_one_line(tmp_path, by):
         assert lines == [lines[0]] and f"cannot listen on 127.0.0.1:{port}: in use" in lines[0]
     finally:
         broker.stop()
+
+
+def test_with_the_brokers_certificate_the_health_port_speaks_https_only(tmp_path):
+    """The scrape token must not cross the pod network in clear: with a certificate the
+    port answers HTTPS (verified against the CA), and a plain-HTTP request gets nothing."""
+    tls = make_tls_material(tmp_path / "tls")
+    token = "metrics-" + secrets.token_hex(16)
+    broker = _broker(tmp_path, TESSERA_BROKER_METRICS_TOKEN=token)
+    port = free_port()
+    worker = start_link_worker(
+        broker,
+        unique("worker"),
+        TESSERA_BROKER_LINK_WORKER_HEALTH_PORT=str(port),
+        TESSERA_BROKER_TLS_CERT=str(tls.server_cert),
+        TESSERA_BROKER_TLS_KEY=str(tls.server_key),
+    )
+    try:
+        with httpx.Client(verify=tls.context(), timeout=5) as client:
+            wait_until(lambda: _https_ok(client, f"https://localhost:{port}/healthz"), "/healthz")
+            metrics = client.get(
+                f"https://localhost:{port}/metrics", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert metrics.status_code == 200 and "tessera_records_linked_total" in metrics.text
+            with pytest.raises(httpx.TransportError):
+                _health(port)  # plain HTTP
+            assert client.get(f"https://localhost:{port}/healthz").text.strip() == "ok"
+    finally:
+        worker.stop()
+        broker.stop()
+    assert token not in worker.log_text()
+    assert "Traceback" not in worker.log_text()
+
+
+def _https_ok(client: httpx.Client, url: str) -> bool:
+    try:
+        return client.get(url).status_code == 200
+    except httpx.TransportError:
+        return False

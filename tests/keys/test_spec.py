@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from keys.spec import (
     default_spec,
     load_spec,
     parse_spec,
+    shipped_spec_names,
 )
 
 # Pinned: changing the shipped spec changes every token of every domain that uses it.
@@ -391,3 +393,75 @@ def test_the_shipped_spec_has_the_probabilistic_evidence() -> None:
         "sex",
         "nhs",
     ]
+
+
+def test_cli_spec_takes_a_shipped_specs_name_as_a_pip_install_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a pip install the shipped TOML files are inside the package: ``--spec NAME``
+    names one; a file of that name in the working directory still wins; an unknown name
+    is one line listing the shipped ones."""
+    monkeypatch.chdir(tmp_path)
+    probabilistic = default_spec(PROBABILISTIC_SPEC_NAME)
+    assert run_cli(cli, "tessera-sdk", ["spec", "hash", "--spec", PROBABILISTIC_SPEC_NAME]) == 0
+    assert capsys.readouterr().out.strip() == probabilistic.content_hash
+    assert probabilistic.content_hash != DEFAULT_HASH
+    (tmp_path / PROBABILISTIC_SPEC_NAME).write_text(default_spec().to_toml())
+    assert run_cli(cli, "tessera-sdk", ["spec", "hash", "--spec", PROBABILISTIC_SPEC_NAME]) == 0
+    assert capsys.readouterr().out.strip() == DEFAULT_HASH  # the file, not the shipped spec
+    assert run_cli(cli, "tessera-sdk", ["spec", "hash", "--spec", "uk-helth"]) == 7
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no shipped spec of that name" in err[0]
+    assert all(name in err[0] for name in shipped_spec_names())
+    assert PROBABILISTIC_SPEC_NAME in shipped_spec_names() and "uk-health" in shipped_spec_names()
+
+
+def _names_either_order(**extra: object) -> dict[str, object]:
+    comparison: dict[str, object] = {
+        "name": "given",
+        "field": "given_name",
+        "with_field": "family_name",
+        "levels": ["exact", "initial", "either_order", "either_order_soundex"],
+    }
+    comparison.update(extra)
+    return _evidence_spec(comparisons=[comparison])
+
+
+def test_a_comparison_of_names_in_either_order_reads_a_second_field() -> None:
+    spec = parse_spec(_names_either_order())
+    (given,) = spec.comparisons
+    assert given.fields == ("given_name", "family_name")
+    assert parse_spec(tomllib.loads(spec.to_toml())) == spec
+    assert given.canonical()["with_field"] == "family_name"
+    other = parse_spec(_names_either_order(with_field="middle_names"))
+    assert other.content_hash != spec.content_hash  # the second field is hashed
+    plain = parse_spec(_evidence_spec())
+    assert all("with_field" not in c.canonical() for c in plain.comparisons)  # old hashes kept
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"with_field": None}, "level 'either_order' needs 'with_field'"),
+        ({"with_field": "postcode"}, "'with_field' must be a name field"),
+        ({"with_field": "given_name"}, "'with_field' must differ from 'field'"),
+        ({"levels": ["exact", "initial"]}, "'with_field' is read only by the levels"),
+        ({"levels": ["exact", "either_order", "initial"]}, "come last"),
+    ],
+)
+def test_names_in_either_order_are_refused_where_they_make_no_sense(
+    extra: dict[str, object], problem: str
+) -> None:
+    data = _names_either_order(**extra)
+    with pytest.raises(SpecError, match=re.escape(problem)):
+        parse_spec(data)
+
+
+@pytest.mark.parametrize(
+    ("field", "level"),
+    [("given_name", "transpose"), ("postcode", "one_word"), ("date_of_birth", "either_order")],
+)
+def test_the_new_levels_apply_only_to_their_fields(field: str, level: str) -> None:
+    data = _evidence_spec(comparisons=[{"name": "c", "field": field, "levels": ["exact", level]}])
+    with pytest.raises(SpecError, match=f"level '{level}' does not apply to '{field}'"):
+        parse_spec(data)

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from client_sdk.mapping import load_mapping
-from client_sdk.normalise.transforms import LEVEL_FUNCTIONS
+from client_sdk.normalise.transforms import LEVEL_FUNCTIONS, PAIR_LEVEL_FUNCTIONS
 from client_sdk.pipeline import iter_records
 from client_sdk.record import NormalisedRecord
 from client_sdk.speclint_evidence import DEFAULT_MAX_SHARED, lint_evidence
@@ -92,7 +92,12 @@ def test_no_emitted_token_of_one_level_value_repeats_in_another_block(
                 continue
             comparison = SPEC.comparisons[column.comparison]
             value = getattr(record, comparison.field)
-            values = LEVEL_FUNCTIONS[comparison.levels[column.level]](value) if value else ()
+            level = comparison.levels[column.level]
+            if level in PAIR_LEVEL_FUNCTIONS:  # names in either order: two fields' values
+                other = getattr(record, str(comparison.with_field))
+                values = PAIR_LEVEL_FUNCTIONS[level](value, other) if value and other else ()
+            else:
+                values = LEVEL_FUNCTIONS[level](value) if value else ()
             assert len(values) == len(cell), "one token per value of the level"
             for level_value, token in zip(values, cell, strict=True):
                 seen[(column.comparison, column.level, level_value)][(column.block, block)].add(
@@ -197,7 +202,7 @@ def test_no_comparison_token_is_shared_by_more_records_than_the_linter_allows(
 
 
 def test_the_shipped_spec_passes_the_evidence_linter(synthetic: list[NormalisedRecord]) -> None:
-    verdicts = lint_evidence(synthetic, SPEC)
+    verdicts = lint_evidence(lambda: synthetic, SPEC)
     assert [v.name for v in verdicts] == [b.name for b in SPEC.blocking_keys] + [
         c.name for c in SPEC.comparisons
     ]
@@ -218,10 +223,56 @@ def test_the_linter_refuses_large_blocks_and_common_comparison_values(
             ],
         }
     )
-    verdicts = {v.name: v for v in lint_evidence(synthetic, loose, max_block=500, max_shared=20)}
+    verdicts = {
+        v.name: v for v in lint_evidence(lambda: synthetic, loose, max_block=500, max_shared=20)
+    }
     assert verdicts["sex"].verdict == "refused"
     assert "largest block" in verdicts["sex"].reason
     assert verdicts["initial"].verdict == "refused"  # an initial is shared by many in a block
     assert verdicts["nhs"].verdict == "ok"  # a number by one record
     for verdict in verdicts.values():  # reasons carry counts, never a value
         assert not any(r.given_name and r.given_name in verdict.reason for r in synthetic[:50])
+
+
+@pytest.mark.parametrize("max_shared", [1, 2, 100])
+def test_the_linters_two_passes_find_what_counting_every_pair_finds(
+    synthetic: list[NormalisedRecord], max_shared: int
+) -> None:
+    """The bounded-memory linter (blocks above ``max_shared`` counted only) gives the
+    verdicts, and above the limit the counts, of counting every (block, value) pair."""
+    tokeniser = Tokeniser(
+        TokeniseParams(
+            spec=SPEC,
+            domain_key=DomainKey(bytes(32)),
+            domain="lint",
+            key_version="lint",
+            reference_secret=bytes(32),
+            dataset="lint",
+        )
+    )
+    blocks: list[Counter[bytes]] = [Counter() for _ in SPEC.blocking_keys]
+    shared: Counter[tuple[int, bytes, int, bytes]] = Counter()
+    for record in synthetic:
+        row = tokeniser.row(record)
+        for j, value in enumerate(tokeniser.block_values_of_row(row)):
+            if value is not None:
+                blocks[j][value] += 1
+                for column, digest in tokeniser.comparison_digests_of_row(row, j):
+                    shared[(j, value, column, digest)] += 1
+    most = [0] * len(SPEC.comparisons)
+    for (_, _, column, _), count in shared.items():
+        c = SPEC.evidence_columns[column].comparison
+        most[c] = max(most[c], count)
+    expected = [max(b.values()) for b in blocks] + most
+    verdicts = lint_evidence(lambda: synthetic, SPEC, max_block=2, max_shared=max_shared)
+    for verdict, exact in zip(verdicts, expected, strict=True):
+        limit = 2 if verdict.kind == "blocking key" else max_shared
+        assert (verdict.verdict == "refused") == (exact > limit), verdict
+        if verdict.kind == "blocking key" or exact > max_shared:
+            assert verdict.largest == exact, verdict
+        else:
+            assert exact <= verdict.largest <= max_shared, verdict
+    # the extract's blocks hold two or three records: at 1 and 2 both paths are taken
+    assert max(expected) == 3
+    refused = [v for v in verdicts if v.kind == "comparison" and v.verdict == "refused"]
+    assert bool(refused) == (max_shared < 3)

@@ -15,7 +15,7 @@ from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records
 from client_sdk.quality import QualityCollector
 from client_sdk.record import NormalisedRecord
-from tessera_synth.generator import SynthParams, SynthSummary, generate
+from tessera_synth import SynthParams, SynthSummary, generate
 
 PERSONS = 5000
 Read = dict[str, tuple[list[NormalisedRecord], QualityCollector]]
@@ -297,10 +297,11 @@ def test_a_district_whose_postcodes_run_out_widens_then_shares_units() -> None:
     # One district, drawn far past its 10 sectors × 400 units, must keep answering.
     import random
 
-    from tessera_synth.generator import _Lists, _PostcodeBook
+    from tessera_synth.identifiers import PostcodeBook
+    from tessera_synth.names import Lists
 
-    lists = _Lists()
-    book = _PostcodeBook(random.Random(7), lists)
+    lists = Lists()
+    book = PostcodeBook(random.Random(7), lists)
     district = lists.places[0].district
     postcodes = [book._new_postcode(district) for _ in range(4_500)]
     assert len(set(postcodes)) == 4_000  # every unit of the district is handed out once
