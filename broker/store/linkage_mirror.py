@@ -145,6 +145,7 @@ class LinkageMirror:
         "evidence",
         "fit_attempt",
         "gen",
+        "heads",
         "holders",
         "layout",
         "model",
@@ -183,6 +184,7 @@ class LinkageMirror:
         # a write set.
         self.shift = 0
         self.counts: dict[bytes, int] = {}
+        self.heads: dict[int, bytes] = {}  # count field heads by (dataset, kind, key)
         self.pending: dict[bytes, int] = {}
 
     def set_evidence(self, rid: int, raw: bytes | None, *, count: bool = True) -> None:
@@ -297,12 +299,21 @@ class LinkageMirror:
         levels = raw_levels(columns, raw, self.evidence[b])
         dsn = stored_dsn(record)
         if dsn != dsn_b:
-            self._add(field_head(CANDIDATE, j) + levels, sign)
+            self._add(self._head(CANDIDATE, j, 0) + levels, sign)
             pid = stored_pid(record)
             if pid and pid == stored_pid(self.records[b]):
-                self._add(field_head(KNOWN, j) + levels, sign)
+                self._add(self._head(KNOWN, j, 0) + levels, sign)
         else:
-            self._add(field_head(SAME, j, dsn) + levels, sign)
+            self._add(self._head(SAME, j, dsn) + levels, sign)
+
+    def _head(self, kind: int, j: int, dsn: int) -> bytes:
+        """:func:`field_head`, made once per kind, key and dataset."""
+        at = (dsn << 16) | (kind << 8) | j
+        head = self.heads.get(at)
+        if head is None:
+            head = field_head(kind, j, dsn)
+            self.heads[at] = head
+        return head
 
     def _add(self, key: bytes, delta: int) -> None:
         """Change one count, never below zero (a known match may have been counted
