@@ -13,6 +13,7 @@ tests/broker/test_linkage_probabilistic.py.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import itertools
 
 import pytest
@@ -134,3 +135,27 @@ def test_the_shift_keeps_the_sample_near_its_size(held, sample_from) -> None:
     if shift:
         assert held / 2 ** (shift - 1) > sample_from
     assert sample_shift(held + 1, sample_from) >= shift
+
+
+@pytest.mark.parametrize("running", [True, False])
+def test_a_call_leaves_the_cyclic_collector_as_it_found_it(redis_server, running) -> None:
+    """The engine pauses the collector while it links, and gives it back afterwards —
+    also when the call fails — never turning on one that its caller had turned off."""
+    client = redis.Redis.from_url(redis_server.url)
+    store = LinkageStore(client, scope=f"sample-{next(_scopes)}")
+    w = world()
+    dataset = sorted(w.chunks)[0]
+    records, layout = incoming(w.chunks[dataset])
+    was = gc.isenabled()
+    try:
+        if not running:
+            gc.disable()
+        Linker(store).link(w.info(dataset), records[:50], batch_id=dataset, layout=layout)
+        assert gc.isenabled() == running
+        with pytest.raises((AttributeError, TypeError)):  # not a record (compiled: TypeError)
+            Linker(store).link(w.info(dataset), [None], batch_id=dataset, layout=layout)  # type: ignore[list-item]
+        assert gc.isenabled() == running
+    finally:
+        if was:
+            gc.enable()
+        client.close()
