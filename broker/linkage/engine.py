@@ -56,7 +56,7 @@ def _pause_cyclic_gc() -> bool:
 
     Linking allocates millions of short-lived objects that reference counting frees,
     while the mirror holds millions that live on; with the collector running, each of
-    its full passes walks the whole mirror (measured: about 7% of the stage's CPU at
+    its full passes walks the whole mirror (measured: about 7% of the linking CPU at
     200,000 records a side). A call makes next to no reference cycles, so the collector
     is paused while it runs and catches up after (``gc.enable``); a call that finds it
     paused already (another thread's call) leaves it as it is.
