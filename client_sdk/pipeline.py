@@ -23,10 +23,12 @@ from client_sdk.mapping import Mapping, SystemRef
 from client_sdk.opt_out import SourceOptOuts
 from client_sdk.quality import QualityCollector
 from client_sdk.readers.blocks import RawBlock
+from client_sdk.readers.columns import SEPARATOR
 from client_sdk.readers.csv import read_csv, without_unverified
 from client_sdk.readers.fhir import FhirFields, read_fhir
 from client_sdk.record import NormalisedRecord
 from client_sdk.rows import (
+    SLOT_DOB,
     SLOT_FIELDS,
     SLOT_ID,
     SLOT_NHS,
@@ -35,12 +37,13 @@ from client_sdk.rows import (
     SLOT_REGION,
     PayloadCache,
     RowFunction,
+    date_of_birth_check,
     payload_cache,
     row_function,
 )
 from client_sdk.tokenise import CHUNK_RECORDS, RecordBlocks
 
-__all__ = ["iter_records", "record_blocks"]
+__all__ = ["dates_of_birth", "iter_records", "record_blocks"]
 
 _Plan = tuple[list[str], list[int], dict[str, str | None], tuple[tuple[int, ...], ...]]
 
@@ -322,6 +325,36 @@ class _BlockNormaliser:
                 record = opt_outs.mark(record, values[type1] if type1 >= 0 else None)
             append(record)
         return records, collector
+
+
+def dates_of_birth(
+    path: Path, mapping: Mapping, *, today: date | None = None
+) -> Iterator[str | None]:
+    """Each row's date of birth (ISO, or ``None`` when missing or not valid), read alone.
+
+    A quick pass before tokenising (the other fields are read but not normalised), for
+    :func:`client_sdk.quality.assigned_birthdays`: which days the extract heaps its dates
+    on must be known before the first chunk is tokenised. Rows without a local id are
+    counted too: they cannot move a day's share.
+    """
+    source = _Source(mapping)
+    position = source.positions[SLOT_DOB]
+    if position < 0:
+        return
+    today = today or date.today()
+    check = date_of_birth_check(mapping, today=today)
+    seen: dict[str, str | None] = {}
+    collector = QualityCollector()  # the pass reports nothing: tokenising reports it all
+    collector.begin(source=path.name, format=mapping.source.format, columns=source.columns)
+    with ExitStack() as stack:
+        for _, values in source.rows(stack, path, mapping, collector, progress=False, today=today):
+            if position < len(values):
+                raw = values[position]
+            else:  # a field of several columns: its cells, joined as the row function joins
+                raw = SEPARATOR.join(values[i] for i in source.joins[position - len(values)])
+            if raw not in seen:
+                seen[raw] = check(raw)
+            yield seen[raw]
 
 
 def record_blocks(

@@ -64,6 +64,7 @@ __all__ = [
     "SLOT_SEX",
     "PayloadCache",
     "RowFunction",
+    "date_of_birth_check",
     "payload_cache",
     "row_function",
 ]
@@ -211,6 +212,20 @@ def _checks(mapping: Mapping, dates: DateParser) -> dict[str, Callable[[str], st
 
         checks["postcode"] = found_postcode
     return checks
+
+
+def date_of_birth_check(mapping: Mapping, *, today: date) -> Callable[[str], str | None]:
+    """The mapping's date of birth from its raw cell (cells joined with :data:`SEPARATOR`
+    when it has several columns): ISO ``YYYY-MM-DD``, or ``None`` when not valid.
+
+    For a pass over the dates alone (:func:`client_sdk.pipeline.dates_of_birth`).
+    """
+    check = _date_check(mapping, DateParser(mapping.date_formats, today=today))
+
+    def value(raw: str) -> str | None:
+        return check(raw)[0]
+
+    return value
 
 
 def _date_check(mapping: Mapping, dates: DateParser) -> Callable[[str], _Date]:

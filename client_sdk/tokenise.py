@@ -374,12 +374,21 @@ class Tokeniser:
             flat.extend(column.encode([r[position] for r in rows]))
         derive = self._deriver.derive_column
         tokens: list[list[Token | None]] = []
+        on_assigned_day: list[bool] = []
+        if self._assigned is not None:
+            dob, days, day_keys = self._assigned
+            on_assigned_day = [bool(r[dob]) and r[dob][5:] in days for r in rows]
         for k, layout in enumerate(self._key_columns):
             columns = [
                 flat[i] if isinstance(i, int) else _unordered_column([flat[j] for j in i])
                 for i in layout
             ]
-            tokens.append(derive(k, _join_columns(columns)))
+            inputs = _join_columns(columns)
+            if on_assigned_day and k in day_keys:  # as key_values_of_row: not formed there
+                inputs = [
+                    None if day else v for v, day in zip(inputs, on_assigned_day, strict=True)
+                ]
+            tokens.append(derive(k, inputs))
         evidence = None
         if self._evidence is not None:
             block_values = [

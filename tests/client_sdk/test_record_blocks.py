@@ -146,3 +146,23 @@ def test_blocks_by_column_give_the_tokens_of_each_record(spec):
     assert chunk.tokens == [tokeniser.tokens(r) for r in records]
     assert chunk.refs == [tokeniser.reference(r.local_id) for r in records]
     assert chunk.payload == [r.payload for r in records]
+
+
+def test_blocks_by_column_leave_out_the_day_keys_on_an_assigned_birthday_as_row_by_row():
+    """``encode_rows`` (what ``tokenise`` runs) and ``tokens_of_row`` agree when the
+    extract's assigned birthdays are set: the day keys are absent on those days only."""
+    mapping = load_mapping(DATA / "messy.toml")
+    records = list(iter_records(DATA / "messy.csv", mapping, today=TODAY))
+    days = frozenset(r.date_of_birth[5:] for r in records[:3] if r.date_of_birth)
+    params = dataclasses.replace(
+        _params(tuple(mapping.payload.columns)), spec=default_spec(), assigned_birthdays=days
+    )
+    tokeniser = Tokeniser(params)
+    chunk = decode_chunk(tokeniser.encode_rows([tokeniser.row(r) for r in records]).data)
+    assert chunk.tokens == [tokeniser.tokens(r) for r in records]
+    day_key = [k.name for k in default_spec().match_keys].index("given_dob_postcode_sex")
+    plain = Tokeniser(dataclasses.replace(params, assigned_birthdays=frozenset()))
+    for record, row in zip(records, chunk.tokens, strict=True):
+        on_day = bool(record.date_of_birth) and record.date_of_birth[5:] in days
+        assert (row[day_key] is None) == (on_day or plain.tokens(record)[day_key] is None)
+    assert any(r.date_of_birth and r.date_of_birth[5:] in days for r in records)

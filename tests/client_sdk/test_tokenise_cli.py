@@ -160,3 +160,43 @@ def test_a_missing_domain_key_is_one_line_and_non_zero(
     )  # fmt: skip
     assert code == 7 and len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_tokenise_measures_the_days_an_extract_heaps_births_on_before_it_tokenises(
+    orgs: dict[str, Org], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command, not only the Python API: on a day the extract itself heaps dates of
+    birth on (1 January for people whose birthday nobody knew), the key that tells people
+    apart by the day alone (``given_dob_postcode_sex``) is not formed; every other key is."""
+    import random
+    from datetime import date, timedelta
+
+    rng = random.Random(3)
+    rows = ["PATIENT_ID;FORENAME;SURNAME;DOB;SEX;NHS_NO;POSTCODE;LTC"]
+    on_heaped_day: set[str] = set()
+    for i in range(3000):
+        heaped = i % 10 == 0  # a tenth recorded as 1 January of their year
+        born = (
+            date(rng.randrange(1950, 2005), 1, 1)
+            if heaped
+            else date(1950, 1, 2) + timedelta(days=rng.randrange(20_000))
+        )
+        rows.append(f"{i};Given{i % 97};Family{i};{born.isoformat()};M;;TA1 4DY;0")
+        if (born.month, born.day) == (1, 1):  # a tenth, and a few born on it by chance
+            on_heaped_day.add(str(i))
+    data, mapping = tmp_path / "hostel.csv", tmp_path / "gp.toml"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    mapping.write_text(GP_MAPPING, encoding="utf-8")
+    org = orgs["gp-practice"]
+    out = tmp_path / "hostel.batch"
+    assert tokenise(monkeypatch, org, data, mapping, out, dataset="hostel") == 0
+    names = [k.name for k in default_spec().match_keys]
+    day_key, both_names = (
+        names.index("given_dob_postcode_sex"),
+        names.index("given_family_dob_postcode"),
+    )
+    tokens = _tokens_by_local_id(org, "hostel", out)
+    assert len(on_heaped_day) > 300
+    for local_id, row in tokens.items():
+        assert (row[day_key] is None) == (local_id in on_heaped_day), local_id
+        assert row[both_names] is not None  # a key with both names keeps the date
