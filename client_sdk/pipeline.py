@@ -329,7 +329,7 @@ class _BlockNormaliser:
 
 def dates_of_birth(
     path: Path, mapping: Mapping, *, today: date | None = None
-) -> Iterator[str | None]:
+) -> Generator[str | None, None, None]:
     """Each row's date of birth (ISO, or ``None`` when missing or not valid), read alone.
 
     A quick pass before tokenising (the other fields are read but not normalised), for

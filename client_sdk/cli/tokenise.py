@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from datetime import date, datetime
 from itertools import islice
 from pathlib import Path
@@ -80,7 +81,8 @@ def _assigned_birthdays(spec: LinkageSpec, path: Path, mapping: Mapping) -> froz
         rests_on_day_of_birth((f.field, f.transform) for f in key.leaves) for key in spec.match_keys
     ):
         return frozenset()
-    return assigned_birthdays(islice(dates_of_birth(path, mapping), _BIRTH_DAY_SAMPLE))
+    with closing(dates_of_birth(path, mapping)) as dates:  # closes the file at once
+        return assigned_birthdays(islice(dates, _BIRTH_DAY_SAMPLE))
 
 
 def _spec(path: Path | None) -> LinkageSpec:
