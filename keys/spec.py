@@ -39,7 +39,7 @@ broker prefers the earliest key when two disagree.
 link on; it only makes two records that share its token a *candidate pair*. A comparison
 names one field and its *levels*, strongest first (``exact``, then coarser agreements such
 as ``nickname``, ``nysiis``, ``initial``, ``part``, ``swap``, ``one_digit``,
-``transpose``, ``one_word``, ``year_month``, ``year``, ``sector``, ``district``). A
+``transpose``, ``one_word``, ``one_edit``, ``year_month``, ``year``, ``sector``, ``district``). A
 comparison may also name a ``with_field``, a second name field that only its two-field
 levels read, last in its list: ``either_order`` and ``either_order_soundex`` compare
 the two names as an unordered pair, for names entered in each other's fields. The SDK
@@ -165,6 +165,7 @@ LevelName = Literal[
     "one_digit",
     "transpose",
     "one_word",
+    "one_edit",
     "year_month",
     "year",
     "sector",
@@ -186,6 +187,7 @@ _LEVEL_ALLOWED: dict[str, frozenset[str]] = {
     "one_digit": frozenset({"date_of_birth", "nhs_number", "other_id", "postcode"}),
     "transpose": frozenset({"date_of_birth", "nhs_number", "other_id", "postcode"}),
     "one_word": frozenset({"address_line"}),
+    "one_edit": _NAME_FIELDS,
     "year_month": frozenset({"date_of_birth"}),
     "year": frozenset({"date_of_birth"}),
     "sector": frozenset({"postcode"}),

@@ -63,6 +63,10 @@ one_word     address_line                     one variant per word of a value of
                                               or more words, that word replaced by
                                               ``*``: two values share a variant iff
                                               they differ in at most one word
+one_edit     names                            the value and each distinct value with
+                                              one character deleted: two names one
+                                              substitution, insertion, deletion or
+                                              adjacent transposition apart share one
 year_month   date_of_birth                    ``"1984-07"``
 year         date_of_birth                    ``"1984"``
 sector,      postcode                         as the transforms of the same name
@@ -98,6 +102,7 @@ __all__ = [
     "nickname",
     "nysiis",
     "one_digit_variants",
+    "one_edit_variants",
     "one_word_variants",
     "postcode_prefix2",
     "postcode_prefix3",
@@ -263,6 +268,32 @@ def one_word_variants(value: str) -> tuple[str, ...]:
     return tuple(" ".join((*words[:i], "*", *words[i + 1 :])) for i in range(len(words)))
 
 
+def one_edit_variants(name: str) -> tuple[str, ...]:
+    """The name and each distinct name with one character deleted (symmetric deletion).
+
+    Two names share a value when they are one edit apart: a substitution or an adjacent
+    transposition (both lose the same two-character window's differing character: ``MIA``
+    and ``MXA`` share ``MA``; ``OSCAR`` and ``OSACR`` share ``OSCR``), an insertion or a
+    deletion (the shorter name is one of the longer's values). Some pairs two edits apart
+    share one too (one character deleted in each, at different places: ``ABCD`` and
+    ``ACDE`` share ``ACD``). A one-character deletion that leaves nothing is no value (it
+    would join every one-letter name), and a name longer than 24 characters gets only
+    itself (the chunk carries at most 255 tokens per level and record).
+    """
+    if len(name) > _MAX_DIGIT_VARIANTS:
+        return (name,)
+    out = [name]
+    previous = ""
+    for i in range(len(name)):
+        if name[i] == previous:  # deleting either of two equal neighbours gives one value
+            continue
+        previous = name[i]
+        variant = name[:i] + name[i + 1 :]
+        if variant:
+            out.append(variant)
+    return tuple(out)
+
+
 def either_order(first: str, second: str) -> tuple[str, ...]:
     """Two names as an unordered pair: the two sorted, joined by ``|``.
 
@@ -307,6 +338,7 @@ LEVEL_FUNCTIONS: dict[str, Callable[[str], tuple[str, ...]]] = {
     "one_digit": one_digit_variants,
     "transpose": transpose_variants,
     "one_word": one_word_variants,
+    "one_edit": one_edit_variants,
     "year_month": _single(year_month),
     "year": _single(year),
     "sector": _single(postcode_sector),

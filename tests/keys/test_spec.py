@@ -459,7 +459,13 @@ def test_names_in_either_order_are_refused_where_they_make_no_sense(
 
 @pytest.mark.parametrize(
     ("field", "level"),
-    [("given_name", "transpose"), ("postcode", "one_word"), ("date_of_birth", "either_order")],
+    [
+        ("given_name", "transpose"),
+        ("postcode", "one_word"),
+        ("date_of_birth", "either_order"),
+        ("postcode", "one_edit"),
+        ("nhs_number", "one_edit"),
+    ],
 )
 def test_the_new_levels_apply_only_to_their_fields(field: str, level: str) -> None:
     data = _evidence_spec(comparisons=[{"name": "c", "field": field, "levels": ["exact", level]}])
