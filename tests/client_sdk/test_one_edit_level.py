@@ -177,3 +177,5 @@ def test_a_typo_agrees_at_one_edit_inside_a_shared_block_only() -> None:
     )
     assert typo[("dob", "given", "one_edit")] == moved[("dob", "given", "one_edit")]
     assert plain[("dob", "given", "one_edit")].isdisjoint(plain[("postcode", "given", "one_edit")])
+    # what the column's token count shows: the values' count (docs/probabilistic.md)
+    assert len(plain[("dob", "given", "one_edit")]) == len(one_edit_variants("OSCAR")) == 6
