@@ -172,6 +172,7 @@ LevelName = Literal[
     "district",
     "either_order",
     "either_order_soundex",
+    "any_given",
 ]
 LEVELS: tuple[str, ...] = LevelName.__args__  # type: ignore[attr-defined]
 # Which comparison levels make sense on which fields: anything else is a spec error.
@@ -194,8 +195,9 @@ _LEVEL_ALLOWED: dict[str, frozenset[str]] = {
     "district": frozenset({"postcode"}),
     "either_order": _NAME_FIELDS,
     "either_order_soundex": _NAME_FIELDS,
+    "any_given": frozenset({"given_name", "given_name_key"}),
 }
-PAIR_LEVELS = frozenset({"either_order", "either_order_soundex"})
+PAIR_LEVELS = frozenset({"either_order", "either_order_soundex", "any_given"})
 """Levels that read two fields: the comparison's ``field`` and its ``with_field``."""
 MAX_BLOCKING_KEYS = 8
 MAX_COMPARISONS = 16
@@ -607,6 +609,11 @@ def _check_with_field(
         return False
     if with_field == field_name:
         problems.append(f"{where}: 'with_field' must differ from 'field'")
+        return False
+    if "any_given" in levels and with_field != "middle_names":
+        problems.append(
+            f"{where}: level 'any_given' reads the middle names: with_field = 'middle_names'"
+        )
         return False
     if not pair:
         problems.append(

@@ -76,7 +76,9 @@ district
 *Two-field levels* (``PAIR_LEVEL_FUNCTIONS``) read the comparison's field and its
 ``with_field`` (the given and the family name): ``either_order`` is the two values as an
 unordered pair, ``either_order_soundex`` their Soundex codes as an unordered pair, so
-that names entered in each other's fields agree there.
+that names entered in each other's fields agree there; ``any_given`` reads the given name
+with the middle names: each distinct name among them, so that a record of someone known
+by a middle name (AMINA) agrees with one holding it as a middle name (MEGAN AMINA).
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ __all__ = [
     "LEVEL_FUNCTIONS",
     "PAIR_LEVEL_FUNCTIONS",
     "TRANSFORM_FUNCTIONS",
+    "any_given",
     "day_month_unordered",
     "either_order",
     "either_order_soundex",
@@ -298,15 +301,26 @@ def either_order(first: str, second: str) -> tuple[str, ...]:
     """Two names as an unordered pair: the two sorted, joined by ``|``.
 
     ``("GABRIELLE", "LANGER")`` and ``("LANGER", "GABRIELLE")`` both give
-    ``"GABRIELLE|LANGER"`` (canonical names never hold ``|``).
+    ``"GABRIELLE|LANGER"`` (canonical names never hold ``|``); none without the second.
     """
-    return ("|".join(sorted((first, second))),)
+    return ("|".join(sorted((first, second))),) if second else ()
 
 
 def either_order_soundex(first: str, second: str) -> tuple[str, ...]:
     """The two names' Soundex codes as an unordered pair (none if either has no letters)."""
-    a, b = soundex(first), soundex(second)
+    a, b = soundex(first), soundex(second) if second else None
     return ("|".join(sorted((a, b))),) if a and b else ()
+
+
+def any_given(given: str, middle: str) -> tuple[str, ...]:
+    """Each distinct name among the given name and the middle names, sorted.
+
+    Two records share one when they have a name in common among their given and middle
+    names: someone known by a middle name, ``("AMINA", "")`` → ``("AMINA",)`` against
+    ``("MEGAN", "AMINA")`` → ``("AMINA", "MEGAN")``; or two records with one middle name
+    and different given names. A record without middle names still has its given name.
+    """
+    return tuple(sorted({given, *middle.split()}))
 
 
 def year_month(date: str) -> str | None:
@@ -349,6 +363,7 @@ LEVEL_FUNCTIONS: dict[str, Callable[[str], tuple[str, ...]]] = {
 PAIR_LEVEL_FUNCTIONS: dict[str, Callable[[str, str], tuple[str, ...]]] = {
     "either_order": either_order,
     "either_order_soundex": either_order_soundex,
+    "any_given": any_given,
 }
 """Two-field comparison level → function (the field's value, the ``with_field``'s value →
-the level's values); a record missing either value has none."""
+the level's values, ``""`` for a missing second value)."""

@@ -284,6 +284,8 @@ _SOUNDEX = {  # American Soundex of the letters, as docs/token-format.md#transfo
 
 def _level_values(level: str, value: str, other: str | None = None) -> list[str]:
     """The documented level values of the levels the vectors' records reach."""
+    if level == "any_given":  # each name among the given and middle names, sorted
+        return sorted({value, *(other or "").split()})
     if level in _PAIR_LEVELS:
         return [_PAIR_LEVELS[level](value, other)] if other else []
     return _LEVELS[level](value)

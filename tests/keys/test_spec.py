@@ -447,6 +447,7 @@ def test_a_comparison_of_names_in_either_order_reads_a_second_field() -> None:
         ({"with_field": "given_name"}, "'with_field' must differ from 'field'"),
         ({"levels": ["exact", "initial"]}, "'with_field' is read only by the levels"),
         ({"levels": ["exact", "either_order", "initial"]}, "come last"),
+        ({"levels": ["exact", "any_given"]}, "level 'any_given' reads the middle names"),
     ],
 )
 def test_names_in_either_order_are_refused_where_they_make_no_sense(
