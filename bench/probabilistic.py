@@ -1,7 +1,7 @@
 """Precision and recall with the probabilistic stage on, beside the exact cascade alone.
 
     .venv/bin/python -m bench.probabilistic [--people N] [--seed N] [--only NAME]
-        [--no-splink] [--markdown] [--json FILE]
+        [--no-splink] [--offline] [--json FILE]
 
 Records are tokenised with the SDK's Python API under a throwaway key
 (``client_sdk.tokenise.Tokeniser``), re-keyed at rest as ingest does, and linked by the

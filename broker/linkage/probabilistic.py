@@ -34,22 +34,13 @@ from typing import Final
 from broker.linkage.counters import person_counters, prob_counter, tally
 from broker.linkage.model import LinkStats
 from broker.linkage.rules import compatible
-from broker.matching import (
-    Model,
-    RecordEvidence,
-    ScoredPair,
-    Thresholds,
-    agreement,
-    model_to_json,
-    score_pairs,
-)
+from broker.linkage.scoring import score_candidates
+from broker.matching import Model, ScoredPair, Thresholds, model_to_json
 from broker.matching.incremental import counted_threshold, fit_counts
 from broker.store.linkage_codec import (
-    MEMBER_BYTES,
     StoredRecord,
     decode_members,
     encode_members,
-    iter_holders,
     stored_dsn,
     stored_pid,
 )
@@ -58,12 +49,12 @@ from broker.store.linkage_evidence import (
     POSSIBLE_REASONS,
     PossibleEntry,
     decode_basis,
-    decode_evidence,
     decode_possible,
     encode_basis,
     encode_possible,
+    raw_agreement,
 )
-from broker.store.linkage_store import LinkageMirror, LinkageStore, WriteSet
+from broker.store.linkage_store import LinkageStore, WriteSet
 
 __all__ = ["MIN_FIT_PAIRS", "REFIT_GROWTH", "ProbabilisticStage"]
 
@@ -79,10 +70,6 @@ _GREY: Final = POSSIBLE_REASONS.index("grey")
 _RIVAL: Final = POSSIBLE_REASONS.index("rival")
 _TWIN: Final = POSSIBLE_REASONS.index("twin")
 _REFIT: Final = POSSIBLE_REASONS.index("refit")
-
-
-def _evidence(mirror: LinkageMirror, rid: int) -> RecordEvidence:
-    return mirror.record_evidence(rid)
 
 
 class ProbabilisticStage:
@@ -141,10 +128,14 @@ class ProbabilisticStage:
         counted: dict[int, list[Counter[tuple[int, ...]]]] = {
             kind: [Counter() for _ in range(n_blocks)] for kind in (CANDIDATE, KNOWN, SAME)
         }
+        # Counts on a sample of blocks stand for the holding's: each sampled pair for
+        # 2**shift, so that EM's pseudo-counts and anchors weigh what they weigh on the
+        # whole holding (unscaled, they would pull a rare level's u up by the rate).
+        scale = 1 << mirror.shift
         for field, count in mirror.counts.items():
             kind, j, dsn, vector = parse_field(field)
             if j < n_blocks and (kind != SAME or dsn in declared):
-                counted[kind][j][vector] += count
+                counted[kind][j][vector] += count * scale
         known = counted[KNOWN]
         if sum(sum(c.values()) for c in known) < MIN_FIT_PAIRS:
             return None
@@ -170,9 +161,8 @@ class ProbabilisticStage:
                 continue
             if block >= len(model.blocks):
                 continue
-            vector = agreement(
-                model.layout.blocks[block], _evidence(mirror, rid), _evidence(mirror, partner)
-            )
+            columns = model.layout.blocks[block].columns
+            vector = raw_agreement(columns, mirror.evidence[rid], mirror.evidence[partner])
             probability = model.blocks[block].probability(vector)
             if probability >= model.thresholds.link:
                 continue
@@ -227,30 +217,10 @@ class ProbabilisticStage:
                 self._decide(model, new)
         self._apply(writes)
 
-    def _neighbourhood(self, model: Model, new: list[int]) -> list[int]:
-        mirror, blocks = self.mirror, self.mirror.blocks
-        limit = model.max_block * MEMBER_BYTES
-        out: set[int] = set()
-        for rid in new:
-            raw = mirror.evidence[rid]
-            blocks_of, _ = decode_evidence(raw)
-            for j, token in enumerate(blocks_of):
-                if token is None:
-                    continue
-                members = blocks.get(bytes((j,)) + token, b"")
-                if len(members) <= limit:
-                    out.update(r for r, _ in iter_holders(members))
-        return sorted(out)
-
     def _decide(self, model: Model, new: list[int]) -> None:
-        mirror = self.mirror
         new_set = set(new)
-        hood = [_evidence(mirror, rid) for rid in self._neighbourhood(model, new)]
-        records = [_evidence(mirror, rid) for rid in new]
         thresholds = model.thresholds
-        for pair in score_pairs(model, records, hood):
-            if pair.probability < thresholds.review:
-                break
+        for pair in score_candidates(model, self.mirror, new):
             owner = pair.right if pair.right in new_set else pair.left
             other = pair.left if owner == pair.right else pair.right
             if pair.probability < thresholds.link:

@@ -35,6 +35,7 @@ __all__ = [
     "one_to_one",
     "score_pairs",
     "tf_adjustment",
+    "tf_columns",
     "weight_probability",
 ]
 
@@ -135,10 +136,12 @@ def tf_adjustment(u_exact: float, next_weight_gap: float, holders: int, block_si
     return max(next_weight_gap, math.log2(u_exact / u_value))
 
 
-def _tf_columns(
+def tf_columns(
     layout: BlockLayout, block_model: BlockModel
 ) -> tuple[tuple[int, int, float, float], ...]:
-    """Per comparison with an exact level: (comparison, column, u, next level's gap)."""
+    """What :func:`tf_adjustment` needs of one blocking key's model, per comparison whose
+    first level is exact: ``(comparison index, exact level's column, its u, the next
+    level's weight minus its own, never positive)``."""
     out: list[tuple[int, int, float, float]] = []
     for c, (levels, columns, weights) in enumerate(
         zip(layout.levels, layout.columns, block_model.comparisons, strict=True)
@@ -386,12 +389,12 @@ def fit_scored(
     for j, (block_layout, block_model, scored) in enumerate(
         zip(layout.blocks, models, vectors, strict=True)
     ):
-        tf_columns = _tf_columns(block_layout, block_model)
+        adjusted = tf_columns(block_layout, block_model)
         scorers: dict[int, _BlockScorer] = {}
         for g, a, b, vector in scored:
             scorer = scorers.get(g)
             if scorer is None:
-                scorer = _BlockScorer(block_model, tf_columns, grouped[j][g])
+                scorer = _BlockScorer(block_model, adjusted, grouped[j][g])
                 scorers[g] = scorer
             _keep_best(best, scorer.scored(j, a, b, vector))
     return model, _best_first(best.values())
@@ -434,12 +437,12 @@ def score_pairs(
     for j, (block_layout, block_model, groups) in enumerate(
         zip(model.layout.blocks, model.blocks, grouped, strict=True)
     ):
-        tf_columns = _tf_columns(block_layout, block_model)
+        adjusted = tf_columns(block_layout, block_model)
         for members in groups:
             pairs = _pairs_of(members, new=fresh, same_dataset=False)
             if not pairs:
                 continue
-            scorer = _BlockScorer(block_model, tf_columns, members)
+            scorer = _BlockScorer(block_model, adjusted, members)
             for a, b in pairs:
                 _keep_best(best, scorer.scored(j, a, b, agreement(block_layout, a, b)))
     return _best_first(best.values())

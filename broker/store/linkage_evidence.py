@@ -25,17 +25,19 @@ __all__ = [
     "BLOCK_TOKEN_BYTES",
     "POSSIBLE_REASONS",
     "Basis",
-    "Cells",
     "PossibleEntry",
     "block_keys",
-    "cell_spans",
+    "column_tokens",
     "decode_basis",
     "decode_evidence",
     "decode_possible",
     "encode_basis",
     "encode_evidence",
     "encode_possible",
+    "holds_token",
+    "levels_vector",
     "raw_agreement",
+    "raw_levels",
 ]
 
 BLOCK_TOKEN_BYTES: Final = 10
@@ -109,63 +111,125 @@ def decode_evidence(
     return tuple(blocks), tuple(cells)
 
 
-Cells = tuple[bytes, list[int]]
-"""One record's comparison cells in its stored evidence, undecoded: the per-column token
-counts and where each column's tokens start (:func:`cell_spans`)."""
+def _counts_at(raw: bytes) -> int:
+    """Where the per-column token counts of a record's stored evidence start (read in
+    place: the header's mask says how many block tokens come first)."""
+    mask = raw[1] << 24 | raw[2] << 16 | raw[3] << 8 | raw[4]
+    return _HEAD.size + BLOCK_TOKEN_BYTES * mask.bit_count() + _U16.size
 
 
-def cell_spans(raw: bytes) -> Cells:
-    """Where each comparison column's tokens lie in ``raw``, without copying any token."""
-    _, mask = _HEAD.unpack_from(raw)
-    pos = _HEAD.size + BLOCK_TOKEN_BYTES * mask.bit_count()
-    (n_columns,) = _U16.unpack_from(raw, pos)
-    pos += _U16.size
-    counts = raw[pos : pos + n_columns]
-    at = pos + n_columns
-    starts: list[int] = []
-    for k in counts:
-        starts.append(at)
-        at += k * _TOKEN
-    return counts, starts
+def _n_columns(raw: bytes, counts_at: int) -> int:
+    return raw[counts_at - 2] << 8 | raw[counts_at - 1]
+
+
+def column_tokens(raw: bytes, column: int) -> list[bytes]:
+    """The comparison tokens of one column of a record's stored evidence."""
+    counts = _counts_at(raw)
+    at = counts + _n_columns(raw, counts)
+    for c in range(column):
+        at += raw[counts + c] * _TOKEN
+    return [raw[p : p + _TOKEN] for p in range(at, at + raw[counts + column] * _TOKEN, _TOKEN)]
+
+
+def holds_token(raw: bytes, column: int, token: bytes) -> bool:
+    """Whether a record's stored evidence holds comparison ``token`` in ``column``."""
+    counts = _counts_at(raw)
+    at = counts + _n_columns(raw, counts)
+    for c in range(column):
+        at += raw[counts + c] * _TOKEN
+    return _shares(raw, at, raw[counts + column], token, 0, 1)
 
 
 def _shares(a: bytes, at_a: int, n_a: int, b: bytes, at_b: int, n_b: int) -> bool:
     """Whether the ``n_a`` tokens at ``at_a`` of ``a`` and the ``n_b`` at ``at_b`` of ``b``
-    share one."""
-    for i in range(at_a, at_a + n_a * _TOKEN, _TOKEN):
-        token = a[i : i + _TOKEN]
-        for j in range(at_b, at_b + n_b * _TOKEN, _TOKEN):
-            if b[j : j + _TOKEN] == token:
+    share one.
+
+    Compared byte by byte in place: two different tokens nearly always differ in their
+    first byte, so most comparisons read one byte of each and copy nothing (slicing
+    every token out was most of the cost of counting).
+    """
+    end_a = at_a + n_a * _TOKEN
+    end_b = at_b + n_b * _TOKEN
+    i = at_a
+    while i < end_a:
+        first = a[i]
+        j = at_b
+        while j < end_b:
+            if (
+                b[j] == first
+                and b[j + 1] == a[i + 1]
+                and b[j + 2] == a[i + 2]
+                and b[j + 3] == a[i + 3]
+            ):
                 return True
+            j += _TOKEN
+        i += _TOKEN
     return False
 
 
-def raw_agreement(
-    columns: Sequence[Sequence[int]], a: bytes, cells_a: Cells, b: bytes, cells_b: Cells
-) -> tuple[int, ...]:
+def raw_levels(columns: tuple[tuple[int, ...], ...], a: bytes, b: bytes) -> bytes:
+    """The agreement vector of two records' stored evidence, read in place, as bytes:
+    each comparison's level plus one (0 for missing), the form the pattern counts'
+    fields hold it in (:mod:`broker.store.linkage_counts`).
+
+    Nothing is decoded and nothing but the result is allocated: a cursor per record
+    walks the column counts to each column's tokens, and a blocking key's columns come
+    in increasing order (its comparisons, then their levels), so each walk goes once
+    over the columns before the key's last.
+    """
+    counts_a, counts_b = _counts_at(a), _counts_at(b)
+    column_a = column_b = 0
+    at_a = start_a = counts_a + _n_columns(a, counts_a)
+    at_b = start_b = counts_b + _n_columns(b, counts_b)
+    out = bytearray(len(columns))
+    c = 0
+    for levels in columns:
+        level = -1
+        a_any = False
+        b_any = False
+        k = 0
+        for column in levels:
+            n_a = a[counts_a + column]
+            n_b = b[counts_b + column]
+            if n_a:
+                a_any = True
+            if n_b:
+                b_any = True
+            if n_a and n_b:
+                if column < column_a:
+                    column_a, at_a = 0, start_a
+                while column_a < column:
+                    at_a += a[counts_a + column_a] * _TOKEN
+                    column_a += 1
+                if column < column_b:
+                    column_b, at_b = 0, start_b
+                while column_b < column:
+                    at_b += b[counts_b + column_b] * _TOKEN
+                    column_b += 1
+                if _shares(a, at_a, n_a, b, at_b, n_b):
+                    level = k
+                    break
+            k += 1
+        if level == -1 and a_any and b_any:
+            level = len(levels)
+        out[c] = level + 1
+        c += 1
+    return bytes(out)
+
+
+def raw_agreement(columns: tuple[tuple[int, ...], ...], a: bytes, b: bytes) -> tuple[int, ...]:
     """``broker.matching.agreement`` of two records' stored evidence, read in place.
 
     The same vector (per comparison: the strongest level whose cells share a token,
     disagreement when both have a value, else missing), without decoding the columns
     the blocking key does not use: ``columns`` is its ``BlockLayout.columns``.
     """
-    counts_a, starts_a = cells_a
-    counts_b, starts_b = cells_b
-    out: list[int] = []
-    for levels in columns:
-        level = -1
-        a_any = b_any = False
-        for k, column in enumerate(levels):
-            n_a, n_b = counts_a[column], counts_b[column]
-            a_any = a_any or n_a > 0
-            b_any = b_any or n_b > 0
-            if n_a and n_b and _shares(a, starts_a[column], n_a, b, starts_b[column], n_b):
-                level = k
-                break
-        if level == -1 and a_any and b_any:
-            level = len(levels)
-        out.append(level)
-    return tuple(out)
+    return levels_vector(raw_levels(columns, a, b))
+
+
+def levels_vector(levels: bytes) -> tuple[int, ...]:
+    """The agreement vector of :func:`raw_levels`' bytes."""
+    return tuple([level - 1 for level in levels])
 
 
 def block_keys(raw: bytes) -> list[bytes]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from broker.matching import DEFAULT_MAX_BLOCK, Layout, Model, RecordEvidence
+from broker.matching import DEFAULT_MAX_BLOCK, Layout, Model
 from broker.store.linkage_codec import (
     MEMBER_BYTES,
     StoredRecord,
@@ -23,13 +23,10 @@ from broker.store.linkage_codec import (
     stored_dsn,
     stored_pid,
 )
-from broker.store.linkage_counts import CANDIDATE, KNOWN, SAME, pattern_field
+from broker.store.linkage_counts import CANDIDATE, KNOWN, SAME, field_head, in_sample
 from broker.store.linkage_evidence import (
-    Cells,
     block_keys,
-    cell_spans,
-    decode_evidence,
-    raw_agreement,
+    raw_levels,
 )
 
 __all__ = ["Fetched", "LinkageMirror", "WriteSet"]
@@ -145,10 +142,10 @@ class LinkageMirror:
         "basis",
         "blocks",
         "counts",
-        "decoded",
         "evidence",
         "fit_attempt",
         "gen",
+        "heads",
         "holders",
         "layout",
         "model",
@@ -160,7 +157,7 @@ class LinkageMirror:
         "possible",
         "records",
         "rids",
-        "spans",
+        "shift",
     )
 
     def __init__(self) -> None:
@@ -182,14 +179,13 @@ class LinkageMirror:
         self.layout: Layout | None = None
         self.model: Model | None = None
         self.fit_attempt = 0  # evidence records held when a fit was last tried (meta "fit")
-        # Agreement-pattern counts over every pair that shares a block (the fit's input,
-        # broker.store.linkage_counts), and their changes not yet in a write set.
+        # Agreement-pattern counts over every pair that shares a sampled block (the fit's
+        # input, broker.store.linkage_counts; meta "shift"), and their changes not yet in
+        # a write set.
+        self.shift = 0
         self.counts: dict[bytes, int] = {}
+        self.heads: dict[int, bytes] = {}  # count field heads by (dataset, kind, key)
         self.pending: dict[bytes, int] = {}
-        # Records' evidence decoded since the last write set was staged: a slice's
-        # neighbourhoods overlap, so most are decoded once instead of once per pair.
-        self.decoded: dict[int, RecordEvidence] = {}
-        self.spans: dict[int, Cells] = {}
 
     def set_evidence(self, rid: int, raw: bytes | None, *, count: bool = True) -> None:
         """Hold (or, with ``None``, drop) a record's evidence, keeping the block index exact.
@@ -201,8 +197,6 @@ class LinkageMirror:
         one's added (``False`` when the mirror is read from Redis, which holds them).
         """
         old = self.evidence.pop(rid, None)
-        self.decoded.pop(rid, None)
-        self.spans.pop(rid, None)
         blocks = self.blocks
         counting = count and self.layout is not None
         if old is not None:
@@ -233,71 +227,93 @@ class LinkageMirror:
             blocks[key] = blocks.get(key, b"") + member
 
     def take_pending(self) -> dict[bytes, int]:
-        """The count changes made since the last call, for a write set (which also ends
-        the slice's cache of decoded evidence)."""
+        """The count changes made since the last call, for a write set."""
         pending, self.pending = self.pending, {}
-        self.decoded, self.spans = {}, {}
         return pending
-
-    def record_evidence(self, rid: int) -> RecordEvidence:
-        """A held record's evidence, decoded (cached until the next write set is staged)."""
-        record = self.decoded.get(rid)
-        if record is None:
-            blocks, cells = decode_evidence(self.evidence[rid])
-            record = RecordEvidence(rid, str(stored_dsn(self.records[rid])), blocks, cells)
-            self.decoded[rid] = record
-        return record
-
-    def _cells(self, rid: int) -> Cells:
-        cells = self.spans.get(rid)
-        if cells is None:
-            cells = cell_spans(self.evidence[rid])
-            self.spans[rid] = cells
-        return cells
 
     def _count(self, rid: int, raw: bytes, sign: int) -> None:
         """Add (``sign`` 1) or take away (-1) the pairs of ``rid`` with ``raw`` as evidence.
 
         Called while ``rid`` is out of the block index, so each block's members are the
-        others. As in a fit, a block of more than ``DEFAULT_MAX_BLOCK`` records makes no
-        pairs: the record that takes a block past it takes the pairs of the others away
-        (and the one that brings it back adds them again). Agreement vectors are read
-        from the stored evidence in place (:func:`raw_agreement`): decoding every
-        neighbour's columns was most of the cost.
+        others. Only blocks in the sample are counted (:func:`in_sample` at ``shift``).
+        As in a fit, a block of more than ``DEFAULT_MAX_BLOCK`` records makes no pairs:
+        the record that takes a block past it takes the pairs of the others away (and the
+        one that brings it back adds them again). Agreement vectors are read from the
+        stored evidence in place (:func:`raw_levels`): decoding every neighbour's
+        columns was most of the cost.
         """
-        limit = DEFAULT_MAX_BLOCK
-        me = (rid, raw, cell_spans(raw))
-        for key in block_keys(raw):
-            others = [r for r, _ in iter_holders(self.blocks.get(key, b"")) if r != rid]
-            if len(others) < limit:
-                for other in others:
-                    self._count_pair(key[0], me, self._held(other), sign)
-            elif len(others) == limit:
-                held = [self._held(other) for other in sorted(others)]
-                for i, a in enumerate(held):
-                    for b in held[i + 1 :]:
-                        self._count_pair(key[0], a, b, -sign)
-
-    def _held(self, rid: int) -> tuple[int, bytes, Cells]:
-        return rid, self.evidence[rid], self._cells(rid)
-
-    def _count_pair(
-        self, j: int, a: tuple[int, bytes, Cells], b: tuple[int, bytes, Cells], sign: int
-    ) -> None:
         layout = self.layout
         assert layout is not None  # only called while counting
-        if a[0] > b[0]:
-            a, b = b, a
-        vector = raw_agreement(layout.blocks[j].columns, a[1], a[2], b[1], b[2])
-        record_a, record_b = self.records[a[0]], self.records[b[0]]
-        dsn = stored_dsn(record_a)
-        if dsn != stored_dsn(record_b):
-            self._add(pattern_field(CANDIDATE, j, vector), sign)
-            pid = stored_pid(record_a)
-            if pid and pid == stored_pid(record_b):
-                self._add(pattern_field(KNOWN, j, vector), sign)
+        limit = DEFAULT_MAX_BLOCK
+        shift = self.shift
+        for key in block_keys(raw):
+            if not in_sample(key, shift):
+                continue
+            others = [(r, d) for r, d in iter_holders(self.blocks.get(key, b"")) if r != rid]
+            if len(others) < limit:
+                j = key[0]
+                columns, record = layout.blocks[j].columns, self.records[rid]
+                for other, dsn in others:
+                    self._count_pair(j, columns, raw, record, other, dsn, sign)
+            elif len(others) == limit:
+                self._count_block(key[0], others, -sign)
+
+    def _count_block(self, j: int, members: list[tuple[int, int]], sign: int) -> None:
+        """Add or take away every pair of one block's ``(record, dataset)`` members."""
+        layout = self.layout
+        assert layout is not None  # only called while counting
+        columns = layout.blocks[j].columns
+        ordered = sorted(members)
+        for i, (a, _) in enumerate(ordered):
+            raw, record = self.evidence[a], self.records[a]
+            for b, dsn in ordered[i + 1 :]:
+                self._count_pair(j, columns, raw, record, b, dsn, sign)
+
+    def resample(self, shift: int) -> None:
+        """Count on the sample of ``shift`` (never less than the current one): the pairs
+        of the blocks that leave the sample are taken away; nothing is counted again."""
+        if shift <= self.shift:
+            return
+        if self.layout is not None:
+            old = self.shift
+            for key, members in self.blocks.items():
+                if not in_sample(key, old) or in_sample(key, shift):
+                    continue
+                held = list(iter_holders(members))
+                if 2 <= len(held) <= DEFAULT_MAX_BLOCK:
+                    self._count_block(key[0], held, -1)
+        self.shift = shift
+
+    def _count_pair(
+        self,
+        j: int,
+        columns: tuple[tuple[int, ...], ...],
+        raw: bytes,
+        record: bytes,
+        b: int,
+        dsn_b: int,
+        sign: int,
+    ) -> None:
+        """Count, under key ``j`` (its ``columns``), the pair of a record (its evidence
+        ``raw``, its stored ``record``) and the held record ``b`` of dataset ``dsn_b``."""
+        levels = raw_levels(columns, raw, self.evidence[b])
+        dsn = stored_dsn(record)
+        if dsn != dsn_b:
+            self._add(self._head(CANDIDATE, j, 0) + levels, sign)
+            pid = stored_pid(record)
+            if pid and pid == stored_pid(self.records[b]):
+                self._add(self._head(KNOWN, j, 0) + levels, sign)
         else:
-            self._add(pattern_field(SAME, j, vector, dsn), sign)
+            self._add(self._head(SAME, j, dsn) + levels, sign)
+
+    def _head(self, kind: int, j: int, dsn: int) -> bytes:
+        """:func:`field_head`, made once per kind, key and dataset."""
+        at = (dsn << 16) | (kind << 8) | j
+        head = self.heads.get(at)
+        if head is None:
+            head = field_head(kind, j, dsn)
+            self.heads[at] = head
+        return head
 
     def _add(self, key: bytes, delta: int) -> None:
         """Change one count, never below zero (a known match may have been counted

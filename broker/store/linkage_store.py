@@ -320,8 +320,9 @@ class LinkageStore:
             return
         started = time.monotonic()
         mirror = LinkageMirror()
-        meta = cast(list[bytes | None], self._r.hmget(self._meta, ["rid", "pid", "bseq", "fit"]))
-        mirror.next_rid, mirror.next_pid, mirror.next_bseq, mirror.fit_attempt = (
+        fields = ["rid", "pid", "bseq", "fit", "shift"]
+        meta = cast(list[bytes | None], self._r.hmget(self._meta, fields))
+        (mirror.next_rid, mirror.next_pid, mirror.next_bseq, mirror.fit_attempt, mirror.shift) = (
             int(v or 0) for v in meta
         )
         for rid, raw_record in self._scan(keyspace.LINK_RECORDS, "rid"):

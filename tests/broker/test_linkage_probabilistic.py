@@ -33,15 +33,21 @@ from broker.store.linkage_counts import (
     FIELD_PREFIX,
     KNOWN,
     SAME,
+    SAMPLE_FROM,
+    in_sample,
     parse_field,
     pattern_field,
+    sample_shift,
 )
 from broker.store.linkage_evidence import (
     POSSIBLE_REASONS,
-    cell_spans,
+    column_tokens,
     decode_evidence,
     encode_evidence,
+    holds_token,
+    levels_vector,
     raw_agreement,
+    raw_levels,
 )
 from broker.store.linkage_store import LinkageStore
 from tests.support.evidence_world import incoming, world
@@ -204,21 +210,22 @@ def test_linking_the_same_chunks_again_changes_nothing(client) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(cut=st.integers(0, 400))
-def test_a_new_worker_reads_the_evidence_back_and_decides_alike(client, cut) -> None:
+@given(cut=st.integers(0, 400), sample_from=st.sampled_from([SAMPLE_FROM, 150]))
+def test_a_new_worker_reads_the_evidence_back_and_decides_alike(client, cut, sample_from) -> None:
     """Persons are stable across a new worker: it rebuilds the block index and the model
-    from Redis at any point and decides as the worker that kept its mirror."""
+    from Redis at any point and decides as the worker that kept its mirror, on the
+    whole holding's counts and on a sample's."""
     w = world()
     first, second = sorted(w.chunks)
     one, two = _store(client), _store(client)
-    kept, before = Linker(one), Linker(two)
+    kept, before = Linker(one, sample_from=sample_from), Linker(two, sample_from=sample_from)
     records, layout = incoming(w.chunks[first])
     later, _ = incoming(w.chunks[second])
     for linker in (kept, before):
         linker.link(w.info(first), records, batch_id=first, layout=layout)
         linker.link(w.info(second), later[:cut], batch_id=second, layout=layout)
     fresh = LinkageStore(client, scope=two.scope)  # another process: an empty mirror
-    for linker in (kept, Linker(fresh)):
+    for linker in (kept, Linker(fresh, sample_from=sample_from)):
         linker.link(w.info(second), later[cut:], batch_id=second, layout=layout)
     assert _persons(one) == _persons(fresh)
     assert one.possible_matches() == fresh.possible_matches()
@@ -236,15 +243,18 @@ def test_a_new_worker_reads_the_evidence_back_and_decides_alike(client, cut) -> 
     slice_size=st.sampled_from([97, 4096]),
     retract=st.lists(st.integers(0, 299), max_size=12, unique=True),
     hospital_first=st.booleans(),
+    sample_from=st.sampled_from([SAMPLE_FROM, 150]),
 )
-def test_both_paths_decide_the_stage_alike(client, slice_size, retract, hospital_first) -> None:
+def test_both_paths_decide_the_stage_alike(
+    client, slice_size, retract, hospital_first, sample_from
+) -> None:
     """The differential test of tests/broker/test_linkage_paths.py, with evidence."""
     w = world()
     order = sorted(w.chunks, reverse=hospital_first)
     results = []
     for clean in (True, False):
         store = _store(client)
-        linker = Linker(store, slice_size=slice_size, clean_path=clean)
+        linker = Linker(store, slice_size=slice_size, clean_path=clean, sample_from=sample_from)
         stats = _link_all(linker, order=order)
         dataset = order[0]
         refs = [w.chunks[dataset].refs[i] for i in retract if i < len(w.chunks[dataset])]
@@ -266,11 +276,14 @@ def test_both_paths_decide_the_stage_alike(client, slice_size, retract, hospital
     assert results[0] == results[1]
 
 
-def test_a_refit_never_silently_unlinks(client) -> None:
-    """Links released before a refit stay linked; those the new model doubts are listed."""
+@pytest.mark.parametrize("sample_from", [SAMPLE_FROM, 150])
+def test_a_refit_never_silently_unlinks(client, sample_from) -> None:
+    """Links released before a refit stay linked; those the new model doubts are listed
+    (refits on the whole holding's counts, and on a sample's as it moves on)."""
     w = world()
     store = _store(client)
-    linker = Linker(store, slice_size=64)  # many slices: the model is refitted as it grows
+    # many slices: the model is refitted as it grows
+    linker = Linker(store, slice_size=64, sample_from=sample_from)
     released: dict[int, int] = {}
     refits = 0
     last = None
@@ -342,15 +355,25 @@ def _stored_counts(client, store: LinkageStore) -> dict[bytes, int]:
     return {k: int(v) for k, v in raw.items() if k.startswith(FIELD_PREFIX) and int(v)}
 
 
-def _recounted(store: LinkageStore) -> Counter[bytes]:
-    """The candidate and one-dataset counts, made from scratch over the held evidence."""
+def _shift(client, store: LinkageStore) -> int:
+    """The sample the scope's counts are kept on (``broker.store.linkage_counts``)."""
+    return int(client.hget(keyspace.linkage_key(store.scope, keyspace.LINK_META), "shift") or 0)
+
+
+def _recounted(store: LinkageStore, shift: int = 0) -> Counter[bytes]:
+    """The candidate and one-dataset counts, made from scratch over the held evidence of
+    the blocks in the sample at ``shift``."""
     layout = store.fitted_model()
     assert layout is not None
     dsns = {rid: stored_dsn(raw) for rid, raw in store.scan_buckets(keyspace.LINK_RECORDS, "rid")}
     held = []
     for rid, raw in store.scan_buckets(keyspace.LINK_EVIDENCE, "rid"):
         blocks, cells = decode_evidence(raw)
-        held.append(RecordEvidence(rid, str(dsns[rid]), blocks, cells))
+        kept = tuple(
+            None if t is None or not in_sample(bytes((j,)) + t, shift) else t
+            for j, t in enumerate(blocks)
+        )
+        held.append(RecordEvidence(rid, str(dsns[rid]), kept, cells))
     out: Counter[bytes] = Counter()
     n_blocks = len(layout.layout.blocks)
     for kind, same in ((CANDIDATE, False), (SAME, True)):
@@ -367,30 +390,44 @@ def _recounted(store: LinkageStore) -> Counter[bytes]:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(cut=st.integers(0, 400), slice_size=st.sampled_from([64, 4096]))
-def test_a_new_worker_mid_stream_continues_the_same_pattern_counts(client, cut, slice_size) -> None:
+@given(
+    cut=st.integers(0, 400),
+    slice_size=st.sampled_from([64, 4096]),
+    sample_from=st.sampled_from([SAMPLE_FROM, 150, 40]),
+)
+def test_a_new_worker_mid_stream_continues_the_same_pattern_counts(
+    client, cut, slice_size, sample_from
+) -> None:
     """The fit's agreement-pattern counts are kept as records arrive and written with
     each slice: a new worker at any cut continues the very counts (so fits the same
-    model), and they are exactly the pairs of the holding, counted from scratch."""
+    model), and they are exactly the pairs of the holding's sampled blocks, counted
+    from scratch — the same sample whoever counts, however the records were sliced."""
     w = world()
     first, second = sorted(w.chunks)
     one, two = _store(client), _store(client)
-    kept = Linker(one, slice_size=slice_size)
+    kept = Linker(one, slice_size=slice_size, sample_from=sample_from)
     records, layout = incoming(w.chunks[first])
     later, _ = incoming(w.chunks[second])
-    for linker in (kept, Linker(two, slice_size=slice_size)):
+    for linker in (kept, Linker(two, slice_size=slice_size, sample_from=sample_from)):
         linker.link(w.info(first), records, batch_id=first, layout=layout)
         linker.link(w.info(second), later[:cut], batch_id=second, layout=layout)
     fresh = LinkageStore(client, scope=two.scope)  # another process: an empty mirror
-    for linker in (kept, Linker(fresh, slice_size=slice_size)):
+    for linker in (kept, Linker(fresh, slice_size=slice_size, sample_from=sample_from)):
         linker.link(w.info(second), later[cut:], batch_id=second, layout=layout)
     counts = _stored_counts(client, one)
     assert counts and counts == _stored_counts(client, two)
     assert one.fitted_model() == fresh.fitted_model()
+    shift = _shift(client, one)
+    held = sum(1 for _ in one.scan_buckets(keyspace.LINK_EVIDENCE, "rid"))
+    assert shift == _shift(client, two) == sample_shift(held, sample_from)
+    assert (shift > 0) == (sample_from < SAMPLE_FROM)
     kinds = Counter(parse_field(k)[0] for k in counts)
     assert kinds[CANDIDATE] and kinds[SAME] and kinds[KNOWN]
     scratch = {k: v for k, v in counts.items() if parse_field(k)[0] != KNOWN}
-    assert scratch == _recounted(one)
+    assert scratch == _recounted(one, shift)
+    if shift:  # the sample counts fewer pairs than the whole holding has
+        full = {k: v for k, v in _recounted(one).items() if v}
+        assert sum(scratch.values()) < sum(full.values())
     for key, count in counts.items():  # a known match is a candidate pair too
         kind, j, _, vector = parse_field(key)
         if kind == KNOWN:
@@ -480,7 +517,8 @@ def test_evidence_of_another_layout_is_not_kept(client) -> None:
 
 
 _cells = st.lists(
-    st.lists(st.sampled_from([b"aaaa", b"bbbb", b"cccc", b"dddd"]), max_size=3),
+    # tokens that share their first bytes too: the comparison reads them byte by byte
+    st.lists(st.sampled_from([b"aaaa", b"aaab", b"aaba", b"abaa", b"baaa"]), max_size=3),
     min_size=6,
     max_size=6,
 )
@@ -500,5 +538,13 @@ def test_agreement_read_in_place_is_the_decoded_agreement(a, b, split) -> None:
         blocks, decoded_cells = decode_evidence(raw)
         raws.append(raw)
         decoded.append(RecordEvidence(rid, "1", blocks, decoded_cells))
-    in_place = raw_agreement(columns, raws[0], cell_spans(raws[0]), raws[1], cell_spans(raws[1]))
+    in_place = raw_agreement(columns, raws[0], raws[1])
     assert in_place == agreement(block, decoded[0], decoded[1])
+    assert levels_vector(raw_levels(columns, raws[1], raws[0])) == in_place
+    backwards = (columns[1][::-1], columns[0])  # a walk that must start again
+    block = BlockLayout("k", ("y", "x"), (block.levels[1], block.levels[0]), backwards)
+    assert raw_agreement(backwards, raws[0], raws[1]) == agreement(block, decoded[0], decoded[1])
+    for column, cells in enumerate(a):
+        assert column_tokens(raws[0], column) == list(cells)
+        for token in (b"aaaa", b"aaab", b"aaba", b"abaa", b"baaa"):
+            assert holds_token(raws[0], column, token) == (token in cells)

@@ -1,0 +1,166 @@
+"""Scoring a slice's candidates from the stored evidence in place: only the pairs that matter.
+
+:func:`broker.matching.score_pairs` scores every candidate pair of the records it is
+handed, decoded into :class:`~broker.matching.RecordEvidence`. Inside the engine that
+was most of the stage's cost past the counting: every neighbour of every candidate was
+decoded, and every pair became a :class:`~broker.matching.ScoredPair`, though nearly all
+of them are strangers the stage drops at once (below the review threshold). Here the
+pairs are read from the mirror's stored evidence in place
+(:func:`~broker.store.linkage_evidence.raw_levels`), each agreement vector's model
+weight is computed once per call, and a pair becomes a ``ScoredPair`` only when it can
+reach the review threshold: its model weight plus the most the term-frequency
+adjustments of its exact agreements could add (each at most ``log2((n + 8) / 10)``
+bits in a block of ``n``, :func:`broker.matching.tf_adjustment`). The pairs kept are
+scored exactly as ``score_pairs`` scores them, so the result is ``score_pairs(model,
+new, every held record)`` without the pairs below the review threshold, in the same
+order (a test holds the two equal).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Final
+
+from broker.matching import Model, ScoredPair, tf_adjustment, weight_probability
+from broker.matching.score import tf_columns
+from broker.store.linkage_codec import MEMBER_BYTES, iter_holders, stored_dsn
+from broker.store.linkage_evidence import (
+    block_keys,
+    column_tokens,
+    holds_token,
+    levels_vector,
+    raw_levels,
+)
+from broker.store.linkage_mirror import LinkageMirror
+
+__all__ = ["score_candidates"]
+
+_SLACK: Final = 1e-9
+"""Bits added to a pair's bound, so that rounding never drops a pair at the threshold."""
+
+
+def score_candidates(model: Model, mirror: LinkageMirror, new: Iterable[int]) -> list[ScoredPair]:
+    """Every pair of a record of ``new`` with a record of another dataset that shares one
+    of its blocks, scored at or above the review threshold, best first.
+
+    Args:
+        model: the fitted model (its ``max_block``: a larger block makes no pairs).
+        mirror: the scope's mirror, holding the records' evidence and the block index.
+        new: record numbers, each holding evidence.
+
+    Returns:
+        As :func:`broker.matching.score_pairs` over ``new`` and every held record, less
+        the pairs whose probability is below ``model.thresholds.review``.
+    """
+    return _Scorer(model, mirror).score(new)
+
+
+class _Scorer:
+    """One call's caches: weights per agreement vector, token counts per block."""
+
+    def __init__(self, model: Model, mirror: LinkageMirror) -> None:
+        self.model = model
+        self.mirror = mirror
+        layouts = model.layout.blocks
+        self.columns = [layout.columns for layout in layouts]
+        self.tf = [
+            tf_columns(layout, block) for layout, block in zip(layouts, model.blocks, strict=True)
+        ]
+        self.weights: list[dict[bytes, tuple[float, int]]] = [{} for _ in layouts]
+        self.holders: dict[tuple[bytes, int, bytes], int] = {}
+
+    def _weight(self, j: int, levels: bytes) -> tuple[float, int]:
+        """The model's weight of an agreement vector (as :func:`raw_levels` bytes) under
+        key ``j``, and its exact agreements on columns that term frequencies adjust."""
+        cached = self.weights[j].get(levels)
+        if cached is None:
+            exact = 0
+            for c, _, _, _ in self.tf[j]:
+                if levels[c] == 1:
+                    exact += 1
+            cached = (self.model.blocks[j].match_weight(levels_vector(levels)), exact)
+            self.weights[j][levels] = cached
+        return cached
+
+    def score(self, new: Iterable[int]) -> list[ScoredPair]:
+        """:func:`score_candidates`. A pair of two new records is scored from the smaller
+        one's side; a pair in blocks of several keys keeps its best key's score (the
+        first on a tie), as ``score_pairs`` keeps it."""
+        mirror = self.mirror
+        evidence, records, blocks = mirror.evidence, mirror.records, mirror.blocks
+        n_keys = len(self.columns)
+        limit = self.model.max_block * MEMBER_BYTES
+        review = self.model.thresholds.review
+        fresh = set(new)
+        best: dict[tuple[int, int], ScoredPair] = {}
+        for rid in sorted(fresh):
+            raw = evidence[rid]
+            dsn = stored_dsn(records[rid])
+            for key in block_keys(raw):
+                members = blocks.get(key, b"")
+                size = len(members)
+                j = key[0]
+                if size < 2 * MEMBER_BYTES or size > limit or j >= n_keys:
+                    continue
+                n = size // MEMBER_BYTES
+                bound = _SLACK + (math.log2((n + 8) / 10.0) if n > 2 else 0.0)
+                columns = self.columns[j]
+                for other, other_dsn in iter_holders(members):
+                    if other_dsn == dsn or (other < rid and other in fresh):
+                        continue
+                    levels = raw_levels(columns, raw, evidence[other])
+                    weight, exact = self._weight(j, levels)
+                    if weight_probability(weight + exact * bound) < review:
+                        continue
+                    vector = levels_vector(levels)
+                    pair = self._scored(key, members, rid, other, vector, weight)
+                    held = best.get((pair.left, pair.right))
+                    if held is None or pair.match_weight > held.match_weight:
+                        best[(pair.left, pair.right)] = pair
+        # A pair's bound may pass under a key whose exact score then falls below review:
+        # its best key's score is below review too (any key it was not scored under
+        # is), so it goes, as score_pairs' caller drops it.
+        kept = [p for p in best.values() if p.probability >= review]
+        return sorted(kept, key=lambda p: (-p.probability, -p.match_weight, p.left, p.right))
+
+    def _scored(
+        self,
+        key: bytes,
+        members: bytes,
+        a: int,
+        b: int,
+        vector: tuple[int, ...],
+        weight: float,
+    ) -> ScoredPair:
+        """The pair scored as ``broker.matching.score_pairs`` scores it in this block."""
+        j = key[0]
+        n = len(members) // MEMBER_BYTES
+        evidence = self.mirror.evidence
+        tf = 0.0
+        for c, column, u_exact, gap in self.tf[j]:
+            if vector[c] != 0:
+                continue
+            shared = set(column_tokens(evidence[a], column)).intersection(
+                column_tokens(evidence[b], column)
+            )
+            # several shared tokens: the commonest, conservative
+            holders = max(self._holders(key, members, column, t) for t in shared)
+            tf += tf_adjustment(u_exact, gap, holders, n)
+        total = weight + tf
+        left, right = min(a, b), max(a, b)
+        return ScoredPair(left, right, j, vector, total, weight_probability(total), tf)
+
+    def _holders(self, key: bytes, members: bytes, column: int, token: bytes) -> int:
+        """How many of the block's records hold ``token`` in ``column`` (counted once
+        per call: the pairs kept are few, so only their tokens are counted)."""
+        at = (key, column, token)
+        count = self.holders.get(at)
+        if count is None:
+            evidence = self.mirror.evidence
+            count = 0
+            for rid, _ in iter_holders(members):
+                if holds_token(evidence[rid], column, token):
+                    count += 1
+            self.holders[at] = count
+        return count
