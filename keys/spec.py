@@ -39,10 +39,12 @@ broker prefers the earliest key when two disagree.
 link on; it only makes two records that share its token a *candidate pair*. A comparison
 names one field and its *levels*, strongest first (``exact``, then coarser agreements such
 as ``nickname``, ``nysiis``, ``initial``, ``part``, ``swap``, ``one_digit``,
-``transpose``, ``one_word``, ``one_edit``, ``year_month``, ``year``, ``sector``, ``district``). A
-comparison may also name a ``with_field``, a second name field that only its two-field
-levels read, last in its list: ``either_order`` and ``either_order_soundex`` compare
-the two names as an unordered pair, for names entered in each other's fields. The SDK
+``transpose``, ``one_word``, ``one_edit``, ``year_month``, ``year``, ``sector``,
+``district``). A comparison may also name a ``with_field``, a second name field that
+only its two-field levels read, last in its list: ``either_order`` and
+``either_order_soundex`` compare the two names as an unordered pair, for names entered
+in each other's fields; ``any_given`` (``with_field = "middle_names"``) the given and
+middle names as a set, for someone known by a middle name. The SDK
 derives one short token per comparison level *under each blocking key* (the block's
 values are inside the HMAC), so two records can compare a field only inside a block they
 share. A comparison on a field
