@@ -107,12 +107,12 @@ fields = ["postcode", "family_name:soundex"]
 name = "given"
 field = "given_name"
 with_field = "family_name"
-levels = ["exact", "nysiis", "metaphone", "soundex", "initial", "either_order"]
+levels = ["exact", "one_edit", "nysiis", "metaphone", "soundex", "initial", "either_order"]
 
 [[comparisons]]
 name = "family"
 field = "family_name"
-levels = ["exact", "nysiis", "metaphone", "soundex", "part"]
+levels = ["exact", "one_edit", "nysiis", "metaphone", "soundex", "part"]
 
 [[comparisons]]
 name = "dob"

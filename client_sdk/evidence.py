@@ -238,7 +238,8 @@ def _pair_encoder(
 
     None for a comparison without two-field levels. Kept apart from the one-field levels,
     whose cache is by the value alone: a pair of names repeats far less than one name. A
-    missing second value gives no values at these levels.
+    missing second value is handed over as ``""``: ``either_order`` then has no value,
+    ``any_given`` the given name alone.
     """
     functions = tuple(
         (LevelDigests(comparison, level).digests, PAIR_LEVEL_FUNCTIONS[level])
@@ -247,15 +248,12 @@ def _pair_encoder(
     )
     if not functions:
         return None
-    absent = (b"", bytes(len(functions)))
 
     def encode(value: str, other: str | None) -> tuple[bytes, bytes]:
-        if not other:
-            return absent
         parts: list[bytes] = []
         counts: list[int] = []
         for digests, function in functions:
-            values = function(value, other)
+            values = function(value, other or "")
             parts.append(digests(values))
             counts.append(len(values))
         return b"".join(parts), bytes(counts)

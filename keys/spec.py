@@ -39,10 +39,12 @@ broker prefers the earliest key when two disagree.
 link on; it only makes two records that share its token a *candidate pair*. A comparison
 names one field and its *levels*, strongest first (``exact``, then coarser agreements such
 as ``nickname``, ``nysiis``, ``initial``, ``part``, ``swap``, ``one_digit``,
-``transpose``, ``one_word``, ``year_month``, ``year``, ``sector``, ``district``). A
-comparison may also name a ``with_field``, a second name field that only its two-field
-levels read, last in its list: ``either_order`` and ``either_order_soundex`` compare
-the two names as an unordered pair, for names entered in each other's fields. The SDK
+``transpose``, ``one_word``, ``one_edit``, ``year_month``, ``year``, ``sector``,
+``district``). A comparison may also name a ``with_field``, a second name field that
+only its two-field levels read, last in its list: ``either_order`` and
+``either_order_soundex`` compare the two names as an unordered pair, for names entered
+in each other's fields; ``any_given`` (``with_field = "middle_names"``) the given and
+middle names as a set, for someone known by a middle name. The SDK
 derives one short token per comparison level *under each blocking key* (the block's
 values are inside the HMAC), so two records can compare a field only inside a block they
 share. A comparison on a field
@@ -165,12 +167,14 @@ LevelName = Literal[
     "one_digit",
     "transpose",
     "one_word",
+    "one_edit",
     "year_month",
     "year",
     "sector",
     "district",
     "either_order",
     "either_order_soundex",
+    "any_given",
 ]
 LEVELS: tuple[str, ...] = LevelName.__args__  # type: ignore[attr-defined]
 # Which comparison levels make sense on which fields: anything else is a spec error.
@@ -186,14 +190,16 @@ _LEVEL_ALLOWED: dict[str, frozenset[str]] = {
     "one_digit": frozenset({"date_of_birth", "nhs_number", "other_id", "postcode"}),
     "transpose": frozenset({"date_of_birth", "nhs_number", "other_id", "postcode"}),
     "one_word": frozenset({"address_line"}),
+    "one_edit": _NAME_FIELDS,
     "year_month": frozenset({"date_of_birth"}),
     "year": frozenset({"date_of_birth"}),
     "sector": frozenset({"postcode"}),
     "district": frozenset({"postcode"}),
     "either_order": _NAME_FIELDS,
     "either_order_soundex": _NAME_FIELDS,
+    "any_given": frozenset({"given_name", "given_name_key"}),
 }
-PAIR_LEVELS = frozenset({"either_order", "either_order_soundex"})
+PAIR_LEVELS = frozenset({"either_order", "either_order_soundex", "any_given"})
 """Levels that read two fields: the comparison's ``field`` and its ``with_field``."""
 MAX_BLOCKING_KEYS = 8
 MAX_COMPARISONS = 16
@@ -605,6 +611,11 @@ def _check_with_field(
         return False
     if with_field == field_name:
         problems.append(f"{where}: 'with_field' must differ from 'field'")
+        return False
+    if "any_given" in levels and with_field != "middle_names":
+        problems.append(
+            f"{where}: level 'any_given' reads the middle names: with_field = 'middle_names'"
+        )
         return False
     if not pair:
         problems.append(

@@ -63,6 +63,10 @@ one_word     address_line                     one variant per word of a value of
                                               or more words, that word replaced by
                                               ``*``: two values share a variant iff
                                               they differ in at most one word
+one_edit     names                            the value and each distinct value with
+                                              one character deleted: two names one
+                                              substitution, insertion, deletion or
+                                              adjacent transposition apart share one
 year_month   date_of_birth                    ``"1984-07"``
 year         date_of_birth                    ``"1984"``
 sector,      postcode                         as the transforms of the same name
@@ -72,7 +76,9 @@ district
 *Two-field levels* (``PAIR_LEVEL_FUNCTIONS``) read the comparison's field and its
 ``with_field`` (the given and the family name): ``either_order`` is the two values as an
 unordered pair, ``either_order_soundex`` their Soundex codes as an unordered pair, so
-that names entered in each other's fields agree there.
+that names entered in each other's fields agree there; ``any_given`` reads the given name
+with the middle names: each distinct name among them, so that a record of someone known
+by a middle name (AMINA) agrees with one holding it as a middle name (MEGAN AMINA).
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ __all__ = [
     "LEVEL_FUNCTIONS",
     "PAIR_LEVEL_FUNCTIONS",
     "TRANSFORM_FUNCTIONS",
+    "any_given",
     "day_month_unordered",
     "either_order",
     "either_order_soundex",
@@ -98,6 +105,7 @@ __all__ = [
     "nickname",
     "nysiis",
     "one_digit_variants",
+    "one_edit_variants",
     "one_word_variants",
     "postcode_prefix2",
     "postcode_prefix3",
@@ -263,19 +271,56 @@ def one_word_variants(value: str) -> tuple[str, ...]:
     return tuple(" ".join((*words[:i], "*", *words[i + 1 :])) for i in range(len(words)))
 
 
+def one_edit_variants(name: str) -> tuple[str, ...]:
+    """The name and each distinct name with one character deleted (symmetric deletion).
+
+    Two names share a value when they are one edit apart: a substitution or an adjacent
+    transposition (both lose the same two-character window's differing character: ``MIA``
+    and ``MXA`` share ``MA``; ``OSCAR`` and ``OSACR`` share ``OSCR``), an insertion or a
+    deletion (the shorter name is one of the longer's values). Some pairs two edits apart
+    share one too (one character deleted in each, at different places: ``ABCD`` and
+    ``ACDE`` share ``ACD``). A one-character deletion that leaves nothing is no value (it
+    would join every one-letter name), and a name longer than 24 characters gets only
+    itself (the chunk carries at most 255 tokens per level and record).
+    """
+    if len(name) > _MAX_DIGIT_VARIANTS:
+        return (name,)
+    out = [name]
+    previous = ""
+    for i in range(len(name)):
+        if name[i] == previous:  # deleting either of two equal neighbours gives one value
+            continue
+        previous = name[i]
+        variant = name[:i] + name[i + 1 :]
+        if variant:
+            out.append(variant)
+    return tuple(out)
+
+
 def either_order(first: str, second: str) -> tuple[str, ...]:
     """Two names as an unordered pair: the two sorted, joined by ``|``.
 
     ``("GABRIELLE", "LANGER")`` and ``("LANGER", "GABRIELLE")`` both give
-    ``"GABRIELLE|LANGER"`` (canonical names never hold ``|``).
+    ``"GABRIELLE|LANGER"`` (canonical names never hold ``|``); none without the second.
     """
-    return ("|".join(sorted((first, second))),)
+    return ("|".join(sorted((first, second))),) if second else ()
 
 
 def either_order_soundex(first: str, second: str) -> tuple[str, ...]:
     """The two names' Soundex codes as an unordered pair (none if either has no letters)."""
-    a, b = soundex(first), soundex(second)
+    a, b = soundex(first), soundex(second) if second else None
     return ("|".join(sorted((a, b))),) if a and b else ()
+
+
+def any_given(given: str, middle: str) -> tuple[str, ...]:
+    """Each distinct name among the given name and the middle names, sorted.
+
+    Two records share one when they have a name in common among their given and middle
+    names: someone known by a middle name, ``("AMINA", "")`` → ``("AMINA",)`` against
+    ``("MEGAN", "AMINA")`` → ``("AMINA", "MEGAN")``; or two records with one middle name
+    and different given names. A record without middle names still has its given name.
+    """
+    return tuple(sorted({given, *middle.split()}))
 
 
 def year_month(date: str) -> str | None:
@@ -307,6 +352,7 @@ LEVEL_FUNCTIONS: dict[str, Callable[[str], tuple[str, ...]]] = {
     "one_digit": one_digit_variants,
     "transpose": transpose_variants,
     "one_word": one_word_variants,
+    "one_edit": one_edit_variants,
     "year_month": _single(year_month),
     "year": _single(year),
     "sector": _single(postcode_sector),
@@ -317,6 +363,7 @@ LEVEL_FUNCTIONS: dict[str, Callable[[str], tuple[str, ...]]] = {
 PAIR_LEVEL_FUNCTIONS: dict[str, Callable[[str, str], tuple[str, ...]]] = {
     "either_order": either_order,
     "either_order_soundex": either_order_soundex,
+    "any_given": any_given,
 }
 """Two-field comparison level → function (the field's value, the ``with_field``'s value →
-the level's values); a record missing either value has none."""
+the level's values, ``""`` for a missing second value)."""

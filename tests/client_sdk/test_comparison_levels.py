@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from client_sdk.normalise.nhs_number import is_valid_nhs_number
 from client_sdk.normalise.transforms import (
+    any_given,
     either_order,
     either_order_soundex,
     one_digit_variants,
@@ -140,6 +141,11 @@ field = "given_name"
 with_field = "family_name"
 levels = ["exact", "initial", "either_order", "either_order_soundex"]
 [[comparisons]]
+name = "middle"
+field = "given_name"
+with_field = "middle_names"
+levels = ["exact", "any_given"]
+[[comparisons]]
 name = "other_id"
 field = "other_id"
 levels = ["exact", "one_digit", "transpose"]
@@ -246,3 +252,28 @@ def test_the_same_names_get_unrelated_either_order_tokens_in_another_block() -> 
     assert first[("dob", "given", "either_order")].isdisjoint(
         first[("names_phonetic", "given", "either_order")]
     )
+
+
+MIDDLES = st.lists(st.sampled_from(["AMINA", "MEGAN", "JOHN", "LUCY"]), max_size=2)
+
+
+@given(NAMES, MIDDLES, NAMES, MIDDLES)
+def test_any_given_agrees_exactly_when_the_records_have_a_name_in_common(
+    a: str, a_middle: list[str], b: str, b_middle: list[str]
+) -> None:
+    left, right = any_given(a, " ".join(a_middle)), any_given(b, " ".join(b_middle))
+    assert _shares(left, right) == bool({a, *a_middle} & {b, *b_middle})
+    assert a in left  # the given name alone when there are no middle names
+
+
+def test_someone_known_by_a_middle_name_agrees_at_any_given_only() -> None:
+    plain, known_as, stranger = _cells(
+        _record("1", given_name="AMINA", given_name_key="AMINA"),
+        _record("2", given_name="MEGAN", given_name_key="MEGAN", middle_names="AMINA"),
+        _record("3", given_name="MEGAN", given_name_key="MEGAN", middle_names="LUCY"),
+    )
+    agree = _agree(plain, known_as)
+    assert ("dob", "middle", "any_given") in agree
+    assert ("dob", "middle", "exact") not in agree
+    assert ("dob", "middle", "any_given") not in _agree(plain, stranger)
+    assert plain[("dob", "middle", "any_given")]  # no middle names: the given name alone

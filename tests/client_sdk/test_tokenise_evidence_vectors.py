@@ -3,9 +3,10 @@
 Pinned, and re-derived from docs/token-format.md#comparison-tokens with hmac, hashlib and
 AES alone, so the document, the vectors and the code cannot drift apart: the shipped
 ``uk-health-probabilistic`` spec on the first two token-vector records, and under
-``levels`` a spec of every level the shipped spec does not use (``transpose``,
-``one_word``, ``either_order``, ``either_order_soundex``) on two records of one person
-with a transposed id and date, an address typo and the names swapped. Regenerate (only on
+``levels`` a spec of the newer levels (``transpose``, ``one_word``, ``either_order``,
+``either_order_soundex``, ``one_edit``) on three records of one person: the second with a
+transposed id and date, an address typo and the names swapped, the third with a typo in
+each name. Regenerate (only on
 a deliberate format change)::
 
     PYTHONPATH=. .venv/bin/python tests/client_sdk/test_tokenise_evidence_vectors.py --write
@@ -55,7 +56,12 @@ fields = ["postcode"]
 name = "given"
 field = "given_name"
 with_field = "family_name"
-levels = ["exact", "either_order", "either_order_soundex"]
+levels = ["exact", "one_edit", "either_order", "either_order_soundex"]
+
+[[comparisons]]
+name = "family"
+field = "family_name"
+levels = ["exact", "one_edit"]
 
 [[comparisons]]
 name = "dob"
@@ -96,6 +102,14 @@ LEVELS_RECORDS = [
         date_of_birth="1948-07-03",
         address_line="8 STANELY STREET",
         other_id="2614035",
+    ),
+    # The same person again: a letter of each name mistyped or dropped.
+    _LEVELS_PERSON._replace(
+        line=4,
+        local_id="AU000013",
+        given_name="GABRIELE",
+        given_name_key="GABRIELE",
+        family_name="LANGRE",
     ),
 ]
 
@@ -189,11 +203,16 @@ def test_evidence_vectors_follow_the_documented_recipe() -> None:
 def test_the_levels_vectors_show_each_new_level_agreeing() -> None:
     """The two records of one person share a token at every level made for their errors."""
     cases = json.loads(VECTORS.read_text())["levels"]["cases"]
-    first, second = (
+    first, second, third = (
         {(c["block"], c["comparison"], c["level"]): set(c["tokens"]) for c in case["columns"]}
         for case in cases
     )
     shared = {column for column in first if first[column] & second[column]}
+    typos = {column for column in first if first[column] & third[column]}
+    for block in ("names_phonetic", "postcode"):
+        for comparison in ("given", "family"):
+            assert (block, comparison, "one_edit") in typos
+            assert (block, comparison, "exact") not in typos
     for block in ("names_phonetic", "postcode"):
         assert (block, "given", "either_order") in shared
         assert (block, "dob", "transpose") in shared
@@ -254,6 +273,8 @@ def _check_recipe(
 _SOUNDEX = {  # American Soundex of the letters, as docs/token-format.md#transforms
     "GABRIELLE": "G164",
     "LANGER": "L526",
+    "GABRIELE": "G164",
+    "LANGRE": "L526",
     "WILLIAM": "W450",
     "OBRIEN": "O165",
     "ZOE": "Z000",
@@ -263,6 +284,8 @@ _SOUNDEX = {  # American Soundex of the letters, as docs/token-format.md#transfo
 
 def _level_values(level: str, value: str, other: str | None = None) -> list[str]:
     """The documented level values of the levels the vectors' records reach."""
+    if level == "any_given":  # each name among the given and middle names, sorted
+        return sorted({value, *(other or "").split()})
     if level in _PAIR_LEVELS:
         return [_PAIR_LEVELS[level](value, other)] if other else []
     return _LEVELS[level](value)
@@ -281,6 +304,11 @@ def _one_word(value: str) -> list[str]:
     return [" ".join(words[:i] + ["*"] + words[i + 1 :]) for i in range(len(words))]
 
 
+def _one_edit(value: str) -> list[str]:
+    deletions = (value[:i] + value[i + 1 :] for i in range(len(value)))
+    return list(dict.fromkeys([value, *(d for d in deletions if d)]))
+
+
 def _swap(value: str) -> list[str]:
     day, month = value[8:], value[5:7]
     return [f"{value[:4]}-{day}-{month}" if day < month else value]
@@ -292,6 +320,7 @@ _LEVELS: dict[str, Callable[[str], list[str]]] = {
     "one_digit": lambda v: [v[:i] + "*" + v[i + 1 :] for i, ch in enumerate(v) if ch.isdigit()],
     "transpose": _transpose,
     "one_word": _one_word,
+    "one_edit": _one_edit,
     "part": lambda v: sorted(set(v.split())),
     "year_month": lambda v: [v[:7]],
     "year": lambda v: [v[:4]],

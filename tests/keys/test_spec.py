@@ -447,6 +447,7 @@ def test_a_comparison_of_names_in_either_order_reads_a_second_field() -> None:
         ({"with_field": "given_name"}, "'with_field' must differ from 'field'"),
         ({"levels": ["exact", "initial"]}, "'with_field' is read only by the levels"),
         ({"levels": ["exact", "either_order", "initial"]}, "come last"),
+        ({"levels": ["exact", "any_given"]}, "level 'any_given' reads the middle names"),
     ],
 )
 def test_names_in_either_order_are_refused_where_they_make_no_sense(
@@ -459,7 +460,13 @@ def test_names_in_either_order_are_refused_where_they_make_no_sense(
 
 @pytest.mark.parametrize(
     ("field", "level"),
-    [("given_name", "transpose"), ("postcode", "one_word"), ("date_of_birth", "either_order")],
+    [
+        ("given_name", "transpose"),
+        ("postcode", "one_word"),
+        ("date_of_birth", "either_order"),
+        ("postcode", "one_edit"),
+        ("nhs_number", "one_edit"),
+    ],
 )
 def test_the_new_levels_apply_only_to_their_fields(field: str, level: str) -> None:
     data = _evidence_spec(comparisons=[{"name": "c", "field": field, "levels": ["exact", level]}])

@@ -93,9 +93,9 @@ def test_no_emitted_token_of_one_level_value_repeats_in_another_block(
             comparison = SPEC.comparisons[column.comparison]
             value = getattr(record, comparison.field)
             level = comparison.levels[column.level]
-            if level in PAIR_LEVEL_FUNCTIONS:  # names in either order: two fields' values
-                other = getattr(record, str(comparison.with_field))
-                values = PAIR_LEVEL_FUNCTIONS[level](value, other) if value and other else ()
+            if level in PAIR_LEVEL_FUNCTIONS:  # two fields' values ("" for a missing second)
+                other = getattr(record, str(comparison.with_field)) or ""
+                values = PAIR_LEVEL_FUNCTIONS[level](value, other) if value else ()
             else:
                 values = LEVEL_FUNCTIONS[level](value) if value else ()
             assert len(values) == len(cell), "one token per value of the level"
