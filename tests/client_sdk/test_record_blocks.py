@@ -163,6 +163,6 @@ def test_blocks_by_column_leave_out_the_day_keys_on_an_assigned_birthday_as_row_
     day_key = [k.name for k in default_spec().match_keys].index("given_dob_postcode_sex")
     plain = Tokeniser(dataclasses.replace(params, assigned_birthdays=frozenset()))
     for record, row in zip(records, chunk.tokens, strict=True):
-        on_day = bool(record.date_of_birth) and record.date_of_birth[5:] in days
+        on_day = record.date_of_birth is not None and record.date_of_birth[5:] in days
         assert (row[day_key] is None) == (on_day or plain.tokens(record)[day_key] is None)
     assert any(r.date_of_birth and r.date_of_birth[5:] in days for r in records)
