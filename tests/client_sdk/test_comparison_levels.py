@@ -25,9 +25,8 @@ from client_sdk.normalise.transforms import (
     transpose_variants,
 )
 from client_sdk.record import NormalisedRecord
-from client_sdk.tokenise import TokeniseParams, Tokeniser
-from keys.derive import DomainKey
 from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec, parse_spec
+from tests.support.evidence_cells import Cells, evidence_cells
 
 DIGITS = st.text(alphabet="0123456789", min_size=2, max_size=12)
 WORDS = st.lists(st.sampled_from(["8", "18", "STANLEY", "STANELY", "STREET", "ROAD"]), max_size=5)
@@ -158,26 +157,8 @@ levels = ["exact", "one_word"]
 )
 
 
-def _cells(*records: NormalisedRecord) -> list[dict[tuple[str, str, str], set[bytes]]]:
-    tokeniser = Tokeniser(
-        TokeniseParams(
-            spec=SPEC,
-            domain_key=DomainKey(b"\x31" * 32),
-            domain="levels-test",
-            key_version="v1",
-            reference_secret=b"\x32" * 32,
-            dataset="levels",
-        )
-    )
-    chunk = tokeniser.chunk_of_rows([tokeniser.row(r) for r in records])
-    assert chunk.evidence is not None
-    out = []
-    for cells in chunk.evidence.cells():
-        by_column: dict[tuple[str, str, str], set[bytes]] = {}
-        for (block, comparison, level), cell in zip(chunk.evidence.columns, cells, strict=True):
-            by_column[(chunk.evidence.block_names[block], comparison, level)] = set(cell)
-        out.append(by_column)
-    return out
+def _cells(*records: NormalisedRecord) -> list[Cells]:
+    return evidence_cells(SPEC, *records)
 
 
 def _record(local_id: str, **values: str | None) -> NormalisedRecord:

@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 
 from client_sdk.normalise.transforms import LEVEL_FUNCTIONS, one_edit_variants
 from client_sdk.record import NormalisedRecord
-from client_sdk.tokenise import TokeniseParams, Tokeniser
-from keys.derive import DomainKey
 from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec, parse_spec
+from tests.support.evidence_cells import Cells, evidence_cells
 
 NAMES = st.text(alphabet="ABCE ", min_size=1, max_size=10).map(str.strip).filter(bool)
 LETTERS = "ABCEZ"
@@ -121,26 +120,8 @@ levels = ["exact", "one_edit"]
 )
 
 
-def _cells(*records: NormalisedRecord) -> list[dict[tuple[str, str, str], set[bytes]]]:
-    tokeniser = Tokeniser(
-        TokeniseParams(
-            spec=SPEC,
-            domain_key=DomainKey(b"\x41" * 32),
-            domain="one-edit-test",
-            key_version="v1",
-            reference_secret=b"\x42" * 32,
-            dataset="one-edit",
-        )
-    )
-    chunk = tokeniser.chunk_of_rows([tokeniser.row(r) for r in records])
-    assert chunk.evidence is not None
-    out = []
-    for cells in chunk.evidence.cells():
-        by_column: dict[tuple[str, str, str], set[bytes]] = {}
-        for (block, comparison, level), cell in zip(chunk.evidence.columns, cells, strict=True):
-            by_column[(chunk.evidence.block_names[block], comparison, level)] = set(cell)
-        out.append(by_column)
-    return out
+def _cells(*records: NormalisedRecord) -> list[Cells]:
+    return evidence_cells(SPEC, *records, seed=0x41)
 
 
 def _record(local_id: str, **values: str) -> NormalisedRecord:
