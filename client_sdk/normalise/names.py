@@ -20,6 +20,8 @@ The steps, in order (docs/normalisation.md has the reasons):
    SAINT JOHN → STJOHN), so spacing and punctuation around them never matter.
 5. The nickname table gives each given name a key shared with its diminutives
    (BILL, WILL → WILLIAM) and with its other romanisations (MD, MOHD, MUHAMMAD → MOHAMMED).
+   A diminutive of two formal names (JENNY: Jane, Jennifer) has one key, for match keys,
+   and is in both groups for the ``nickname`` comparison level (:func:`nickname_groups`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from client_sdk.normalise.transliterate import to_ascii
 
 __all__ = [
     "NICKNAMES",
+    "NICKNAME_GROUPS",
     "PARTICLES",
     "SUFFIXES",
     "TITLES",
@@ -42,6 +45,7 @@ __all__ = [
     "check_given_names",
     "check_middle_names",
     "name_words",
+    "nickname_groups",
     "nickname_key",
     "normalise_family_name",
     "normalise_given_name",
@@ -60,8 +64,15 @@ def _word_list(name: str) -> frozenset[str]:
     return frozenset(w for w in words if w)
 
 
-def _load_nicknames() -> dict[str, str]:
+def _load_nicknames() -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """The table's key of each name, and the keys of every group of a name in several.
+
+    A name belongs to the group where it is written plainly (its key, for match keys);
+    written ``+NAME`` in another group it belongs to that group as well (JENNY is JANE's,
+    and ``+JENNY`` in JENNIFER's), for the comparison level only.
+    """
     table: dict[str, str] = {}
+    also: list[tuple[int, str, str]] = []
     for number, line in enumerate(_data_text("nicknames.txt").splitlines(), start=1):
         content = line.split("#", 1)[0].strip()
         if not content:
@@ -70,16 +81,25 @@ def _load_nicknames() -> dict[str, str]:
         if not colon:
             raise ValueError(f"nicknames.txt line {number}: expected 'KEY: VARIANT ...'")
         for name in (key.strip(), *variants.split()):
+            if name.startswith("+"):
+                also.append((number, name[1:], key.strip()))
+                continue
             if table.get(name, key.strip()) != key.strip():
                 raise ValueError(f"nicknames.txt line {number}: {name} is in two groups")
             table[name] = key.strip()
-    return table
+    groups: dict[str, tuple[str, ...]] = {}
+    for number, name, key in also:
+        if name not in table or key in (table[name], *groups.get(name, ())):
+            raise ValueError(f"nicknames.txt line {number}: +{name} needs one other group")
+        groups[name] = tuple(sorted({table[name], *groups.get(name, ()), key}))
+    return table, groups
 
 
 TITLES: frozenset[str] = _word_list("titles.txt")
 SUFFIXES: frozenset[str] = _word_list("suffixes.txt")
 PARTICLES: frozenset[str] = _word_list("particles.txt")
-NICKNAMES: dict[str, str] = _load_nicknames()
+NICKNAMES, NICKNAME_GROUPS = _load_nicknames()
+"""Each name's key; and, for the few names in several groups, every group's key, sorted."""
 _NOT_LETTER = re.compile(r"[^A-Z]+")
 # Text in brackets, or from an unclosed bracket to the end: "SMITH (DECEASED)", "JOHN [MR".
 _BRACKETED = re.compile(r"\([^)]*(?:\)|$)|\[[^\]]*(?:\]|$)|\{[^}]*(?:\}|$)")
@@ -352,6 +372,17 @@ def nickname_key(given_name: str) -> str:
     Names not in the table are their own key.
     """
     return NICKNAMES.get(given_name, given_name)
+
+
+def nickname_groups(given_name: str) -> tuple[str, ...]:
+    """The keys of every nickname group a canonical given name is in, sorted.
+
+    ``JENNY`` → ``("JANE", "JENNIFER")``: a diminutive of two formal names is in both
+    groups, so it agrees with each, while the two formal names do not agree with each
+    other. Most names are in one group or none: ``("WILLIAM",)`` for ``BILL``, the name
+    itself for a name not in the table.
+    """
+    return NICKNAME_GROUPS.get(given_name) or (nickname_key(given_name),)
 
 
 def normalise_given_name(raw: str) -> str | None:

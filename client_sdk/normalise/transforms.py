@@ -41,9 +41,12 @@ may carry several (docs/token-format.md#comparison-tokens):
 level        applies to                       values
 ===========  ===============================  ==================================
 exact        any field                        the value itself
-nickname,    names                            the transform of the same name
-soundex,                                      (one value)
-nysiis,
+nickname     names                            the key of each nickname group the
+                                              name is in, sorted (one for most
+                                              names; JENNY: ``("JANE",
+                                              "JENNIFER")``)
+soundex,     names                            the transform of the same name
+nysiis,                                       (one value)
 metaphone,
 initial
 part         names                            each distinct space-separated part,
@@ -88,7 +91,7 @@ from functools import lru_cache
 
 import jellyfish
 
-from client_sdk.normalise.names import nickname_key
+from client_sdk.normalise.names import nickname_groups, nickname_key
 from client_sdk.normalise.postcode import postcode_district, postcode_sector
 
 __all__ = [
@@ -342,7 +345,7 @@ def _exact(value: str) -> tuple[str, ...]:
 
 LEVEL_FUNCTIONS: dict[str, Callable[[str], tuple[str, ...]]] = {
     "exact": _exact,
-    "nickname": _single(nickname),
+    "nickname": nickname_groups,
     "soundex": _single(soundex),
     "nysiis": _single(nysiis),
     "metaphone": _single(metaphone),

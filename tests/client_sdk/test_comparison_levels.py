@@ -14,8 +14,10 @@ import tomllib
 from hypothesis import given
 from hypothesis import strategies as st
 
+from client_sdk.normalise.names import NICKNAME_GROUPS, NICKNAMES
 from client_sdk.normalise.nhs_number import is_valid_nhs_number
 from client_sdk.normalise.transforms import (
+    LEVEL_FUNCTIONS,
     any_given,
     either_order,
     either_order_soundex,
@@ -145,6 +147,10 @@ field = "given_name"
 with_field = "middle_names"
 levels = ["exact", "any_given"]
 [[comparisons]]
+name = "nick"
+field = "given_name"
+levels = ["exact", "nickname"]
+[[comparisons]]
 name = "other_id"
 field = "other_id"
 levels = ["exact", "one_digit", "transpose"]
@@ -258,3 +264,33 @@ def test_someone_known_by_a_middle_name_agrees_at_any_given_only() -> None:
     assert ("dob", "middle", "exact") not in agree
     assert ("dob", "middle", "any_given") not in _agree(plain, stranger)
     assert plain[("dob", "middle", "any_given")]  # no middle names: the given name alone
+
+
+TABLE_NAMES = st.sampled_from(sorted({*NICKNAMES, *NICKNAME_GROUPS, "ZEBEDEE", "LIAM"}))
+
+
+@given(TABLE_NAMES, TABLE_NAMES)
+def test_the_nickname_level_agrees_exactly_when_two_names_share_a_group(a: str, b: str) -> None:
+    """A name is in the group it is keyed to and in every group listing it as ``+NAME``."""
+
+    def groups(name: str) -> set[str]:
+        return {NICKNAMES.get(name, name), *NICKNAME_GROUPS.get(name, ())}
+
+    nickname = LEVEL_FUNCTIONS["nickname"]
+    assert _shares(nickname(a), nickname(b)) == bool(groups(a) & groups(b))
+    assert len(nickname(a)) == len(groups(a))
+
+
+def test_a_diminutive_of_two_names_agrees_with_both_at_the_nickname_level() -> None:
+    jenny, jennifer, jane, jen = _cells(
+        _record("1", given_name="JENNY", given_name_key="JANE"),
+        _record("2", given_name="JENNIFER", given_name_key="JENNIFER"),
+        _record("3", given_name="JANE", given_name_key="JANE"),
+        _record("4", given_name="JEN", given_name_key="JENNIFER"),
+    )
+    for other in (jennifer, jane, jen):
+        assert ("dob", "nick", "nickname") in _agree(jenny, other)
+        assert ("dob", "nick", "exact") not in _agree(jenny, other)
+    assert ("dob", "nick", "nickname") not in _agree(jennifer, jane)
+    assert len(jenny[("dob", "nick", "nickname")]) == 2  # a token per group
+    assert len(jennifer[("dob", "nick", "nickname")]) == 1

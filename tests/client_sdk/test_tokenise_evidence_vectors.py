@@ -6,7 +6,9 @@ AES alone, so the document, the vectors and the code cannot drift apart: the shi
 ``levels`` a spec of the newer levels (``transpose``, ``one_word``, ``either_order``,
 ``either_order_soundex``, ``one_edit``) on three records of one person: the second with a
 transposed id and date, an address typo and the names swapped, the third with a typo in
-each name. Regenerate (only on
+each name; and under ``nicknames`` a spec of the given name's ``nickname`` level on JENNY
+(in two nickname groups), JENNIFER and JANE, its level values read from the nickname
+table's documented format (docs/normalisation.md), not from the SDK. Regenerate (only on
 a deliberate format change)::
 
     PYTHONPATH=. .venv/bin/python tests/client_sdk/test_tokenise_evidence_vectors.py --write
@@ -114,6 +116,40 @@ LEVELS_RECORDS = [
 ]
 
 
+NICKNAMES_SPEC = """name = "example-nicknames"
+
+[[match_keys]]
+name = "given_dob"
+fields = ["given_name", "date_of_birth"]
+
+[[blocking_keys]]
+name = "dob"
+fields = ["date_of_birth"]
+
+[[comparisons]]
+name = "given"
+field = "given_name"
+levels = ["exact", "nickname"]
+"""
+_NICKNAMES_PERSON = NormalisedRecord(
+    line=2,
+    local_id="GB000021",
+    given_name="JENNY",
+    given_name_key="JANE",
+    family_name="HOLT",
+    date_of_birth="1990-05-17",
+)
+NICKNAMES_RECORDS = [
+    _NICKNAMES_PERSON,
+    # JENNY's two groups: she agrees at `nickname` with JENNIFER and with JANE, who do not
+    # agree with each other.
+    _NICKNAMES_PERSON._replace(
+        line=3, local_id="GB000022", given_name="JENNIFER", given_name_key="JENNIFER"
+    ),
+    _NICKNAMES_PERSON._replace(line=4, local_id="GB000023", given_name="JANE"),
+]
+
+
 def _field(value: bytes) -> bytes:
     return len(value).to_bytes(2, "big") + value
 
@@ -165,10 +201,14 @@ def _levels_spec() -> LinkageSpec:
     return parse_spec(tomllib.loads(LEVELS_SPEC), source="example-levels")
 
 
+def _nicknames_spec() -> LinkageSpec:
+    return parse_spec(tomllib.loads(NICKNAMES_SPEC), source="example-nicknames")
+
+
 def compute_vectors() -> dict[str, object]:
     """The vectors file as the current code derives it."""
     spec = default_spec(PROBABILISTIC_SPEC_NAME)
-    levels = _levels_spec()
+    levels, nicknames = _levels_spec(), _nicknames_spec()
     return {
         "description": "Tessera block and comparison token vectors: docs/token-format.md.",
         "domain_key": DOMAIN_KEY.hex(),
@@ -180,6 +220,11 @@ def compute_vectors() -> dict[str, object]:
             "spec": LEVELS_SPEC,
             "spec_hash": levels.content_hash,
             "cases": _cases(levels, LEVELS_RECORDS),
+        },
+        "nicknames": {
+            "spec": NICKNAMES_SPEC,
+            "spec_hash": nicknames.content_hash,
+            "cases": _cases(nicknames, NICKNAMES_RECORDS),
         },
     }
 
@@ -198,6 +243,25 @@ def test_evidence_vectors_follow_the_documented_recipe() -> None:
     spec = parse_spec(tomllib.loads(levels["spec"]))
     checked = _check_recipe({**vectors, **levels}, levels["spec_hash"], spec, LEVELS_RECORDS)
     assert checked > 40
+    nicknames = vectors["nicknames"]
+    spec = parse_spec(tomllib.loads(nicknames["spec"]))
+    checked = _check_recipe(
+        {**vectors, **nicknames}, nicknames["spec_hash"], spec, NICKNAMES_RECORDS
+    )
+    assert checked == 7  # exact for each, nickname: JENNY two groups, the others one
+
+
+def test_the_nickname_vectors_show_a_name_in_two_groups() -> None:
+    """JENNY shares a `nickname` token with JENNIFER and with JANE; those two share none."""
+    cases = json.loads(VECTORS.read_text())["nicknames"]["cases"]
+    jenny, jennifer, jane = (
+        {c["level"]: set(c["tokens"]) for c in case["columns"]} for case in cases
+    )
+    assert len(jenny["nickname"]) == 2
+    assert jenny["nickname"] & jennifer["nickname"]
+    assert jenny["nickname"] & jane["nickname"]
+    assert not jennifer["nickname"] & jane["nickname"]
+    assert not jenny["exact"] & (jennifer["exact"] | jane["exact"])
 
 
 def test_the_levels_vectors_show_each_new_level_agreeing() -> None:
@@ -328,9 +392,29 @@ _LEVELS: dict[str, Callable[[str], list[str]]] = {
     "swap": _swap,
     "sector": lambda v: [v[: v.index(" ") + 2]],
     "district": lambda v: [v.split(" ")[0]],
-    "nickname": lambda v: [v],  # WILLIAM and ZOE are their own name group
+    "nickname": lambda v: _nickname_groups().get(v, [v]),
     "nysiis": lambda v: [_NYSIIS[v.replace(" ", "")]],
 }
+
+
+def _nickname_groups() -> dict[str, list[str]]:
+    """Each name of the nickname table → the keys of its groups, sorted, as documented.
+
+    Read from the file's documented format (docs/normalisation.md, "Nickname table"):
+    ``KEY: VARIANT …`` lines, ``#`` comments; a name is in the group of every line that
+    holds it, as ``NAME`` or ``+NAME``, and the line's key is in its own group.
+    """
+    text = (VECTORS.parents[2] / "client_sdk" / "data" / "nicknames.txt").read_text("utf-8")
+    groups: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        key, colon, variants = line.split("#", 1)[0].partition(":")
+        if not colon:
+            continue
+        for name in (key.strip(), *variants.split()):
+            groups.setdefault(name.removeprefix("+"), set()).add(key.strip())
+    return {name: sorted(keys) for name, keys in groups.items()}
+
+
 _PAIR_LEVELS: dict[str, Callable[[str, str], str]] = {
     "either_order": lambda v, o: "|".join(sorted((v, o))),
     "either_order_soundex": lambda v, o: "|".join(sorted((_SOUNDEX[v], _SOUNDEX[o]))),
