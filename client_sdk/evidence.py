@@ -23,6 +23,8 @@ __all__ = ["Evidence", "EvidenceEncoder"]
 
 _EVIDENCE_WINDOW = 1_024
 """Records whose evidence is derived together (see :meth:`EvidenceEncoder.chunk`)."""
+_ASSIGNED_DAY_LEVELS = frozenset({"year_month", "year"})
+"""The date-of-birth levels an assigned birthday keeps (:func:`_level_encoder`)."""
 _CACHE_SIZE = 1 << 17
 """Values whose level digests each comparison keeps (names, dates and postcodes repeat)."""
 
@@ -47,11 +49,14 @@ class EvidenceEncoder:
         key_version: str,
         fields: Sequence[str],
         uncached: frozenset[str] = frozenset(),
+        assigned_birthdays: frozenset[str] = frozenset(),
     ) -> None:
         """``fields`` are the row's fields after its local id and payload, in order.
 
         Each comparison caches its values' level digests unless its field is in
-        ``uncached`` (values that do not repeat, such as NHS numbers).
+        ``uncached`` (values that do not repeat, such as NHS numbers). A date of birth on
+        one of ``assigned_birthdays`` (``MM-DD``) gives its comparison's ``year_month`` and
+        ``year`` only (:func:`_level_encoder`).
         """
         self.block_names = tuple(b.name for b in spec.blocking_keys)
         self._deriver = EvidenceDeriver(
@@ -65,7 +70,12 @@ class EvidenceEncoder:
             (
                 2 + list(fields).index(c.field),
                 2 + list(fields).index(c.with_field) if c.with_field else 0,
-                _level_encoder(c.name, c.levels, cached=c.field not in uncached),
+                _level_encoder(
+                    c.name,
+                    c.levels,
+                    cached=c.field not in uncached,
+                    assigned=assigned_birthdays if c.field == "date_of_birth" else frozenset(),
+                ),
                 _pair_encoder(c.name, c.levels, cached=c.field not in uncached),
                 (b"", bytes(len(c.levels))),
             )
@@ -205,16 +215,30 @@ def _joined(first: tuple[bytes, bytes], second: tuple[bytes, bytes]) -> tuple[by
 
 
 def _level_encoder(
-    comparison: str, levels: Sequence[str], *, cached: bool
+    comparison: str,
+    levels: Sequence[str],
+    *,
+    cached: bool,
+    assigned: frozenset[str] = frozenset(),
 ) -> Callable[[str], tuple[bytes, bytes]]:
     """Value → its one-field levels' digests joined (16 bytes each), and how many per level
     (a byte each).
 
     Digests are :class:`keys.derive.LevelDigests` of each level's values, strongest level
-    first (docs/token-format.md#comparison-tokens).
+    first (docs/token-format.md#comparison-tokens). A date of birth on one of the
+    ``assigned`` days (``MM-DD``: the birthday an extract's system writes for an unknown
+    one, :func:`client_sdk.quality.assigned_birthdays`) has only its ``year_month`` and
+    ``year`` values: its day says nothing of the person. As an exact agreement, the
+    namesakes of a hostel "born" on 1 January of one year would make every exact date of
+    birth weigh less (docs/probabilistic.md, "Assigned dates of birth"); at
+    ``year_month`` they weigh what that level is learnt to weigh.
     """
     functions = tuple(
-        (LevelDigests(comparison, level).digests, LEVEL_FUNCTIONS[level])
+        (
+            LevelDigests(comparison, level).digests,
+            LEVEL_FUNCTIONS[level],
+            level in _ASSIGNED_DAY_LEVELS,
+        )
         for level in levels
         if level in LEVEL_FUNCTIONS
     )
@@ -222,8 +246,9 @@ def _level_encoder(
     def encode(value: str) -> tuple[bytes, bytes]:
         parts: list[bytes] = []
         counts: list[int] = []
-        for digests, function in functions:
-            values = function(value)
+        on_assigned_day = bool(assigned) and value[5:] in assigned
+        for digests, function, kept in functions:
+            values = function(value) if kept or not on_assigned_day else ()
             parts.append(digests(values))
             counts.append(len(values))
         return b"".join(parts), bytes(counts)

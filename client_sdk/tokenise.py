@@ -139,6 +139,7 @@ class Tokeniser:
 
     __slots__ = (
         "_assigned",
+        "_assigned_blocks",
         "_block_columns",
         "_block_parts",
         "_columns",
@@ -185,6 +186,17 @@ class Tokeniser:
         self._assigned: tuple[int, frozenset[str], tuple[int, ...]] | None = (
             (2 + used.index("date_of_birth"), params.assigned_birthdays, day_keys)
             if params.assigned_birthdays and day_keys
+            else None
+        )
+        # Blocking keys not formed there either (a block of everyone "born" on 1 January).
+        day_blocks = tuple(
+            j
+            for j, key in enumerate(spec.blocking_keys)
+            if rests_on_day_of_birth((f.field, f.transform) for f in key.leaves)
+        )
+        self._assigned_blocks: tuple[int, frozenset[str], tuple[int, ...]] | None = (
+            (2 + used.index("date_of_birth"), params.assigned_birthdays, day_blocks)
+            if params.assigned_birthdays and day_blocks
             else None
         )
         # The flag comes last, so the fields keep their positions.
@@ -250,6 +262,7 @@ class Tokeniser:
                 key_version=params.key_version,
                 fields=used,
                 uncached=_UNIQUE_FIELDS,
+                assigned_birthdays=params.assigned_birthdays,
             )
             if spec.blocking_keys
             else None
@@ -301,6 +314,12 @@ class Tokeniser:
         for parts in self._block_parts:
             chosen = parts(encoded)
             out.append(None if None in chosen else b"".join(chosen))  # type: ignore[arg-type]
+        if self._assigned_blocks is not None:
+            position, days, day_blocks = self._assigned_blocks
+            value = row[position]
+            if value and value[5:] in days:
+                for j in day_blocks:
+                    out[j] = None
         return out
 
     def evidence(self, record: NormalisedRecord) -> Evidence:
@@ -400,6 +419,13 @@ class Tokeniser:
                 )
                 for layout in self._block_columns
             ]
+            if self._assigned_blocks is not None:  # as block_values_of_row: not formed there
+                dob, days, day_blocks = self._assigned_blocks
+                on_day = [bool(r[dob]) and r[dob][5:] in days for r in rows]
+                for j in day_blocks:
+                    block_values[j] = [
+                        None if day else v for v, day in zip(block_values[j], on_day, strict=True)
+                    ]
             evidence = self._chunk_evidence(rows, block_values)
         return self._encode_chunk(rows, [r[0] for r in rows], tokens, evidence)
 

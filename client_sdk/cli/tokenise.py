@@ -76,10 +76,12 @@ second (a day heaped at a tenth of the births of a hostel shows in far fewer).""
 
 def _assigned_birthdays(spec: LinkageSpec, path: Path, mapping: Mapping) -> frozenset[str]:
     """The days this extract heaps its dates of birth on, when the spec has a key that
-    is not formed on them (a pass over the dates before tokenising; docs/quality.md)."""
+    is not formed on them or compares dates of birth (a pass over the dates before
+    tokenising; docs/quality.md)."""
     if not any(
-        rests_on_day_of_birth((f.field, f.transform) for f in key.leaves) for key in spec.match_keys
-    ):
+        rests_on_day_of_birth((f.field, f.transform) for f in key.leaves)
+        for key in (*spec.match_keys, *spec.blocking_keys)
+    ) and not any(c.field == "date_of_birth" for c in spec.comparisons):
         return frozenset()
     with closing(dates_of_birth(path, mapping)) as dates:  # closes the file at once
         return assigned_birthdays(islice(dates, _BIRTH_DAY_SAMPLE))

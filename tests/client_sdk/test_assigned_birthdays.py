@@ -128,5 +128,21 @@ def test_an_assigned_birthday_removes_only_the_keys_that_rest_on_it(
             assert a is not None and b is None
         else:
             assert a == b
-    # blocks and comparisons keep the date: the probabilistic stage weighs it
-    assert plain.evidence(record) == measured.evidence(record)
+    # the evidence: no date-of-birth block on the day, and the date compared by its year
+    # and month only (docs/probabilistic.md, "Assigned dates of birth")
+    (blocks, cells), (day_blocks, day_cells) = plain.evidence(record), measured.evidence(record)
+    if day not in assigned:
+        assert (blocks, cells) == (day_blocks, day_cells)
+        return
+    block_names = [b.name for b in spec.blocking_keys]
+    for name, block, day_block in zip(block_names, blocks, day_blocks, strict=True):
+        assert day_block is None if name == "dob" else block == day_block
+    for column, cell, day_cell in zip(spec.evidence_columns, cells, day_cells, strict=True):
+        comparison = spec.comparisons[column.comparison]
+        if block_names[column.block] == "dob":
+            assert day_cell == ()
+        elif comparison.field == "date_of_birth":
+            level = comparison.levels[column.level]
+            assert day_cell == (cell if level in ("year_month", "year") else ())
+        else:
+            assert cell == day_cell

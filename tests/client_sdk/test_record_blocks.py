@@ -166,3 +166,28 @@ def test_blocks_by_column_leave_out_the_day_keys_on_an_assigned_birthday_as_row_
         on_day = record.date_of_birth is not None and record.date_of_birth[5:] in days
         assert (row[day_key] is None) == (on_day or plain.tokens(record)[day_key] is None)
     assert any(r.date_of_birth and r.date_of_birth[5:] in days for r in records)
+
+
+def test_blocks_by_column_leave_out_the_day_blocks_on_an_assigned_birthday_as_row_by_row():
+    """The evidence of ``encode_rows`` is that of ``chunk_of_rows`` on assigned birthdays
+    too: no date-of-birth block there, the date compared by its year and month only."""
+    mapping = load_mapping(DATA / "messy.toml")
+    records = list(iter_records(DATA / "messy.csv", mapping, today=TODAY))
+    days = frozenset(r.date_of_birth[5:] for r in records[:3] if r.date_of_birth)
+    spec = default_spec("uk-health-probabilistic")
+    params = dataclasses.replace(
+        _params(tuple(mapping.payload.columns)), spec=spec, assigned_birthdays=days
+    )
+    tokeniser = Tokeniser(params)
+    rows = [tokeniser.row(r) for r in records]
+    by_column = decode_chunk(tokeniser.encode_rows(rows).data).evidence
+    by_row = tokeniser.chunk_of_rows(rows).evidence
+    assert by_column is not None and by_row is not None
+    assert by_column.blocks == by_row.blocks
+    assert by_column.cells() == by_row.cells()
+    dob = [b.name for b in spec.blocking_keys].index("dob")
+    on_day = [r.date_of_birth is not None and r.date_of_birth[5:] in days for r in records]
+    assert any(on_day)
+    assert all(
+        blocks[dob] is None for blocks, day in zip(by_row.blocks, on_day, strict=True) if day
+    )
