@@ -87,12 +87,15 @@ def _load_nicknames() -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
             if table.get(name, key.strip()) != key.strip():
                 raise ValueError(f"nicknames.txt line {number}: {name} is in two groups")
             table[name] = key.strip()
-    groups: dict[str, tuple[str, ...]] = {}
+    groups: dict[str, set[str]] = {}
     for number, name, key in also:
-        if name not in table or key in (table[name], *groups.get(name, ())):
-            raise ValueError(f"nicknames.txt line {number}: +{name} needs one other group")
-        groups[name] = tuple(sorted({table[name], *groups.get(name, ()), key}))
-    return table, groups
+        if name not in table:
+            raise ValueError(f"nicknames.txt line {number}: +{name} needs a group of its own")
+        known = groups.setdefault(name, {table[name]})
+        if key in known:
+            raise ValueError(f"nicknames.txt line {number}: {name} is in {key}'s group already")
+        known.add(key)
+    return table, {name: tuple(sorted(keys)) for name, keys in groups.items()}
 
 
 TITLES: frozenset[str] = _word_list("titles.txt")
