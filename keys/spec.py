@@ -38,7 +38,8 @@ broker prefers the earliest key when two disagree.
 (docs/probabilistic.md): a blocking key is written like a match key but is too weak to
 link on; it only makes two records that share its token a *candidate pair*. A comparison
 names one field and its *levels*, strongest first (``exact``, then coarser agreements such
-as ``nickname``, ``nysiis``, ``initial``, ``part``, ``swap``, ``one_digit``,
+as ``nickname`` (a name group in common: a name in two groups has a token for each),
+``nysiis``, ``initial``, ``part``, ``swap``, ``one_digit``,
 ``transpose``, ``one_word``, ``one_edit``, ``year_month``, ``year``, ``sector``,
 ``district``). A comparison may also name a ``with_field``, a second name field that
 only its two-field levels read, last in its list: ``either_order`` and
