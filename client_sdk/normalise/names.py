@@ -49,6 +49,7 @@ __all__ = [
     "nickname_key",
     "normalise_family_name",
     "normalise_given_name",
+    "parse_nicknames",
     "split_full_name",
 ]
 
@@ -64,7 +65,7 @@ def _word_list(name: str) -> frozenset[str]:
     return frozenset(w for w in words if w)
 
 
-def _load_nicknames() -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+def parse_nicknames(text: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
     """The table's key of each name, and the keys of every group of a name in several.
 
     A name belongs to the group where it is written plainly (its key, for match keys);
@@ -73,7 +74,7 @@ def _load_nicknames() -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
     """
     table: dict[str, str] = {}
     also: list[tuple[int, str, str]] = []
-    for number, line in enumerate(_data_text("nicknames.txt").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         content = line.split("#", 1)[0].strip()
         if not content:
             continue
@@ -101,7 +102,7 @@ def _load_nicknames() -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
 TITLES: frozenset[str] = _word_list("titles.txt")
 SUFFIXES: frozenset[str] = _word_list("suffixes.txt")
 PARTICLES: frozenset[str] = _word_list("particles.txt")
-NICKNAMES, NICKNAME_GROUPS = _load_nicknames()
+NICKNAMES, NICKNAME_GROUPS = parse_nicknames(_data_text("nicknames.txt"))
 """Each name's key; and, for the few names in several groups, every group's key, sorted."""
 _NOT_LETTER = re.compile(r"[^A-Z]+")
 # Text in brackets, or from an unclosed bracket to the end: "SMITH (DECEASED)", "JOHN [MR".

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 import pytest
@@ -15,7 +16,13 @@ from client_sdk.normalise import (
     normalise_given_name,
     split_full_name,
 )
-from client_sdk.normalise.names import NICKNAME_GROUPS, NICKNAMES, name_words, nickname_groups
+from client_sdk.normalise.names import (
+    NICKNAME_GROUPS,
+    NICKNAMES,
+    name_words,
+    nickname_groups,
+    parse_nicknames,
+)
 
 
 @pytest.mark.parametrize(
@@ -195,6 +202,20 @@ def test_a_name_in_two_groups_keeps_its_key():
     assert all(NICKNAMES[name] in groups for name, groups in NICKNAME_GROUPS.items())
     assert all(len(groups) >= 2 for groups in NICKNAME_GROUPS.values())
     assert len(NICKNAME_GROUPS) <= 0.05 * len(NICKNAMES)  # few names pay for a second token
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("JANE: JENNY\nJENNIFER: JENNY", "JENNY is in two groups"),
+        ("JENNIFER: JEN +JENNY", "+JENNY needs a group of its own"),
+        ("JANE: JENNY\nJENNIFER: +JENNY +JENNY", "JENNY is in JENNIFER's group already"),
+        ("JANE: JENNY +JENNY", "JENNY is in JANE's group already"),
+    ],
+)
+def test_the_nickname_table_refuses_a_name_keyed_twice(text, error):
+    with pytest.raises(ValueError, match=re.escape(error)):
+        parse_nicknames(text)
 
 
 def test_normalise_helpers_return_value_or_none():
