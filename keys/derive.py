@@ -39,7 +39,7 @@ import array
 import base64
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import NewType, cast
+from typing import Literal, NewType, cast
 
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -91,7 +91,8 @@ ComparisonToken = NewType("ComparisonToken", bytes)
 TOKEN_BYTES = 16
 COMPARISON_TOKEN_BYTES = 4
 _DIGEST_BYTES = 16
-_WORD = next(code for code in "IL" if array.array(code).itemsize == COMPARISON_TOKEN_BYTES)
+_WORD: Literal["I", "L"] = "I" if array.array("I").itemsize == COMPARISON_TOKEN_BYTES else "L"
+"""The array and memoryview code of a 4-byte unsigned word (a comparison token's size)."""
 
 TOKEN_LABEL = b"tessera/v1/token"
 REFERENCE_LABEL = b"tessera/v1/reference"
@@ -507,15 +508,16 @@ class EvidenceRekeyer:
         padding = b"".join(tails)
         if len(padding) != pad * total:
             raise ValueError("the comparison tokens do not match their counts")
-        # The AES blocks c ‖ B_j[:12], interleaved byte column by byte column in C.
+        # The AES blocks c ‖ B_j[:12], interleaved a 4-byte word at a time in C.
         plain = bytearray(_DIGEST_BYTES * total)
-        for b in range(width):
-            plain[b::_DIGEST_BYTES] = tokens[b::width]
-        for b in range(pad):
-            plain[width + b :: _DIGEST_BYTES] = padding[b::pad]
+        words, tails_words = memoryview(plain).cast(_WORD), memoryview(padding).cast(_WORD)
+        step, per_tail = _DIGEST_BYTES // width, pad // width
+        words[0::step] = memoryview(tokens).cast(_WORD)
+        for w in range(per_tail):
+            words[1 + w :: step] = tails_words[w::per_tail]
         encryptor = self._cipher.encryptor()
         out = encryptor.update(plain) + encryptor.finalize()
-        return array.array(_WORD, out)[::4].tobytes()
+        return memoryview(out).cast(_WORD)[::step].tobytes()
 
 
 def derive_pseudonym(master_secret: bytes, *, agreement_id: str, person_id: str) -> str:
