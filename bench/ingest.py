@@ -339,9 +339,10 @@ def _timed_uploads(
     Each batch is timed from the start of its upload until the broker reports it linked
     (its records per second by the clock, and until the commit: the upload phase), with
     the CPU microseconds per record of this process (the client), of the broker process
-    (HTTP, re-keying, storing, and the link worker thread that runs inside ``serve``) and
-    of its redis-server (``INFO cpu``). Returns the timings, one per batch, and how many
-    bytes Redis's ``used_memory`` grew by over them all.
+    (HTTP, re-keying, storing, and the link worker thread that runs inside ``serve``; and
+    that process's share until the commit) and of its redis-server (``INFO cpu``).
+    Returns the timings, one per batch, and how many bytes Redis's ``used_memory`` grew
+    by over them all.
     """
     from keys.wire import BatchState
 
@@ -350,24 +351,27 @@ def _timed_uploads(
     pid = broker.process.pid if broker.process is not None else None
     timings: list[dict[str, float]] = []
     for client, path, records in uploads:
-        linking: list[float] = []
+        linking: list[float] = []  # the clock and the broker's CPU when linking began
 
         def on_progress(step: UploadProgress, linking: list[float] = linking) -> None:
             if step.phase == "link" and not linking:
-                linking.append(time.perf_counter())
+                linking += (time.perf_counter(), _process_cpu(pid))
 
         started, cpu = time.perf_counter(), time.process_time()
         broker_cpu, redis_cpu = _process_cpu(pid), _cpu(redis_client)
         status = client.upload(path, wait_timeout=7200, poll=0.1, on_progress=on_progress)
-        ended = time.perf_counter()
+        ended, broker_ended = time.perf_counter(), _process_cpu(pid)
         if status.state is not BatchState.LINKED:
             raise RuntimeError(f"{path.name} ended {status.state}")
+        committed, broker_committed = linking or (ended, broker_ended)
         timings.append(
             {
                 "records_per_s": records / (ended - started),
-                "upload_records_per_s": records / ((linking or [ended])[0] - started),
+                "upload_records_per_s": records / (committed - started),
                 "client_us_per_record": 1e6 * (time.process_time() - cpu) / records,
-                "broker_us_per_record": 1e6 * (_process_cpu(pid) - broker_cpu) / records,
+                "broker_us_per_record": 1e6 * (broker_ended - broker_cpu) / records,
+                # of which until the commit: receiving, re-keying and storing the chunks
+                "broker_upload_us_per_record": 1e6 * (broker_committed - broker_cpu) / records,
                 "redis_us_per_record": 1e6 * (_cpu(redis_client) - redis_cpu) / records,
             }
         )

@@ -9,6 +9,7 @@ _TIMED = (
     "upload_records_per_s",
     "client_us_per_record",
     "broker_us_per_record",
+    "broker_upload_us_per_record",
     "redis_us_per_record",
 )
 
