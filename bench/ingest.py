@@ -14,9 +14,15 @@ datasets, 95% of tokens present and 80% of the hospital's patients known to the 
   with client, broker and Redis sharing this machine. The GP batch is uploaded and linked
   first; the hospital batch is timed from the start of its upload until it is linked.
 
+A third part, ``http_evidence_*`` (:func:`run_http_evidence`), is the whole HTTP path
+with the probabilistic stage: batch files the SDK wrote under ``uk-health-probabilistic``
+(match keys and the evidence) of a GP list and a hospital index from one population.
+
 ``run(n)`` is what ``make bench`` calls (``n`` records per dataset; 1,000,000 at full
-scale); ``python -m bench.ingest N [engine|http|evidence]`` runs one part alone
-(``evidence``: :func:`run_evidence`, the probabilistic stage's cost, not in ``run``).
+scale), and ``run(n, evidence=1)`` its entry for the third part;
+``python -m bench.ingest N [engine|http|http-evidence|evidence]`` runs one part alone
+(``evidence``: :func:`run_evidence`, the probabilistic stage's cost in the engine alone,
+not in ``run``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -36,7 +43,11 @@ from broker.store.embedded import EmbeddedRedis
 from broker.store.linkage_store import LinkageStore
 from keys.derive import RecordRef, StoredToken
 
-__all__ = ["SyntheticPair", "run", "run_engine", "run_http"]
+if TYPE_CHECKING:
+    from client_sdk.client import BrokerClient, UploadProgress
+    from tests.support.harness import BrokerProcess
+
+__all__ = ["SyntheticPair", "run", "run_engine", "run_http", "run_http_evidence"]
 
 KEYS = tuple(f"key{k}" for k in range(8))
 CHUNK = 10_000
@@ -174,9 +185,9 @@ def run_engine(n: int) -> dict[str, float]:
 
 def run_http(n: int) -> dict[str, float]:
     """Upload and link ``n`` GP then ``n`` hospital records through the HTTP API."""
-    from client_sdk.client import BrokerClient, UploadProgress
+    from client_sdk.client import BrokerClient
     from keys.derive import Token
-    from keys.wire import BatchState, DatasetDeclaration, Role
+    from keys.wire import DatasetDeclaration, Role
     from tests.support.harness import make_batch, start_broker
 
     pair = SyntheticPair(n)
@@ -217,33 +228,8 @@ def run_http(n: int) -> dict[str, float]:
                 )
                 clients.append(client)
                 paths.append(path)
-            redis_client = broker.runtime.store.redis
-            base = int(redis_client.info("memory")["used_memory"])
-            pid = broker.process.pid if broker.process is not None else None
-            timings: list[dict[str, float]] = []
-            for client, path, name in zip(clients, paths, ("GP", "hospital"), strict=True):
-                linking: list[float] = []
-
-                def on_progress(step: UploadProgress, linking: list[float] = linking) -> None:
-                    if step.phase == "link" and not linking:
-                        linking.append(time.perf_counter())
-
-                started, cpu = time.perf_counter(), time.process_time()
-                broker_cpu, redis_cpu = _process_cpu(pid), _cpu(redis_client)
-                status = client.upload(path, wait_timeout=7200, poll=0.1, on_progress=on_progress)
-                ended = time.perf_counter()
-                if status.state is not BatchState.LINKED:
-                    raise RuntimeError(f"{name} batch ended {status.state}")
-                timings.append(
-                    {
-                        "records_per_s": n / (ended - started),
-                        "upload_records_per_s": n / ((linking or [ended])[0] - started),
-                        "client_us_per_record": 1e6 * (time.process_time() - cpu) / n,
-                        "broker_us_per_record": 1e6 * (_process_cpu(pid) - broker_cpu) / n,
-                        "redis_us_per_record": 1e6 * (_cpu(redis_client) - redis_cpu) / n,
-                    }
-                )
-            used = int(redis_client.info("memory")["used_memory"]) - base
+            uploads = [(client, path, n) for client, path in zip(clients, paths, strict=True)]
+            timings, used = _timed_uploads(broker, uploads)
             for client in clients:
                 client.close()
         finally:
@@ -255,6 +241,141 @@ def run_http(n: int) -> dict[str, float]:
     }
     out["http_bytes_per_record_all"] = used / (2 * n)
     return out
+
+
+def run_http_evidence(n: int) -> dict[str, float]:
+    """Upload and link a GP list and a hospital index through HTTP, with the evidence.
+
+    The data of :func:`run_evidence` — a GP list of ``n`` records and a hospital index of
+    about ``n`` (the independent model of :mod:`bench.spec_eval`) — tokenised by the SDK's
+    own batch writer (``client_sdk.tokenise.write_batch``, what ``tessera-sdk tokenise``
+    runs) under the ``uk-health-probabilistic`` spec, so each batch file carries the
+    probabilistic stage's block and comparison tokens. Each dataset is declared from its
+    batch's manifest (as ``tessera-sdk dataset declare --from-batch`` does), then the GP
+    batch is uploaded and linked, and the hospital batch is timed from the start of its
+    upload until it is linked (``http_evidence_link_*``; tokenising is done beforehand and
+    not timed). The linking runs in the link worker thread inside ``serve``, so the
+    broker's CPU figure holds the HTTP requests, re-keying, storing and linking.
+    """
+    from bench.spec_eval import generate
+    from broker.linkage_report import build_linkage_report
+    from client_sdk.client import BrokerClient
+    from client_sdk.local_index import LocalIndex
+    from client_sdk.quality import assigned_birthdays
+    from client_sdk.tokenise import TokeniseParams, write_batch
+    from keys.batch import BatchReader
+    from keys.derive import DomainKey
+    from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
+    from keys.wire import DatasetDeclaration, Role
+    from tests.support.harness import start_broker
+
+    datasets, _ = generate(n, practices=1, hospital_share=1.0)
+    spec = default_spec(PROBABILISTIC_SPEC_NAME)
+    domain_key = DomainKey(random.Random("bench-domain").randbytes(32))
+    with tempfile.TemporaryDirectory() as tmp:
+        batches: list[tuple[str, Path, int]] = []
+        for org, records in (("gp", datasets["gp0"]), ("acute", datasets["hospital"])):
+            orgdir = Path(tmp) / org
+            orgdir.mkdir()
+            params = TokeniseParams(
+                spec=spec,
+                domain_key=domain_key,
+                domain="bench-health",
+                key_version="v1",
+                reference_secret=random.Random(org).randbytes(32),
+                dataset="main",
+                assigned_birthdays=assigned_birthdays(r.date_of_birth for r in records),
+            )
+            path = Path(tmp) / f"{org}.tsb"
+            with LocalIndex.open(orgdir, "main") as index:
+                write_batch(records, params, out=path, index=index, org=org)
+            batches.append((org, path, len(records)))
+        del datasets
+        broker = start_broker(Path(tmp) / "broker")
+        try:
+            uploads: list[tuple[BrokerClient, Path, int]] = []
+            for org, path, count in batches:
+                client = BrokerClient(broker.url, broker.add_identity(Role.ORG, org))
+                manifest = BatchReader(path).manifest
+                client.declare_dataset(
+                    DatasetDeclaration(
+                        name=manifest.dataset,
+                        one_record_per_person=True,
+                        domain=manifest.domain,
+                        spec_hash=manifest.spec_hash,
+                        key_version=manifest.key_version,
+                        match_keys=manifest.match_keys,
+                        payload_columns=manifest.payload_columns,
+                    )
+                )
+                uploads.append((client, path, count))
+            batch_bytes = sum(path.stat().st_size for _, path, _ in batches)
+            timings, used = _timed_uploads(broker, uploads)
+            (linkage,) = build_linkage_report(broker.runtime.store).domains
+            for client, _, _ in uploads:
+                client.close()
+        finally:
+            broker.stop()
+    total = sum(count for _, _, count in batches)
+    out = {
+        f"http_evidence_{part}_{name}": value
+        for part, numbers in zip(("gp", "link"), timings, strict=True)
+        for name, value in numbers.items()
+    }
+    out["http_evidence_link_records"] = batches[1][2]
+    out["http_evidence_links"] = sum(linkage.links_by_key.values())
+    # 1 once the broker fitted the probabilistic stage's model (it scored with it)
+    out["http_evidence_model_fitted"] = 0.0 if linkage.probabilistic is None else 1.0
+    out["http_evidence_batch_bytes_per_record"] = batch_bytes / total
+    out["http_evidence_bytes_per_record_all"] = used / total
+    return out
+
+
+def _timed_uploads(
+    broker: BrokerProcess, uploads: list[tuple[BrokerClient, Path, int]]
+) -> tuple[list[dict[str, float]], int]:
+    """Upload each batch in turn and wait until it is linked, timing each one.
+
+    Each batch is timed from the start of its upload until the broker reports it linked
+    (its records per second by the clock, and until the commit: the upload phase), with
+    the CPU microseconds per record of this process (the client), of the broker process
+    (HTTP, re-keying, storing, and the link worker thread that runs inside ``serve``; and
+    that process's share until the commit) and of its redis-server (``INFO cpu``).
+    Returns the timings, one per batch, and how many bytes Redis's ``used_memory`` grew
+    by over them all.
+    """
+    from keys.wire import BatchState
+
+    redis_client = broker.runtime.store.redis
+    base = int(redis_client.info("memory")["used_memory"])
+    pid = broker.process.pid if broker.process is not None else None
+    timings: list[dict[str, float]] = []
+    for client, path, records in uploads:
+        linking: list[float] = []  # the clock and the broker's CPU when linking began
+
+        def on_progress(step: UploadProgress, linking: list[float] = linking) -> None:
+            if step.phase == "link" and not linking:
+                linking += (time.perf_counter(), _process_cpu(pid))
+
+        started, cpu = time.perf_counter(), time.process_time()
+        broker_cpu, redis_cpu = _process_cpu(pid), _cpu(redis_client)
+        status = client.upload(path, wait_timeout=7200, poll=0.1, on_progress=on_progress)
+        ended, broker_ended = time.perf_counter(), _process_cpu(pid)
+        if status.state is not BatchState.LINKED:
+            raise RuntimeError(f"{path.name} ended {status.state}")
+        committed, broker_committed = linking or (ended, broker_ended)
+        timings.append(
+            {
+                "records_per_s": records / (ended - started),
+                "upload_records_per_s": records / (committed - started),
+                "client_us_per_record": 1e6 * (time.process_time() - cpu) / records,
+                "broker_us_per_record": 1e6 * (broker_ended - broker_cpu) / records,
+                # of which until the commit: receiving, re-keying and storing the chunks
+                "broker_upload_us_per_record": 1e6 * (broker_committed - broker_cpu) / records,
+                "redis_us_per_record": 1e6 * (_cpu(redis_client) - redis_cpu) / records,
+            }
+        )
+    return timings, int(redis_client.info("memory")["used_memory"]) - base
 
 
 def run_evidence(n: int) -> dict[str, float]:
@@ -283,14 +404,25 @@ def run_evidence(n: int) -> dict[str, float]:
     return out
 
 
-def run(n: int) -> dict[str, float]:
-    """Every ingest number at size ``n`` (records per dataset)."""
+def run(n: int, evidence: int = 0) -> dict[str, float]:
+    """Every ingest number at size ``n`` (records per dataset).
+
+    ``evidence=1``: the HTTP path with the probabilistic stage alone
+    (:func:`run_http_evidence`), ``make bench``'s own entry.
+    """
+    if evidence:
+        return run_http_evidence(n)
     return {**run_engine(n), **run_http(n)}
 
 
 if __name__ == "__main__":
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     part = sys.argv[2] if len(sys.argv) > 2 else "all"
-    runner = {"engine": run_engine, "http": run_http, "evidence": run_evidence}.get(part, run)
+    runner = {
+        "engine": run_engine,
+        "http": run_http,
+        "http-evidence": run_http_evidence,
+        "evidence": run_evidence,
+    }.get(part, run)
     for name, value in runner(size).items():
         print(f"{name:<32} {value:>14,.2f}")

@@ -34,6 +34,8 @@ BENCHMARKS: list[tuple[str, dict[str, int]]] = [
     ("tokenise", {"n": 1_000_000, "workers": 1, "evidence": 1}),
     ("install", {"n": 1_000_000}),  # the whole command from a fresh `pip install '.[sdk]'`
     ("ingest", {"n": 1_000_000}),
+    # ingest + link through HTTP with the probabilistic stage (uk-health-probabilistic)
+    ("ingest", {"n": 1_000_000, "evidence": 1}),
     ("cluster", {"n": 1_000_000}),  # the engine on the local Redis Cluster beside one node
     ("link_workers", {"n": 200_000}),  # two domains by one link-worker process, then by two
     ("populations", {"n": 30_000}),  # the default spec on other population structures

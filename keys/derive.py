@@ -39,7 +39,7 @@ import array
 import base64
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import NewType, cast
+from typing import Literal, NewType, cast
 
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -91,7 +91,8 @@ ComparisonToken = NewType("ComparisonToken", bytes)
 TOKEN_BYTES = 16
 COMPARISON_TOKEN_BYTES = 4
 _DIGEST_BYTES = 16
-_WORD = next(code for code in "IL" if array.array(code).itemsize == COMPARISON_TOKEN_BYTES)
+_WORD: Literal["I", "L"] = "I" if array.array("I").itemsize == COMPARISON_TOKEN_BYTES else "L"
+"""The array and memoryview code of a 4-byte unsigned word (a comparison token's size)."""
 
 TOKEN_LABEL = b"tessera/v1/token"
 REFERENCE_LABEL = b"tessera/v1/reference"
@@ -479,29 +480,44 @@ class EvidenceRekeyer:
         """
         width, pad = COMPARISON_TOKEN_BYTES, _DIGEST_BYTES - COMPARISON_TOKEN_BYTES
         n_columns = len(column_blocks)
-        if len(tokens) != width * sum(counts) or (n_columns and len(counts) % n_columns):
+        total = sum(counts)
+        if len(tokens) != width * total or (n_columns and len(counts) % n_columns):
             raise ValueError("the comparison tokens do not match their counts")
         if not tokens:
             return b""
-        parts: list[bytes] = []
-        at = 0
+        # Consecutive columns of one blocking key share the record's block token, so each
+        # record needs the tail of its block once per run of such columns (a spec lists
+        # a key's columns together: a record has a few runs and a hundred tokens).
+        runs: list[tuple[int, int, int]] = []
+        for column, block_index in enumerate(column_blocks):
+            if runs and runs[-1][0] == block_index:
+                runs[-1] = (block_index, runs[-1][1], column + 1)
+            else:
+                runs.append((block_index, column, column + 1))
+        tails: list[bytes] = []
         for i, blocks in enumerate(stored_blocks):
-            row = counts[i * n_columns : (i + 1) * n_columns]
-            for column, k in enumerate(row):
+            base = i * n_columns
+            for block_index, start, end in runs:
+                k = sum(counts[base + start : base + end])
                 if not k:
                     continue
-                block = blocks[column_blocks[column]]
+                block = blocks[block_index]
                 if block is None:
                     raise ValueError("a comparison token without its block token")
-                tail = block[:pad]
-                for p in range(at, at + k * width, width):
-                    parts.append(tokens[p : p + width] + tail)
-                at += k * width
-        if at != len(tokens):
+                tails.append(block[:pad] * k)
+        padding = b"".join(tails)
+        if len(padding) != pad * total:
             raise ValueError("the comparison tokens do not match their counts")
+        # The AES blocks c ‖ B_j[:12], interleaved a 4-byte word at a time in C.
+        plain = bytearray(_DIGEST_BYTES * total)
+        words, tails_words = memoryview(plain).cast(_WORD), memoryview(padding).cast(_WORD)
+        step, per_tail = _DIGEST_BYTES // width, pad // width
+        words[0::step] = memoryview(tokens).cast(_WORD)
+        for w in range(per_tail):
+            words[1 + w :: step] = tails_words[w::per_tail]
         encryptor = self._cipher.encryptor()
-        out = encryptor.update(b"".join(parts)) + encryptor.finalize()
-        return array.array(_WORD, out)[::4].tobytes()
+        out = encryptor.update(plain) + encryptor.finalize()
+        return memoryview(out).cast(_WORD)[::step].tobytes()
 
 
 def derive_pseudonym(master_secret: bytes, *, agreement_id: str, person_id: str) -> str:
