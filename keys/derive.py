@@ -91,6 +91,7 @@ ComparisonToken = NewType("ComparisonToken", bytes)
 TOKEN_BYTES = 16
 COMPARISON_TOKEN_BYTES = 4
 _DIGEST_BYTES = 16
+_BLOCK_CACHE_SIZE = 1 << 17
 _WORD = next(code for code in "IL" if array.array(code).itemsize == COMPARISON_TOKEN_BYTES)
 
 TOKEN_LABEL = b"tessera/v1/token"
@@ -281,14 +282,20 @@ class EvidenceDeriver:
             self._blocks.append(ctx)
 
     def block_column(
-        self, block: int, encoded: Sequence[bytes | None]
+        self,
+        block: int,
+        encoded: Sequence[bytes | None],
+        cache: dict[bytes, tuple[bytes, bytes]] | None = None,
     ) -> tuple[list[Token | None], list[bytes | None]]:
         """Block tokens and block secrets ``S`` of blocking key ``block`` for many records.
 
         ``encoded`` holds each record's block values joined by :func:`encode_value`, or
         ``None`` (no block value: ``None`` in both). Both come from one HMAC per record
         (one context copy, one update, one finalisation): the token is its first 16 bytes,
-        the secret, which never leaves the SDK, the last 16.
+        the secret, which never leaves the SDK, the last 16. With ``cache`` (the caller's,
+        in memory, for block values that repeat, such as dates of birth) each distinct
+        value's token and secret are kept there and derived once; it is emptied when it
+        holds 131,072 values.
         """
         copy = self._blocks[block].copy
         tokens: list[bytes | None] = []
@@ -298,11 +305,18 @@ class EvidenceDeriver:
                 tokens.append(None)
                 secrets.append(None)
                 continue
-            ctx = copy()
-            ctx.update(data)
-            digest = ctx.finalize()
-            tokens.append(digest[:TOKEN_BYTES])
-            secrets.append(digest[TOKEN_BYTES : TOKEN_BYTES + _DIGEST_BYTES])
+            found = None if cache is None else cache.get(data)
+            if found is None:
+                ctx = copy()
+                ctx.update(data)
+                digest = ctx.finalize()
+                found = (digest[:TOKEN_BYTES], digest[TOKEN_BYTES : TOKEN_BYTES + _DIGEST_BYTES])
+                if cache is not None:
+                    if len(cache) >= _BLOCK_CACHE_SIZE:
+                        cache.clear()
+                    cache[data] = found
+            tokens.append(found[0])
+            secrets.append(found[1])
         return cast("list[Token | None]", tokens), secrets
 
     def comparison_tokens(self, secrets: bytes, digests: bytes) -> bytes:
