@@ -29,10 +29,11 @@ _Row = tuple[Any, ...]
 # One record's evidence: a block token (or None) per blocking key, and per evidence column
 # the record's comparison tokens.
 Evidence = tuple[tuple[Token | None, ...], tuple[tuple[ComparisonToken, ...], ...]]
-# A value's level digests (16 bytes each, joined) and how many per level (a byte each).
-_Digests = tuple[bytes, bytes]
+# A value's level digests (16 bytes each, joined), how many per level (a byte each) and in
+# all (kept, so that laying out a window reads neither byte string but to copy it).
+_Digests = tuple[bytes, bytes, int]
 
-_NOTHING: _Digests = (b"", b"")
+_NOTHING: _Digests = (b"", b"", 0)
 
 
 class _Levels:
@@ -127,7 +128,7 @@ class EvidenceEncoder:
                 2 + list(fields).index(c.with_field) if c.with_field else 0,
                 _Levels(_level_encoder(c.name, c.levels), cached=c.field not in uncached),
                 _pair_levels(c.name, c.levels, cached=c.field not in uncached),
-                (b"", bytes(len(c.levels))),
+                (b"", bytes(len(c.levels)), 0),
             )
             for c in spec.comparisons
         )
@@ -176,9 +177,9 @@ class EvidenceEncoder:
         for c in self._under[block]:
             position, other, levels, pair, empty = self._comparisons[c]
             value = row[position]
-            digests, counts = levels.of(value) if value else empty
+            digests, counts, _ = levels.of(value) if value else empty
             if value and pair is not None:
-                pair_digests, pair_counts = pair.of((value, row[other] or ""))
+                pair_digests, pair_counts, _ = pair.of((value, row[other] or ""))
                 digests, counts = digests + pair_digests, counts + pair_counts
             at = 0
             for k, count in enumerate(counts):
@@ -267,8 +268,8 @@ class EvidenceEncoder:
                     entry = column[i]
                     digests.append(entry[0])
                     counts.append(entry[1])
-                    size += len(entry[0])
-                secrets.append(secret * (size >> 4))
+                    size += entry[2]
+                secrets.append(secret * size)
         return (
             list(zip(*token_columns, strict=True)),
             b"".join(counts),
@@ -296,7 +297,7 @@ def _level_encoder(comparison: str, levels: Sequence[str]) -> Callable[[str], _D
             values = function(value)
             parts.append(digests(values))
             counts.append(len(values))
-        return b"".join(parts), bytes(counts)
+        return b"".join(parts), bytes(counts), sum(counts)
 
     return encode
 
@@ -325,6 +326,6 @@ def _pair_levels(comparison: str, levels: Sequence[str], *, cached: bool) -> _Le
             values = function(value, other)
             parts.append(digests(values))
             counts.append(len(values))
-        return b"".join(parts), bytes(counts)
+        return b"".join(parts), bytes(counts), sum(counts)
 
     return _Levels(encode, cached=cached)
