@@ -9,9 +9,7 @@ input; this module derives and lays out the chunk's evidence.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import lru_cache
-from itertools import chain
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from client_sdk.normalise.transforms import LEVEL_FUNCTIONS, PAIR_LEVEL_FUNCTIONS
@@ -23,22 +21,84 @@ __all__ = ["Evidence", "EvidenceEncoder"]
 
 _EVIDENCE_WINDOW = 1_024
 """Records whose evidence is derived together (see :meth:`EvidenceEncoder.chunk`)."""
-_ASSIGNED_DAY_LEVELS = frozenset({"year_month", "year"})
-"""The date-of-birth levels an assigned birthday keeps (:func:`_level_encoder`)."""
 _CACHE_SIZE = 1 << 17
 """Values whose level digests each comparison keeps (names, dates and postcodes repeat)."""
+_ASSIGNED_DAY_LEVELS = frozenset({"year_month", "year"})
+"""The date-of-birth levels an assigned birthday keeps (:func:`_level_encoder`)."""
 
 # A row as the tokeniser makes it: (local id, payload, value of each field the spec uses...).
 _Row = tuple[Any, ...]
 # One record's evidence: a block token (or None) per blocking key, and per evidence column
 # the record's comparison tokens.
 Evidence = tuple[tuple[Token | None, ...], tuple[tuple[ComparisonToken, ...], ...]]
+# A value's level digests (16 bytes each, joined), how many per level (a byte each) and in
+# all (kept, so that laying out a window reads neither byte string but to copy it).
+_Digests = tuple[bytes, bytes, int]
+
+_NOTHING: _Digests = (b"", b"", 0)
+
+
+class _Levels:
+    """One comparison's levels (its one-field or its two-field ones): key → digests, counts.
+
+    The key is the value (one-field levels) or the pair of values (two-field levels). With
+    ``cached``, each key's result is kept in a dictionary (a hit is one lookup), emptied
+    when it holds :data:`_CACHE_SIZE` keys; it lives as long as its tokeniser, in memory.
+    """
+
+    __slots__ = ("_cache", "_encode")
+
+    def __init__(self, encode: Callable[[Any], _Digests], *, cached: bool) -> None:
+        self._encode = encode
+        self._cache: dict[Hashable, _Digests] | None = {} if cached else None
+
+    def of(self, key: Hashable) -> _Digests:
+        """The digests and counts of one key."""
+        cache = self._cache
+        if cache is None:
+            return self._encode(key)
+        found = cache.get(key)
+        if found is None:
+            if len(cache) >= _CACHE_SIZE:
+                cache.clear()
+            found = cache[key] = self._encode(key)
+        return found
+
+    def column(self, keys: Sequence[Hashable], missing: _Digests) -> list[_Digests]:
+        """The digests and counts of each key (``missing`` for a ``None`` or empty key)."""
+        encode, cache = self._encode, self._cache
+        out: list[_Digests] = []
+        if cache is None:
+            for key in keys:
+                out.append(encode(key) if key else missing)
+        else:
+            get = cache.get
+            for key in keys:
+                if not key:
+                    out.append(missing)
+                    continue
+                found = get(key)
+                if found is None:
+                    if len(cache) >= _CACHE_SIZE:
+                        cache.clear()
+                    found = cache[key] = encode(key)
+                out.append(found)
+        return out
 
 
 class EvidenceEncoder:
     """Derives the evidence of rows under one spec (with blocking keys) and domain key."""
 
-    __slots__ = ("_columns", "_comparisons", "_deriver", "_under", "_zero_counts", "block_names")
+    __slots__ = (
+        "_block_caches",
+        "_block_columns",
+        "_columns",
+        "_comparisons",
+        "_deriver",
+        "_under",
+        "_zero_counts",
+        "block_names",
+    )
 
     def __init__(
         self,
@@ -54,7 +114,8 @@ class EvidenceEncoder:
         """``fields`` are the row's fields after its local id and payload, in order.
 
         Each comparison caches its values' level digests unless its field is in
-        ``uncached`` (values that do not repeat, such as NHS numbers). A date of birth on
+        ``uncached`` (values that do not repeat, such as NHS numbers), and each blocking
+        key its block tokens and secrets unless one of its fields is. A date of birth on
         one of ``assigned_birthdays`` (``MM-DD``) gives its comparison's ``year_month`` and
         ``year`` only (:func:`_level_encoder`).
         """
@@ -70,18 +131,41 @@ class EvidenceEncoder:
             (
                 2 + list(fields).index(c.field),
                 2 + list(fields).index(c.with_field) if c.with_field else 0,
-                _level_encoder(
-                    c.name,
-                    c.levels,
+                _Levels(
+                    _level_encoder(
+                        c.name,
+                        c.levels,
+                        assigned=assigned_birthdays if c.field == "date_of_birth" else frozenset(),
+                    ),
                     cached=c.field not in uncached,
-                    assigned=assigned_birthdays if c.field == "date_of_birth" else frozenset(),
                 ),
-                _pair_encoder(c.name, c.levels, cached=c.field not in uncached),
-                (b"", bytes(len(c.levels))),
+                _pair_levels(c.name, c.levels, cached=c.field not in uncached),
+                (b"", bytes(len(c.levels)), 0),
             )
             for c in spec.comparisons
         )
+        # A window's columns of level digests: per comparison its one-field levels', then
+        # its two-field levels' if it has any; per blocking key, the columns under it.
+        starts: list[int] = []
+        at = 0
+        for comparison in self._comparisons:
+            starts.append(at)
+            at += 1 if comparison[3] is None else 2
         self._under = tuple(spec.comparisons_under(j) for j in range(len(spec.blocking_keys)))
+        self._block_columns = tuple(
+            tuple(
+                column
+                for c in under
+                for column in (
+                    (starts[c],) if self._comparisons[c][3] is None else (starts[c], starts[c] + 1)
+                )
+            )
+            for under in self._under
+        )
+        self._block_caches: tuple[dict[bytes, tuple[bytes, bytes]] | None, ...] = tuple(
+            None if any(f.field in uncached for f in block.leaves) else {}
+            for block in spec.blocking_keys
+        )
         self._zero_counts = tuple(
             bytes(sum(len(spec.comparisons[c].levels) for c in under)) for under in self._under
         )
@@ -105,9 +189,9 @@ class EvidenceEncoder:
         for c in self._under[block]:
             position, other, levels, pair, empty = self._comparisons[c]
             value = row[position]
-            digests, counts = levels(value) if value else empty
+            digests, counts, _ = levels.of(value) if value else empty
             if value and pair is not None:
-                pair_digests, pair_counts = pair(value, row[other])
+                pair_digests, pair_counts, _ = pair.of((value, row[other] or ""))
                 digests, counts = digests + pair_digests, counts + pair_counts
             at = 0
             for k, count in enumerate(counts):
@@ -152,75 +236,62 @@ class EvidenceEncoder:
         """Block tokens, counts and comparison tokens of a window of records.
 
         Worked column by column, as :meth:`client_sdk.tokenise.Tokeniser.encode_rows` works
-        the match keys: each
-        comparison's level digests are looked up once per record (cached per value) and
-        reused under every block; each blocking key's tokens and secrets come from one loop
-        (:meth:`keys.derive.EvidenceDeriver.block_column`); the record-by-record order of
-        the chunk is then one C-level join over the columns, and the window's comparison
-        tokens one call of :meth:`keys.derive.EvidenceDeriver.comparison_tokens`.
+        the match keys: each comparison's level digests are looked up once per record
+        (cached per value, and per pair of values for its two-field levels) and reused
+        under every block; each blocking key's tokens and secrets come from one loop
+        (:meth:`keys.derive.EvidenceDeriver.block_column`, cached per block value). One
+        pass over the records then lays the window out in its record-by-record order as
+        three lists of parts (digests, counts, each digest's block secret), each joined
+        once, so that nothing is built per record and block but its secret repeated; the
+        window's comparison tokens are one call of
+        :meth:`keys.derive.EvidenceDeriver.comparison_tokens`.
         """
-        deriver, n = self._deriver, len(rows)
-        digest_columns: list[list[bytes]] = []
-        count_columns: list[list[bytes]] = []
+        deriver = self._deriver
+        looked_up: list[list[_Digests]] = []  # per column, each record's digests and counts
         for position, other, levels, pair, empty in self._comparisons:
             values = [r[position] for r in rows]
-            looked_up = [levels(v) if v else empty for v in values]
+            looked_up.append(levels.column(values, empty))
             if pair is not None:  # two-field levels come last: their digests follow
-                looked_up = [
-                    _joined(x, pair(v, r[other])) if v else x
-                    for x, v, r in zip(looked_up, values, rows, strict=True)
+                keys = [
+                    (v, r[other] or "") if v else None for v, r in zip(values, rows, strict=True)
                 ]
-            digest_columns.append([x[0] for x in looked_up])
-            count_columns.append([x[1] for x in looked_up])
+                looked_up.append(pair.column(keys, _NOTHING))
         token_columns: list[list[Token | None]] = []
-        digests: list[list[bytes]] = []  # per blocking key, each record's digests under it
-        counts: list[list[bytes]] = []
-        secrets: list[list[bytes]] = []
-        for j, under in enumerate(self._under):
-            tokens, block_secrets = deriver.block_column(j, block_values[j])
+        secret_columns: list[list[bytes | None]] = []
+        for j in range(len(self._block_columns)):
+            tokens, block_secrets = deriver.block_column(j, block_values[j], self._block_caches[j])
             token_columns.append(tokens)
-            if under:
-                joined = list(map(b"".join, zip(*[digest_columns[c] for c in under], strict=True)))
-                joined_counts = list(
-                    map(b"".join, zip(*[count_columns[c] for c in under], strict=True))
-                )
-            else:
-                joined, joined_counts = [b""] * n, [b""] * n
-            if None in block_secrets:  # records without the block: no tokens, zero counts
-                zeros = self._zero_counts[j]
-                joined = [d if s else b"" for d, s in zip(joined, block_secrets, strict=True)]
-                joined_counts = [
-                    c if s else zeros for c, s in zip(joined_counts, block_secrets, strict=True)
-                ]
-            digests.append(joined)
-            counts.append(joined_counts)
-            secrets.append(
-                [
-                    s * (len(d) >> 4) if s else b""
-                    for s, d in zip(block_secrets, joined, strict=True)
-                ]
-            )
+            secret_columns.append(block_secrets)
+        under = [
+            (secret_columns[j], [looked_up[c] for c in columns], self._zero_counts[j])
+            for j, columns in enumerate(self._block_columns)
+        ]
+        digests: list[bytes] = []
+        counts: list[bytes] = []
+        secrets: list[bytes] = []
+        for i in range(len(rows)):
+            for block_secrets, columns, zeros in under:
+                secret = block_secrets[i]
+                if secret is None:  # a record without the block: no tokens, zero counts
+                    counts.append(zeros)
+                    continue
+                size = 0
+                for column in columns:
+                    entry = column[i]
+                    digests.append(entry[0])
+                    counts.append(entry[1])
+                    size += entry[2]
+                secrets.append(secret * size)
         return (
             list(zip(*token_columns, strict=True)),
-            b"".join(chain.from_iterable(zip(*counts, strict=True))),
-            deriver.comparison_tokens(
-                b"".join(chain.from_iterable(zip(*secrets, strict=True))),
-                b"".join(chain.from_iterable(zip(*digests, strict=True))),
-            ),
+            b"".join(counts),
+            deriver.comparison_tokens(b"".join(secrets), b"".join(digests)),
         )
 
 
-def _joined(first: tuple[bytes, bytes], second: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
-    return first[0] + second[0], first[1] + second[1]
-
-
 def _level_encoder(
-    comparison: str,
-    levels: Sequence[str],
-    *,
-    cached: bool,
-    assigned: frozenset[str] = frozenset(),
-) -> Callable[[str], tuple[bytes, bytes]]:
+    comparison: str, levels: Sequence[str], *, assigned: frozenset[str] = frozenset()
+) -> Callable[[str], _Digests]:
     """Value → its one-field levels' digests joined (16 bytes each), and how many per level
     (a byte each).
 
@@ -243,7 +314,7 @@ def _level_encoder(
         if level in LEVEL_FUNCTIONS
     )
 
-    def encode(value: str) -> tuple[bytes, bytes]:
+    def encode(value: str) -> _Digests:
         parts: list[bytes] = []
         counts: list[int] = []
         on_assigned_day = bool(assigned) and value[5:] in assigned
@@ -251,14 +322,12 @@ def _level_encoder(
             values = function(value) if kept or not on_assigned_day else ()
             parts.append(digests(values))
             counts.append(len(values))
-        return b"".join(parts), bytes(counts)
+        return b"".join(parts), bytes(counts), sum(counts)
 
-    return lru_cache(maxsize=_CACHE_SIZE)(encode) if cached else encode
+    return encode
 
 
-def _pair_encoder(
-    comparison: str, levels: Sequence[str], *, cached: bool
-) -> Callable[[str, str | None], tuple[bytes, bytes]] | None:
+def _pair_levels(comparison: str, levels: Sequence[str], *, cached: bool) -> _Levels | None:
     """(Value, the ``with_field``'s value) → the two-field levels' digests and counts.
 
     None for a comparison without two-field levels. Kept apart from the one-field levels,
@@ -274,13 +343,14 @@ def _pair_encoder(
     if not functions:
         return None
 
-    def encode(value: str, other: str | None) -> tuple[bytes, bytes]:
+    def encode(pair: tuple[str, str]) -> _Digests:
+        value, other = pair
         parts: list[bytes] = []
         counts: list[int] = []
         for digests, function in functions:
-            values = function(value, other or "")
+            values = function(value, other)
             parts.append(digests(values))
             counts.append(len(values))
-        return b"".join(parts), bytes(counts)
+        return b"".join(parts), bytes(counts), sum(counts)
 
-    return lru_cache(maxsize=_CACHE_SIZE)(encode) if cached else encode
+    return _Levels(encode, cached=cached)

@@ -20,6 +20,7 @@ and encodes its chunk, and the parent writes chunks in input order.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import operator
 import uuid
@@ -382,7 +383,22 @@ class Tokeniser:
         field's values are encoded under every transform in one pass (a cache hit per
         repeated value), each match key's inputs are joined in one pass, and each key's
         tokens are derived in one loop (:meth:`keys.derive.TokenDeriver.derive_column`).
+
+        The cycle collector is paused meanwhile: a chunk makes a few container objects per
+        record (rows, token tuples, lists per column), none of them in a cycle, so each of
+        the collections they would trigger finds nothing, yet every one of them walks the
+        tokeniser's caches (some 4-6% of the CPU time with the evidence, measured
+        4 December 2026). Everything a chunk makes is freed by reference counting as before.
         """
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._encode_rows(rows)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _encode_rows(self, rows: Sequence[_Row]) -> EncodedChunk:
         if not rows:
             return self._encode_chunk(
                 rows, [], [[] for _ in self.key_names], self._chunk_evidence(rows, [])

@@ -91,6 +91,7 @@ ComparisonToken = NewType("ComparisonToken", bytes)
 TOKEN_BYTES = 16
 COMPARISON_TOKEN_BYTES = 4
 _DIGEST_BYTES = 16
+_BLOCK_CACHE_SIZE = 1 << 17
 _WORD: Literal["I", "L"] = "I" if array.array("I").itemsize == COMPARISON_TOKEN_BYTES else "L"
 """The array and memoryview code of a 4-byte unsigned word (a comparison token's size)."""
 
@@ -258,7 +259,7 @@ class EvidenceDeriver:
         block_names: the spec's blocking key names, in order.
     """
 
-    __slots__ = ("_blocks", "_cipher")
+    __slots__ = ("_blocks", "_cipher", "_out")
 
     def __init__(
         self,
@@ -275,6 +276,7 @@ class EvidenceDeriver:
         cipher_key = _keyed(key, COMPARISON_KEY_LABEL)
         cipher_key.update(head)
         self._cipher = Cipher(algorithms.AES(cipher_key.finalize()), modes.ECB())
+        self._out = bytearray()
         self._blocks: list[hmac.HMAC] = []
         for name in block_names:
             ctx = block_base.copy()
@@ -282,14 +284,20 @@ class EvidenceDeriver:
             self._blocks.append(ctx)
 
     def block_column(
-        self, block: int, encoded: Sequence[bytes | None]
+        self,
+        block: int,
+        encoded: Sequence[bytes | None],
+        cache: dict[bytes, tuple[bytes, bytes]] | None = None,
     ) -> tuple[list[Token | None], list[bytes | None]]:
         """Block tokens and block secrets ``S`` of blocking key ``block`` for many records.
 
         ``encoded`` holds each record's block values joined by :func:`encode_value`, or
         ``None`` (no block value: ``None`` in both). Both come from one HMAC per record
         (one context copy, one update, one finalisation): the token is its first 16 bytes,
-        the secret, which never leaves the SDK, the last 16.
+        the secret, which never leaves the SDK, the last 16. With ``cache`` (the caller's,
+        in memory, for block values that repeat, such as dates of birth) each distinct
+        value's token and secret are kept there and derived once; it is emptied when it
+        holds 131,072 values.
         """
         copy = self._blocks[block].copy
         tokens: list[bytes | None] = []
@@ -299,11 +307,18 @@ class EvidenceDeriver:
                 tokens.append(None)
                 secrets.append(None)
                 continue
-            ctx = copy()
-            ctx.update(data)
-            digest = ctx.finalize()
-            tokens.append(digest[:TOKEN_BYTES])
-            secrets.append(digest[TOKEN_BYTES : TOKEN_BYTES + _DIGEST_BYTES])
+            found = None if cache is None else cache.get(data)
+            if found is None:
+                ctx = copy()
+                ctx.update(data)
+                digest = ctx.finalize()
+                found = (digest[:TOKEN_BYTES], digest[TOKEN_BYTES : TOKEN_BYTES + _DIGEST_BYTES])
+                if cache is not None:
+                    if len(cache) >= _BLOCK_CACHE_SIZE:
+                        cache.clear()
+                    cache[data] = found
+            tokens.append(found[0])
+            secrets.append(found[1])
         return cast("list[Token | None]", tokens), secrets
 
     def comparison_tokens(self, secrets: bytes, digests: bytes) -> bytes:
@@ -317,10 +332,16 @@ class EvidenceDeriver:
             raise ValueError("one 16-byte secret and digest per comparison token")
         if not secrets:
             return b""
+        data = _xor(secrets, digests)
+        if len(self._out) < len(data) + _DIGEST_BYTES:
+            self._out = bytearray(len(data) + _DIGEST_BYTES)
         encryptor = self._cipher.encryptor()
-        out = encryptor.update(_xor(secrets, digests)) + encryptor.finalize()
-        words = array.array(_WORD, out)  # four 4-byte words per output: keep the first
-        return words[::4].tobytes()
+        size = encryptor.update_into(data, self._out)
+        encryptor.finalize()
+        # Four 4-byte words per output: keep the first. The cipher writes into one buffer
+        # kept for the next call (a window's output is some 2 MB: a fresh one each time
+        # costs more in page faults than the cipher), read here before anything else can.
+        return memoryview(self._out)[:size].cast(_WORD)[::4].tobytes()
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
