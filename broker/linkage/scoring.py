@@ -80,6 +80,12 @@ def score_candidates(
     return _Scorer(model, mirror, one_per_person).score(new)
 
 
+def _commonest_first(tf: tuple[tuple[int, int, float, float], ...]) -> list[int]:
+    """The indexes of ``tf`` (:func:`broker.matching.score.tf_columns`), highest ``u``
+    first (in order on a tie)."""
+    return [i for _, i in sorted((-u_exact, i) for i, (_, _, u_exact, _) in enumerate(tf))]
+
+
 class _Scorer:
     """One call's caches: weights per agreement vector, token counts per block."""
 
@@ -93,6 +99,8 @@ class _Scorer:
         self.tf = [
             tf_columns(layout, block) for layout, block in zip(layouts, model.blocks, strict=True)
         ]
+        # the exact columns' order of working out (highest u first), per key
+        self.tf_order = [_commonest_first(tf) for tf in self.tf]
         self.weights: list[dict[bytes, tuple[float, int]]] = [{} for _ in layouts]
         self.holders: dict[tuple[bytes, int, bytes], int] = {}
 
@@ -149,7 +157,9 @@ class _Scorer:
                     if weight_probability(weight + exact * bound) < review:
                         continue
                     vector = levels_vector(levels)
-                    pair = self._scored(key, members, rid, other, vector, weight)
+                    pair = self._scored(key, members, rid, other, vector, weight, bound)
+                    if pair is None:
+                        continue
                     held = best.get((pair.left, pair.right))
                     if held is None or pair.match_weight > held.match_weight:
                         best[(pair.left, pair.right)] = pair
@@ -179,21 +189,44 @@ class _Scorer:
         b: int,
         vector: tuple[int, ...],
         weight: float,
-    ) -> ScoredPair:
-        """The pair scored as ``broker.matching.score_pairs`` scores it in this block."""
+        bound: float,
+    ) -> ScoredPair | None:
+        """The pair scored as ``broker.matching.score_pairs`` scores it in this block, or
+        ``None`` once its score cannot reach the review threshold.
+
+        The exact agreements' adjustments are worked out commonest value first (the
+        highest ``u``: a common value's adjustment is negative, and its holders are
+        counted once for every candidate of the block), each unknown one taken at its
+        most, ``bound``; a pair whose best case falls below review goes before the
+        holders of its other tokens are counted. The kept pairs' adjustments are summed
+        in the columns' order, as ``score_pairs`` sums them.
+        """
         j = key[0]
         n = len(members) // MEMBER_BYTES
         evidence = self.mirror.evidence
-        tf = 0.0
-        for c, column, u_exact, gap in self.tf[j]:
-            if vector[c] != 0:
-                continue
+        review = self.model.thresholds.review
+        columns = self.tf[j]
+        adjustments = [0.0] * len(columns)
+        exact = [i for i in self.tf_order[j] if vector[columns[i][0]] == 0]
+        unknown = len(exact)
+        known = weight
+        for i in exact:
+            _, column, u_exact, gap = columns[i]
             shared = set(column_tokens(evidence[a], column)).intersection(
                 column_tokens(evidence[b], column)
             )
             # several shared tokens: the commonest, conservative
             holders = max(self._holders(key, members, column, t) for t in shared)
-            tf += tf_adjustment(u_exact, gap, holders, n)
+            adjustment = tf_adjustment(u_exact, gap, holders, n)
+            adjustments[i] = adjustment
+            known += adjustment
+            unknown -= 1
+            if unknown and weight_probability(known + unknown * bound) < review:
+                return None
+        tf = 0.0
+        for i, (c, _, _, _) in enumerate(columns):
+            if vector[c] == 0:
+                tf += adjustments[i]
         total = weight + tf
         left, right = min(a, b), max(a, b)
         return ScoredPair(left, right, j, vector, total, weight_probability(total), tf)
