@@ -93,7 +93,6 @@ class _Scorer:
         self.model = model
         self.mirror = mirror
         self.one_per_person = one_per_person
-        self.joined: dict[int, bool] = {}
         layouts = model.layout.blocks
         self.columns = [layout.columns for layout in layouts]
         self.tf = [
@@ -170,16 +169,9 @@ class _Scorer:
         return sorted(kept, key=lambda p: (-p.probability, -p.match_weight, p.left, p.right))
 
     def _joined(self, rid: int, dsn: int) -> bool:
-        """Whether record ``rid``'s person holds a record of dataset ``dsn`` (once per
-        record and dataset a call)."""
-        at = rid << 16 | dsn
-        joined = self.joined.get(at)
-        if joined is None:
-            mirror = self.mirror
-            members = mirror.persons.get(stored_pid(mirror.records[rid]), b"")
-            joined = held_by_dataset(members, dsn)
-            self.joined[at] = joined
-        return joined
+        """Whether record ``rid``'s person holds a record of dataset ``dsn``."""
+        mirror = self.mirror
+        return held_by_dataset(mirror.persons.get(stored_pid(mirror.records[rid]), b""), dsn)
 
     def _scored(
         self,

@@ -201,7 +201,8 @@ class LinkageMirror:
         counting = count and self.layout is not None
         if old is not None:
             member = pack_member(rid, 0)[:4]
-            for key in block_keys(old):
+            old_keys = block_keys(old)
+            for key in old_keys:
                 held = blocks.get(key, b"")
                 kept = b"".join(
                     held[i : i + MEMBER_BYTES]
@@ -213,17 +214,18 @@ class LinkageMirror:
                 else:
                     blocks.pop(key, None)
             if counting:
-                self._count(rid, old, -1)
+                self._count(rid, old, old_keys, -1)
         if raw is None:
             return
         stored = self.records.get(rid)
         if stored is None:
             return
+        keys = block_keys(raw)
         if counting:
-            self._count(rid, raw, 1)
+            self._count(rid, raw, keys, 1)
         self.evidence[rid] = raw
         member = pack_member(rid, stored_dsn(stored))
-        for key in block_keys(raw):
+        for key in keys:
             blocks[key] = blocks.get(key, b"") + member
 
     def take_pending(self) -> dict[bytes, int]:
@@ -231,8 +233,9 @@ class LinkageMirror:
         pending, self.pending = self.pending, {}
         return pending
 
-    def _count(self, rid: int, raw: bytes, sign: int) -> None:
-        """Add (``sign`` 1) or take away (-1) the pairs of ``rid`` with ``raw`` as evidence.
+    def _count(self, rid: int, raw: bytes, keys: list[bytes], sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) the pairs of ``rid`` with ``raw`` as evidence
+        (``keys``: its block index keys).
 
         Called while ``rid`` is out of the block index, so each block's members are the
         others. Only blocks in the sample are counted (:func:`in_sample` at ``shift``).
@@ -248,7 +251,7 @@ class LinkageMirror:
         limit = DEFAULT_MAX_BLOCK
         shift = self.shift
         tally: dict[bytes, int] = {}
-        for key in block_keys(raw):
+        for key in keys:
             if not in_sample(key, shift):
                 continue
             others = [(r, d) for r, d in iter_holders(self.blocks.get(key, b"")) if r != rid]
