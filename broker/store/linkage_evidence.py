@@ -51,9 +51,9 @@ POSSIBLE_REASONS: tuple[str, ...] = ("grey", "rival", "twin", "refit")
   is not likelier than its records' other candidates together (the rivals rule,
   ``broker.linkage.rules.outscores_rivals``);
 * ``twin`` — at or above the link threshold, but the twin guard refused it (a person
-  would hold two records of one one-record-per-person dataset): its partner was joined
-  by a better pair of the same slice (one already joined before is not scored,
-  ``broker.linkage.scoring``);
+  would hold two records of one one-record-per-person dataset) after a better pair of
+  the same slice merged one of its records (a partner already joined to the candidate's
+  dataset before is not scored, ``broker.linkage.scoring``);
 * ``refit`` — a released probabilistic link that a refitted model scores below its link
   threshold: kept linked, never silently undone, and listed for review."""
 
