@@ -386,7 +386,9 @@ def run_evidence(n: int) -> dict[str, float]:
     spec and re-keyed as ingest does: :func:`bench.probabilistic.engine_links`), linked
     once without the evidence and once with it. Reported per record linked: CPU
     microseconds of the linking process and of the redis-server (``INFO cpu``) — CPU
-    time, not wall clock, since the machine is shared.
+    time, not wall clock, since the machine is shared — over both datasets, and per
+    phase: the GP list linked first (``gp``), then the hospital index against it
+    (``hospital``, the phase the HTTP target times).
     """
     from bench.probabilistic import engine_links
     from bench.spec_eval import generate
@@ -401,6 +403,11 @@ def run_evidence(n: int) -> dict[str, float]:
         out[f"evidence_{stage}_broker_us_per_record"] = 1e6 * measured["link_cpu_s"] / records
         out[f"evidence_{stage}_redis_us_per_record"] = 1e6 * measured["redis_cpu_s"] / records
         out[f"evidence_{stage}_links"] = sum(measured["links_by_key"].values())
+        for name, (cpu, redis_cpu) in measured["link_cpu_by_dataset"].items():
+            phase = "hospital" if name == "hospital" else "gp"
+            count = len(datasets[name])
+            out[f"evidence_{stage}_{phase}_broker_us_per_record"] = 1e6 * cpu / count
+            out[f"evidence_{stage}_{phase}_redis_us_per_record"] = 1e6 * redis_cpu / count
     return out
 
 

@@ -14,6 +14,13 @@ bits in a block of ``n``, :func:`broker.matching.tf_adjustment`). The pairs kept
 scored exactly as ``score_pairs`` scores them, so the result is ``score_pairs(model,
 new, every held record)`` without the pairs below the review threshold, in the same
 order (a test holds the two equal).
+
+The stage also leaves out (``one_per_person``) every neighbour whose person already
+holds a record of the candidate's own one-record-per-person dataset: no such pair can
+link (the twin guard refuses it, merges in the stage only grow persons) or weigh as a
+rival (its persons could not merge), so it could only have been listed as a possible
+match. In a hospital batch linked against a GP list that is most neighbours: the
+cascade has joined most GP records to a hospital record already.
 """
 
 from __future__ import annotations
@@ -24,7 +31,13 @@ from typing import Final
 
 from broker.matching import Model, ScoredPair, tf_adjustment, weight_probability
 from broker.matching.score import tf_columns
-from broker.store.linkage_codec import MEMBER_BYTES, iter_holders, stored_dsn
+from broker.store.linkage_codec import (
+    MEMBER_BYTES,
+    held_by_dataset,
+    iter_holders,
+    stored_dsn,
+    stored_pid,
+)
 from broker.store.linkage_evidence import (
     block_keys,
     column_tokens,
@@ -40,7 +53,13 @@ _SLACK: Final = 1e-9
 """Bits added to a pair's bound, so that rounding never drops a pair at the threshold."""
 
 
-def score_candidates(model: Model, mirror: LinkageMirror, new: Iterable[int]) -> list[ScoredPair]:
+def score_candidates(
+    model: Model,
+    mirror: LinkageMirror,
+    new: Iterable[int],
+    *,
+    one_per_person: frozenset[int] = frozenset(),
+) -> list[ScoredPair]:
     """Every pair of a record of ``new`` with a record of another dataset that shares one
     of its blocks, scored at or above the review threshold, best first.
 
@@ -48,25 +67,39 @@ def score_candidates(model: Model, mirror: LinkageMirror, new: Iterable[int]) ->
         model: the fitted model (its ``max_block``: a larger block makes no pairs).
         mirror: the scope's mirror, holding the records' evidence and the block index.
         new: record numbers, each holding evidence.
+        one_per_person: dataset numbers declared one record per person. A record of
+            ``new`` in one of them is not paired with a record whose person already
+            holds a record of its dataset (the twin guard would refuse the pair), from
+            either side of a pair of two records of ``new``.
 
     Returns:
         As :func:`broker.matching.score_pairs` over ``new`` and every held record, less
-        the pairs whose probability is below ``model.thresholds.review``.
+        the pairs whose probability is below ``model.thresholds.review`` and those that
+        ``one_per_person`` leaves out.
     """
-    return _Scorer(model, mirror).score(new)
+    return _Scorer(model, mirror, one_per_person).score(new)
+
+
+def _commonest_first(tf: tuple[tuple[int, int, float, float], ...]) -> list[int]:
+    """The indexes of ``tf`` (:func:`broker.matching.score.tf_columns`), highest ``u``
+    first (in order on a tie)."""
+    return [i for _, i in sorted((-u_exact, i) for i, (_, _, u_exact, _) in enumerate(tf))]
 
 
 class _Scorer:
     """One call's caches: weights per agreement vector, token counts per block."""
 
-    def __init__(self, model: Model, mirror: LinkageMirror) -> None:
+    def __init__(self, model: Model, mirror: LinkageMirror, one_per_person: frozenset[int]) -> None:
         self.model = model
         self.mirror = mirror
+        self.one_per_person = one_per_person
         layouts = model.layout.blocks
         self.columns = [layout.columns for layout in layouts]
         self.tf = [
             tf_columns(layout, block) for layout, block in zip(layouts, model.blocks, strict=True)
         ]
+        # the exact columns' order of working out (highest u first), per key
+        self.tf_order = [_commonest_first(tf) for tf in self.tf]
         self.weights: list[dict[bytes, tuple[float, int]]] = [{} for _ in layouts]
         self.holders: dict[tuple[bytes, int, bytes], int] = {}
 
@@ -97,6 +130,7 @@ class _Scorer:
         for rid in sorted(fresh):
             raw = evidence[rid]
             dsn = stored_dsn(records[rid])
+            settled = dsn in self.one_per_person
             for key in block_keys(raw):
                 members = blocks.get(key, b"")
                 size = len(members)
@@ -109,12 +143,22 @@ class _Scorer:
                 for other, other_dsn in iter_holders(members):
                     if other_dsn == dsn or (other < rid and other in fresh):
                         continue
+                    if settled and self._joined(other, dsn):
+                        continue
+                    if (
+                        other_dsn in self.one_per_person
+                        and other in fresh
+                        and self._joined(rid, other_dsn)
+                    ):
+                        continue
                     levels = raw_levels(columns, raw, evidence[other])
                     weight, exact = self._weight(j, levels)
                     if weight_probability(weight + exact * bound) < review:
                         continue
                     vector = levels_vector(levels)
-                    pair = self._scored(key, members, rid, other, vector, weight)
+                    pair = self._scored(key, members, rid, other, vector, weight, bound)
+                    if pair is None:
+                        continue
                     held = best.get((pair.left, pair.right))
                     if held is None or pair.match_weight > held.match_weight:
                         best[(pair.left, pair.right)] = pair
@@ -124,6 +168,11 @@ class _Scorer:
         kept = [p for p in best.values() if p.probability >= review]
         return sorted(kept, key=lambda p: (-p.probability, -p.match_weight, p.left, p.right))
 
+    def _joined(self, rid: int, dsn: int) -> bool:
+        """Whether record ``rid``'s person holds a record of dataset ``dsn``."""
+        mirror = self.mirror
+        return held_by_dataset(mirror.persons.get(stored_pid(mirror.records[rid]), b""), dsn)
+
     def _scored(
         self,
         key: bytes,
@@ -132,21 +181,44 @@ class _Scorer:
         b: int,
         vector: tuple[int, ...],
         weight: float,
-    ) -> ScoredPair:
-        """The pair scored as ``broker.matching.score_pairs`` scores it in this block."""
+        bound: float,
+    ) -> ScoredPair | None:
+        """The pair scored as ``broker.matching.score_pairs`` scores it in this block, or
+        ``None`` once its score cannot reach the review threshold.
+
+        The exact agreements' adjustments are worked out commonest value first (the
+        highest ``u``: a common value's adjustment is negative, and its holders are
+        counted once for every candidate of the block), each unknown one taken at its
+        most, ``bound``; a pair whose best case falls below review goes before the
+        holders of its other tokens are counted. The kept pairs' adjustments are summed
+        in the columns' order, as ``score_pairs`` sums them.
+        """
         j = key[0]
         n = len(members) // MEMBER_BYTES
         evidence = self.mirror.evidence
-        tf = 0.0
-        for c, column, u_exact, gap in self.tf[j]:
-            if vector[c] != 0:
-                continue
+        review = self.model.thresholds.review
+        columns = self.tf[j]
+        adjustments = [0.0] * len(columns)
+        exact = [i for i in self.tf_order[j] if vector[columns[i][0]] == 0]
+        unknown = len(exact)
+        known = weight
+        for i in exact:
+            _, column, u_exact, gap = columns[i]
             shared = set(column_tokens(evidence[a], column)).intersection(
                 column_tokens(evidence[b], column)
             )
             # several shared tokens: the commonest, conservative
             holders = max(self._holders(key, members, column, t) for t in shared)
-            tf += tf_adjustment(u_exact, gap, holders, n)
+            adjustment = tf_adjustment(u_exact, gap, holders, n)
+            adjustments[i] = adjustment
+            known += adjustment
+            unknown -= 1
+            if unknown and weight_probability(known + unknown * bound) < review:
+                return None
+        tf = 0.0
+        for i, (c, _, _, _) in enumerate(columns):
+            if vector[c] == 0:
+                tf += adjustments[i]
         total = weight + tf
         left, right = min(a, b), max(a, b)
         return ScoredPair(left, right, j, vector, total, weight_probability(total), tf)

@@ -51,7 +51,9 @@ POSSIBLE_REASONS: tuple[str, ...] = ("grey", "rival", "twin", "refit")
   is not likelier than its records' other candidates together (the rivals rule,
   ``broker.linkage.rules.outscores_rivals``);
 * ``twin`` — at or above the link threshold, but the twin guard refused it (a person
-  would hold two records of one one-record-per-person dataset);
+  would hold two records of one one-record-per-person dataset) after a better pair of
+  the same slice merged one of its records (a partner already joined to the candidate's
+  dataset before is not scored, ``broker.linkage.scoring``);
 * ``refit`` — a released probabilistic link that a refitted model scores below its link
   threshold: kept linked, never silently undone, and listed for review."""
 
@@ -124,22 +126,38 @@ def _n_columns(raw: bytes, counts_at: int) -> int:
     return raw[counts_at - 2] << 8 | raw[counts_at - 1]
 
 
+def _column_at(raw: bytes, counts: int, column: int) -> int:
+    """Where the tokens of ``column`` start in a record's stored evidence (``counts``:
+    :func:`_counts_at`): the tokens before it summed from the front, or those from it on
+    from the back, since the tokens end the evidence — whichever walk is shorter (the
+    last blocking key's columns are near the back)."""
+    n = _n_columns(raw, counts)
+    if 2 * column <= n:
+        at = counts + n
+        c = 0
+        while c < column:
+            at += raw[counts + c] * _TOKEN
+            c += 1
+        return at
+    at = len(raw)
+    c = n - 1
+    while c >= column:
+        at -= raw[counts + c] * _TOKEN
+        c -= 1
+    return at
+
+
 def column_tokens(raw: bytes, column: int) -> list[bytes]:
     """The comparison tokens of one column of a record's stored evidence."""
     counts = _counts_at(raw)
-    at = counts + _n_columns(raw, counts)
-    for c in range(column):
-        at += raw[counts + c] * _TOKEN
+    at = _column_at(raw, counts, column)
     return [raw[p : p + _TOKEN] for p in range(at, at + raw[counts + column] * _TOKEN, _TOKEN)]
 
 
 def holds_token(raw: bytes, column: int, token: bytes) -> bool:
     """Whether a record's stored evidence holds comparison ``token`` in ``column``."""
     counts = _counts_at(raw)
-    at = counts + _n_columns(raw, counts)
-    for c in range(column):
-        at += raw[counts + c] * _TOKEN
-    return _shares(raw, at, raw[counts + column], token, 0, 1)
+    return _shares(raw, _column_at(raw, counts, column), raw[counts + column], token, 0, 1)
 
 
 def _shares(a: bytes, at_a: int, n_a: int, b: bytes, at_b: int, n_b: int) -> bool:
@@ -174,48 +192,54 @@ def raw_levels(columns: tuple[tuple[int, ...], ...], a: bytes, b: bytes) -> byte
     each comparison's level plus one (0 for missing), the form the pattern counts'
     fields hold it in (:mod:`broker.store.linkage_counts`).
 
-    Nothing is decoded and nothing but the result is allocated: a cursor per record
-    walks the column counts to each column's tokens, and a blocking key's columns come
-    in increasing order (its comparisons, then their levels), so each walk goes once
-    over the columns before the key's last.
+    Nothing is decoded and nothing but the result is allocated: one cursor per record
+    starts at the key's first column (:func:`_column_at`) and walks the column counts to
+    each next column's tokens, both moved together column by column (a blocking key's
+    columns come in increasing order, its comparisons then their levels; a column
+    before the cursors places them again). A cell of one token against a cell of one
+    token, the common case, is compared inline, byte by byte.
     """
     counts_a, counts_b = _counts_at(a), _counts_at(b)
-    column_a = column_b = 0
-    at_a = start_a = counts_a + _n_columns(a, counts_a)
-    at_b = start_b = counts_b + _n_columns(b, counts_b)
-    out = bytearray(len(columns))
-    c = 0
+    at_a = at_b = 0
+    column = 1 << 30  # both cursors are at this column's tokens (none yet)
+    out: list[int] = []
     for levels in columns:
         level = -1
         a_any = False
         b_any = False
         k = 0
-        for column in levels:
+        for wanted in levels:
+            if wanted < column:
+                at_a, at_b = _column_at(a, counts_a, wanted), _column_at(b, counts_b, wanted)
+                column = wanted
+            while column < wanted:
+                at_a += a[counts_a + column] * _TOKEN
+                at_b += b[counts_b + column] * _TOKEN
+                column += 1
             n_a = a[counts_a + column]
             n_b = b[counts_b + column]
             if n_a:
                 a_any = True
-            if n_b:
+                if n_b:
+                    b_any = True
+                    if n_a == 1 and n_b == 1:
+                        if (
+                            a[at_a] == b[at_b]
+                            and a[at_a + 1] == b[at_b + 1]
+                            and a[at_a + 2] == b[at_b + 2]
+                            and a[at_a + 3] == b[at_b + 3]
+                        ):
+                            level = k
+                            break
+                    elif _shares(a, at_a, n_a, b, at_b, n_b):
+                        level = k
+                        break
+            elif n_b:
                 b_any = True
-            if n_a and n_b:
-                if column < column_a:
-                    column_a, at_a = 0, start_a
-                while column_a < column:
-                    at_a += a[counts_a + column_a] * _TOKEN
-                    column_a += 1
-                if column < column_b:
-                    column_b, at_b = 0, start_b
-                while column_b < column:
-                    at_b += b[counts_b + column_b] * _TOKEN
-                    column_b += 1
-                if _shares(a, at_a, n_a, b, at_b, n_b):
-                    level = k
-                    break
             k += 1
         if level == -1 and a_any and b_any:
             level = len(levels)
-        out[c] = level + 1
-        c += 1
+        out.append(level + 1)
     return bytes(out)
 
 

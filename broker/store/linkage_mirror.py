@@ -201,7 +201,8 @@ class LinkageMirror:
         counting = count and self.layout is not None
         if old is not None:
             member = pack_member(rid, 0)[:4]
-            for key in block_keys(old):
+            old_keys = block_keys(old)
+            for key in old_keys:
                 held = blocks.get(key, b"")
                 kept = b"".join(
                     held[i : i + MEMBER_BYTES]
@@ -213,17 +214,18 @@ class LinkageMirror:
                 else:
                     blocks.pop(key, None)
             if counting:
-                self._count(rid, old, -1)
+                self._count(rid, old, old_keys, -1)
         if raw is None:
             return
         stored = self.records.get(rid)
         if stored is None:
             return
+        keys = block_keys(raw)
         if counting:
-            self._count(rid, raw, 1)
+            self._count(rid, raw, keys, 1)
         self.evidence[rid] = raw
         member = pack_member(rid, stored_dsn(stored))
-        for key in block_keys(raw):
+        for key in keys:
             blocks[key] = blocks.get(key, b"") + member
 
     def take_pending(self) -> dict[bytes, int]:
@@ -231,8 +233,9 @@ class LinkageMirror:
         pending, self.pending = self.pending, {}
         return pending
 
-    def _count(self, rid: int, raw: bytes, sign: int) -> None:
-        """Add (``sign`` 1) or take away (-1) the pairs of ``rid`` with ``raw`` as evidence.
+    def _count(self, rid: int, raw: bytes, keys: list[bytes], sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) the pairs of ``rid`` with ``raw`` as evidence
+        (``keys``: its block index keys).
 
         Called while ``rid`` is out of the block index, so each block's members are the
         others. Only blocks in the sample are counted (:func:`in_sample` at ``shift``).
@@ -240,13 +243,15 @@ class LinkageMirror:
         the record that takes a block past it takes the pairs of the others away (and the
         one that brings it back adds them again). Agreement vectors are read from the
         stored evidence in place (:func:`raw_levels`): decoding every neighbour's
-        columns was most of the cost.
+        columns was most of the cost. The pairs' patterns are tallied first and each
+        pattern's count changed once (:meth:`_add_all`).
         """
         layout = self.layout
         assert layout is not None  # only called while counting
         limit = DEFAULT_MAX_BLOCK
         shift = self.shift
-        for key in block_keys(raw):
+        tally: dict[bytes, int] = {}
+        for key in keys:
             if not in_sample(key, shift):
                 continue
             others = [(r, d) for r, d in iter_holders(self.blocks.get(key, b"")) if r != rid]
@@ -254,9 +259,12 @@ class LinkageMirror:
                 j = key[0]
                 columns, record = layout.blocks[j].columns, self.records[rid]
                 for other, dsn in others:
-                    self._count_pair(j, columns, raw, record, other, dsn, sign)
+                    self._tally_pair(tally, j, columns, raw, record, other, dsn)
             elif len(others) == limit:
+                self._add_all(tally, sign)  # in order: a count never goes below zero
+                tally = {}
                 self._count_block(key[0], others, -sign)
+        self._add_all(tally, sign)
 
     def _count_block(self, j: int, members: list[tuple[int, int]], sign: int) -> None:
         """Add or take away every pair of one block's ``(record, dataset)`` members."""
@@ -264,10 +272,12 @@ class LinkageMirror:
         assert layout is not None  # only called while counting
         columns = layout.blocks[j].columns
         ordered = sorted(members)
+        tally: dict[bytes, int] = {}
         for i, (a, _) in enumerate(ordered):
             raw, record = self.evidence[a], self.records[a]
             for b, dsn in ordered[i + 1 :]:
-                self._count_pair(j, columns, raw, record, b, dsn, sign)
+                self._tally_pair(tally, j, columns, raw, record, b, dsn)
+        self._add_all(tally, sign)
 
     def resample(self, shift: int) -> None:
         """Count on the sample of ``shift`` (never less than the current one): the pairs
@@ -284,27 +294,31 @@ class LinkageMirror:
                     self._count_block(key[0], held, -1)
         self.shift = shift
 
-    def _count_pair(
+    def _tally_pair(
         self,
+        tally: dict[bytes, int],
         j: int,
         columns: tuple[tuple[int, ...], ...],
         raw: bytes,
         record: bytes,
         b: int,
         dsn_b: int,
-        sign: int,
     ) -> None:
-        """Count, under key ``j`` (its ``columns``), the pair of a record (its evidence
-        ``raw``, its stored ``record``) and the held record ``b`` of dataset ``dsn_b``."""
+        """Tally, under key ``j`` (its ``columns``), the pattern of the pair of a record
+        (its evidence ``raw``, its stored ``record``) and the held record ``b`` of
+        dataset ``dsn_b``."""
         levels = raw_levels(columns, raw, self.evidence[b])
         dsn = stored_dsn(record)
         if dsn != dsn_b:
-            self._add(self._head(CANDIDATE, j, 0) + levels, sign)
+            field = self._head(CANDIDATE, j, 0) + levels
+            tally[field] = tally.get(field, 0) + 1
             pid = stored_pid(record)
             if pid and pid == stored_pid(self.records[b]):
-                self._add(self._head(KNOWN, j, 0) + levels, sign)
+                field = self._head(KNOWN, j, 0) + levels
+                tally[field] = tally.get(field, 0) + 1
         else:
-            self._add(self._head(SAME, j, dsn) + levels, sign)
+            field = self._head(SAME, j, dsn) + levels
+            tally[field] = tally.get(field, 0) + 1
 
     def _head(self, kind: int, j: int, dsn: int) -> bytes:
         """:func:`field_head`, made once per kind, key and dataset."""
@@ -315,18 +329,21 @@ class LinkageMirror:
             self.heads[at] = head
         return head
 
-    def _add(self, key: bytes, delta: int) -> None:
-        """Change one count, never below zero (a known match may have been counted
-        before its records were linked, and taken away after)."""
-        held = self.counts.get(key, 0)
-        delta = max(delta, -held)
-        if not delta:
-            return
-        if held + delta:
-            self.counts[key] = held + delta
-        else:
-            del self.counts[key]
-        self.pending[key] = self.pending.get(key, 0) + delta
+    def _add_all(self, tally: dict[bytes, int], sign: int) -> None:
+        """Change each count of ``tally`` by ``sign`` times its pairs, never below zero (a
+        known match may have been counted before its records were linked, and taken away
+        after): the same as changing it pair by pair, since every change has one sign."""
+        counts, pending = self.counts, self.pending
+        for key, pairs in tally.items():
+            held = counts.get(key, 0)
+            delta = max(sign * pairs, -held)
+            if not delta:
+                continue
+            if held + delta:
+                counts[key] = held + delta
+            else:
+                del counts[key]
+            pending[key] = pending.get(key, 0) + delta
 
     def add_record(self, rid: int, raw: bytes) -> None:
         """Take in one stored record, read in record number order (holders stay sorted)."""
