@@ -224,10 +224,7 @@ class ProbabilisticStage:
         new_set = set(new)
         thresholds = model.thresholds
         mirror = self.mirror
-        # Records already joined to one of the candidate's one-record-per-person dataset
-        # are not scored: the twin guard refuses those pairs, and they are nobody's rival.
-        one_per_person = frozenset(d for d, opp in self.opp.items() if opp)
-        pairs = score_candidates(model, mirror, new, one_per_person=one_per_person)
+        pairs = score_candidates(model, mirror, new)
         dsn_of = {rid: stored_dsn(mirror.records[rid]) for p in pairs for rid in (p.left, p.right)}
         rivals = candidate_odds(
             ((p.left, p.right, p.match_weight) for p in pairs if self._available(p)),

@@ -14,13 +14,6 @@ bits in a block of ``n``, :func:`broker.matching.tf_adjustment`). The pairs kept
 scored exactly as ``score_pairs`` scores them, so the result is ``score_pairs(model,
 new, every held record)`` without the pairs below the review threshold, in the same
 order (a test holds the two equal).
-
-The stage also leaves out (``one_per_person``) every neighbour whose person already
-holds a record of the candidate's own one-record-per-person dataset: no such pair can
-link (the twin guard refuses it, merges in the stage only grow persons) or weigh as a
-rival (its persons could not merge), so it could only have been listed as a possible
-match. In a hospital batch linked against a GP list that is most neighbours: the
-cascade has joined most GP records to a hospital record already.
 """
 
 from __future__ import annotations
@@ -33,10 +26,8 @@ from broker.matching import Model, ScoredPair, tf_adjustment, weight_probability
 from broker.matching.score import tf_columns
 from broker.store.linkage_codec import (
     MEMBER_BYTES,
-    held_by_dataset,
     iter_holders,
     stored_dsn,
-    stored_pid,
 )
 from broker.store.linkage_evidence import (
     block_keys,
@@ -53,13 +44,7 @@ _SLACK: Final = 1e-9
 """Bits added to a pair's bound, so that rounding never drops a pair at the threshold."""
 
 
-def score_candidates(
-    model: Model,
-    mirror: LinkageMirror,
-    new: Iterable[int],
-    *,
-    one_per_person: frozenset[int] = frozenset(),
-) -> list[ScoredPair]:
+def score_candidates(model: Model, mirror: LinkageMirror, new: Iterable[int]) -> list[ScoredPair]:
     """Every pair of a record of ``new`` with a record of another dataset that shares one
     of its blocks, scored at or above the review threshold, best first.
 
@@ -67,17 +52,12 @@ def score_candidates(
         model: the fitted model (its ``max_block``: a larger block makes no pairs).
         mirror: the scope's mirror, holding the records' evidence and the block index.
         new: record numbers, each holding evidence.
-        one_per_person: dataset numbers declared one record per person. A record of
-            ``new`` in one of them is not paired with a record whose person already
-            holds a record of its dataset (the twin guard would refuse the pair), from
-            either side of a pair of two records of ``new``.
 
     Returns:
         As :func:`broker.matching.score_pairs` over ``new`` and every held record, less
-        the pairs whose probability is below ``model.thresholds.review`` and those that
-        ``one_per_person`` leaves out.
+        the pairs whose probability is below ``model.thresholds.review``.
     """
-    return _Scorer(model, mirror, one_per_person).score(new)
+    return _Scorer(model, mirror).score(new)
 
 
 def _commonest_first(tf: tuple[tuple[int, int, float, float], ...]) -> list[int]:
@@ -89,10 +69,9 @@ def _commonest_first(tf: tuple[tuple[int, int, float, float], ...]) -> list[int]
 class _Scorer:
     """One call's caches: weights per agreement vector, token counts per block."""
 
-    def __init__(self, model: Model, mirror: LinkageMirror, one_per_person: frozenset[int]) -> None:
+    def __init__(self, model: Model, mirror: LinkageMirror) -> None:
         self.model = model
         self.mirror = mirror
-        self.one_per_person = one_per_person
         layouts = model.layout.blocks
         self.columns = [layout.columns for layout in layouts]
         self.tf = [
@@ -130,7 +109,6 @@ class _Scorer:
         for rid in sorted(fresh):
             raw = evidence[rid]
             dsn = stored_dsn(records[rid])
-            settled = dsn in self.one_per_person
             for key in block_keys(raw):
                 members = blocks.get(key, b"")
                 size = len(members)
@@ -142,14 +120,6 @@ class _Scorer:
                 columns = self.columns[j]
                 for other, other_dsn in iter_holders(members):
                     if other_dsn == dsn or (other < rid and other in fresh):
-                        continue
-                    if settled and self._joined(other, dsn):
-                        continue
-                    if (
-                        other_dsn in self.one_per_person
-                        and other in fresh
-                        and self._joined(rid, other_dsn)
-                    ):
                         continue
                     levels = raw_levels(columns, raw, evidence[other])
                     weight, exact = self._weight(j, levels)
@@ -167,11 +137,6 @@ class _Scorer:
         # is), so it goes, as score_pairs' caller drops it.
         kept = [p for p in best.values() if p.probability >= review]
         return sorted(kept, key=lambda p: (-p.probability, -p.match_weight, p.left, p.right))
-
-    def _joined(self, rid: int, dsn: int) -> bool:
-        """Whether record ``rid``'s person holds a record of dataset ``dsn``."""
-        mirror = self.mirror
-        return held_by_dataset(mirror.persons.get(stored_pid(mirror.records[rid]), b""), dsn)
 
     def _scored(
         self,

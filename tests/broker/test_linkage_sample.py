@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from broker.linkage import Linker
 from broker.linkage.scoring import score_candidates
 from broker.matching import RecordEvidence, Thresholds, score_pairs
-from broker.store.linkage_codec import held_by_dataset, stored_dsn, stored_pid
+from broker.store.linkage_codec import stored_dsn
 from broker.store.linkage_counts import in_sample, sample_shift
 from broker.store.linkage_evidence import decode_evidence
 from broker.store.linkage_store import LinkageStore
@@ -88,50 +88,6 @@ def test_in_place_scoring_keeps_exactly_the_pairs_score_pairs_gives(
         if p.probability >= review
     ]
     assert score_candidates(model, store.mirror, new) == expected
-
-
-@settings(max_examples=40, deadline=None)
-@given(data=st.data())
-def test_in_place_scoring_leaves_out_only_pairs_the_twin_guard_refuses(linked, data) -> None:
-    """With datasets declared one record per person, the pairs left out are exactly those
-    of a record of ``new`` in one of them with a record whose person already holds a
-    record of its dataset: pairs the twin guard would refuse, never linked."""
-    store, held, model = linked
-    mirror = store.mirror
-    rids = sorted(held)
-    new = data.draw(
-        st.one_of(
-            st.just(rids),
-            st.lists(st.sampled_from(rids), min_size=1, max_size=60, unique=True),
-        )
-    )
-    dsns = sorted({stored_dsn(mirror.records[r]) for r in rids})
-    opp = frozenset(data.draw(st.lists(st.sampled_from(dsns), unique=True)))
-
-    def joined(rid: int, dsn: int) -> bool:
-        return held_by_dataset(mirror.persons.get(stored_pid(mirror.records[rid]), b""), dsn)
-
-    def refused(left: int, right: int) -> bool:
-        return any(
-            side in new
-            and stored_dsn(mirror.records[side]) in opp
-            and joined(other, stored_dsn(mirror.records[side]))
-            for side, other in ((left, right), (right, left))
-        )
-
-    everything = score_candidates(model, mirror, new)
-    expected = [p for p in everything if not refused(p.left, p.right)]
-    assert score_candidates(model, mirror, new, one_per_person=opp) == expected
-
-
-def test_in_place_scoring_leaves_pairs_out_on_the_whole_holding(linked) -> None:
-    """On the whole holding with every dataset one record per person, pairs are left out
-    (records the cascade joined), and the rest are still scored."""
-    store, held, model = linked
-    opp = frozenset(stored_dsn(raw) for raw in store.mirror.records.values())
-    everything = score_candidates(model, store.mirror, sorted(held))
-    kept = score_candidates(model, store.mirror, sorted(held), one_per_person=opp)
-    assert kept and len(kept) < len(everything)
 
 
 def test_in_place_scoring_drops_only_pairs_below_review(linked) -> None:
