@@ -1,7 +1,7 @@
 """Precision and recall with the probabilistic stage on, beside the exact cascade alone.
 
     .venv/bin/python -m bench.probabilistic [--people N] [--seed N] [--only NAME]
-        [--no-splink] [--offline] [--json FILE]
+        [--no-splink] [--offline] [--json FILE] [--misses]
 
 Records are tokenised with the SDK's Python API under a throwaway key
 (``client_sdk.tokenise.Tokeniser``), re-keyed at rest as ingest does, and linked by the
@@ -291,7 +291,12 @@ def evaluate(
 
 
 def engine_links(
-    spec: LinkageSpec, datasets: _Datasets, *, probabilistic: bool = True, chunk: int = 5000
+    spec: LinkageSpec,
+    datasets: _Datasets,
+    *,
+    probabilistic: bool = True,
+    chunk: int = 5000,
+    truth: _Truth | None = None,
 ) -> tuple[dict[tuple[str, str], int], dict[str, Any]]:
     """Link ``datasets`` through the real engine on a private redis-server.
 
@@ -299,7 +304,9 @@ def engine_links(
     (``broker.ingest.rekey_chunk``, ``stored_evidence``) and linked by
     ``broker.linkage.Linker`` in chunks of ``chunk`` records, one batch per dataset,
     every dataset one record per person; ``probabilistic=False`` links without the
-    evidence (the cascade alone). Returns each record's person and what was measured:
+    evidence (the cascade alone). With ``truth``, ``measured["misses"]`` lists the true
+    pairs left apart and why (:func:`_misses`; read after linking, it decides nothing).
+    Returns each record's person and what was measured:
     CPU seconds of this process (tokenising apart from linking) and of the redis-server
     while linking, in all and per dataset, bytes per record the evidence takes in Redis,
     the fitted model.
@@ -324,6 +331,7 @@ def engine_links(
     key_names = tuple(k.name for k in spec.match_keys)
     measured: dict[str, Any] = {}
     owner: dict[tuple[str, bytes], str] = {}
+    evidence_of: dict[tuple[str, str], tuple[bytes, bytes | None]] = {}
     batches: list[tuple[DatasetInfo, list[IncomingRecord], Layout | None]] = []
     started = time.process_time()
     for name, records in datasets.items():
@@ -336,9 +344,10 @@ def engine_links(
             tokenised = tokeniser.chunk_of_rows([tokeniser.row(r) for r in part])
             stored = rekey_chunk(keyer, tokenised, evidence_keyer if probabilistic else None)
             refs = stored.refs
-            for ref, record in zip(refs, part, strict=True):
-                owner[(name, bytes(ref))] = record.local_id
             evidence = stored_evidence(stored)
+            for ref, record, ev in zip(refs, part, evidence, strict=True):
+                owner[(name, bytes(ref))] = record.local_id
+                evidence_of[(name, record.local_id)] = (bytes(ref), ev)
             layout = (
                 Layout.from_columns(stored.evidence.block_names, stored.evidence.columns)
                 if stored.evidence is not None
@@ -383,10 +392,87 @@ def engine_links(
             measured["evidence_bytes_per_record"] = _evidence_bytes(client, store) / max(
                 1, len(person_of)
             )
+            if truth is not None:
+                measured["misses"] = _misses(store, model, datasets, truth, person_of, evidence_of)
             client.close()
         finally:
             server.stop()
     return person_of, measured
+
+
+def _misses(
+    store: Any,
+    model: Any,
+    datasets: _Datasets,
+    truth: _Truth,
+    person_of: dict[tuple[str, str], int],
+    evidence_of: dict[tuple[str, str], tuple[bytes, bytes | None]],
+) -> list[dict[str, Any]]:
+    """Every true pair the engine left in two persons, with why: a diagnostic only.
+
+    ``reason`` is the possible match's (``grey``, ``rival``, ``twin``) when the engine
+    kept one; else ``below_review`` when the two share a blocking key (scored by the
+    fitted model on the best shared key) or ``no_block`` when they share none. Each
+    names the two records' normalised fields, the key, the agreement vector, the
+    probability and the link threshold.
+    """
+    records = {(name, r.local_id): r for name, rs in datasets.items() for r in rs}
+    rid_of = {key: store.record_number(key[0], ref) for key, (ref, _) in evidence_of.items()}
+    possible: dict[frozenset[int], Any] = {}
+    for entry in store.possible_matches(limit=10**9):
+        pair = frozenset((entry.record, entry.other))
+        if pair not in possible or entry.probability > possible[pair].probability:
+            possible[pair] = entry
+    by_person: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for key, pid in truth.items():
+        by_person[pid].append(key)
+    threshold = model.thresholds.link if model is not None else 1.0
+    out: list[dict[str, Any]] = []
+    for members in by_person.values():
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                if a[0] == b[0] or person_of.get(a) == person_of.get(b):
+                    continue
+                row: dict[str, Any] = {"threshold": threshold}
+                for side, key in (("a", a), ("b", b)):
+                    r = records[key]
+                    fields = [r.nhs_number, r.given_name, r.middle_names, r.family_name]
+                    fields += [r.date_of_birth, r.sex, r.postcode, r.address_line]
+                    row[side] = " | ".join([key[0], *(f or "" for f in fields)])
+                entry = possible.get(frozenset((rid_of[a], rid_of[b])))
+                if entry is not None:
+                    row.update(
+                        reason=entry.reason,
+                        probability=entry.probability,
+                        key=entry.blocking_key,
+                        agreement=dict(entry.agreement),
+                    )
+                    out.append(row)
+                    continue
+                best = _best_shared_key(model, evidence_of[a][1], evidence_of[b][1])
+                row["reason"] = "below_review" if best else "no_block"
+                row.update(best)
+                out.append(row)
+    return out
+
+
+def _best_shared_key(model: Any, ev_a: bytes | None, ev_b: bytes | None) -> dict[str, Any]:
+    """The best-scoring blocking key two records share, its probability and agreement
+    vector under the fitted model; empty when they share none."""
+    from broker.store.linkage_evidence import block_keys, raw_agreement
+    from broker.store.linkage_explain import name_levels
+
+    if ev_a is None or ev_b is None or model is None:
+        return {}
+    best: tuple[float, int, tuple[int, ...]] | None = None
+    for j in sorted({k[0] for k in set(block_keys(ev_a)) & set(block_keys(ev_b))}):
+        vector = raw_agreement(model.layout.blocks[j].columns, ev_a, ev_b)
+        scored = (model.blocks[j].probability(vector), j, vector)
+        best = scored if best is None or scored > best else best
+    if best is None:
+        return {}
+    key_name, named = name_levels(model, best[1], best[2])
+    return {"probability": best[0], "key": key_name, "agreement": dict(named)}
 
 
 def _redis_cpu(client: Any) -> float:
@@ -406,14 +492,17 @@ def _evidence_bytes(client: Any, store: Any) -> int:
     return total
 
 
-def evaluate_engine(spec: LinkageSpec, datasets: _Datasets, truth: _Truth) -> dict[str, Any]:
-    """The cascade alone and with the probabilistic stage, both through the real engine."""
+def evaluate_engine(
+    spec: LinkageSpec, datasets: _Datasets, truth: _Truth, *, misses: bool = False
+) -> dict[str, Any]:
+    """The cascade alone and with the probabilistic stage, both through the real engine;
+    ``misses``: with the true pairs the stage left apart (:func:`_misses`)."""
     report: dict[str, Any] = {"records": len(truth)}
     cascade, measured_cascade = engine_links(spec, datasets, probabilistic=False)
     report["cascade"] = dict(
         zip(("precision", "recall", "pairs"), _rates(cascade, truth), strict=True)
     )
-    combined, measured = engine_links(spec, datasets)
+    combined, measured = engine_links(spec, datasets, truth=truth if misses else None)
     report["probabilistic"] = dict(
         zip(("precision", "recall", "pairs"), _rates(combined, truth), strict=True)
     )
@@ -510,11 +599,13 @@ def run_all(
     only: Sequence[str] = (),
     splink: bool = True,
     offline: bool = False,
+    misses: bool = False,
 ) -> list[dict[str, Any]]:
     """Every data set: the cascade, the probabilistic stage and Splink, one report each.
 
     Through the real engine (:func:`evaluate_engine`) unless ``offline``, which gives the
-    in-process simulation (:func:`evaluate`) instead.
+    in-process simulation (:func:`evaluate`) instead; ``misses``: each engine report
+    with its missed true pairs (``report["engine"]["misses"]``).
     """
     reports = []
     for name, build, spec in _scenarios(people, seed):
@@ -522,7 +613,10 @@ def run_all(
             continue
         with tempfile.TemporaryDirectory() as tmp:
             datasets, truth = build(Path(tmp))
-        report = (evaluate if offline else evaluate_engine)(spec, datasets, truth)
+        if offline:
+            report = evaluate(spec, datasets, truth)
+        else:
+            report = evaluate_engine(spec, datasets, truth, misses=misses)
         report["data"] = name
         if splink:
             report["splink"] = _splink(datasets, truth)
@@ -570,6 +664,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--offline", action="store_true", help="the in-process simulation, not the engine"
     )
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--misses",
+        action="store_true",
+        help="list the true pairs the stage missed, and why, in --json (uses the truth)",
+    )
     args = parser.parse_args(argv)
     print(
         "| data | records | cascade P / R | + probabilistic P / R | threshold | review "
@@ -582,6 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         only=args.only,
         splink=not args.no_splink,
         offline=args.offline,
+        misses=args.misses,
     )
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))

@@ -384,7 +384,7 @@ def test_blocking_keys_need_comparisons_and_their_own_names() -> None:
 def test_the_shipped_spec_has_the_probabilistic_evidence() -> None:
     assert not default_spec().blocking_keys and not default_spec().comparisons  # opt-in
     spec = default_spec(PROBABILISTIC_SPEC_NAME)
-    assert [b.name for b in spec.blocking_keys] == ["dob", "nhs", "names_phonetic"]
+    assert [b.name for b in spec.blocking_keys] == ["dob", "nhs", "names_phonetic", "postcode_year"]
     assert [c.name for c in spec.comparisons] == [
         "given",
         "family",
