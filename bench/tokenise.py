@@ -49,7 +49,7 @@ from client_sdk.local_index import LocalIndex
 from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
-from client_sdk.tokenise import TokeniseParams, tokenise_records, write_batch
+from client_sdk.tokenise import TokeniseParams, chunk_records_for, tokenise_records, write_batch
 from keys.derive import DomainKey
 from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
 from tessera_synth import generate
@@ -120,7 +120,12 @@ def run(n: int, workers: int = 1, evidence: int = 0) -> dict[str, float]:
         started, cpu_started = time.perf_counter(), time.process_time()
         with LocalIndex.open(orgdir, "bench") as index:
             summary = write_batch(
-                record_blocks(extract, mapping, report=QualityCollector()),
+                record_blocks(
+                    extract,
+                    mapping,
+                    report=QualityCollector(),
+                    size=chunk_records_for(params.spec),
+                ),
                 params,
                 out=directory / "bench.batch",
                 index=index,

@@ -55,17 +55,26 @@ from keys.spec import KeyField, LinkageSpec, UnorderedFields
 
 __all__ = [
     "CHUNK_RECORDS",
+    "EVIDENCE_CHUNK_RECORDS",
     "BatchSummary",
     "EncodedChunk",
     "RecordBlocks",
     "TokeniseParams",
     "Tokeniser",
+    "chunk_records_for",
     "tokenise_records",
     "write_batch",
 ]
 
 CHUNK_RECORDS = 20_000
-"""Records per chunk (and per block of work handed to a worker)."""
+"""Records per chunk (and per block of work handed to a worker) under a spec of match
+keys alone."""
+EVIDENCE_CHUNK_RECORDS = 5_000
+"""Records per chunk under a spec with the probabilistic evidence. Each record then
+carries some 600–1,000 bytes of block and comparison tokens, which are random and do not
+compress (longer names give more ``one_edit`` tokens), so a chunk of 20,000 comes near the
+broker's default limit of 16 MiB a request (``max_chunk_bytes``) and past it on some
+extracts; 5,000 keeps a chunk near a quarter of it."""
 
 _UNIQUE_FIELDS = frozenset({"nhs_number", "other_id", "address_line"})
 _CACHE_SIZE = 1 << 17
@@ -659,11 +668,17 @@ def _blocks(
         yield block
 
 
+def chunk_records_for(spec: LinkageSpec) -> int:
+    """Records per chunk by default under ``spec``: :data:`EVIDENCE_CHUNK_RECORDS` when it
+    derives the probabilistic evidence, else :data:`CHUNK_RECORDS`."""
+    return EVIDENCE_CHUNK_RECORDS if spec.blocking_keys else CHUNK_RECORDS
+
+
 def tokenise_records(
     records: Iterable[NormalisedRecord] | RecordBlocks,
     params: TokeniseParams,
     *,
-    chunk_records: int = CHUNK_RECORDS,
+    chunk_records: int | None = None,
     workers: int = 1,
 ) -> Iterator[EncodedChunk]:
     """Tokenise a stream of records into encoded chunks, in input order.
@@ -675,12 +690,14 @@ def tokenise_records(
             raw blocks the workers normalise, e.g. from ``client_sdk.pipeline.record_blocks``
             (their blocks set the chunk size).
         params: spec, keys, domain and dataset.
-        chunk_records: records per chunk.
+        chunk_records: records per chunk (:func:`chunk_records_for` the spec by default).
         workers: processes to work in; 1 works in this process.
 
     Yields:
         One :class:`EncodedChunk` per block of ``chunk_records`` records.
     """
+    if chunk_records is None:
+        chunk_records = chunk_records_for(params.spec)
     if chunk_records < 1:
         raise ValueError("chunk_records must be at least 1")
     tokeniser = Tokeniser(params)
@@ -740,7 +757,7 @@ def write_batch(
     index: LocalIndex,
     quality: Callable[[], dict[str, Any]] | None = None,
     workers: int = 1,
-    chunk_records: int = CHUNK_RECORDS,
+    chunk_records: int | None = None,
     batch_id: str | None = None,
     org: str | None = None,
     opt_out_checked: date | None = None,
@@ -759,7 +776,7 @@ def write_batch(
         quality: called once the records are consumed; its result is the manifest's
             quality report.
         workers: processes to derive tokens in.
-        chunk_records: records per chunk.
+        chunk_records: records per chunk (:func:`chunk_records_for` the spec by default).
         batch_id: the batch's id (a random UUID by default).
         org: the organisation the batch is made for (the broker refuses it from others).
         opt_out_checked: the day of the national opt-out check the flags reflect.

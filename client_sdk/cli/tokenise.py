@@ -34,7 +34,14 @@ from client_sdk.speclint import (
     static_problems,
 )
 from client_sdk.speclint_evidence import DEFAULT_MAX_BLOCK, DEFAULT_MAX_SHARED, lint_evidence
-from client_sdk.tokenise import CHUNK_RECORDS, RecordBlocks, TokeniseParams, write_batch
+from client_sdk.tokenise import (
+    CHUNK_RECORDS,
+    EVIDENCE_CHUNK_RECORDS,
+    RecordBlocks,
+    TokeniseParams,
+    chunk_records_for,
+    write_batch,
+)
 from keys.errors import SpecError
 from keys.spec import LinkageSpec, default_spec, resolve_spec
 
@@ -116,7 +123,10 @@ def _spec(path: Path | None) -> LinkageSpec:
     help="Processes to tokenise in; 1 works in this process.",
 )
 @click.option(
-    "--chunk-records", default=CHUNK_RECORDS, show_default=True, type=click.IntRange(1, 1_000_000)
+    "--chunk-records",
+    type=click.IntRange(1, 1_000_000),
+    show_default=f"{CHUNK_RECORDS:,}; {EVIDENCE_CHUNK_RECORDS:,} with the probabilistic evidence",
+    help="Records per chunk (an upload sends one chunk a request).",
 )
 @click.option(
     "--permitted",
@@ -142,7 +152,7 @@ def tokenise_command(
     dataset: str,
     out: Path,
     workers: int,
-    chunk_records: int,
+    chunk_records: int | None,
     progress: bool,
     *,
     force: bool,
@@ -167,6 +177,7 @@ def tokenise_command(
     """
     spec = _spec(spec_path)
     _refuse_static(spec)
+    chunk_records = chunk_records or chunk_records_for(spec)
     mapping = load_mapping(mapping_path)
     checked = opt_out_checked.date() if isinstance(opt_out_checked, datetime) else opt_out_checked
     if checked is not None and permitted_path is None:

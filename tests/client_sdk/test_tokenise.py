@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from client_sdk.local_index import LocalIndex
 from client_sdk.normalise.names import nickname_key
 from client_sdk.record import NormalisedRecord
-from client_sdk.tokenise import TokeniseParams, Tokeniser, tokenise_records, write_batch
+from client_sdk.tokenise import (
+    EVIDENCE_CHUNK_RECORDS,
+    TokeniseParams,
+    Tokeniser,
+    chunk_records_for,
+    tokenise_records,
+    write_batch,
+)
 from keys.batch import BatchReader
 from keys.chunk import decode_chunk
 from keys.derive import DomainKey
@@ -321,3 +328,26 @@ def test_the_default_spec_emits_no_evidence_until_the_broker_links_on_it() -> No
     tokeniser = Tokeniser(_params())
     chunk = decode_chunk(tokeniser.encode_rows([tokeniser.row(r) for r in _people(5)]).data)
     assert chunk.evidence is None
+
+
+def test_chunks_with_the_evidence_keep_well_under_a_requests_limit(tmp_path: Path) -> None:
+    """The shipped probabilistic spec's chunks are a quarter of the match-key spec's, so a
+    chunk of long names stays far below the broker's default limit on a request body (one
+    chunk a request): at 20,000 records it came near 16 MiB and broke the demo's upload."""
+    from broker.config import BrokerSettings
+
+    limit = BrokerSettings.model_fields["max_chunk_bytes"].default
+    spec = default_spec(PROBABILISTIC_SPEC_NAME)
+    long_names = [
+        _with(p, given_name=f"{p.given_name}ALEXANDRINA", family_name=f"{p.family_name}WORTHINGTON")
+        for p in _people(EVIDENCE_CHUNK_RECORDS + 1)
+    ]
+    assert chunk_records_for(spec) == EVIDENCE_CHUNK_RECORDS < chunk_records_for(SPEC)
+    out, orgdir = tmp_path / "evidence.batch", tmp_path / "org"
+    orgdir.mkdir()
+    with LocalIndex.open(orgdir, "gp") as index:
+        write_batch(long_names, _params(spec=spec), out=out, index=index)
+    reader = BatchReader(out)
+    sizes = [len(chunk) for chunk in reader.raw_chunks()]
+    assert [len(c.refs) for c in reader.chunks()] == [EVIDENCE_CHUNK_RECORDS, 1]
+    assert max(sizes) < limit / 2
