@@ -24,11 +24,7 @@ from typing import Final
 
 from broker.matching import Model, ScoredPair, tf_adjustment, weight_probability
 from broker.matching.score import tf_columns
-from broker.store.linkage_codec import (
-    MEMBER_BYTES,
-    iter_holders,
-    stored_dsn,
-)
+from broker.store.linkage_codec import MEMBER_BYTES, iter_holders, stored_dsn
 from broker.store.linkage_evidence import (
     block_keys,
     column_tokens,
