@@ -6,12 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from broker.store.embedded import EmbeddedRedis
 from tests.support.cluster_support import RedisClusterSet, SentinelSet
 from tests.support.harness import BrokerProcess, start_broker
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Hypothesis's per-example deadline is a timed assertion: on a loaded 2-core machine a
+# property over real HMACs or a real redis-server can pass its 200 ms and fail a test whose
+# behaviour is right. Speed is measured in `make bench`, never asserted here.
+settings.register_profile("tessera", deadline=None)
+settings.load_profile("tessera")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
