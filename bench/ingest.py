@@ -312,15 +312,17 @@ def run_http_evidence(
                 write_batch(records, params, out=path, index=index, org=org)
             batches.append((org, path, len(records)))
         del datasets
-        serve_args = ("--no-link-worker",) if worker_process else ()
+        serve_args: tuple[str, ...] = ("--no-link-worker",) if worker_process else ()
         if api_processes > 1:
             serve_args += ("--workers", str(api_processes))
         broker = start_serving(Path(tmp) / "broker", serve_args, {})
-        if api_processes > 1 and broker.process is not None:
-            supervisor = broker.process.pid
-            wait_until(lambda: len(running_api(supervisor)) == api_processes, "API processes")
-        worker = start_link_worker(broker, "link-worker") if worker_process else None
+        worker: LinkWorkerProcess | None = None
         try:
+            if api_processes > 1 and broker.process is not None:
+                supervisor = broker.process.pid
+                wait_until(lambda: len(running_api(supervisor)) == api_processes, "API processes")
+            if worker_process:
+                worker = start_link_worker(broker, "link-worker")
             uploads: list[tuple[BrokerClient, Path, int]] = []
             for org, path, count in batches:
                 client = BrokerClient(broker.url, broker.add_identity(Role.ORG, org))
