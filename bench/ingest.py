@@ -18,11 +18,17 @@ A third part, ``http_evidence_*`` (:func:`run_http_evidence`), is the whole HTTP
 with the probabilistic stage: batch files the SDK wrote under ``uk-health-probabilistic``
 (match keys and the evidence) of a GP list and a hospital index from one population.
 
+It runs in the shape docs/deploy.md recommends for a service: ``tessera-broker serve
+--no-link-worker`` for the HTTP API and a separate ``tessera-broker link-worker`` process,
+so receiving and linking can use two cores (``http-evidence-thread``: the link worker as a
+thread inside ``serve``, as before, for comparison).
+
 ``run(n)`` is what ``make bench`` calls (``n`` records per dataset; 1,000,000 at full
 scale), and ``run(n, evidence=1)`` its entry for the third part;
-``python -m bench.ingest N [engine|http|http-evidence|evidence]`` runs one part alone
-(``evidence``: :func:`run_evidence`, the probabilistic stage's cost in the engine alone,
-not in ``run``).
+``python -m bench.ingest N PART`` runs one part alone: ``engine``, ``http``,
+``http-evidence``, ``http-evidence-thread``, ``http-evidence-2api`` (``serve --workers 2``
+beside the link worker process) or ``evidence`` (:func:`run_evidence`, the probabilistic
+stage's cost in the engine alone, not in ``run``).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from keys.derive import RecordRef, StoredToken
 if TYPE_CHECKING:
     from client_sdk.client import BrokerClient, UploadProgress
     from tests.support.harness import BrokerProcess
+    from tests.support.worker_support import LinkWorkerProcess
 
 __all__ = ["SyntheticPair", "run", "run_engine", "run_http", "run_http_evidence"]
 
@@ -95,13 +102,19 @@ def _cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def _process_cpu(pid: int | None) -> float:
-    """CPU seconds (user and system) process ``pid`` has used; 0 where /proc is missing."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _process_cpu(*pids: int | None) -> float:
+    """CPU seconds (user and system) processes ``pids`` have used (``None``: none, and 0
+    where /proc is missing)."""
+    ticks = 0
+    for pid in pids:
+        if pid is None:
+            continue
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _resident_bytes() -> int:
@@ -243,7 +256,9 @@ def run_http(n: int) -> dict[str, float]:
     return out
 
 
-def run_http_evidence(n: int) -> dict[str, float]:
+def run_http_evidence(
+    n: int, *, worker_process: bool = True, api_processes: int = 1
+) -> dict[str, float]:
     """Upload and link a GP list and a hospital index through HTTP, with the evidence.
 
     The data of :func:`run_evidence` — a GP list of ``n`` records and a hospital index of
@@ -254,8 +269,12 @@ def run_http_evidence(n: int) -> dict[str, float]:
     batch's manifest (as ``tessera-sdk dataset declare --from-batch`` does), then the GP
     batch is uploaded and linked, and the hospital batch is timed from the start of its
     upload until it is linked (``http_evidence_link_*``; tokenising is done beforehand and
-    not timed). The linking runs in the link worker thread inside ``serve``, so the
-    broker's CPU figure holds the HTTP requests, re-keying, storing and linking.
+    not timed). With ``worker_process`` (the default) the broker is ``serve
+    --no-link-worker`` and a ``tessera-broker link-worker`` process links, so the broker's
+    CPU figure is the HTTP requests, re-keying and storing, and the worker's
+    (``worker_us_per_record``) the linking; without it the link worker is a thread of
+    ``serve`` and the broker's figure holds both. ``api_processes`` above 1 runs ``serve
+    --workers N`` (the broker's figure is then the sum over its API processes).
     """
     from bench.spec_eval import generate
     from broker.linkage_report import build_linkage_report
@@ -267,7 +286,9 @@ def run_http_evidence(n: int) -> dict[str, float]:
     from keys.derive import DomainKey
     from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
     from keys.wire import DatasetDeclaration, Role
-    from tests.support.harness import start_broker
+    from tests.support.harness import start_serving
+    from tests.support.worker_support import api_processes as running_api
+    from tests.support.worker_support import start_link_worker, wait_until
 
     datasets, _ = generate(n, practices=1, hospital_share=1.0)
     spec = default_spec(PROBABILISTIC_SPEC_NAME)
@@ -291,8 +312,17 @@ def run_http_evidence(n: int) -> dict[str, float]:
                 write_batch(records, params, out=path, index=index, org=org)
             batches.append((org, path, len(records)))
         del datasets
-        broker = start_broker(Path(tmp) / "broker")
+        serve_args: tuple[str, ...] = ("--no-link-worker",) if worker_process else ()
+        if api_processes > 1:
+            serve_args += ("--workers", str(api_processes))
+        broker = start_serving(Path(tmp) / "broker", serve_args, {})
+        worker: LinkWorkerProcess | None = None
         try:
+            if api_processes > 1 and broker.process is not None:
+                supervisor = broker.process.pid
+                wait_until(lambda: len(running_api(supervisor)) == api_processes, "API processes")
+            if worker_process:
+                worker = start_link_worker(broker, "link-worker")
             uploads: list[tuple[BrokerClient, Path, int]] = []
             for org, path, count in batches:
                 client = BrokerClient(broker.url, broker.add_identity(Role.ORG, org))
@@ -310,11 +340,13 @@ def run_http_evidence(n: int) -> dict[str, float]:
                 )
                 uploads.append((client, path, count))
             batch_bytes = sum(path.stat().st_size for _, path, _ in batches)
-            timings, used = _timed_uploads(broker, uploads)
+            timings, used = _timed_uploads(broker, uploads, worker)
             (linkage,) = build_linkage_report(broker.runtime.store).domains
             for client, _, _ in uploads:
                 client.close()
         finally:
+            if worker is not None:
+                worker.stop()
             broker.stop()
     total = sum(count for _, _, count in batches)
     out = {
@@ -332,38 +364,47 @@ def run_http_evidence(n: int) -> dict[str, float]:
 
 
 def _timed_uploads(
-    broker: BrokerProcess, uploads: list[tuple[BrokerClient, Path, int]]
+    broker: BrokerProcess,
+    uploads: list[tuple[BrokerClient, Path, int]],
+    worker: LinkWorkerProcess | None = None,
 ) -> tuple[list[dict[str, float]], int]:
     """Upload each batch in turn and wait until it is linked, timing each one.
 
     Each batch is timed from the start of its upload until the broker reports it linked
     (its records per second by the clock, and until the commit: the upload phase), with
-    the CPU microseconds per record of this process (the client), of the broker process
-    (HTTP, re-keying, storing, and the link worker thread that runs inside ``serve``; and
-    that process's share until the commit) and of its redis-server (``INFO cpu``).
-    Returns the timings, one per batch, and how many bytes Redis's ``used_memory`` grew
-    by over them all.
+    the CPU microseconds per record of this process (the client), of the broker's
+    processes (HTTP, re-keying, storing, and the link worker thread when it runs inside
+    ``serve``; and their share until the commit), of a separate link worker process if
+    given, and of the redis-server (``INFO cpu``). Returns the timings, one per batch, and
+    how many bytes Redis's ``used_memory`` grew by over them all.
     """
     from keys.wire import BatchState
 
     redis_client = broker.runtime.store.redis
     base = int(redis_client.info("memory")["used_memory"])
-    pid = broker.process.pid if broker.process is not None else None
+    from tests.support.worker_support import api_processes
+
+    # the serving process and, under ``serve --workers N``, its API processes
+    pids = [] if broker.process is None else [broker.process.pid]
+    pids += [child for pid in pids for child in api_processes(pid)]
+    worker_pids = [] if worker is None or worker.process is None else [worker.process.pid]
     timings: list[dict[str, float]] = []
     for client, path, records in uploads:
         linking: list[float] = []  # the clock and the broker's CPU when linking began
 
         def on_progress(step: UploadProgress, linking: list[float] = linking) -> None:
             if step.phase == "link" and not linking:
-                linking += (time.perf_counter(), _process_cpu(pid))
+                linking += (time.perf_counter(), _process_cpu(*pids))
 
         started, cpu = time.perf_counter(), time.process_time()
-        broker_cpu, redis_cpu = _process_cpu(pid), _cpu(redis_client)
+        broker_cpu, redis_cpu = _process_cpu(*pids), _cpu(redis_client)
+        worker_cpu = _process_cpu(*worker_pids)
         status = client.upload(path, wait_timeout=7200, poll=0.1, on_progress=on_progress)
-        ended, broker_ended = time.perf_counter(), _process_cpu(pid)
+        ended, broker_ended = time.perf_counter(), _process_cpu(*pids)
         if status.state is not BatchState.LINKED:
             raise RuntimeError(f"{path.name} ended {status.state}")
         committed, broker_committed = linking or (ended, broker_ended)
+        worker_used = _process_cpu(*worker_pids) - worker_cpu
         timings.append(
             {
                 "records_per_s": records / (ended - started),
@@ -373,6 +414,7 @@ def _timed_uploads(
                 # of which until the commit: receiving, re-keying and storing the chunks
                 "broker_upload_us_per_record": 1e6 * (broker_committed - broker_cpu) / records,
                 "redis_us_per_record": 1e6 * (_cpu(redis_client) - redis_cpu) / records,
+                **({"worker_us_per_record": 1e6 * worker_used / records} if worker else {}),
             }
         )
     return timings, int(redis_client.info("memory")["used_memory"]) - base
@@ -429,6 +471,8 @@ if __name__ == "__main__":
         "engine": run_engine,
         "http": run_http,
         "http-evidence": run_http_evidence,
+        "http-evidence-thread": lambda n: run_http_evidence(n, worker_process=False),
+        "http-evidence-2api": lambda n: run_http_evidence(n, api_processes=2),
         "evidence": run_evidence,
     }.get(part, run)
     for name, value in runner(size).items():

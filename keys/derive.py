@@ -515,7 +515,12 @@ class EvidenceRekeyer:
                 runs[-1] = (block_index, runs[-1][1], column + 1)
             else:
                 runs.append((block_index, column, column + 1))
-        tails: list[bytes] = []
+        # Each AES block is laid out whole with its token's place left zero (a run's k
+        # blocks are one repeated 16 bytes), then the tokens are written into their places
+        # a 4-byte word at a time in C: one strided copy, where filling the tails in
+        # around the tokens took three and a buffer more.
+        hole = bytes(width)
+        blocks_of_runs: list[bytes] = []
         for i, blocks in enumerate(stored_blocks):
             base = i * n_columns
             for block_index, start, end in runs:
@@ -525,20 +530,17 @@ class EvidenceRekeyer:
                 block = blocks[block_index]
                 if block is None:
                     raise ValueError("a comparison token without its block token")
-                tails.append(block[:pad] * k)
-        padding = b"".join(tails)
-        if len(padding) != pad * total:
+                blocks_of_runs.append((hole + block[:pad]) * k)
+        plain = bytearray().join(blocks_of_runs)
+        if len(plain) != _DIGEST_BYTES * total:
             raise ValueError("the comparison tokens do not match their counts")
-        # The AES blocks c ‖ B_j[:12], interleaved a 4-byte word at a time in C.
-        plain = bytearray(_DIGEST_BYTES * total)
-        words, tails_words = memoryview(plain).cast(_WORD), memoryview(padding).cast(_WORD)
-        step, per_tail = _DIGEST_BYTES // width, pad // width
-        words[0::step] = memoryview(tokens).cast(_WORD)
-        for w in range(per_tail):
-            words[1 + w :: step] = tails_words[w::per_tail]
+        step = _DIGEST_BYTES // width
+        memoryview(plain).cast(_WORD)[0::step] = memoryview(tokens).cast(_WORD)
         encryptor = self._cipher.encryptor()
         out = encryptor.update(plain) + encryptor.finalize()
-        return memoryview(out).cast(_WORD)[::step].tobytes()
+        # the first word of each AES block (an array's strided slice copies in a C loop,
+        # about twice as fast as a memoryview's)
+        return array.array(_WORD, out)[::step].tobytes()
 
 
 def derive_pseudonym(master_secret: bytes, *, agreement_id: str, person_id: str) -> str:
