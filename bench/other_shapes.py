@@ -19,6 +19,9 @@ through the SDK's real CSV reader, mapping and normalisation:
   column cannot show where such a family name starts): with the usual export it is
   ``double_errors``, re-exported ``uk_export``, so the two rows tell the conventions'
   cost from the error rates'.
+- :data:`QUADRUPLE_ERRORS`: the same, doubled again (half the hospital's NHS numbers
+  missing, 12% typos in each name, a third nicknames, every double-barrelled name written
+  another way): where the stage starts to lose pairs.
 """
 
 from __future__ import annotations
@@ -33,7 +36,15 @@ from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records
 from client_sdk.record import NormalisedRecord
 
-__all__ = ["DOUBLE_ERRORS", "MANY_PER_PERSON", "doubled", "febrl_dups", "reexport", "uk_export"]
+__all__ = [
+    "DOUBLE_ERRORS",
+    "MANY_PER_PERSON",
+    "QUADRUPLE_ERRORS",
+    "doubled",
+    "febrl_dups",
+    "reexport",
+    "uk_export",
+]
 
 _Datasets = dict[str, list[NormalisedRecord]]
 _Truth = dict[tuple[str, str], int]
@@ -61,6 +72,13 @@ DOUBLE_ERRORS = replace(
     structure=replace(_BASELINE.structure, double_barrelled=0.1),
     gp=doubled(_BASELINE.gp),
     hospital=doubled(_BASELINE.hospital),
+)
+QUADRUPLE_ERRORS = replace(
+    DOUBLE_ERRORS,
+    name="quadruple_errors",
+    summary="double_errors with every error rate doubled again",
+    gp=doubled(DOUBLE_ERRORS.gp),
+    hospital=doubled(DOUBLE_ERRORS.hospital),
 )
 
 

