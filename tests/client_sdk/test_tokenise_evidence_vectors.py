@@ -364,8 +364,10 @@ def _transpose(value: str) -> list[str]:
 
 
 def _one_word(value: str) -> list[str]:
+    """Each word replaced by ``*`` (two words or more), then the value without its spaces."""
     words = value.split(" ")
-    return [" ".join(words[:i] + ["*"] + words[i + 1 :]) for i in range(len(words))]
+    stars = [" ".join(words[:i] + ["*"] + words[i + 1 :]) for i in range(len(words))]
+    return [*(stars if len(words) > 1 else []), "".join(words)]
 
 
 def _one_edit(value: str) -> list[str]:

