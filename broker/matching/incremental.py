@@ -10,18 +10,20 @@ the known matches pooled over every key, EM per key (:func:`~broker.matching.mod
 One difference from a fit over the records, documented in docs/probabilistic.md: a pair
 that shares blocks of several keys is counted once under each, so
 :func:`counted_threshold` weighs it once per key where :func:`model_threshold` keeps
-its best key's score only.
+its best key's score only. :func:`key_thresholds` walks each key's own counts for a
+link threshold per key.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from broker.matching.evidence import BlockLayout, Layout
 from broker.matching.model import estimate, level_counts
-from broker.matching.score import DEFAULT_MAX_BLOCK, Model
+from broker.matching.score import DEFAULT_MAX_BLOCK, Model, Thresholds
 
-__all__ = ["Patterns", "counted_threshold", "fit_counts"]
+__all__ = ["Patterns", "counted_threshold", "fit_counts", "key_thresholds"]
 
 Patterns = Mapping[tuple[int, ...], int]
 """Agreement vector → how many pairs have it."""
@@ -105,3 +107,51 @@ def counted_threshold(
         expected_wrong += count * wrong
         seen += count
     return threshold
+
+
+def key_thresholds(
+    scored: Sequence[Sequence[tuple[float, int]]],
+    known: Sequence[int],
+    *,
+    min_known: int,
+    false_link_rate: float = 0.001,
+    floor: float = 0.9,
+) -> Thresholds:
+    """A link threshold per blocking key, each :func:`counted_threshold` over its own pairs.
+
+    One walk over every key's pairs together lets one key's ambiguous blocks (look-alike
+    namesakes of one postcode and year) raise every key's threshold; walked apart, each
+    key's accepted pairs keep the model's expected wrong share within ``false_link_rate``
+    on their own. The shares of such sets are within the rate together too, counting a
+    pair once per key that accepts it (the mediant of shares each within it), as the
+    pooled walk counted them: so a pair linking where it clears *some* key's threshold
+    keeps the expected false links at most ``false_link_rate`` times the accepted pairs
+    summed over keys.
+
+    A key whose fit rests on little — fewer than ``1 / false_link_rate`` pairs at or
+    above ``floor`` (too few to afford one expected wrong link), or fewer than
+    ``min_known`` known matches of its own — never goes below the pooled threshold (the
+    walk over every key's pairs, ``Thresholds.link``): it takes the higher of that and
+    its own walk's, so a weakly estimated key cannot open wider than all keys together
+    support, and its own share stays within the rate (the share of a best-first prefix
+    only grows as it lengthens, so any threshold above a walk's keeps it).
+
+    Args:
+        scored: per blocking key, ``(probability, pairs)`` of its candidate pairs.
+        known: per blocking key, its candidate pairs known to be matches.
+        min_known: known matches a key needs for a threshold below the pooled one.
+        false_link_rate: the model's expected wrong share allowed among accepted pairs.
+        floor: no threshold is below this.
+    """
+    pooled = counted_threshold(
+        (s for pairs in scored for s in pairs), false_link_rate=false_link_rate, floor=floor
+    )
+    min_pairs = math.ceil(1.0 / false_link_rate)
+    own: list[float] = []
+    for pairs, matched in zip(scored, known, strict=True):
+        threshold = counted_threshold(pairs, false_link_rate=false_link_rate, floor=floor)
+        above = sum(count for probability, count in pairs if probability >= floor)
+        own.append(
+            threshold if above >= min_pairs and matched >= min_known else max(threshold, pooled)
+        )
+    return Thresholds(link=pooled, keys=tuple(own))
