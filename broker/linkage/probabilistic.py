@@ -11,8 +11,9 @@ same (docs/linkage.md, "The probabilistic stage"):
    agreement-pattern counts of every pair that shares a block, which the mirror keeps as
    evidence arrives) is refitted when the evidence held has grown by a tenth since the
    last fit, and stored with the slice; its link thresholds, one per blocking key, are
-   :func:`broker.matching.incremental.key_thresholds` over each key's candidate pairs'
-   counts — chosen from the model, never from a truth.
+   :func:`broker.matching.incremental.key_thresholds` over the candidate pairs' counts
+   (each key's own walk where it is below the walk over every key's) — chosen from the
+   model, never from a truth.
    After a refit, every released probabilistic link is scored again under the key it
    linked by; one that falls below that key's new threshold stays linked and is listed
    for review (``refit``).

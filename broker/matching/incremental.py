@@ -117,24 +117,29 @@ def key_thresholds(
     false_link_rate: float = 0.001,
     floor: float = 0.9,
 ) -> Thresholds:
-    """A link threshold per blocking key, each :func:`counted_threshold` over its own pairs.
+    """A link threshold per blocking key: its own walk's where that is the lower one.
 
-    One walk over every key's pairs together lets one key's ambiguous blocks (look-alike
-    namesakes of one postcode and year) raise every key's threshold; walked apart, each
-    key's accepted pairs keep the model's expected wrong share within ``false_link_rate``
-    on their own. The shares of such sets are within the rate together too, counting a
-    pair once per key that accepts it (the mediant of shares each within it), as the
-    pooled walk counted them: so a pair linking where it clears *some* key's threshold
-    keeps the expected false links at most ``false_link_rate`` times the accepted pairs
-    summed over keys.
+    One walk over every key's pairs together (the pooled threshold, ``Thresholds.link``)
+    lets one key's ambiguous blocks (look-alike namesakes of one postcode and year) raise
+    every key's threshold. A key whose own pairs the model expects clean further down —
+    :func:`counted_threshold` over that key's pairs alone, below the pooled one — links
+    down to its own walk's threshold; every other key keeps the pooled one. A per-key
+    walk alone would also *raise* most keys' thresholds above the pooled one (the pooled
+    walk counts the near-certain pairs of the NHS number's blocks under every key they
+    share), and lose on ordinary extracts the pairs it wins back on ambiguous ones.
+
+    The bound this keeps, in the model's own expectation: the keys at their own walk's
+    threshold are each within ``false_link_rate`` of the pairs they accept, and the keys
+    at the pooled threshold are within it together with the rest at that threshold
+    (the share of a best-first prefix only grows as it lengthens, so the former are
+    within it at the pooled threshold too). So the expected false links are at most
+    ``2 × false_link_rate`` times the accepted pairs summed over keys (the worst case:
+    the pooled walk's slack all taken by the keys at its threshold), and at most
+    ``false_link_rate`` times them when no key goes below the pooled threshold.
 
     A key whose fit rests on little — fewer than ``1 / false_link_rate`` pairs at or
     above ``floor`` (too few to afford one expected wrong link), or fewer than
-    ``min_known`` known matches of its own — never goes below the pooled threshold (the
-    walk over every key's pairs, ``Thresholds.link``): it takes the higher of that and
-    its own walk's, so a weakly estimated key cannot open wider than all keys together
-    support, and its own share stays within the rate (the share of a best-first prefix
-    only grows as it lengthens, so any threshold above a walk's keeps it).
+    ``min_known`` known matches of its own — keeps the pooled threshold.
 
     Args:
         scored: per blocking key, ``(probability, pairs)`` of its candidate pairs.
@@ -149,9 +154,8 @@ def key_thresholds(
     min_pairs = math.ceil(1.0 / false_link_rate)
     own: list[float] = []
     for pairs, matched in zip(scored, known, strict=True):
-        threshold = counted_threshold(pairs, false_link_rate=false_link_rate, floor=floor)
         above = sum(count for probability, count in pairs if probability >= floor)
-        own.append(
-            threshold if above >= min_pairs and matched >= min_known else max(threshold, pooled)
-        )
+        supported = above >= min_pairs and matched >= min_known
+        threshold = counted_threshold(pairs, false_link_rate=false_link_rate, floor=floor)
+        own.append(min(threshold, pooled) if supported else pooled)
     return Thresholds(link=pooled, keys=tuple(own))

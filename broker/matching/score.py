@@ -67,9 +67,10 @@ class Thresholds:
         link: the pooled link threshold, walked over every key's pairs together: the
             threshold of any key that has none of its own.
         review: where a pair becomes a possible match.
-        keys: per blocking key (layout order), its own link threshold, walked over its
-            own pairs (:func:`broker.matching.incremental.key_thresholds`); empty, or
-            shorter than the layout, where keys have none: they take ``link``.
+        keys: per blocking key (layout order), its link threshold: the lower of
+            ``link`` and the walk over its own pairs, where those support it
+            (:func:`broker.matching.incremental.key_thresholds`); empty, or shorter
+            than the layout, where keys have none: they take ``link``.
     """
 
     link: float = 0.999
