@@ -396,6 +396,12 @@ def engine_links(
             measured["possible_matches"] = len(store.possible_matches(limit=10**9))
             model = store.fitted_model()
             measured["threshold"] = model.thresholds.link if model is not None else None
+            # per blocking key, its own link threshold (the engine's decisions use these)
+            measured["thresholds"] = (
+                {b.name: model.thresholds.link_of(j) for j, b in enumerate(model.layout.blocks)}
+                if model is not None
+                else {}
+            )
             measured["evidence_bytes_per_record"] = _evidence_bytes(client, store) / max(
                 1, len(person_of)
             )
@@ -433,14 +439,21 @@ def _misses(
     by_person: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for key, pid in truth.items():
         by_person[pid].append(key)
-    threshold = model.thresholds.link if model is not None else 1.0
+    names = [b.name for b in model.layout.blocks] if model is not None else []
+
+    def threshold(key: str | None) -> float:
+        """The link threshold of the blocking key a pair was judged under."""
+        if model is None:
+            return 1.0
+        return model.thresholds.link_of(names.index(key)) if key in names else model.thresholds.link
+
     out: list[dict[str, Any]] = []
     for members in by_person.values():
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
                 if a[0] == b[0] or person_of.get(a) == person_of.get(b):
                     continue
-                row: dict[str, Any] = {"threshold": threshold}
+                row: dict[str, Any] = {}
                 for side, key in (("a", a), ("b", b)):
                     r = records[key]
                     fields = [r.nhs_number, r.given_name, r.middle_names, r.family_name]
@@ -454,11 +467,13 @@ def _misses(
                         key=entry.blocking_key,
                         agreement=dict(entry.agreement),
                     )
+                    row["threshold"] = threshold(entry.blocking_key)
                     out.append(row)
                     continue
                 best = _best_shared_key(model, evidence_of[a][1], evidence_of[b][1])
                 row["reason"] = "below_review" if best else "no_block"
                 row.update(best)
+                row["threshold"] = threshold(best.get("key"))
                 out.append(row)
     return out
 
@@ -520,6 +535,7 @@ def evaluate_engine(
         zip(("precision", "recall", "pairs"), _rates(combined, truth), strict=True)
     )
     report["threshold"] = measured["threshold"] or 1.0
+    report["thresholds"] = measured["thresholds"]
     report["review"] = measured["possible_matches"]
     report["engine"] = measured
     report["engine_cascade"] = measured_cascade
@@ -667,10 +683,19 @@ def _speed(report: dict[str, Any]) -> str:
     return f"{speed['cascade']:.0f} / {speed['probabilistic']:.0f}"
 
 
+def _thresholds_cell(report: dict[str, Any]) -> str:
+    """The pooled link threshold, then each blocking key's own where it has one."""
+    pooled = f"{report.get('threshold', 1.0):.4f}"
+    keys: dict[str, float] = report.get("thresholds") or {}
+    if not keys:
+        return pooled
+    return pooled + " (" + ", ".join(f"{k} {t:.4f}" for k, t in keys.items()) + ")"
+
+
 def _print(report: dict[str, Any]) -> None:
     print(
         f"| {report['data']} | {report['records']:,} | {_cell(report['cascade'])} | "
-        f"{_cell(report.get('probabilistic', 'n/a'))} | {report.get('threshold', 1.0):.4f} | "
+        f"{_cell(report.get('probabilistic', 'n/a'))} | {_thresholds_cell(report)} | "
         f"{report.get('review', 0):,} | {_speed(report)} | "
         f"{_splink_cell(report.get('splink', 'not run'))} |",
         flush=True,

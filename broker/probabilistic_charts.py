@@ -114,7 +114,9 @@ class Histogram:
 class ProbabilisticCharts:
     """Everything the dashboard draws of one domain's probabilistic stage."""
 
-    link_threshold: float
+    link_threshold: str
+    """The link threshold as shown: one number when every blocking key has the same, else
+    each key's (``0.9612 (dob), 0.9771 (postcode_year)``)."""
     review_threshold: float
     scored_pairs: int
     pairs_at_link: int
@@ -227,10 +229,17 @@ def _histogram(domain: str, report: ProbabilisticReportOut) -> Histogram:
     )
 
 
+def _link_thresholds(report: ProbabilisticReportOut) -> str:
+    keys = report.blocking_keys
+    if not keys or len({k.link_threshold for k in keys}) == 1:
+        return f"{keys[0].link_threshold if keys else report.thresholds.link:.4g}"
+    return ", ".join(f"{k.link_threshold:.4g} ({k.block})" for k in keys)
+
+
 def probabilistic_charts(domain: str, report: ProbabilisticReportOut) -> ProbabilisticCharts:
     """Lay out the charts of one domain's probabilistic section."""
     return ProbabilisticCharts(
-        link_threshold=report.thresholds.link,
+        link_threshold=_link_thresholds(report),
         review_threshold=report.thresholds.review,
         scored_pairs=report.scored_pairs,
         pairs_at_link=report.pairs_at_link,

@@ -1,9 +1,9 @@
 """The probabilistic section of the linkage report: the fitted weights, explained.
 
 What a linkage analyst reads to trust (or distrust) the Fellegi–Sunter stage, as Splink
-shows it: per blocking key its prior and, per comparison level, ``m``, ``u`` and the
-match weight ``log2(m / u)``; the link and review thresholds; a histogram of the match
-probabilities of scored pairs; and a *waterfall* for one example pair (the prior's weight,
+shows it: per blocking key its prior, its link threshold and, per comparison level,
+``m``, ``u`` and the match weight ``log2(m / u)``; the review threshold; a histogram of
+the match probabilities of scored pairs; and a *waterfall* for one example pair (the prior's weight,
 each comparison's weight at the level the pair reached, the total and the probability).
 
 The inputs are the engine's own types (:class:`broker.matching.Model`, a pair's blocking
@@ -77,6 +77,8 @@ class BlockingKeyOut(_Out):
     """log2 of the prior odds: where every pair of this key's blocks starts."""
     pairs: int
     converged: bool
+    link_threshold: float
+    """This key's own link threshold: a pair judged under this key links at or above it."""
     comparisons: list[ComparisonOut]
 
 
@@ -84,6 +86,8 @@ class ThresholdsOut(_Out):
     """Posterior probabilities at which a pair links, or is kept for review."""
 
     link: float
+    """The pooled link threshold (every key's pairs walked together): the threshold of a
+    key without its own; each key's is ``BlockingKeyOut.link_threshold``."""
     review: float
 
 
@@ -129,9 +133,9 @@ def _prior_weight(prior: float) -> float:
     return math.log2(prior / (1.0 - prior))
 
 
-def _blocking_keys(model: Model) -> list[BlockingKeyOut]:
+def _blocking_keys(model: Model, thresholds: Thresholds) -> list[BlockingKeyOut]:
     out: list[BlockingKeyOut] = []
-    for block in model.blocks:
+    for j, block in enumerate(model.blocks):
         comparisons = [
             ComparisonOut(
                 name=c.name,
@@ -149,6 +153,7 @@ def _blocking_keys(model: Model) -> list[BlockingKeyOut]:
                 prior_weight=_prior_weight(block.prior),
                 pairs=block.pairs,
                 converged=block.converged,
+                link_threshold=thresholds.link_of(j),
                 comparisons=comparisons,
             )
         )
@@ -214,7 +219,8 @@ def waterfall(
 
 
 def example_pair(pairs: Iterable[ScoredPair], thresholds: Thresholds) -> ScoredPair | None:
-    """The pair a reviewer learns most from: the one closest to the link threshold.
+    """The pair a reviewer learns most from: the one closest to the link threshold (of
+    the blocking key it is judged under).
 
     A pair far above it agrees everywhere and one far below disagrees everywhere; the one
     nearest the line shows which comparisons carry a decision. Ties go to the stronger
@@ -222,7 +228,12 @@ def example_pair(pairs: Iterable[ScoredPair], thresholds: Thresholds) -> ScoredP
     """
     return min(
         pairs,
-        key=lambda p: (abs(p.probability - thresholds.link), -p.match_weight, p.left, p.right),
+        key=lambda p: (
+            abs(p.probability - thresholds.link_of(p.block)),
+            -p.match_weight,
+            p.left,
+            p.right,
+        ),
         default=None,
     )
 
@@ -238,7 +249,7 @@ def build_probabilistic_report(
     Args:
         model: the fitted Fellegi–Sunter model (per blocking key prior, m and u).
         pairs: the scored candidate pairs (linked ones and possible matches alike).
-        thresholds: the link and review thresholds in force.
+        thresholds: the link (per blocking key) and review thresholds in force.
 
     Returns:
         Weights, thresholds, counts, the probability histogram and the waterfall of
@@ -247,10 +258,12 @@ def build_probabilistic_report(
     chosen = example_pair(pairs, thresholds)
     return ProbabilisticReportOut(
         thresholds=ThresholdsOut(link=thresholds.link, review=thresholds.review),
-        blocking_keys=_blocking_keys(model),
+        blocking_keys=_blocking_keys(model, thresholds),
         scored_pairs=len(pairs),
-        pairs_at_link=sum(p.probability >= thresholds.link for p in pairs),
-        pairs_for_review=sum(thresholds.review <= p.probability < thresholds.link for p in pairs),
+        pairs_at_link=sum(thresholds.links(p) for p in pairs),
+        pairs_for_review=sum(
+            thresholds.review <= p.probability and not thresholds.links(p) for p in pairs
+        ),
         histogram=probability_histogram(p.probability for p in pairs),
         example=None
         if chosen is None

@@ -10,12 +10,16 @@ same (docs/linkage.md, "The probabilistic stage"):
 2. **Model.** The scope's model (:func:`broker.matching.incremental.fit_counts` over the
    agreement-pattern counts of every pair that shares a block, which the mirror keeps as
    evidence arrives) is refitted when the evidence held has grown by a tenth since the
-   last fit, and stored with the slice; its link threshold is
-   :func:`broker.matching.incremental.counted_threshold` over every candidate pair's
-   count — chosen from the model, never from a truth.
-   After a refit, every released probabilistic link is scored again; one that falls
-   below the new threshold stays linked and is listed for review (``refit``).
-3. **Decisions**, over the candidates' scored pairs best first: a pair at or above the
+   last fit, and stored with the slice; its link thresholds, one per blocking key, are
+   :func:`broker.matching.incremental.key_thresholds` over the candidate pairs' counts
+   (each key's own walk where it is below the walk over every key's) — chosen from the
+   model, never from a truth.
+   After a refit, every released probabilistic link is scored again under the key it
+   linked by; one that falls below that key's new threshold stays linked and is listed
+   for review (``refit``).
+3. **Decisions**, over the candidates' scored pairs best first (a pair in blocks of
+   several keys judged under one, :func:`broker.matching.prefer_key`: the best of those
+   whose own threshold it clears, else its best): a pair at or above its key's
    link threshold merges the two persons into the older id, unless both persons are
    already linked across datasets (no chaining: ``rival``), or the pair is not more
    likely than all the other candidates of its two records in each other's
@@ -38,8 +42,8 @@ from broker.linkage.counters import person_counters, prob_counter, tally
 from broker.linkage.model import LinkStats
 from broker.linkage.rules import candidate_odds, compatible, outscores_rivals
 from broker.linkage.scoring import score_candidates
-from broker.matching import Model, ScoredPair, Thresholds, model_to_json
-from broker.matching.incremental import counted_threshold, fit_counts
+from broker.matching import Model, ScoredPair, model_to_json
+from broker.matching.incremental import fit_counts, key_thresholds
 from broker.store.linkage_codec import (
     StoredRecord,
     decode_members,
@@ -143,13 +147,16 @@ class ProbabilisticStage:
         if sum(sum(c.values()) for c in known) < MIN_FIT_PAIRS:
             return None
         fitted = fit_counts(layout, counted[CANDIDATE], counted[SAME], known)
-        threshold = counted_threshold(
-            (block.probability(vector), count)
-            for block, patterns in zip(fitted.blocks, counted[CANDIDATE], strict=True)
-            for vector, count in patterns.items()
+        thresholds = key_thresholds(
+            [
+                [(block.probability(vector), count) for vector, count in patterns.items()]
+                for block, patterns in zip(fitted.blocks, counted[CANDIDATE], strict=True)
+            ],
+            [sum(patterns.values()) for patterns in known],
+            min_known=MIN_FIT_PAIRS,
         )
         records = len(mirror.evidence)
-        model = Model(layout, fitted.blocks, fitted.max_block, Thresholds(threshold), records)
+        model = Model(layout, fitted.blocks, fitted.max_block, thresholds, records)
         self.writes.model = (model, model_to_json(model))
         mirror.model = model
         self._review_released(model)
@@ -167,7 +174,7 @@ class ProbabilisticStage:
             columns = model.layout.blocks[block].columns
             vector = raw_agreement(columns, mirror.evidence[rid], mirror.evidence[partner])
             probability = model.blocks[block].probability(vector)
-            if probability >= model.thresholds.link:
+            if probability >= model.thresholds.link_of(block):
                 continue
             entries = self._possible_of(rid)
             if any(e[0] == partner and e[2] == _REFIT for e in entries):
@@ -234,7 +241,7 @@ class ProbabilisticStage:
         for pair in pairs:
             owner = pair.right if pair.right in new_set else pair.left
             other = pair.left if owner == pair.right else pair.right
-            if pair.probability < thresholds.link:
+            if not thresholds.links(pair):
                 self._keep(owner, other, pair, _GREY)
                 continue
             left, right = self._pid(pair.left), self._pid(pair.right)

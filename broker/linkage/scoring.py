@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterable
 from typing import Final
 
-from broker.matching import Model, ScoredPair, tf_adjustment, weight_probability
+from broker.matching import Model, ScoredPair, prefer_key, tf_adjustment, weight_probability
 from broker.matching.score import tf_columns
 from broker.store.linkage_codec import MEMBER_BYTES, iter_holders, stored_dsn
 from broker.store.linkage_evidence import (
@@ -93,8 +93,9 @@ class _Scorer:
 
     def score(self, new: Iterable[int]) -> list[ScoredPair]:
         """:func:`score_candidates`. A pair of two new records is scored from the smaller
-        one's side; a pair in blocks of several keys keeps its best key's score (the
-        first on a tie), as ``score_pairs`` keeps it."""
+        one's side; a pair in blocks of several keys keeps the score
+        :func:`~broker.matching.prefer_key` prefers (the first on a tie), as
+        ``score_pairs`` keeps it."""
         mirror = self.mirror
         evidence, records, blocks = mirror.evidence, mirror.records, mirror.blocks
         n_keys = len(self.columns)
@@ -126,7 +127,7 @@ class _Scorer:
                     if pair is None:
                         continue
                     held = best.get((pair.left, pair.right))
-                    if held is None or pair.match_weight > held.match_weight:
+                    if held is None or prefer_key(self.model.thresholds, pair, held):
                         best[(pair.left, pair.right)] = pair
         # A pair's bound may pass under a key whose exact score then falls below review:
         # its best key's score is below review too (any key it was not scored under

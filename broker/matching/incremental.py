@@ -10,18 +10,20 @@ the known matches pooled over every key, EM per key (:func:`~broker.matching.mod
 One difference from a fit over the records, documented in docs/probabilistic.md: a pair
 that shares blocks of several keys is counted once under each, so
 :func:`counted_threshold` weighs it once per key where :func:`model_threshold` keeps
-its best key's score only.
+its best key's score only. :func:`key_thresholds` walks each key's own counts for a
+link threshold per key.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from broker.matching.evidence import BlockLayout, Layout
 from broker.matching.model import estimate, level_counts
-from broker.matching.score import DEFAULT_MAX_BLOCK, Model
+from broker.matching.score import DEFAULT_MAX_BLOCK, Model, Thresholds
 
-__all__ = ["Patterns", "counted_threshold", "fit_counts"]
+__all__ = ["Patterns", "counted_threshold", "fit_counts", "key_thresholds"]
 
 Patterns = Mapping[tuple[int, ...], int]
 """Agreement vector → how many pairs have it."""
@@ -105,3 +107,55 @@ def counted_threshold(
         expected_wrong += count * wrong
         seen += count
     return threshold
+
+
+def key_thresholds(
+    scored: Sequence[Sequence[tuple[float, int]]],
+    known: Sequence[int],
+    *,
+    min_known: int,
+    false_link_rate: float = 0.001,
+    floor: float = 0.9,
+) -> Thresholds:
+    """A link threshold per blocking key: its own walk's where that is the lower one.
+
+    One walk over every key's pairs together (the pooled threshold, ``Thresholds.link``)
+    lets one key's ambiguous blocks (look-alike namesakes of one postcode and year) raise
+    every key's threshold. A key whose own pairs the model expects clean further down —
+    :func:`counted_threshold` over that key's pairs alone, below the pooled one — links
+    down to its own walk's threshold; every other key keeps the pooled one. A per-key
+    walk alone would also *raise* most keys' thresholds above the pooled one (the pooled
+    walk counts the near-certain pairs of the NHS number's blocks under every key they
+    share), and lose on ordinary extracts the pairs it wins back on ambiguous ones.
+
+    The bound this keeps, in the model's own expectation: the keys at their own walk's
+    threshold are each within ``false_link_rate`` of the pairs they accept, and the keys
+    at the pooled threshold are within it together with the rest at that threshold
+    (the share of a best-first prefix only grows as it lengthens, so the former are
+    within it at the pooled threshold too). So the expected false links are at most
+    ``2 × false_link_rate`` times the accepted pairs summed over keys (the worst case:
+    the pooled walk's slack all taken by the keys at its threshold), and at most
+    ``false_link_rate`` times them when no key goes below the pooled threshold.
+
+    A key whose fit rests on little — fewer than ``1 / false_link_rate`` pairs at or
+    above ``floor`` (too few to afford one expected wrong link), or fewer than
+    ``min_known`` known matches of its own — keeps the pooled threshold.
+
+    Args:
+        scored: per blocking key, ``(probability, pairs)`` of its candidate pairs.
+        known: per blocking key, its candidate pairs known to be matches.
+        min_known: known matches a key needs for a threshold below the pooled one.
+        false_link_rate: the model's expected wrong share allowed among accepted pairs.
+        floor: no threshold is below this.
+    """
+    pooled = counted_threshold(
+        (s for pairs in scored for s in pairs), false_link_rate=false_link_rate, floor=floor
+    )
+    min_pairs = math.ceil(1.0 / false_link_rate)
+    own: list[float] = []
+    for pairs, matched in zip(scored, known, strict=True):
+        above = sum(count for probability, count in pairs if probability >= floor)
+        supported = above >= min_pairs and matched >= min_known
+        threshold = counted_threshold(pairs, false_link_rate=false_link_rate, floor=floor)
+        own.append(min(threshold, pooled) if supported else pooled)
+    return Thresholds(link=pooled, keys=tuple(own))

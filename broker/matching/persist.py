@@ -54,7 +54,9 @@ def layout_from_json(data: bytes) -> Layout:
 
 
 def model_to_json(model: Model) -> bytes:
-    """The model as JSON: layout, per blocking key prior and m/u per level, thresholds."""
+    """The model as JSON: layout, per blocking key prior and m/u per level, thresholds
+    (the pooled link threshold, the review threshold, and per blocking key its own link
+    threshold)."""
     doc = {
         "layout": _layout_doc(model.layout),
         "blocks": [
@@ -73,7 +75,11 @@ def model_to_json(model: Model) -> bytes:
             for b in model.blocks
         ],
         "max_block": model.max_block,
-        "thresholds": {"link": model.thresholds.link, "review": model.thresholds.review},
+        "thresholds": {
+            "link": model.thresholds.link,
+            "review": model.thresholds.review,
+            "keys": list(model.thresholds.keys),
+        },
         "records": model.records,
     }
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -102,7 +108,13 @@ def model_from_json(data: bytes) -> Model:
         )
         for b in doc["blocks"]
     )
-    thresholds = Thresholds(float(doc["thresholds"]["link"]), float(doc["thresholds"]["review"]))
+    stored = doc["thresholds"]
+    thresholds = Thresholds(
+        float(stored["link"]),
+        float(stored["review"]),
+        # a model stored before thresholds per key has none: every key takes "link"
+        tuple(float(t) for t in stored.get("keys", ())),
+    )
     return Model(
         _layout(doc["layout"]), blocks, int(doc["max_block"]), thresholds, int(doc["records"])
     )

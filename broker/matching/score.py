@@ -6,10 +6,12 @@
 - **Score**: a pair's agreement vector under each blocking key it shares, scored by that
   key's :class:`~broker.matching.model.BlockModel` and adjusted for term frequency
   (:func:`tf_adjustment`: an exact agreement on a value few records of the block hold
-  weighs more, on one many hold less); the pair keeps the best of them (each is a
-  posterior given the pair is in that key's blocks).
-- **Decision**: a pair whose probability is at least ``Thresholds.link`` may link, one at
-  least ``Thresholds.review`` is a possible match for review, never linked silently.
+  weighs more, on one many hold less); the pair keeps one of them (each is a posterior
+  given the pair is in that key's blocks): :func:`prefer_key`, the best among the keys
+  whose own link threshold it clears, else the best.
+- **Decision**: a pair whose probability is at least its key's link threshold
+  (``Thresholds.link_of``) may link, one at least ``Thresholds.review`` is a possible
+  match for review, never linked silently.
   :func:`one_to_one` resolves, best first, datasets that hold one record per person.
 """
 
@@ -33,6 +35,7 @@ __all__ = [
     "fit_scored",
     "model_threshold",
     "one_to_one",
+    "prefer_key",
     "score_pairs",
     "tf_adjustment",
     "tf_columns",
@@ -59,10 +62,28 @@ class Thresholds:
 
     Chosen from the model, never from a truth file: a link needs the model's posterior
     to put the odds of a wrong link below one in a thousand (docs/probabilistic.md).
+
+    Attributes:
+        link: the pooled link threshold, walked over every key's pairs together: the
+            threshold of any key that has none of its own.
+        review: where a pair becomes a possible match.
+        keys: per blocking key (layout order), its link threshold: the lower of
+            ``link`` and the walk over its own pairs, where those support it
+            (:func:`broker.matching.incremental.key_thresholds`); empty, or shorter
+            than the layout, where keys have none: they take ``link``.
     """
 
     link: float = 0.999
     review: float = 0.5
+    keys: tuple[float, ...] = ()
+
+    def link_of(self, block: int) -> float:
+        """The link threshold of blocking key ``block``."""
+        return self.keys[block] if block < len(self.keys) else self.link
+
+    def links(self, pair: ScoredPair) -> bool:
+        """Whether ``pair`` clears the link threshold of the key it was scored under."""
+        return pair.probability >= self.link_of(pair.block)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +108,12 @@ class Model:
 
 @dataclass(frozen=True, slots=True)
 class ScoredPair:
-    """A candidate pair and its best score.
+    """A candidate pair and its score under the key it is judged by (:func:`prefer_key`).
 
     Attributes:
         left: the smaller record number of the two.
         right: the larger.
-        block: index of the blocking key that gave the best score.
+        block: index of that blocking key.
         agreement: the agreement vector under that key (per comparison of it).
         match_weight: log2 posterior odds under that key, term-frequency adjustments
             included.
@@ -396,15 +417,33 @@ def fit_scored(
             if scorer is None:
                 scorer = _BlockScorer(block_model, adjusted, grouped[j][g])
                 scorers[g] = scorer
-            _keep_best(best, scorer.scored(j, a, b, vector))
+            _keep_best(best, scorer.scored(j, a, b, vector), model.thresholds)
     return model, _best_first(best.values())
 
 
-def _keep_best(best: dict[tuple[int, int], ScoredPair], pair: ScoredPair) -> None:
-    """Keep ``pair`` if it scores higher than the same pair under an earlier key."""
+def prefer_key(thresholds: Thresholds, pair: ScoredPair, held: ScoredPair) -> bool:
+    """Whether two records' score under one key (``pair``) replaces their score under
+    an earlier key (``held``): the key a pair in blocks of several keys is judged by.
+
+    A key under which the pair clears that key's own link threshold comes first, so the
+    pair links when it clears the threshold of *some* key it shares (the union of every
+    key's accepted pairs); among such keys, or when it clears none, the higher match
+    weight (the first on a tie). With one threshold for every key this is simply the
+    best score, since clearing it is monotone in the weight.
+    """
+    links = thresholds.links(pair)
+    if links != thresholds.links(held):
+        return links
+    return pair.match_weight > held.match_weight
+
+
+def _keep_best(
+    best: dict[tuple[int, int], ScoredPair], pair: ScoredPair, thresholds: Thresholds
+) -> None:
+    """Keep ``pair`` if :func:`prefer_key` prefers it to the same pair under an earlier key."""
     key = (pair.left, pair.right)
     held = best.get(key)
-    if held is None or pair.match_weight > held.match_weight:
+    if held is None or prefer_key(thresholds, pair, held):
         best[key] = pair
 
 
@@ -444,7 +483,9 @@ def score_pairs(
                 continue
             scorer = _BlockScorer(block_model, adjusted, members)
             for a, b in pairs:
-                _keep_best(best, scorer.scored(j, a, b, agreement(block_layout, a, b)))
+                _keep_best(
+                    best, scorer.scored(j, a, b, agreement(block_layout, a, b)), model.thresholds
+                )
     return _best_first(best.values())
 
 

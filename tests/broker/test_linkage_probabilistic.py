@@ -310,8 +310,12 @@ def test_a_refit_never_silently_unlinks(client, sample_from) -> None:
     model = store.fitted_model()
     assert model is not None
     doubted = {(m.record, m.other) for m in store.possible_matches() if m.reason == "refit"}
+    names = [b.name for b in model.layout.blocks]
     for rid, basis in store.link_basis(list(released)).items():
-        if basis.probability is not None and basis.probability < model.thresholds.link:
+        if basis.probability is None or basis.blocking_key is None:
+            continue
+        # judged against the threshold of the key it linked by
+        if basis.probability < model.thresholds.link_of(names.index(basis.blocking_key)):
             assert (rid, basis.partner) in doubted
 
 

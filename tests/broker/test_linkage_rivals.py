@@ -135,8 +135,10 @@ def test_a_record_as_like_two_records_of_one_dataset_links_neither(client) -> No
             person_of[rid], dataset_of[rid] = int(pid), record.dataset
         datasets_of[int(pid)] = {r.dataset for r in records}
     above: dict[tuple[int, str], list[int]] = defaultdict(list)
+    names = [b.name for b in model.layout.blocks]
     for match in store.possible_matches(limit=10**6):
-        if match.reason == "rival" and match.probability >= model.thresholds.link:
+        threshold = model.thresholds.link_of(names.index(match.blocking_key))
+        if match.reason == "rival" and match.probability >= threshold:
             above[(match.record, match.other_dataset)].append(match.other)
     contested = {key: others for key, others in above.items() if len(others) >= 2}
     assert contested, "the hostels hold residents one record matches alike"

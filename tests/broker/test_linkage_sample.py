@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from broker.linkage import Linker
 from broker.linkage.scoring import score_candidates
-from broker.matching import RecordEvidence, Thresholds, score_pairs
+from broker.matching import RecordEvidence, score_pairs
 from broker.store.linkage_codec import stored_dsn
 from broker.store.linkage_counts import in_sample, sample_shift
 from broker.store.linkage_evidence import decode_evidence
@@ -79,7 +79,7 @@ def test_in_place_scoring_keeps_exactly_the_pairs_score_pairs_gives(
     )
     model = dataclasses.replace(
         model,
-        thresholds=Thresholds(link=model.thresholds.link, review=review),
+        thresholds=dataclasses.replace(model.thresholds, review=review),
         max_block=max_block,
     )
     expected = [

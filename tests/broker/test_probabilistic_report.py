@@ -50,6 +50,27 @@ def test_counts_split_the_scored_pairs_at_the_thresholds(world) -> None:
     assert report.histogram[-1].pairs >= report.pairs_at_link  # the top bin holds the links
 
 
+def test_each_key_shows_its_own_link_threshold_and_pairs_are_counted_against_it(
+    world,
+) -> None:
+    n = len(world.model.blocks)
+    keys = tuple(0.9 + 0.09 * j / max(1, n - 1) for j in range(n))
+    thresholds = Thresholds(link=0.95, review=0.5, keys=keys)
+    report = build_probabilistic_report(world.model, world.pairs, thresholds=thresholds)
+    assert [k.link_threshold for k in report.blocking_keys] == list(keys)
+    assert report.thresholds.link == 0.95  # the pooled one, for keys without their own
+    links = [p.probability >= keys[p.block] for p in world.pairs]
+    assert report.pairs_at_link == sum(links)
+    assert report.pairs_for_review == sum(
+        p.probability >= 0.5 and not linked for p, linked in zip(world.pairs, links, strict=True)
+    )
+    shown = probabilistic_charts("d", report).link_threshold
+    if n > 1:  # the dashboard names each key's where they differ
+        assert all(f"({k.block})" in shown for k in report.blocking_keys)
+    uniform = build_probabilistic_report(world.model, world.pairs, thresholds=Thresholds())
+    assert probabilistic_charts("d", uniform).link_threshold == "0.999"
+
+
 def test_the_waterfall_adds_up_to_the_pairs_score(world) -> None:
     for pair in world.pairs[:: max(1, len(world.pairs) // 25)]:
         fall = waterfall(world.model, pair.block, pair.agreement, tf_weight=pair.tf_weight)

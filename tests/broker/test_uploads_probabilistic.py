@@ -78,8 +78,12 @@ def test_uploads_link_probabilistically_through_the_broker(broker_server, linked
     bases = store.link_basis([rid for rids in persons for rid in rids])
     probabilistic = [b for b in bases.values() if b.kind == "probabilistic"]
     assert probabilistic
-    assert all(
-        b.probability is not None and b.probability >= model.thresholds.link for b in probabilistic
+    names = [b.name for b in model.layout.blocks]
+    assert all(  # each at or above the threshold of the key it linked by
+        b.probability is not None
+        and b.blocking_key is not None
+        and b.probability >= model.thresholds.link_of(names.index(b.blocking_key))
+        for b in probabilistic
     )
     truth = world().person
     for _, records in store.iter_persons():  # every link the broker made is a true one
@@ -145,6 +149,9 @@ def test_report_releases_and_review_read_the_stage(broker_server, linked) -> Non
     pairs = store.scored_pairs()
     assert section.probabilistic.scored_pairs == len(pairs) > 0
     assert section.probabilistic.thresholds.link == model.thresholds.link
+    assert [k.link_threshold for k in section.probabilistic.blocking_keys] == [
+        model.thresholds.link_of(j) for j in range(len(model.blocks))
+    ]
     persons = [store.person_record_numbers(pid) for pid, _ in store.iter_persons()]
     bases = store.link_basis([rid for rids in persons for rid in rids])
     probabilities = store.link_probabilities()
