@@ -43,11 +43,38 @@ __all__ = [
 ]
 
 
+# Below the kernel's ephemeral range (32768 and up on Linux), and low enough that a Redis
+# Cluster node's bus port (10000 above) is out of this range and out of the ephemeral one.
+_LOW_PORT, _HIGH_PORT = 12000, 22000
+_ports_given: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nothing listens on right now, and that nothing else will be handed.
+
+    A port the kernel picks (bind to 0) is an ephemeral one: between this call and the
+    test's use of it, any outgoing connection on the machine may take it as its local port,
+    and another test worker may be handed it again (seen in CI: a broker refused to start
+    with "cannot listen ...: in use"). So ports come from a range the kernel never hands out,
+    each xdist worker from its own slice, never twice per process.
+    """
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), worker + 1)
+    width = (_HIGH_PORT - _LOW_PORT) // workers
+    low = _LOW_PORT + worker * width
+    start = secrets.randbelow(width)
+    for step in range(width):
+        port = low + (start + step) % width
+        if port in _ports_given:
+            continue
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}..{low + width - 1}")
 
 
 def unique(prefix: str) -> str:
