@@ -310,11 +310,11 @@ def engine_links(
     every dataset one record per person but those named in ``many``;
     ``probabilistic=False`` links without the evidence (the cascade alone). With
     ``truth``, ``measured["misses"]`` lists the true pairs left apart and why
-    (:func:`_misses`; read after linking, it decides nothing). Returns each record's
-    person and what was measured:
-    CPU seconds of this process (tokenising apart from linking) and of the redis-server
-    while linking, in all and per dataset, bytes per record the evidence takes in Redis,
-    the fitted model.
+    (:func:`_misses`) and ``measured["wrong_links"]`` the records linked to another
+    true person (:func:`_wrong_links`); both are read after linking and decide nothing.
+    Returns each record's person and what was measured: CPU seconds of this process
+    (tokenising apart from linking) and of the redis-server while linking, in all and per
+    dataset, bytes per record the evidence takes in Redis, the fitted model.
     """
     import redis
 
@@ -407,6 +407,7 @@ def engine_links(
             )
             if truth is not None:
                 measured["misses"] = _misses(store, model, datasets, truth, person_of, evidence_of)
+                measured["wrong_links"] = _wrong_links(store, datasets, truth, evidence_of)
             client.close()
         finally:
             server.stop()
@@ -426,8 +427,8 @@ def _misses(
     ``reason`` is the possible match's (``grey``, ``rival``, ``twin``) when the engine
     kept one; else ``below_review`` when the two share a blocking key (scored by the
     fitted model on the best shared key) or ``no_block`` when they share none. Each
-    names the two records' normalised fields, the key, the agreement vector, the
-    probability and the link threshold.
+    names the two records (``dataset:local id``, then the normalised fields), the key, the
+    agreement vector, the probability and the link threshold.
     """
     records = {(name, r.local_id): r for name, rs in datasets.items() for r in rs}
     rid_of = {key: store.record_number(key[0], ref) for key, (ref, _) in evidence_of.items()}
@@ -458,7 +459,7 @@ def _misses(
                     r = records[key]
                     fields = [r.nhs_number, r.given_name, r.middle_names, r.family_name]
                     fields += [r.date_of_birth, r.sex, r.postcode, r.address_line]
-                    row[side] = " | ".join([key[0], *(f or "" for f in fields)])
+                    row[side] = " | ".join([":".join(key), *(f or "" for f in fields)])
                 entry = possible.get(frozenset((rid_of[a], rid_of[b])))
                 if entry is not None:
                     row.update(
@@ -475,6 +476,57 @@ def _misses(
                 row.update(best)
                 row["threshold"] = threshold(best.get("key"))
                 out.append(row)
+    return out
+
+
+def _wrong_links(
+    store: Any,
+    datasets: _Datasets,
+    truth: _Truth,
+    evidence_of: dict[tuple[str, str], tuple[bytes, bytes | None]],
+) -> list[dict[str, Any]]:
+    """Every record the engine put in a person with a record of another true person, with
+    how it was linked (``store.link_basis``): a diagnostic only, read after linking.
+
+    A probabilistic link names its partner, and is wrong when the partner is another
+    person; a record joined by a match key is wrong when no other record of its person is
+    the same true person. Each names the record and its partner (``dataset:local id``,
+    then the normalised fields) and the basis (kind, key, probability, agreement).
+    """
+    records = {(name, r.local_id): r for name, rs in datasets.items() for r in rs}
+    key_of = {store.record_number(key[0], ref): key for key, (ref, _) in evidence_of.items()}
+
+    def fields(key: tuple[str, str]) -> str:
+        r = records[key]
+        values = [r.nhs_number, r.given_name, r.middle_names, r.family_name]
+        values += [r.date_of_birth, r.sex, r.postcode, r.address_line]
+        return " | ".join([":".join(key), *(v or "" for v in values)])
+
+    out: list[dict[str, Any]] = []
+    for pid, _members in store.iter_persons():
+        rids = store.person_record_numbers(pid)
+        if len({truth[key_of[rid]] for rid in rids}) < 2:
+            continue
+        for rid, basis in store.link_basis(rids).items():
+            key = key_of[rid]
+            if basis.kind == "probabilistic" and basis.partner is not None:
+                partner = key_of[basis.partner]
+                if truth[partner] == truth[key]:
+                    continue
+            elif any(truth[key_of[o]] == truth[key] for o in rids if o != rid):
+                continue
+            else:
+                partner = next(key_of[o] for o in rids if o != rid)
+            out.append(
+                {
+                    "record": fields(key),
+                    "partner": fields(partner),
+                    "kind": basis.kind,
+                    "key": basis.match_key or basis.blocking_key,
+                    "probability": basis.probability,
+                    "agreement": dict(basis.agreement),
+                }
+            )
     return out
 
 
