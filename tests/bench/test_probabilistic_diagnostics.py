@@ -7,9 +7,9 @@ in two turns its link into a wrong one, two persons joined turn their pair into 
 
 from __future__ import annotations
 
-from bench.probabilistic import PROBABILISTIC_SPEC_NAME, engine_links
+from bench.probabilistic import engine_links
 from bench.spec_eval import generate
-from keys.spec import default_spec
+from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
 
 
 def _record(listed: str) -> tuple[str, str]:
