@@ -24,7 +24,11 @@ _EVIDENCE_WINDOW = 1_024
 _CACHE_SIZE = 1 << 17
 """Values whose level digests each comparison keeps (names, dates and postcodes repeat)."""
 _ASSIGNED_DAY_LEVELS = frozenset({"year_month", "year"})
-"""The date-of-birth levels an assigned birthday keeps (:func:`_level_encoder`)."""
+"""The date-of-birth levels an assigned birthday keeps (:func:`_level_encoder`) when its
+comparison has no ``assigned_year`` level."""
+_ASSIGNED_YEAR_LEVELS = frozenset({"year_month", "assigned_year"})
+"""The ones it keeps when it has: not ``year``, so that a pair of one assigned birthday and
+a real one of the same year agrees at ``assigned_year``, a level of its own."""
 
 # A row as the tokeniser makes it: (local id, payload, value of each field the spec uses...).
 _Row = tuple[Any, ...]
@@ -117,7 +121,7 @@ class EvidenceEncoder:
         ``uncached`` (values that do not repeat, such as NHS numbers), and each blocking
         key its block tokens and secrets unless one of its fields is. A date of birth on
         one of ``assigned_birthdays`` (``MM-DD``) gives its comparison's ``year_month`` and
-        ``year`` only (:func:`_level_encoder`).
+        ``assigned_year`` (or ``year``) only (:func:`_level_encoder`).
         """
         self.block_names = tuple(b.name for b in spec.blocking_keys)
         self._deriver = EvidenceDeriver(
@@ -299,16 +303,21 @@ def _level_encoder(
     first (docs/token-format.md#comparison-tokens). A date of birth on one of the
     ``assigned`` days (``MM-DD``: the birthday an extract's system writes for an unknown
     one, :func:`client_sdk.quality.assigned_birthdays`) has only its ``year_month`` and
-    ``year`` values: its day says nothing of the person. As an exact agreement, the
-    namesakes of a hostel "born" on 1 January of one year would make every exact date of
-    birth weigh less (docs/probabilistic.md, "Assigned dates of birth"); at
-    ``year_month`` they weigh what that level is learnt to weigh.
+    ``assigned_year`` values (``year`` for a comparison without that level): its day
+    says nothing of the person. As an exact agreement, the namesakes of a hostel "born" on
+    1 January of one year would make every exact date of birth weigh less
+    (docs/probabilistic.md, "Assigned dates of birth"). Every other date has its
+    ``assigned_year`` value too, which is its year: listed after ``year``, the level is
+    the strongest agreement only of a pair with an assigned birthday and the same year,
+    which then weighs what such pairs are learnt to weigh, not what a true pair with a
+    day and month both mistyped does.
     """
+    kept = _ASSIGNED_YEAR_LEVELS if "assigned_year" in levels else _ASSIGNED_DAY_LEVELS
     functions = tuple(
         (
             LevelDigests(comparison, level).digests,
             LEVEL_FUNCTIONS[level],
-            level in _ASSIGNED_DAY_LEVELS,
+            level in kept,
         )
         for level in levels
         if level in LEVEL_FUNCTIONS
@@ -318,8 +327,8 @@ def _level_encoder(
         parts: list[bytes] = []
         counts: list[int] = []
         on_assigned_day = bool(assigned) and value[5:] in assigned
-        for digests, function, kept in functions:
-            values = function(value) if kept or not on_assigned_day else ()
+        for digests, function, on_day in functions:
+            values = function(value) if on_day or not on_assigned_day else ()
             parts.append(digests(values))
             counts.append(len(values))
         return b"".join(parts), bytes(counts), sum(counts)

@@ -40,9 +40,10 @@ link on; it only makes two records that share its token a *candidate pair*. A co
 names one field and its *levels*, strongest first (``exact``, then coarser agreements such
 as ``nickname`` (a name group in common: a name in two groups has a token for each),
 ``nysiis``, ``initial``, ``part``, ``swap``, ``one_digit``,
-``transpose``, ``one_word``, ``one_edit``, ``year_month``, ``year``, ``sector``,
-``district``). A comparison may also name a ``with_field``, a second name field that
-only its two-field levels read, last in its list: ``either_order`` and
+``transpose``, ``one_word``, ``one_edit``, ``year_month``, ``year``,
+``assigned_year`` (the year, against a date on a day the extract assigns to unknown
+birthdays), ``sector``, ``district``). A comparison may also name a ``with_field``, a
+second name field that only its two-field levels read, last in its list: ``either_order`` and
 ``either_order_soundex`` compare the two names as an unordered pair, for names entered
 in each other's fields; ``any_given`` (``with_field = "middle_names"``) the given and
 middle names as a set, for someone known by a middle name. The SDK
@@ -171,6 +172,7 @@ LevelName = Literal[
     "one_edit",
     "year_month",
     "year",
+    "assigned_year",
     "sector",
     "district",
     "either_order",
@@ -194,6 +196,7 @@ _LEVEL_ALLOWED: dict[str, frozenset[str]] = {
     "one_edit": _NAME_FIELDS,
     "year_month": frozenset({"date_of_birth"}),
     "year": frozenset({"date_of_birth"}),
+    "assigned_year": frozenset({"date_of_birth"}),
     "sector": frozenset({"postcode"}),
     "district": frozenset({"postcode"}),
     "either_order": _NAME_FIELDS,

@@ -17,6 +17,11 @@ nickname     names                            the nickname table's key:
                                               ``"BILL"`` → ``"WILLIAM"`` (a name
                                               not in the table is itself)
 year         date_of_birth                    ``"1984"``
+assigned_    date_of_birth                    ``"1984"``, as ``year``: the only
+year                                          year value of a date on a day the
+                                              extract assigns to an unknown
+                                              birthday, which then has no ``year``
+                                              (client_sdk.evidence)
 swap         date_of_birth                    day and month as an unordered pair:
                                               the smaller first, so ``1984-07-03``
                                               and ``1984-03-07`` give ``"1984-03-07"``
@@ -74,6 +79,11 @@ one_edit     names                            the value and each distinct value 
                                               adjacent transposition apart share one
 year_month   date_of_birth                    ``"1984-07"``
 year         date_of_birth                    ``"1984"``
+assigned_    date_of_birth                    ``"1984"``, as ``year``: the only
+year                                          year value of a date on a day the
+                                              extract assigns to an unknown
+                                              birthday, which then has no ``year``
+                                              (client_sdk.evidence)
 sector,      postcode                         as the transforms of the same name
 district
 ===========  ===============================  ==================================
@@ -371,6 +381,7 @@ LEVEL_FUNCTIONS: dict[str, Callable[[str], tuple[str, ...]]] = {
     "one_edit": one_edit_variants,
     "year_month": _single(year_month),
     "year": _single(year),
+    "assigned_year": _single(year),
     "sector": _single(postcode_sector),
     "district": _single(postcode_district),
 }

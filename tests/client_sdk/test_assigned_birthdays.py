@@ -129,7 +129,8 @@ def test_an_assigned_birthday_removes_only_the_keys_that_rest_on_it(
         else:
             assert a == b
     # the evidence: no date-of-birth block on the day, and the date compared by its year
-    # and month only (docs/probabilistic.md, "Assigned dates of birth")
+    # and month and at its own year level only (docs/probabilistic.md, "Assigned dates of
+    # birth")
     (blocks, cells), (day_blocks, day_cells) = plain.evidence(record), measured.evidence(record)
     if day not in assigned:
         assert (blocks, cells) == (day_blocks, day_cells)
@@ -143,6 +144,60 @@ def test_an_assigned_birthday_removes_only_the_keys_that_rest_on_it(
             assert day_cell == ()
         elif comparison.field == "date_of_birth":
             level = comparison.levels[column.level]
-            assert day_cell == (cell if level in ("year_month", "year") else ())
+            assert day_cell == (cell if level in ("year_month", "assigned_year") else ())
         else:
             assert cell == day_cell
+
+
+def _dob_agreement(spec, block: str, a, b) -> str:
+    """The strongest date-of-birth level at which two records' evidence agrees in ``block``
+    (the broker's reading, docs/probabilistic.md step 4), given both are in it."""
+    (blocks_a, cells_a), (blocks_b, cells_b) = a, b
+    names = [k.name for k in spec.blocking_keys]
+    assert blocks_a[names.index(block)] == blocks_b[names.index(block)] is not None
+    for column, cell_a, cell_b in zip(spec.evidence_columns, cells_a, cells_b, strict=True):
+        comparison = spec.comparisons[column.comparison]
+        if names[column.block] == block and comparison.field == "date_of_birth":
+            if set(cell_a) & set(cell_b):
+                return comparison.levels[column.level]
+    return "disagree"
+
+
+@pytest.mark.parametrize(
+    ("real", "other", "other_assigned", "level"),
+    [
+        ("2006-10-22", "2006-01-01", True, "assigned_year"),
+        ("2006-10-22", "2006-03-05", False, "year"),
+        ("2006-01-17", "2006-01-01", True, "year_month"),
+        ("1975-10-22", "2006-01-01", True, "disagree"),
+        ("2006-01-01", "2006-01-01", False, "exact"),
+    ],
+)
+def test_an_assigned_birthday_agrees_with_its_year_at_a_level_of_its_own(
+    real, other, other_assigned, level
+) -> None:
+    """A hospital that writes 1 January for an unknown birthday: its record agrees with the
+    practice's real date of the same year at ``assigned_year``, which the model weighs on
+    its own, not at ``year``, where a true pair's mistyped day and month and a stranger
+    of the same year sit (docs/probabilistic.md, "Assigned dates of birth")."""
+    spec = default_spec(PROBABILISTIC_SPEC_NAME)
+    person = NormalisedRecord(
+        line=2,
+        local_id="L1",
+        given_name="MOHAMMED",
+        given_name_key="MOHAMMED",
+        family_name="ROBERTS",
+        date_of_birth=real,
+        sex="M",
+        postcode="B10 3JN",
+    )
+    gp = Tokeniser(dataclasses.replace(fixed_params("gp-a", ()), spec=spec))
+    hospital = Tokeniser(
+        dataclasses.replace(
+            fixed_params("hospital-b", ()),
+            spec=spec,
+            assigned_birthdays=frozenset({"01-01"}) if other_assigned else frozenset(),
+        )
+    )
+    pair = (gp.evidence(person), hospital.evidence(person._replace(date_of_birth=other)))
+    assert _dob_agreement(spec, "names_phonetic", *pair) == level

@@ -390,6 +390,7 @@ _LEVELS: dict[str, Callable[[str], list[str]]] = {
     "part": lambda v: sorted(set(v.split())),
     "year_month": lambda v: [v[:7]],
     "year": lambda v: [v[:4]],
+    "assigned_year": lambda v: [v[:4]],
     "initial": lambda v: [v[0]],
     "swap": _swap,
     "sector": lambda v: [v[: v.index(" ") + 2]],
