@@ -19,7 +19,7 @@ from keys.spec import LinkageSpec
 
 __all__ = ["Evidence", "EvidenceEncoder"]
 
-_EVIDENCE_WINDOW = 1_024
+_EVIDENCE_WINDOW = 128
 """Records whose evidence is derived together (see :meth:`EvidenceEncoder.chunk`)."""
 _CACHE_SIZE = 1 << 17
 """Values whose level digests each comparison keeps (names, dates and postcodes repeat)."""
@@ -76,12 +76,11 @@ class _Levels:
             for key in keys:
                 out.append(encode(key) if key else missing)
         else:
-            get = cache.get
             for key in keys:
                 if not key:
                     out.append(missing)
                     continue
-                found = get(key)
+                found = cache.get(key)  # a direct dictionary lookup when compiled
                 if found is None:
                     if len(cache) >= _CACHE_SIZE:
                         cache.clear()
@@ -211,9 +210,11 @@ class EvidenceEncoder:
         """The chunk evidence of ``rows``; ``block_values[j][i]`` is row i's block j input.
 
         Worked in windows of :data:`_EVIDENCE_WINDOW` records, so that the window's
-        secrets, digests and cipher input (some 1.3 MB) stay in the processor's cache
-        through every pass over them: against one pass over a 20,000-record chunk (25 MB)
-        this halves the cost of the joins, the XOR and the cipher.
+        secrets, digests and cipher input (some 330 KB each at 160 comparison tokens a
+        record) stay in the processor's cache through every pass over them: against one
+        pass over a 20,000-record chunk (25 MB) this halves the cost of the joins, the XOR
+        and the cipher, and 128 records gave some 4% more records per CPU-second than
+        1,024 (docs/performance.md, eighth pass).
         """
         blocks: list[tuple[Token | None, ...]] = []
         counts: list[bytes] = []
@@ -322,6 +323,16 @@ def _level_encoder(
         for level in levels
         if level in LEVEL_FUNCTIONS
     )
+    if len(functions) == 1 and not assigned:
+        # One level (an NHS number's or sex's exact value): no parts or counts to gather,
+        # which matters for the comparisons that are not cached.
+        ((only, function, _),) = functions
+
+        def encode_one(value: str) -> _Digests:
+            values = function(value)
+            return only(values), bytes((len(values),)), len(values)
+
+        return encode_one
 
     def encode(value: str) -> _Digests:
         parts: list[bytes] = []

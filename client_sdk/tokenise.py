@@ -518,8 +518,8 @@ class _FieldColumn:
             encode, empty = self._encode, self._empty
             encoded = [encode(v) if v else empty for v in values]
         else:
-            get, fill = self._cache.get, self._fill
-            encoded = [get(v) or fill(v) for v in values]  # type: ignore[arg-type]
+            cache = self._cache  # a direct dictionary lookup per value when compiled
+            encoded = [cache.get(v) or self._fill(v) for v in values]  # type: ignore[arg-type]
         return [[e[i] for e in encoded] for i in range(len(self._empty))]
 
 
