@@ -26,7 +26,7 @@ from client_sdk.normalise.transforms import (
     joined_middle,
 )
 from client_sdk.record import NormalisedRecord
-from keys.spec import parse_spec
+from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec, parse_spec
 from tests.support.evidence_cells import Cells, evidence_cells
 
 WORD = st.text(alphabet="ABEJNORS", min_size=1, max_size=6)
@@ -134,6 +134,19 @@ def test_other_names_do_not_agree() -> None:
     assert not _given_shares(("ANNE", "MARIE"), ("MARIE", ""))
     assert not _given_shares(("ANNE", "MARIE"), ("ANNEMARY", ""))
     assert not _given_shares(("ANNE", ""), ("ANNEMARIE", ""))  # only initial agrees there
+
+
+def test_the_shipped_spec_places_the_levels_where_their_strength_belongs() -> None:
+    spec = default_spec(PROBABILISTIC_SPEC_NAME)
+    comparisons = {c.name: c for c in spec.comparisons}
+    given_levels = comparisons["given"].levels
+    assert comparisons["given"].with_field == "middle_names"
+    assert given_levels.index("one_edit") + 1 == given_levels.index("joined_middle")
+    # before initial, which ANNE and ANNEMARIE always share: after it, it could never be
+    # the strongest level that agrees
+    assert given_levels.index("joined_middle") < given_levels.index("initial")
+    family_levels = comparisons["family"].levels
+    assert family_levels[:3] == ("exact", "joined", "one_edit")
 
 
 # --- through the tokeniser ----------------------------------------------------------------
