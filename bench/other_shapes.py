@@ -22,11 +22,20 @@ through the SDK's real CSV reader, mapping and normalisation:
 - :data:`QUADRUPLE_ERRORS`: the same, doubled again (half the hospital's NHS numbers
   missing, 12% typos in each name, a third nicknames, every double-barrelled name written
   another way): where the stage starts to lose pairs.
+- :func:`respaced`: a scenario's hospital extract (``double_errors``'s in
+  :mod:`bench.probabilistic`, a fifth of its rows) with its names spaced another
+  way, as a second system writes them (:func:`respace_name`): a given and first middle
+  name run together (ANNE MARIE → ANNEMARIE), a stray space in a single given name
+  (RONAN → RO NAN), a double-barrelled family name joined (SMITH JONES, SMITH-JONES →
+  SMITHJONES) or a stray space in a single one (SMITH → SMI TH). The generator writes
+  none of these on the given name; they are what the ``joined_middle`` and ``joined``
+  comparison levels are for.
 """
 
 from __future__ import annotations
 
 import csv
+import random
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -43,6 +52,8 @@ __all__ = [
     "doubled",
     "febrl_dups",
     "reexport",
+    "respace_name",
+    "respaced",
     "uk_export",
 ]
 
@@ -205,5 +216,65 @@ def uk_export(
         name: [r for r in records if (name, r.local_id) in truth]
         for name, records in reexport(work).items()
     }
+    kept = {(name, r.local_id) for name, records in datasets.items() for r in records}
+    return datasets, {k: v for k, v in truth.items() if k in kept}
+
+
+def _stray_space(word: str, rng: random.Random) -> str:
+    """``word`` with a space typed inside it, at least two letters either side."""
+    at = rng.randrange(2, len(word) - 1)
+    return f"{word[:at]} {word[at:]}"
+
+
+def respace_name(name: str, rng: random.Random) -> str:
+    """A hospital ``FAMILY, GIVEN MIDDLE`` name with its given and its family name each
+    spaced another way where they can be.
+
+    Given names: the given and first middle name run together, else a stray space in a
+    given name of four letters or more. Family name: a double-barrelled one (with a
+    space or a hyphen) joined, else a stray space in one of four letters or more, half
+    the time (a stray space is rarer than a joined name).
+    """
+    family, _, given = name.partition(",")
+    family = family.strip()
+    words = given.split()
+    if words[:1] == ["BABY"]:  # BABY OF … is a placeholder, not a name to respace
+        pass
+    elif len(words) >= 2:
+        words = [words[0] + words[1], *words[2:]]
+    elif words and len(words[0]) >= 4:
+        words = _stray_space(words[0], rng).split()
+    if " " in family or "-" in family:
+        family = family.replace(" ", "").replace("-", "")
+    elif len(family) >= 4 and rng.random() < 0.5:
+        family = _stray_space(family, rng)
+    return f"{family}, {' '.join(words)}".strip()
+
+
+def respaced(
+    scenario: populations.Scenario, people: int, *, seed: int, share: float, work: Path
+) -> tuple[_Datasets, _Truth]:
+    """``scenario`` with ``share`` of its hospital rows' names respaced (:func:`respace_name`).
+
+    The rows are chosen by a generator seeded apart from the scenario's; the truth is
+    :func:`bench.populations.build`'s, as in :func:`uk_export`.
+    """
+    datasets, truth = populations.build(scenario, people, seed=seed, work=work)
+    rng = random.Random(f"respaced-{seed}")
+    with (work / "hospital.csv").open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = list(reader)
+    column = header.index("PATIENT NAME")
+    for row in rows:
+        if rng.random() < share:
+            row[column] = respace_name(row[column], rng)
+    out = work / "hospital_respaced.csv"
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    hospital = iter_records(out, load_mapping(work / "hospital.toml"), today=TODAY)
+    datasets["hospital"] = [r for r in hospital if ("hospital", r.local_id) in truth]
     kept = {(name, r.local_id) for name, records in datasets.items() for r in records}
     return datasets, {k: v for k, v in truth.items() if k in kept}

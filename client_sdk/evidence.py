@@ -137,12 +137,14 @@ class EvidenceEncoder:
                 _Levels(
                     _level_encoder(
                         c.name,
-                        c.levels,
+                        c.levels[: _pair_start(c.levels)],
                         assigned=assigned_birthdays if c.field == "date_of_birth" else frozenset(),
                     ),
                     cached=c.field not in uncached,
                 ),
-                _pair_levels(c.name, c.levels, cached=c.field not in uncached),
+                _pair_levels(
+                    c.name, c.levels[_pair_start(c.levels) :], cached=c.field not in uncached
+                ),
                 (b"", bytes(len(c.levels)), 0),
             )
             for c in spec.comparisons
@@ -256,7 +258,7 @@ class EvidenceEncoder:
         for position, other, levels, pair, empty in self._comparisons:
             values = [r[position] for r in rows]
             looked_up.append(levels.column(values, empty))
-            if pair is not None:  # two-field levels come last: their digests follow
+            if pair is not None:  # the levels from the first two-field one on follow
                 keys = [
                     (v, r[other] or "") if v else None for v, r in zip(values, rows, strict=True)
                 ]
@@ -294,11 +296,26 @@ class EvidenceEncoder:
         )
 
 
+def _pair_start(levels: Sequence[str]) -> int:
+    """Where a comparison's levels stop being keyed by the value alone: its first two-field
+    level (the number of levels if it has none).
+
+    The levels before it are derived from the field's value and cached by it; from it on
+    (two-field levels, and any one-field level after one: ``nysiis`` and ``initial``
+    after ``joined_middle``) from the pair of values, so that each record's digests come
+    out in the spec's order of levels, which the broker reads as strongest first.
+    """
+    for i, level in enumerate(levels):
+        if level in PAIR_LEVEL_FUNCTIONS:
+            return i
+    return len(levels)
+
+
 def _level_encoder(
     comparison: str, levels: Sequence[str], *, assigned: frozenset[str] = frozenset()
 ) -> Callable[[str], _Digests]:
-    """Value → its one-field levels' digests joined (16 bytes each), and how many per level
-    (a byte each).
+    """Value → the digests of ``levels`` (one-field levels) joined (16 bytes each), and how
+    many per level (a byte each).
 
     Digests are :class:`keys.derive.LevelDigests` of each level's values, strongest level
     first (docs/token-format.md#comparison-tokens). A date of birth on one of the
@@ -321,7 +338,6 @@ def _level_encoder(
             level in kept,
         )
         for level in levels
-        if level in LEVEL_FUNCTIONS
     )
     if len(functions) == 1 and not assigned:
         # One level (an NHS number's or sex's exact value): no parts or counts to gather,
@@ -348,20 +364,24 @@ def _level_encoder(
 
 
 def _pair_levels(comparison: str, levels: Sequence[str], *, cached: bool) -> _Levels | None:
-    """(Value, the ``with_field``'s value) → the two-field levels' digests and counts.
+    """(Value, the ``with_field``'s value) → the digests and counts of ``levels``: the
+    comparison's levels from its first two-field one on (:func:`_pair_start`).
 
-    None for a comparison without two-field levels. Kept apart from the one-field levels,
-    whose cache is by the value alone: a pair of names repeats far less than one name. A
-    missing second value is handed over as ``""``: ``either_order`` then has no value,
-    ``any_given`` the given name alone.
+    None for a comparison without two-field levels. Kept apart from the levels before
+    them, whose cache is by the value alone: a pair of names repeats far less than one
+    name. A one-field level among them reads the value alone. A missing second value is
+    handed over as ``""``: ``either_order`` then has no value, ``any_given`` and
+    ``joined_middle`` the given name alone.
     """
-    functions = tuple(
-        (LevelDigests(comparison, level).digests, PAIR_LEVEL_FUNCTIONS[level])
-        for level in levels
-        if level in PAIR_LEVEL_FUNCTIONS
-    )
-    if not functions:
+    if not levels:
         return None
+    functions = tuple(
+        (
+            LevelDigests(comparison, level).digests,
+            PAIR_LEVEL_FUNCTIONS.get(level) or _first_only(LEVEL_FUNCTIONS[level]),
+        )
+        for level in levels
+    )
 
     def encode(pair: tuple[str, str]) -> _Digests:
         value, other = pair
@@ -374,3 +394,14 @@ def _pair_levels(comparison: str, levels: Sequence[str], *, cached: bool) -> _Le
         return b"".join(parts), bytes(counts), sum(counts)
 
     return _Levels(encode, cached=cached)
+
+
+def _first_only(
+    function: Callable[[str], tuple[str, ...]],
+) -> Callable[[str, str], tuple[str, ...]]:
+    """A one-field level as a two-field one: it reads the first value alone."""
+
+    def level(value: str, other: str) -> tuple[str, ...]:
+        return function(value)
+
+    return level

@@ -40,13 +40,16 @@ link on; it only makes two records that share its token a *candidate pair*. A co
 names one field and its *levels*, strongest first (``exact``, then coarser agreements such
 as ``nickname`` (a name group in common: a name in two groups has a token for each),
 ``nysiis``, ``initial``, ``part``, ``swap``, ``one_digit``,
-``transpose``, ``one_word``, ``one_edit``, ``year_month``, ``year``,
+``transpose``, ``one_word``, ``one_edit``, ``joined``, ``year_month``, ``year``,
 ``assigned_year`` (the year, against a date on a day the extract assigns to unknown
 birthdays), ``sector``, ``district``). A comparison may also name a ``with_field``, a
-second name field that only its two-field levels read, last in its list: ``either_order`` and
+second name field that only its two-field levels read: ``either_order`` and
 ``either_order_soundex`` compare the two names as an unordered pair, for names entered
 in each other's fields; ``any_given`` (``with_field = "middle_names"``) the given and
-middle names as a set, for someone known by a middle name. The SDK
+middle names as a set, for someone known by a middle name (these three last in the
+list); ``joined_middle`` (``with_field = "middle_names"``, anywhere in the list) the
+given name joined to the first middle name, for a name written as one word in one
+record and two in the other (ANNEMARIE, ANNE MARIE). The SDK
 derives one short token per comparison level *under each blocking key* (the block's
 values are inside the HMAC), so two records can compare a field only inside a block they
 share. A comparison on a field
@@ -170,6 +173,7 @@ LevelName = Literal[
     "transpose",
     "one_word",
     "one_edit",
+    "joined",
     "year_month",
     "year",
     "assigned_year",
@@ -178,6 +182,7 @@ LevelName = Literal[
     "either_order",
     "either_order_soundex",
     "any_given",
+    "joined_middle",
 ]
 LEVELS: tuple[str, ...] = LevelName.__args__  # type: ignore[attr-defined]
 # Which comparison levels make sense on which fields: anything else is a spec error.
@@ -194,6 +199,7 @@ _LEVEL_ALLOWED: dict[str, frozenset[str]] = {
     "transpose": frozenset({"date_of_birth", "nhs_number", "other_id", "postcode"}),
     "one_word": frozenset({"address_line"}),
     "one_edit": _NAME_FIELDS,
+    "joined": _NAME_FIELDS,
     "year_month": frozenset({"date_of_birth"}),
     "year": frozenset({"date_of_birth"}),
     "assigned_year": frozenset({"date_of_birth"}),
@@ -202,9 +208,14 @@ _LEVEL_ALLOWED: dict[str, frozenset[str]] = {
     "either_order": _NAME_FIELDS,
     "either_order_soundex": _NAME_FIELDS,
     "any_given": frozenset({"given_name", "given_name_key"}),
+    "joined_middle": frozenset({"given_name", "given_name_key"}),
 }
-PAIR_LEVELS = frozenset({"either_order", "either_order_soundex", "any_given"})
+PAIR_LEVELS = frozenset({"either_order", "either_order_soundex", "any_given", "joined_middle"})
 """Levels that read two fields: the comparison's ``field`` and its ``with_field``."""
+_LAST_LEVELS = frozenset({"either_order", "either_order_soundex", "any_given"})
+"""Two-field levels that come after every one-field level (:func:`_check_with_field`)."""
+_MIDDLE_NAME_LEVELS = frozenset({"any_given", "joined_middle"})
+"""Two-field levels that read the middle names: ``with_field = "middle_names"``."""
 MAX_BLOCKING_KEYS = 8
 MAX_COMPARISONS = 16
 MAX_LEVELS = 8
@@ -616,9 +627,10 @@ def _check_with_field(
     if with_field == field_name:
         problems.append(f"{where}: 'with_field' must differ from 'field'")
         return False
-    if "any_given" in levels and with_field != "middle_names":
+    middle = [level for level in pair if level in _MIDDLE_NAME_LEVELS]
+    if middle and with_field != "middle_names":
         problems.append(
-            f"{where}: level 'any_given' reads the middle names: with_field = 'middle_names'"
+            f"{where}: level {middle[0]!r} reads the middle names: with_field = 'middle_names'"
         )
         return False
     if not pair:
@@ -626,10 +638,13 @@ def _check_with_field(
             f"{where}: 'with_field' is read only by the levels {', '.join(sorted(PAIR_LEVELS))}"
         )
         return False
-    if any(level not in PAIR_LEVELS for level in levels[levels.index(pair[0]) :]):
-        # Last, a two-field level agrees only where every one-field level disagrees: for
-        # names, only when they were entered in each other's fields.
-        problems.append(f"{where}: the levels {', '.join(sorted(PAIR_LEVELS))} come last")
+    last = [level for level in levels if level in _LAST_LEVELS]
+    if last and any(level not in _LAST_LEVELS for level in levels[levels.index(last[0]) :]):
+        # Last, these agree only where every one-field level disagrees: for names, only
+        # when they were entered in each other's fields or one is known by a middle name.
+        # joined_middle is a spelling of the same name and may stand where its strength
+        # belongs (client_sdk.evidence lays the levels out in the spec's order).
+        problems.append(f"{where}: the levels {', '.join(sorted(_LAST_LEVELS))} come last")
         return False
     return True
 

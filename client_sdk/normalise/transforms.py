@@ -57,6 +57,11 @@ initial
 part         names                            each distinct space-separated part,
                                               sorted: ``"SMITH JONES"`` →
                                               ``("JONES", "SMITH")``
+joined       names                            the value without its spaces:
+                                              ``"SMITH JONES"`` → ``("SMITHJONES",)``
+                                              (hyphens are spaces by then): two
+                                              names share it iff they differ only
+                                              in their spaces
 swap         date_of_birth                    as the ``swap`` transform
 one_digit    date_of_birth, nhs_number,       one variant per digit position, that
              other_id, postcode               digit replaced by ``*``: two values
@@ -93,7 +98,11 @@ district
 unordered pair, ``either_order_soundex`` their Soundex codes as an unordered pair, so
 that names entered in each other's fields agree there; ``any_given`` reads the given name
 with the middle names: each distinct name among them, so that a record of someone known
-by a middle name (AMINA) agrees with one holding it as a middle name (MEGAN AMINA).
+by a middle name (AMINA) agrees with one holding it as a middle name (MEGAN AMINA);
+``joined_middle`` reads them too: the given name, and the given name joined to the first
+middle name, so that a name written as two words in one record (ANNE MARIE, ANNE-MARIE,
+RO NAN: the normaliser makes the second word a middle name) agrees with the same name
+written as one (ANNEMARIE, RONAN) in the other.
 """
 
 from __future__ import annotations
@@ -115,6 +124,8 @@ __all__ = [
     "either_order",
     "either_order_soundex",
     "initial",
+    "joined",
+    "joined_middle",
     "metaphone",
     "name_parts",
     "nickname",
@@ -241,6 +252,19 @@ def name_parts(name: str) -> tuple[str, ...]:
     return tuple(sorted(set(name.split())))
 
 
+def joined(name: str) -> tuple[str, ...]:
+    """A canonical name without its spaces: ``"SMITH JONES"`` → ``("SMITHJONES",)``.
+
+    Two names share it exactly when they are the same letters with spaces put in or taken
+    out: a double-barrelled name written with a space, a hyphen (a space once normalised)
+    or as one word, or a stray space typed inside a name (``SMI TH``). Unlike the
+    ``one_word`` variants it never agrees on one word of two (``SMITH JONES`` and ``SMITH
+    BROWN`` share ``SMITH *``), and unlike ``one_edit`` it has no length limit and takes
+    any number of spaces.
+    """
+    return (name.replace(" ", ""),)
+
+
 def one_digit_variants(value: str) -> tuple[str, ...]:
     """The value once per digit position with that digit masked as ``*``.
 
@@ -288,12 +312,12 @@ def one_word_variants(value: str) -> tuple[str, ...]:
     if len(words) > _MAX_DIGIT_VARIANTS:
         return ()
     # A word variant holds a "*" and a space, the joined value neither: they never meet.
-    joined = "".join(words)
+    spaceless = "".join(words)
     if len(words) < 2:
-        return (joined,)
+        return (spaceless,)
     return (
         *(" ".join((*words[:i], "*", *words[i + 1 :])) for i in range(len(words))),
-        joined,
+        spaceless,
     )
 
 
@@ -349,6 +373,24 @@ def any_given(given: str, middle: str) -> tuple[str, ...]:
     return tuple(sorted({given, *middle.split()}))
 
 
+def joined_middle(given: str, middle: str) -> tuple[str, ...]:
+    """The given name, then the given name joined to the first middle name (if any).
+
+    A given-name field written ``ANNE MARIE`` or ``ANNE-MARIE`` is given name ``ANNE``
+    and middle name ``MARIE`` once normalised (the first word is the given name), and
+    ``RO NAN`` (a stray space) is ``RO`` and ``NAN``: ``("ANNE", "MARIE")`` →
+    ``("ANNE", "ANNEMARIE")`` shares ``ANNEMARIE`` with ``("ANNEMARIE", "")`` →
+    ``("ANNEMARIE",)``. Two records share a value when their given names are the same
+    (``exact`` agrees there first), when one's given name is the other's given and first
+    middle name written as one word, or when their given and first middle names are the
+    same letters split at another place (``JO ANNE``, ``JOAN NE``). Spaces are taken out
+    of the given name, which normally has none (the normaliser keeps its first word).
+    """
+    name = given.replace(" ", "")
+    first = middle.split(" ", 1)[0]
+    return (name, name + first) if first else (name,)
+
+
 def year_month(date: str) -> str | None:
     """Year and month of an ISO date: ``"1984-07"``."""
     return date[:7] if len(date) == 10 else None
@@ -374,6 +416,7 @@ LEVEL_FUNCTIONS: dict[str, Callable[[str], tuple[str, ...]]] = {
     "metaphone": _single(metaphone),
     "initial": _single(initial),
     "part": name_parts,
+    "joined": joined,
     "swap": _single(day_month_unordered),
     "one_digit": one_digit_variants,
     "transpose": transpose_variants,
@@ -391,6 +434,7 @@ PAIR_LEVEL_FUNCTIONS: dict[str, Callable[[str, str], tuple[str, ...]]] = {
     "either_order": either_order,
     "either_order_soundex": either_order_soundex,
     "any_given": any_given,
+    "joined_middle": joined_middle,
 }
 """Two-field comparison level → function (the field's value, the ``with_field``'s value →
 the level's values, ``""`` for a missing second value)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -63,5 +65,46 @@ def test_reexport_reads_the_same_people_in_other_conventions(tmp_path: Path) -> 
 
 def test_the_bench_runs_each_new_data_set() -> None:
     names = [name for name, _, _ in _scenarios(100, 7)]
-    for name in ("febrl2_dups", "febrl3_dups", "double_errors", "uk_export", "quadruple_errors"):
+    for name in (
+        "febrl2_dups",
+        "febrl3_dups",
+        "double_errors",
+        "uk_export",
+        "quadruple_errors",
+        "respaced",
+    ):
         assert name in names
+
+
+def test_respace_name_joins_and_splits_names_as_a_second_system_would() -> None:
+    rng = random.Random(1)
+    assert other_shapes.respace_name("SMITH-JONES, ANNE MARIE", rng) == "SMITHJONES, ANNEMARIE"
+    assert other_shapes.respace_name("SMITH JONES, ANNE MARIE LOUISE", rng) == (
+        "SMITHJONES, ANNEMARIE LOUISE"
+    )
+    family, _, given = other_shapes.respace_name("LI, RONAN", rng).partition(", ")
+    assert family == "LI" and given in {"RO NAN", "RON AN"}
+    assert other_shapes.respace_name("LI, JO", rng) == "LI, JO"  # too short to split
+    assert other_shapes.respace_name("SMITH, BABY OF JANE", rng).endswith(", BABY OF JANE")
+
+
+def test_respaced_respaces_a_share_of_the_hospital_names_only(tmp_path: Path) -> None:
+    scenario = other_shapes.DOUBLE_ERRORS
+    datasets, truth = other_shapes.respaced(scenario, 300, seed=3, share=0.5, work=tmp_path)
+    assert set(truth) == {(n, r.local_id) for n, rs in datasets.items() for r in rs}
+    rows = []
+    for name in ("hospital.csv", "hospital_respaced.csv"):
+        with (tmp_path / name).open(newline="", encoding="utf-8") as fh:
+            rows.append(list(csv.DictReader(fh)))
+    changed = 0
+    for before, after in zip(*rows, strict=True):
+        assert {k: v for k, v in before.items() if k != "PATIENT NAME"} == {
+            k: v for k, v in after.items() if k != "PATIENT NAME"
+        }
+        if before["PATIENT NAME"] != after["PATIENT NAME"]:
+            changed += 1
+            letters = [
+                "".join(ch for ch in row["PATIENT NAME"] if ch.isalpha()) for row in (before, after)
+            ]
+            assert letters[0] == letters[1]  # the same letters, spaced another way
+    assert 0.3 * len(rows[0]) < changed < 0.7 * len(rows[0])

@@ -350,6 +350,9 @@ def _level_values(level: str, value: str, other: str | None = None) -> list[str]
     """The documented level values of the levels the vectors' records reach."""
     if level == "any_given":  # each name among the given and middle names, sorted
         return sorted({value, *(other or "").split()})
+    if level == "joined_middle":  # the given name, then it and the first middle name as one
+        first = (other or "").split()[:1]
+        return [value, value + first[0]] if first else [value]
     if level in _PAIR_LEVELS:
         return [_PAIR_LEVELS[level](value, other)] if other else []
     return _LEVELS[level](value)
@@ -388,6 +391,7 @@ _LEVELS: dict[str, Callable[[str], list[str]]] = {
     "one_word": _one_word,
     "one_edit": _one_edit,
     "part": lambda v: sorted(set(v.split())),
+    "joined": lambda v: [v.replace(" ", "")],
     "year_month": lambda v: [v[:7]],
     "year": lambda v: [v[:4]],
     "assigned_year": lambda v: [v[:4]],

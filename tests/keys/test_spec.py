@@ -439,6 +439,15 @@ def test_a_comparison_of_names_in_either_order_reads_a_second_field() -> None:
     assert all("with_field" not in c.canonical() for c in plain.comparisons)  # old hashes kept
 
 
+def test_joined_middle_may_stand_before_one_field_levels() -> None:
+    """Unlike the other two-field levels: it is a spelling of the same given name, as
+    strong as a typing error, and after ``initial`` it would never be the strongest."""
+    levels = ["exact", "one_edit", "joined_middle", "nysiis", "initial", "any_given"]
+    spec = parse_spec(_names_either_order(with_field="middle_names", levels=levels))
+    assert spec.comparisons[0].levels == tuple(levels)
+    assert parse_spec(tomllib.loads(spec.to_toml())) == spec
+
+
 @pytest.mark.parametrize(
     ("extra", "problem"),
     [
@@ -448,6 +457,22 @@ def test_a_comparison_of_names_in_either_order_reads_a_second_field() -> None:
         ({"levels": ["exact", "initial"]}, "'with_field' is read only by the levels"),
         ({"levels": ["exact", "either_order", "initial"]}, "come last"),
         ({"levels": ["exact", "any_given"]}, "level 'any_given' reads the middle names"),
+        (
+            {"levels": ["exact", "joined_middle", "initial"]},
+            "level 'joined_middle' reads the middle names",
+        ),
+        (
+            {"with_field": "middle_names", "levels": ["exact", "any_given", "joined_middle"]},
+            "come last",
+        ),
+        (
+            {
+                "field": "family_name",
+                "with_field": "given_name",
+                "levels": ["exact", "either_order", "joined"],
+            },
+            "come last",
+        ),
     ],
 )
 def test_names_in_either_order_are_refused_where_they_make_no_sense(
