@@ -126,6 +126,7 @@ def lint_spec(
     *,
     min_distinct: float = DEFAULT_MIN_DISTINCT,
     sample: int = _SAMPLE,
+    assigned_birthdays: frozenset[str] = frozenset(),
 ) -> list[KeyLint]:
     """Estimate each match key's distinct fraction on ``records`` and judge it.
 
@@ -134,6 +135,9 @@ def lint_spec(
         records: the organisation's own normalised records (the first ``sample`` are used).
         min_distinct: the least distinct fraction a key may have.
         sample: at most this many records are read.
+        assigned_birthdays: the days the extract heaps its dates of birth on
+            (:func:`client_sdk.quality.assigned_birthdays`): keys that rest on the day of
+            birth are not counted on them, as tokenising does not form them there.
 
     Returns:
         One :class:`KeyLint` per match key, in spec order.
@@ -147,6 +151,7 @@ def lint_spec(
             key_version="lint",
             reference_secret=bytes(32),
             dataset="lint",
+            assigned_birthdays=assigned_birthdays,
         )
     )
     counters: list[Counter[int]] = [Counter() for _ in spec.match_keys]

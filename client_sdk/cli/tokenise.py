@@ -370,7 +370,8 @@ def spec_lint(
     mapping = load_mapping(mapping_path)
     collector = QualityCollector()
     records = _Counted(iter_records(input_path, mapping, report=collector, progress=False))
-    verdicts = lint_spec(spec, records, min_distinct=min_distinct)
+    assigned = _assigned_birthdays(spec, input_path, mapping)
+    verdicts = lint_spec(spec, records, min_distinct=min_distinct, assigned_birthdays=assigned)
     for v in verdicts:
         click.echo(
             f"{v.verdict:<9} {v.name:<32} {v.present:>9} records  "
@@ -399,6 +400,7 @@ def spec_lint(
             spec,
             max_block=max_block,
             max_shared=max_shared,
+            assigned_birthdays=assigned,
         )
         for e in evidence:
             click.echo(

@@ -15,7 +15,8 @@ import pytest
 import keys
 from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records
-from keys.spec import PROBABILISTIC_SPEC_NAME
+from client_sdk.speclint_evidence import lint_evidence
+from keys.spec import PROBABILISTIC_SPEC_NAME, resolve_spec
 from tessera_synth import generate
 from tests.client_sdk.sdk_cli import sdk
 
@@ -114,3 +115,43 @@ def test_a_spec_without_evidence_is_judged_as_before(extract: tuple[Path, Path])
     result = sdk("spec", "lint", data, "--mapping", mapping)
     assert result.returncode == 0, result.stderr
     assert "blocking key" not in result.stdout and "comparison" not in result.stdout
+
+
+def test_a_day_the_extract_assigns_to_unknown_birthdays_forms_no_date_block(
+    extract: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A hostel's residents all written as born on 1 January 1990: tokenising forms no
+    date-of-birth block on that assigned day (docs/quality.md), so the linter counts
+    none either, and the date-of-birth block is not refused for its size."""
+    data, mapping = extract
+    header, *rows = (line.split(",") for line in data.read_text("utf-8").splitlines())
+    dob = header.index("DOB")
+    for row in rows[:120]:
+        row[dob] = "1990-01-01"
+    heaped = tmp_path / "heaped.csv"
+    heaped.write_text("".join(",".join(r) + "\n" for r in [header, *rows]), "utf-8")
+    spec = tmp_path / "loose.toml"
+    spec.write_text(LOOSE)
+    result = sdk(
+        "spec", "lint", heaped, "--mapping", mapping, "--spec", spec,
+        "--max-block", "100", "--max-shared", "1000",
+    )  # fmt: skip
+    assert any(
+        line.startswith("ok        blocking key by_dob ") for line in result.stdout.splitlines()
+    )
+    assert "'by_dob'" not in result.stderr
+    # the claim can fail: counted as a day like any other, the 120 are one block
+    records = list(iter_records(heaped, load_mapping(mapping)))
+    loose = resolve_spec(spec)
+    verdicts = {
+        assigned: {
+            v.name: v
+            for v in lint_evidence(
+                lambda: records, loose, max_block=100, max_shared=1000, assigned_birthdays=assigned
+            )
+        }
+        for assigned in (frozenset(), frozenset({"01-01"}))
+    }
+    assert verdicts[frozenset()]["by_dob"].verdict == "refused"
+    assert verdicts[frozenset()]["by_dob"].largest >= 120
+    assert verdicts[frozenset({"01-01"})]["by_dob"].verdict == "ok"
