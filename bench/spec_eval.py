@@ -22,7 +22,7 @@ Reported, over cross-dataset record pairs:
   the right person.
 
 The data comes from ``generate``: an independent corruption model (documented below and
-in docs/linkage-spec.md), not the SDK's synthetic generator, so a spec tuned on one is
+in docs/linkage-measured-cascade.md), not the SDK's synthetic generator, so a spec tuned on one is
 checked on the other.
 """
 

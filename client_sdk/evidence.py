@@ -216,7 +216,7 @@ class EvidenceEncoder:
         record) stay in the processor's cache through every pass over them: against one
         pass over a 20,000-record chunk (25 MB) this halves the cost of the joins, the XOR
         and the cipher, and 128 records gave some 4% more records per CPU-second than
-        1,024 (docs/performance.md, eighth pass).
+        1,024 (docs/performance-history.md, eighth pass).
         """
         blocks: list[tuple[Token | None, ...]] = []
         counts: list[bytes] = []

@@ -19,7 +19,8 @@ references are random, so inserting them one by one into a B-tree (SQLite, as be
 the writing process about 5 µs a record, the one serial step that more workers could not
 help. Now :meth:`LocalIndex.add` only appends each chunk's columns in memory (about 0.1 µs
 a record, 30 bytes each), and :meth:`LocalIndex.commit` merges them with the file once, in
-Arrow's C kernels (under 1 µs a record): docs/performance.md has the figures.
+Arrow's C kernels (under 1 µs a record): docs/performance-history.md (fifth pass) has the
+figures.
 
 Crash safety: the file is only ever replaced whole. ``commit`` writes the merged index to a
 private temporary file beside it, flushes it to disk and renames it over the old one, so a

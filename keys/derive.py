@@ -349,7 +349,7 @@ def _xor(a: bytes, b: bytes) -> bytes | memoryview:
 
     With pyarrow installed (the SDK's extra) its C kernel does it, 8 bytes at a time: 0.3
     against 4.3 µs of CPU a record for Python's integers, on the tokeniser's windows
-    (docs/performance.md). The result is then a view of Arrow's own buffer, which the
+    (docs/performance-history.md). The result is then a view of Arrow's own buffer, which the
     cipher reads as it is: copying it into a ``bytes`` first cost some 0.4 µs a record.
     Without pyarrow (``keys`` alone, as the broker installs it) Python's integers give
     the same bytes.

@@ -57,7 +57,7 @@ SAMPLE_FROM: Final = 20_000
 """Evidence records past which the counts are kept on a sample of blocks: about this many
 records' blocks (between half and all of it) whatever the holding's size (10,000 was
 tried: cheaper, but recall fell by 0.0006 at 1,000,000 records a side;
-docs/linkage-spec.md)."""
+docs/linkage-measured-engine-cost.md)."""
 _MAX_SHIFT: Final = 32
 
 

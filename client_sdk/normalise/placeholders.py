@@ -152,8 +152,8 @@ def rests_on_day_of_birth(fields: Iterable[tuple[str, str | None]]) -> bool:
     of birth that the extract's system assigned (:func:`client_sdk.quality.assigned_birthdays`:
     1 January written for a birthday nobody knew) such a key is a namesake key, so the
     tokeniser forms it only on other dates. Keys with both names, or an identifier, keep
-    such dates: those were measured safe on them (docs/linkage-spec.md, "Assigned dates
-    of birth").
+    such dates: those were measured safe on them (docs/linkage-measured-probabilistic.md,
+    "Hostels: wrong links, and assigned dates of birth").
     """
     leaves = list(fields)
     names = {name for name, _ in leaves}

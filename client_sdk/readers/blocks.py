@@ -7,7 +7,8 @@ so a block is shaped for that process's cost, not for convenience:
 - **Flat.** The rows' line numbers go in one list and every row's values, one after the
   other, in another. A list of ``(line, values)`` tuples would add two tuples per row that
   the cycle collector scans again and again while a block waits for a worker: about 1 µs
-  a record in the reading process at a million rows (docs/performance.md).
+  a record in the reading process at a million rows (docs/performance-history.md, sixth
+  pass).
 - **One string on the wire.** Pickled, the values are joined with NUL characters, which
   no value holds (both readers reject a row with one: ``NUL_REASON``), so a block crosses
   to a worker as a single string rather than one pickled object per value, and the

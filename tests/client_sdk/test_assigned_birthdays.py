@@ -1,6 +1,6 @@
 """Assigned dates of birth: a day the extract heaps birthdays on, measured from it, is not
-a date the keys that rest on the day of birth are formed on (docs/linkage-spec.md,
-"Assigned dates of birth")."""
+a date the keys that rest on the day of birth are formed on (docs/linkage-measured-probabilistic.md,
+"Hostels: wrong links, and assigned dates of birth")."""
 
 from __future__ import annotations
 

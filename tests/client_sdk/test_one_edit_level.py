@@ -1,8 +1,9 @@
 """The ``one_edit`` name level: names one typing error apart share a value, and a token.
 
 A typo that changes a name's phonetic codes (MIA and MXA, JONES and JONBS) is the miss
-the probabilistic stage's diagnosis found most often (docs/linkage-spec.md). The level's
-values are the name and its one-character deletions; these properties check them against
+the probabilistic stage's diagnosis found most often
+(docs/linkage-measured-probabilistic.md). The level's values are the name and its
+one-character deletions; these properties check them against
 ``jellyfish``'s Damerau–Levenshtein distance (an independent implementation), then the
 same through the tokeniser inside a block and across blocks.
 """

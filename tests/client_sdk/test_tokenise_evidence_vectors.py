@@ -1,8 +1,8 @@
 """Golden vectors of the probabilistic stage's tokens (keys/vectors/evidence.json).
 
-Pinned, and re-derived from docs/token-format.md#comparison-tokens with hmac, hashlib and
-AES alone, so the document, the vectors and the code cannot drift apart: the shipped
-``uk-health-probabilistic`` spec on the first two token-vector records, and under
+Pinned, and re-derived from docs/token-format.md#block-and-comparison-tokens with hmac,
+hashlib and AES alone, so the document, the vectors and the code cannot drift apart: the
+shipped ``uk-health-probabilistic`` spec on the first two token-vector records, and under
 ``levels`` a spec of the newer levels (``transpose``, ``one_word``, ``either_order``,
 ``either_order_soundex``, ``one_edit``) on three records of one person: the second with a
 transposed id and date, an address typo and the names swapped, the third with a typo in
