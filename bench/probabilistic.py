@@ -415,6 +415,21 @@ def engine_links(
     return person_of, measured
 
 
+def _record_numbers(
+    store: Any, evidence_of: dict[tuple[str, str], tuple[bytes, bytes | None]]
+) -> dict[tuple[str, str], int]:
+    """Each record's number in the store, by ``(dataset, local id)``: one scan of each
+    dataset's records (``store.record_number`` scans them once per record)."""
+    key_of_ref = {(key[0], bytes(ref)): key for key, (ref, _) in evidence_of.items()}
+    return {
+        key_of_ref[(dataset, bytes(record.ref))]: record.rid
+        for dataset in {key[0] for key in evidence_of}
+        for records in store.iter_dataset_records(dataset)
+        for record in records
+        if (dataset, bytes(record.ref)) in key_of_ref
+    }
+
+
 def _misses(
     store: Any,
     model: Any,
@@ -432,7 +447,7 @@ def _misses(
     agreement vector, the probability and the link threshold.
     """
     records = {(name, r.local_id): r for name, rs in datasets.items() for r in rs}
-    rid_of = {key: store.record_number(key[0], ref) for key, (ref, _) in evidence_of.items()}
+    rid_of = _record_numbers(store, evidence_of)
     possible: dict[frozenset[int], Any] = {}
     for entry in store.possible_matches(limit=10**9):
         pair = frozenset((entry.record, entry.other))
@@ -495,7 +510,7 @@ def _wrong_links(
     then the normalised fields) and the basis (kind, key, probability, agreement).
     """
     records = {(name, r.local_id): r for name, rs in datasets.items() for r in rs}
-    key_of = {store.record_number(key[0], ref): key for key, (ref, _) in evidence_of.items()}
+    key_of = {rid: key for key, rid in _record_numbers(store, evidence_of).items()}
 
     def fields(key: tuple[str, str]) -> str:
         r = records[key]
