@@ -441,8 +441,11 @@ def _misses(
     """Every true pair the engine left in two persons, with why: a diagnostic only.
 
     ``reason`` is the possible match's (``grey``, ``rival``, ``twin``) when the engine
-    kept one; else ``below_review`` when the two share a blocking key (scored by the
-    fitted model on the best shared key) or ``no_block`` when they share none. Each
+    kept one; else ``linked_elsewhere`` when both records' persons hold records of more
+    than one dataset (each was joined to someone else, so neither was a candidate:
+    docs/linkage.md, no chaining), ``below_review`` when
+    the two share a blocking key (scored by the fitted model on the best shared key) or
+    ``no_block`` when they share none. Each
     names the two records (``dataset:local id``, then the normalised fields), the key, the
     agreement vector, the probability and the link threshold.
     """
@@ -457,6 +460,9 @@ def _misses(
     for key, pid in truth.items():
         by_person[pid].append(key)
     names = [b.name for b in model.layout.blocks] if model is not None else []
+    datasets_of: dict[int, set[str]] = defaultdict(set)
+    for (dataset, _), pid in person_of.items():
+        datasets_of[pid].add(dataset)
 
     def threshold(key: str | None) -> float:
         """The link threshold of the blocking key a pair was judged under."""
@@ -488,7 +494,10 @@ def _misses(
                     out.append(row)
                     continue
                 best = _best_shared_key(model, evidence_of[a][1], evidence_of[b][1])
-                row["reason"] = "below_review" if best else "no_block"
+                elsewhere = all(len(datasets_of[person_of[k]]) > 1 for k in (a, b))
+                row["reason"] = (
+                    "linked_elsewhere" if elsewhere else "below_review" if best else "no_block"
+                )
                 row.update(best)
                 row["threshold"] = threshold(best.get("key"))
                 out.append(row)
