@@ -30,6 +30,10 @@ through the SDK's real CSV reader, mapping and normalisation:
   SMITHJONES) or a stray space in a single one (SMITH → SMI TH). The generator writes
   none of these on the given name; they are what the ``joined_middle`` and ``joined``
   comparison levels are for.
+- :func:`partial_dates`: a scenario (``missing_nhs`` in :mod:`bench.probabilistic`) with
+  a share of both extracts' dates of birth written as a system writes an incomplete one
+  (:func:`partial_date`): ``00/00/YYYY`` (year only) or ``00/MM/YYYY`` (year and month),
+  as for someone whose birthday is not known (recently arrived, homeless, unregistered).
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ __all__ = [
     "QUADRUPLE_ERRORS",
     "doubled",
     "febrl_dups",
+    "partial_date",
+    "partial_dates",
     "reexport",
     "respace_name",
     "respaced",
@@ -276,5 +282,44 @@ def respaced(
         writer.writerows(rows)
     hospital = iter_records(out, load_mapping(work / "hospital.toml"), today=TODAY)
     datasets["hospital"] = [r for r in hospital if ("hospital", r.local_id) in truth]
+    kept = {(name, r.local_id) for name, records in datasets.items() for r in records}
+    return datasets, {k: v for k, v in truth.items() if k in kept}
+
+
+def partial_date(dob: str, rng: random.Random) -> str:
+    """A ``DD/MM/YYYY`` date of birth written as a partial one: its day as ``00``, and
+    half the time its month too (``00/03/1980``, ``00/00/1980``)."""
+    _, month, year = dob.split("/")
+    return f"00/{'00' if rng.random() < 0.5 else month}/{year}"
+
+
+def partial_dates(
+    scenario: populations.Scenario, people: int, *, seed: int, share: float, work: Path
+) -> tuple[_Datasets, _Truth]:
+    """``scenario`` with ``share`` of each extract's dates of birth written partial
+    (:func:`partial_date`), read back through the SDK.
+
+    The rows are chosen by a generator seeded apart from the scenario's, each extract's
+    independently (a pair then has both dates partial at about ``share`` squared); the
+    truth is :func:`bench.populations.build`'s, as in :func:`uk_export`.
+    """
+    datasets, truth = populations.build(scenario, people, seed=seed, work=work)
+    rng = random.Random(f"partial-dates-{seed}")
+    for name, column in (("gp", "DOB"), ("hospital", "D.O.B")):
+        with (work / f"{name}.csv").open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader)
+            rows = list(reader)
+        at = header.index(column)
+        for row in rows:
+            if rng.random() < share and row[at]:
+                row[at] = partial_date(row[at], rng)
+        out = work / f"{name}_partial.csv"
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(rows)
+        read = iter_records(out, load_mapping(work / f"{name}.toml"), today=TODAY)
+        datasets[name] = [r for r in read if (name, r.local_id) in truth]
     kept = {(name, r.local_id) for name, records in datasets.items() for r in records}
     return datasets, {k: v for k, v in truth.items() if k in kept}

@@ -687,6 +687,9 @@ def _scenarios(
     out.append((quadrupled.name, partial(_population, quadrupled, people, seed), uk))
     respaced = partial(other_shapes.respaced, doubled, people, seed=seed, share=0.2)
     out.append(("respaced", lambda w: respaced(work=w), uk))
+    missing_nhs = next(s for s in populations.SCENARIOS if s.name == "missing_nhs")
+    dates = partial(other_shapes.partial_dates, missing_nhs, people, seed=seed, share=0.05)
+    out.append(("partial_dates", lambda w: dates(work=w), uk))
     return out
 
 

@@ -120,7 +120,9 @@ class EvidenceEncoder:
         ``uncached`` (values that do not repeat, such as NHS numbers), and each blocking
         key its block tokens and secrets unless one of its fields is. A date of birth on
         one of ``assigned_birthdays`` (``MM-DD``) gives its comparison's ``year_month`` and
-        ``assigned_year`` (or ``year``) only (:func:`_level_encoder`).
+        ``assigned_year`` (or ``year``) only (:func:`_level_encoder`), and so does a partial
+        date (``date_of_birth_partial``, when among ``fields``) where there is no date:
+        its year and month, or its year alone.
         """
         self.block_names = tuple(b.name for b in spec.blocking_keys)
         self._deriver = EvidenceDeriver(
@@ -129,6 +131,11 @@ class EvidenceEncoder:
             version=key_version,
             spec_hash=spec.content_hash,
             block_names=self.block_names,
+        )
+        partial = (
+            2 + list(fields).index("date_of_birth_partial")
+            if "date_of_birth_partial" in fields
+            else 0
         )
         self._comparisons = tuple(
             (
@@ -139,6 +146,7 @@ class EvidenceEncoder:
                         c.name,
                         c.levels[: _pair_start(c.levels)],
                         assigned=assigned_birthdays if c.field == "date_of_birth" else frozenset(),
+                        dates=c.field == "date_of_birth",
                     ),
                     cached=c.field not in uncached,
                 ),
@@ -146,6 +154,7 @@ class EvidenceEncoder:
                     c.name, c.levels[_pair_start(c.levels) :], cached=c.field not in uncached
                 ),
                 (b"", bytes(len(c.levels)), 0),
+                partial if c.field == "date_of_birth" else 0,
             )
             for c in spec.comparisons
         )
@@ -192,8 +201,8 @@ class EvidenceEncoder:
         column = sum(len(self._comparisons[c][4][1]) for j in range(block) for c in self._under[j])
         out: list[tuple[int, bytes]] = []
         for c in self._under[block]:
-            position, other, levels, pair, empty = self._comparisons[c]
-            value = row[position]
+            position, other, levels, pair, empty, partial = self._comparisons[c]
+            value = row[position] or (row[partial] if partial else None)
             digests, counts, _ = levels.of(value) if value else empty
             if value and pair is not None:
                 pair_digests, pair_counts, _ = pair.of((value, row[other] or ""))
@@ -255,8 +264,11 @@ class EvidenceEncoder:
         """
         deriver = self._deriver
         looked_up: list[list[_Digests]] = []  # per column, each record's digests and counts
-        for position, other, levels, pair, empty in self._comparisons:
-            values = [r[position] for r in rows]
+        for position, other, levels, pair, empty, partial in self._comparisons:
+            if partial:  # a date of birth: the partial one where there is none
+                values = [r[position] or r[partial] for r in rows]
+            else:
+                values = [r[position] for r in rows]
             looked_up.append(levels.column(values, empty))
             if pair is not None:  # the levels from the first two-field one on follow
                 keys = [
@@ -312,7 +324,11 @@ def _pair_start(levels: Sequence[str]) -> int:
 
 
 def _level_encoder(
-    comparison: str, levels: Sequence[str], *, assigned: frozenset[str] = frozenset()
+    comparison: str,
+    levels: Sequence[str],
+    *,
+    assigned: frozenset[str] = frozenset(),
+    dates: bool = False,
 ) -> Callable[[str], _Digests]:
     """Value → the digests of ``levels`` (one-field levels) joined (16 bytes each), and how
     many per level (a byte each).
@@ -329,6 +345,12 @@ def _level_encoder(
     the strongest agreement only of a pair with an assigned birthday and the same year,
     which then weighs what such pairs are learnt to weigh, not what a true pair with a
     day and month both mistyped does.
+
+    With ``dates`` (a date-of-birth comparison), a partial date (``YYYY`` or ``YYYY-MM``,
+    :attr:`client_sdk.record.NormalisedRecord.date_of_birth_partial`) keeps the same
+    levels as an assigned birthday, and of them only what its parts give: ``year_month``
+    for a year and month, the year levels for both. It agrees with a full date of its
+    year (and month) where an assigned birthday would, and nowhere a day is needed.
     """
     kept = _ASSIGNED_YEAR_LEVELS if "assigned_year" in levels else _ASSIGNED_DAY_LEVELS
     functions = tuple(
@@ -339,7 +361,7 @@ def _level_encoder(
         )
         for level in levels
     )
-    if len(functions) == 1 and not assigned:
+    if len(functions) == 1 and not assigned and not dates:
         # One level (an NHS number's or sex's exact value): no parts or counts to gather,
         # which matters for the comparisons that are not cached.
         ((only, function, _),) = functions
@@ -353,7 +375,8 @@ def _level_encoder(
     def encode(value: str) -> _Digests:
         parts: list[bytes] = []
         counts: list[int] = []
-        on_assigned_day = bool(assigned) and value[5:] in assigned
+        # A partial date (shorter than YYYY-MM-DD), or a date on an assigned day.
+        on_assigned_day = (dates and len(value) != 10) or (bool(assigned) and value[5:] in assigned)
         for digests, function, on_day in functions:
             values = function(value) if on_day or not on_assigned_day else ()
             parts.append(digests(values))

@@ -1,6 +1,7 @@
 """The quality report (the "quality kitemark"): what the SDK saw in an extract, and a grade.
 
-Per field: how many values were valid, missing, invalid or placeholders. Per file: rows
+Per field: how many values were valid, missing, invalid or placeholders, and for the date
+of birth how many were partial (a year, or a year and month, alone). Per file: rows
 read, used and rejected (with line numbers and reasons, never values), records that share
 an NHS number with an earlier record (a count, never the numbers), and a grade — Gold,
 Silver, Bronze or Not rated — from the thresholds below (docs/quality.md gives the reasons).
@@ -182,7 +183,13 @@ class BirthDayHeaping(BaseModel):
 
 
 class FieldQuality(BaseModel):
-    """Counts for one canonical field."""
+    """Counts for one canonical field.
+
+    ``partial`` counts dates of birth with only a year, or a year and month (0 for every
+    other field): neither valid (no key on the date forms from one, so completeness, and
+    the grade, count full dates only) nor invalid (not an error: ``validity`` leaves them
+    out, as it leaves out missing values).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -195,6 +202,7 @@ class FieldQuality(BaseModel):
     placeholder: int
     completeness: float
     validity: float
+    partial: int = 0
 
 
 class QualityReport(BaseModel):
@@ -483,7 +491,7 @@ class QualityCollector:
 
     def report(self) -> QualityReport:
         """The report of everything observed so far."""
-        counts = [[0, 0, 0, 0] for _ in FIELDS]
+        counts = [[0] * (len(Defect) + 1) for _ in FIELDS]  # valid, then each Defect
         for outcomes, times in self._combinations.items():
             for field_counts, outcome in zip(counts, outcomes, strict=True):
                 field_counts[outcome] += times
@@ -491,10 +499,12 @@ class QualityCollector:
         with_nhs_number = counts[0][0]
         fields: list[FieldQuality] = []
         completeness: dict[str, float] = {}
-        for name, (valid, missing, invalid, placeholder) in zip(FIELDS, counts, strict=True):
+        for name, (valid, missing, invalid, placeholder, partial) in zip(
+            FIELDS, counts, strict=True
+        ):
             mapped = name in self.columns
             if not mapped:
-                missing = invalid = placeholder = valid = 0
+                missing = invalid = placeholder = partial = valid = 0
             completeness[name] = _ratio(valid, records)
             fields.append(
                 FieldQuality(
@@ -505,6 +515,7 @@ class QualityCollector:
                     missing=missing,
                     invalid=invalid,
                     placeholder=placeholder,
+                    partial=partial,
                     completeness=round(completeness[name], 6),
                     validity=round(_ratio(valid, valid + invalid), 6),
                 )

@@ -38,6 +38,11 @@ class NormalisedRecord(NamedTuple):
         date_of_birth_raw: only when the date of birth is a date that does not exist
             (not a placeholder), its ``YYYYMMDD`` digits (``"19870231"``); for the
             opt-in spec field of that name.
+        date_of_birth_partial: only when the date of birth has just its year, or its year
+            and month (``00/00/1980``, ``00/03/1980``, FHIR ``1980-03``): ``"1980"`` or
+            ``"1980-03"``; ``date_of_birth`` is then ``None``, so nothing that needs a full
+            date forms. The tokeniser reads it only for the date of birth's ``year``
+            transform in blocking keys and the date-of-birth comparison's year levels.
         payload: released columns, as text, in the mapping's order.
         restricted: research-restricted by an opt-out at the source
             (:mod:`client_sdk.opt_out`); travels as the record's chunk flag only.
@@ -58,5 +63,6 @@ class NormalisedRecord(NamedTuple):
     locality: str | None = None
     region: str | None = None
     date_of_birth_raw: str | None = None
+    date_of_birth_partial: str | None = None
     payload: tuple[str | None, ...] = ()
     restricted: bool = False

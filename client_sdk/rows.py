@@ -134,8 +134,9 @@ def payload_cache() -> PayloadCache:
 
 _Value = tuple[str | None, int]
 """A normalised value or ``None``, and its outcome (0 or a :class:`Defect`)."""
-_Date = tuple[str | None, int, str | None]
-"""A normalised date or ``None``, its outcome, and the digits of a date that does not exist."""
+_Date = tuple[str | None, int, str | None, str | None]
+"""A normalised date or ``None``, its outcome, the digits of a date that does not exist, and
+a partial date's ``YYYY`` or ``YYYY-MM``."""
 _Given = tuple[str | None, str | None, str | None, int]
 """Given name, middle names, nickname key, outcome."""
 _Names = tuple[str | None, str | None, str | None, int, str | None, int]
@@ -220,7 +221,7 @@ def date_of_birth_check(mapping: Mapping, *, today: date) -> Callable[[str], str
 
     For a pass over the dates alone (:func:`client_sdk.pipeline.dates_of_birth`).
     """
-    check = _date_check(mapping, DateParser(mapping.date_formats, today=today))
+    check = _date_check(mapping, _date_parser(mapping, today=today))
 
     def value(raw: str) -> str | None:
         return check(raw)[0]
@@ -228,31 +229,43 @@ def date_of_birth_check(mapping: Mapping, *, today: date) -> Callable[[str], str
     return value
 
 
-def _date_check(mapping: Mapping, dates: DateParser) -> Callable[[str], _Date]:
-    """The date of birth's value and outcome, with the digits of a date that does not exist.
+def _date_parser(mapping: Mapping, *, today: date) -> DateParser:
+    """The mapping's date parser; FHIR's ``YYYY-MM`` is a partial date there."""
+    return DateParser(
+        mapping.date_formats, today=today, iso_year_month=mapping.source.format == "fhir"
+    )
 
-    The digits (``date_of_birth_raw``) are worked out only for an invalid date, so a
-    valid extract pays nothing for them.
+
+def _date_check(mapping: Mapping, dates: DateParser) -> Callable[[str], _Date]:
+    """The date of birth's value and outcome, with the digits of a date that does not exist
+    and a partial date's parts.
+
+    The digits (``date_of_birth_raw``) are worked out only for an invalid date and the
+    parts only for a partial one, so a valid extract pays nothing for them.
     """
     if mapping.source.format == "csv" and mapping.joins_columns("date_of_birth"):
 
         def date_parts(raw: str) -> _Date:
             parts = raw.split(SEPARATOR)
             if len(parts) != 3:
-                return None, Defect.INVALID, None
+                return None, Defect.INVALID, None, None
             result = dates.check_parts(*parts)
             if isinstance(result, str):
-                return result, 0, None
+                return result, 0, None, None
+            if result is Defect.PARTIAL:
+                return None, result, None, dates.partial_parts(*parts)
             raw_digits = dates.raw_parts_digits(*parts) if result is Defect.INVALID else None
-            return None, result, raw_digits
+            return None, result, raw_digits, None
 
         return date_parts
 
     def one_cell(raw: str) -> _Date:
         result = dates.check(raw)
         if isinstance(result, str):
-            return result, 0, None
-        return None, result, dates.raw_digits(raw) if result is Defect.INVALID else None
+            return result, 0, None, None
+        if result is Defect.PARTIAL:
+            return None, result, None, dates.partial(raw)
+        return None, result, dates.raw_digits(raw) if result is Defect.INVALID else None, None
 
     return one_cell
 
@@ -307,7 +320,7 @@ def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: da
     layout: FullNameLayout | None = full_name.layout if full_name is not None else None
     if mapping.source.format == "fhir":
         layout = "GIVEN FAMILY"
-    dates = DateParser(mapping.date_formats, today=today)
+    dates = _date_parser(mapping, today=today)
     checks = _checks(mapping, dates)
     given_names: Callable[[str], _Given] = _given_names
     if mapping.source.format == "csv" and mapping.joins_columns("given_name"):
@@ -350,7 +363,7 @@ def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: da
     missing = Defect.MISSING
     placeholder = Defect.PLACEHOLDER
     nothing: _Value = (None, missing)
-    no_date: _Date = (None, missing, None)
+    no_date: _Date = (None, missing, None, None)
     pair_families = PLACEHOLDER_NAME_PAIR_FAMILIES
     is_pair = is_placeholder_name_pair
 
@@ -393,9 +406,9 @@ def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: da
             o_given = o_family = placeholder
         if p_dob >= 0:
             raw = values[p_dob]
-            dob, o_dob, dob_raw = dob_get(raw) or dob_fill(raw)
+            dob, o_dob, dob_raw, dob_partial = dob_get(raw) or dob_fill(raw)
         else:
-            dob, o_dob, dob_raw = no_date
+            dob, o_dob, dob_raw, dob_partial = no_date
         if p_sex >= 0:
             raw = values[p_sex]
             sex, o_sex = sex_get(raw) or sex_fill(raw)
@@ -444,6 +457,7 @@ def _one_value_row_function(mapping: Mapping, positions: list[int], *, today: da
                 locality,
                 region,
                 dob_raw,
+                dob_partial,
                 payload,
                 False,
             ),

@@ -158,6 +158,7 @@ class Tokeniser:
         "_groups",
         "_key_columns",
         "_getter",
+        "_partial_year",
         "_parts",
         "_refs",
         "block_names",
@@ -209,10 +210,16 @@ class Tokeniser:
             if params.assigned_birthdays and day_blocks
             else None
         )
-        # The flag comes last, so the fields keep their positions.
+        # A partial date of birth follows the fields, for the evidence alone: blocking keys'
+        # ``date_of_birth:year`` and the date-of-birth comparison read it, no match key does
+        # (docs/normalisation.md, "Partial dates of birth"). The flag comes last, so the
+        # fields keep their positions.
+        partial = (
+            ("date_of_birth_partial",) if spec.blocking_keys and "date_of_birth" in used else ()
+        )
         flag = ("restricted",) if params.opt_out_flags else ()
         self._getter: Callable[[NormalisedRecord], _Row] = operator.attrgetter(
-            "local_id", "payload", *used, *flag
+            "local_id", "payload", *used, *partial, *flag
         )
         # Each field is looked up once per record in one cache (names, dates and postcodes
         # repeat; NHS numbers and other ids do not), which yields the encoded value under
@@ -237,6 +244,22 @@ class Tokeniser:
         def column(f: KeyField) -> int:
             return flat.index((f.field, f.transform))
 
+        # Blocking keys read the year of a date of birth, full or partial, from a column
+        # after the fields' (the partial's row position, and the full dates' year column).
+        self._partial_year: tuple[int, int] | None = (
+            (2 + len(used), flat.index(("date_of_birth", "year")))
+            if partial and ("date_of_birth", "year") in flat
+            else None
+        )
+
+        def block_column(f: KeyField) -> int:
+            if self._partial_year is not None and (f.field, f.transform) == (
+                "date_of_birth",
+                "year",
+            ):
+                return len(flat)
+            return column(f)
+
         layouts: list[_Layout] = [
             tuple(
                 tuple(map(column, f.unordered)) if isinstance(f, UnorderedFields) else column(f)
@@ -257,7 +280,9 @@ class Tokeniser:
         self._key_columns = tuple(layouts)
         block_layouts: list[_Layout] = [
             tuple(
-                tuple(map(column, f.unordered)) if isinstance(f, UnorderedFields) else column(f)
+                tuple(map(block_column, f.unordered))
+                if isinstance(f, UnorderedFields)
+                else block_column(f)
                 for f in block.fields
             )
             for block in spec.blocking_keys
@@ -270,7 +295,7 @@ class Tokeniser:
                 params.domain_key,
                 domain=params.domain,
                 key_version=params.key_version,
-                fields=used,
+                fields=[*used, *partial],
                 uncached=_UNIQUE_FIELDS,
                 assigned_birthdays=params.assigned_birthdays,
             )
@@ -320,6 +345,9 @@ class Tokeniser:
         for position, encode, empty in self._groups:
             value = row[position]
             encoded += encode(value) if value else empty
+        if self._partial_year is not None:
+            position, year = self._partial_year
+            encoded += (_with_partial_years(encoded[year : year + 1], [row[position]])[0],)
         out: list[bytes | None] = []
         for parts in self._block_parts:
             chosen = parts(encoded)
@@ -435,6 +463,9 @@ class Tokeniser:
             tokens.append(derive(k, inputs))
         evidence = None
         if self._evidence is not None:
+            if self._partial_year is not None:
+                position, year = self._partial_year
+                flat.append(_with_partial_years(flat[year], [r[position] for r in rows]))
             block_values = [
                 _join_columns(
                     [
@@ -537,6 +568,20 @@ def _encoder(
         return tuple(out)
 
     return lru_cache(maxsize=_CACHE_SIZE)(encode) if cached else encode
+
+
+def _with_partial_years(
+    years: Sequence[bytes | None], partials: Sequence[str | None]
+) -> list[bytes | None]:
+    """Full dates' encoded years, with a partial date's year where there is none.
+
+    A partial date's ``YYYY`` or ``YYYY-MM`` gives the year a full date of that year gives,
+    so that both form one ``postcode_year`` block.
+    """
+    return [
+        year if year is not None or not partial else encode_value(partial[:4])
+        for year, partial in zip(years, partials, strict=True)
+    ]
 
 
 def _join_columns(columns: Sequence[Sequence[bytes | None]]) -> Sequence[bytes | None]:

@@ -69,6 +69,12 @@ def render_report(report: QualityReport, console: Console) -> None:
     console.print(
         f"records sharing an NHS number with an earlier record: {report.duplicate_nhs_numbers:,}"
     )
+    partial = sum(quality.partial for quality in report.fields)
+    if partial:
+        console.print(
+            f"dates of birth with only a year, or a year and month: {partial:,} "
+            "(compared by year and month; no key on the date)"
+        )
     for heaped in report.date_of_birth_heaping:
         console.print(
             f"[bold yellow]warning[/bold yellow]: {heaped.share:.1%} of dates of birth "

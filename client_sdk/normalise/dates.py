@@ -21,6 +21,19 @@ or full name in any case (``JAN``, ``jan``, ``Jan.``, ``Sept``, ``January``). Tw
 written with two digits cannot be told from a child, which is why a four-digit format should
 come first in the mapping when the extract has one.
 
+A *partial* date, with only its year or its year and month, is neither a date nor invalid:
+:meth:`DateParser.check` says PARTIAL and :meth:`DateParser.partial` gives ``YYYY`` or
+``YYYY-MM`` (ISO 8601's reduced precision, as FHIR's ``date`` writes it). Read as partial:
+a date in one of the mapping's formats whose day is zero, and whose month is zero or a
+month (``00/00/1980``, ``0/3/1980``, ``1980-00-00``, ``19800300``); a value of four digits
+alone (``1980``: no format with a day, a month and a year is that short, so none is
+ambiguous with it); with ``iso_year_month`` (FHIR, whose ``date`` type has the form) ``1980-03``;
+and three cells whose day is zero or empty and whose month is zero, empty or a month. Its
+year must be in the accepted range and the partial not after ``today``'s month; one on
+the year (and month) of a listed default date (``00/00/1901``) is a PLACEHOLDER. A day
+without a month (``05/00/1980``), an out-of-range year and a date of only zeros are not
+partial: INVALID, INVALID and PLACEHOLDER, as before.
+
 :meth:`DateParser.raw_digits` gives the ``YYYYMMDD`` digits of a date that does not exist
 (31 April, month 54) for the opt-in ``date_of_birth_raw`` field, when the rest of it is
 plausible.
@@ -108,6 +121,10 @@ _MIDNIGHT = (
 )
 
 
+_YEAR_ALONE = re.compile(r"\d{4}")
+_ISO_YEAR_MONTH = re.compile(r"(\d{4})-(\d{2})")
+
+
 class DateFormatError(ValueError):
     """A date format the fast parser cannot compile (the mapping check reports it)."""
 
@@ -174,10 +191,13 @@ class DateParser:
     Attributes:
         formats: ``strptime``-style formats, tried in order.
         today: the latest acceptable date (a parameter, so runs are reproducible).
+        iso_year_month: read ``YYYY-MM`` as a partial date (FHIR's ``date`` type has the
+            form; a CSV mapping's formats say where its month is, and none is this).
     """
 
     formats: Sequence[str]
     today: date = field(default_factory=date.today)
+    iso_year_month: bool = field(default=False, kw_only=True)
     _patterns: list[tuple[re.Pattern[str], bool]] = field(init=False, repr=False)
     _earliest: str = field(init=False, repr=False)
     _latest: str = field(init=False, repr=False)
@@ -194,7 +214,8 @@ class DateParser:
             raw: the date as written in the source.
 
         Returns:
-            ``YYYY-MM-DD``, or :class:`Defect` MISSING, INVALID or PLACEHOLDER.
+            ``YYYY-MM-DD``, or :class:`Defect` MISSING, INVALID, PLACEHOLDER or PARTIAL
+            (a year, or a year and month, alone: :meth:`partial` gives it).
         """
         text = raw.strip()
         if not text:
@@ -211,11 +232,87 @@ class DateParser:
             if iso > self._latest or iso < self._earliest:
                 return Defect.INVALID
             return iso
+        partial = self._partial(text)
+        if partial is not None:
+            return Defect.PARTIAL if isinstance(partial, str) else partial
         if is_placeholder_generic(" ".join(re.sub(r"[^A-Z0-9]+", " ", text.upper()).split())):
             return Defect.PLACEHOLDER
         if is_placeholder_date_text(text):
             return Defect.PLACEHOLDER
         return Defect.INVALID
+
+    def partial(self, raw: str) -> str | None:
+        """The year (``YYYY``) or year and month (``YYYY-MM``) of a date :meth:`check`
+        finds PARTIAL, else ``None``.
+
+        Args:
+            raw: the date as written in the source.
+        """
+        found = self._partial(raw.strip())
+        return found if isinstance(found, str) else None
+
+    def partial_parts(self, day: str, month: str, year: str) -> str | None:
+        """:meth:`partial` of a date written in three cells."""
+        cells = (day.strip(), month.strip(), year.strip())
+        found = self._partial_cells(cells, [_part_number(cell) for cell in cells])
+        return found if isinstance(found, str) else None
+
+    def _partial(self, text: str) -> str | Defect | None:
+        """``YYYY`` or ``YYYY-MM`` of a partial date written whole, PLACEHOLDER for one on
+        a default date's year (and month), ``None`` for anything else."""
+        if _YEAR_ALONE.fullmatch(text):
+            return self._judged_partial(int(text), 0)
+        if self.iso_year_month and (iso := _ISO_YEAR_MONTH.fullmatch(text)):
+            month = int(iso[2])
+            return self._judged_partial(int(iso[1]), month) if month else None
+        for pattern, two_digit in self._patterns:
+            match = pattern.fullmatch(text)
+            if match is None:
+                continue
+            groups = match.groupdict()
+            if int(groups["d"]) != 0:
+                continue  # a day is known: a real date, or a broken one
+            if "b" in groups:
+                month = _MONTH_NUMBER.get(groups["b"].upper().rstrip("."), -1)
+            else:
+                month = int(groups["m"])
+            if two_digit:  # the pivot, as for a whole date: never after today's month
+                year = self.today.year // 100 * 100 + int(groups["y"])
+                if (year, month) > (self.today.year, self.today.month):
+                    year -= 100
+            else:
+                year = int(groups["Y"])
+            found = self._judged_partial(year, month)
+            if found is not None:
+                return found
+        return None
+
+    def _partial_cells(
+        self, cells: tuple[str, str, str], numbers: list[int | None]
+    ) -> str | Defect | None:
+        """:meth:`_partial` of three cells: a day zero or empty, a month zero, empty, a
+        number or a name, a four-digit year."""
+        day, month, year = numbers
+        if cells[0] and day != 0:
+            return None
+        if not cells[1]:
+            month = 0
+        elif month is None:
+            month = _MONTH_NUMBER.get(cells[1].upper().rstrip("."))
+        if month is None or year is None or len(_whole(cells[2])) != 4:
+            return None
+        return self._judged_partial(year, month)
+
+    def _judged_partial(self, year: int, month: int) -> str | Defect | None:
+        """A year and a month (0: not known) as ``YYYY`` or ``YYYY-MM`` if in range."""
+        if not 0 <= month <= 12:
+            return None
+        partial = f"{year:04d}" if month == 0 else f"{year:04d}-{month:02d}"
+        if partial[:4] < self._earliest[:4] or partial > self._latest[: len(partial)]:
+            return None  # out of range: INVALID (or a PLACEHOLDER of zeros), as a date is
+        if any(listed.startswith(partial) for listed in PLACEHOLDER_DATES):
+            return Defect.PLACEHOLDER
+        return partial
 
     def raw_digits(self, raw: str) -> str | None:
         """The digits of a date that fails validation, as ``YYYYMMDD``, when it is plausible.
@@ -282,9 +379,10 @@ class DateParser:
             year: the year cell.
 
         Returns:
-            ``YYYY-MM-DD``, or :class:`Defect` MISSING (every cell empty), PLACEHOLDER (a
-            default date, or a cell such as ``UNKNOWN``) or INVALID (anything else,
-            including a date with only some of its parts).
+            ``YYYY-MM-DD``, or :class:`Defect` MISSING (every cell empty), PARTIAL (a day
+            zero or empty, with a year and perhaps a month: :meth:`partial_parts` gives
+            it), PLACEHOLDER (a default date, or a cell such as ``UNKNOWN``) or INVALID
+            (anything else, a day without a month or year among them).
         """
         cells = (day.strip(), month.strip(), year.strip())
         if not any(cells):
@@ -297,6 +395,9 @@ class DateParser:
         if d is not None and m is not None and y is not None and len(_whole(cells[2])) == 4:
             iso = _iso_date(y, m, d)
         if iso is None:
+            partial = self._partial_cells(cells, numbers)
+            if partial is not None:
+                return Defect.PARTIAL if isinstance(partial, str) else partial
             for cell in cells:
                 words = " ".join(re.sub(r"[^A-Z0-9]+", " ", cell.upper()).split())
                 if words and is_placeholder_generic(words):

@@ -189,8 +189,13 @@ def nickname(name: str) -> str | None:
 
 
 def year(date: str) -> str | None:
-    """Year of an ISO date."""
-    return date[:4] if len(date) == 10 else None
+    """Year of an ISO date, or of a partial one (``YYYY``, ``YYYY-MM``).
+
+    A partial date reaches only the evidence (blocking keys' ``year`` and the comparison
+    levels, :mod:`client_sdk.evidence`), never a match key: ``date_of_birth`` is always a
+    full date.
+    """
+    return date[:4] if len(date) in (4, 7, 10) else None
 
 
 def day_month_unordered(date: str) -> str | None:
@@ -392,8 +397,8 @@ def joined_middle(given: str, middle: str) -> tuple[str, ...]:
 
 
 def year_month(date: str) -> str | None:
-    """Year and month of an ISO date: ``"1984-07"``."""
-    return date[:7] if len(date) == 10 else None
+    """Year and month of an ISO date, or of a partial one with its month: ``"1984-07"``."""
+    return date[:7] if len(date) in (7, 10) else None
 
 
 def _single(function: Callable[[str], str | None]) -> Callable[[str], tuple[str, ...]]:

@@ -53,8 +53,9 @@ before today or its ``period.start`` after it, compared at the precision written
   ``nickname``, ``anonymous``; among equals the latest ``period.start``, then the first.
   With no current name, the best of the others (``old``, then ``maiden``). All ``given``
   and ``family``, or ``text`` when both are absent.
-- ``birthDate`` as written (a partial date such as ``1980`` is invalid downstream, not
-  guessed); ``_birthDate`` extensions are ignored.
+- ``birthDate`` as written; a partial date (``1980``, ``1980-03``: FHIR's ``date`` allows
+  them, and UK Core for a birthday nobody knows) is read as partial downstream, never
+  guessed into a full date; ``_birthDate`` extensions are ignored.
 - ``gender`` as written.
 - address: the current ``home`` address, else one without ``use``, ``temp``, ``billing``,
   ``work``; among equals the latest ``period.start``, then the first; with no current

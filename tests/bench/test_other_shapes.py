@@ -72,6 +72,7 @@ def test_the_bench_runs_each_new_data_set() -> None:
         "uk_export",
         "quadruple_errors",
         "respaced",
+        "partial_dates",
     ):
         assert name in names
 
@@ -108,3 +109,30 @@ def test_respaced_respaces_a_share_of_the_hospital_names_only(tmp_path: Path) ->
             ]
             assert letters[0] == letters[1]  # the same letters, spaced another way
     assert 0.3 * len(rows[0]) < changed < 0.7 * len(rows[0])
+
+
+def test_partial_date_keeps_the_year_and_sometimes_the_month() -> None:
+    rng = random.Random(2)
+    written = {other_shapes.partial_date("17/03/1980", rng) for _ in range(50)}
+    assert written == {"00/00/1980", "00/03/1980"}
+
+
+def test_partial_dates_rewrites_a_share_of_both_extracts_dates_only(tmp_path: Path) -> None:
+    scenario = populations.SCENARIOS[0]
+    datasets, truth = other_shapes.partial_dates(scenario, 300, seed=3, share=0.5, work=tmp_path)
+    assert set(truth) == {(n, r.local_id) for n, rs in datasets.items() for r in rs}
+    for name, column in (("gp", "DOB"), ("hospital", "D.O.B")):
+        rows = []
+        for path in (f"{name}.csv", f"{name}_partial.csv"):
+            with (tmp_path / path).open(newline="", encoding="utf-8") as fh:
+                rows.append(list(csv.DictReader(fh)))
+        changed = 0
+        for before, after in zip(*rows, strict=True):
+            assert {k: v for k, v in before.items() if k != column} == {
+                k: v for k, v in after.items() if k != column
+            }
+            if before[column] != after[column]:
+                changed += 1
+                assert after[column].startswith("00/")
+                assert after[column][-4:] == before[column][-4:]  # the year is kept
+        assert 0.3 * len(rows[0]) < changed < 0.7 * len(rows[0])

@@ -48,7 +48,7 @@ def test_formats(parser, raw, iso):
         ("31/04/1980", Defect.INVALID),
         ("29/02/1981", Defect.INVALID),
         ("1900-02-29", Defect.INVALID),  # 1900 was not a leap year
-        ("00/01/1980", Defect.INVALID),
+        ("01/00/1980", Defect.INVALID),  # a day without a month
         ("01/13/1980", Defect.INVALID),
         ("25/11/2026", Defect.INVALID),  # tomorrow
         ("01/01/2099", Defect.INVALID),
@@ -61,7 +61,7 @@ def test_formats(parser, raw, iso):
         ("00/00/0000", Defect.PLACEHOLDER),  # all zeros: "not known", not a typo
         ("00000000", Defect.PLACEHOLDER),
         ("0000-00-00", Defect.PLACEHOLDER),
-        ("00/00/1980", Defect.INVALID),  # a year: a broken date, not a default
+        ("00/00/1980", Defect.PARTIAL),  # a year alone (test_partial_dates.py)
     ],
 )
 def test_unusable_dates(parser, raw, defect):
@@ -94,7 +94,7 @@ def test_a_date_in_three_cells_of_zeros_is_a_placeholder():
     parser = DateParser(["%Y%m%d"], today=TODAY)
     assert parser.check("00000000") is Defect.PLACEHOLDER
     assert parser.check_parts("0", "0", "0000") is Defect.PLACEHOLDER
-    assert parser.check_parts("00", "00", "1980") is Defect.INVALID
+    assert parser.check_parts("00", "00", "1980") is Defect.PARTIAL  # a year alone
 
 
 @pytest.mark.parametrize(

@@ -294,10 +294,11 @@ def test_address_lines_not_known_line_and_blanks():
         ("29", "2", "1981", INVALID),  # not a leap year
         ("31", "4", "1980", INVALID),
         ("1", "13", "1980", INVALID),
-        ("0", "2", "1980", INVALID),
+        ("0", "2", "1980", Defect.PARTIAL),  # a year and month alone
         ("1", "Fbr", "1980", INVALID),
         ("1", "2", "80", INVALID),  # two-digit years are not guessed
-        ("", "2", "1980", INVALID),  # a partial date is not a date
+        ("", "2", "1980", Defect.PARTIAL),  # a partial date is not a date, nor invalid
+        ("3", "", "1980", INVALID),  # a day without a month
         ("1", "2", "2027", INVALID),  # after today
         ("1", "1", "1890", INVALID),  # older than anyone living
         ("1", "1", "1900", PLACEHOLDER),  # a listed default date

@@ -8,8 +8,10 @@ shipped ``uk-health-probabilistic`` spec on the first two token-vector records, 
 transposed id and date, an address typo and the names swapped, the third with a typo in
 each name; and under ``nicknames`` a spec of the given name's ``nickname`` level on JENNY
 (in two nickname groups), JENNIFER and JANE, its level values read from the nickname
-table's documented format (docs/normalisation.md), not from the SDK. Regenerate (only on
-a deliberate format change)::
+table's documented format (docs/normalisation.md), not from the SDK; and under ``partial``
+the shipped spec on the first token-vector record with a partial date of birth, its year
+and month, then its year alone (docs/token-format.md, "A partial date of birth").
+Regenerate (only on a deliberate format change)::
 
     PYTHONPATH=. .venv/bin/python tests/client_sdk/test_tokenise_evidence_vectors.py --write
 """
@@ -148,6 +150,10 @@ NICKNAMES_RECORDS = [
     ),
     _NICKNAMES_PERSON._replace(line=4, local_id="GB000023", given_name="JANE"),
 ]
+PARTIAL_RECORDS = [
+    RECORDS[0]._replace(local_id="GP000091", date_of_birth=None, date_of_birth_partial="1984-07"),
+    RECORDS[0]._replace(local_id="GP000092", date_of_birth=None, date_of_birth_partial="1984"),
+]
 
 
 def _field(value: bytes) -> bytes:
@@ -226,6 +232,7 @@ def compute_vectors() -> dict[str, object]:
             "spec_hash": nicknames.content_hash,
             "cases": _cases(nicknames, NICKNAMES_RECORDS),
         },
+        "partial": {"cases": _cases(spec, PARTIAL_RECORDS)},
     }
 
 
@@ -249,6 +256,37 @@ def test_evidence_vectors_follow_the_documented_recipe() -> None:
         {**vectors, **nicknames}, nicknames["spec_hash"], spec, NICKNAMES_RECORDS
     )
     assert checked == 7  # exact for each, nickname: JENNY two groups, the others one
+    checked = _check_recipe(
+        {**vectors, **vectors["partial"]},
+        vectors["spec_hash"],
+        default_spec(PROBABILISTIC_SPEC_NAME),
+        PARTIAL_RECORDS,
+    )
+    assert checked > 100
+
+
+def test_the_partial_vectors_keep_the_year_block_and_no_dob_block() -> None:
+    """A partial date has no ``dob`` block and the ``postcode_year`` block's input of the
+    full date of its year; every other block is the full date's record's."""
+    vectors = json.loads(VECTORS.read_text())
+    full = vectors["cases"][0]["blocks"]
+    for case in vectors["partial"]["cases"]:
+        assert case["blocks"]["dob"] is None
+        for name in ("nhs", "names_phonetic", "postcode_year"):
+            assert case["blocks"][name] == full[name]
+    year_month, year = (
+        {
+            (c["block"], c["level"]): len(c["tokens"])
+            for c in case["columns"]
+            if c["comparison"] == "dob" and c["tokens"]
+        }
+        for case in vectors["partial"]["cases"]
+    )
+    blocks = ("nhs", "names_phonetic", "postcode_year")
+    assert year_month == {
+        (b, level): 1 for b in blocks for level in ("year_month", "assigned_year")
+    }
+    assert year == {(b, "assigned_year"): 1 for b in blocks}
 
 
 def test_the_nickname_vectors_show_a_name_in_two_groups() -> None:
@@ -319,6 +357,8 @@ def _check_recipe(
             value = getattr(record, comparison.field)
             other = getattr(record, comparison.with_field) if comparison.with_field else None
             expected = _level_values(column["level"], value, other) if value else []
+            if comparison.field == "date_of_birth" and record.date_of_birth_partial:
+                expected = _partial_level_values(column["level"], record.date_of_birth_partial)
             assert len(column["tokens"]) == len(expected)
             for token, level_value in zip(column["tokens"], expected, strict=True):
                 digest = hashlib.blake2b(
@@ -356,6 +396,14 @@ def _level_values(level: str, value: str, other: str | None = None) -> list[str]
     if level in _PAIR_LEVELS:
         return [_PAIR_LEVELS[level](value, other)] if other else []
     return _LEVELS[level](value)
+
+
+def _partial_level_values(level: str, partial: str) -> list[str]:
+    """A partial date's documented values under the shipped spec: ``year_month`` when it
+    has a month, ``assigned_year``, nothing else."""
+    if level == "year_month":
+        return [partial] if len(partial) == 7 else []
+    return [partial[:4]] if level == "assigned_year" else []
 
 
 def _transpose(value: str) -> list[str]:
