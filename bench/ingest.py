@@ -263,7 +263,7 @@ def run_http_evidence(
 
     The data of :func:`run_evidence` — a GP list of ``n`` records and a hospital index of
     about ``n`` (the independent model of :mod:`bench.spec_eval`) — tokenised by the SDK's
-    own batch writer (``client_sdk.tokenise.write_batch``, what ``tessera-sdk tokenise``
+    own batch writer (``client_sdk.tokenise_batch.write_batch``, what ``tessera-sdk tokenise``
     runs) under the ``uk-health-probabilistic`` spec, so each batch file carries the
     probabilistic stage's block and comparison tokens. Each dataset is declared from its
     batch's manifest (as ``tessera-sdk dataset declare --from-batch`` does), then the GP
@@ -281,7 +281,8 @@ def run_http_evidence(
     from client_sdk.client import BrokerClient
     from client_sdk.local_index import LocalIndex
     from client_sdk.quality import assigned_birthdays
-    from client_sdk.tokenise import TokeniseParams, write_batch
+    from client_sdk.tokenise import TokeniseParams
+    from client_sdk.tokenise_batch import write_batch
     from keys.batch import BatchReader
     from keys.derive import DomainKey
     from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec

@@ -49,7 +49,8 @@ from client_sdk.local_index import LocalIndex
 from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
-from client_sdk.tokenise import TokeniseParams, chunk_records_for, tokenise_records, write_batch
+from client_sdk.tokenise import TokeniseParams
+from client_sdk.tokenise_batch import chunk_records_for, tokenise_records, write_batch
 from keys.derive import DomainKey
 from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
 from tessera_synth import generate

@@ -9,13 +9,8 @@ from client_sdk.pipeline import iter_records
 from client_sdk.quality import QualityCollector, QualityReport
 from client_sdk.record import NormalisedRecord
 from client_sdk.speclint import KeyLint, lint_spec
-from client_sdk.tokenise import (
-    BatchSummary,
-    TokeniseParams,
-    Tokeniser,
-    tokenise_records,
-    write_batch,
-)
+from client_sdk.tokenise import TokeniseParams, Tokeniser
+from client_sdk.tokenise_batch import BatchSummary, tokenise_records, write_batch
 from keys.spec import LinkageSpec, default_spec, load_spec
 
 __all__ = [

@@ -41,7 +41,8 @@ from client_sdk.rows import (
     payload_cache,
     row_function,
 )
-from client_sdk.tokenise import CHUNK_RECORDS, RecordBlocks
+from client_sdk.tokenise import CHUNK_RECORDS
+from client_sdk.tokenise_batch import RecordBlocks
 
 __all__ = ["dates_of_birth", "iter_records", "record_blocks"]
 
@@ -370,7 +371,7 @@ def record_blocks(
     """The extract as raw blocks that tokenising workers normalise themselves.
 
     The same records and the same quality report as :func:`iter_records`, for
-    ``client_sdk.tokenise.write_batch``: this process only reads the file and sets aside
+    ``client_sdk.tokenise_batch.write_batch``: this process only reads the file and sets aside
     rows with no local id; normalising and counting happen where each block is tokenised,
     so both scale with the number of workers.
 

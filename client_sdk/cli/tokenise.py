@@ -34,14 +34,8 @@ from client_sdk.speclint import (
     static_problems,
 )
 from client_sdk.speclint_evidence import DEFAULT_MAX_BLOCK, DEFAULT_MAX_SHARED, lint_evidence
-from client_sdk.tokenise import (
-    CHUNK_RECORDS,
-    EVIDENCE_CHUNK_RECORDS,
-    RecordBlocks,
-    TokeniseParams,
-    chunk_records_for,
-    write_batch,
-)
+from client_sdk.tokenise import CHUNK_RECORDS, EVIDENCE_CHUNK_RECORDS, TokeniseParams
+from client_sdk.tokenise_batch import RecordBlocks, chunk_records_for, write_batch
 from keys.errors import SpecError
 from keys.spec import LinkageSpec, default_spec, resolve_spec
 

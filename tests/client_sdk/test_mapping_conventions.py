@@ -30,7 +30,7 @@ from client_sdk.readers.columns import (
     name_text,
 )
 from client_sdk.record import NormalisedRecord
-from client_sdk.tokenise import tokenise_records
+from client_sdk.tokenise_batch import tokenise_records
 from keys.chunk import decode_chunk
 from keys.cliutil import run_cli
 from tests.support.tokenise_world import fixed_params

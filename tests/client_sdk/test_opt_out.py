@@ -19,7 +19,7 @@ from client_sdk.mapping import TYPE1_DISSENT_CODES, parse_mapping
 from client_sdk.opt_out import PermittedList, SourceOptOuts, load_permitted, split_codes
 from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
-from client_sdk.tokenise import write_batch
+from client_sdk.tokenise_batch import write_batch
 from keys.batch import BatchReader
 from keys.chunk import RESEARCH_RESTRICTED
 from tests.support.tokenise_world import fixed_params

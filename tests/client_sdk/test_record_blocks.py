@@ -12,7 +12,8 @@ from client_sdk.local_index import LocalIndex
 from client_sdk.mapping import load_mapping
 from client_sdk.pipeline import iter_records, record_blocks
 from client_sdk.quality import QualityCollector
-from client_sdk.tokenise import TokeniseParams, Tokeniser, tokenise_records, write_batch
+from client_sdk.tokenise import TokeniseParams, Tokeniser
+from client_sdk.tokenise_batch import tokenise_records, write_batch
 from keys.chunk import TokenChunk, decode_chunk, encode_chunk, encode_chunk_columns
 from keys.derive import RecordRef, Token
 from keys.spec import default_spec, parse_spec

@@ -15,14 +15,8 @@ from hypothesis import strategies as st
 from client_sdk.local_index import LocalIndex
 from client_sdk.normalise.names import nickname_key
 from client_sdk.record import NormalisedRecord
-from client_sdk.tokenise import (
-    EVIDENCE_CHUNK_RECORDS,
-    TokeniseParams,
-    Tokeniser,
-    chunk_records_for,
-    tokenise_records,
-    write_batch,
-)
+from client_sdk.tokenise import EVIDENCE_CHUNK_RECORDS, TokeniseParams, Tokeniser
+from client_sdk.tokenise_batch import chunk_records_for, tokenise_records, write_batch
 from keys.batch import BatchReader
 from keys.chunk import decode_chunk
 from keys.derive import DomainKey
