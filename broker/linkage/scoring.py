@@ -97,7 +97,7 @@ class _Scorer:
         :func:`~broker.matching.prefer_key` prefers (the first on a tie), as
         ``score_pairs`` keeps it."""
         mirror = self.mirror
-        evidence, records, blocks = mirror.evidence, mirror.records, mirror.blocks
+        evidence, records, blocks = mirror.evidence_at, mirror.records, mirror.blocks
         n_keys = len(self.columns)
         limit = self.model.max_block * MEMBER_BYTES
         review = self.model.thresholds.review
@@ -165,7 +165,7 @@ class _Scorer:
         says so; only the others' evidence is read.
         """
         j = key[0]
-        evidence = self.mirror.evidence
+        evidence = self.mirror.evidence_at
         raw = evidence[rid]
         wanted: list[tuple[int, int, bytes]] = []  # (comparison, exact column, token)
         for c, column, _, _ in self.tf[j]:
@@ -215,7 +215,7 @@ class _Scorer:
         """
         j = key[0]
         n = len(members) // MEMBER_BYTES
-        evidence = self.mirror.evidence
+        evidence = self.mirror.evidence_at
         review = self.model.thresholds.review
         columns = self.tf[j]
         adjustments = [0.0] * len(columns)
@@ -250,7 +250,7 @@ class _Scorer:
         at = (key, column, token)
         count = self.holders.get(at)
         if count is None:
-            evidence = self.mirror.evidence
+            evidence = self.mirror.evidence_at
             count = 0
             for rid, _ in iter_holders(members):
                 if holds_token(evidence[rid], column, token):

@@ -143,6 +143,7 @@ class LinkageMirror:
         "blocks",
         "counts",
         "evidence",
+        "evidence_at",
         "fit_attempt",
         "gen",
         "heads",
@@ -173,6 +174,10 @@ class LinkageMirror:
         # index byte + block token -> packed members, like the token index), link bases
         # and possible matches, and the fitted model.
         self.evidence: dict[int, bytes] = {}
+        # The same evidence by record number (b"" where none), which set_evidence keeps
+        # equal to it: the loops over a block's members read it by list index, not by
+        # hash lookup (docs/keyspace.md, "The link worker's scoring").
+        self.evidence_at: list[bytes] = []
         self.blocks: dict[bytes, bytes] = {}
         self.basis: dict[int, bytes] = {}
         self.possible: dict[int, bytes] = {}
@@ -200,6 +205,7 @@ class LinkageMirror:
         blocks = self.blocks
         counting = count and self.layout is not None
         if old is not None:
+            self.evidence_at[rid] = b""
             member = pack_member(rid, 0)[:4]
             old_keys = block_keys(old)
             for key in old_keys:
@@ -224,6 +230,10 @@ class LinkageMirror:
         if counting:
             self._count(rid, raw, keys, 1)
         self.evidence[rid] = raw
+        at = self.evidence_at
+        if rid >= len(at):
+            at.extend([b""] * (rid + 1 - len(at)))
+        at[rid] = raw
         member = pack_member(rid, stored_dsn(stored))
         for key in keys:
             blocks[key] = blocks.get(key, b"") + member
@@ -274,7 +284,7 @@ class LinkageMirror:
         ordered = sorted(members)
         tally: dict[bytes, int] = {}
         for i, (a, _) in enumerate(ordered):
-            raw, record = self.evidence[a], self.records[a]
+            raw, record = self.evidence_at[a], self.records[a]
             for b, dsn in ordered[i + 1 :]:
                 self._tally_pair(tally, j, columns, raw, record, b, dsn)
         self._add_all(tally, sign)
@@ -307,7 +317,7 @@ class LinkageMirror:
         """Tally, under key ``j`` (its ``columns``), the pattern of the pair of a record
         (its evidence ``raw``, its stored ``record``) and the held record ``b`` of
         dataset ``dsn_b``."""
-        levels = raw_levels(columns, raw, self.evidence[b])
+        levels = raw_levels(columns, raw, self.evidence_at[b])
         dsn = stored_dsn(record)
         if dsn != dsn_b:
             field = self._head(CANDIDATE, j, 0) + levels
