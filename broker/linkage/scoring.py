@@ -24,7 +24,13 @@ from typing import Final
 
 from broker.matching import Model, ScoredPair, prefer_key, tf_adjustment, weight_probability
 from broker.matching.score import tf_columns
-from broker.store.linkage_codec import MEMBER_BYTES, iter_holders, stored_dsn
+from broker.store.linkage_codec import (
+    MEMBER_BYTES,
+    iter_holders,
+    member_dsn,
+    member_rid,
+    stored_dsn,
+)
 from broker.store.linkage_evidence import (
     block_keys,
     column_tokens,
@@ -117,8 +123,11 @@ class _Scorer:
                 columns = self.columns[j]
                 visited: list[bytes] = []
                 passed: list[tuple[int, bytes, float]] = []
-                for other, other_dsn in iter_holders(members):
-                    if other_dsn == dsn or (other < rid and other in fresh):
+                for at in range(0, size, MEMBER_BYTES):
+                    if member_dsn(members, at) == dsn:
+                        continue
+                    other = member_rid(members, at)
+                    if other < rid and other in fresh:
                         continue
                     levels = raw_levels(columns, raw, evidence[other])
                     visited.append(levels)
@@ -177,16 +186,17 @@ class _Scorer:
         if not wanted:
             return
         counts = [0] * len(wanted)
-        at = 0
-        for other, other_dsn in iter_holders(members):
-            if other_dsn == dsn or (other < rid and other in fresh):
+        compared = 0
+        for at in range(0, len(members), MEMBER_BYTES):
+            other = member_rid(members, at)
+            if member_dsn(members, at) == dsn or (other < rid and other in fresh):
                 held = evidence[other]
                 for i, (_, column, token) in enumerate(wanted):
                     if holds_token(held, column, token):
                         counts[i] += 1
             else:
-                levels = visited[at]
-                at += 1
+                levels = visited[compared]
+                compared += 1
                 for i, (c, _, _) in enumerate(wanted):
                     if levels[c] == 1:
                         counts[i] += 1
