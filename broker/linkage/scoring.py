@@ -24,7 +24,13 @@ from typing import Final
 
 from broker.matching import Model, ScoredPair, prefer_key, tf_adjustment, weight_probability
 from broker.matching.score import tf_columns
-from broker.store.linkage_codec import MEMBER_BYTES, iter_holders, stored_dsn
+from broker.store.linkage_codec import (
+    MEMBER_BYTES,
+    iter_holders,
+    member_dsn,
+    member_rid,
+    stored_dsn,
+)
 from broker.store.linkage_evidence import (
     block_keys,
     column_tokens,
@@ -97,7 +103,7 @@ class _Scorer:
         :func:`~broker.matching.prefer_key` prefers (the first on a tie), as
         ``score_pairs`` keeps it."""
         mirror = self.mirror
-        evidence, records, blocks = mirror.evidence, mirror.records, mirror.blocks
+        evidence, records, blocks = mirror.evidence_at, mirror.records, mirror.blocks
         n_keys = len(self.columns)
         limit = self.model.max_block * MEMBER_BYTES
         review = self.model.thresholds.review
@@ -115,13 +121,23 @@ class _Scorer:
                 n = size // MEMBER_BYTES
                 bound = _SLACK + (math.log2((n + 8) / 10.0) if n > 2 else 0.0)
                 columns = self.columns[j]
-                for other, other_dsn in iter_holders(members):
-                    if other_dsn == dsn or (other < rid and other in fresh):
+                visited: list[bytes] = []
+                passed: list[tuple[int, bytes, float]] = []
+                for at in range(0, size, MEMBER_BYTES):
+                    if member_dsn(members, at) == dsn:
+                        continue
+                    other = member_rid(members, at)
+                    if other < rid and other in fresh:
                         continue
                     levels = raw_levels(columns, raw, evidence[other])
+                    visited.append(levels)
                     weight, exact = self._weight(j, levels)
-                    if weight_probability(weight + exact * bound) < review:
-                        continue
+                    if weight_probability(weight + exact * bound) >= review:
+                        passed.append((other, levels, weight))
+                if not passed:
+                    continue
+                self._count_holders(key, members, rid, dsn, fresh, visited, passed)
+                for other, levels, weight in passed:
                     vector = levels_vector(levels)
                     pair = self._scored(key, members, rid, other, vector, weight, bound)
                     if pair is None:
@@ -134,6 +150,58 @@ class _Scorer:
         # is), so it goes, as score_pairs' caller drops it.
         kept = [p for p in best.values() if p.probability >= review]
         return sorted(kept, key=lambda p: (-p.probability, -p.match_weight, p.left, p.right))
+
+    def _count_holders(
+        self,
+        key: bytes,
+        members: bytes,
+        rid: int,
+        dsn: int,
+        fresh: set[int],
+        visited: list[bytes],
+        passed: list[tuple[int, bytes, float]],
+    ) -> None:
+        """Count, in one walk over the block, the holders of each exact token of ``rid``
+        that a pair of it that may reach review (``passed``) agrees on, into the cache
+        :meth:`_holders` reads.
+
+        Only a column where ``rid`` holds one token is counted here (with several, the
+        pair's shared tokens decide which, and :meth:`_holders` counts each). Such a
+        token's holders are ``rid`` and the members whose cell shares a token with its
+        cell: for the members the walk over the block compared with ``rid``
+        (``visited``, in the block's order, the members of ``rid``'s own dataset and the
+        new records before it left out), the agreement vector's exact level already
+        says so; only the others' evidence is read.
+        """
+        j = key[0]
+        evidence = self.mirror.evidence_at
+        raw = evidence[rid]
+        wanted: list[tuple[int, int, bytes]] = []  # (comparison, exact column, token)
+        for c, column, _, _ in self.tf[j]:
+            if not any(levels[c] == 1 for _, levels, _ in passed):
+                continue
+            tokens = column_tokens(raw, column)
+            if len(tokens) == 1 and (key, column, tokens[0]) not in self.holders:
+                wanted.append((c, column, tokens[0]))
+        if not wanted:
+            return
+        counts = [0] * len(wanted)
+        compared = 0
+        for at in range(0, len(members), MEMBER_BYTES):
+            other = member_rid(members, at)
+            if member_dsn(members, at) == dsn or (other < rid and other in fresh):
+                held = evidence[other]
+                for i, (_, column, token) in enumerate(wanted):
+                    if holds_token(held, column, token):
+                        counts[i] += 1
+            else:
+                levels = visited[compared]
+                compared += 1
+                for i, (c, _, _) in enumerate(wanted):
+                    if levels[c] == 1:
+                        counts[i] += 1
+        for (_, column, token), count in zip(wanted, counts, strict=True):
+            self.holders[(key, column, token)] = count
 
     def _scored(
         self,
@@ -157,7 +225,7 @@ class _Scorer:
         """
         j = key[0]
         n = len(members) // MEMBER_BYTES
-        evidence = self.mirror.evidence
+        evidence = self.mirror.evidence_at
         review = self.model.thresholds.review
         columns = self.tf[j]
         adjustments = [0.0] * len(columns)
@@ -187,11 +255,12 @@ class _Scorer:
 
     def _holders(self, key: bytes, members: bytes, column: int, token: bytes) -> int:
         """How many of the block's records hold ``token`` in ``column`` (counted once
-        per call: the pairs kept are few, so only their tokens are counted)."""
+        per call: the pairs kept are few, so only their tokens are counted; most were
+        counted already, :meth:`_count_holders`)."""
         at = (key, column, token)
         count = self.holders.get(at)
         if count is None:
-            evidence = self.mirror.evidence
+            evidence = self.mirror.evidence_at
             count = 0
             for rid, _ in iter_holders(members):
                 if holds_token(evidence[rid], column, token):

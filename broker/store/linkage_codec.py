@@ -60,7 +60,9 @@ __all__ = [
     "iter_holders",
     "join_id",
     "last_holder_rid",
+    "member_dsn",
     "member_dsns",
+    "member_rid",
     "next_id",
     "only_other_holder",
     "pack_member",
@@ -156,11 +158,14 @@ def _u32_at(data: bytes, at: int) -> int:
     return data[at] << 24 | data[at + 1] << 16 | data[at + 2] << 8 | data[at + 3]
 
 
-def _member_rid(data: bytes, at: int) -> int:
+def member_rid(data: bytes, at: int) -> int:
+    """The record number of the member at byte ``at`` of ``data`` (holders or a person's
+    members), read in place."""
     return _u32_at(data, at)
 
 
-def _member_dsn(data: bytes, at: int) -> int:
+def member_dsn(data: bytes, at: int) -> int:
+    """The dataset number of the member at byte ``at`` of ``data``, read in place."""
     return data[at + _MEMBER_DSN_OFFSET] << 8 | data[at + _MEMBER_DSN_OFFSET + 1]
 
 
@@ -172,14 +177,14 @@ def only_other_holder(holders: bytes, rid: int) -> tuple[int, int] | None:
     """
     n = len(holders)
     if n == MEMBER_BYTES:
-        if _member_rid(holders, 0) == rid:
+        if member_rid(holders, 0) == rid:
             return 0, 0
-        return _member_rid(holders, 0), _member_dsn(holders, 0)
+        return member_rid(holders, 0), member_dsn(holders, 0)
     if n == 2 * MEMBER_BYTES:
-        if _member_rid(holders, 0) == rid:
-            return _member_rid(holders, MEMBER_BYTES), _member_dsn(holders, MEMBER_BYTES)
-        if _member_rid(holders, MEMBER_BYTES) == rid:
-            return _member_rid(holders, 0), _member_dsn(holders, 0)
+        if member_rid(holders, 0) == rid:
+            return member_rid(holders, MEMBER_BYTES), member_dsn(holders, MEMBER_BYTES)
+        if member_rid(holders, MEMBER_BYTES) == rid:
+            return member_rid(holders, 0), member_dsn(holders, 0)
     return None
 
 
@@ -187,10 +192,10 @@ def held_by_dataset(holders: bytes, dsn: int) -> bool:
     """Whether a record of dataset ``dsn`` is among ``holders`` (or a person's members)."""
     n = len(holders)
     if n == MEMBER_BYTES:
-        return _member_dsn(holders, 0) == dsn
+        return member_dsn(holders, 0) == dsn
     at = 0
     while at < n:
-        if _member_dsn(holders, at) == dsn:
+        if member_dsn(holders, at) == dsn:
             return True
         at += MEMBER_BYTES
     return False

@@ -143,6 +143,7 @@ class LinkageMirror:
         "blocks",
         "counts",
         "evidence",
+        "evidence_at",
         "fit_attempt",
         "gen",
         "heads",
@@ -173,6 +174,10 @@ class LinkageMirror:
         # index byte + block token -> packed members, like the token index), link bases
         # and possible matches, and the fitted model.
         self.evidence: dict[int, bytes] = {}
+        # The same evidence by record number (b"" where none), which set_evidence keeps
+        # equal to it: the loops over a block's members read it by list index, not by
+        # hash lookup (docs/keyspace.md, "The link worker's scoring").
+        self.evidence_at: list[bytes] = []
         self.blocks: dict[bytes, bytes] = {}
         self.basis: dict[int, bytes] = {}
         self.possible: dict[int, bytes] = {}
@@ -200,6 +205,7 @@ class LinkageMirror:
         blocks = self.blocks
         counting = count and self.layout is not None
         if old is not None:
+            self.evidence_at[rid] = b""
             member = pack_member(rid, 0)[:4]
             old_keys = block_keys(old)
             for key in old_keys:
@@ -224,6 +230,10 @@ class LinkageMirror:
         if counting:
             self._count(rid, raw, keys, 1)
         self.evidence[rid] = raw
+        at = self.evidence_at
+        if rid >= len(at):
+            at.extend([b""] * (rid + 1 - len(at)))
+        at[rid] = raw
         member = pack_member(rid, stored_dsn(stored))
         for key in keys:
             blocks[key] = blocks.get(key, b"") + member
@@ -258,8 +268,7 @@ class LinkageMirror:
             if len(others) < limit:
                 j = key[0]
                 columns, record = layout.blocks[j].columns, self.records[rid]
-                for other, dsn in others:
-                    self._tally_pair(tally, j, columns, raw, record, other, dsn)
+                self._tally_pairs(tally, j, columns, raw, record, others)
             elif len(others) == limit:
                 self._add_all(tally, sign)  # in order: a count never goes below zero
                 tally = {}
@@ -274,9 +283,8 @@ class LinkageMirror:
         ordered = sorted(members)
         tally: dict[bytes, int] = {}
         for i, (a, _) in enumerate(ordered):
-            raw, record = self.evidence[a], self.records[a]
-            for b, dsn in ordered[i + 1 :]:
-                self._tally_pair(tally, j, columns, raw, record, b, dsn)
+            raw, record = self.evidence_at[a], self.records[a]
+            self._tally_pairs(tally, j, columns, raw, record, ordered[i + 1 :])
         self._add_all(tally, sign)
 
     def resample(self, shift: int) -> None:
@@ -294,31 +302,33 @@ class LinkageMirror:
                     self._count_block(key[0], held, -1)
         self.shift = shift
 
-    def _tally_pair(
+    def _tally_pairs(
         self,
         tally: dict[bytes, int],
         j: int,
         columns: tuple[tuple[int, ...], ...],
         raw: bytes,
         record: bytes,
-        b: int,
-        dsn_b: int,
+        others: list[tuple[int, int]],
     ) -> None:
-        """Tally, under key ``j`` (its ``columns``), the pattern of the pair of a record
-        (its evidence ``raw``, its stored ``record``) and the held record ``b`` of
-        dataset ``dsn_b``."""
-        levels = raw_levels(columns, raw, self.evidence[b])
-        dsn = stored_dsn(record)
-        if dsn != dsn_b:
-            field = self._head(CANDIDATE, j, 0) + levels
-            tally[field] = tally.get(field, 0) + 1
-            pid = stored_pid(record)
-            if pid and pid == stored_pid(self.records[b]):
-                field = self._head(KNOWN, j, 0) + levels
+        """Tally, under key ``j`` (its ``columns``), the pattern of each pair of a record
+        (its evidence ``raw``, its stored ``record``) and one of the held records
+        ``others`` (``(record, dataset)``), in their order."""
+        dsn, pid = stored_dsn(record), stored_pid(record)
+        candidate, known = self._head(CANDIDATE, j, 0), self._head(KNOWN, j, 0)
+        same = self._head(SAME, j, dsn)
+        evidence, records = self.evidence_at, self.records
+        for b, dsn_b in others:
+            levels = raw_levels(columns, raw, evidence[b])
+            if dsn != dsn_b:
+                field = candidate + levels
                 tally[field] = tally.get(field, 0) + 1
-        else:
-            field = self._head(SAME, j, dsn) + levels
-            tally[field] = tally.get(field, 0) + 1
+                if pid and pid == stored_pid(records[b]):
+                    field = known + levels
+                    tally[field] = tally.get(field, 0) + 1
+            else:
+                field = same + levels
+                tally[field] = tally.get(field, 0) + 1
 
     def _head(self, kind: int, j: int, dsn: int) -> bytes:
         """:func:`field_head`, made once per kind, key and dataset."""

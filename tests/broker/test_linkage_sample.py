@@ -18,7 +18,7 @@ import itertools
 
 import pytest
 import redis
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.linkage import Linker
@@ -97,6 +97,47 @@ def test_in_place_scoring_drops_only_pairs_below_review(linked) -> None:
     kept = score_candidates(model, store.mirror, sorted(held))
     assert kept and len(kept) < len(everything)
     assert kept == [p for p in everything if p.probability >= model.thresholds.review]
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(kept=st.integers(0, 300), changed=st.integers(0, 300), by=st.integers(1, 299))
+def test_the_evidence_by_record_number_is_the_evidence_held(
+    redis_server, kept, changed, by
+) -> None:
+    """The mirror's evidence by record number, which the scoring and counting loops read,
+    stays the evidence it holds as records come, change their evidence and leave; a new
+    worker's mirror, read from Redis, holds the same."""
+    client = redis.Redis.from_url(redis_server.url)
+    store = LinkageStore(client, scope=f"sample-{next(_scopes)}")
+    linker = Linker(store)
+    w = world()
+    first, second = sorted(w.chunks)
+    records, layout = incoming(w.chunks[first])
+    later, _ = incoming(w.chunks[second])
+    linker.link(w.info(first), records, batch_id=first, layout=layout)
+    linker.link(w.info(second), later, batch_id=second, layout=layout)
+    again = [
+        dataclasses.replace(r, evidence=later[(i + by) % len(later)].evidence) if i < changed else r
+        for i, r in enumerate(later[:kept])
+    ]
+    linker.link(w.info(second), again, batch_id="again", layout=layout)
+    linker.replace_finish(w.info(second), batch_id="again")
+    try:
+        for reader in (store, LinkageStore(client, scope=store.scope)):
+            token = reader.acquire()
+            try:
+                mirror = reader.mirror
+                by_number = {rid: raw for rid, raw in enumerate(mirror.evidence_at) if raw}
+                assert by_number == mirror.evidence
+                assert len(mirror.evidence) == len(records) + min(kept, len(later))
+            finally:
+                reader.release(token)
+    finally:
+        client.close()
 
 
 _keys = st.binary(min_size=11, max_size=11)
