@@ -17,6 +17,7 @@ from client_sdk.quality import assigned_birthdays
 from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import Tokeniser
 from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
+from tests.support.evidence_cells import dob_agreement
 from tests.support.tokenise_world import fixed_params
 
 START = date(1940, 1, 1)
@@ -149,20 +150,6 @@ def test_an_assigned_birthday_removes_only_the_keys_that_rest_on_it(
             assert cell == day_cell
 
 
-def _dob_agreement(spec, block: str, a, b) -> str:
-    """The strongest date-of-birth level at which two records' evidence agrees in ``block``
-    (the broker's reading, docs/probabilistic.md step 4), given both are in it."""
-    (blocks_a, cells_a), (blocks_b, cells_b) = a, b
-    names = [k.name for k in spec.blocking_keys]
-    assert blocks_a[names.index(block)] == blocks_b[names.index(block)] is not None
-    for column, cell_a, cell_b in zip(spec.evidence_columns, cells_a, cells_b, strict=True):
-        comparison = spec.comparisons[column.comparison]
-        if names[column.block] == block and comparison.field == "date_of_birth":
-            if set(cell_a) & set(cell_b):
-                return comparison.levels[column.level]
-    return "disagree"
-
-
 @pytest.mark.parametrize(
     ("real", "other", "other_assigned", "level"),
     [
@@ -200,4 +187,4 @@ def test_an_assigned_birthday_agrees_with_its_year_at_a_level_of_its_own(
         )
     )
     pair = (gp.evidence(person), hospital.evidence(person._replace(date_of_birth=other)))
-    assert _dob_agreement(spec, "names_phonetic", *pair) == level
+    assert dob_agreement(spec, "names_phonetic", *pair) == level

@@ -26,6 +26,7 @@ from client_sdk.tokenise import Tokeniser
 from keys.batch import BatchReader
 from keys.cliutil import run_cli
 from keys.spec import PROBABILISTIC_SPEC_NAME, default_spec
+from tests.support.evidence_cells import dob_agreement
 from tests.support.tokenise_world import Org, fixed_params, make_orgs, tokenise
 
 TODAY = date(2026, 12, 4)
@@ -218,20 +219,6 @@ def test_a_partial_date_forms_no_key_and_no_dob_block(year, month, nhs) -> None:
     assert chunk.evidence is not None and chunk.evidence.blocks[0] == tuple(blocks.values())
 
 
-def _dob_agreement(spec, block: str, a, b) -> str:
-    """The strongest date-of-birth level at which two records' evidence agrees in
-    ``block``, given both are in it (as in test_assigned_birthdays)."""
-    (blocks_a, cells_a), (blocks_b, cells_b) = a, b
-    names = [k.name for k in spec.blocking_keys]
-    assert blocks_a[names.index(block)] == blocks_b[names.index(block)] is not None
-    for column, cell_a, cell_b in zip(spec.evidence_columns, cells_a, cells_b, strict=True):
-        comparison = spec.comparisons[column.comparison]
-        if names[column.block] == block and comparison.field == "date_of_birth":
-            if set(cell_a) & set(cell_b):
-                return comparison.levels[column.level]
-    return "disagree"
-
-
 @pytest.mark.parametrize(
     ("full", "partial", "level"),
     [
@@ -257,9 +244,9 @@ def test_a_partial_date_agrees_with_a_full_date_of_its_year_inside_postcode_year
         assert blocks[[b.name for b in spec.blocking_keys].index("postcode_year")] is None
         return
     record = _record(date_of_birth_partial=partial)
-    assert _dob_agreement(spec, "names_phonetic", practice, hospital.evidence(record)) == level
+    assert dob_agreement(spec, "names_phonetic", practice, hospital.evidence(record)) == level
     if level != "disagree":
-        assert _dob_agreement(spec, "postcode_year", practice, hospital.evidence(record)) == level
+        assert dob_agreement(spec, "postcode_year", practice, hospital.evidence(record)) == level
     # its comparison tokens: the year (and month) levels only
     cells = hospital.evidence(record)[1]
     for column, cell in zip(spec.evidence_columns, cells, strict=True):

@@ -3,6 +3,7 @@ what the level tests compare between records (agreeing cells share a token)."""
 
 from __future__ import annotations
 
+from client_sdk.evidence import Evidence
 from client_sdk.record import NormalisedRecord
 from client_sdk.tokenise import TokeniseParams, Tokeniser
 from keys.derive import DomainKey
@@ -32,3 +33,18 @@ def evidence_cells(spec: LinkageSpec, *records: NormalisedRecord, seed: int = 0x
             by_column[(chunk.evidence.block_names[block], comparison, level)] = set(cell)
         out.append(by_column)
     return out
+
+
+def dob_agreement(spec: LinkageSpec, block: str, a: Evidence, b: Evidence) -> str:
+    """The strongest date-of-birth level at which two records' evidence
+    (:meth:`client_sdk.tokenise.Tokeniser.evidence`) agrees in ``block`` (the broker's
+    reading, docs/probabilistic.md step 4), given both are in it; ``"disagree"`` if none."""
+    (blocks_a, cells_a), (blocks_b, cells_b) = a, b
+    names = [k.name for k in spec.blocking_keys]
+    assert blocks_a[names.index(block)] == blocks_b[names.index(block)] is not None
+    for column, cell_a, cell_b in zip(spec.evidence_columns, cells_a, cells_b, strict=True):
+        comparison = spec.comparisons[column.comparison]
+        if names[column.block] == block and comparison.field == "date_of_birth":
+            if set(cell_a) & set(cell_b):
+                return comparison.levels[column.level]
+    return "disagree"
